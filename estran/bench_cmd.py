@@ -1,0 +1,10 @@
+"""`estran bench`: benchmarks that print JSON and measure the peer in the same run."""
+
+import click
+
+from estran._lazy import LazyGroup
+
+
+@click.group(cls=LazyGroup, lazy={"decode": "estran.bench_decode:bench_decode"})
+def bench() -> None:
+    """Benchmarks: figures as JSON, the peer measured side by side."""

@@ -1,0 +1,61 @@
+"""`describe(protocol, data, options)`: the codecs' public face for technicians.
+
+Every codec module named in PROTOCOLS exposes::
+
+    def describe(data: bytes, options: dict) -> list[dict]
+
+returning one dict per frame or payload found in `data`, in the JSON contract of
+`estran decode --json`::
+
+    {"protocol": "mbus", "valid": True, "error": None,
+     "fields": {...protocol-specific header fields...},
+     "readings": [{"name": "...", "value": 1.5, "unit": "Wh"}, ...]}
+
+`options` carries the command-line options a codec understands (`key`, `mac`, `map`, ...).
+Garbage never raises from `describe`: it becomes `valid: False` with the reason in `error`.
+"""
+
+from protocols.errors import LocalProtocolError
+
+PROTOCOLS = {
+    "tic": "protocols.tic",
+    "modbus": "protocols.modbus",
+    "mbus": "protocols.mbus",
+    "sdi12": "protocols.sdi12",
+    "bthome": "protocols.bthome",
+    "miflora": "protocols.miflora",
+    "ultrasonic": "protocols.ultrasonic",
+    "nmea": "protocols.nmea",
+}
+
+
+def describe(
+    protocol: "str", data: "bytes", options: "dict[str, object]"
+) -> "list[dict[str, object]]":
+    """Decode `data` with the codec named `protocol`; see the module docstring."""
+    if protocol not in PROTOCOLS:
+        raise LocalProtocolError("unknown protocol %r" % protocol)
+    name = PROTOCOLS[protocol]
+    module = __import__(name, None, None, ["describe"])
+    result: "list[dict[str, object]]" = module.describe(data, options)
+    return result
+
+
+def result(
+    protocol: "str",
+    valid: "bool",
+    error: "str | None",
+    fields: "dict[str, object]",
+    readings: "list[dict[str, object]]",
+) -> "dict[str, object]":
+    """Build one contract dict (keeps key order stable for every codec)."""
+    return {
+        "protocol": protocol,
+        "valid": valid,
+        "error": error,
+        "fields": fields,
+        "readings": readings,
+    }
+
+
+__all__ = ["PROTOCOLS", "describe", "result"]

@@ -1,0 +1,72 @@
+"""Helpers for the codec vector tests, which run under pytest and under MicroPython.
+
+Vector test modules are named `test_vectors_*.py`, define plain `test_*()` functions taking
+no arguments, use plain `assert`, and import nothing MicroPython lacks. `mpy_run.py` runs
+them on the MicroPython unix port; pytest runs them on CPython.
+"""
+
+import json
+
+try:
+    import pytest
+
+    def skip(reason: "str") -> "None":
+        pytest.skip(reason)
+
+except ImportError:  # MicroPython
+
+    class Skipped(Exception):
+        pass
+
+    def skip(reason: "str") -> "None":
+        raise Skipped(reason)
+
+
+def _repo_root() -> "str":
+    here = __file__.replace("\\", "/")
+    parts = here.split("/")
+    # .../<root>/protocols/tests/support.py
+    root = "/".join(parts[:-3])
+    return root if root else "."
+
+
+def vectors_dir() -> "str":
+    """../shared/vectors beside the repository (or $ESTRAN_VECTORS), or skip when absent."""
+    try:
+        import os
+
+        env = os.getenv("ESTRAN_VECTORS")
+    except (ImportError, AttributeError):
+        env = None
+    path = env or (_repo_root() + "/../shared/vectors")
+    try:
+        open(path + "/README.md").close()
+    except OSError:
+        skip("shared vectors not found at %s (a plain clone has none)" % path)
+    return path
+
+
+def load_json(relative: "str") -> "object":
+    with open(vectors_dir() + "/" + relative) as f:
+        return json.load(f)
+
+
+def read_text(relative: "str") -> "str":
+    with open(vectors_dir() + "/" + relative) as f:
+        return f.read()
+
+
+def listdir(relative: "str") -> "list[str]":
+    import os
+
+    return sorted(os.listdir(vectors_dir() + "/" + relative))
+
+
+def unhex(text: "str") -> "bytes":
+    """Hex with optional spaces, newlines or colons to bytes."""
+    clean = "".join(c for c in text if c not in " \t\r\n:")
+    return bytes.fromhex(clean)
+
+
+def close(a: "float", b: "float", rel: "float" = 1e-6, abs_: "float" = 1e-9) -> "bool":
+    return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
