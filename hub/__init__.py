@@ -1,3 +1,5 @@
 """The central service: MQTT ingest, storage, HTTP API, alerts, dashboard."""
 
-__all__: list[str] = []
+from hub._errors import ConfigError, HubError, StorageError
+
+__all__ = ["ConfigError", "HubError", "StorageError"]

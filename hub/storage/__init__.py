@@ -1,0 +1,79 @@
+"""Hub storage: one interface (`Storage`), two backends (SQLite, PostgreSQL).
+
+`open_storage(spec, data_dir)` picks the backend from a `--db` value:
+
+- `sqlite` (default): `<data_dir>/estran.sqlite3`
+- `sqlite:///absolute/path.sqlite3` or `sqlite:relative/path.sqlite3`
+- `postgresql://user@host:port/dbname` (or `postgres://...`)
+
+The PostgreSQL backend is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub._errors import ConfigError
+from hub.storage._base import MAX_QUERY_ROWS, Storage
+from hub.storage._sqlite import SqliteStorage
+from hub.storage._thread import StorageThread
+from hub.storage._types import (
+    GatewayInfo,
+    GatewayState,
+    IngestBatch,
+    IngestResult,
+    ReadingRow,
+    SensorLatest,
+    SeriesKey,
+    Value,
+)
+
+
+def sqlite_path(spec: str, data_dir: Path) -> Path | None:
+    """The SQLite file a `--db` value names, or None when it is not a SQLite spec."""
+    if spec == "sqlite":
+        return data_dir / "estran.sqlite3"
+    if spec.startswith("sqlite:///"):
+        return Path(spec[len("sqlite://") :])
+    if spec.startswith("sqlite:"):
+        return Path(spec[len("sqlite:") :])
+    return None
+
+
+def open_storage(spec: str, data_dir: Path, *, migrate: bool = True) -> Storage:
+    """Open (and by default migrate) the storage named by a `--db` value."""
+    path = sqlite_path(spec, data_dir)
+    storage: Storage
+    if path is not None:
+        storage = SqliteStorage(path)
+    elif spec.startswith(("postgresql://", "postgres://")):
+        from hub.storage._postgres import PostgresStorage
+
+        storage = PostgresStorage(spec)
+    else:
+        raise ConfigError(f"unknown --db {spec!r}: use sqlite, sqlite:///PATH or postgresql://...")
+    if migrate:
+        try:
+            storage.migrate()
+        except BaseException:
+            storage.close()
+            raise
+    return storage
+
+
+__all__ = [
+    "MAX_QUERY_ROWS",
+    "GatewayInfo",
+    "GatewayState",
+    "IngestBatch",
+    "IngestResult",
+    "ReadingRow",
+    "SensorLatest",
+    "SeriesKey",
+    "SqliteStorage",
+    "Storage",
+    "StorageThread",
+    "Value",
+    "open_storage",
+    "sqlite_path",
+]

@@ -1,0 +1,359 @@
+"""SQLite backend: the default, one file in the hub's data directory.
+
+WAL journal (readers never block the writer), synchronous=FULL (a committed batch survives
+a power cut: the hub acknowledges only what is on disk), one transaction per ingest call
+with `executemany` over columnar rows, `INSERT OR IGNORE` for idempotency on (gateway, seq).
+The `value` column is declared without a type so SQLite keeps ints as ints and floats as
+floats (exact values, no REAL coercion).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from pathlib import Path
+
+from hub._errors import StorageError
+from hub.storage._base import (
+    Storage,
+    clamp_limit,
+    latest_per_series,
+    merge_value,
+    split_values,
+)
+from hub.storage._types import (
+    GatewayInfo,
+    GatewayState,
+    IngestBatch,
+    IngestResult,
+    ReadingRow,
+    SensorLatest,
+    SeriesKey,
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: gateways, series, readings
+    """
+    CREATE TABLE gateways (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        online INTEGER,
+        session INTEGER,
+        state_ts_ms INTEGER,
+        last_seen_ms INTEGER,
+        backlog INTEGER,
+        batches INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_error_ms INTEGER
+    );
+    CREATE TABLE gateway_rejections (
+        gateway_id INTEGER NOT NULL REFERENCES gateways(id),
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (gateway_id, reason)
+    ) WITHOUT ROWID;
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        sensor TEXT NOT NULL,
+        quantity TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        UNIQUE (sensor, quantity, unit)
+    );
+    CREATE TABLE readings (
+        gateway_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        value,
+        text TEXT,
+        flags INTEGER NOT NULL,
+        PRIMARY KEY (gateway_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX readings_series_ts ON readings (series_id, ts_ms);
+    """,
+)
+
+_INSERT = (
+    "INSERT OR IGNORE INTO readings (gateway_id, seq, series_id, ts_ms, value, text, flags)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SqliteStorage(Storage):
+    """One connection; use it from one thread at a time (ingest owns one, the API another)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.execute("PRAGMA cache_size=-32768")
+        except (sqlite3.Error, OSError) as e:
+            raise StorageError(f"cannot open SQLite database {self.path}: {e}") from e
+        self._lock = threading.Lock()  # the API shares one reader between request threads
+        self._series: dict[SeriesKey, int] = {}
+        self._gateways: dict[str, int] = {}
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> int:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                version = self.schema_version()
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                raise StorageError(f"migration failed: {e}") from e
+            return len(MIGRATIONS)
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _gateway_id(self, name: str) -> int:
+        gid = self._gateways.get(name)
+        if gid is None:
+            self._db.execute("INSERT OR IGNORE INTO gateways (name) VALUES (?)", (name,))
+            row = self._db.execute("SELECT id FROM gateways WHERE name = ?", (name,)).fetchone()
+            gid = int(row[0])
+            self._gateways[name] = gid
+        return gid
+
+    def _series_ids(self, keys: list[SeriesKey]) -> list[int]:
+        cache = self._series
+        missing = [k for k in keys if k not in cache]
+        for sensor, quantity, unit in sorted(set(missing), key=lambda k: (k[0], k[1], k[2] or "")):
+            u = unit or ""
+            self._db.execute(
+                "INSERT OR IGNORE INTO series (sensor, quantity, unit) VALUES (?, ?, ?)",
+                (sensor, quantity, u),
+            )
+            row = self._db.execute(
+                "SELECT id FROM series WHERE sensor = ? AND quantity = ? AND unit = ?",
+                (sensor, quantity, u),
+            ).fetchone()
+            cache[(sensor, quantity, unit)] = int(row[0])
+        return [cache[k] for k in keys]
+
+    def ingest(self, batches: Sequence[IngestBatch], now_ms: int) -> IngestResult:
+        attempted = sum(len(b) for b in batches)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                inserted = 0
+                for batch in batches:
+                    gid = self._gateway_id(batch.gateway)
+                    ids = self._series_ids(batch.series)
+                    nums, texts = split_values(batch)
+                    cur = self._db.executemany(
+                        _INSERT,
+                        zip(
+                            repeat(gid),
+                            batch.seqs,
+                            [ids[i] for i in batch.series_index],
+                            batch.ts_ms,
+                            nums,
+                            texts if texts is not None else repeat(None),
+                            batch.flags,
+                            strict=False,
+                        ),
+                    )
+                    inserted += cur.rowcount
+                self._touch_gateways(batches, now_ms)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                self._series.clear()
+                self._gateways.clear()
+                raise StorageError(f"ingest failed: {e}") from e
+        return IngestResult(inserted=inserted, duplicates=attempted - inserted)
+
+    def _touch_gateways(self, batches: Sequence[IngestBatch], now_ms: int) -> None:
+        latest: dict[str, IngestBatch] = {}
+        counts: dict[str, int] = {}
+        for b in batches:
+            latest[b.gateway] = b
+            counts[b.gateway] = counts.get(b.gateway, 0) + 1
+        for name in sorted(latest):
+            b = latest[name]
+            self._db.execute(
+                "UPDATE gateways SET last_seen_ms = ?, batches = batches + ?,"
+                " backlog = COALESCE(?, backlog) WHERE id = ?",
+                (now_ms, counts[name], b.backlog, self._gateway_id(name)),
+            )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def record_state(self, gateway: str, state: GatewayState, now_ms: int) -> bool:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                gid = self._gateway_id(gateway)
+                cur = self._db.execute(
+                    "UPDATE gateways SET online = ?, session = ?, state_ts_ms = ?,"
+                    " last_seen_ms = ?, backlog = COALESCE(?, backlog)"
+                    " WHERE id = ? AND (session IS NULL OR session < ?"
+                    "   OR (session = ? AND online = 1))",
+                    (
+                        int(state.online),
+                        state.session,
+                        state.ts_ms,
+                        now_ms,
+                        state.backlog,
+                        gid,
+                        state.session,
+                        state.session,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                self._gateways.clear()
+                raise StorageError(f"state update failed: {e}") from e
+        return cur.rowcount > 0
+
+    def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                gid = self._gateway_id(gateway)
+                self._db.execute(
+                    "INSERT INTO gateway_rejections (gateway_id, reason, count) VALUES (?, ?, 1)"
+                    " ON CONFLICT (gateway_id, reason) DO UPDATE SET count = count + 1",
+                    (gid, reason),
+                )
+                self._db.execute(
+                    "UPDATE gateways SET last_error = ?, last_error_ms = ? WHERE id = ?",
+                    (detail[:500], now_ms, gid),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                self._gateways.clear()
+                raise StorageError(f"rejection update failed: {e}") from e
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def gateways(self) -> list[GatewayInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
+                " last_error_ms FROM gateways ORDER BY name"
+            ).fetchall()
+            rejected: dict[int, dict[str, int]] = {}
+            for gid, reason, count in self._db.execute(
+                "SELECT gateway_id, reason, count FROM gateway_rejections"
+            ):
+                rejected.setdefault(gid, {})[reason] = count
+        return [
+            GatewayInfo(
+                gateway=name,
+                state="unknown" if online is None else ("online" if online else "offline"),
+                session=session,
+                last_seen_ms=last_seen,
+                backlog=backlog,
+                batches=batches,
+                rejected=rejected.get(gid, {}),
+                last_error=last_error,
+                last_error_ms=last_error_ms,
+            )
+            for gid, name, online, session, last_seen, backlog, batches, last_error, last_error_ms in rows
+        ]
+
+    def sensors(self) -> list[SensorLatest]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+                " FROM series s"
+                " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
+                "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
+                " JOIN gateways g ON g.id = r.gateway_id"
+                " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
+            ).fetchall()
+        return latest_per_series(
+            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
+            for sensor, quantity, unit, ts, v, t, flags, gw in rows
+        )
+
+    def readings(
+        self,
+        sensor: str,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int = 10_000,
+    ) -> list[ReadingRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT g.name, r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text,"
+                " r.flags FROM series s"
+                " JOIN readings r ON r.series_id = s.id"
+                " JOIN gateways g ON g.id = r.gateway_id"
+                " WHERE s.sensor = ? AND r.ts_ms >= ? AND r.ts_ms < ?"
+                " ORDER BY r.ts_ms, g.name, r.seq LIMIT ?",
+                (
+                    sensor,
+                    -(2**63) if from_ms is None else from_ms,
+                    2**63 - 1 if to_ms is None else to_ms,
+                    clamp_limit(limit),
+                ),
+            ).fetchall()
+        return [
+            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
+            for gw, seq, s, q, u, ts, v, t, fl in rows
+        ]
+
+    def count_readings(self, gateway: str | None = None) -> int:
+        with self._lock:
+            if gateway is None:
+                row = self._db.execute("SELECT count(*) FROM readings").fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT count(*) FROM readings r JOIN gateways g ON g.id = r.gateway_id"
+                    " WHERE g.name = ?",
+                    (gateway,),
+                ).fetchone()
+        return int(row[0])
+
+    def export(self, gateway: str, chunk: int = 50_000) -> Iterator[ReadingRow]:
+        after = -(2**63)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags"
+                    " FROM readings r JOIN gateways g ON g.id = r.gateway_id"
+                    " JOIN series s ON s.id = r.series_id"
+                    " WHERE g.name = ? AND r.seq > ? ORDER BY r.seq LIMIT ?",
+                    (gateway, after, chunk),
+                ).fetchall()
+            if not rows:
+                return
+            for seq, s, q, u, ts, v, t, fl in rows:
+                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t), fl)
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+__all__ = ["MIGRATIONS", "SqliteStorage"]

@@ -1,0 +1,58 @@
+"""Service fixtures shared by hub tests and hil-tests: a throwaway PostgreSQL database.
+
+PostgreSQL is found at $ESTRAN_PG (default postgresql://root@127.0.0.1:5432/postgres). When it
+is absent the tests skip with the reason, except under CI=true where they fail: CI must
+exercise both databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+ADMIN_URL = os.environ.get("ESTRAN_PG", "postgresql://root@127.0.0.1:5432/postgres")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: services are required)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_db(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@contextlib.contextmanager
+def temporary_database() -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it afterwards."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as e:  # any failure means "no PostgreSQL here"
+        unavailable(f"PostgreSQL not reachable at {ADMIN_URL}: {e}")
+        raise AssertionError("unreachable") from e
+    name = f"estran_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield _with_db(ADMIN_URL, name)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+__all__ = ["ADMIN_URL", "free_port", "temporary_database", "unavailable"]

@@ -1,0 +1,203 @@
+"""The storage contract, run against both backends (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.storage import (
+    GatewayState,
+    IngestBatch,
+    SeriesKey,
+    Storage,
+    Value,
+    open_storage,
+)
+
+T0 = 1_764_547_200_000
+
+
+def batch(
+    gateway: str,
+    first_seq: int,
+    rows: list[tuple[SeriesKey, int, Value]],
+    *,
+    historical: bool = False,
+    backlog: int | None = None,
+    batch_no: int = 1,
+) -> IngestBatch:
+    series: list[SeriesKey] = []
+    index: dict[SeriesKey, int] = {}
+    b = IngestBatch(
+        gateway=gateway,
+        session=1,
+        batch_no=batch_no,
+        historical=historical,
+        backlog=backlog,
+        ranges=[(first_seq, first_seq + len(rows) - 1)],
+        series=series,
+        series_index=[],
+        seqs=list(range(first_seq, first_seq + len(rows))),
+        ts_ms=[],
+        values=[],
+        flags=[],
+    )
+    for key, ts, value in rows:
+        if key not in index:
+            index[key] = len(series)
+            series.append(key)
+        b.series_index.append(index[key])
+        b.ts_ms.append(ts)
+        b.values.append(value)
+        b.flags.append(1 if historical else 0)
+        b.has_text = b.has_text or isinstance(value, str)
+    return b
+
+
+SOIL: SeriesKey = ("soil-001", "moisture", "%RH")
+TEMP: SeriesKey = ("soil-001", "temperature", "Cel")
+METER: SeriesKey = ("meter-001", "energy", "Wh")
+STATE: SeriesKey = ("berth-001", "status", None)
+
+
+def test_migrate_is_idempotent(storage: Storage, storage_spec: str, tmp_path: Path) -> None:
+    assert storage.schema_version() == 1
+    again = open_storage(storage_spec, tmp_path)
+    try:
+        assert again.schema_version() == 1
+        assert again.migrate() == 1
+    finally:
+        again.close()
+
+
+def test_ingest_and_read_back_exact_values(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL, T0, 35.27),
+        (TEMP, T0, 12.0),
+        (METER, T0 + 1, 1_000_123),
+        (STATE, T0 + 2, "charging"),
+        (SOIL, T0 + 900_000, 35.3),
+    ]
+    result = storage.ingest([batch("gw-1", 100, rows)], now_ms=T0)
+    assert (result.inserted, result.duplicates) == (5, 0)
+    got = storage.readings("soil-001")
+    assert [(r.quantity, r.ts_ms, r.value, r.seq) for r in got] == [
+        ("moisture", T0, 35.27, 100),
+        ("temperature", T0, 12.0, 101),
+        ("moisture", T0 + 900_000, 35.3, 104),
+    ]
+    meter = storage.readings("meter-001")
+    assert meter[0].value == 1_000_123 and isinstance(meter[0].value, int)
+    assert storage.readings("berth-001")[0].value == "charging"
+    assert storage.readings("berth-001")[0].unit is None
+    assert storage.count_readings() == 5
+    assert storage.count_readings("gw-1") == 5
+    assert storage.count_readings("gw-2") == 0
+
+
+def test_resend_is_idempotent(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + i, i) for i in range(50)]
+    first = storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    again = storage.ingest([batch("gw-1", 1, rows), batch("gw-1", 51, rows[:10])], now_ms=T0)
+    assert (first.inserted, first.duplicates) == (50, 0)
+    assert (again.inserted, again.duplicates) == (10, 50)
+    assert storage.count_readings("gw-1") == 60
+    # same seqs from another gateway are other readings
+    other = storage.ingest([batch("gw-2", 1, rows)], now_ms=T0)
+    assert other.inserted == 50
+    assert [r.seq for r in storage.export("gw-1")] == list(range(1, 61))
+
+
+def test_bools_are_stored_as_numbers(storage: Storage) -> None:
+    storage.ingest([batch("gw-1", 1, [(STATE, T0, True), (STATE, T0 + 1, False)])], now_ms=T0)
+    assert [r.value for r in storage.readings("berth-001")] == [1, 0]
+
+
+def test_time_window_and_limit(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + 1000 * i, i) for i in range(10)]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    window = storage.readings("soil-001", from_ms=T0 + 2000, to_ms=T0 + 5000)
+    assert [r.value for r in window] == [2, 3, 4]
+    assert len(storage.readings("soil-001", limit=3)) == 3
+    assert storage.readings("nobody") == []
+
+
+def test_clock_going_backwards_keeps_every_reading(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL, T0 + 5000, 1),
+        (SOIL, T0 + 6000, 2),
+        (SOIL, T0 + 1000, 3),  # the gateway clock jumped back
+        (SOIL, T0 + 1000, 4),  # and produced the same timestamp twice
+    ]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    assert [r.seq for r in storage.export("gw-1")] == [1, 2, 3, 4]
+    assert sorted(r.value for r in storage.readings("soil-001")) == [1, 2, 3, 4]  # type: ignore[type-var]
+
+
+def test_sensors_gives_latest_value_of_each_series(storage: Storage) -> None:
+    storage.ingest(
+        [
+            batch(
+                "gw-1",
+                1,
+                [
+                    (SOIL, T0, 30.0),
+                    (SOIL, T0 + 2000, 31.5),
+                    (SOIL, T0 + 1000, 99.0),
+                    (TEMP, T0, 10),
+                ],
+            )
+        ],
+        now_ms=T0,
+    )
+    latest = {(s.sensor, s.quantity): (s.value, s.ts_ms, s.gateway) for s in storage.sensors()}
+    assert latest == {
+        ("soil-001", "moisture"): (31.5, T0 + 2000, "gw-1"),
+        ("soil-001", "temperature"): (10, T0, "gw-1"),
+    }
+
+
+def test_gateway_state_birth_death_and_stale_will(storage: Storage) -> None:
+    assert storage.record_state("gw-1", GatewayState(True, 5, T0, backlog=1000), now_ms=T0)
+    (gw,) = storage.gateways()
+    assert (gw.gateway, gw.state, gw.session, gw.backlog) == ("gw-1", "online", 5, 1000)
+    # a reconnect: birth of session 6, then the late Will of session 5 arrives
+    assert storage.record_state("gw-1", GatewayState(True, 6, T0 + 10), now_ms=T0 + 10)
+    assert not storage.record_state("gw-1", GatewayState(False, 5, T0 + 11), now_ms=T0 + 11)
+    assert storage.gateways()[0].state == "online"
+    assert storage.gateways()[0].backlog == 1000
+    assert storage.record_state("gw-1", GatewayState(False, 6, T0 + 12), now_ms=T0 + 12)
+    assert storage.gateways()[0].state == "offline"
+    # an unknown gateway is unknown until it says something
+    storage.ingest([batch("gw-2", 1, [(SOIL, T0, 1)], backlog=7)], now_ms=T0 + 20)
+    gw2 = storage.gateways()[1]
+    assert (gw2.state, gw2.last_seen_ms, gw2.backlog, gw2.batches) == ("unknown", T0 + 20, 7, 1)
+
+
+def test_rejections_are_counted_in_gateway_state(storage: Storage) -> None:
+    storage.record_rejection("gw-1", "malformed", "bad block\x00", now_ms=T0)
+    storage.record_rejection("gw-1", "malformed", "bad block again", now_ms=T0 + 1)
+    storage.record_rejection("gw-1", "overflow", "too big", now_ms=T0 + 2)
+    (gw,) = storage.gateways()
+    assert gw.rejected == {"malformed": 2, "overflow": 1}
+    assert gw.last_error == "too big" and gw.last_error_ms == T0 + 2
+
+
+def test_many_series_and_large_batch(storage: Storage) -> None:
+    keys: list[SeriesKey] = [(f"s-{i:03d}", "q", "W") for i in range(200)]
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (keys[i % 200], T0 + i, i * 0.5) for i in range(5000)
+    ]
+    assert storage.ingest([batch("gw-1", 10, rows)], now_ms=T0).inserted == 5000
+    assert len(storage.sensors()) == 200
+    exported = list(storage.export("gw-1", chunk=999))
+    assert len(exported) == 5000
+    assert exported[1].value == 0.5 and exported[-1].seq == 5009
+
+
+def test_unknown_db_spec_is_a_config_error(tmp_path: Path) -> None:
+    from hub import ConfigError
+
+    with pytest.raises(ConfigError):
+        open_storage("mysql://nope", tmp_path)
