@@ -62,7 +62,7 @@ SP = 0x20
 END_ETX = "ETX"  # complete
 END_EOT = "EOT"  # interrupted by the meter
 END_STX = "STX"  # a new frame started before ETX (ETX lost)
-END_EOF = "EOF"  # the input ended before ETX (TicStream.receive_data(b""))
+END_EOF = "EOF"  # the input ended before ETX (TicStream.end_of_data())
 
 MAX_FRAME = 4096  # a full three-phase producer frame in standard mode is about 2.5 KiB
 MAX_PENDING = 8  # frames decoded but not yet taken by next_event()
@@ -394,7 +394,8 @@ class Group:
         return text + ")"
 
 
-def _bad(label: "str", mode: "str | None", reason: "str", message: "str") -> "Group":
+def _bad(label: "str", mode: "str | None", reason: "str", text: "str") -> "Group":
+    message = label + ": " + text if label else text
     return Group(label, "", mode, reason=reason, message=message)
 
 
@@ -412,12 +413,12 @@ def parse_group(content: "bytes", mode: "str | None" = None) -> "Group":
     label = _guess_label(content)
     for b in content:
         if (b < 0x20 and b != HT) or b > 0x7E:
-            return _bad(label, detected, MALFORMED, "%s: control byte 0x%02x" % (label, b))
+            return _bad(label, detected, MALFORMED, "control byte 0x%02x" % b)
     if mode is not None and mode != detected:
-        return _bad(label, mode, MALFORMED, "%s: %s group in %s mode" % (label, detected, mode))
+        return _bad(label, mode, MALFORMED, "%s group in %s mode" % (detected, mode))
     sep = HT if detected == STANDARD else SP
     if len(content) < 4 or content[-2] != sep:
-        return _bad(label, detected, MALFORMED, "%s: no checksum field" % label)
+        return _bad(label, detected, MALFORMED, "no checksum field")
     if detected == STANDARD:
         summed = content[:-1]
         parts = content[:-2].split(b"\t")
@@ -426,19 +427,19 @@ def parse_group(content: "bytes", mode: "str | None" = None) -> "Group":
         elif len(parts) == 3:
             horodate_raw = parts[1].decode()
         else:
-            return _bad(label, detected, MALFORMED, "%s: %d fields" % (label, len(parts)))
+            return _bad(label, detected, MALFORMED, "%d fields" % len(parts))
         label_b = parts[0]
         value_b = parts[-1]
     else:
         summed = content[:-2]
         split = summed.find(b" ")
         if split < 0:
-            return _bad(label, detected, MALFORMED, "%s: no value field" % label)
+            return _bad(label, detected, MALFORMED, "no value field")
         horodate_raw = None
         label_b = summed[:split]
         value_b = summed[split + 1 :]
     if not label_b or SP in label_b:
-        return _bad(label, detected, MALFORMED, "%r: bad label" % label_b.decode())
+        return _bad("", detected, MALFORMED, "bad label %r" % label_b.decode())
     label = label_b.decode()
     value = value_b.decode()
     got = content[-1]
@@ -589,14 +590,16 @@ def _parse_body(body: "bytes", mode: "str | None", end: "str") -> "Frame":
         limit = n if cr < 0 else cr
         nxt = body.find(b"\n", lf + 1, limit)
         if nxt >= 0:  # the next group starts before this one ended
-            label = _guess_label(body[lf + 1 : nxt])
-            groups.append(_bad(label, mode, MALFORMED, "%s: group without CR" % label))
+            part = body[lf + 1 : nxt]
+            if not _is_blank(part):
+                groups.append(_bad(_guess_label(part), mode, MALFORMED, "group without CR"))
             pos = nxt
             continue
         if cr < 0:
-            if end == END_ETX:  # a cut frame's last group is expected to be partial
-                label = _guess_label(body[lf + 1 :])
-                groups.append(_bad(label, mode, MALFORMED, "%s: group without CR" % label))
+            part = body[lf + 1 :]
+            # a cut frame's last group is expected to be partial
+            if end == END_ETX and not _is_blank(part):
+                groups.append(_bad(_guess_label(part), mode, MALFORMED, "group without CR"))
             break
         groups.append(parse_group(body[lf + 1 : cr], mode))
         pos = cr + 1
@@ -662,7 +665,7 @@ _FRAME = "frame"  # pending-item kind; any other kind is an error reason
 class TicStream:
     """Frames from a TIC byte stream fed in arbitrary pieces (sans-IO).
 
-    ``receive_data(data)`` takes bytes (an empty ``b""`` means end of input: a partial
+    ``receive_data(data)`` takes bytes; ``end_of_data()`` says the input ended (a partial
     frame then comes out with end END_EOF); ``next_event()`` returns the next Frame or
     NEED_DATA, and raises RemoteProtocolError(OVERFLOW) for a frame longer than
     ``max_frame`` (dropped) or when more than ``max_pending`` frames were waiting (the
@@ -713,10 +716,15 @@ class TicStream:
         if body:
             self._queue(_FRAME, body, end)
 
+    def end_of_data(self) -> "None":
+        """The input ended (a capture file, a closed port): a partial frame comes out with
+        end END_EOF. The stream can be fed again afterwards."""
+        if self._in_frame:
+            self._close(END_EOF)
+
     def receive_data(self, data: "bytes") -> "None":
+        """Feed bytes as they come (a serial read that timed out may pass b"")."""
         if not data:
-            if self._in_frame:
-                self._close(END_EOF)
             return
         data = _mask(data)
         n = len(data)
@@ -816,7 +824,7 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         for start in range(0, len(data), step):
             stream.receive_data(data[start : start + step])
             _drain(stream, out)
-        stream.receive_data(b"")
+        stream.end_of_data()
         _drain(stream, out)
         return out
     except ProtocolError as e:  # defensive: describe never raises on input
