@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from protocols.describe import PROTOCOLS, describe
+from protocols.errors import LocalProtocolError
 
 Result = dict[str, Any]
 
@@ -59,6 +60,9 @@ def _print_table(console: Console, result: Result) -> None:
 @click.option("--key", help="BTHome bind key (hex) for encrypted payloads.")
 @click.option("--mac", help="Device MAC address AA:BB:CC:DD:EE:FF (BTHome, Mi Flora).")
 @click.option("--map", "register_map", help="Modbus register map: sdm120, sdm630, ...")
+@click.option("--model", help="Ultrasonic sensor model: lv, xl, hrlv, a02yyuw, ...")
+@click.option("--empty-mm", type=float, help="Ultrasonic: distance to the empty bin's floor.")
+@click.option("--full-mm", type=float, help="Ultrasonic: distance when the bin is full.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per frame.")
 def decode(
     protocol: str,
@@ -67,14 +71,27 @@ def decode(
     key: str | None,
     mac: str | None,
     register_map: str | None,
+    model: str | None,
+    empty_mm: float | None,
+    full_mm: float | None,
     as_json: bool,
 ) -> None:
     """Decode frames of PROTOCOL given as HEX (spaces allowed), '-' (hex lines on stdin)
     or --file. Exit status: 0 all valid, 1 something invalid, 2 usage error."""
-    options: dict[str, object] = {"key": key, "mac": mac, "map": register_map}
+    options: dict[str, object] = {
+        "key": key,
+        "mac": mac,
+        "map": register_map,
+        "model": model,
+        "empty_mm": empty_mm,
+        "full_mm": full_mm,
+    }
     results: list[Result] = []
     for payload in _inputs(hex_data, file):
-        results.extend(describe(protocol, payload, options))
+        try:
+            results.extend(describe(protocol, payload, options))
+        except LocalProtocolError as e:
+            raise click.UsageError(str(e)) from e
     if not results:
         results.append(
             {
