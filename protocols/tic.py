@@ -447,7 +447,7 @@ def parse_group(content: "bytes", mode: "str | None" = None) -> "Group":
     group = Group(label, value, detected, chr(got), horodate_raw)
     if got != expected:
         group.reason = CHECKSUM
-        group.message = "%s: checksum %r, expected %r" % (label, chr(got), chr(expected))
+        group.message = "%s: got %r, expected %r" % (label, chr(got), chr(expected))
     elif horodate_raw is not None:
         try:
             group.time = parse_horodate(horodate_raw)
@@ -542,6 +542,14 @@ class Frame:
             if g.label == label and g.reason is None:
                 found = g.value
         return found
+
+    @property
+    def date(self) -> "Horodate | None":
+        """The meter's clock (standard mode: the DATE group), None when absent or bad."""
+        for g in self.groups:
+            if g.label == "DATE" and g.reason is None and g.time is not None:
+                return g.time
+        return None
 
     def fields(self) -> "dict[str, str]":
         """Label -> raw value of every valid group; horodates as ``<label>_time`` (ISO)."""

@@ -196,6 +196,8 @@ def test_linky_standard_frame_groups() -> "None":
     assert date.time is not None
     assert date.time.season == "E" and not date.time.degraded
     assert date.time.offset_minutes == 120
+    assert frame.date == date.time
+    assert tic.parse_frame(_raw(_vector(CBETM))).date is None
 
 
 def test_linky_standard_describe() -> "None":
