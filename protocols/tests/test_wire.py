@@ -1,0 +1,262 @@
+"""The wire schema: round trips, documented examples, hostile payloads, topics."""
+
+from __future__ import annotations
+
+import zlib
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocols import wire
+from protocols.errors import LocalProtocolError, RemoteProtocolError
+
+BLOCK_A = bytes.fromhex("8301020304")  # stands for a protocols.block payload
+BLOCK_B = bytes.fromhex("820a0b")
+
+
+def data_batch(**kw: object) -> wire.DataBatch:
+    args: dict[str, object] = {
+        "session": 7,
+        "batch": 42,
+        "first_seq": 1000,
+        "last_seq": 1004,
+        "count": 5,
+        "blocks": [BLOCK_A, BLOCK_B],
+        "flags": wire.FLAG_HISTORICAL,
+        "backlog": 250_000,
+    }
+    args.update(kw)
+    return wire.DataBatch(**args)  # type: ignore[arg-type]
+
+
+# -- round trips and examples -------------------------------------------------------------
+
+
+def test_data_round_trip_uncompressed_example() -> None:
+    payload = wire.encode_data(data_batch(), compress=0)
+    # the example of docs/wire-format.md
+    assert payload.hex() == "8b010107182a1903e81903ec05011a0003d090008245830102030443820a0b"
+    assert cbor2.loads(payload) == [1, 1, 7, 42, 1000, 1004, 5, 1, 250_000, 0, [BLOCK_A, BLOCK_B]]
+    got = wire.decode_data(payload)
+    assert (got.session, got.batch, got.first_seq, got.last_seq, got.count) == (7, 42, 1000, 1004, 5)
+    assert got.blocks == [BLOCK_A, BLOCK_B]
+    assert got.historical and got.backlog == 250_000
+
+
+def test_data_is_deflated_when_it_pays() -> None:
+    blocks = [bytes(range(256)) * 8 for _ in range(4)]
+    batch = data_batch(blocks=blocks, count=5)
+    payload = wire.encode_data(batch)
+    items = cbor2.loads(payload)
+    assert items[9] == wire.CODEC_DEFLATE
+    assert cbor2.loads(zlib.decompress(items[10])) == blocks
+    assert len(payload) < 1000  # 8 KiB of blocks
+    assert wire.decode_data(payload).blocks == blocks
+    # a body that does not shrink stays as it is
+    assert cbor2.loads(wire.encode_data(data_batch()))[9] == wire.CODEC_BLOCKS
+
+
+def test_live_batch_has_no_flag_and_backlog_may_be_unknown() -> None:
+    got = wire.decode_data(wire.encode_data(data_batch(flags=0, backlog=None)))
+    assert not got.historical and got.backlog is None
+
+
+def test_ack_round_trip() -> None:
+    ack = wire.Ack(7, 42, [(1000, 1002), (1003, 1004), (2**40, 2**40 + 9)])
+    payload = wire.encode_ack(ack)
+    assert wire.encode_ack(wire.Ack(7, 42, [(1000, 1004)])).hex() == "86010207182a821903e81903ecf6"
+    assert cbor2.loads(payload) == [1, 2, 7, 42, [1000, 1002, 1003, 1004, 2**40, 2**40 + 9], None]
+    assert wire.decode_ack(payload) == ack
+    nack = wire.Ack(7, 43, [(1005, 1010)], rejected="malformed: block 2")
+    assert wire.decode_ack(wire.encode_ack(nack)) == nack
+
+
+def test_state_round_trip() -> None:
+    birth = wire.State(True, 12, 1_764_547_200_000, backlog=1_000_000, dropped=0, software="0.1.0")
+    assert wire.encode_state(birth).hex() == "880103f50c1b0000019ad73584001a000f42400065302e312e30"
+    assert wire.decode_state(wire.encode_state(birth)) == birth
+    death = wire.State(False, 12, 1_764_547_200_000)
+    payload = wire.encode_state(death)
+    assert cbor2.loads(payload) == [1, 3, False, 12, 1_764_547_200_000, None, None, None]
+    assert wire.decode_state(payload) == death
+
+
+@pytest.mark.parametrize("kind", [wire.REPORT, wire.CONFIG, wire.CMD])
+def test_envelopes_carry_one_cbor_item(kind: int) -> None:
+    body = cbor2.dumps({"version": 3, "sensors": ["soil-001"]})
+    env = wire.Envelope(kind, body)
+    payload = wire.encode_envelope(env)
+    assert cbor2.loads(payload) == [1, kind, {"version": 3, "sensors": ["soil-001"]}]
+    assert wire.decode_envelope(payload, kind) == env
+    assert wire.message_type(payload) == kind
+    with pytest.raises(LocalProtocolError):
+        wire.encode_envelope(wire.Envelope(kind, body + b"\x00"))
+
+
+def test_later_minor_versions_may_append_fields() -> None:
+    items = cbor2.loads(wire.encode_ack(wire.Ack(1, 2, [(3, 4)])))
+    extended = cbor2.dumps([*items, {"new": [1, 2]}, "field"])
+    assert wire.decode_ack(extended) == wire.Ack(1, 2, [(3, 4)])
+
+
+def test_merge_ranges() -> None:
+    assert wire.merge_ranges([(6, 9), (1, 5), (20, 20), (3, 4), (21, 30)]) == [(1, 9), (20, 30)]
+    assert wire.merge_ranges([]) == []
+
+
+def test_encoder_refuses_nonsense() -> None:
+    with pytest.raises(LocalProtocolError):
+        wire.encode_data(data_batch(blocks=[]))
+    with pytest.raises(LocalProtocolError):
+        wire.encode_data(data_batch(count=6))  # 5 seqs cannot hold 6 readings
+    with pytest.raises(LocalProtocolError):
+        wire.encode_data(data_batch(first_seq=-1))
+    with pytest.raises(LocalProtocolError):
+        wire.encode_ack(wire.Ack(1, 1, [(5, 4)]))
+
+
+# -- hostile payloads ---------------------------------------------------------------------
+
+
+def reason(payload: bytes, decode: object = wire.decode_data) -> str:
+    with pytest.raises(RemoteProtocolError) as info:
+        decode(payload)  # type: ignore[operator]
+    return info.value.reason
+
+
+def test_wrong_version_and_wrong_type() -> None:
+    items = cbor2.loads(wire.encode_data(data_batch(), compress=0))
+    assert reason(cbor2.dumps([2, *items[1:]])) == "unsupported"
+    assert reason(wire.encode_ack(wire.Ack(1, 1, []))) == "malformed"
+    assert reason(wire.encode_data(data_batch()), wire.decode_ack) == "malformed"
+    assert reason(cbor2.dumps({"v": 1})) == "malformed"
+    assert reason(b"") == "truncated"
+
+
+def test_oversize_payload_and_zip_bomb() -> None:
+    assert reason(b"\x00" * (wire.MAX_PAYLOAD + 1)) == "overflow"
+    bomb = zlib.compress(b"\x00" * (wire.MAX_INFLATED + 1024), 9)
+    assert len(bomb) < 20_000
+    payload = cbor2.dumps([1, 1, 1, 1, 0, 9, 10, 0, None, 1, bomb])
+    assert reason(payload) == "overflow"
+    assert reason(cbor2.dumps([1, 1, 1, 1, 0, 9, 10, 0, None, 1, b"not zlib"])) == "malformed"
+    cut = zlib.compress(cbor2.dumps([BLOCK_A]))[:-3]
+    assert reason(cbor2.dumps([1, 1, 1, 1, 0, 9, 10, 0, None, 1, cut])) == "truncated"
+
+
+def test_deep_nesting_is_refused_without_recursion_error() -> None:
+    deep = b"\x81" * 100_000 + b"\x00"
+    ack = wire.encode_ack(wire.Ack(1, 2, [(3, 4)]))
+    payload = b"\x87" + ack[1:] + deep
+    assert reason(payload, wire.decode_ack) == "overflow"
+    body = b"\x81" * (wire.MAX_DEPTH + 5) + b"\x00"
+    assert reason(b"\x83\x01\x04" + body, lambda p: wire.decode_envelope(p, wire.REPORT)) == "overflow"
+
+
+def test_lengths_larger_than_the_message() -> None:
+    assert reason(bytes.fromhex("9b00000000ffffffff")) == "overflow"
+    assert reason(bytes.fromhex("8b0101")) == "truncated"
+    huge_array = bytes.fromhex("870102010280") + bytes.fromhex("f6") + bytes.fromhex("9a7fffffff")
+    assert reason(huge_array, wire.decode_ack) in ("truncated", "overflow")
+
+
+def test_inconsistent_spans_and_limits() -> None:
+    def data(first: int, last: int, count: int, blocks: object = None) -> bytes:
+        return cbor2.dumps([1, 1, 1, 1, first, last, count, 0, None, 0, [BLOCK_A] if blocks is None else blocks])
+
+    assert reason(data(10, 5, 1)) == "malformed"
+    assert reason(data(0, 4, 6)) == "malformed"
+    assert reason(data(0, 4, 0)) == "malformed"
+    assert reason(data(0, 10**6, wire.MAX_BATCH_READINGS + 1)) == "overflow"
+    assert reason(data(0, 4, 5, [])) == "malformed"
+    assert reason(data(0, 2**64 - 1, 5)) == "overflow"
+    assert reason(data(0, 4, 5, ["text"])) == "malformed"
+
+
+# Every byte string must either decode or raise RemoteProtocolError, never anything else.
+DECODERS = [
+    wire.decode_data,
+    wire.decode_ack,
+    wire.decode_state,
+    wire.message_type,
+    lambda p: wire.decode_envelope(p, wire.CMD),
+]
+
+
+def only_protocol_errors(payload: bytes) -> None:
+    for decode in DECODERS:
+        try:
+            decode(payload)
+        except RemoteProtocolError:
+            pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_protocol_errors(payload: bytes) -> None:
+    only_protocol_errors(payload)
+
+
+VALID = [
+    wire.encode_data(data_batch(), compress=0),
+    wire.encode_data(data_batch(blocks=[bytes(200)] * 3)),
+    wire.encode_ack(wire.Ack(7, 42, [(1, 5), (9, 9)], "rejected")),
+    wire.encode_state(wire.State(True, 3, 5, 6, 7, "x")),
+    wire.encode_envelope(wire.Envelope(wire.CMD, cbor2.dumps({"a": [1.5, None, True]}))),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(VALID),
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, 400),
+)
+def test_mutated_messages_only_raise_protocol_errors(
+    payload: bytes, flips: list[tuple[int, int]], cut: int
+) -> None:
+    mutated = bytearray(payload)
+    for pos, value in flips:
+        if pos < len(mutated):
+            mutated[pos] = value
+    only_protocol_errors(bytes(mutated))
+    only_protocol_errors(bytes(mutated[: len(mutated) - cut % (len(mutated) + 1)]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+        lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+        max_leaves=30,
+    )
+)
+def test_any_cbor_value_only_raises_protocol_errors(value: object) -> None:
+    only_protocol_errors(cbor2.dumps(value))
+    only_protocol_errors(cbor2.dumps([1, 1, value]))
+    only_protocol_errors(cbor2.dumps([1, 1, 1, 1, 0, 1, 1, 0, value, 0, [b"x"]]))
+
+
+# -- topics -------------------------------------------------------------------------------
+
+
+def test_topics() -> None:
+    assert wire.topic("gw-017", "data") == "estran/v1/gw/gw-017/data"
+    assert wire.parse_topic("estran/v1/gw/gw-017/ack") == ("gw-017", "ack")
+    assert wire.subscription("data") == "estran/v1/gw/+/data"
+    assert wire.subscription("data", "estran-ingest") == "$share/estran-ingest/estran/v1/gw/+/data"
+    for bad in ["gw/017", "", "+", "#", "a" * 65, "..", "gw 1", "gwé"]:
+        assert not wire.valid_gateway_id(bad)
+        with pytest.raises(LocalProtocolError):
+            wire.topic(bad, "data")
+    for bad_topic in [
+        "estran/v2/gw/a/data",
+        "estran/v1/gw/a/b/data",
+        "estran/v1/gw/a/other",
+        "estran/v1/gw//data",
+        "x",
+    ]:
+        with pytest.raises(RemoteProtocolError):
+            wire.parse_topic(bad_topic)
