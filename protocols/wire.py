@@ -19,11 +19,11 @@ later minor version may append fields without breaking version 1 readers.
 """
 
 from protocols.errors import (
-    LocalProtocolError,
     MALFORMED,
     OVERFLOW,
     TRUNCATED,
     UNSUPPORTED,
+    LocalProtocolError,
     RemoteProtocolError,
 )
 
@@ -43,7 +43,14 @@ STATE = 3
 REPORT = 4
 CONFIG = 5
 CMD = 6
-TYPE_NAMES = {DATA: "data", ACK: "ack", STATE: "state", REPORT: "report", CONFIG: "config", CMD: "cmd"}
+TYPE_NAMES = {
+    DATA: "data",
+    ACK: "ack",
+    STATE: "state",
+    REPORT: "report",
+    CONFIG: "config",
+    CMD: "cmd",
+}
 
 # Data batch flags.
 FLAG_HISTORICAL = 1  # the batch drains the backlog (0: live readings, sent as they come)
@@ -80,10 +87,7 @@ def valid_gateway_id(gateway_id: "str") -> "bool":
     """1 to 64 characters among letters, digits, '-', '_' and '.' (never '/', '+', '#')."""
     if not 0 < len(gateway_id) <= MAX_GATEWAY_ID or gateway_id in (".", ".."):
         return False
-    for c in gateway_id:
-        if c not in _ID_CHARS:
-            return False
-    return True
+    return all(c in _ID_CHARS for c in gateway_id)
 
 
 def topic(gateway_id: "str", kind: "str") -> "str":
@@ -327,7 +331,9 @@ class _Reader:
         for _ in range(remaining):
             self.skip(1)
         if self.pos != self.end:
-            raise RemoteProtocolError(MALFORMED, "%d bytes after the message" % (self.end - self.pos))
+            raise RemoteProtocolError(
+                MALFORMED, "%d bytes after the message" % (self.end - self.pos)
+            )
 
 
 def _open(payload: "bytes", expected: "int", min_items: "int") -> "tuple[_Reader, int]":
@@ -335,14 +341,18 @@ def _open(payload: "bytes", expected: "int", min_items: "int") -> "tuple[_Reader
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise LocalProtocolError("payload must be bytes")
     if len(payload) > MAX_PAYLOAD:
-        raise RemoteProtocolError(OVERFLOW, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+        raise RemoteProtocolError(
+            OVERFLOW, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD)
+        )
     r = _Reader(bytes(payload))
     items = r.array("message", 1 << 16)
     if items < 2:
         raise RemoteProtocolError(MALFORMED, "message array of %d items" % items)
     version = r.uint("version")
     if version != VERSION:
-        raise RemoteProtocolError(UNSUPPORTED, "schema version %d (this side speaks %d)" % (version, VERSION))
+        raise RemoteProtocolError(
+            UNSUPPORTED, "schema version %d (this side speaks %d)" % (version, VERSION)
+        )
     kind = r.uint("type")
     if kind != expected:
         raise RemoteProtocolError(
@@ -351,14 +361,18 @@ def _open(payload: "bytes", expected: "int", min_items: "int") -> "tuple[_Reader
             % (kind, TYPE_NAMES.get(kind, "unknown"), TYPE_NAMES[expected]),
         )
     if items < min_items:
-        raise RemoteProtocolError(MALFORMED, "%s message of %d items, needs %d" % (TYPE_NAMES[expected], items, min_items))
+        raise RemoteProtocolError(
+            MALFORMED, "%s message of %d items, needs %d" % (TYPE_NAMES[expected], items, min_items)
+        )
     return r, items - 2
 
 
 def message_type(payload: "bytes") -> "int":
     """The type of a version-1 message (DATA, ACK, ...), without decoding the rest."""
     if len(payload) > MAX_PAYLOAD:
-        raise RemoteProtocolError(OVERFLOW, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+        raise RemoteProtocolError(
+            OVERFLOW, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD)
+        )
     r = _Reader(bytes(payload[:32]))
     if r.array("message", 1 << 16) < 2:
         raise RemoteProtocolError(MALFORMED, "message array too short")
@@ -499,7 +513,9 @@ def decode_data(payload: "bytes") -> "DataBatch":
     if first_seq > last_seq:
         raise RemoteProtocolError(MALFORMED, "first_seq %d > last_seq %d" % (first_seq, last_seq))
     if count == 0 or count > last_seq - first_seq + 1:
-        raise RemoteProtocolError(MALFORMED, "count %d does not fit %d..%d" % (count, first_seq, last_seq))
+        raise RemoteProtocolError(
+            MALFORMED, "count %d does not fit %d..%d" % (count, first_seq, last_seq)
+        )
     if codec == CODEC_BLOCKS:
         blocks = _read_blocks(r)
     elif codec == CODEC_DEFLATE:

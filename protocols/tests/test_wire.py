@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 import cbor2
@@ -40,7 +41,13 @@ def test_data_round_trip_uncompressed_example() -> None:
     assert payload.hex() == "8b010107182a1903e81903ec05011a0003d090008245830102030443820a0b"
     assert cbor2.loads(payload) == [1, 1, 7, 42, 1000, 1004, 5, 1, 250_000, 0, [BLOCK_A, BLOCK_B]]
     got = wire.decode_data(payload)
-    assert (got.session, got.batch, got.first_seq, got.last_seq, got.count) == (7, 42, 1000, 1004, 5)
+    assert (got.session, got.batch, got.first_seq, got.last_seq, got.count) == (
+        7,
+        42,
+        1000,
+        1004,
+        5,
+    )
     assert got.blocks == [BLOCK_A, BLOCK_B]
     assert got.historical and got.backlog == 250_000
 
@@ -152,7 +159,9 @@ def test_deep_nesting_is_refused_without_recursion_error() -> None:
     payload = b"\x87" + ack[1:] + deep
     assert reason(payload, wire.decode_ack) == "overflow"
     body = b"\x81" * (wire.MAX_DEPTH + 5) + b"\x00"
-    assert reason(b"\x83\x01\x04" + body, lambda p: wire.decode_envelope(p, wire.REPORT)) == "overflow"
+    assert (
+        reason(b"\x83\x01\x04" + body, lambda p: wire.decode_envelope(p, wire.REPORT)) == "overflow"
+    )
 
 
 def test_lengths_larger_than_the_message() -> None:
@@ -164,7 +173,9 @@ def test_lengths_larger_than_the_message() -> None:
 
 def test_inconsistent_spans_and_limits() -> None:
     def data(first: int, last: int, count: int, blocks: object = None) -> bytes:
-        return cbor2.dumps([1, 1, 1, 1, first, last, count, 0, None, 0, [BLOCK_A] if blocks is None else blocks])
+        return cbor2.dumps(
+            [1, 1, 1, 1, first, last, count, 0, None, 0, [BLOCK_A] if blocks is None else blocks]
+        )
 
     assert reason(data(10, 5, 1)) == "malformed"
     assert reason(data(0, 4, 6)) == "malformed"
@@ -187,10 +198,8 @@ DECODERS = [
 
 def only_protocol_errors(payload: bytes) -> None:
     for decode in DECODERS:
-        try:
+        with contextlib.suppress(RemoteProtocolError):
             decode(payload)
-        except RemoteProtocolError:
-            pass
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -228,8 +237,16 @@ def test_mutated_messages_only_raise_protocol_errors(
 @settings(max_examples=200, deadline=None)
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
-        lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**64), 2**64 - 1)
+        | st.floats()
+        | st.text(max_size=20)
+        | st.binary(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=5)
+            | st.dictionaries(st.text(max_size=5), children, max_size=5)
+        ),
         max_leaves=30,
     )
 )
