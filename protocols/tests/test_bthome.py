@@ -586,3 +586,5 @@ def test_cli_json_contract_and_exit_codes() -> None:
     res = runner.invoke(cli, ["decode", "bthome", "40 01 5d"])  # the readable table
     assert res.exit_code == 0 and "battery" in res.output
     assert runner.invoke(cli, ["decode", "bthome", "zz", "--json"]).exit_code == 2
+    bad_key = runner.invoke(cli, ["decode", "bthome", encrypted, "--key", "abcd", "--json"])
+    assert bad_key.exit_code == 2  # a usage error, not an invalid payload
