@@ -18,6 +18,7 @@ reason (never another exception). Items after the known ones are skipped (bounde
 later minor version may append fields without breaking version 1 readers.
 """
 
+from protocols import cbor
 from protocols.errors import (
     MALFORMED,
     OVERFLOW,
@@ -681,6 +682,15 @@ class Envelope:
     def __init__(self, kind: "int", body: "bytes") -> "None":
         self.kind = kind
         self.body = body
+
+    @classmethod
+    def of(cls, kind: "int", value: "object") -> "Envelope":
+        """An envelope whose body is `value` encoded by protocols.cbor."""
+        return cls(kind, cbor.dumps(value))
+
+    def value(self) -> "object":
+        """The body decoded by protocols.cbor (bounded; RemoteProtocolError on garbage)."""
+        return cbor.loads(self.body)
 
     def __eq__(self, other: "object") -> "bool":
         return isinstance(other, Envelope) and self.kind == other.kind and self.body == other.body

@@ -100,6 +100,13 @@ def test_envelopes_carry_one_cbor_item(kind: int) -> None:
     assert wire.message_type(payload) == kind
     with pytest.raises(LocalProtocolError):
         wire.encode_envelope(wire.Envelope(kind, body + b"\x00"))
+    # the bodies go through protocols.cbor
+    env = wire.Envelope.of(kind, {"version": 3, "sensors": ["soil-001"]})
+    assert env.body == body
+    assert wire.decode_envelope(wire.encode_envelope(env), kind).value() == {
+        "version": 3,
+        "sensors": ["soil-001"],
+    }
 
 
 def test_later_minor_versions_may_append_fields() -> None:
