@@ -209,7 +209,8 @@ class _BlockState:
         self.index = {}  # type: dict[tuple[str, str, str | None], int]
         self.alt = {}  # type: dict[tuple[object, ...], int]
         self.strings = {}  # type: dict[str, int]
-        self.names = []  # type: list[str]  (MicroPython dicts keep no order)
+        self.names = []  # type: list[str]
+        # (MicroPython dicts keep no insertion order: the strings go out in this list's)
         self.series = []  # type: list[int]
         self.classes = []  # type: list[object]
         self.scales = []  # type: list[float | int | None]
