@@ -133,8 +133,9 @@ class Sentence:
         return "Sentence(%r, %r, %r, %r)" % (self.start, self.address, self.data, self.checksum)
 
 
-def parse_sentence(line: "bytes") -> "Sentence":
-    """One sentence, from `$`/`!` to the end (a trailing CR LF is allowed)."""
+def parse_sentence(line: "bytes", require_checksum: "bool" = False) -> "Sentence":
+    """One sentence, from `$`/`!` to the end (a trailing CR LF is allowed). Without `*hh`
+    it is accepted with `checksum` None, unless `require_checksum` (then CHECKSUM)."""
     if not isinstance(line, (bytes, bytearray)):
         raise LocalProtocolError("line must be bytes")
     raw = bytes(line)
@@ -162,6 +163,8 @@ def parse_sentence(line: "bytes") -> "Sentence":
             raise RemoteProtocolError(
                 CHECKSUM, "sentence says %s, computed %02X" % (hh.upper(), computed)
             )
+    elif require_checksum:
+        raise RemoteProtocolError(CHECKSUM, "no checksum, and one is required")
     else:
         body = raw[1:]
     text = body.decode()
@@ -192,13 +195,16 @@ class SentenceReader:
     sentence was cut: RemoteProtocolError(TRUNCATED), and reading goes on with the new one.
     More than MAX_LINE bytes without an end: RemoteProtocolError(OVERFLOW), and the rest is
     skipped up to the next `$`/`!`. `receive_data(b"")` marks the end of the stream: a last
-    sentence without CR LF is then returned as it is."""
+    sentence without CR LF is then returned as it is. With `require_checksum`,
+    `next_sentence()` refuses sentences without `*hh` (a corrupted `*` hides the checksum:
+    set it for talkers known to send one)."""
 
-    __slots__ = ("_buf", "_eof")
+    __slots__ = ("_buf", "_eof", "require_checksum")
 
-    def __init__(self) -> "None":
+    def __init__(self, require_checksum: "bool" = False) -> "None":
         self._buf = bytearray()
         self._eof = False
+        self.require_checksum = require_checksum
 
     def receive_data(self, data: "bytes") -> "None":
         if self._eof and data:
@@ -241,7 +247,7 @@ class SentenceReader:
 
     def next_sentence(self) -> "Sentence | None":
         line = self.next_line()
-        return None if line is None else parse_sentence(line)
+        return None if line is None else parse_sentence(line, self.require_checksum)
 
 
 def _first(buf: "bytearray", start: "int", end: "int" = -1) -> "int":

@@ -737,7 +737,7 @@ class Send:
 
     __slots__ = ("command", "line_ms", "timeout_ms", "wake")
 
-    def __init__(self, command: "bytes", wake: "bool", line_chars: "int") -> "None":
+    def __init__(self, command: "bytes", wake: "bool", line_chars: "int" = 81) -> "None":
         self.command = command
         self.wake = wake
         self.timeout_ms = RETRY_MIN_MS
@@ -1000,15 +1000,13 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     is; a measurement command (MC, CC) tells that its data responses must carry a CRC, and
     values of aD1!.. continue the numbering of aD0!'s. Without commands, responses are
     recognised by their shape. A command with no response after it is described alone.
-    `options["names"]`: reading names (and units), see `parse_names`."""
+    `options["names"]`: reading names (and units), see `parse_names`. Garbage never raises;
+    an unusable `names` option raises LocalProtocolError."""
     from protocols.describe import result
 
     names = options.get("names") if isinstance(options, dict) else None
+    parse_names(names)  # a bad mapping is the caller's error: LocalProtocolError
     out: "list[dict[str, object]]" = []
-    try:
-        parse_names(names)
-    except LocalProtocolError as e:
-        return [result("sdi12", False, "malformed: %s" % e, {}, [])]
     reader = LineReader()
     reader.receive_data(bytes(data))
     reader.receive_data(b"")
