@@ -101,7 +101,9 @@ def _interpret(frame: "bytes", kind: "str") -> "_Frame":
         return _Frame(frame, kind, None, e)
 
 
-def _next_frame(rest: "bytes", pending: "Request | None") -> "_Frame":
+def _next_frame(rest: "bytes", pending: "Request | None", last: "bool") -> "_Frame":
+    """The frame at the start of `rest` (at most MAX_ADU bytes of the input; `last` when
+    they are all the input has left)."""
     expect_response = (
         pending is not None
         and len(rest) >= 2
@@ -112,12 +114,12 @@ def _next_frame(rest: "bytes", pending: "Request | None") -> "_Frame":
     matched = [
         (n, kind) for n, kind in candidates if MIN_ADU <= n <= len(rest) and crc_ok(rest[:n])
     ]
-    if not matched and MIN_ADU <= len(rest) <= MAX_ADU and crc_ok(rest):
+    if not matched and last and len(rest) >= MIN_ADU and crc_ok(rest):
         if len(rest) >= 2 and rest[1] < 0x80 and rest[1] not in FUNCTIONS:
             return _Frame(rest, "other:unknown")
         matched = [(len(rest), "request"), (len(rest), "response")]
     if not matched:
-        return _Frame(rest, "invalid", None, _framing_error(rest, candidates))
+        return _Frame(rest, "invalid", None, _framing_error(rest, candidates, last))
     frames = [_interpret(rest[:n], kind) for n, kind in matched]
     good = [f for f in frames if f.error is None]
     if good:
@@ -145,7 +147,9 @@ def _next_frame(rest: "bytes", pending: "Request | None") -> "_Frame":
     return frames[0]
 
 
-def _framing_error(rest: "bytes", candidates: "list[tuple[int, str]]") -> "RemoteProtocolError":
+def _framing_error(
+    rest: "bytes", candidates: "list[tuple[int, str]]", last: "bool"
+) -> "RemoteProtocolError":
     lengths = sorted(set(n for n, _ in candidates))
     if len(rest) < MIN_ADU or (lengths and lengths[-1] > len(rest)):
         need = [n for n in lengths if n > len(rest)] or [MIN_ADU]
@@ -153,15 +157,16 @@ def _framing_error(rest: "bytes", candidates: "list[tuple[int, str]]") -> "Remot
             TRUNCATED,
             "%d bytes, the frame needs %s" % (len(rest), " or ".join(str(n) for n in need)),
         )
-    if not lengths or len(rest) in lengths:
+    if (last and not lengths) or len(rest) in lengths:
         try:
-            parse_frame(rest[:MAX_ADU])
+            parse_frame(rest)
         except RemoteProtocolError as e:
             return e
+    if not lengths:
+        return RemoteProtocolError(CHECKSUM, "no frame with a valid CRC")
     return RemoteProtocolError(
         CHECKSUM,
-        "no frame with a valid CRC (tried %s of %d bytes)"
-        % (", ".join(str(n) for n in lengths), len(rest)),
+        "no frame with a valid CRC (tried lengths %s)" % ", ".join(str(n) for n in lengths),
     )
 
 
@@ -241,8 +246,10 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     pending: "Request | None" = None
     pos = 0
     while pos < len(data):
-        frame = _next_frame(data[pos:], pending)
-        pos += len(frame.data)
+        last = len(data) - pos <= MAX_ADU
+        frame = _next_frame(data[pos : pos + MAX_ADU], pending, last)
+        # An invalid frame ends the decoding: without a CRC match there is no boundary.
+        pos = len(data) if frame.kind == "invalid" else pos + len(frame.data)
         before = pending
         pending = None
         message = frame.message
