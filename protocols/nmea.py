@@ -14,7 +14,8 @@ MAX_LINE (200) and no more.
   callers that must not trust unchecked data test `sentence.checksum is None`.
 - `decode(sentence)`: typed fields and readings for GGA, RMC, GLL, VTG, MWV, MWD, XDR, DPT,
   DBT, MTW, VHW, HDG, HDT, HDM, ZDA. Proprietary (`$P...`), encapsulated (`!`) and other
-  sentence types raise RemoteProtocolError(UNSUPPORTED).
+  sentence types raise RemoteProtocolError(UNSUPPORTED) (`describe` shows the latter two
+  as valid frames it does not decode).
 
 Readings use SenML units: latitude and longitude in decimal degrees as "lat" and "lon"
 (south and west negative), speeds in "m/s" (knots, km/h and mph converted), depths and
@@ -313,7 +314,9 @@ def _angle(text: "str", hemi: "str", name: "str", width: "int", top: "int") -> "
     degrees = int(whole[:-2])
     if minutes is None or minutes >= 60 or degrees + minutes / 60.0 > top:
         raise RemoteProtocolError(MALFORMED, "%s out of range: %r" % (name, text[:20]))
-    value = round(degrees + minutes / 60.0, max(6, _decimals(text) + 3))
+    # Not rounded: degrees + minutes / 60 is the exact conversion (the same double every
+    # NMEA library computes); rounding would only move it away from theirs.
+    value = degrees + minutes / 60.0
     return -value if hemi == neg else value
 
 
@@ -764,7 +767,11 @@ def decode(sentence: "Sentence") -> "tuple[dict[str, object], list[Measurement]]
 
 
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
-    """Every sentence in `data` (one or many, with or without CR LF) as a contract dict."""
+    """Every sentence in `data` (one or many, with or without CR LF) as a contract dict.
+
+    Proprietary sentences are `valid: false` with `unsupported`; standard sentences of a type
+    not decoded here (and `!` encapsulated ones) are valid frames: `valid: true`, their raw
+    fields in `fields.data`, a `fields.note`, no readings."""
     from protocols.describe import result
 
     out: "list[dict[str, object]]" = []
@@ -790,7 +797,12 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
             fields = sentence.base_fields()
             fields["data"] = list(sentence.data)
             fields["checksum"] = sentence.checksum_text()
-            out.append(result("nmea", False, str(e), fields, []))
+            if e.reason == UNSUPPORTED and not sentence.proprietary:
+                # a well-framed sentence we do not decode (GSV, GSA, AIS...): a valid frame
+                fields["note"] = "not decoded: " + e.message
+                out.append(result("nmea", True, None, fields, []))
+            else:
+                out.append(result("nmea", False, str(e), fields, []))
             continue
         out.append(result("nmea", True, None, fields, [m.as_dict() for m in found]))
     return out

@@ -107,8 +107,10 @@ def test_readings_units() -> "None":
                 by_type[v["sentence"][3:6]] = res
     gga = by_type["GGA"]
     got = {r["name"]: (r["value"], r["unit"]) for r in gga["readings"]}
-    assert got["lat"][1] == "lat" and support.close(got["lat"][0], -19.484083, 1e-8)
-    assert got["lon"][1] == "lon" and support.close(got["lon"][0], 24.1751, 1e-8)
+    # 1929.045,S and 02410.506,E: exactly degrees + minutes / 60
+    assert got["lat"] == (-(19 + 29.045 / 60), "lat")
+    assert got["lon"] == (24 + 10.506 / 60, "lon")
+    assert support.close(got["lat"][0], -19.484083, 1e-7)  # as the vectors file prints it
     assert got["altitude"] == (100.0, "m")
     mwv = by_type["MWV"]
     got = {r["name"]: (r["value"], r["unit"]) for r in mwv["readings"]}
@@ -117,8 +119,8 @@ def test_readings_units() -> "None":
     assert unit == "m/s" and abs(speed - 0.2 * 1852 / 3600) < 0.0005, speed
     gll = by_type["GLL"]
     got = {r["name"]: (r["value"], r["unit"]) for r in gll["readings"]}
-    assert support.close(got["lat"][0], 49 + 16.45 / 60, 1e-8)
-    assert support.close(got["lon"][0], -(123 + 11.12 / 60), 1e-8)
+    assert got["lat"] == (49 + 16.45 / 60, "lat")
+    assert got["lon"] == (-(123 + 11.12 / 60), "lon")
 
 
 def test_stream_of_all_vectors() -> "None":
