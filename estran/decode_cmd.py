@@ -60,6 +60,8 @@ def _print_table(console: Console, result: Result) -> None:
 @click.option("--key", help="BTHome bind key (hex) for encrypted payloads.")
 @click.option("--mac", help="Device MAC address AA:BB:CC:DD:EE:FF (BTHome, Mi Flora).")
 @click.option("--map", "register_map", help="Modbus register map: sdm120, sdm630, ...")
+@click.option("--start", help="Modbus: start register of a read response (e.g. 0x0046).")
+@click.option("--mode", type=click.Choice(["historique", "standard"]), help="TIC: force the mode.")
 @click.option("--model", help="Ultrasonic sensor model: lv, xl, hrlv, a02yyuw, ...")
 @click.option("--empty-mm", type=float, help="Ultrasonic: distance to the empty bin's floor.")
 @click.option("--full-mm", type=float, help="Ultrasonic: distance when the bin is full.")
@@ -71,6 +73,8 @@ def decode(
     key: str | None,
     mac: str | None,
     register_map: str | None,
+    start: str | None,
+    mode: str | None,
     model: str | None,
     empty_mm: float | None,
     full_mm: float | None,
@@ -82,6 +86,8 @@ def decode(
         "key": key,
         "mac": mac,
         "map": register_map,
+        "start": start,
+        "mode": mode,
         "model": model,
         "empty_mm": empty_mm,
         "full_mm": full_mm,
