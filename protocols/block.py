@@ -133,6 +133,11 @@ def unpack_svarints(data: "bytes", count: "int") -> "list[int]":
     return [(z >> 1) if not z & 1 else -((z + 1) >> 1) for z in unpack_uvarints(data, count)]
 
 
+def _minus_zero(v: "float") -> "bool":
+    """-0.0 (a mantissa cannot carry its sign: it is kept raw)."""
+    return v == 0.0 and str(v)[0] == "-"
+
+
 def _decimals(v: "float") -> "int":
     """Decimals of the shortest repr of `v`, or -1 when it has too many (or is not finite)."""
     s = repr(v)
@@ -250,7 +255,7 @@ class _BlockState:
             m = round(v * sc)
         except (OverflowError, ValueError):  # inf, nan
             return None
-        if -_FLOAT_LIMIT <= m <= _FLOAT_LIMIT and m / sc == v:
+        if -_FLOAT_LIMIT <= m <= _FLOAT_LIMIT and m / sc == v and (m or not _minus_zero(v)):
             return m
         return None
 
@@ -344,7 +349,7 @@ class _BlockState:
                         m = round(v * sc)
                     except (OverflowError, ValueError):  # inf, nan
                         m = limit + 1
-                    if m / sc != v or not -limit <= m <= limit:
+                    if m / sc != v or not -limit <= m <= limit or (not m and _minus_zero(v)):
                         i, m = self._slow(key, v)
                     ser_append(i)
                     if m is None:
