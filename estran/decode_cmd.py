@@ -62,6 +62,7 @@ def _print_table(console: Console, result: Result) -> None:
 @click.option("--map", "register_map", help="Modbus register map: sdm120, sdm630, ...")
 @click.option("--start", help="Modbus: start register of a read response (e.g. 0x0046).")
 @click.option("--mode", type=click.Choice(["historique", "standard"]), help="TIC: force the mode.")
+@click.option("--names", help="SDI-12: reading names (and units) by position: 'vwc:%,temp:Cel'.")
 @click.option("--model", help="Ultrasonic sensor model: lv, xl, hrlv, a02yyuw, ...")
 @click.option("--empty-mm", type=float, help="Ultrasonic: distance to the empty bin's floor.")
 @click.option("--full-mm", type=float, help="Ultrasonic: distance when the bin is full.")
@@ -75,6 +76,7 @@ def decode(
     register_map: str | None,
     start: str | None,
     mode: str | None,
+    names: str | None,
     model: str | None,
     empty_mm: float | None,
     full_mm: float | None,
@@ -88,6 +90,7 @@ def decode(
         "map": register_map,
         "start": start,
         "mode": mode,
+        "names": names,
         "model": model,
         "empty_mm": empty_mm,
         "full_mm": full_mm,
