@@ -1,8 +1,108 @@
 """`estran hub`: commands of the hub package."""
 
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from hub._service import Hub
 
 
 @click.group()
 def hub() -> None:
     """The hub: run the central service (broker, ingest, storage, HTTP API)."""
+
+
+@hub.command("run")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Data directory (the SQLite database lives here).",
+)
+@click.option(
+    "--db",
+    default="sqlite",
+    show_default=True,
+    help="sqlite, sqlite:///PATH, or postgresql://user@host:port/dbname",
+)
+@click.option(
+    "--broker",
+    default="embedded",
+    show_default=True,
+    help="embedded (amqtt, MQTT 3.1.1, in this process) or mqtt://host:port (e.g. Mosquitto).",
+)
+@click.option(
+    "--mqtt-listen",
+    default="0.0.0.0:1883",
+    show_default=True,
+    help="Where the embedded broker listens.",
+)
+@click.option(
+    "--http",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="HOST:PORT of the read API, or 'none'.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=1,
+    show_default=True,
+    help="Ingest workers (shared subscription; the embedded broker allows 1; 0: none).",
+)
+@click.option("--log-level", default="info", show_default=True)
+def run(
+    data_dir: Path,
+    db: str,
+    broker: str,
+    mqtt_listen: str,
+    http: str,
+    workers: int,
+    log_level: str,
+) -> None:
+    """Run the hub: MQTT ingest into the database, and the HTTP read API.
+
+    \b
+    estran hub run                                   embedded broker, SQLite in ./data
+    estran hub run --broker mqtt://127.0.0.1:1883 --db postgresql://hub@db/estran --workers 3
+    """
+    from hub._errors import HubError
+    from hub._service import Hub, HubConfig
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = HubConfig(
+        data_dir=data_dir,
+        db=db,
+        broker=broker,
+        mqtt_listen=mqtt_listen,
+        http=None if http.lower() in ("none", "off", "") else http,
+        workers=workers,
+    )
+    try:
+        asyncio.run(_serve(Hub(config)))
+    except HubError as e:
+        raise click.ClickException(str(e)) from e
+
+
+async def _serve(hub_service: Hub) -> None:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        await hub_service.run()
+    except asyncio.CancelledError:
+        logging.getLogger("estran.hub").info("hub stopped")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 # A series is one quantity of one sensor: (sensor, quantity, unit or None).
 SeriesKey = tuple[str, str, str | None]
-Value = int | float | str | bool
+Value = int | float | str | bool | None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,134 @@
+"""The first read API (FastAPI). Endpoints are plain functions: FastAPI runs them in its
+thread pool, on a storage connection of their own (never the ingest one)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, HTTPException, Query
+
+from hub._errors import StorageError
+from hub.storage import MAX_QUERY_ROWS, Storage
+
+
+def iso(ts_ms: int | None) -> str | None:
+    if ts_ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def jsonable(value: object) -> object:
+    """JSON has no NaN or infinity: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def parse_time(value: str | None, name: str) -> int | None:
+    """Milliseconds since the epoch, or an ISO 8601 date-time (UTC unless it says so)."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{name}: expected epoch milliseconds or ISO 8601") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def create_app(storage: Storage) -> FastAPI:
+    app = FastAPI(
+        title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+
+    @app.get("/api/v1/gateways")
+    def gateways() -> list[dict[str, object]]:
+        """Every gateway: state (online/offline/unknown), last seen, backlog it reported."""
+        try:
+            rows = storage.gateways()
+        except StorageError as e:
+            raise HTTPException(503, str(e)) from e
+        return [
+            {
+                "id": g.gateway,
+                "state": g.state,
+                "session": g.session,
+                "last_seen": iso(g.last_seen_ms),
+                "last_seen_ms": g.last_seen_ms,
+                "backlog": g.backlog,
+                "batches": g.batches,
+                "rejected": g.rejected,
+                "last_error": g.last_error,
+                "last_error_at": iso(g.last_error_ms),
+            }
+            for g in rows
+        ]
+
+    @app.get("/api/v1/sensors")
+    def sensors() -> list[dict[str, object]]:
+        """The latest value of each sensor quantity."""
+        try:
+            rows = storage.sensors()
+        except StorageError as e:
+            raise HTTPException(503, str(e)) from e
+        return [
+            {
+                "sensor": s.sensor,
+                "quantity": s.quantity,
+                "unit": s.unit,
+                "value": jsonable(s.value),
+                "ts": iso(s.ts_ms),
+                "ts_ms": s.ts_ms,
+                "flags": s.flags,
+                "gateway": s.gateway,
+            }
+            for s in rows
+        ]
+
+    @app.get("/api/v1/readings")
+    def readings(
+        sensor: str = Query(min_length=1, max_length=128),
+        from_: str | None = Query(None, alias="from"),
+        to: str | None = Query(None),
+        limit: int = Query(10_000, ge=1, le=MAX_QUERY_ROWS),
+    ) -> dict[str, object]:
+        """Readings of one sensor (every quantity), from <= ts < to, in time order."""
+        from_ms = parse_time(from_, "from")
+        to_ms = parse_time(to, "to")
+        try:
+            rows = storage.readings(sensor, from_ms, to_ms, limit)
+        except StorageError as e:
+            raise HTTPException(503, str(e)) from e
+        return {
+            "sensor": sensor,
+            "from": iso(from_ms),
+            "to": iso(to_ms),
+            "count": len(rows),
+            "readings": [
+                {
+                    "quantity": r.quantity,
+                    "unit": r.unit,
+                    "value": jsonable(r.value),
+                    "ts": iso(r.ts_ms),
+                    "ts_ms": r.ts_ms,
+                    "flags": r.flags,
+                    "gateway": r.gateway,
+                    "seq": r.seq,
+                }
+                for r in rows
+            ],
+        }
+
+    return app
+
+
+__all__ = ["create_app", "parse_time"]

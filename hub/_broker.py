@@ -1,0 +1,60 @@
+"""The embedded MQTT broker (amqtt): zero setup for a demo or a small territory.
+
+amqtt 0.12 speaks MQTT 3.1.1 only and does not deliver `$share/...` subscriptions, so the
+hub runs a single ingest worker on a plain subscription in front of it. Production uses an
+external broker (`--broker mqtt://host:port`, Mosquitto), which has both.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+from amqtt.broker import Broker
+
+from hub._mqtt import BrokerAddress
+
+log = logging.getLogger("estran.hub.broker")
+
+
+class EmbeddedBroker:
+    """`async with EmbeddedBroker("127.0.0.1", 1883) as address:` serves MQTT 3.1.1."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 1883) -> None:
+        self.host = host
+        self.port = port
+        self._broker: Any = None
+
+    @property
+    def address(self) -> BrokerAddress:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return BrokerAddress(host, self.port)
+
+    async def __aenter__(self) -> BrokerAddress:
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            # No $SYS publisher, no packet logger: they cost CPU on every message.
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+        self._broker = Broker(config)
+        await self._broker.start()
+        log.info("embedded MQTT 3.1.1 broker on %s:%d", self.host, self.port)
+        return self.address
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None
+
+
+__all__ = ["EmbeddedBroker"]

@@ -1,0 +1,341 @@
+"""The ingest worker: MQTT in, storage, acks out.
+
+One worker is one MQTT client with three supervised tasks:
+
+    receive ──(bounded queue)──▶ decode ──(bounded queue)──▶ commit ──▶ acks
+    MQTT messages                 groups of messages            one transaction per group,
+                                  decoded, hostile ones          then one ack per batch
+                                  counted and dropped
+
+Commit first, ack after: a batch is acknowledged only once its transaction has committed,
+so a hub killed at any point loses nothing the gateway has freed; the gateway resends what
+was not acknowledged, and the idempotent insert on (gateway, seq) absorbs the resend.
+
+A payload that breaks the schema is counted by reason, logged (rate-limited), recorded in
+the gateway's state and dropped; if its envelope was readable the gateway receives a
+rejection for that batch. Nothing a gateway sends can stop the worker.
+
+Workers subscribe with a shared subscription (`$share/estran-ingest/...`) where the broker
+has them (Mosquitto, EMQX, VerneMQ), so several split the load; on the embedded amqtt broker,
+which does not deliver `$share`, the hub runs one worker on a plain subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from hub import _decode
+from hub._errors import StorageError
+from hub._mqtt import BrokerAddress, connect
+from hub.storage import GatewayState, IngestBatch, StorageThread
+from protocols import wire
+from protocols.errors import UNSUPPORTED, RemoteProtocolError
+
+log = logging.getLogger("estran.hub.ingest")
+
+SHARE_GROUP = "estran-ingest"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class IngestStats:
+    """Counters of one hub process (all its workers)."""
+
+    messages: int = 0
+    batches: int = 0
+    readings: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    states: int = 0
+    acks: int = 0
+    storage_errors: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "batches": self.batches,
+            "readings": self.readings,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "states": self.states,
+            "acks": self.acks,
+            "storage_errors": self.storage_errors,
+            "rejected": dict(self.rejected),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    gateway: str | None
+    reason: str
+    detail: str
+    nack: tuple[str, wire.Ack] | None
+
+
+@dataclass(slots=True)
+class _Group:
+    """Decoded messages to commit together."""
+
+    batches: list[IngestBatch] = field(default_factory=list)
+    states: list[tuple[str, GatewayState]] = field(default_factory=list)
+    rejections: list[_Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    max_group: int = 16  # messages per transaction
+    max_group_readings: int = 200_000  # readings per transaction
+    queue_messages: int = 64  # received, not yet decoded
+    queue_groups: int = 2  # decoded, not yet committed
+    mqtt_queue: int = 256  # aiomqtt's own incoming queue
+    ack_timeout: float = 10.0
+    storage_timeout: float = 120.0
+    put_timeout: float = 300.0
+    reconnect_min: float = 0.2
+    reconnect_max: float = 10.0
+
+
+class _LogLimiter:
+    """At most `burst` warnings per `period` seconds; the rest are counted and summarised."""
+
+    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
+        self.period = period
+        self.burst = burst
+        self._window = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def warn(self, msg: str, *args: object) -> None:
+        t = time.monotonic()
+        if t - self._window > self.period:
+            if self._suppressed:
+                log.warning("%d more rejected payloads not logged", self._suppressed)
+            self._window, self._count, self._suppressed = t, 0, 0
+        self._count += 1
+        if self._count <= self.burst:
+            log.warning(msg, *args)
+        else:
+            self._suppressed += 1
+
+
+class IngestWorker:
+    """One MQTT subscriber feeding one storage. Run with `await worker.run()` (forever,
+    reconnecting with backoff and jitter; cancel it to stop)."""
+
+    def __init__(
+        self,
+        name: str,
+        broker: BrokerAddress,
+        storage: StorageThread,
+        *,
+        shared: bool,
+        prefer_v5: bool,
+        stats: IngestStats | None = None,
+        settings: IngestSettings | None = None,
+        connected: asyncio.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.broker = broker
+        self.storage = storage
+        self.shared = shared
+        self.prefer_v5 = prefer_v5
+        self.stats = stats or IngestStats()
+        self.settings = settings or IngestSettings()
+        self.connected = connected or asyncio.Event()
+        self._limiter = _LogLimiter()
+        self._identifier = f"estran-hub-{socket.gethostname()[:20]}-{os.getpid()}-{name}"
+
+    async def run(self) -> None:
+        delay = self.settings.reconnect_min
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except* (aiomqtt.MqttError, OSError) as eg:
+                log.warning("%s: broker connection lost: %s", self.name, eg.exceptions[0])
+            except* Exception as eg:  # a bug: log it loudly, but keep ingesting
+                log.error("%s: worker failure, restarting", self.name, exc_info=eg)
+            finally:
+                self.connected.clear()
+            if time.monotonic() - started > 10:
+                delay = self.settings.reconnect_min
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self.settings.reconnect_max)
+
+    async def _session(self) -> None:
+        s = self.settings
+        async with connect(
+            self.broker,
+            self._identifier,
+            prefer_v5=self.prefer_v5,
+            max_queued_incoming=s.mqtt_queue,
+        ) as (client, _v5):
+            group = SHARE_GROUP if self.shared else None
+            await client.subscribe(
+                [(wire.subscription("data", group), 1), (wire.subscription("state", group), 1)]
+            )
+            log.info("%s: subscribed on %s (shared=%s)", self.name, self.broker, self.shared)
+            self.connected.set()
+            raw: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(s.queue_messages)
+            decoded: asyncio.Queue[_Group] = asyncio.Queue(s.queue_groups)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(client, raw), name=f"{self.name}-receive")
+                tg.create_task(self._decode(raw, decoded), name=f"{self.name}-decode")
+                tg.create_task(self._commit(client, decoded), name=f"{self.name}-commit")
+
+    async def _receive(self, client: aiomqtt.Client, raw: asyncio.Queue[aiomqtt.Message]) -> None:
+        async for message in client.messages:
+            await asyncio.wait_for(raw.put(message), self.settings.put_timeout)
+
+    async def _decode(
+        self, raw: asyncio.Queue[aiomqtt.Message], decoded: asyncio.Queue[_Group]
+    ) -> None:
+        s = self.settings
+        while True:
+            messages = [await raw.get()]
+            while len(messages) < s.max_group and not raw.empty():
+                messages.append(raw.get_nowait())
+            group = _Group()
+            readings = 0
+            for message in messages:
+                before = len(group.batches)
+                self._decode_one(message, group)
+                if len(group.batches) > before:
+                    readings += len(group.batches[-1])
+                if readings >= s.max_group_readings:
+                    await asyncio.wait_for(decoded.put(group), s.put_timeout)
+                    group, readings = _Group(), 0
+            if group.batches or group.states or group.rejections:
+                await asyncio.wait_for(decoded.put(group), s.put_timeout)
+
+    def _decode_one(self, message: aiomqtt.Message, group: _Group) -> None:
+        self.stats.messages += 1
+        gateway: str | None = None
+        payload = message.payload
+        try:
+            gateway, kind = wire.parse_topic(message.topic.value)
+            if not isinstance(payload, bytes | bytearray):
+                raise RemoteProtocolError("malformed", "payload is not bytes")
+            if kind == "data":
+                group.batches.append(_decode.decode_data(gateway, bytes(payload)))
+            elif kind == "state":
+                if not payload:  # a cleared retained message
+                    return
+                group.states.append((gateway, _decode.decode_state(bytes(payload))))
+            else:
+                raise RemoteProtocolError("malformed", f"unexpected {kind} message")
+        except RemoteProtocolError as e:
+            self._reject(group, message, gateway, e.reason, e.message, payload)
+        except Exception as e:  # a decoder bug must not stop ingest either
+            log.exception("%s: decoder failure on %s", self.name, message.topic.value[:100])
+            self._reject(group, message, gateway, "internal", repr(e)[:200], payload)
+
+    def _reject(
+        self,
+        group: _Group,
+        message: aiomqtt.Message,
+        gateway: str | None,
+        reason: str,
+        detail: str,
+        payload: object,
+    ) -> None:
+        self.stats.rejected[reason] += 1
+        self._limiter.warn(
+            "%s: dropped payload on %r: %s: %s",
+            self.name,
+            message.topic.value[:100],
+            reason,
+            detail[:200],
+        )
+        nack = None
+        if gateway is not None and isinstance(payload, bytes | bytearray):
+            peek = (
+                _decode.peek_batch(bytes(payload))
+                if message.topic.value.endswith("/data")
+                else None
+            )
+            if peek is not None:
+                session, batch, first, last = peek
+                text = f"{reason}: {detail}"[:200]
+                nack = (gateway, wire.Ack(session, batch, [(first, last)], rejected=text))
+        group.rejections.append(_Rejection(gateway, reason, detail, nack))
+
+    async def _commit(self, client: aiomqtt.Client, decoded: asyncio.Queue[_Group]) -> None:
+        s = self.settings
+        while True:
+            group = await decoded.get()
+            acks: list[tuple[str, wire.Ack]] = []
+            try:
+                if group.batches:
+                    result = await self.storage.call(
+                        self.storage.storage.ingest,
+                        group.batches,
+                        now_ms(),
+                        timeout=s.storage_timeout,
+                    )
+                    self.stats.batches += len(group.batches)
+                    self.stats.readings += sum(len(b) for b in group.batches)
+                    self.stats.inserted += result.inserted
+                    self.stats.duplicates += result.duplicates
+                    acks.extend(
+                        (b.gateway, wire.Ack(b.session, b.batch_no, b.ranges))
+                        for b in group.batches
+                    )
+                for gateway, state in group.states:
+                    await self.storage.call(
+                        self.storage.storage.record_state, gateway, state, now_ms()
+                    )
+                    self.stats.states += 1
+                for rej in group.rejections:
+                    if rej.gateway is not None:
+                        await self.storage.call(
+                            self.storage.storage.record_rejection,
+                            rej.gateway,
+                            rej.reason,
+                            rej.detail,
+                            now_ms(),
+                        )
+                    if rej.nack is not None and not rej.reason.startswith(UNSUPPORTED):
+                        acks.append(rej.nack)
+            except (StorageError, TimeoutError) as e:
+                # Nothing is acknowledged: the gateways resend after their ack timeout.
+                self.stats.storage_errors += 1
+                log.error(
+                    "%s: storage failed, %d batches left unacknowledged: %s",
+                    self.name,
+                    len(group.batches),
+                    e,
+                )
+                await asyncio.sleep(1.0)
+                continue
+            await self._publish_acks(client, acks)
+
+    async def _publish_acks(self, client: aiomqtt.Client, acks: list[tuple[str, wire.Ack]]) -> None:
+        if not acks:
+            return
+        timeout = self.settings.ack_timeout
+        async with asyncio.TaskGroup() as tg:
+            for gateway, ack in acks:
+                tg.create_task(
+                    client.publish(
+                        wire.topic(gateway, "ack"), wire.encode_ack(ack), qos=1, timeout=timeout
+                    ),
+                    name=f"{self.name}-ack-{gateway}-{ack.batch}",
+                )
+        self.stats.acks += len(acks)
+
+
+__all__ = ["SHARE_GROUP", "IngestSettings", "IngestStats", "IngestWorker"]

@@ -1,0 +1,92 @@
+"""MQTT plumbing of the hub: broker addresses, and a client that speaks MQTT 5 where the
+broker does and falls back to 3.1.1 (the embedded amqtt broker speaks 3.1.1 only)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from hub._errors import ConfigError
+
+log = logging.getLogger("estran.hub.mqtt")
+
+# CONNACK codes meaning "not this protocol version": 3.1.1 code 1, MQTT 5 code 132 (0x84).
+_BAD_VERSION = {1, 132}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """`mqtt://host:port` (port 1883 by default) or `host:port`."""
+        if "://" not in url:
+            url = "mqtt://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ConfigError(f"broker address {url!r}: expected mqtt://host:port")
+        try:
+            port = parts.port or 1883
+        except ValueError as e:
+            raise ConfigError(f"broker address {url!r}: bad port") from e
+        return cls(parts.hostname, port)
+
+    def __str__(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    address: BrokerAddress,
+    identifier: str,
+    *,
+    prefer_v5: bool = True,
+    timeout: float = 10.0,
+    keepalive: int = 30,
+    max_queued_incoming: int = 256,
+) -> AsyncIterator[tuple[aiomqtt.Client, bool]]:
+    """A connected client and whether it speaks MQTT 5."""
+    versions = [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
+    if not prefer_v5:
+        versions = versions[1:]
+    for version in versions:
+        client = aiomqtt.Client(
+            address.host,
+            address.port,
+            identifier=identifier,
+            protocol=version,
+            clean_session=None if version == aiomqtt.ProtocolVersion.V5 else True,
+            timeout=timeout,
+            keepalive=keepalive,
+            max_queued_incoming_messages=max_queued_incoming,
+            max_inflight_messages=64,
+        )
+        try:
+            await client.__aenter__()
+        except MqttConnectError as e:
+            code = getattr(e, "rc", None)
+            value = getattr(code, "value", code)
+            if version == aiomqtt.ProtocolVersion.V5 and value in _BAD_VERSION:
+                log.info("%s refuses MQTT 5, using 3.1.1", address)
+                continue
+            raise
+        try:
+            yield client, version == aiomqtt.ProtocolVersion.V5
+        except BaseException as e:
+            await client.__aexit__(type(e), e, e.__traceback__)
+            raise
+        else:
+            await client.__aexit__(None, None, None)
+        return
+    raise aiomqtt.MqttError(f"{address}: no protocol version accepted")
+
+
+__all__ = ["BrokerAddress", "connect"]

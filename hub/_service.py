@@ -1,0 +1,179 @@
+"""The hub process: broker (embedded or external), ingest workers, storage, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from hub._api import create_app
+from hub._broker import EmbeddedBroker
+from hub._errors import ConfigError
+from hub._ingest import IngestSettings, IngestStats, IngestWorker
+from hub._mqtt import BrokerAddress
+from hub.storage import Storage, StorageThread, open_storage, sqlite_path
+
+log = logging.getLogger("estran.hub")
+
+
+def parse_host_port(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{what} {value!r}: expected HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """What `estran hub run` takes."""
+
+    data_dir: Path = Path("data")
+    db: str = "sqlite"
+    broker: str = "embedded"  # or mqtt://host:port
+    mqtt_listen: str = "0.0.0.0:1883"  # where the embedded broker listens
+    http: str | None = "127.0.0.1:8080"  # None: no HTTP API
+    workers: int = 1  # ingest workers (0: broker and API only)
+    shared: bool | None = None  # shared subscription; None: where the broker has them
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker == "embedded"
+
+    def validate(self) -> None:
+        if not self.embedded:
+            BrokerAddress.parse(self.broker)
+        parse_host_port(self.mqtt_listen, "--mqtt-listen")
+        if self.http is not None:
+            parse_host_port(self.http, "--http")
+        if self.workers < 0:
+            raise ConfigError("--workers must be 0 or more")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the hub owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Hub:
+    """`await Hub(config).run()` serves until cancelled. `ready` is set once every worker
+    has subscribed and the HTTP API listens."""
+
+    def __init__(self, config: HubConfig) -> None:
+        config.validate()
+        self.config = config
+        self.stats = IngestStats()
+        self.ready = asyncio.Event()
+        self.broker_address: BrokerAddress | None = None
+
+    def _open(self) -> Storage:
+        return open_storage(self.config.db, self.config.data_dir)
+
+    async def run(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        workers = cfg.workers
+        if cfg.embedded and workers > 1:
+            log.warning("the embedded broker has no shared subscriptions: 1 ingest worker")
+            workers = 1
+        shared = (not cfg.embedded) if cfg.shared is None else cfg.shared
+        async with contextlib.AsyncExitStack() as stack:
+            if cfg.embedded:
+                host, port = parse_host_port(cfg.mqtt_listen, "--mqtt-listen")
+                address = await stack.enter_async_context(EmbeddedBroker(host, port))
+            else:
+                address = BrokerAddress.parse(cfg.broker)
+            self.broker_address = address
+            # SQLite has one writer: the workers share one storage thread. PostgreSQL: one
+            # connection (and thread) per worker.
+            threads: list[StorageThread] = []
+            single = sqlite_path(cfg.db, cfg.data_dir) is not None
+            for i in range(workers if not single else min(workers, 1)):
+                threads.append(StorageThread(self._open(), name=f"storage-{i}"))
+                stack.callback(threads[-1].close)
+            events = [asyncio.Event() for _ in range(workers)]
+            ingest = [
+                IngestWorker(
+                    f"ingest-{i}",
+                    address,
+                    threads[i % len(threads)],
+                    shared=shared,
+                    prefer_v5=not cfg.embedded,
+                    stats=self.stats,
+                    settings=cfg.ingest,
+                    connected=events[i],
+                )
+                for i in range(workers)
+            ]
+            server: _Server | None = None
+            if cfg.http is not None:
+                api_storage = self._open()
+                stack.callback(api_storage.close)
+                host, port = parse_host_port(cfg.http, "--http")
+                server = _Server(
+                    uvicorn.Config(
+                        create_app(api_storage),
+                        host=host,
+                        port=port,
+                        log_level="warning",
+                        lifespan="off",
+                    )
+                )
+            log.info(
+                "hub: broker %s%s, db %s, %d ingest worker(s)%s, http %s",
+                address,
+                " (embedded)" if cfg.embedded else "",
+                "sqlite" if single else "postgresql",
+                workers,
+                " on a shared subscription" if shared and workers else "",
+                cfg.http or "off",
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for w in ingest:
+                        tg.create_task(w.run(), name=w.name)
+                    if server is not None:
+                        tg.create_task(server.serve(), name="http")
+                    tg.create_task(self._signal_ready(events, server), name="ready")
+                    tg.create_task(self._log_stats(), name="stats")
+            finally:
+                if server is not None:
+                    server.should_exit = True
+
+    async def _signal_ready(self, events: list[asyncio.Event], server: _Server | None) -> None:
+        for event in events:
+            await event.wait()  # the workers reconnect on their own; no deadline to meet
+        while server is not None and not server.started:
+            await asyncio.sleep(0.05)
+        self.ready.set()
+        log.info("hub ready")
+
+    async def _log_stats(self, period: float = 30.0) -> None:
+        last = 0
+        last_t = time.monotonic()
+        while True:
+            await asyncio.sleep(period)
+            s = self.stats
+            t = time.monotonic()
+            if s.readings != last:
+                log.info(
+                    "ingest: %d readings (%.0f/s), %d inserted, %d duplicates, rejected %s",
+                    s.readings,
+                    (s.readings - last) / (t - last_t),
+                    s.inserted,
+                    s.duplicates,
+                    dict(s.rejected) or "none",
+                )
+            last, last_t = s.readings, t
+
+
+__all__ = ["Hub", "HubConfig", "parse_host_port"]
