@@ -64,7 +64,9 @@ async def connect(
             identifier=identifier,
             protocol=version,
             clean_session=None if version == aiomqtt.ProtocolVersion.V5 else True,
-            timeout=timeout,
+            timeout=min(timeout, 3.0)
+            if version == aiomqtt.ProtocolVersion.V5 and prefer_v5
+            else timeout,
             keepalive=keepalive,
             max_queued_incoming_messages=max_queued_incoming,
             max_inflight_messages=64,
@@ -76,6 +78,11 @@ async def connect(
             value = getattr(code, "value", code)
             if version == aiomqtt.ProtocolVersion.V5 and value in _BAD_VERSION:
                 log.info("%s refuses MQTT 5, using 3.1.1", address)
+                continue
+            raise
+        except (aiomqtt.MqttError, OSError) as e:
+            if version == aiomqtt.ProtocolVersion.V5:
+                log.info("%s: no answer to MQTT 5 (%s), trying 3.1.1", address, e)
                 continue
             raise
         try:

@@ -1,0 +1,358 @@
+"""The uplink against a scripted hub over a real MQTT broker (amqtt, MQTT 3.1.1).
+
+The buffer is an in-memory stand-in with SegmentLog's interface, so these tests pin the
+uplink's behaviour: whole blocks, acks by ranges, resends, rejections, live vs backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from amqtt.broker import Broker
+
+from edge.uplink import Uplink, UplinkConfig
+from protocols import wire
+from protocols.block import decode_block, encode_block
+from protocols.reading import FLAG_ALARM, FLAG_HISTORICAL, Reading
+
+T0 = 1_764_547_200_000
+
+
+@dataclass(frozen=True)
+class Block:
+    first_seq: int
+    last_seq: int
+    count: int
+    payload: bytes
+    has_alarm: bool
+
+
+@dataclass
+class Stats:
+    depth: int
+    dropped: int = 0
+
+
+class MemoryLog:
+    """SegmentLog's interface over a list of blocks."""
+
+    def __init__(self, block_size: int = 100) -> None:
+        self.block_size = block_size
+        self.blocks: list[Block] = []
+        self.pending: list[Reading] = []
+        self.next_seq = 1
+        self.acked: set[int] = set()  # seqs
+        self.ack_calls = 0
+
+    def append_many(self, readings: Iterable[Reading]) -> None:
+        for r in readings:
+            self.pending.append(r)
+            if len(self.pending) >= self.block_size:
+                self.commit()
+
+    def commit(self) -> int:
+        if self.pending:
+            first = self.next_seq
+            payload = encode_block(first, self.pending)
+            n = len(self.pending)
+            alarm = any(r.flags & FLAG_ALARM for r in self.pending)
+            self.blocks.append(Block(first, first + n - 1, n, payload, alarm))
+            self.next_seq += n
+            self.pending = []
+        return self.next_seq - 1
+
+    def read_blocks(
+        self, after_seq: int, max_readings: int, *, alarms_first: bool = True
+    ) -> list[Block]:
+        todo = [b for b in self.blocks if b.first_seq > after_seq and b.first_seq not in self.acked]
+        if alarms_first:
+            todo = [b for b in todo if b.has_alarm] + [b for b in todo if not b.has_alarm]
+        out: list[Block] = []
+        total = 0
+        for b in todo:
+            if out and total + b.count > max_readings:
+                break
+            out.append(b)
+            total += b.count
+        return out
+
+    def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
+        self.ack_calls += 1
+        for first, last in ranges:
+            self.acked.update(range(first, last + 1))
+
+    def stats(self) -> Stats:
+        return Stats(depth=self.next_seq - 1 - len(self.acked))
+
+    def all_acked(self) -> bool:
+        return len(self.acked) == self.next_seq - 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def broker_port() -> AsyncIterator[int]:
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    try:
+        yield port
+    finally:
+        await broker.shutdown()
+
+
+@dataclass
+class FakeHub:
+    """Receives batches, decodes them, and answers as `policy` says."""
+
+    port: int
+    policy: Callable[[wire.DataBatch], str | None] = lambda batch: "ack"
+    batches: list[wire.DataBatch] = field(default_factory=list)
+    stored: dict[int, Reading] = field(default_factory=dict)
+    states: list[wire.State] = field(default_factory=list)
+    received: list[int] = field(default_factory=list)  # seqs, with repeats
+
+    async def run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier="fake-hub") as client:
+            await client.subscribe(
+                [(wire.subscription("data"), 1), (wire.subscription("state"), 1)]
+            )
+            self.ready.set()
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                gateway, kind = wire.parse_topic(message.topic.value)
+                if kind == "state":
+                    self.states.append(wire.decode_state(message.payload))
+                    continue
+                batch = wire.decode_data(message.payload)
+                self.batches.append(batch)
+                action = self.policy(batch)
+                ranges = []
+                for b in batch.blocks:
+                    first, readings = decode_block(b)
+                    ranges.append((first, first + len(readings) - 1))
+                    if action == "ack":
+                        for i, r in enumerate(readings):
+                            self.stored[first + i] = r
+                            self.received.append(first + i)
+                if action == "ack":
+                    ack = wire.Ack(batch.session, batch.batch, wire.merge_ranges(ranges))
+                elif action is None:
+                    continue
+                else:
+                    ack = wire.Ack(
+                        batch.session,
+                        batch.batch,
+                        [(batch.first_seq, batch.last_seq)],
+                        rejected=action,
+                    )
+                await client.publish(wire.topic(gateway, "ack"), wire.encode_ack(ack), qos=1)
+
+    def __post_init__(self) -> None:
+        self.ready = asyncio.Event()
+
+
+@contextlib.asynccontextmanager
+async def running(*coros_and_names: tuple[object, str]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c, name=n) for c, n in coros_and_names]  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(t, 10)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def readings(n: int, start: int = 0, flags: int = 0) -> list[Reading]:
+    return [
+        Reading(
+            f"soil-{(start + i) % 5:03d}",
+            "moisture",
+            "%RH",
+            round(20 + (i % 50) * 0.1, 1),
+            T0 + 1000 * (start + i),
+            flags,
+        )
+        for i in range(n)
+    ]
+
+
+def config(tmp_path: Path, port: int, **kw: object) -> UplinkConfig:
+    settings: dict[str, object] = {
+        "poll_interval_s": 0.02,
+        "ack_flush_interval_s": 0.05,
+        "batch_initial": 300,
+        "batch_min": 100,
+        "ack_timeout_min_s": 0.5,
+        "reconnect_min_s": 0.05,
+        "protocol": "3.1.1",  # the auto probe is tested once: it costs a 3 s timeout on amqtt
+    }
+    settings.update(kw)
+    return UplinkConfig("gw-1", f"mqtt://127.0.0.1:{port}", tmp_path, **settings)  # type: ignore[arg-type]
+
+
+async def test_drains_backlog_then_live_with_birth_and_flags(
+    tmp_path: Path, broker_port: int
+) -> None:
+    log = MemoryLog()
+    backlog = readings(3000)
+    log.append_many(backlog)
+    log.commit()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port, protocol="auto"))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked())
+            assert uplink.stats.mqtt5 is False  # amqtt speaks 3.1.1: the fallback worked
+            live = readings(50, start=5000)
+            log.append_many(live)
+            log.commit()
+            await until(lambda: log.all_acked() and len(hub.stored) == 3050)
+    assert [hub.stored[s] for s in range(1, 3001)] == backlog
+    assert [hub.stored[s] for s in range(3001, 3051)] == live
+    historical = [b for b in hub.batches if b.historical]
+    live_batches = [b for b in hub.batches if not b.historical]
+    assert sum(b.count for b in historical) == 3000
+    assert sum(b.count for b in live_batches) == 50
+    assert all(len(b.blocks) >= 1 for b in hub.batches)
+    births = [s for s in hub.states if s.online]
+    assert births and births[0].session == uplink.stats.session and births[0].backlog == 3000
+    assert uplink.stats.acked_readings == 3050 and uplink.stats.wire_bytes > 0
+    assert not any(r.flags & FLAG_HISTORICAL for r in hub.stored.values())  # the hub adds it
+
+
+async def test_live_readings_are_not_starved_by_a_throttled_backlog(
+    tmp_path: Path, broker_port: int
+) -> None:
+    log = MemoryLog()
+    log.append_many(readings(5000))
+    log.commit()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port, backlog_rate=500, backlog_burst=200))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await asyncio.wait_for(uplink.connected.wait(), 10)
+            await asyncio.sleep(0.3)
+            log.append_many(readings(10, start=9000))
+            log.commit()
+            await until(lambda: all(s in hub.stored for s in range(5001, 5011)), timeout=5)
+            # the backlog is still far from drained: the bucket holds it back
+            assert len([s for s in hub.stored if s <= 5000]) < 2000
+
+
+async def test_lost_acks_are_resent_and_ranges_acked_once(tmp_path: Path, broker_port: int) -> None:
+    log = MemoryLog()
+    log.append_many(readings(1000))
+    log.commit()
+    dropped: set[int] = set()
+
+    def lose_first_two(batch: wire.DataBatch) -> str | None:
+        if len(dropped) < 2 and batch.batch not in dropped:
+            dropped.add(batch.batch)
+            return None  # as if the hub crashed before acking
+        return "ack"
+
+    hub = FakeHub(broker_port, policy=lose_first_two)
+    uplink = Uplink(log, config(tmp_path, broker_port, ack_timeout_min_s=0.3))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked())
+    assert uplink.stats.timeouts >= 2 and uplink.stats.resent_batches >= 2
+    assert sorted(hub.stored) == list(range(1, 1001))
+
+
+async def test_rejected_batch_is_isolated_down_to_the_bad_block(
+    tmp_path: Path, broker_port: int
+) -> None:
+    log = MemoryLog(block_size=100)
+    log.append_many(readings(1000))
+    log.commit()
+    poison = 401  # the block starting at seq 401 is "garbage" for this hub
+
+    def reject_poison(batch: wire.DataBatch) -> str:
+        firsts = [decode_block(b)[0] for b in batch.blocks]
+        return "malformed: bad block" if poison in firsts else "ack"
+
+    hub = FakeHub(broker_port, policy=reject_poison)
+    uplink = Uplink(log, config(tmp_path, broker_port, batch_initial=500))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked())
+    assert sorted(hub.stored) == [s for s in range(1, 1001) if not 401 <= s <= 500]
+    assert uplink.stats.rejected_readings == 100
+
+
+async def test_unsupported_batches_are_kept_for_later(tmp_path: Path, broker_port: int) -> None:
+    log = MemoryLog()
+    log.append_many(readings(200))
+    log.commit()
+    hub = FakeHub(broker_port, policy=lambda batch: "unsupported: block version 2")
+    uplink = Uplink(log, config(tmp_path, broker_port, unsupported_retry_s=60))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: len(hub.batches) >= 1)
+            await asyncio.sleep(0.3)
+    assert not log.acked and uplink.stats.rejected_readings == 0
+
+
+async def test_alarms_jump_the_backlog_queue(tmp_path: Path, broker_port: int) -> None:
+    log = MemoryLog(block_size=100)
+    log.append_many(readings(2000))
+    log.append_many(readings(100, start=2000, flags=FLAG_ALARM))
+    log.commit()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port, batch_initial=300))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked())
+    first_batch_seqs = [decode_block(b)[0] for b in hub.batches[0].blocks]
+    assert 2001 in first_batch_seqs
+    assert sorted(hub.stored) == list(range(1, 2101))
+    assert len(hub.received) == 2100  # the alarm block was not sent twice
+
+
+async def test_clean_stop_publishes_death(tmp_path: Path, broker_port: int) -> None:
+    log = MemoryLog()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await asyncio.wait_for(uplink.connected.wait(), 10)
+        await until(lambda: any(not s.online for s in hub.states), timeout=5)
+    death = [s for s in hub.states if not s.online][-1]
+    assert death.session == uplink.stats.session

@@ -1,0 +1,26 @@
+"""The gateway uplink: the buffer drained to the hub over MQTT, end-to-end acknowledged.
+
+from edge.uplink import Uplink, UplinkConfig
+await Uplink(segment_log, UplinkConfig("gw-017", "mqtt://hub:1883", state_dir)).run()
+"""
+
+from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
+from edge.uplink._errors import UplinkConfigError, UplinkError
+from edge.uplink._pacing import Backoff, TokenBucket
+from edge.uplink._session import SessionCounter
+from edge.uplink._uplink import Uplink, UplinkStats, publish_wire_size
+
+__all__ = [
+    "Backoff",
+    "BlockLog",
+    "BrokerUrl",
+    "SessionCounter",
+    "StoredBlockLike",
+    "TokenBucket",
+    "Uplink",
+    "UplinkConfig",
+    "UplinkConfigError",
+    "UplinkError",
+    "UplinkStats",
+    "publish_wire_size",
+]

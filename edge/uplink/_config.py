@@ -1,0 +1,107 @@
+"""Uplink settings and the buffer interface the uplink drains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+from edge.uplink._errors import UplinkConfigError
+
+
+class StoredBlockLike(Protocol):
+    """A block as the buffer stores it (edge.buffer.StoredBlock)."""
+
+    @property
+    def first_seq(self) -> int: ...
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def has_alarm(self) -> bool: ...
+
+
+class BlockLog(Protocol):
+    """What the uplink needs of the buffer (edge.buffer.SegmentLog has it)."""
+
+    def read_blocks(
+        self, after_seq: int, max_readings: int, *, alarms_first: bool = True
+    ) -> Sequence[StoredBlockLike]: ...
+
+    def ack(self, ranges: Iterable[tuple[int, int]]) -> None: ...
+
+    def commit(self) -> int: ...
+
+    def stats(self) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        if "://" not in url:
+            url = "mqtt://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise UplinkConfigError(f"broker {url!r}: expected mqtt://host:port")
+        try:
+            port = parts.port or 1883
+        except ValueError as e:
+            raise UplinkConfigError(f"broker {url!r}: bad port") from e
+        return cls(parts.hostname, port)
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    """How the uplink drains the buffer. Rates are in readings per second."""
+
+    gateway_id: str
+    broker: str  # mqtt://host:port
+    state_dir: Path  # where the session counter lives (the buffer directory will do)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, else 3.1.1
+    window: int = 4  # data batches in flight (one slot is kept for live readings)
+    batch_initial: int = 4096  # readings per batch at start; then adapted
+    batch_min: int = 256
+    batch_max: int = 32768
+    max_batch_bytes: int = 512 * 1024  # block bytes per batch, before deflate
+    ack_target_s: float = 1.5  # batch size adapts so that acks come back within this
+    ack_timeout_min_s: float = 3.0
+    ack_timeout_max_s: float = 30.0
+    backlog_rate: float = 200_000.0  # token bucket on the backlog (0: unlimited)
+    backlog_burst: int = 65536
+    compress: int = 6  # zlib level for data batches (0: off)
+    poll_interval_s: float = 0.1  # how often new (live) blocks are looked for
+    ack_flush_interval_s: float = 0.25  # acks are applied to the buffer in groups
+    state_interval_s: float = 30.0  # online state (with the backlog) republished
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.25
+    reconnect_max_s: float = 30.0
+    unsupported_retry_s: float = 60.0  # a batch the hub cannot read yet waits this long
+    software: str | None = None
+
+    def validate(self) -> None:
+        from protocols import wire
+
+        if not wire.valid_gateway_id(self.gateway_id):
+            raise UplinkConfigError(f"invalid gateway id {self.gateway_id!r}")
+        BrokerUrl.parse(self.broker)
+        if self.window < 2:
+            raise UplinkConfigError("window must be at least 2 (one slot is for live readings)")
+        if not 0 < self.batch_min <= self.batch_initial <= self.batch_max:
+            raise UplinkConfigError("need 0 < batch_min <= batch_initial <= batch_max")
+        if self.batch_max > wire.MAX_BATCH_READINGS:
+            raise UplinkConfigError(f"batch_max above {wire.MAX_BATCH_READINGS}")
+        if self.protocol not in ("auto", "5", "3.1.1"):
+            raise UplinkConfigError("protocol is auto, 5 or 3.1.1")
+
+
+__all__ = ["BlockLog", "BrokerUrl", "StoredBlockLike", "UplinkConfig"]

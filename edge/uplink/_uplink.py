@@ -1,0 +1,570 @@
+"""The gateway uplink: drains the buffer to the hub over MQTT, end-to-end acknowledged.
+
+    buffer ──read_blocks──▶ batches ──MQTT QoS 1──▶ hub ──commit──▶ ack ──▶ buffer.ack(ranges)
+
+- Batches are whole buffer blocks, sent as stored (no re-encoding), deflated on the wire
+  when that pays. Several are in flight (`window`); one slot is always kept for live
+  readings, so a backlog never starves them.
+- A block is freed only when the hub's ack says its readings are committed. A batch whose
+  ack does not come back in time is sent again (the hub's insert is idempotent).
+- Batch size adapts: it grows while acks come back well within `ack_target_s` and shrinks
+  when they are slow or lost. The ack timeout follows the measured round trip (srtt +
+  4 rttvar, as TCP does), doubling on each timeout.
+- The backlog (what was in the buffer when the connection came up) drains under a token
+  bucket and is flagged historical; readings appended since are sent at once, flagged live.
+- Birth (online, retained) on connect, death registered as the MQTT Will (retained), both
+  with a session number that only grows. MQTT 5 where the broker speaks it, 3.1.1 otherwise
+  (the embedded amqtt broker): the protocol needs nothing but QoS 1 and retained messages.
+- Reconnects with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
+from edge.uplink._pacing import Backoff, TokenBucket
+from edge.uplink._session import SessionCounter
+from protocols import wire
+from protocols.errors import UNSUPPORTED, RemoteProtocolError
+
+log = logging.getLogger("estran.edge.uplink")
+
+_BAD_VERSION = {1, 132}  # CONNACK: unacceptable protocol version (3.1.1 / MQTT 5)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _varint_len(n: int) -> int:
+    size = 1
+    while n >= 128:
+        n >>= 7
+        size += 1
+    return size
+
+
+def publish_wire_size(topic: str, payload: int, v5: bool) -> int:
+    """Bytes of a QoS 1 PUBLISH packet and of its PUBACK."""
+    remaining = 2 + len(topic.encode()) + 2 + (1 if v5 else 0) + payload
+    return 1 + _varint_len(remaining) + remaining + 4
+
+
+@dataclass
+class UplinkStats:
+    session: int = 0
+    connects: int = 0
+    mqtt5: bool | None = None
+    batches_sent: int = 0
+    live_batches: int = 0
+    historical_batches: int = 0
+    readings_sent: int = 0
+    resent_batches: int = 0
+    timeouts: int = 0
+    acked_readings: int = 0
+    rejected_readings: int = 0
+    bad_acks: int = 0
+    wire_bytes: int = 0  # MQTT packets both ways (PUBLISH + PUBACK), TCP/IP headers excluded
+    batch_size: int = 0
+    ack_timeout_s: float = 0.0
+    srtt_s: float | None = None
+    in_flight: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(slots=True)
+class _Batch:
+    blocks: list[StoredBlockLike]
+    live: bool
+    isolate: bool = False  # a block sent alone to find the one the hub rejects
+    session: int = 0
+    number: int = 0
+    sent_at: float = 0.0
+    deadline: float = 0.0
+    attempts: int = 0
+    not_before: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(b.count for b in self.blocks)
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        return wire.merge_ranges([(b.first_seq, b.last_seq) for b in self.blocks])
+
+
+@dataclass(slots=True)
+class _Span:
+    """A stretch of the buffer to drain as backlog: blocks with after < seq <= upto."""
+
+    after: int
+    upto: int
+    sent_ahead: set[int] = field(default_factory=set)  # alarm blocks taken out of order
+
+
+def _covered(ranges: list[tuple[int, int]], acked: list[tuple[int, int]]) -> bool:
+    """Whether every range lies inside one of the (merged) acked ranges."""
+    return all(any(a <= first and last <= b for a, b in acked) for first, last in ranges)
+
+
+class Uplink:
+    """`await Uplink(log, config).run()` drains `log` to the hub until cancelled."""
+
+    def __init__(
+        self,
+        buffer: BlockLog,
+        config: UplinkConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        start_after: int = -1,
+    ) -> None:
+        config.validate()
+        self.buffer = buffer
+        self.config = config
+        self.broker = BrokerUrl.parse(config.broker)
+        self.stats = UplinkStats(batch_size=config.batch_initial)
+        self.connected = asyncio.Event()
+        self._clock = clock
+        self._counter = SessionCounter(config.state_dir)
+        self._bucket = TokenBucket(config.backlog_rate, config.backlog_burst, clock)
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._v5: bool | None = {"auto": None, "5": True, "3.1.1": False}[config.protocol]
+        self._session = 0
+        self._number = 0
+        self._start_after = start_after
+        self._started = False
+        self._live_after = start_after
+        self._spans: deque[_Span] = deque()
+        self._inflight: dict[int, _Batch] = {}
+        self._resend: deque[_Batch] = deque()
+        self._acked: list[tuple[int, int]] = []  # merged, this process
+        self._pending_acks: list[tuple[int, int]] = []  # not yet applied to the buffer
+        self._size = float(config.batch_initial)
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._ack_timeout = config.ack_timeout_min_s * 2
+        self._wake = asyncio.Event()
+        self._topic_data = wire.topic(config.gateway_id, "data")
+        self._topic_state = wire.topic(config.gateway_id, "state")
+        self._topic_ack = wire.topic(config.gateway_id, "ack")
+
+    # -- connection ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect on failure; forever (cancel to stop)."""
+        try:
+            while True:
+                started = self._clock()
+                try:
+                    await self._connect_and_drain()
+                except* (aiomqtt.MqttError, OSError, TimeoutError) as eg:
+                    log.warning("uplink: connection lost: %s", eg.exceptions[0])
+                if self._clock() - started > 30:
+                    self._backoff.reset()
+                delay = self._backoff.next()
+                log.info("uplink: reconnecting in %.1f s", delay)
+                await asyncio.sleep(delay)
+        finally:
+            self._flush_acks()
+
+    def _client(self, v5: bool, session: int, timeout: float) -> aiomqtt.Client:
+        c = self.config
+        death = wire.encode_state(wire.State(False, session, _now_ms(), software=c.software))
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=f"estran-gw-{c.gateway_id}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self._topic_state, death, qos=1, retain=True),
+            clean_session=None if v5 else True,
+            keepalive=c.keepalive_s,
+            timeout=timeout,
+            max_inflight_messages=c.window + 8,
+            max_queued_incoming_messages=4 * c.window + 16,
+        )
+
+    async def _connect_and_drain(self) -> None:
+        session = self._counter.next()
+        client = await self._connect(session)
+        try:
+            await self._drain(client, session, bool(self._v5))
+        except BaseException as e:
+            await self._close(client, e)
+            raise
+        await self._close(client, None)
+
+    async def _connect(self, session: int) -> aiomqtt.Client:
+        """A connected client. In `auto`, MQTT 5 is tried first and 3.1.1 right after if the
+        broker refuses it (a CONNACK code) or never answers it (amqtt 0.12 stalls on an MQTT 5
+        CONNECT that carries a Will); the version that worked is kept for the process."""
+        c = self.config
+        if self._v5 is not None:
+            client = self._client(self._v5, session, c.connect_timeout_s)
+            await client.__aenter__()
+            return client
+        probe = self._client(True, session, min(c.connect_timeout_s, 3.0))
+        try:
+            await probe.__aenter__()
+        except MqttConnectError as e:
+            code = getattr(e.rc, "value", e.rc)
+            if code not in _BAD_VERSION:
+                raise
+            log.info("uplink: broker refuses MQTT 5, using 3.1.1")
+        except (aiomqtt.MqttError, OSError) as e:
+            log.info("uplink: no answer to MQTT 5 (%s), trying 3.1.1", e)
+        else:
+            self._v5 = True
+            return probe
+        client = self._client(False, session, c.connect_timeout_s)
+        await client.__aenter__()
+        self._v5 = False
+        return client
+
+    async def _close(self, client: aiomqtt.Client, error: BaseException | None) -> None:
+        with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
+            await asyncio.wait_for(
+                client.__aexit__(type(error) if error else None, error, None), 5.0
+            )
+
+    async def _drain(self, client: aiomqtt.Client, session: int, v5: bool) -> None:
+        c = self.config
+        self._session = session
+        self.stats.session = session
+        self.stats.connects += 1
+        self.stats.mqtt5 = v5
+        self._begin_session()
+        await client.subscribe(self._topic_ack, qos=1, timeout=c.connect_timeout_s)
+        await self._publish_state(client, True)
+        log.info(
+            "uplink: session %d on %s:%d (MQTT %s), %s readings not yet acknowledged",
+            session,
+            self.broker.host,
+            self.broker.port,
+            "5" if v5 else "3.1.1",
+            self._backlog_depth(),
+        )
+        self.connected.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(client), name="uplink-receive")
+                tg.create_task(self._send_loop(client, tg), name="uplink-send")
+                tg.create_task(self._flush_loop(), name="uplink-ack-flush")
+                tg.create_task(self._state_loop(client), name="uplink-state")
+        except asyncio.CancelledError:
+            # A clean stop: say so (the Will is only sent for unclean ones).
+            with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
+                await asyncio.wait_for(self._publish_state(client, False), 2.0)
+            raise
+        finally:
+            self.connected.clear()
+            self._flush_acks()
+
+    def _begin_session(self) -> None:
+        """Split the buffer into backlog (up to the durable head now) and live (after)."""
+        head = self.buffer.commit()
+        if not self._started:
+            self._started = True
+            if head > self._start_after:
+                self._spans.append(_Span(self._start_after, head))
+            self._live_after = max(head, self._start_after)
+            return
+        # What was in flight when the connection dropped goes out again first.
+        for batch in sorted(self._inflight.values(), key=lambda b: b.number):
+            self._resend.append(batch)
+        self._inflight.clear()
+        if head > self._live_after:
+            self._spans.append(_Span(self._live_after, head))
+            self._live_after = head
+
+    # -- state --------------------------------------------------------------------------
+
+    def _backlog_depth(self) -> int | None:
+        depth = getattr(self.buffer.stats(), "depth", None)
+        return int(depth) if isinstance(depth, int) else None
+
+    def _dropped(self) -> int | None:
+        stats = self.buffer.stats()
+        dropped = getattr(stats, "dropped", None)
+        if isinstance(dropped, int):
+            return dropped
+        by_sensor = getattr(stats, "dropped_by_sensor", None)
+        if isinstance(by_sensor, dict):
+            return int(sum(by_sensor.values()))
+        return None
+
+    async def _publish_state(self, client: aiomqtt.Client, online: bool) -> None:
+        state = wire.State(
+            online,
+            self._session,
+            _now_ms(),
+            backlog=self._backlog_depth(),
+            dropped=self._dropped(),
+            software=self.config.software,
+        )
+        payload = wire.encode_state(state)
+        await client.publish(
+            self._topic_state, payload, qos=1, retain=True, timeout=self.config.connect_timeout_s
+        )
+        self._count_wire(self._topic_state, len(payload))
+
+    async def _state_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(self.config.state_interval_s)
+            await self._publish_state(client, True)
+
+    def _count_wire(self, topic: str, payload: int) -> None:
+        self.stats.wire_bytes += publish_wire_size(topic, payload, bool(self._v5))
+
+    # -- acks ---------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                continue
+            self._count_wire(message.topic.value, len(payload))
+            if message.topic.value != self._topic_ack:
+                continue
+            try:
+                ack = wire.decode_ack(bytes(payload))
+            except RemoteProtocolError as e:
+                self.stats.bad_acks += 1
+                log.warning("uplink: unreadable ack: %s", e)
+                continue
+            self._on_ack(ack)
+
+    def _on_ack(self, ack: wire.Ack) -> None:
+        batch = self._inflight.get(ack.batch)
+        if batch is not None and batch.session != ack.session:
+            batch = None  # a batch number of another session: judge by ranges only
+        if ack.rejected is not None:
+            if batch is not None and batch.ranges == ack.ranges:
+                del self._inflight[ack.batch]
+                self._on_rejected(batch, ack.rejected)
+            self._wake.set()
+            return
+        if batch is not None and not _covered(batch.ranges, wire.merge_ranges(ack.ranges)):
+            batch = None
+        if batch is not None:
+            del self._inflight[ack.batch]
+            self.stats.acked_readings += batch.count
+            if batch.attempts == 0:
+                self._sample_rtt(self._clock() - batch.sent_at, batch.count)
+        self._mark_acked(ack.ranges)
+        self._wake.set()
+
+    def _mark_acked(self, ranges: list[tuple[int, int]]) -> None:
+        self._pending_acks.extend(ranges)
+        self._acked = wire.merge_ranges(self._acked + ranges)
+        # a late ack may cover a batch that was re-sent meanwhile
+        for number in [n for n, b in self._inflight.items() if _covered(b.ranges, self._acked)]:
+            batch = self._inflight.pop(number)
+            self.stats.acked_readings += batch.count
+
+    def _on_rejected(self, batch: _Batch, reason: str) -> None:
+        if reason.startswith(UNSUPPORTED):
+            log.warning("uplink: hub cannot read batch yet (%s); retrying later", reason)
+            batch.not_before = self._clock() + self.config.unsupported_retry_s
+            self._resend.append(batch)
+        elif len(batch.blocks) > 1:
+            log.warning("uplink: hub rejected a batch (%s); isolating its blocks", reason)
+            for block in batch.blocks:
+                self._resend.append(_Batch([block], batch.live, isolate=True))
+        else:
+            log.error(
+                "uplink: hub rejected block %d..%d for good (%s): dropped",
+                batch.blocks[0].first_seq,
+                batch.blocks[0].last_seq,
+                reason,
+            )
+            self.stats.rejected_readings += batch.count
+            self._mark_acked(batch.ranges)
+
+    def _sample_rtt(self, rtt: float, count: int) -> None:
+        c = self.config
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._ack_timeout = min(
+            c.ack_timeout_max_s, max(c.ack_timeout_min_s, self._srtt + 4 * self._rttvar)
+        )
+        # Batch size: grow while acks come back fast, shrink when slow.
+        if count >= 0.5 * self._size:
+            if rtt < c.ack_target_s / 2:
+                self._size = min(c.batch_max, self._size * 1.5)
+            elif rtt > c.ack_target_s * 2:
+                self._size = max(c.batch_min, self._size * 0.7)
+        self.stats.batch_size = int(self._size)
+        self.stats.ack_timeout_s = round(self._ack_timeout, 3)
+        self.stats.srtt_s = round(self._srtt, 4)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ack_flush_interval_s)
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        """Apply the acks received so far to the buffer (it frees what they complete)."""
+        if self._pending_acks:
+            ranges = wire.merge_ranges(self._pending_acks)
+            self._pending_acks = []
+            self.buffer.ack(ranges)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def _send_loop(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        poll = self.config.poll_interval_s
+        while True:
+            self._expire()
+            wait = poll
+            while len(self._inflight) < self.config.window:
+                batch, throttle = self._next_batch()
+                if batch is None:
+                    if throttle:
+                        wait = min(wait, max(throttle, 0.005))
+                    break
+                self._send(client, tg, batch)
+            self.stats.in_flight = len(self._inflight)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for number in [n for n, b in self._inflight.items() if b.deadline <= now]:
+            batch = self._inflight.pop(number)
+            self.stats.timeouts += 1
+            batch.attempts += 1
+            self._resend.append(batch)
+            self._ack_timeout = min(self.config.ack_timeout_max_s, self._ack_timeout * 2)
+            self._size = max(self.config.batch_min, self._size / 2)
+            self.stats.batch_size = int(self._size)
+            log.info(
+                "uplink: no ack for batch %d within %.1f s; sending it again",
+                number,
+                self._ack_timeout,
+            )
+
+    def _next_batch(self) -> tuple[_Batch | None, float]:
+        """The next batch to send, or (None, seconds the token bucket asks to wait)."""
+        now = self._clock()
+        # 1. batches to send again
+        for _ in range(len(self._resend)):
+            batch = self._resend.popleft()
+            if _covered(batch.ranges, self._acked):
+                continue
+            if batch.not_before > now:
+                self._resend.append(batch)
+                continue
+            self.stats.resent_batches += 1
+            return batch, 0.0
+        size = int(self._size)
+        # 2. live readings, never throttled, always a slot for them
+        blocks = self._take(self.buffer.read_blocks(self._live_after, size, alarms_first=False))
+        if blocks:
+            self._live_after = max(self._live_after, max(b.last_seq for b in blocks))
+            return _Batch(blocks, live=True), 0.0
+        # 3. backlog, rate-limited, leaving one slot free
+        if not self._spans or len(self._inflight) >= self.config.window - 1:
+            return None, 0.0
+        delay = self._bucket.delay(size)
+        if delay > 0:
+            return None, delay
+        while self._spans:
+            span = self._spans[0]
+            blocks = self._backlog_blocks(span, size)
+            if blocks:
+                self._bucket.take(sum(b.count for b in blocks))
+                return _Batch(blocks, live=False), 0.0
+            self._spans.popleft()
+        return None, 0.0
+
+    def _take(self, blocks: Sequence[StoredBlockLike]) -> list[StoredBlockLike]:
+        """Blocks up to the byte budget of a batch (at least one)."""
+        out: list[StoredBlockLike] = []
+        total = 0
+        for b in blocks:
+            if out and total + len(b.payload) > self.config.max_batch_bytes:
+                break
+            out.append(b)
+            total += len(b.payload)
+        return out
+
+    def _backlog_blocks(self, span: _Span, size: int) -> list[StoredBlockLike]:
+        """Blocks of the span not yet sent, alarms first, and the span's cursor moved on."""
+        for alarms_first in (True, False):
+            got = self.buffer.read_blocks(span.after, size, alarms_first=alarms_first)
+            fresh = [
+                b
+                for b in got
+                if b.first_seq > span.after
+                and b.last_seq <= span.upto
+                and b.first_seq not in span.sent_ahead
+            ]
+            blocks = self._take(fresh)
+            if blocks or not got:
+                break
+        else:
+            blocks = []
+        if not blocks:
+            return []
+        in_order = [b for b in blocks if not b.has_alarm]
+        if in_order:
+            span.after = max(b.last_seq for b in in_order)
+        for b in blocks:
+            if b.has_alarm and b.first_seq > span.after:
+                span.sent_ahead.add(b.first_seq)
+        span.sent_ahead = {s for s in span.sent_ahead if s > span.after}
+        return blocks
+
+    def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup, batch: _Batch) -> None:
+        c = self.config
+        self._number += 1
+        batch.number = self._number
+        batch.session = self._session
+        ranges = batch.ranges
+        payload = wire.encode_data(
+            wire.DataBatch(
+                session=self._session,
+                batch=batch.number,
+                first_seq=ranges[0][0],
+                last_seq=ranges[-1][1],
+                count=batch.count,
+                blocks=[b.payload for b in batch.blocks],
+                flags=0 if batch.live else wire.FLAG_HISTORICAL,
+                backlog=self._backlog_depth(),
+            ),
+            compress=c.compress,
+        )
+        now = self._clock()
+        batch.sent_at = now
+        batch.deadline = now + self._ack_timeout
+        self._inflight[batch.number] = batch
+        self.stats.batches_sent += 1
+        self.stats.readings_sent += batch.count
+        if batch.live:
+            self.stats.live_batches += 1
+        else:
+            self.stats.historical_batches += 1
+        self._count_wire(self._topic_data, len(payload))
+        tg.create_task(
+            client.publish(self._topic_data, payload, qos=1, timeout=c.ack_timeout_max_s),
+            name=f"uplink-publish-{batch.number}",
+        )
+
+
+__all__ = ["Uplink", "UplinkStats", "publish_wire_size"]
