@@ -200,6 +200,10 @@ class FrameParser:
         if not data:
             return
         buf = self._buf + bytes(data)
+        if buf[0] not in _STARTS:  # garbage takes no buffer space: count and drop it
+            self._buf = buf
+            self._garbage += self._skip_garbage(0)
+            buf = self._buf
         if len(buf) > self._max:
             excess = len(buf) - self._max
             self._dropped += excess
@@ -301,6 +305,8 @@ def parse_frame(data: "bytes") -> "Frame":
     parser.receive_data(data)
     event = parser.next_event()
     if isinstance(event, NeedData):
+        if parser.garbage:
+            raise RemoteProtocolError(MALFORMED, "%d bytes that start no frame" % parser.garbage)
         raise RemoteProtocolError(
             TRUNCATED, "incomplete frame: %d bytes and more needed" % len(data)
         )

@@ -301,6 +301,10 @@ def scale(raw: "int | float | str", exponent: "int", factor: "int" = 1) -> "int 
     text = raw if isinstance(raw, str) else repr(raw)
     if factor != 1:
         text = "%.7g" % (float(text) * factor)
+    mark = text.find("e")
+    if mark >= 0:
+        exponent += int(text[mark + 1 :])
+        text = text[:mark]
     return float(text + "e" + str(exponent))
 
 
