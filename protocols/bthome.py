@@ -289,7 +289,9 @@ class BTHomePacket:
         for o in self.objects:
             if o.kind in (PACKET_ID, DEVICE_TYPE, FIRMWARE):
                 continue
-            if o.kind == BUTTON and o.value == "none":
+            if o.kind == BUTTON and (o.value == "none" or str(o.value).startswith("0x")):
+                # "none" is a placeholder for another button; a code outside the spec's
+                # list (Shelly BLU Button1 sends 0xfe) is no event (as bthome-ble).
                 continue
             if o.kind == DIMMER and o.value == 0:
                 continue
@@ -458,7 +460,8 @@ def parse_key(key: "str | bytes") -> "bytes":
 
 
 def strip_uuid(data: "bytes") -> "bytes":
-    """Accept the service data value, or it prefixed by ``d2 fc``, or the whole AD structure.
+    """Accept the service data value, or it prefixed by ``d2 fc``, or the whole AD structure,
+    or a whole advertisement (several AD structures, one of them 0xFCD2 service data).
 
     Unambiguous: a v2 info byte has version bits 010, so it is never 0xd2, and an AD length
     byte (< 0x20 for BTHome) followed by 0x16 d2 fc is not a valid info byte either.
@@ -472,7 +475,33 @@ def strip_uuid(data: "bytes") -> "bytes":
         and data[0] == len(data) - 1
     ):
         return data[4:]
-    return data
+    # A v2 info byte is 0x40..0x5f; a legacy advertisement's first AD length is below 0x20.
+    found = _service_data_in_advertisement(data) if data and data[0] < 0x40 else None
+    return found if found is not None else data
+
+
+def _service_data_in_advertisement(data: "bytes") -> "bytes | None":
+    """The 0xFCD2 service data of a whole advertisement (AD structures end to end, e.g.
+    ``02 01 06`` flags then ``len 16 d2 fc ...``), or None when `data` is not one."""
+    i = 0
+    n = len(data)
+    found = None  # type: bytes | None
+    while i < n:
+        size = data[i]
+        if size == 0:  # zero padding ends the significant part
+            if any(data[i:]):
+                return None
+            break
+        if i + 1 + size > n:
+            return None
+        if (
+            size >= 3
+            and data[i + 1] == AD_TYPE_SERVICE_DATA_16
+            and data[i + 2 : i + 4] == UUID_BYTES
+        ):
+            found = data[i + 4 : i + 1 + size]
+        i += 1 + size
+    return found
 
 
 def _header_fields(info: "int", mac: "str | None") -> "dict[str, object]":

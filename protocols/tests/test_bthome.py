@@ -152,7 +152,12 @@ def test_events() -> None:
     # spec: 3A00 3A01 = nothing for the first button, press for the second
     packet = _one("3A003A01")
     assert [(m.name, m.value) for m in packet.measurements()] == [("button_2", "press")]
-    assert _one("3A07").measurements()[0].value == "0x07"  # future event codes survive
+    # Codes outside the spec's list stay in the objects but are no event (as bthome-ble:
+    # its test_bthome_invalid_button_event, a Shelly BLU Button1 sending 40 3a fe).
+    assert _one("3A07").objects[0].value == "0x07"
+    assert _one("3A07").measurements() == []
+    out = bthome.describe(bytes.fromhex("403afe"), {})
+    assert out[0]["valid"] is True and out[0]["readings"] == []
     assert [m.value for m in _one("3C0103").measurements()] == [-3]  # rotate left 3
     assert [m.value for m in _one("3C020A").measurements()] == [10]  # rotate right 10
     assert _one("3C0000").measurements() == []
@@ -196,6 +201,12 @@ def test_uuid_prefix_and_ad_structure_accepted() -> None:
     assert bthome.decode(b"\xd2\xfc" + plain).measurements() == want
     assert bthome.decode(bthome.ad_structure(plain)).measurements() == want
     assert bthome.ad_structure(plain).hex() == "0a16d2fc4002ca0903bf13"  # bthome.io example
+    # a whole advertisement as a sniffer prints it: flags AD, the service data, padding
+    advert = bytes.fromhex("020106") + bthome.ad_structure(plain) + bytes(3)
+    assert bthome.decode(advert).measurements() == want
+    assert (
+        bthome.decode(bytes.fromhex("020106") + bthome.ad_structure(plain)).measurements() == want
+    )
 
 
 def test_repeated_names_get_suffixes_in_order() -> None:
