@@ -1,3 +1,86 @@
-"""Fleet domain: registry, enrollment and identity, layered signed configuration, rollouts."""
+"""Fleet domain: registry, enrollment and identity, layered signed configuration, broker
+access control.
 
-__all__: list[str] = []
+    from fleet import Fleet
+    with Fleet(data_dir) as f:
+        token = f.create_token("marina", ttl_s=3600, actor="alice").token
+"""
+
+from fleet._acl import (
+    BrokerAccess,
+    gateway_may,
+    hub_may,
+    mosquitto_acl,
+    mosquitto_conf,
+    mosquitto_passwords,
+    reload_mosquitto,
+    write_mosquitto_files,
+)
+from fleet._errors import ConfigRejected, Conflict, FleetError, NotFound, SchemaIssue, TokenRefused
+from fleet._fleet import (
+    HUB_USER,
+    AuditEntry,
+    BrokerAccount,
+    Enrollment,
+    Fleet,
+    Gateway,
+    Group,
+    IssuedToken,
+    Outbound,
+    TokenInfo,
+    b64,
+    enroll_proof_payload,
+    parse_token,
+    unb64,
+)
+from fleet._keys import Keyring, raw_public, verify
+from fleet._layers import changed_sections, diff, effective, merge, set_path, show_diff, unset_path
+from fleet._passwd import hash_password, new_password, verify_password
+from fleet._schema import check as check_config
+from fleet._schema import validate as validate_config
+
+__all__ = [
+    "HUB_USER",
+    "AuditEntry",
+    "BrokerAccess",
+    "BrokerAccount",
+    "ConfigRejected",
+    "Conflict",
+    "Enrollment",
+    "Fleet",
+    "FleetError",
+    "Gateway",
+    "Group",
+    "IssuedToken",
+    "Keyring",
+    "NotFound",
+    "Outbound",
+    "SchemaIssue",
+    "TokenInfo",
+    "TokenRefused",
+    "b64",
+    "changed_sections",
+    "check_config",
+    "diff",
+    "effective",
+    "enroll_proof_payload",
+    "gateway_may",
+    "hash_password",
+    "hub_may",
+    "merge",
+    "mosquitto_acl",
+    "mosquitto_conf",
+    "mosquitto_passwords",
+    "new_password",
+    "parse_token",
+    "raw_public",
+    "reload_mosquitto",
+    "set_path",
+    "show_diff",
+    "unb64",
+    "unset_path",
+    "validate_config",
+    "verify",
+    "verify_password",
+    "write_mosquitto_files",
+]
