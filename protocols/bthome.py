@@ -28,6 +28,7 @@ must increase (else ``replay``) and a repeated packet id marks the packet a dupl
 `encode` builds payloads for the simulators.
 """
 
+from protocols._ble import advertisement_service_data, hci_service_data
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -461,10 +462,12 @@ def parse_key(key: "str | bytes") -> "bytes":
 
 def strip_uuid(data: "bytes") -> "bytes":
     """Accept the service data value, or it prefixed by ``d2 fc``, or the whole AD structure,
-    or a whole advertisement (several AD structures, one of them 0xFCD2 service data).
+    or a whole advertisement (several AD structures, one of them 0xFCD2 service data), or
+    an HCI LE advertising report carrying one (see protocols/_ble.py).
 
     Unambiguous: a v2 info byte has version bits 010, so it is never 0xd2, and an AD length
-    byte (< 0x20 for BTHome) followed by 0x16 d2 fc is not a valid info byte either.
+    byte (< 0x20 for BTHome) followed by 0x16 d2 fc is not a valid info byte either; the
+    other shapes start below 0x40, where no v2 info byte is.
     """
     if len(data) >= 2 and data[0:2] == UUID_BYTES:
         return data[2:]
@@ -475,33 +478,22 @@ def strip_uuid(data: "bytes") -> "bytes":
         and data[0] == len(data) - 1
     ):
         return data[4:]
-    # A v2 info byte is 0x40..0x5f; a legacy advertisement's first AD length is below 0x20.
-    found = _service_data_in_advertisement(data) if data and data[0] < 0x40 else None
-    return found if found is not None else data
+    # A v2 info byte is 0x40..0x5f; an HCI event starts 04 3e or 3e, an advertisement with
+    # an AD length below 0x20 (31 bytes of legacy advertising).
+    if data and data[0] < 0x40:
+        hci = hci_service_data(data, UUID_BYTES)
+        if hci is not None:
+            return hci[0]
+        found = advertisement_service_data(data, UUID_BYTES)
+        if found is not None:
+            return found
+    return data
 
 
-def _service_data_in_advertisement(data: "bytes") -> "bytes | None":
-    """The 0xFCD2 service data of a whole advertisement (AD structures end to end, e.g.
-    ``02 01 06`` flags then ``len 16 d2 fc ...``), or None when `data` is not one."""
-    i = 0
-    n = len(data)
-    found = None  # type: bytes | None
-    while i < n:
-        size = data[i]
-        if size == 0:  # zero padding ends the significant part
-            if any(data[i:]):
-                return None
-            break
-        if i + 1 + size > n:
-            return None
-        if (
-            size >= 3
-            and data[i + 1] == AD_TYPE_SERVICE_DATA_16
-            and data[i + 2 : i + 4] == UUID_BYTES
-        ):
-            found = data[i + 4 : i + 1 + size]
-        i += 1 + size
-    return found
+def advertiser_mac(data: "bytes") -> "str | None":
+    """The advertiser's MAC when `data` is an HCI advertising report, else None."""
+    hci = hci_service_data(bytes(data), UUID_BYTES)
+    return hci[1] if hci is not None else None
 
 
 def _header_fields(info: "int", mac: "str | None") -> "dict[str, object]":
@@ -690,6 +682,8 @@ def decode(
     raise LocalProtocolError.
     """
     key_bytes = parse_key(key) if key is not None else None
+    if mac is None:
+        mac = advertiser_mac(data)  # an HCI report carries the advertiser's address
     mac_given = parse_mac(mac) if mac is not None else None
     return _decode(strip_uuid(bytes(data)), key_bytes, mac_given, state)
 
@@ -880,6 +874,8 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     key = options.get("key")
     mac = options.get("mac")
     key_bytes = parse_key(str(key)) if key else None
+    if not mac:
+        mac = advertiser_mac(data)  # an HCI report carries the advertiser's address
     mac_bytes = parse_mac(str(mac)) if mac else None
     payload = strip_uuid(bytes(data))
     fields = {}  # type: dict[str, object]
@@ -912,6 +908,7 @@ __all__ = [
     "DeviceState",
     "UnknownObjectError",
     "ad_structure",
+    "advertiser_mac",
     "decode",
     "decrypt",
     "describe",

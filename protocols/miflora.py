@@ -21,6 +21,7 @@ GATT (the poller connects, writes `MODE_CHANGE` to handle 0x33, then reads):
 Units are SenML: Cel, lx, %, %RH, and conductivity in S/m (1 µS/cm = 0.0001 S/m).
 """
 
+from protocols._ble import advertisement_service_data, hci_service_data
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -222,10 +223,13 @@ def parse_mac(mac: "str | bytes") -> "bytes":
 
 
 def strip_uuid(data: "bytes") -> "bytes":
-    """Accept the service data value, or it prefixed by ``95 fe``, or the whole AD structure.
+    """Accept the service data value, or it prefixed by ``95 fe``, or the whole AD structure,
+    or a whole advertisement (AD structures end to end), or an HCI LE advertising report
+    as ``hcidump --raw`` and ble_monitor print it (see protocols/_ble.py).
 
     Unambiguous: ``95 fe`` as a frame control would be MiBeacon version 15, which does
-    not exist.
+    not exist; an HCI report must have all its lengths right, and a whole advertisement is
+    only looked for when `data` is not a MiBeacon itself.
     """
     if len(data) >= 2 and data[0:2] == UUID_BYTES:
         return data[2:]
@@ -236,7 +240,20 @@ def strip_uuid(data: "bytes") -> "bytes":
         and data[0] == len(data) - 1
     ):
         return data[4:]
+    hci = hci_service_data(data, UUID_BYTES)
+    if hci is not None:
+        return hci[0]
+    if not is_mibeacon(data):
+        found = advertisement_service_data(data, UUID_BYTES)
+        if found is not None:
+            return found
     return data
+
+
+def advertiser_mac(data: "bytes") -> "str | None":
+    """The advertiser's MAC when `data` is an HCI advertising report, else None."""
+    hci = hci_service_data(bytes(data), UUID_BYTES)
+    return hci[1] if hci is not None else None
 
 
 def is_mibeacon(data: "bytes") -> "bool":
@@ -269,6 +286,11 @@ def _object(beacon: "MiBeacon", otype: "int", value: "bytes") -> "None":
         beacon.unknown_objects.append(otype)
         return
     name, size, signed, power, unit = entry
+    # A one-byte object (battery, moisture) is read by its first byte whatever its length,
+    # as xiaomi-ble does: the Flower Pot (HHCCPOT002) sends its battery 0x100a with two
+    # (``0a 10 02 64 00``: 100 %). Wider values must have their exact size.
+    if size == 1 and len(value) > 1:
+        value = value[:1]
     if len(value) != size:
         raise RemoteProtocolError(
             MALFORMED,
@@ -319,6 +341,8 @@ def decode_mibeacon(data: "bytes", mac: "bytes | str | None" = None) -> "MiBeaco
     Raises RemoteProtocolError: ``truncated``, ``malformed``, ``overflow``, ``unsupported``
     (encrypted, mesh, version < 2).
     """
+    if mac is None:
+        mac = advertiser_mac(data)  # an HCI report carries the advertiser's address
     data = strip_uuid(bytes(data))
     mac_given = format_mac(parse_mac(mac)) if mac is not None else None
     beacon, i = _header(data)
@@ -517,8 +541,8 @@ def _source(data: "bytes", options: "dict[str, object]") -> "str":
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """One contract dict (see protocols/describe.py).
 
-    `data` is MiBeacon service data (optionally prefixed by ``95 fe`` or the whole AD
-    structure), or a GATT read: options ``source`` (or ``map``, as `estran decode --map`
+    `data` is MiBeacon service data (optionally prefixed by ``95 fe``, the whole AD
+    structure or advertisement, or an HCI advertising report), or a GATT read: options ``source`` (or ``map``, as `estran decode --map`
     sets it) ``gatt`` for the real-time value, ``firmware`` for handle 0x38. Without it, a
     16-byte value without a MiBeacon header is taken as the real-time read. Option ``mac``
     is checked against the payload's. Bad options raise LocalProtocolError.
@@ -543,6 +567,8 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         fields["firmware_version"] = firmware
         reading = Measurement("battery", battery, "%").as_dict()
         return [result("miflora", True, None, fields, [reading])]
+    if mac_text is None:
+        mac_text = advertiser_mac(data)  # an HCI report carries the advertiser's address
     payload = strip_uuid(data)
     fields = {"source": SOURCE_MIBEACON}
     try:
@@ -574,6 +600,7 @@ __all__ = [
     "DeviceState",
     "MiBeacon",
     "ad_structure",
+    "advertiser_mac",
     "decode_firmware",
     "decode_mibeacon",
     "decode_realtime",

@@ -201,12 +201,48 @@ def test_uuid_prefix_and_ad_structure_accepted() -> None:
     assert bthome.decode(b"\xd2\xfc" + plain).measurements() == want
     assert bthome.decode(bthome.ad_structure(plain)).measurements() == want
     assert bthome.ad_structure(plain).hex() == "0a16d2fc4002ca0903bf13"  # bthome.io example
+    # bthome.io/format example advertisement: flags, name "DIY-sensor", service data
+    example = bytes.fromhex("0201060b094449592d73656e736f72" + "0a16d2fc4002c40903bf13")
+    assert [(m.name, m.value) for m in bthome.decode(example).measurements()] == [
+        ("temperature", 25.0),
+        ("humidity", 50.55),
+    ]
     # a whole advertisement as a sniffer prints it: flags AD, the service data, padding
     advert = bytes.fromhex("020106") + bthome.ad_structure(plain) + bytes(3)
     assert bthome.decode(advert).measurements() == want
     assert (
         bthome.decode(bytes.fromhex("020106") + bthome.ad_structure(plain)).measurements() == want
     )
+
+
+def test_hci_advertising_reports() -> None:
+    # custom-components/ble_monitor tests/test_bthome_v2.py: hcidump-style LE advertising
+    # reports (04 3e ...), the advertiser's MAC in the report, the RSSI last
+    hci = bytes.fromhex("043E1A02010000A5808FE648540E0201060A16D2FC4002CA0903BF13CC")
+    [out] = bthome.describe(hci, {})
+    assert out["valid"] is True and out["fields"]["mac"] == MAC
+    assert [(r["name"], r["value"]) for r in out["readings"]] == [
+        ("temperature", 25.06),
+        ("humidity", 50.55),
+    ]
+    assert bthome.decode(hci[1:]).measurements() == bthome.decode(hci).measurements()
+    # encrypted: the nonce's MAC comes from the report when --mac is not given
+    enc = bytes.fromhex(
+        "043E2202010000A5808FE64854160201061216d2fc41a47266c95f730011223378237214CC"
+    )
+    [out] = bthome.describe(enc, {"key": KEY})
+    assert out["valid"] is True and out["fields"]["counter"] == 0x33221100
+    assert [r["value"] for r in out["readings"]] == [25.06, 50.55]
+    # an extended advertising report (subevent 0d) of the same advertisement
+    advert = hci[14:-1]
+    ext = bytes([0x0D, 0x01, 0x13, 0x00, 0x00]) + hci[7:13] + bytes([1, 0, 0xFF, 0x7F, 0xCC])
+    ext += bytes(2) + bytes(7) + bytes([len(advert)]) + advert
+    ext = bytes([0x04, 0x3E, len(ext)]) + ext
+    assert bthome.decode(ext).measurements() == bthome.decode(hci).measurements()
+    assert bthome.advertiser_mac(ext) == MAC
+    # lengths that do not add up: not a report, so taken (and refused) as a bare payload
+    with pytest.raises(RemoteProtocolError):
+        bthome.decode(hci[:-2])
 
 
 def test_repeated_names_get_suffixes_in_order() -> None:

@@ -64,6 +64,41 @@ def test_several_objects_unknown_ones_skipped_and_listed() -> None:
     assert beacon.fields()["unknown_objects"] == ["0x1010"]
 
 
+def test_flower_pot_two_byte_battery() -> None:
+    # home-assistant/core tests/components/xiaomi_ble: Smart Flower Pot (HHCCPOT002,
+    # product 0x015d) battery object 0x100a with length 2: 64 00 = 100 %
+    data = bytes.fromhex("71205d01697a3e6a8d7cc40d0a10026400")
+    assert _values(data) == [("battery", 100, "%")]
+    assert miflora.decode_mibeacon(bytes.fromhex("712098006a7a3e6a8d7cc40d08100240ff"))
+    with pytest.raises(RemoteProtocolError) as e:  # a one-byte object with no byte
+        miflora.decode_mibeacon(bytes.fromhex("712098006a7a3e6a8d7cc40d0a1000"))
+    assert e.value.reason == MALFORMED
+
+
+def test_hci_reports_and_whole_advertisements() -> None:
+    # custom-components/ble_monitor tests (test_xiaomi_parser.py, HHCCJCY01 and GCLS002):
+    # hcidump-style LE advertising reports, the MAC taken from the report
+    hci = bytes.fromhex(
+        "043e2802010000f34f6b8d7cc41c020106030295fe141695fe7120980012f34f6b8d7cc40d041002c400a9"
+    )
+    [out] = miflora.describe(hci, {})
+    assert out["valid"] is True and out["fields"]["mac"] == "C4:7C:8D:6B:4F:F3"
+    assert out["readings"] == [{"name": "temperature", "value": 19.6, "unit": "Cel"}]
+    assert miflora.decode_mibeacon(hci[1:]).mac == "C4:7C:8D:6B:4F:F3"  # without 04
+    gcls = bytes.fromhex(
+        "043E28020100003E596D8D7CC41C020106030295FE141695FE7120BC03CD3E596D8D7CC40D0410023C01A8"
+    )
+    assert _values(gcls) == [("temperature", 31.6, "Cel")]
+    # the advertisement alone (flags, UUID list, service data), then zero padding
+    advert = hci[14:-1]
+    assert _values(advert) == [("temperature", 19.6, "Cel")]
+    assert _values(advert + bytes(2)) == [("temperature", 19.6, "Cel")]
+    # an HCI report of another device's MAC is refused when the payload disagrees
+    with pytest.raises(RemoteProtocolError) as e:
+        miflora.decode_mibeacon(hci, "11:22:33:44:55:66")
+    assert e.value.reason == MALFORMED
+
+
 def test_header_variants() -> None:
     # no MAC, no capability, no object: a bare v3 beacon
     beacon = miflora.decode_mibeacon(bytes.fromhex("01309800ff"))
