@@ -165,11 +165,28 @@ class BlockEncoder:
     """Encodes blocks; remembers how each series keeps its value (decimals) across blocks,
     so that a steady stream encodes in one pass. The bytes are exact either way."""
 
-    __slots__ = ("_known",)
+    __slots__ = ("_known", "_last")
 
     def __init__(self) -> "None":
         # (sensor, quantity, unit) -> decimals last used for its floats
         self._known = {}  # type: dict[tuple[str, str, str | None], int]
+        self._last = None  # type: _BlockState | None
+
+    def sensor_counts(self) -> "dict[str, int]":
+        """Readings per sensor id in the block encoded last."""
+        state = self._last
+        if state is None:
+            return {}
+        per_series = [0] * len(state.classes)
+        for s in state.ser:
+            per_series[s] += 1
+        counts = {}  # type: dict[str, int]
+        names = state.names
+        series = state.series
+        for k in range(len(per_series)):
+            sensor = names[series[4 * k]]
+            counts[sensor] = counts.get(sensor, 0) + per_series[k]
+        return counts
 
     def encode(self, first_seq: "int", readings: "list[Reading]") -> "bytes":
         n = len(readings)
@@ -178,9 +195,12 @@ class BlockEncoder:
         if type(first_seq) is not int or not first_seq >= 0 or first_seq + n > _SEQ_LIMIT:
             raise LocalProtocolError("first_seq %r out of range" % (first_seq,))
         try:
-            data = _BlockState(self._known).encode(first_seq, readings)
+            state = _BlockState(self._known)
+            data = state.encode(first_seq, readings)
             if not data:  # some series needed more decimals: they are known now
-                data = _BlockState(self._known, final=True).encode(first_seq, readings)
+                state = _BlockState(self._known, final=True)
+                data = state.encode(first_seq, readings)
+            self._last = state
             return data
         except (TypeError, AttributeError, ValueError, OverflowError) as e:
             raise LocalProtocolError("cannot encode these readings: %r" % (e,)) from e
@@ -429,6 +449,31 @@ class _BlockState:
         return b"".join(out)
 
 
+def check_reading(r: "object") -> "None":
+    """Raise `LocalProtocolError` unless a block can hold `r` (what encode_block requires)."""
+    if type(r) is not Reading:
+        raise LocalProtocolError("not a Reading: %r" % (r,))
+    for name in (r.sensor, r.quantity):
+        if type(name) is not str or not 0 < len(name) <= MAX_STRING:
+            raise LocalProtocolError("names are 1 to %d characters: %r" % (MAX_STRING, name))
+    u = r.unit
+    if u is not None and (type(u) is not str or not 0 < len(u) <= MAX_STRING):
+        raise LocalProtocolError("a unit is None or 1 to %d characters: %r" % (MAX_STRING, u))
+    t = r.ts_ms
+    if type(t) is not int or not -_TS_LIMIT < t < _TS_LIMIT:
+        raise LocalProtocolError("timestamp %r is not an integer in range" % (t,))
+    f = r.flags
+    if type(f) is not int or not 0 <= f <= MAX_FLAGS:
+        raise LocalProtocolError("flags %r out of range" % (f,))
+    v = r.value
+    tv = type(v)
+    if tv is str:
+        if len(v) > MAX_TEXT_VALUE:  # type: ignore[arg-type]
+            raise LocalProtocolError("text value longer than %d" % MAX_TEXT_VALUE)
+    elif not (tv is float or tv is int or tv is bool or v is None):
+        raise LocalProtocolError("cannot keep a value of type %s" % tv.__name__)
+
+
 def encode_block(first_seq: "int", readings: "list[Reading]") -> "bytes":
     """One block for `readings`, numbered first_seq, first_seq + 1, ... in order.
 
@@ -534,6 +579,38 @@ def decode_block(data: "bytes") -> "tuple[int, list[Reading]]":
     """(first_seq, readings) of a block, or `RemoteProtocolError` for anything malformed."""
     try:
         return _decode_block(data)
+    except RemoteProtocolError:
+        raise
+    except Exception as e:  # defensive: only the protocol error may escape
+        raise RemoteProtocolError(MALFORMED, "undecodable block: %r" % (e,)) from e
+
+
+def count_sensors(data: "bytes") -> "dict[str, int]":
+    """Readings per sensor id of a block, reading only its dictionary and series column."""
+    try:
+        header, pos, _flags, _exceptions = _read_header(data)
+        end = len(data)
+        strings, pos = cbor.decode_item(data, pos, end)
+        series, pos = cbor.decode_item(data, pos, end)
+        ser_col, pos = cbor.decode_item(data, pos, end)
+        if type(strings) is not list or type(series) is not list or type(ser_col) is not bytes:
+            raise RemoteProtocolError(MALFORMED, "block dictionary")
+        n_series = len(series) // 4
+        if len(series) % 4 or n_series > header.count:
+            raise RemoteProtocolError(MALFORMED, "series dictionary")
+        ser = unpack_uvarints(ser_col, header.count)
+        if max(ser) >= n_series:
+            raise RemoteProtocolError(MALFORMED, "series index out of range")
+        per_series = [0] * n_series
+        for s in ser:
+            per_series[s] += 1
+        counts = {}  # type: dict[str, int]
+        for k in range(n_series):
+            sensor = strings[_uint(series[4 * k], len(strings), "sensor index")]
+            if type(sensor) is not str:
+                raise RemoteProtocolError(MALFORMED, "sensor id is not text")
+            counts[sensor] = counts.get(sensor, 0) + per_series[k]
+        return counts
     except RemoteProtocolError:
         raise
     except Exception as e:  # defensive: only the protocol error may escape
@@ -647,6 +724,8 @@ __all__ = [
     "VERSION",
     "BlockEncoder",
     "BlockHeader",
+    "check_reading",
+    "count_sensors",
     "decode_block",
     "encode_block",
     "pack_uvarints",

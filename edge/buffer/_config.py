@@ -1,0 +1,98 @@
+"""BufferConfig: where the buffer lives, how big it may grow, how often it commits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from protocols.block import MAX_READINGS
+
+Policy = Literal["drop_oldest", "refuse_new"]
+POLICIES: tuple[Policy, ...] = ("drop_oldest", "refuse_new")
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BufferConfig:
+    """Configuration of a SegmentLog.
+
+    - directory: holds `segments/`, `quarantine/`, `state.cbor`, `seq.cbor`, `lock`.
+    - quota_bytes: bound on the segment files; when reached, `policy` decides:
+      "drop_oldest" (default) deletes the oldest segments, counting every unacknowledged
+      reading dropped per sensor; "refuse_new" makes append raise BufferFull.
+    - max_age_s: optional: sealed segments whose newest reading is older are dropped
+      (counted the same way).
+    - commit_interval_s / commit_readings: group commit. Pending readings are written and
+      synced once there are commit_readings of them or the oldest has waited
+      commit_interval_s (checked on append; call commit() on a timer as well).
+    - segment_bytes: size at which a segment is sealed and a new one started (capped at a
+      quarter of the quota, so that dropping the oldest frees room in steps).
+    - seq_path: the sequence high-water mark, by default `directory/seq.cbor`. Wiping the
+      buffer never removes it; keep it elsewhere (the gateway state directory) if the whole
+      buffer directory may be deleted.
+    - seq_reserve: sequence numbers are reserved on disk this many at a time, so that none
+      is ever handed out twice even after a crash (a crash leaves a gap instead).
+    """
+
+    directory: str | os.PathLike[str]
+    quota_bytes: int = 256 * MIB
+    max_age_s: float | None = None
+    policy: Policy = "drop_oldest"
+    commit_interval_s: float = 0.1
+    commit_readings: int = 2000
+    segment_bytes: int = 4 * MIB
+    seq_path: str | os.PathLike[str] | None = None
+    seq_reserve: int = 1 << 16
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {self.policy!r}")
+        if self.quota_bytes < 64 * 1024:
+            raise ValueError("quota_bytes must be at least 64 KiB")
+        if self.max_age_s is not None and self.max_age_s <= 0:
+            raise ValueError("max_age_s must be positive")
+        if not 0 <= self.commit_interval_s <= 3600:
+            raise ValueError("commit_interval_s must be within 0 .. 3600")
+        if not 1 <= self.commit_readings <= MAX_READINGS:
+            raise ValueError(f"commit_readings must be within 1 .. {MAX_READINGS}")
+        if self.segment_bytes < 4096:
+            raise ValueError("segment_bytes must be at least 4 KiB")
+        if self.seq_reserve < 1:
+            raise ValueError("seq_reserve must be positive")
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self.directory)
+
+    @property
+    def segments_dir(self) -> str:
+        return os.path.join(self.path, "segments")
+
+    @property
+    def quarantine_dir(self) -> str:
+        return os.path.join(self.path, "quarantine")
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.path, "state.cbor")
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.path, "lock")
+
+    @property
+    def seq_file(self) -> str:
+        return (
+            os.fspath(self.seq_path)
+            if self.seq_path is not None
+            else os.path.join(self.path, "seq.cbor")
+        )
+
+    @property
+    def effective_segment_bytes(self) -> int:
+        return max(4096, min(self.segment_bytes, self.quota_bytes // 4))
+
+
+__all__ = ["POLICIES", "BufferConfig", "Policy"]

@@ -1,0 +1,809 @@
+"""SegmentLog: the durable, compact, bounded buffer of readings (DESIGN.md, "The buffer").
+
+Append-only segment files (a CBOR sequence each, docs/buffer-format.md); readings are
+grouped in blocks (protocols.block) and group-committed; sequence numbers never repeat;
+acknowledged segments are deleted whole; a quota bounds the disk with an explicit policy.
+
+Synchronous by design: a commit is a write and an fdatasync. An asyncio daemon calls it
+from its own executor task, or accepts the short block (a commit is ~1 ms on flash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_
+import os
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from itertools import islice
+
+from edge.buffer._acks import AckedRanges
+from edge.buffer._config import BufferConfig
+from edge.buffer._errors import (
+    BufferClosed,
+    BufferDiskError,
+    BufferFailure,
+    BufferFull,
+    BufferLocked,
+)
+from edge.buffer._format import FRAME_LEN, HEADER_LEN, frame, frame_at, segment_header, segment_name
+from edge.buffer._fs import FileLayer, OsFileLayer, ReadHandle, WriteHandle
+from edge.buffer._recovery import Recovered, read_sealed, recover
+from edge.buffer._segment import (
+    COUNT,
+    FIRST_SEQ,
+    FLAGS,
+    LENGTH,
+    OFFSET,
+    BlockRef,
+    Segment,
+    StoredBlock,
+)
+from edge.buffer._state import BufferState, load_seq_mark, load_state, save_seq_mark, save_state
+from edge.buffer._stats import BufferStats
+from protocols.block import (
+    BlockEncoder,
+    BlockHeader,
+    check_reading,
+    count_sensors,
+    decode_block,
+    read_block_header,
+)
+from protocols.errors import LocalProtocolError
+from protocols.reading import FLAG_ALARM, Reading
+
+_LOADED_INDEXES = 4  # sealed segments whose block index stays in memory
+_UNKNOWN_MARK_MARGIN = 1 << 24  # when seq.cbor is unreadable, skip this far past the evidence
+
+
+def _disk_error(what: str, e: OSError, accepted: int = 0) -> BufferDiskError:
+    name = errno_.errorcode.get(e.errno or 0, "?")
+    return BufferDiskError(f"{what}: [{name}] {e.strerror or e}", e.errno, accepted)
+
+
+class SegmentLog:
+    """The buffer. Create with `SegmentLog.open(config)`; use as a context manager."""
+
+    def __init__(
+        self,
+        config: BufferConfig,
+        layer: FileLayer,
+        read_only: bool,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self._layer = layer
+        self._read_only = read_only
+        self._clock = clock
+        self._wall = wall_clock
+        self._closed = False
+        self._lock: object | None = None
+        self._segments: list[Segment] = []
+        self._open: Segment | None = None
+        self._writer: WriteHandle | None = None
+        self._writer_broken = False
+        self._pending: list[Reading] = []
+        self._pending_since = 0.0
+        self._next_seq = 1
+        self._durable_seq = 0
+        self._reserved = 0
+        self._acked = AckedRanges()
+        self._state = BufferState()
+        self._state_dirty = False
+        self._state_saved_at = 0.0
+        self._encoder = BlockEncoder()
+        self._alarms: list[BlockRef] = []
+        self._bytes = 0
+        self._bytes_per_reading = 16.0  # refuse_new's estimate of what pending readings will take
+        self._readers: dict[str, ReadHandle] = {}
+        self._loaded: list[Segment] = []  # sealed segments with their index in memory, LRU
+        self._segment_bytes = config.effective_segment_bytes
+        self._age_checked_at = 0.0
+        self.recovery = Recovered()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        config: BufferConfig,
+        *,
+        layer: FileLayer | None = None,
+        read_only: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> SegmentLog:
+        """Open (creating it if needed) and recover the buffer in `config.directory`.
+
+        Recovery cuts a torn tail, quarantines corrupt segments (counting what was lost)
+        and seals segments left unsealed by a crash. `read_only` (the inspection commands)
+        takes no lock and writes nothing: it reports what recovery would do instead."""
+        log = cls(config, layer or OsFileLayer(), read_only, clock, wall_clock)
+        try:
+            log._open_files()
+        except OSError as e:
+            log._release()
+            raise _disk_error(f"cannot open the buffer in {config.path}", e) from e
+        except BaseException:
+            log._release()
+            raise
+        return log
+
+    def _open_files(self) -> None:
+        cfg, layer = self.config, self._layer
+        if self._read_only:
+            if not layer.exists(cfg.path):
+                raise BufferFailure(f"no buffer in {cfg.path}")
+        else:
+            layer.makedirs(cfg.segments_dir)
+            self._lock = layer.lock(cfg.lock_path)
+            if self._lock is None:
+                raise BufferLocked(f"{cfg.path} is open in another process")
+        state = load_state(layer, cfg.state_path)
+        problems: list[str] = []
+        if state.unreadable:
+            problems.append(
+                "state.cbor unreadable: acknowledgements forgotten (those readings will be sent "
+                "again) and drop counters reset"
+            )
+        mark = load_seq_mark(layer, cfg.seq_file)
+        self._acked = AckedRanges(state.acked)
+        rec = recover(
+            layer,
+            cfg.segments_dir,
+            cfg.quarantine_dir,
+            self._acked,
+            state.dropped_upto,
+            self._read_only,
+        )
+        rec.problems[:0] = problems
+        self.recovery = rec
+        self._state = state
+        self._segments = rec.segments
+        evidence = max(
+            [state.dropped_upto, state.reserved, self._acked.highest()]
+            + [s.last_seq for s in self._segments]
+        )
+        if mark is None:
+            rec.problems.append(
+                f"seq.cbor unreadable: numbering resumes {_UNKNOWN_MARK_MARGIN} past the evidence"
+            )
+            reserved = evidence + _UNKNOWN_MARK_MARGIN
+        else:
+            reserved = max(mark, evidence)
+        self._reserved = reserved
+        self._next_seq = reserved + 1
+        self._durable_seq = reserved  # nothing above is (or ever will be) durable
+        if rec.lost or rec.quarantined_files:
+            state.quarantined_readings += rec.lost
+            state.quarantined_files += rec.quarantined_files
+        # segments that were dropped or acknowledged but not yet deleted when we stopped
+        doomed = [
+            s
+            for s in self._segments
+            if s.last_seq <= state.dropped_upto or self._acked.covers(s.lo, s.last_seq)
+        ]
+        for seg in doomed:
+            self._segments.remove(seg)
+            if not self._read_only:
+                self._unlink(seg.path)
+        for seg in self._segments:
+            self._bytes += seg.size
+            self._alarms.extend(seg.alarms)
+        self._alarms.sort(key=lambda r: r.first_seq)
+        self._prune_acked()
+        if self._read_only:
+            return
+        if mark is None or reserved != mark:
+            save_seq_mark(layer, cfg.seq_file, reserved)
+        state.reserved = reserved
+        if rec.lost or rec.quarantined_files or doomed or state.unreadable:
+            state.unreadable = False
+            self._save_state()
+        last = self._segments[-1] if self._segments else None
+        if last is not None and not last.sealed:
+            self._open = last
+            self._writer = layer.open_append(last.path)
+        for seg in self._segments:
+            if seg.sealed and seg is not last:
+                seg.index = None  # loaded again from the footer when read
+        self._apply_age_limit()
+
+    # ------------------------------------------------------------------ appending
+
+    @property
+    def durable_seq(self) -> int:
+        """The highest sequence number committed (0 before the first commit)."""
+        return self._durable_seq
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def append(self, reading: Reading) -> int:
+        """Accept one reading and return its sequence number, or raise without accepting it:
+        BufferFull (refuse_new and the quota is reached), BufferDiskError (a group commit that
+        had to run first failed), LocalProtocolError (a reading a block cannot hold)."""
+        self._check_writable()
+        pending = self._pending
+        if pending and (
+            len(pending) >= self.config.commit_readings
+            or self._clock() - self._pending_since >= self.config.commit_interval_s
+        ):
+            self.commit()
+        check_reading(reading)
+        if self.config.policy == "refuse_new" and self._over_quota(len(pending) + 1):
+            raise BufferFull(
+                f"quota of {self.config.quota_bytes} bytes reached (policy refuse_new)"
+            )
+        seq = self._next_seq
+        if seq > self._reserved:
+            self._reserve(seq)
+        if not pending:
+            self._pending_since = self._clock()
+        pending.append(reading)
+        self._next_seq = seq + 1
+        return seq
+
+    def append_many(self, readings: Iterable[Reading]) -> int:
+        """Accept readings in order; return the sequence number of the last (durable_seq if
+        there were none). On an error, `error.accepted` says how many were taken."""
+        self._check_writable()
+        cfg = self.config
+        it = iter(readings)
+        accepted = 0
+        pending = self._pending
+        while True:
+            if pending and (
+                len(pending) >= cfg.commit_readings
+                or self._clock() - self._pending_since >= cfg.commit_interval_s
+            ):
+                try:
+                    self.commit()
+                except BufferDiskError as e:
+                    e.accepted = accepted
+                    raise
+                pending = self._pending
+            chunk = list(islice(it, cfg.commit_readings - len(pending)))
+            if not chunk:
+                return self._next_seq - 1
+            try:
+                for r in chunk:
+                    check_reading(r)
+            except LocalProtocolError:
+                good = 0
+                for r in chunk:
+                    try:
+                        check_reading(r)
+                    except LocalProtocolError:
+                        break
+                    good += 1
+                accepted += self._take(chunk[:good], accepted)
+                raise
+            accepted += self._take(chunk, accepted)
+
+    def _take(self, chunk: list[Reading], accepted: int) -> int:
+        if not chunk:
+            return 0
+        pending = self._pending
+        if self.config.policy == "refuse_new" and self._over_quota(len(pending) + len(chunk)):
+            room = 0
+            while room < len(chunk) and not self._over_quota(len(pending) + room + 1):
+                room += 1
+            self._take(chunk[:room], accepted)
+            raise BufferFull(
+                f"quota of {self.config.quota_bytes} bytes reached (policy refuse_new)",
+                accepted + room,
+            )
+        last = self._next_seq + len(chunk) - 1
+        if last > self._reserved:
+            try:
+                self._reserve(last)
+            except BufferDiskError as e:
+                e.accepted = accepted
+                raise
+        if not pending:
+            self._pending_since = self._clock()
+        pending.extend(chunk)
+        self._next_seq = last + 1
+        return len(chunk)
+
+    def commit(self) -> int:
+        """Write the pending readings as one block and sync; return the highest durable seq.
+
+        BufferDiskError leaves the pending readings pending (they are written by the next
+        commit that succeeds) and the files as they were."""
+        self._check_writable()
+        pending = self._pending
+        if pending:
+            first = self._next_seq - len(pending)
+            data = self._encoder.encode(first, pending)
+            header = read_block_header(data)
+            self._write_record(frame(data), header, self._encoder.sensor_counts())
+            self._pending = []
+            self._durable_seq = header.last_seq
+            self._bytes_per_reading = max(
+                self._bytes_per_reading * 0.9, (len(data) + FRAME_LEN) / header.count
+            )
+        if (
+            self._state_dirty
+            and self._clock() - self._state_saved_at >= self.config.commit_interval_s
+        ):
+            self._save_state_quietly()
+        if self.config.max_age_s is not None and self._clock() - self._age_checked_at >= 1.0:
+            self._apply_age_limit()
+        return self._durable_seq
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise BufferClosed("the buffer is closed")
+        if self._read_only:
+            raise BufferClosed("the buffer is open read-only")
+
+    def _reserve(self, seq: int) -> None:
+        reserved = seq + self.config.seq_reserve - 1
+        try:
+            save_seq_mark(self._layer, self.config.seq_file, reserved)
+        except OSError as e:
+            raise _disk_error("cannot persist the sequence high-water mark", e) from e
+        self._reserved = reserved
+        self._state.reserved = reserved
+
+    def _over_quota(self, pending_count: int) -> bool:
+        estimate = pending_count * self._bytes_per_reading * 1.5 + 4096
+        return self._bytes + self._seal_estimate() + estimate > self.config.quota_bytes
+
+    def _seal_estimate(self) -> int:
+        seg = self._open
+        if seg is None:
+            return 0
+        return 128 + 56 * seg.n_blocks + 24 * len(seg.sensors or ())
+
+    def _write_record(self, record: bytes, header: BlockHeader, sensors: dict[str, int]) -> None:
+        seg = self._open
+        if seg is not None and seg.n_blocks and seg.size + len(record) > self._segment_bytes:
+            self._seal_open()
+            seg = None
+        if self.config.policy == "drop_oldest":
+            self._make_room(len(record) + (HEADER_LEN if seg is None else 0))
+            seg = self._open  # dropping may have taken the open segment too
+        layer = self._layer
+        if self._writer_broken and seg is not None:
+            self._repair_writer(seg)
+        if seg is None:
+            path = os.path.join(self.config.segments_dir, segment_name(header.first_seq))
+            new = Segment(path, header.first_seq)
+            writer: WriteHandle | None = None
+            try:
+                writer = layer.open_append(path)
+                writer.truncate(0)
+                writer.write(segment_header(header.first_seq) + record)
+                writer.sync()
+                layer.sync_dir(self.config.segments_dir)
+            except OSError as e:
+                self._abandon_new(path, writer)
+                raise _disk_error(f"cannot create {path}", e) from e
+            new.size = HEADER_LEN
+            new.add_block(HEADER_LEN, len(record), header, sensors)
+            new.size += len(record)
+            self._segments.append(new)
+            self._open, self._writer = new, writer
+            self._bytes += new.size
+        else:
+            assert self._writer is not None
+            offset = seg.size
+            try:
+                self._writer.write(record)
+                self._writer.sync()
+            except OSError as e:
+                self._roll_back(seg)
+                raise _disk_error(f"cannot write to {seg.path}", e) from e
+            seg.add_block(offset, len(record), header, sensors)
+            seg.size += len(record)
+            self._bytes += len(record)
+        if header.flags & FLAG_ALARM:
+            self._alarms.append(self._open.alarms[-1])  # type: ignore[union-attr]
+
+    def _abandon_new(self, path: str, writer: WriteHandle | None) -> None:
+        try:
+            if writer is not None:
+                writer.close()
+            self._layer.unlink(path)
+        except OSError:
+            pass  # a segment with no sound record: recovery removes it
+
+    def _roll_back(self, seg: Segment) -> None:
+        """After a failed write or sync: cut the file back to what was committed."""
+        try:
+            assert self._writer is not None
+            self._writer.truncate(seg.size)
+            self._writer.sync()
+        except OSError:
+            self._writer_broken = True
+
+    def _repair_writer(self, seg: Segment) -> None:
+        try:
+            if self._writer is not None:
+                with contextlib.suppress(OSError):
+                    self._writer.close()
+            self._writer = self._layer.open_append(seg.path)
+            self._writer.truncate(seg.size)
+            self._writer.sync()
+        except OSError as e:
+            raise _disk_error(f"cannot repair {seg.path}", e) from e
+        self._writer_broken = False
+
+    def _seal_open(self) -> None:
+        seg = self._open
+        assert seg is not None and self._writer is not None
+        if self._writer_broken:
+            self._repair_writer(seg)
+        tail = seg.seal_bytes()
+        try:
+            self._writer.write(tail)
+            self._writer.sync()
+        except OSError as e:
+            self._roll_back(seg)
+            raise _disk_error(f"cannot seal {seg.path}", e) from e
+        with contextlib.suppress(OSError):
+            self._writer.close()
+        seg.size += len(tail)
+        seg.sealed = True
+        self._bytes += len(tail)
+        self._open, self._writer = None, None
+
+    # ------------------------------------------------------------------ quota and age
+
+    def _make_room(self, need: int) -> None:
+        quota = self.config.quota_bytes
+        while self._segments and self._bytes + self._seal_estimate() + need > quota:
+            oldest = self._segments[0]
+            if oldest is self._open:
+                self._seal_open()
+            self._drop(oldest, "quota")
+
+    def _apply_age_limit(self) -> None:
+        max_age = self.config.max_age_s
+        self._age_checked_at = self._clock()
+        if max_age is None or self._read_only:
+            return
+        limit_ms = int((self._wall() - max_age) * 1000)
+        for seg in [s for s in self._segments if s.sealed and s.t_max < limit_ms]:
+            self._drop(seg, "age")
+
+    def _drop(self, seg: Segment, reason: str) -> None:
+        """Delete a whole segment, counting its unacknowledged readings per sensor first."""
+        acked = self._acked.count_in(seg.lo, seg.last_seq)
+        sensors = seg.sensors
+        if acked or sensors is None or sum(sensors.values()) != seg.count:
+            sensors = self._count_unacked(seg)
+        state = self._state
+        for sensor, n in sensors.items():
+            if n:
+                state.dropped[sensor] = state.dropped.get(sensor, 0) + n
+        state.dropped_upto = max(state.dropped_upto, seg.last_seq)
+        try:
+            self._save_state()  # durable before the file goes: a drop is never uncounted
+        except BufferDiskError:
+            # the disk is full or failing: free the space anyway (the counts are kept in
+            # memory) and try once more, so that a full disk cannot wedge the buffer
+            self._forget(seg)
+            self._unlink(seg.path)
+            self._save_state()
+            return
+        self._forget(seg)
+        self._unlink(seg.path)
+
+    def _count_unacked(self, seg: Segment) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for k in range(self._index(seg).n_blocks):
+            e = seg.entry(k)
+            first, count = e[FIRST_SEQ], e[COUNT]
+            if self._acked.covers(first, first + count - 1):
+                continue
+            try:
+                payload = self._read_payload(seg, e[OFFSET], e[LENGTH])
+            except (OSError, ValueError):
+                counts["?"] = (
+                    counts.get("?", 0) + count - self._acked.count_in(first, first + count - 1)
+                )
+                continue
+            if self._acked.count_in(first, first + count - 1) == 0:
+                block_counts = count_sensors(payload)
+            else:
+                _seq, readings = decode_block(payload)
+                block_counts = {}
+                for i, r in enumerate(readings):
+                    if not self._acked.contains(first + i):
+                        block_counts[r.sensor] = block_counts.get(r.sensor, 0) + 1
+            for s, n in block_counts.items():
+                counts[s] = counts.get(s, 0) + n
+        return counts
+
+    def _forget(self, seg: Segment) -> None:
+        self._segments.remove(seg)
+        self._bytes -= seg.size
+        if seg.alarms:
+            gone = {id(r) for r in seg.alarms}
+            self._alarms = [r for r in self._alarms if id(r) not in gone]
+        if seg in self._loaded:
+            self._loaded.remove(seg)
+        reader = self._readers.pop(seg.path, None)
+        if reader is not None:
+            reader.close()
+        if seg is self._open:
+            if self._writer is not None:
+                with contextlib.suppress(OSError):
+                    self._writer.close()
+            self._open, self._writer = None, None
+
+    def _unlink(self, path: str) -> None:
+        try:
+            self._layer.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # gone from the index; recovery deletes it (dropped_upto / acked) next time
+
+    # ------------------------------------------------------------------ reading and acks
+
+    def read_blocks(
+        self,
+        after_seq: int,
+        max_readings: int,
+        *,
+        alarms_first: bool = True,
+        skip: Collection[int] = (),
+    ) -> list[StoredBlock]:
+        """Committed blocks not yet acknowledged, as stored (payload = protocols.block bytes).
+
+        - alarms_first: first every unacknowledged block holding an alarm (whatever
+          after_seq), then the other blocks with first_seq > after_seq, in seq order.
+          Otherwise all blocks with first_seq > after_seq in seq order.
+        - skip: first_seqs of blocks to leave out (those the caller has in flight).
+        - At most max_readings readings, but always at least one block if there is one.
+        """
+        if self._closed:
+            raise BufferClosed("the buffer is closed")
+        out: list[StoredBlock] = []
+        total = 0
+        acked = self._acked
+        if alarms_first:
+            for ref in self._alarms:
+                if ref.first_seq in skip or acked.covers(ref.first_seq, ref.last_seq):
+                    continue
+                if out and total + ref.count > max_readings:
+                    return out
+                seg = self._segment_of(ref.segment_first_seq)
+                if seg is None:
+                    continue
+                payload = self._read_payload(seg, ref.offset, ref.length)
+                out.append(StoredBlock(ref.first_seq, ref.last_seq, ref.count, payload, True))
+                total += ref.count
+        for seg in self._segments:
+            if seg.last_seq <= after_seq or acked.covers(seg.lo, seg.last_seq):
+                continue
+            self._index(seg)
+            for k in range(seg.first_block_after(after_seq), seg.n_blocks):
+                e = seg.entry(k)
+                first, count, flags = e[FIRST_SEQ], e[COUNT], e[FLAGS]
+                if (alarms_first and flags & FLAG_ALARM) or first in skip:
+                    continue
+                last = first + count - 1
+                if acked.covers(first, last):
+                    continue
+                if out and total + count > max_readings:
+                    return out
+                payload = self._read_payload(seg, e[OFFSET], e[LENGTH])
+                out.append(StoredBlock(first, last, count, payload, bool(flags & FLAG_ALARM)))
+                total += count
+        return out
+
+    def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """The hub committed these inclusive seq ranges. Segments whose readings are all
+        acknowledged are deleted; the acknowledged ranges are persisted atomically (at once
+        when a segment goes, otherwise at the next commit: an ack lost in a crash only
+        means those readings are sent again, and the hub inserts idempotently)."""
+        if self._closed or self._read_only:
+            raise BufferClosed("the buffer is closed or read-only")
+        acked = self._acked
+        changed = False
+        for a, b in ranges:
+            if type(a) is not int or type(b) is not int or a > b:
+                raise ValueError(f"not a seq range: ({a!r}, {b!r})")
+            b = min(b, self._durable_seq)
+            a = max(a, 1)
+            if a <= b:
+                acked.add(a, b)
+                changed = True
+        if not changed:
+            return
+        done = [s for s in self._segments if acked.covers(s.lo, s.last_seq)]
+        if done:
+            self._prune_acked(exclude=done)
+            self._save_state()
+            for seg in done:
+                self._forget(seg)
+                self._unlink(seg.path)
+        else:
+            self._state_dirty = True
+            if self._clock() - self._state_saved_at >= self.config.commit_interval_s:
+                self._save_state_quietly()
+
+    def _prune_acked(self, exclude: Collection[Segment] = ()) -> None:
+        live = [s for s in self._segments if s not in exclude]
+        floor = live[0].lo if live else self._durable_seq + 1
+        self._acked.prune_below(floor)
+        self._state.acked = self._acked.pairs()
+
+    def _save_state(self) -> None:
+        self._state.acked = self._acked.pairs()
+        try:
+            save_state(self._layer, self.config.state_path, self._state)
+        except OSError as e:
+            raise _disk_error("cannot write state.cbor", e) from e
+        self._state_dirty = False
+        self._state_saved_at = self._clock()
+
+    def _save_state_quietly(self) -> None:
+        """Acks only: if the disk refuses, they are kept in memory and written later."""
+        with contextlib.suppress(BufferDiskError):
+            self._save_state()
+
+    def _segment_of(self, first_seq: int) -> Segment | None:
+        for seg in self._segments:
+            if seg.first_seq == first_seq:
+                return seg
+        return None
+
+    def _index(self, seg: Segment) -> Segment:
+        """The segment with its block index in memory (loaded from its footer if sealed)."""
+        if seg.index is None:
+            again = read_sealed(self._layer, seg.path, seg.first_seq)
+            if again is None:
+                raise BufferFailure(
+                    f"{seg.path}: the footer no longer reads (corrupt after recovery)"
+                )
+            seg.index = again.index
+        if seg.sealed and seg is not self._open:
+            if seg in self._loaded:
+                self._loaded.remove(seg)
+            self._loaded.append(seg)
+            while len(self._loaded) > _LOADED_INDEXES:
+                self._loaded.pop(0).index = None
+        return seg
+
+    def _read_payload(self, seg: Segment, offset: int, length: int) -> bytes:
+        reader = self._readers.get(seg.path)
+        if reader is None:
+            if len(self._readers) >= 4:
+                _path, old = self._readers.popitem()
+                old.close()
+            reader = self._readers[seg.path] = self._layer.open_read(seg.path)
+        record = reader.pread(offset, length)
+        fr = frame_at(record, 0)
+        if fr is None or fr[1] != length:
+            raise BufferFailure(f"{seg.path}: the record at {offset} fails its check (corrupt)")
+        return record[FRAME_LEN:]
+
+    def iter_readings(self, include_acked: bool = False) -> Iterator[tuple[int, Reading]]:
+        """(seq, reading) for every committed reading still in the buffer, in seq order."""
+        for seg in list(self._segments):
+            self._index(seg)
+            for k in range(seg.n_blocks):
+                e = seg.entry(k)
+                first, count = e[FIRST_SEQ], e[COUNT]
+                if not include_acked and self._acked.covers(first, first + count - 1):
+                    continue
+                seq, readings = decode_block(self._read_payload(seg, e[OFFSET], e[LENGTH]))
+                for i, r in enumerate(readings):
+                    if include_acked or not self._acked.contains(seq + i):
+                        yield seq + i, r
+
+    # ------------------------------------------------------------------ state
+
+    def stats(self) -> BufferStats:
+        acked = self._acked
+        depth = len(self._pending)
+        oldest: int | None = None
+        for seg in self._segments:
+            unacked = seg.count - acked.count_in(seg.lo, seg.last_seq)
+            depth += unacked
+            if unacked and (oldest is None or seg.t_min < oldest):
+                oldest = seg.t_min
+        if oldest is None and self._pending:
+            oldest = min(r.ts_ms for r in self._pending)
+        st = self._state
+        return BufferStats(
+            depth=depth,
+            pending=len(self._pending),
+            oldest_ts_ms=oldest,
+            bytes=self._bytes,
+            segments=len(self._segments),
+            quota_bytes=self.config.quota_bytes,
+            policy=self.config.policy,
+            durable_seq=self._durable_seq,
+            next_seq=self._next_seq,
+            acked_ranges=len(acked),
+            dropped_by_sensor=dict(st.dropped),
+            dropped_total=sum(st.dropped.values()),
+            quarantined_readings=st.quarantined_readings,
+            quarantined_files=st.quarantined_files,
+        )
+
+    def wipe(self) -> None:
+        """Delete every reading (segments, pending, quarantine, acknowledgements, drop
+        counters). Sequence numbering goes on: seq.cbor is kept and moved past every
+        number handed out."""
+        self._check_writable()
+        reserved = max(self._reserved, self._next_seq - 1)
+        try:
+            save_seq_mark(self._layer, self.config.seq_file, reserved)
+        except OSError as e:
+            raise _disk_error("cannot persist the sequence high-water mark", e) from e
+        self._reserved = reserved
+        for seg in list(self._segments):
+            self._forget(seg)
+            self._unlink(seg.path)
+        qdir = self.config.quarantine_dir
+        if self._layer.exists(qdir):
+            for name in self._layer.listdir(qdir):
+                self._unlink(os.path.join(qdir, name))
+        self._pending = []
+        self._alarms = []
+        self._acked = AckedRanges()
+        self._durable_seq = self._next_seq - 1
+        self._state = BufferState(reserved=reserved)
+        self._save_state()
+
+    def close(self) -> None:
+        """Commit, seal the open segment, record the exact high-water mark, unlock."""
+        if self._closed:
+            return
+        error: BaseException | None = None
+        if not self._read_only:
+            try:
+                self.commit()
+            except BufferFailure as e:
+                error = e
+            try:
+                if self._open is not None and not self._writer_broken:
+                    self._seal_open()
+                # the exact mark: a clean restart continues without a gap
+                exact = self._next_seq - 1
+                self._state.reserved = exact
+                self._save_state()
+                save_seq_mark(self._layer, self.config.seq_file, exact)
+            except (OSError, BufferFailure) as e:
+                error = error or e
+        self._release()
+        self._closed = True
+        if error is not None:
+            raise error
+
+    def _release(self) -> None:
+        for reader in self._readers.values():
+            with contextlib.suppress(OSError):
+                reader.close()
+        self._readers.clear()
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        if self._lock is not None:
+            self._layer.unlock(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> SegmentLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["SegmentLog"]
