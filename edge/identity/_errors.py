@@ -1,0 +1,14 @@
+"""Errors of the gateway identity and enrollment."""
+
+from __future__ import annotations
+
+
+class IdentityError(Exception):
+    """The gateway identity or its state file cannot be used."""
+
+
+class EnrollError(IdentityError):
+    """Enrollment failed; the message says why and what to do."""
+
+
+__all__ = ["EnrollError", "IdentityError"]
