@@ -3,8 +3,9 @@
 A sentence is `$` (or `!` for encapsulated data such as AIS), an address (talker id of two
 characters and a sentence type of three: `GPGGA`), comma-separated fields, `*` and two hex
 digits, CR LF. The checksum is the XOR of every byte strictly between `$`/`!` and `*`.
-The spec caps a sentence at 82 characters; real talkers exceed it, so we accept up to
-MAX_LINE (200) and no more.
+The spec caps a sentence at 82 characters; real talkers exceed it (u-blox `$PUBX,03`
+lists every satellite: 378 characters in pynmea2's test), so we accept up to MAX_LINE
+(1024) and no more.
 
 - `SentenceReader`: bytes fed in any pieces -> sentence lines (h11 style), resynchronising on
   `$`/`!` after garbage, bounded.
@@ -14,8 +15,9 @@ MAX_LINE (200) and no more.
   callers that must not trust unchecked data test `sentence.checksum is None`.
 - `decode(sentence)`: typed fields and readings for GGA, RMC, GLL, VTG, MWV, MWD, XDR, DPT,
   DBT, MTW, VHW, HDG, HDT, HDM, ZDA. Proprietary (`$P...`), encapsulated (`!`) and other
-  sentence types raise RemoteProtocolError(UNSUPPORTED) (`describe` shows the latter two
-  as valid frames it does not decode).
+  sentence types raise RemoteProtocolError(UNSUPPORTED) (`describe` shows them as valid
+  frames it does not decode: framing and checksum are NMEA's even when the fields are a
+  manufacturer's).
 
 Readings use SenML units: latitude and longitude in decimal degrees as "lat" and "lon"
 (south and west negative), speeds in "m/s" (knots, km/h and mph converted), depths and
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 BAUD_RATE = 4800  # NMEA 0183; 38400 for NMEA 0183-HS (AIS)
 SPEC_MAX_LINE = 82  # characters from $ to LF, per the spec
-MAX_LINE = 200  # what we accept: some talkers exceed 82, nothing sane exceeds this
+MAX_LINE = 1024  # what we accept: u-blox $PUBX,03 reaches several hundred characters
 
 KNOT = 1852.0 / 3600.0  # m/s
 KMH = 1.0 / 3.6  # m/s
@@ -547,7 +549,8 @@ def _gga(f: "_Fields") -> "list[Measurement]":
 
 def _rmc(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    if f.text("status") != "A":
+    # status V, or (NMEA 2.3+) mode indicator N: the receiver says the data is not valid
+    if f.text("status") != "A" or f.text("mode_indicator") == "N":
         return out
     _position(f, out)
     _add(out, "speed_over_ground", _speed(f, "spd_over_grnd", "N"), "m/s")
@@ -769,9 +772,9 @@ def decode(sentence: "Sentence") -> "tuple[dict[str, object], list[Measurement]]
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """Every sentence in `data` (one or many, with or without CR LF) as a contract dict.
 
-    Proprietary sentences are `valid: false` with `unsupported`; standard sentences of a type
-    not decoded here (and `!` encapsulated ones) are valid frames: `valid: true`, their raw
-    fields in `fields.data`, a `fields.note`, no readings."""
+    Sentences of a type not decoded here (proprietary `$P...`, `!` encapsulated, other
+    standard types) are valid frames when well framed and checksummed: `valid: true`,
+    their raw fields in `fields.data`, a `fields.note`, no readings."""
     from protocols.describe import result
 
     out: "list[dict[str, object]]" = []
@@ -797,8 +800,8 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
             fields = sentence.base_fields()
             fields["data"] = list(sentence.data)
             fields["checksum"] = sentence.checksum_text()
-            if e.reason == UNSUPPORTED and not sentence.proprietary:
-                # a well-framed sentence we do not decode (GSV, GSA, AIS...): a valid frame
+            if e.reason == UNSUPPORTED:
+                # a well-framed sentence we do not decode (GSV, AIS, $PGRME...): a valid frame
                 fields["note"] = "not decoded: " + e.message
                 out.append(result("nmea", True, None, fields, []))
             else:

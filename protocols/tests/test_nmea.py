@@ -91,7 +91,7 @@ def test_parse_refuses_non_sentences() -> None:
     assert reason(nmea.parse_sentence, b"$,1") == errors.MALFORMED
     assert reason(nmea.parse_sentence, b"$GPGGA,\xb0") == errors.MALFORMED
     assert reason(nmea.parse_sentence, b"$GPGGA,a^b") == errors.MALFORMED
-    assert reason(nmea.parse_sentence, b"$GPGGA," + b"1" * 300) == errors.OVERFLOW
+    assert reason(nmea.parse_sentence, b"$GPGGA," + b"1" * nmea.MAX_LINE) == errors.OVERFLOW
     with pytest.raises(LocalProtocolError):
         nmea.parse_sentence("$GPGGA")  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError):
@@ -154,7 +154,7 @@ def test_reader_resynchronises() -> None:
 
 def test_reader_is_bounded() -> None:
     reader = nmea.SentenceReader()
-    reader.receive_data(b"$GPGGA," + b"1" * 500)
+    reader.receive_data(b"$GPGGA," + b"1" * (nmea.MAX_LINE + 1))
     with pytest.raises(RemoteProtocolError) as e:
         reader.next_line()
     assert e.value.reason == errors.OVERFLOW
@@ -163,7 +163,7 @@ def test_reader_is_bounded() -> None:
     assert len(reader._buf) == 0
     reader.receive_data(b"\r\n" + RMC)
     assert reader.next_line() == RMC[:-2]
-    reader.receive_data(b"$GPGGA," + b"1" * 250 + b"\r\n" + GGA)
+    reader.receive_data(b"$GPGGA," + b"1" * (nmea.MAX_LINE - 5) + b"\r\n" + GGA)
     with pytest.raises(RemoteProtocolError) as e:
         reader.next_line()
     assert e.value.reason == errors.OVERFLOW
@@ -341,13 +341,40 @@ def test_unsupported() -> None:
         assert reason(nmea.decode, s) == errors.UNSUPPORTED
         [res] = nmea.describe(line, {})
         assert res["fields"]["data"] == s.data  # type: ignore[index]
-        if s.proprietary:
-            assert res["valid"] is False and str(res["error"]).startswith("unsupported:")
-        else:  # a good frame we do not decode
-            assert res["valid"] is True and res["readings"] == []
-            assert str(res["fields"]["note"]).startswith("not decoded:")  # type: ignore[index]
+        # a good frame we do not decode, proprietary ones too (pynmea2 parses them all)
+        assert res["valid"] is True and res["readings"] == []
+        assert str(res["fields"]["note"]).startswith("not decoded:")  # type: ignore[index]
     [res] = nmea.describe(cases[0], {})
     assert res["fields"]["talker"] == "P" and res["fields"]["manufacturer"] == "GRM"  # type: ignore[index]
+    # a proprietary sentence with a wrong checksum is still refused
+    [res] = nmea.describe(b"$PGRME,15.0,M,45.0,M,25.0,M*1D", {})
+    assert res["valid"] is False and str(res["error"]).startswith("checksum:")
+
+
+def test_rmc_mode_indicator_n_is_no_fix() -> None:
+    # pynmea2 test/test_types.py: status A but mode indicator N (data not valid)
+    line = b"$GPRMC,123519.00,A,4807.038,N,01131.000,E,,,230394,,,N*51"
+    [res] = nmea.describe(line, {})
+    assert res["valid"] is True and res["readings"] == []
+    [res] = nmea.describe(b"$GPRMC,123519.00,A,4807.038,N,01131.000,E,,,230394,,,S*4C", {})
+    assert [r["name"] for r in res["readings"]] == ["lat", "lon"]
+
+
+def test_long_ublox_sentence() -> None:
+    # pynmea2 test/test_proprietary.py: u-blox $PUBX,03 (satellite status), 378 characters
+    sats = (
+        "20,3,e,281,72,36,062,5,e,034,10,23,000,8,U,328,11,44,064,9,-,323,-2,,000,"
+        "13,-,341,01,,000,16,U,307,45,49,064,18,e,144,18,,000,21,U,150,74,35,037,"
+        "25,e,134,06,,000,27,U,271,20,52,064,29,U,074,36,36,063,31,U,209,26,37,040,"
+        "120,e,210,31,,000,126,-,157,33,,000,66,U,036,19,34,015,67,e,090,20,22,000,"
+        "68,-,136,00,,000,73,e,273,60,47,064,74,U,330,24,44,064,80,U,193,36,36,023"
+    )
+    line = b"$PUBX,03," + sats.encode() + b"*33"
+    assert len(line) == 378
+    s = nmea.parse_sentence(line)
+    assert s.checksum == 0x33 and s.data[:2] == ["03", "20"]
+    [res] = nmea.describe(line + b"\r\n" + GGA, {})[:1]
+    assert res["valid"] is True
 
 
 # -- fuzz ---------------------------------------------------------------------------------------
