@@ -5,6 +5,12 @@ import click
 from estran._lazy import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy={"decode": "estran.bench_decode:bench_decode"})
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "decode": "estran.bench_decode:bench_decode",
+        "sync": "estran.bench_sync:bench_sync",
+    },
+)
 def bench() -> None:
     """Benchmarks: figures as JSON, the peer measured side by side."""

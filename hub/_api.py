@@ -4,6 +4,7 @@ thread pool, on a storage connection of their own (never the ingest one)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, HTTPException, Query
@@ -45,10 +46,15 @@ def parse_time(value: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-def create_app(storage: Storage) -> FastAPI:
+def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None = None) -> FastAPI:
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
+
+    @app.get("/api/v1/health")
+    def get_health() -> dict[str, object]:
+        """Whether every ingest worker is subscribed, and the ingest counters."""
+        return health() if health is not None else {"ready": True}
 
     @app.get("/api/v1/gateways")
     def gateways() -> list[dict[str, object]]:

@@ -75,6 +75,9 @@ class Hub:
         self.ready = asyncio.Event()
         self.broker_address: BrokerAddress | None = None
 
+    def health(self) -> dict[str, object]:
+        return {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
+
     def _open(self) -> Storage:
         return open_storage(self.config.db, self.config.data_dir)
 
@@ -121,7 +124,7 @@ class Hub:
                 host, port = parse_host_port(cfg.http, "--http")
                 server = _Server(
                     uvicorn.Config(
-                        create_app(api_storage),
+                        create_app(api_storage, self.health),
                         host=host,
                         port=port,
                         log_level="warning",

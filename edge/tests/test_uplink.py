@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,11 +69,22 @@ class MemoryLog:
         return self.next_seq - 1
 
     def read_blocks(
-        self, after_seq: int, max_readings: int, *, alarms_first: bool = True
+        self,
+        after_seq: int,
+        max_readings: int,
+        *,
+        alarms_first: bool = True,
+        skip: Collection[int] = (),
     ) -> list[Block]:
-        todo = [b for b in self.blocks if b.first_seq > after_seq and b.first_seq not in self.acked]
+        """As SegmentLog: unacknowledged alarm blocks first (wherever they are), then the
+        blocks after after_seq in order; `skip` leaves blocks out by first_seq."""
+        todo = [b for b in self.blocks if b.first_seq not in self.acked and b.first_seq not in skip]
         if alarms_first:
-            todo = [b for b in todo if b.has_alarm] + [b for b in todo if not b.has_alarm]
+            todo = [b for b in todo if b.has_alarm] + [
+                b for b in todo if not b.has_alarm and b.first_seq > after_seq
+            ]
+        else:
+            todo = [b for b in todo if b.first_seq > after_seq]
         out: list[Block] = []
         total = 0
         for b in todo:

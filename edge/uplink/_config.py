@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -30,7 +30,12 @@ class BlockLog(Protocol):
     """What the uplink needs of the buffer (edge.buffer.SegmentLog has it)."""
 
     def read_blocks(
-        self, after_seq: int, max_readings: int, *, alarms_first: bool = True
+        self,
+        after_seq: int,
+        max_readings: int,
+        *,
+        alarms_first: bool = True,
+        skip: Collection[int] = (),
     ) -> Sequence[StoredBlockLike]: ...
 
     def ack(self, ranges: Iterable[tuple[int, int]]) -> None: ...

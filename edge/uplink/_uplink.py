@@ -206,31 +206,41 @@ class Uplink:
         await self._close(client, None)
 
     async def _connect(self, session: int) -> aiomqtt.Client:
-        """A connected client. In `auto`, MQTT 5 is tried first and 3.1.1 right after if the
-        broker refuses it (a CONNACK code) or never answers it (amqtt 0.12 stalls on an MQTT 5
-        CONNECT that carries a Will); the version that worked is kept for the process."""
+        """A connected client, MQTT 5 if the broker speaks it (probed once per process)."""
         c = self.config
-        if self._v5 is not None:
-            client = self._client(self._v5, session, c.connect_timeout_s)
-            await client.__aenter__()
-            return client
-        probe = self._client(True, session, min(c.connect_timeout_s, 3.0))
+        if self._v5 is None:
+            self._v5 = await self._probe_v5()
+        client = self._client(self._v5, session, c.connect_timeout_s)
+        await client.__aenter__()
+        return client
+
+    async def _probe_v5(self) -> bool:
+        """Whether the broker accepts an MQTT 5 CONNECT. The probe carries no Will: amqtt
+        0.12 answers such a CONNECT with "unsupported protocol version" at once, but stalls
+        on one with a Will."""
+        c = self.config
+        probe = aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=f"estran-gw-{c.gateway_id}-probe",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=min(c.connect_timeout_s, 3.0),
+        )
         try:
             await probe.__aenter__()
         except MqttConnectError as e:
             code = getattr(e.rc, "value", e.rc)
             if code not in _BAD_VERSION:
                 raise
-            log.info("uplink: broker refuses MQTT 5, using 3.1.1")
-        except (aiomqtt.MqttError, OSError) as e:
-            log.info("uplink: no answer to MQTT 5 (%s), trying 3.1.1", e)
-        else:
-            self._v5 = True
-            return probe
-        client = self._client(False, session, c.connect_timeout_s)
-        await client.__aenter__()
-        self._v5 = False
-        return client
+            log.info("uplink: the broker speaks MQTT 3.1.1 only")
+            return False
+        except aiomqtt.MqttCodeError:
+            raise
+        except aiomqtt.MqttError as e:  # aiomqtt's timeout
+            log.info("uplink: no answer to MQTT 5 (%s), using 3.1.1", e)
+            return False
+        await self._close(probe, None)
+        return True
 
     async def _close(self, client: aiomqtt.Client, error: BaseException | None) -> None:
         with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
@@ -296,7 +306,7 @@ class Uplink:
 
     def _dropped(self) -> int | None:
         stats = self.buffer.stats()
-        dropped = getattr(stats, "dropped", None)
+        dropped = getattr(stats, "dropped_total", None)
         if isinstance(dropped, int):
             return dropped
         by_sensor = getattr(stats, "dropped_by_sensor", None)
@@ -474,7 +484,11 @@ class Uplink:
             return batch, 0.0
         size = int(self._size)
         # 2. live readings, never throttled, always a slot for them
-        blocks = self._take(self.buffer.read_blocks(self._live_after, size, alarms_first=False))
+        blocks = self._take(
+            self.buffer.read_blocks(
+                self._live_after, size, alarms_first=False, skip=self._busy_blocks()
+            )
+        )
         if blocks:
             self._live_after = max(self._live_after, max(b.last_seq for b in blocks))
             return _Batch(blocks, live=True), 0.0
@@ -504,10 +518,17 @@ class Uplink:
             total += len(b.payload)
         return out
 
+    def _busy_blocks(self) -> set[int]:
+        """first_seqs of the blocks in flight or waiting to be sent again."""
+        busy = {b.first_seq for batch in self._inflight.values() for b in batch.blocks}
+        busy.update(b.first_seq for batch in self._resend for b in batch.blocks)
+        return busy
+
     def _backlog_blocks(self, span: _Span, size: int) -> list[StoredBlockLike]:
         """Blocks of the span not yet sent, alarms first, and the span's cursor moved on."""
+        busy = self._busy_blocks() | span.sent_ahead
         for alarms_first in (True, False):
-            got = self.buffer.read_blocks(span.after, size, alarms_first=alarms_first)
+            got = self.buffer.read_blocks(span.after, size, alarms_first=alarms_first, skip=busy)
             fresh = [
                 b
                 for b in got

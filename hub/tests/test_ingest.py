@@ -104,6 +104,8 @@ async def test_commit_then_ack_idempotent_resend_and_api(tmp_path: Path) -> None
             assert (await next_ack(gw)).ranges == [(101, 110), (5000, 5000)]
 
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+                health = (await http.get("/api/v1/health")).json()
+                assert health["ready"] and health["ingest"]["inserted"] == 111
                 gateways = (await http.get("/api/v1/gateways")).json()
                 assert [(g["id"], g["state"], g["session"]) for g in gateways] == [
                     ("gw-1", "online", 1)
