@@ -10,4 +10,3 @@ def edge() -> None:
 
 from edge import enroll_cmd as _enroll_cmd  # noqa: E402, F401  (registers `estran edge enroll`)
 from edge import run_cmd as _run_cmd  # noqa: E402, F401  (registers `estran edge run`)
-from edge.ble import scan_cmd as _scan_cmd  # noqa: E402, F401  (registers `estran edge scan`)
