@@ -1,0 +1,326 @@
+"""The fleet in the hub: enrollment and admin endpoints, broker access upkeep, and the MQTT side
+(signed configurations and commands published, gateway reports recorded).
+
+`FleetHub(data_dir, ...)` opens the registry (`<data>/fleet/`), makes the hub's broker
+identity, signing key and admin credential on first start (the admin credential is returned
+once, in `new_admin_credential`), and offers:
+
+- `router()`: the HTTP endpoints (FastAPI), to include in the hub's app;
+- `amqtt_plugins()`: the auth and topic-ACL plugins of the embedded broker;
+- `run(address, broker)`: the supervised tasks `fleet-watch` (registry revision -> broker
+  access snapshot, revoked clients disconnected, Mosquitto files rewritten and reloaded) and
+  `fleet-mqtt` (outbox published, reports recorded).
+
+Admin endpoints take `Authorization: Bearer <admin credential>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import aiomqtt
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from fleet import (
+    BrokerAccess,
+    ConfigRejected,
+    Conflict,
+    Fleet,
+    FleetError,
+    NotFound,
+    TokenRefused,
+    b64,
+    reload_mosquitto,
+    unb64,
+    write_mosquitto_files,
+)
+from hub._mqtt import BrokerAddress
+from hub.acl import BrokerAccessHolder, disconnect_unknown, plugins
+from protocols import wire
+from protocols.errors import ProtocolError
+
+log = logging.getLogger("estran.hub.fleet")
+
+T = TypeVar("T")
+
+POLL_S = 0.5
+MQTT_TIMEOUT_S = 10.0
+RECONNECT_MAX_S = 30.0
+
+
+class ChallengeRequest(BaseModel):
+    token: str = Field(max_length=256)
+
+
+class EnrollRequest(BaseModel):
+    token: str = Field(max_length=256)
+    public_key: str = Field(max_length=64)
+    nonce: str = Field(max_length=64)
+    proof: str = Field(max_length=128)
+    site: str | None = Field(default=None, max_length=128)
+
+
+class TokenRequest(BaseModel):
+    group: str
+    ttl_s: float = Field(default=3600.0, gt=0)
+    site: str | None = None
+
+
+class CommandRequest(BaseModel):
+    name: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float = Field(default=3600.0, gt=0)
+
+
+class FleetHub:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        broker_url: str | None = None,
+        mqtt_port: int = 1883,
+        mosquitto_dir: Path | None = None,
+        mosquitto_pid: Path | None = None,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.fleet = Fleet(data_dir)
+        self.broker_url = broker_url
+        self.mqtt_port = mqtt_port
+        self.mosquitto_dir = mosquitto_dir
+        self.mosquitto_pid = mosquitto_pid
+        self.poll_s = poll_s
+        self.credentials = self.fleet.hub_credentials()
+        self.new_admin_credential = self.fleet.ensure_admin()
+        self.holder = BrokerAccessHolder(BrokerAccess(self.fleet.broker_accounts()))
+        self.hub_key = self.fleet.keys.ensure()
+        self.connected = asyncio.Event()
+        self.reports = 0
+        self._revision = -1
+        self._wake = asyncio.Event()
+        if mosquitto_dir is not None:
+            self._sync_mosquitto()
+
+    def close(self) -> None:
+        self.fleet.close()
+
+    # -- broker access ---------------------------------------------------------------------------
+
+    def amqtt_plugins(self) -> dict[str, dict[str, Any]]:
+        return plugins(self.holder)
+
+    def _sync_mosquitto(self) -> None:
+        assert self.mosquitto_dir is not None
+        if write_mosquitto_files(self.mosquitto_dir, self.fleet.broker_accounts()):
+            log.info("mosquitto password and ACL files rewritten in %s", self.mosquitto_dir)
+            if self.mosquitto_pid is not None:
+                try:
+                    pid = reload_mosquitto(self.mosquitto_pid)
+                except (OSError, ValueError) as e:
+                    log.error("mosquitto reload failed (%s): %s", self.mosquitto_pid, e)
+                else:
+                    log.info("mosquitto %d reloaded", pid)
+
+    async def refresh(self, broker: Any | None = None) -> bool:
+        """Reload what derives from the registry if its revision moved; True if it did."""
+        revision = await asyncio.to_thread(self.fleet.revision)
+        if revision == self._revision:
+            return False
+        self._revision = revision
+        accounts = await asyncio.to_thread(self.fleet.broker_accounts)
+        self.holder.access = BrokerAccess(accounts)
+        if broker is not None:
+            await disconnect_unknown(broker, self.holder.access)
+        if self.mosquitto_dir is not None:
+            await asyncio.to_thread(self._sync_mosquitto)
+        self._wake.set()
+        return True
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    async def run(self, address: BrokerAddress, broker: Any | None = None) -> None:
+        """Run until cancelled: `fleet-watch` and `fleet-mqtt`."""
+        await asyncio.to_thread(self.fleet.republish_all)  # a broker may have lost them
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._watch(broker), name="fleet-watch")
+            tg.create_task(self._mqtt(address), name="fleet-mqtt")
+
+    async def _watch(self, broker: Any | None) -> None:
+        while True:
+            try:
+                await self.refresh(broker)
+            except (FleetError, OSError) as e:  # a locked or busy database: next round
+                log.warning("fleet watch: %s", e)
+            await asyncio.sleep(self.poll_s)
+
+    async def _mqtt(self, address: BrokerAddress) -> None:
+        user, password = self.credentials
+        delay = 0.5
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    address.host,
+                    address.port,
+                    identifier="estran-hub-fleet",
+                    username=user,
+                    password=password,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    timeout=MQTT_TIMEOUT_S,
+                    max_queued_incoming_messages=1024,
+                ) as client:
+                    await client.subscribe(wire.subscription("report"), qos=1)
+                    self.connected.set()
+                    delay = 0.5
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._outbox(client), name="fleet-outbox")
+                        tg.create_task(self._reports(client), name="fleet-reports")
+            except* aiomqtt.MqttError as eg:
+                self.connected.clear()
+                log.warning("fleet MQTT: %s; again in %.1f s", eg.exceptions[0], delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            for message in await asyncio.to_thread(self.fleet.pending):
+                await client.publish(
+                    message.topic,
+                    message.payload,
+                    qos=1,
+                    retain=message.retain,
+                    timeout=MQTT_TIMEOUT_S,
+                )
+                await asyncio.to_thread(self.fleet.mark_published, message.id)
+                log.info("published %s (%d bytes)", message.topic, len(message.payload))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _reports(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                gateway_id, kind = wire.parse_topic(str(message.topic))
+                payload = message.payload
+                if kind != "report" or not isinstance(payload, bytes | bytearray):
+                    continue
+                doc = wire.decode_envelope(bytes(payload), wire.REPORT).value()
+                await asyncio.to_thread(self.fleet.record_report, gateway_id, doc)
+                self.reports += 1
+            except (ProtocolError, FleetError) as e:
+                log.warning("report on %s dropped: %s", message.topic, e)
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    def router(self) -> APIRouter:
+        fleet = self.fleet
+        router = APIRouter()
+
+        def admin(authorization: Annotated[str | None, Header()] = None) -> str:
+            scheme, _, credential = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not fleet.check_admin(credential.strip()):
+                raise HTTPException(401, "admin credential required (Authorization: Bearer ...)")
+            return "admin"
+
+        def call(fn: Callable[[], T]) -> T:
+            try:
+                return fn()
+            except TokenRefused as e:
+                raise HTTPException(403, str(e)) from e
+            except NotFound as e:
+                raise HTTPException(404, str(e)) from e
+            except Conflict as e:
+                raise HTTPException(409, str(e)) from e
+            except ConfigRejected as e:
+                raise HTTPException(
+                    422, {"message": str(e), "issues": [str(i) for i in e.issues]}
+                ) from e
+            except FleetError as e:
+                raise HTTPException(400, str(e)) from e
+
+        @router.get("/api/v1/fleet/identity")
+        def identity() -> dict[str, object]:
+            """The hub's signing keys: the technician compares the fingerprint."""
+            return {"fingerprint": self.hub_key, "keys": sorted(fleet.keys.public_keys())}
+
+        @router.post("/api/v1/enroll/challenge")
+        def challenge(body: ChallengeRequest) -> dict[str, str]:
+            return {"nonce": call(lambda: fleet.challenge(body.token))}
+
+        @router.post("/api/v1/enroll")
+        def enroll(body: EnrollRequest, request: Request) -> dict[str, str]:
+            try:
+                public_key, proof = unb64(body.public_key), unb64(body.proof)
+            except ValueError as e:
+                raise HTTPException(422, "public_key and proof are base64") from e
+            broker = self.broker_url or f"mqtt://{request.url.hostname}:{self.mqtt_port}"
+            result = call(
+                lambda: fleet.enroll(
+                    body.token, public_key, body.nonce, proof, broker, site=body.site
+                )
+            )
+            self._wake.set()
+            log.info("gateway %s enrolled", result.gateway_id)
+            return {
+                "gateway_id": result.gateway_id,
+                "answer": b64(result.answer),
+                "config": b64(result.config),
+            }
+
+        @router.get("/api/v1/fleet/gateways")
+        def gateways(_: str = Depends(admin)) -> list[dict[str, object]]:
+            return [g.as_dict() for g in fleet.gateways()]
+
+        @router.post("/api/v1/fleet/tokens")
+        def token(body: TokenRequest, actor: str = Depends(admin)) -> dict[str, object]:
+            issued = call(lambda: fleet.create_token(body.group, body.ttl_s, actor, body.site))
+            return {
+                "token": issued.token,
+                "id": issued.info.id,
+                "group": issued.info.group,
+                "expires_ms": issued.info.expires_ms,
+            }
+
+        @router.post("/api/v1/fleet/gateways/{gateway_id}/revoke")
+        def revoke(gateway_id: str, actor: str = Depends(admin)) -> dict[str, str]:
+            call(lambda: fleet.revoke(gateway_id, actor))
+            return {"revoked": gateway_id}
+
+        @router.post("/api/v1/fleet/gateways/{gateway_id}/commands")
+        def command(
+            gateway_id: str, body: CommandRequest, actor: str = Depends(admin)
+        ) -> dict[str, object]:
+            seq = call(lambda: fleet.command(gateway_id, body.name, actor, body.args, body.ttl_s))
+            return {"gateway": gateway_id, "seq": seq}
+
+        @router.put("/api/v1/fleet/config/{scope}")
+        def set_config(
+            scope: Literal["fleet", "group", "gateway"],
+            document: dict[str, Any],
+            actor: str = Depends(admin),
+            name: str | None = None,
+        ) -> dict[str, object]:
+            changed = call(lambda: fleet.set_layer(scope, name, document, actor))
+            return {"changed": [g.as_dict() for g in changed]}
+
+        @router.get("/api/v1/fleet/audit")
+        def audit(_: str = Depends(admin), limit: int = 100) -> list[dict[str, object]]:
+            return [
+                {
+                    "ts_ms": e.ts_ms,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    **e.detail,
+                }
+                for e in fleet.audit(min(max(limit, 1), 10_000))
+            ]
+
+        return router
+
+
+__all__ = ["FleetHub"]

@@ -1,0 +1,178 @@
+"""The fleet in the hub: HTTP enrollment and admin endpoints, publishing and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import fleet
+from hub._mqtt import BrokerAddress
+from hub.fleet_api import FleetHub
+from hub.tests.fleet_support import enroll_directly
+from hub.tests.services import free_port
+from hub.tests.test_acl import broker_with, client, next_message
+from protocols import signed, wire
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> FleetHub:
+    return FleetHub(tmp_path, broker_url="mqtt://hub.example:1883")
+
+
+@pytest.fixture
+def http(hub: FleetHub) -> TestClient:
+    app = FastAPI()
+    app.include_router(hub.router())
+    return TestClient(app)
+
+
+def admin(hub: FleetHub) -> dict[str, str]:
+    assert hub.new_admin_credential is not None
+    return {"Authorization": f"Bearer {hub.new_admin_credential}"}
+
+
+def http_enroll(http: TestClient, token: str) -> tuple[int, dict[str, object]]:
+    r = http.post("/api/v1/enroll/challenge", json={"token": token})
+    if r.status_code != 200:
+        return r.status_code, r.json()
+    nonce = r.json()["nonce"]
+    key = Ed25519PrivateKey.generate()
+    pub = fleet.raw_public(key)
+    tid = fleet.parse_token(token)[0]
+    proof = key.sign(
+        signed.signing_input(signed.CONTEXT_ENROLL, fleet.enroll_proof_payload(tid, nonce, pub))
+    )
+    r = http.post(
+        "/api/v1/enroll",
+        json={
+            "token": token,
+            "public_key": base64.b64encode(pub).decode(),
+            "nonce": nonce,
+            "proof": base64.b64encode(proof).decode(),
+        },
+    )
+    return r.status_code, r.json()
+
+
+def test_admin_credential_made_once(tmp_path: Path) -> None:
+    first = FleetHub(tmp_path)
+    assert first.new_admin_credential is not None
+    first.close()
+    again = FleetHub(tmp_path)
+    assert again.new_admin_credential is None
+    assert again.fleet.check_admin(first.new_admin_credential)
+
+
+def test_enrollment_over_http(hub: FleetHub, http: TestClient) -> None:
+    r = http.post("/api/v1/fleet/tokens", json={"group": "marina"}, headers=admin(hub))
+    assert r.status_code == 404 and "estran fleet group create" in r.json()["detail"]
+    hub.fleet.create_group("marina", "alice")
+    r = http.post(
+        "/api/v1/fleet/tokens", json={"group": "marina", "ttl_s": 600}, headers=admin(hub)
+    )
+    assert r.status_code == 200
+    token = r.json()["token"]
+    status, body = http_enroll(http, token)
+    assert status == 200, body
+    answer = signed.decode_signed(base64.b64decode(str(body["answer"]))).document()
+    assert answer["gateway"] == "marina-001" and answer["broker"] == "mqtt://hub.example:1883"
+    assert http.get("/api/v1/fleet/identity").json()["fingerprint"] == token.split(".")[3]
+    status, body = http_enroll(http, token)
+    assert status == 403 and "used already" in str(body["detail"])
+
+
+def test_expired_and_unknown_tokens(hub: FleetHub, http: TestClient) -> None:
+    hub.fleet.create_group("marina", "alice")
+    status, body = http_enroll(http, "et1.00000000.nope." + hub.hub_key)
+    assert status == 403 and body["detail"] == "unknown enrollment token"
+    status, body = http_enroll(http, "nonsense")
+    assert status == 403
+
+
+def test_admin_endpoints(hub: FleetHub, http: TestClient) -> None:
+    assert http.get("/api/v1/fleet/gateways").status_code == 401
+    assert (
+        http.get("/api/v1/fleet/gateways", headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    gw, _ = enroll_directly(hub.fleet)
+    rows = http.get("/api/v1/fleet/gateways", headers=admin(hub)).json()
+    assert [r["id"] for r in rows] == [gw] and rows[0]["drift"] is True
+    r = http.put(
+        "/api/v1/fleet/config/group?name=marina",
+        json={"buffer": {"quota": "lots"}},
+        headers=admin(hub),
+    )
+    assert r.status_code == 422
+    assert any(i.startswith("buffer.quota:") for i in r.json()["detail"]["issues"])
+    r = http.put(
+        "/api/v1/fleet/config/group?name=marina",
+        json={"buffer": {"quota": "1 GiB"}},
+        headers=admin(hub),
+    )
+    assert r.status_code == 200 and [g["id"] for g in r.json()["changed"]] == [gw]
+    r = http.post(
+        f"/api/v1/fleet/gateways/{gw}/commands", json={"name": "rescan"}, headers=admin(hub)
+    )
+    assert r.json()["seq"] == 1
+    assert http.post(f"/api/v1/fleet/gateways/{gw}/revoke", headers=admin(hub)).status_code == 200
+    assert http.post(f"/api/v1/fleet/gateways/{gw}/revoke", headers=admin(hub)).status_code == 409
+    audit = http.get("/api/v1/fleet/audit", headers=admin(hub)).json()
+    assert [e["action"] for e in audit][-3:] == ["config.set", "cmd.rescan", "gateway.revoke"]
+
+
+async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
+    gw, pw = enroll_directly(hub.fleet)
+    port = free_port()
+    async with broker_with(hub, port) as broker:
+        task = asyncio.create_task(hub.run(BrokerAddress("127.0.0.1", port), broker), name="fleet")
+        try:
+            async with asyncio.timeout(5):
+                await hub.connected.wait()
+            async with client(port, gw, gw, pw) as g:
+                await g.subscribe(wire.topic(gw, "config"), qos=1)
+                m = await next_message(g, 3)
+                assert m is not None and isinstance(m.payload, bytes) and m.retain
+                doc = signed.decode_signed(
+                    wire.decode_envelope(m.payload, wire.CONFIG).body
+                ).document()
+                version = doc["version"]
+                assert isinstance(version, int)
+                # the admin changes the group: a new version comes, retained
+                await asyncio.to_thread(
+                    hub.fleet.set_layer,
+                    "group",
+                    "marina",
+                    {"daemon": {"queue_size": 4096}},
+                    "alice",
+                )
+                m = await next_message(g, 3)
+                assert m is not None and isinstance(m.payload, bytes)
+                doc = signed.decode_signed(
+                    wire.decode_envelope(m.payload, wire.CONFIG).body
+                ).document()
+                assert doc["config"] == {"daemon": {"queue_size": 4096}}
+                v2 = doc["version"]
+                assert isinstance(v2, int) and v2 > version
+                report = signed.report("config", signed.APPLIED, "changed daemon", v2, v2, 1)
+                await g.publish(
+                    wire.topic(gw, "report"),
+                    wire.encode_envelope(wire.Envelope.of(wire.REPORT, report)),
+                    qos=1,
+                )
+                async with asyncio.timeout(3):
+                    while hub.reports == 0:
+                        await asyncio.sleep(0.05)
+            row = hub.fleet.gateway(gw)
+            assert row.applied_version == v2 and not row.drift and row.outcome == "applied"
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert isinstance(aiomqtt.__version__, str)
