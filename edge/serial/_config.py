@@ -1,0 +1,560 @@
+"""Typed configuration of a serial port and the devices on it.
+
+Plain frozen dataclasses: the daemon builds them from its configuration file
+(`SerialPortConfig.from_mapping` takes the mapping a TOML or YAML table gives and names the
+field in every error), the probe suggests them (`SerialPortConfig.snippet`), tests build them
+directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from protocols import modbus, sdi12, tic, ultrasonic
+from protocols.errors import LocalProtocolError
+
+TIC: Final = "tic"
+MODBUS: Final = "modbus"
+MBUS: Final = "mbus"
+SDI12: Final = "sdi12"
+ULTRASONIC: Final = "ultrasonic"
+NMEA: Final = "nmea"
+PROTOCOLS: Final = (TIC, MODBUS, MBUS, SDI12, ULTRASONIC, NMEA)
+STREAMS: Final = (TIC, ULTRASONIC, NMEA)  # passive: the device talks, we listen
+
+PARITIES: Final = ("N", "E", "O")
+WAKE_METHODS: Final = ("auto", "break", "nul")
+
+
+class SerialError(Exception):
+    """Root of the errors of edge.serial."""
+
+
+class SerialConfigError(SerialError, ValueError):
+    """A configuration value is wrong. `field` names it (``devices[1].address``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """Speed and character format of a serial line (``9600 8N1``)."""
+
+    baud: int
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.baud, int) or isinstance(self.baud, bool) or self.baud <= 0:
+            raise SerialConfigError("baud", f"a positive integer, not {self.baud!r}")
+        if self.bytesize not in (7, 8):
+            raise SerialConfigError("bytesize", f"7 or 8, not {self.bytesize!r}")
+        if self.parity not in PARITIES:
+            raise SerialConfigError("parity", f"one of N, E, O, not {self.parity!r}")
+        if self.stopbits not in (1, 2):
+            raise SerialConfigError("stopbits", f"1 or 2, not {self.stopbits!r}")
+
+    @property
+    def char_bits(self) -> int:
+        """Bits one character takes on the wire: start, data, parity, stop."""
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+    @property
+    def char_time(self) -> float:
+        """Seconds one character takes on the wire."""
+        return self.char_bits / self.baud
+
+    def transfer_time(self, nbytes: int) -> float:
+        return nbytes * self.char_time
+
+    def __str__(self) -> str:
+        return f"{self.baud} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+# Each protocol's line when the configuration does not say.
+DEFAULT_LINES: Final[dict[str, LineSettings]] = {
+    TIC: LineSettings(tic.BAUDRATE[tic.HISTORIQUE], 7, "E", 1),
+    MODBUS: LineSettings(9600, 8, "N", 1),
+    MBUS: LineSettings(2400, 8, "E", 1),
+    SDI12: LineSettings(sdi12.BAUD_RATE, 7, "E", 1),
+    ULTRASONIC: LineSettings(9600, 8, "N", 1),
+    NMEA: LineSettings(4800, 8, "N", 1),
+}
+
+# Seconds without a frame before a passive stream counts a `silence` error.
+DEFAULT_SILENCE: Final[dict[str, float]] = {TIC: 10.0, ULTRASONIC: 5.0, NMEA: 5.0}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """One sensor on a port.
+
+    - `sensor`: the stable, human-readable sensor id its readings carry.
+    - `address`: Modbus 1..247; M-Bus primary 0..250 or secondary (16 hex digits:
+      identification, manufacturer, version, medium as printed by the meter's telegram);
+      SDI-12 one character; NMEA an optional talker filter ("II", "GP"); None otherwise.
+    - `interval`: masters poll every `interval` seconds; passive streams hand over at most
+      one frame's readings per `interval` (0: every frame).
+    - `register_map`: Modbus map name (``sdm630``, ``soil``...) or a map built from
+      configuration (`protocols.modbus.RegisterMap.from_dict`).
+    - `model`, `empty_mm`, `full_mm`: ultrasonic model and bin geometry.
+    - `measurement`: SDI-12 command to start a measurement: M, MC, C, CC, M1..M9...
+    - `names`: SDI-12 value names and units, ``"moisture:%,temperature:Cel"``.
+    - `max_telegrams`: M-Bus telegrams read per poll when the meter says more follow.
+    """
+
+    sensor: str
+    address: int | str | None = None
+    interval: float = 10.0
+    register_map: str | modbus.RegisterMap | None = None
+    model: str | None = None
+    empty_mm: float | None = None
+    full_mm: float | None = None
+    measurement: str = "M"
+    names: str | None = None
+    max_telegrams: int = 8
+
+    def resolved_map(self) -> modbus.RegisterMap:
+        if isinstance(self.register_map, modbus.RegisterMap):
+            return self.register_map
+        if self.register_map is None:
+            raise SerialConfigError("register_map", "a Modbus device needs a register map")
+        try:
+            return modbus.get_map(self.register_map)
+        except LocalProtocolError as e:
+            raise SerialConfigError("register_map", str(e)) from e
+
+    def geometry(self) -> ultrasonic.BinGeometry | None:
+        if self.empty_mm is None:
+            return None
+        full = self.full_mm
+        if full is None:
+            full = ultrasonic.blind_zone_mm(self.model) if self.model else 0
+        try:
+            return ultrasonic.BinGeometry(self.empty_mm, full)
+        except LocalProtocolError as e:
+            raise SerialConfigError("empty_mm", str(e)) from e
+
+
+@dataclass(frozen=True, slots=True)
+class SerialPortConfig:
+    """One serial port: where, how fast, which protocol, which devices.
+
+    `baud`, `bytesize`, `parity`, `stopbits` default to the protocol's usual line
+    (`DEFAULT_LINES`; TIC standard mode: 9600). `mode` is the TIC mode (``historique`` or
+    ``standard``). `response_timeout` bounds a master's wait for an answer; `silence_timeout`
+    is how long a passive stream may stay quiet before a `silence` error is counted.
+    `reconnect_min`/`reconnect_max` bound the backoff after the port disappears. `wake` is
+    how SDI-12 sends its break: ``break`` (tcsendbreak), ``nul`` (a NUL character at 300
+    baud: 30 ms of spacing, for adapters without break support, and pseudo-terminals),
+    ``auto`` (break, except on a pseudo-terminal). `echo`: the RS-485 adapter hears its own
+    transmission (Modbus).
+    """
+
+    path: str
+    protocol: str
+    devices: tuple[DeviceConfig, ...]
+    baud: int | None = None
+    bytesize: int | None = None
+    parity: str | None = None
+    stopbits: int | None = None
+    mode: str | None = None
+    name: str | None = None
+    response_timeout: float = 1.0
+    silence_timeout: float | None = None
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    wake: str = "auto"
+    echo: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise SerialConfigError("path", "empty")
+        if self.protocol not in PROTOCOLS:
+            raise SerialConfigError(
+                "protocol", f"one of {', '.join(PROTOCOLS)}, not {self.protocol!r}"
+            )
+        if self.mode is not None and self.protocol == TIC and self.mode not in tic.MODES:
+            raise SerialConfigError("mode", f"historique or standard, not {self.mode!r}")
+        if self.wake not in WAKE_METHODS:
+            raise SerialConfigError("wake", f"one of {', '.join(WAKE_METHODS)}, not {self.wake!r}")
+        for label, value in (
+            ("response_timeout", self.response_timeout),
+            ("reconnect_min", self.reconnect_min),
+            ("reconnect_max", self.reconnect_max),
+        ):
+            if not value > 0:
+                raise SerialConfigError(label, f"a positive number of seconds, not {value!r}")
+        if self.silence_timeout is not None and not self.silence_timeout > 0:
+            raise SerialConfigError("silence_timeout", "a positive number of seconds")
+        if not self.devices:
+            raise SerialConfigError("devices", "at least one device")
+        if self.protocol in (TIC, ULTRASONIC) and len(self.devices) != 1:
+            raise SerialConfigError("devices", f"a {self.protocol} port carries exactly one device")
+        self.line  # noqa: B018 - validates the line settings
+        seen: set[object] = set()
+        for i, device in enumerate(self.devices):
+            _check_device(self.protocol, device, f"devices[{i}]")
+            key = device.address if self.protocol in (MODBUS, MBUS, SDI12) else device.sensor
+            if key in seen:
+                raise SerialConfigError(f"devices[{i}].address", f"{key!r} twice on one port")
+            seen.add(key)
+
+    @property
+    def source_name(self) -> str:
+        return self.name or f"serial:{self.path}"
+
+    @property
+    def line(self) -> LineSettings:
+        default = DEFAULT_LINES[self.protocol]
+        if self.protocol == TIC and self.mode == tic.STANDARD and self.baud is None:
+            default = LineSettings(tic.BAUDRATE[tic.STANDARD], 7, "E", 1)
+        return LineSettings(
+            self.baud if self.baud is not None else default.baud,
+            self.bytesize if self.bytesize is not None else default.bytesize,
+            self.parity if self.parity is not None else default.parity,
+            self.stopbits if self.stopbits is not None else default.stopbits,
+        )
+
+    @property
+    def tic_mode(self) -> str | None:
+        """The TIC mode: as configured, else from the speed (9600: standard)."""
+        if self.mode is not None:
+            return self.mode
+        if self.baud == tic.BAUDRATE[tic.STANDARD]:
+            return tic.STANDARD
+        if self.baud is None or self.baud == tic.BAUDRATE[tic.HISTORIQUE]:
+            return tic.HISTORIQUE
+        return None
+
+    @property
+    def silence(self) -> float:
+        if self.silence_timeout is not None:
+            return self.silence_timeout
+        return DEFAULT_SILENCE.get(self.protocol, 30.0)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object], where: str = "serial") -> SerialPortConfig:
+        """Build from configuration data (a TOML/YAML table); errors name the field."""
+        return _port_from_mapping(data, where)
+
+    def snippet(self) -> str:
+        """This configuration as a TOML table to paste into the gateway configuration."""
+        return _snippet(self)
+
+
+def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
+    if not isinstance(device.sensor, str) or not device.sensor:
+        raise SerialConfigError(f"{where}.sensor", "a non-empty sensor id")
+    if not device.interval >= 0:
+        raise SerialConfigError(f"{where}.interval", "a number of seconds >= 0")
+    address = device.address
+    if protocol in (MODBUS, MBUS, SDI12) and not device.interval > 0:
+        raise SerialConfigError(f"{where}.interval", "a poll interval > 0 seconds")
+    if protocol == MODBUS:
+        if not isinstance(address, int) or isinstance(address, bool) or not 1 <= address <= 247:
+            raise SerialConfigError(f"{where}.address", f"a Modbus address 1..247, not {address!r}")
+        try:
+            device.resolved_map()
+        except SerialConfigError as e:
+            raise SerialConfigError(f"{where}.{e.field}", e.message) from e
+    elif protocol == MBUS:
+        if isinstance(address, int) and not isinstance(address, bool):
+            if not 0 <= address <= 250:
+                raise SerialConfigError(f"{where}.address", "a primary address 0..250")
+        elif isinstance(address, str):
+            try:
+                mbus_selection(address)
+            except ValueError as e:
+                raise SerialConfigError(f"{where}.address", str(e)) from e
+        else:
+            raise SerialConfigError(f"{where}.address", "an M-Bus primary or secondary address")
+        if not 1 <= device.max_telegrams <= 32:
+            raise SerialConfigError(f"{where}.max_telegrams", "1..32")
+    elif protocol == SDI12:
+        try:
+            sdi12.acknowledge(address if isinstance(address, str) else "")
+        except LocalProtocolError as e:
+            raise SerialConfigError(f"{where}.address", f"an SDI-12 address: {e}") from e
+        if address == "?":
+            raise SerialConfigError(f"{where}.address", "'?' is not a sensor address")
+        _sdi12_command(device.measurement, f"{where}.measurement")
+        try:
+            sdi12.parse_names(device.names)
+        except LocalProtocolError as e:
+            raise SerialConfigError(f"{where}.names", str(e)) from e
+    elif protocol == ULTRASONIC:
+        if device.model is not None and device.model not in ultrasonic.MODELS:
+            raise SerialConfigError(
+                f"{where}.model", f"one of {', '.join(sorted(ultrasonic.MODELS))}"
+            )
+        try:
+            device.geometry()
+        except SerialConfigError as e:
+            raise SerialConfigError(f"{where}.{e.field}", e.message) from e
+    elif protocol == NMEA and (
+        address is not None and (not isinstance(address, str) or len(address) not in (1, 2))
+    ):
+        raise SerialConfigError(f"{where}.address", "a talker id such as II or GP")
+
+
+MbusSelection = tuple[str, str | None, int | None, int | None]
+
+
+def mbus_selection(address: str) -> MbusSelection:
+    """A secondary address as `protocols.mbus.select_secondary` takes it.
+
+    ``IIIIIIII`` (the 8-digit identification, 'F' for wildcard digits) or the 16 hex digits
+    libmbus and most tools print: identification, manufacturer (4 hex digits, FFFF for any),
+    version and medium (2 each, FF for any).
+    """
+    text = address.upper()
+    if len(text) not in (8, 16) or any(c not in "0123456789ABCDEF" for c in text):
+        raise ValueError("a secondary address is 8 or 16 hex digits")
+    ident = text[:8]
+    if any(c not in "0123456789F" for c in ident):
+        raise ValueError("the identification (first 8 digits) is decimal, F for any digit")
+    if len(text) == 8:
+        return ident, None, None, None
+    man = int(text[8:12], 16)
+    manufacturer = None
+    if man != 0xFFFF:
+        letters = "".join(chr(((man >> shift) & 0x1F) + 64) for shift in (10, 5, 0))
+        if not letters.isalpha() or not letters.isupper():
+            raise ValueError(f"manufacturer {text[8:12]} is not three letters")
+        manufacturer = letters
+    version = int(text[12:14], 16)
+    medium = int(text[14:16], 16)
+    return (
+        ident,
+        manufacturer,
+        None if version == 0xFF else version,
+        None if medium == 0xFF else medium,
+    )
+
+
+def _sdi12_command(text: str, where: str) -> tuple[bool, bool, int]:
+    """(concurrent, crc, index) of M, MC, C, CC, M1..M9, MC1..MC9, C1.., CC1.."""
+    body = text.upper()
+    index = 0
+    if body[-1:].isdigit():
+        index = int(body[-1])
+        body = body[:-1]
+    if body not in ("M", "MC", "C", "CC"):
+        raise SerialConfigError(where, f"M, MC, C or CC with an optional digit, not {text!r}")
+    return body[0] == "C", body.endswith("C") and len(body) == 2, index
+
+
+sdi12_command = _sdi12_command
+
+
+# -- from configuration data -------------------------------------------------------------
+
+_PORT_KEYS = {
+    "path",
+    "protocol",
+    "devices",
+    "baud",
+    "bytesize",
+    "parity",
+    "stopbits",
+    "mode",
+    "name",
+    "response_timeout",
+    "silence_timeout",
+    "reconnect_min",
+    "reconnect_max",
+    "wake",
+    "echo",
+}
+_DEVICE_KEYS = {
+    "sensor",
+    "address",
+    "interval",
+    "map",
+    "register_map",
+    "model",
+    "empty_mm",
+    "full_mm",
+    "measurement",
+    "names",
+    "max_telegrams",
+}
+
+
+def _get(data: Mapping[str, object], key: str, kind: type | tuple[type, ...], where: str) -> object:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and kind is not bool:
+        raise SerialConfigError(f"{where}.{key}", f"expected {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise SerialConfigError(f"{where}.{key}", f"expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _number(data: Mapping[str, object], key: str, where: str, default: float) -> float:
+    value = _get(data, key, (int, float), where)
+    return default if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _optional_int(data: Mapping[str, object], key: str, where: str) -> int | None:
+    value = _get(data, key, int, where)
+    return value if isinstance(value, int) else None
+
+
+def _optional_str(data: Mapping[str, object], key: str, where: str) -> str | None:
+    value = _get(data, key, str, where)
+    return value if isinstance(value, str) else None
+
+
+def _device_from_mapping(data: object, where: str) -> DeviceConfig:
+    if not isinstance(data, Mapping):
+        raise SerialConfigError(where, "a table")
+    unknown = set(data) - _DEVICE_KEYS
+    if unknown:
+        raise SerialConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+    sensor = _optional_str(data, "sensor", where)
+    if sensor is None:
+        raise SerialConfigError(f"{where}.sensor", "missing")
+    address = _get(data, "address", (int, str), where)
+    register_map: str | modbus.RegisterMap | None = None
+    raw_map = data.get("map", data.get("register_map"))
+    if isinstance(raw_map, str):
+        register_map = raw_map
+    elif isinstance(raw_map, Mapping):
+        try:
+            register_map = modbus.RegisterMap.from_dict(dict(raw_map))
+        except LocalProtocolError as e:
+            raise SerialConfigError(f"{where}.map", str(e)) from e
+    elif raw_map is not None:
+        raise SerialConfigError(f"{where}.map", "a map name or a register map table")
+    empty = _get(data, "empty_mm", (int, float), where)
+    full = _get(data, "full_mm", (int, float), where)
+    return DeviceConfig(
+        sensor=sensor,
+        address=address if isinstance(address, (int, str)) else None,
+        interval=_number(data, "interval", where, 10.0),
+        register_map=register_map,
+        model=_optional_str(data, "model", where),
+        empty_mm=float(empty) if isinstance(empty, (int, float)) else None,
+        full_mm=float(full) if isinstance(full, (int, float)) else None,
+        measurement=_optional_str(data, "measurement", where) or "M",
+        names=_optional_str(data, "names", where),
+        max_telegrams=_optional_int(data, "max_telegrams", where) or 8,
+    )
+
+
+def _port_from_mapping(data: Mapping[str, object], where: str) -> SerialPortConfig:
+    unknown = set(data) - _PORT_KEYS
+    if unknown:
+        raise SerialConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+    path = _optional_str(data, "path", where)
+    protocol = _optional_str(data, "protocol", where)
+    if path is None:
+        raise SerialConfigError(f"{where}.path", "missing")
+    if protocol is None:
+        raise SerialConfigError(f"{where}.protocol", "missing")
+    raw_devices = data.get("devices")
+    if not isinstance(raw_devices, (list, tuple)):
+        raise SerialConfigError(f"{where}.devices", "a list of device tables")
+    devices = tuple(
+        _device_from_mapping(d, f"{where}.devices[{i}]") for i, d in enumerate(raw_devices)
+    )
+    echo = _get(data, "echo", bool, where)
+    try:
+        return SerialPortConfig(
+            path=path,
+            protocol=protocol,
+            devices=devices,
+            baud=_optional_int(data, "baud", where),
+            bytesize=_optional_int(data, "bytesize", where),
+            parity=_optional_str(data, "parity", where),
+            stopbits=_optional_int(data, "stopbits", where),
+            mode=_optional_str(data, "mode", where),
+            name=_optional_str(data, "name", where),
+            response_timeout=_number(data, "response_timeout", where, 1.0),
+            silence_timeout=(
+                _number(data, "silence_timeout", where, 0.0)
+                if data.get("silence_timeout") is not None
+                else None
+            ),
+            reconnect_min=_number(data, "reconnect_min", where, 1.0),
+            reconnect_max=_number(data, "reconnect_max", where, 60.0),
+            wake=_optional_str(data, "wake", where) or "auto",
+            echo=bool(echo),
+        )
+    except SerialConfigError as e:
+        raise SerialConfigError(f"{where}.{e.field}", e.message) from e
+
+
+# -- snippets ----------------------------------------------------------------------------
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _snippet(config: SerialPortConfig) -> str:
+    line = config.line
+    lines = ["[[serial]]", f"path = {_toml(config.path)}", f"protocol = {_toml(config.protocol)}"]
+    if config.protocol == TIC and config.tic_mode is not None:
+        lines.append(f"mode = {_toml(config.tic_mode)}")
+    lines += [
+        f"baud = {line.baud}",
+        f"bytesize = {line.bytesize}",
+        f'parity = "{line.parity}"',
+        f"stopbits = {line.stopbits}",
+    ]
+    for device in config.devices:
+        lines += ["", "[[serial.devices]]", f"sensor = {_toml(device.sensor)}"]
+        if device.address is not None:
+            lines.append(f"address = {_toml(device.address)}")
+        if isinstance(device.register_map, str):
+            lines.append(f"map = {_toml(device.register_map)}")
+        if device.model is not None:
+            lines.append(f"model = {_toml(device.model)}")
+        if config.protocol == SDI12:
+            lines.append(f"measurement = {_toml(device.measurement)}")
+            if device.names:
+                lines.append(f"names = {_toml(device.names)}")
+        lines.append(f"interval = {_toml(device.interval)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "DEFAULT_LINES",
+    "MBUS",
+    "MODBUS",
+    "NMEA",
+    "PROTOCOLS",
+    "SDI12",
+    "STREAMS",
+    "TIC",
+    "ULTRASONIC",
+    "DeviceConfig",
+    "LineSettings",
+    "MbusSelection",
+    "SerialConfigError",
+    "SerialError",
+    "SerialPortConfig",
+    "mbus_selection",
+    "sdi12_command",
+]

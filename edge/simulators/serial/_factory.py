@@ -1,0 +1,212 @@
+"""Simulators by kind name, and the ``--spec`` mini-language of the runner.
+
+A spec is ``KIND[,key=value]...``::
+
+    linky-historique
+    linky-standard,name=ttyLINKY1
+    modbus,devices=sdm630@1+soil@2+level@80,baud=19200,parity=E
+    mbus,devices=water@5+heat@6
+    sdi12-soil,address=0,measure_time=1
+    maxbotix,interval=0.2
+    nmea,pace=1
+
+Common keys: name, dir, pace, seed, interval (streams), baud, bytesize, parity, stopbits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from edge.simulators.serial._base import DEFAULT_DIRECTORY, SerialSimulator, SimOptions
+from edge.simulators.serial._link import LineFormat
+from edge.simulators.serial.mbus import HeatMeter, MbusMeter, MbusSimulator, WaterMeter
+from edge.simulators.serial.modbus import ModbusSimulator, ModbusSlave
+from edge.simulators.serial.nmea import NmeaSimulator
+from edge.simulators.serial.sdi12 import Sdi12Simulator
+from edge.simulators.serial.tic import LinkySimulator
+from edge.simulators.serial.ultrasonic import A02yyuwSimulator, MaxBotixSimulator
+from protocols import modbus
+from protocols.errors import LocalProtocolError
+
+KINDS: dict[str, str] = {
+    "linky-historique": "Linky, TIC historique, 1200 7E1, a frame every 1.5 s",
+    "linky-standard": "Linky, TIC standard, 9600 7E1",
+    "modbus": f"Modbus RTU bus, devices=MAP@ADDRESS+... (maps: {', '.join(sorted(modbus.MAPS))})",
+    "sdm120": "Eastron SDM120 at address 1 (Modbus RTU 9600 8N1)",
+    "sdm630": "Eastron SDM630 at address 1 (Modbus RTU 9600 8N1)",
+    "soil-modbus": "RS-485 soil probe at address 1 (Modbus RTU 9600 8N1)",
+    "level-modbus": "RS-485 level sensor at address 80 (Modbus RTU 9600 8N1)",
+    "mbus": "M-Bus bus, devices=water@5+heat@6 (2400 8E1)",
+    "water-meter": "M-Bus water meter at primary address 5",
+    "heat-meter": "M-Bus heat meter at primary address 6 (two telegrams)",
+    "sdi12-soil": "SDI-12 soil probe at address 0 (1200 7E1)",
+    "maxbotix": "MaxBotix HRLV level sensor, ASCII mm (9600 8N1)",
+    "a02yyuw": "DFRobot A02YYUW level sensor, binary mm (9600 8N1)",
+    "nmea": "NMEA 0183 weather and depth instrument (4800 8N1)",
+}
+
+_DEFAULT_NAMES = {
+    "linky-historique": "ttyLINKY0",
+    "linky-standard": "ttyLINKY1",
+    "modbus": "ttyRS485-0",
+    "sdm120": "ttySDM120",
+    "sdm630": "ttySDM630",
+    "soil-modbus": "ttySOIL485",
+    "level-modbus": "ttyLEVEL485",
+    "mbus": "ttyMBUS0",
+    "water-meter": "ttyMBUSW",
+    "heat-meter": "ttyMBUSH",
+    "sdi12-soil": "ttySDI12-0",
+    "maxbotix": "ttyMAXBOTIX0",
+    "a02yyuw": "ttyA02YYUW0",
+    "nmea": "ttyNMEA0",
+}
+
+
+_RS485 = LineFormat(9600)
+_MBUS = LineFormat(2400, 8, "E", 1)
+_DEFAULT_LINES = {
+    "linky-historique": LineFormat(1200, 7, "E", 1),
+    "linky-standard": LineFormat(9600, 7, "E", 1),
+    "modbus": _RS485,
+    "sdm120": _RS485,
+    "sdm630": _RS485,
+    "soil-modbus": _RS485,
+    "level-modbus": _RS485,
+    "mbus": _MBUS,
+    "water-meter": _MBUS,
+    "heat-meter": _MBUS,
+    "sdi12-soil": LineFormat(1200, 7, "E", 1),
+    "maxbotix": LineFormat(9600),
+    "a02yyuw": LineFormat(9600),
+    "nmea": LineFormat(4800),
+}
+
+
+class SpecError(ValueError):
+    """A simulator spec or option that cannot be understood."""
+
+
+def _slaves(text: str) -> list[ModbusSlave]:
+    slaves = []
+    for item in text.split("+"):
+        name, _, address = item.partition("@")
+        try:
+            register_map = modbus.get_map(name)
+            slaves.append(
+                ModbusSlave(int(address, 0) if address else register_map.address, register_map)
+            )
+        except (ValueError, LocalProtocolError) as e:
+            raise SpecError(f"modbus device {item!r}: {e}") from e
+    return slaves
+
+
+def _meters(text: str) -> list[MbusMeter]:
+    meters: list[MbusMeter] = []
+    for item in text.split("+"):
+        kind, _, address = item.partition("@")
+        try:
+            primary = int(address) if address else None
+        except ValueError as e:
+            raise SpecError(f"mbus device {item!r}: address is a number") from e
+        if kind == "water":
+            meters.append(WaterMeter() if primary is None else WaterMeter(primary))
+        elif kind == "heat":
+            meters.append(HeatMeter() if primary is None else HeatMeter(primary))
+        else:
+            raise SpecError(f"mbus device {item!r}: water or heat")
+    return meters
+
+
+def create_simulator(kind: str, **options: str) -> SerialSimulator:
+    """A simulator of `kind` (see KINDS) from string options (as a spec gives them)."""
+    if kind not in KINDS:
+        raise SpecError(f"unknown simulator {kind!r} (known: {', '.join(KINDS)})")
+    opts = dict(options)
+    name = opts.pop("name", _DEFAULT_NAMES[kind])
+    common: SimOptions = {"directory": opts.pop("dir", DEFAULT_DIRECTORY)}
+    try:
+        if "pace" in opts:
+            common["pace"] = float(opts.pop("pace"))
+        if "seed" in opts:
+            common["seed"] = int(opts.pop("seed"))
+        line_keys = {
+            k: opts.pop(k) for k in ("baud", "bytesize", "parity", "stopbits") if k in opts
+        }
+        interval = float(opts.pop("interval")) if "interval" in opts else None
+        if line_keys:
+            base = _DEFAULT_LINES[kind]
+            common["line"] = LineFormat(
+                int(line_keys.get("baud", base.baud)),
+                int(line_keys.get("bytesize", base.bytesize)),
+                line_keys.get("parity", base.parity).upper(),
+                int(line_keys.get("stopbits", base.stopbits)),
+            )
+    except ValueError as e:
+        raise SpecError(f"{kind}: {e}") from e
+    builders: dict[str, Callable[[], SerialSimulator]] = {
+        "linky-historique": lambda: LinkySimulator(
+            name, mode="historique", interval=interval, **common
+        ),
+        "linky-standard": lambda: LinkySimulator(
+            name, mode="standard", interval=interval, **common
+        ),
+        "modbus": lambda: ModbusSimulator(
+            name, slaves=_slaves(opts.pop("devices", "sdm630@1")), **common
+        ),
+        "sdm120": lambda: ModbusSimulator(
+            name, slaves=[ModbusSlave(int(opts.pop("address", "1")), "sdm120")], **common
+        ),
+        "sdm630": lambda: ModbusSimulator(
+            name, slaves=[ModbusSlave(int(opts.pop("address", "1")), "sdm630")], **common
+        ),
+        "soil-modbus": lambda: ModbusSimulator(
+            name, slaves=[ModbusSlave(int(opts.pop("address", "1")), "soil")], **common
+        ),
+        "level-modbus": lambda: ModbusSimulator(
+            name, slaves=[ModbusSlave(int(opts.pop("address", "80")), "level")], **common
+        ),
+        "mbus": lambda: MbusSimulator(
+            name, meters=_meters(opts.pop("devices", "water@5+heat@6")), **common
+        ),
+        "water-meter": lambda: MbusSimulator(
+            name, meters=[WaterMeter(int(opts.pop("address", "5")))], **common
+        ),
+        "heat-meter": lambda: MbusSimulator(
+            name, meters=[HeatMeter(int(opts.pop("address", "6")))], **common
+        ),
+        "sdi12-soil": lambda: Sdi12Simulator(
+            name,
+            address=opts.pop("address", "0"),
+            measure_time=float(opts.pop("measure_time", "1")),
+            **common,
+        ),
+        "maxbotix": lambda: MaxBotixSimulator(name, interval=interval, **common),
+        "a02yyuw": lambda: A02yyuwSimulator(name, interval=interval, **common),
+        "nmea": lambda: NmeaSimulator(name, interval=interval, **common),
+    }
+    try:
+        simulator = builders[kind]()
+    except ValueError as e:
+        raise SpecError(f"{kind}: {e}") from e
+    if opts:
+        raise SpecError(f"{kind}: unknown option {sorted(opts)[0]!r}")
+    return simulator
+
+
+def parse_spec(spec: str, directory: str | os.PathLike[str] | None = None) -> SerialSimulator:
+    """``KIND[,key=value]...`` -> a simulator (not started)."""
+    kind, *items = [part.strip() for part in spec.split(",") if part.strip()]
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"{spec!r}: {item!r} is not key=value")
+        options[key] = value
+    if directory is not None:
+        options.setdefault("dir", os.fspath(directory))
+    return create_simulator(kind, **options)
+
+
+__all__ = ["KINDS", "SpecError", "create_simulator", "parse_spec"]
