@@ -355,6 +355,27 @@ def test_describe_bare_groups_as_pasted() -> None:
     assert tic.describe(b"\r\n  \n", {}) == []
 
 
+def test_pasted_lines_that_lost_a_space_checksum() -> None:
+    # hallard/teleinfo-test README (historique): "HCHC 000723392  " and "PTEC HP..  " have
+    # a space as checksum; pasted, the trailing blanks are usually trimmed
+    trimmed = b"ADCO 021528603314 :\nHCHC 000723392\nPTEC HP..\nIINST 001 X\n"
+    [res] = tic.describe(trimmed, {})
+    assert res["valid"] is True, res["error"]
+    assert res["fields"] == {
+        "ADCO": "021528603314",
+        "HCHC": "000723392",
+        "PTEC": "HP..",
+        "IINST": "001",
+    }
+    # standard mode: "label HT value HT SP" trimmed to "label HT value"
+    line = tic.build_group("NJOURF", "019", tic.STANDARD)[1:-1]
+    assert line.endswith(b"\t ")  # this group's checksum is a space
+    assert tic.describe(line[:-2], {})[0]["valid"] is True
+    # a trimmed line whose sum is not a space stays refused
+    [res] = tic.describe(b"HCHP 001742238", {})
+    assert res["valid"] is False and str(res["error"]).startswith("malformed")
+
+
 def test_describe_forced_mode() -> None:
     res = tic.describe(STANDARD_FRAME, {"mode": tic.HISTORIQUE})
     assert res[0]["valid"] is False and res[0]["fields"] == {}
