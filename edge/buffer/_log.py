@@ -28,7 +28,14 @@ from edge.buffer._errors import (
 )
 from edge.buffer._format import FRAME_LEN, HEADER_LEN, frame, frame_at, segment_header, segment_name
 from edge.buffer._fs import FileLayer, OsFileLayer, ReadHandle, WriteHandle
-from edge.buffer._recovery import Recovered, read_sealed, recover
+from edge.buffer._recovery import (
+    Recovered,
+    quarantine_path,
+    read_sealed,
+    recover,
+    rewrite_sound,
+    scan_segment,
+)
 from edge.buffer._segment import (
     COUNT,
     FIRST_SEQ,
@@ -54,6 +61,14 @@ from protocols.reading import FLAG_ALARM, Reading
 
 _LOADED_INDEXES = 4  # sealed segments whose block index stays in memory
 _UNKNOWN_MARK_MARGIN = 1 << 24  # when seq.cbor is unreadable, skip this far past the evidence
+
+
+class _Corrupt(Exception):
+    """A record of a trusted (sealed) segment failed its check when read."""
+
+    def __init__(self, seg: Segment) -> None:
+        super().__init__(seg.path)
+        self.segment = seg
 
 
 def _disk_error(what: str, e: OSError, accepted: int = 0) -> BufferDiskError:
@@ -236,6 +251,7 @@ class SegmentLog:
             or self._clock() - self._pending_since >= self.config.commit_interval_s
         ):
             self.commit()
+            pending = self._pending
         check_reading(reading)
         if self.config.policy == "refuse_new" and self._over_quota(len(pending) + 1):
             raise BufferFull(
@@ -380,11 +396,15 @@ class SegmentLog:
             new = Segment(path, header.first_seq)
             writer: WriteHandle | None = None
             try:
+                # the header is durable before any record: a torn header then only ever
+                # means a segment that never held a commit
                 writer = layer.open_append(path)
                 writer.truncate(0)
-                writer.write(segment_header(header.first_seq) + record)
+                writer.write(segment_header(header.first_seq))
                 writer.sync()
                 layer.sync_dir(self.config.segments_dir)
+                writer.write(record)
+                writer.sync()
             except OSError as e:
                 self._abandon_new(path, writer)
                 raise _disk_error(f"cannot create {path}", e) from e
@@ -508,7 +528,7 @@ class SegmentLog:
                 continue
             try:
                 payload = self._read_payload(seg, e[OFFSET], e[LENGTH])
-            except (OSError, ValueError):
+            except (OSError, _Corrupt):
                 counts["?"] = (
                     counts.get("?", 0) + count - self._acked.count_in(first, first + count - 1)
                 )
@@ -570,6 +590,16 @@ class SegmentLog:
         """
         if self._closed:
             raise BufferClosed("the buffer is closed")
+        for _attempt in range(len(self._segments) + 1):
+            try:
+                return self._read_blocks(after_seq, max_readings, alarms_first, skip)
+            except _Corrupt as e:
+                self._repair(e.segment)
+        return self._read_blocks(after_seq, max_readings, alarms_first, skip)
+
+    def _read_blocks(
+        self, after_seq: int, max_readings: int, alarms_first: bool, skip: Collection[int]
+    ) -> list[StoredBlock]:
         out: list[StoredBlock] = []
         total = 0
         acked = self._acked
@@ -688,22 +718,73 @@ class SegmentLog:
         record = reader.pread(offset, length)
         fr = frame_at(record, 0)
         if fr is None or fr[1] != length:
-            raise BufferFailure(f"{seg.path}: the record at {offset} fails its check (corrupt)")
+            raise _Corrupt(seg)
         return record[FRAME_LEN:]
 
-    def iter_readings(self, include_acked: bool = False) -> Iterator[tuple[int, Reading]]:
-        """(seq, reading) for every committed reading still in the buffer, in seq order."""
-        for seg in list(self._segments):
+    def _repair(self, seg: Segment) -> None:
+        """A segment whose record failed its check when read: quarantine a copy, keep its
+        sound records (sealed), count the unacknowledged readings lost."""
+        if self._read_only:
+            raise BufferFailure(
+                f"{seg.path}: a record fails its check (corrupt); open read-write to repair"
+            )
+        layer, cfg = self._layer, self.config
+        try:
+            data = layer.read_file(seg.path)
+            scan = scan_segment(data, seg.first_seq)
+            sound = {h.first_seq for _o, _l, h in scan.blocks}
+            lost = 0
             self._index(seg)
             for k in range(seg.n_blocks):
                 e = seg.entry(k)
-                first, count = e[FIRST_SEQ], e[COUNT]
-                if not include_acked and self._acked.covers(first, first + count - 1):
-                    continue
-                seq, readings = decode_block(self._read_payload(seg, e[OFFSET], e[LENGTH]))
-                for i, r in enumerate(readings):
-                    if include_acked or not self._acked.contains(seq + i):
-                        yield seq + i, r
+                if e[FIRST_SEQ] not in sound:
+                    first, count = e[FIRST_SEQ], e[COUNT]
+                    lost += count - self._acked.count_in(first, first + count - 1)
+            layer.makedirs(cfg.quarantine_dir)
+            layer.write_atomic(
+                quarantine_path(layer, cfg.quarantine_dir, os.path.basename(seg.path)), data
+            )
+            position = self._segments.index(seg)
+            self._forget(seg)
+            if scan.blocks:
+                fresh = rewrite_sound(layer, seg.path, seg.first_seq, data, scan)
+                self._segments.insert(position, fresh)
+                self._bytes += fresh.size
+                self._alarms = sorted(self._alarms + fresh.alarms, key=lambda r: r.first_seq)
+            else:
+                self._unlink(seg.path)
+        except OSError as e:
+            raise _disk_error(f"cannot repair {seg.path}", e) from e
+        self._state.quarantined_readings += lost
+        self._state.quarantined_files += 1
+        self.recovery.problems.append(
+            f"{os.path.basename(seg.path)}: corrupt when read; {lost} unacknowledged readings lost, "
+            f"{len(scan.blocks)} sound blocks kept (a copy is in quarantine/)"
+        )
+        self._save_state()
+
+    def iter_readings(self, include_acked: bool = False) -> Iterator[tuple[int, Reading]]:
+        """(seq, reading) for every committed reading still in the buffer, in seq order."""
+        done = 0  # every seq up to this was yielded (or skipped)
+        while True:
+            try:
+                for seg in list(self._segments):
+                    if seg.last_seq <= done:
+                        continue
+                    self._index(seg)
+                    for k in range(seg.first_block_after(done), seg.n_blocks):
+                        e = seg.entry(k)
+                        first, count = e[FIRST_SEQ], e[COUNT]
+                        if include_acked or not self._acked.covers(first, first + count - 1):
+                            payload = self._read_payload(seg, e[OFFSET], e[LENGTH])
+                            seq, readings = decode_block(payload)
+                            for i, r in enumerate(readings):
+                                if include_acked or not self._acked.contains(seq + i):
+                                    yield seq + i, r
+                        done = first + count - 1
+                return
+            except _Corrupt as e:
+                self._repair(e.segment)
 
     # ------------------------------------------------------------------ state
 

@@ -235,7 +235,7 @@ def recover(
             missing += _unacked(acked, max(hi + 1, dropped_upto + 1), next_first - 1)
             if missing:
                 corrupt = True
-        if not scan.blocks and is_last and not corrupt:
+        if not scan.blocks and is_last and not missing and not scan.garbage:
             # a segment created by a commit that never completed: nothing in it was durable
             out.notes.append(f"{name}: no complete record (an interrupted commit); removed")
             out.torn_bytes += len(data)
@@ -256,14 +256,14 @@ def recover(
                     out.segments.append(segment_from_scan(path, first_seq, scan, len(data)))
                 continue
             layer.makedirs(quarantine_dir)
-            layer.write_atomic(_quarantine_name(layer, quarantine_dir, name), data)
+            layer.write_atomic(quarantine_path(layer, quarantine_dir, name), data)
             if not scan.blocks:
                 layer.unlink(path)
                 layer.sync_dir(segments_dir)
                 continue
             # sealed even if it is the last: its gaps are accounted for now, and a sealed
             # segment is trusted by its footer, never scanned (nor counted) again
-            out.segments.append(_rewrite(layer, path, first_seq, data, scan))
+            out.segments.append(rewrite_sound(layer, path, first_seq, data, scan))
             continue
         # sound records only; at most a torn tail or an unfinished seal
         end = scan.valid_end
@@ -303,14 +303,16 @@ def _unacked_gaps(acked: AckedRanges, scan: ScanResult) -> int:
     return total
 
 
-def _quarantine_name(layer: FileLayer, quarantine_dir: str, name: str) -> str:
+def quarantine_path(layer: FileLayer, quarantine_dir: str, name: str) -> str:
     k = 1
     while layer.exists(os.path.join(quarantine_dir, f"{name}.{k}")):
         k += 1
     return os.path.join(quarantine_dir, f"{name}.{k}")
 
 
-def _rewrite(layer: FileLayer, path: str, first_seq: int, data: bytes, scan: ScanResult) -> Segment:
+def rewrite_sound(
+    layer: FileLayer, path: str, first_seq: int, data: bytes, scan: ScanResult
+) -> Segment:
     """The segment again with its sound block records only, sealed."""
     seg = Segment(path, first_seq)
     parts = [segment_header(first_seq)]
@@ -351,4 +353,13 @@ def _seal_in_place(layer: FileLayer, seg: Segment) -> None:
     seg.sealed = True
 
 
-__all__ = ["Recovered", "ScanResult", "read_sealed", "recover", "scan_segment", "segment_from_scan"]
+__all__ = [
+    "Recovered",
+    "ScanResult",
+    "quarantine_path",
+    "read_sealed",
+    "recover",
+    "rewrite_sound",
+    "scan_segment",
+    "segment_from_scan",
+]
