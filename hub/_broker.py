@@ -21,10 +21,18 @@ log = logging.getLogger("estran.hub.broker")
 class EmbeddedBroker:
     """`async with EmbeddedBroker("127.0.0.1", 1883) as address:` serves MQTT 3.1.1."""
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 1883) -> None:
+    def __init__(
+        self, host: str = "0.0.0.0", port: int = 1883, plugins: dict[str, Any] | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        self.plugins = plugins  # None: anonymous access (hub.acl.plugins: the fleet's ACL)
         self._broker: Any = None
+
+    @property
+    def broker(self) -> Any:
+        """The running amqtt broker (None when stopped)."""
+        return self._broker
 
     @property
     def address(self) -> BrokerAddress:
@@ -37,9 +45,8 @@ class EmbeddedBroker:
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             # No $SYS publisher, no packet logger: they cost CPU on every message.
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            },
+            "plugins": self.plugins
+            or {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self._broker = Broker(config)
         await self._broker.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -24,6 +24,8 @@ _BAD_VERSION = {1, 132}
 class BrokerAddress:
     host: str
     port: int
+    username: str | None = None  # the hub's broker identity (fleet.Fleet.hub_credentials)
+    password: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
@@ -62,6 +64,8 @@ async def connect(
             address.host,
             address.port,
             identifier=identifier,
+            username=address.username,
+            password=address.password,
             protocol=version,
             clean_session=None if version == aiomqtt.ProtocolVersion.V5 else True,
             timeout=min(timeout, 3.0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from hub._broker import EmbeddedBroker
 from hub._errors import ConfigError
 from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
+from hub.fleet_api import FleetHub
 from hub.storage import Storage, StorageThread, open_storage, sqlite_path
 
 log = logging.getLogger("estran.hub")
@@ -41,6 +44,10 @@ class HubConfig:
     workers: int = 1  # ingest workers (0: broker and API only)
     shared: bool | None = None  # shared subscription; None: where the broker has them
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    broker_access: str = "open"  # "fleet": enrolled gateways and the hub only (docs/security.md)
+    public_broker: str | None = None  # mqtt://host:port told to enrolling gateways
+    mosquitto_dir: Path | None = None  # passwd and acl kept here for an external Mosquitto
+    mosquitto_pid: Path | None = None  # SIGHUP it when they change
 
     @property
     def embedded(self) -> bool:
@@ -90,11 +97,18 @@ class Hub:
             workers = 1
         shared = (not cfg.embedded) if cfg.shared is None else cfg.shared
         async with contextlib.AsyncExitStack() as stack:
+            fleet = self._fleet()
+            stack.callback(fleet.close)
+            embedded: EmbeddedBroker | None = None
             if cfg.embedded:
                 host, port = parse_host_port(cfg.mqtt_listen, "--mqtt-listen")
-                address = await stack.enter_async_context(EmbeddedBroker(host, port))
+                acl = fleet.amqtt_plugins() if cfg.broker_access == "fleet" else None
+                embedded = EmbeddedBroker(host, port, acl)
+                address = await stack.enter_async_context(embedded)
             else:
                 address = BrokerAddress.parse(cfg.broker)
+            user, password = fleet.credentials
+            address = dataclasses.replace(address, username=user, password=password)
             self.broker_address = address
             # SQLite has one writer: the workers share one storage thread. PostgreSQL: one
             # connection (and thread) per worker.
@@ -122,9 +136,11 @@ class Hub:
                 api_storage = self._open()
                 stack.callback(api_storage.close)
                 host, port = parse_host_port(cfg.http, "--http")
+                app = create_app(api_storage, self.health)
+                app.include_router(fleet.router())
                 server = _Server(
                     uvicorn.Config(
-                        create_app(api_storage, self.health),
+                        app,
                         host=host,
                         port=port,
                         log_level="warning",
@@ -148,9 +164,33 @@ class Hub:
                         tg.create_task(server.serve(), name="http")
                     tg.create_task(self._signal_ready(events, server), name="ready")
                     tg.create_task(self._log_stats(), name="stats")
+                    broker = embedded.broker if embedded is not None else None
+                    tg.create_task(fleet.run(address, broker), name="fleet")
             finally:
                 if server is not None:
                     server.should_exit = True
+
+    def _fleet(self) -> FleetHub:
+        cfg = self.config
+        port = parse_host_port(cfg.mqtt_listen, "--mqtt-listen")[1]
+        if not cfg.embedded:
+            port = BrokerAddress.parse(cfg.broker).port
+        fleet = FleetHub(
+            cfg.data_dir,
+            broker_url=cfg.public_broker,
+            mqtt_port=port,
+            mosquitto_dir=cfg.mosquitto_dir,
+            mosquitto_pid=cfg.mosquitto_pid,
+        )
+        if fleet.new_admin_credential is not None:  # first start: shown this once
+            sys.stderr.write(
+                "\nfleet admin credential (shown once, keep it safe; HTTP: Authorization: "
+                f"Bearer ...):\n  {fleet.new_admin_credential}\n\n"
+            )
+        log.info("hub signing key %s (enrollment tokens name it)", fleet.hub_key)
+        if cfg.broker_access != "fleet":
+            log.warning("broker access is open: any client may connect (--broker-access fleet)")
+        return fleet
 
     async def _signal_ready(self, events: list[asyncio.Event], server: _Server | None) -> None:
         for event in events:

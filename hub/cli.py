@@ -59,6 +59,27 @@ def hub() -> None:
     show_default=True,
     help="Ingest workers (shared subscription; the embedded broker allows 1; 0: none).",
 )
+@click.option(
+    "--broker-access",
+    type=click.Choice(["fleet", "open"]),
+    default="fleet",
+    show_default=True,
+    help="fleet: only enrolled gateways and the hub, each confined to its topics; "
+    "open: anyone (development only).",
+)
+@click.option("--public-broker", default=None, help="mqtt://host:port told to enrolling gateways.")
+@click.option(
+    "--mosquitto-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep Mosquitto's passwd and acl files here (external broker).",
+)
+@click.option(
+    "--mosquitto-pid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Mosquitto's pid file: SIGHUP when its files change.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -67,6 +88,10 @@ def run(
     mqtt_listen: str,
     http: str,
     workers: int,
+    broker_access: str,
+    public_broker: str | None,
+    mosquitto_dir: Path | None,
+    mosquitto_pid: Path | None,
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -89,6 +114,10 @@ def run(
         mqtt_listen=mqtt_listen,
         http=None if http.lower() in ("none", "off", "") else http,
         workers=workers,
+        broker_access=broker_access,
+        public_broker=public_broker,
+        mosquitto_dir=mosquitto_dir,
+        mosquitto_pid=mosquitto_pid,
     )
     try:
         asyncio.run(_serve(Hub(config)))
