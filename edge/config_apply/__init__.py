@@ -6,6 +6,7 @@ roll back, report. See `edge.config_apply._transaction` for the steps.
     if outcome: await client.publish(report_topic, report_message(outcome))
 """
 
+from edge.config_apply._daemon import ApplyError, DaemonTarget, overlay
 from edge.config_apply._transaction import (
     ConfigApplier,
     ConfigTarget,
@@ -16,11 +17,14 @@ from edge.config_apply._transaction import (
 from edge.config_apply._verify import Refused, verify_signed
 
 __all__ = [
+    "ApplyError",
     "ConfigApplier",
     "ConfigTarget",
+    "DaemonTarget",
     "Outcome",
     "Refused",
     "changed_sections",
+    "overlay",
     "report_message",
     "verify_signed",
 ]

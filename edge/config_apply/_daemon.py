@@ -1,0 +1,126 @@
+"""The daemon as a `ConfigTarget`: the technician's file with the hub's document laid over it,
+applied by the daemon's own reload (only the sources whose settings changed restart; the
+buffer is never reopened; buffer settings wait for a restart), and a health gate on the
+daemon's health registry.
+
+Overlay: the same semantics as the hub's layers (docs/fleet.md): tables merge key by key,
+anything else replaces, null deletes. The gateway-only fields (`gateway.id`, `data_dir`,
+`uplink.broker`, `uplink.credentials_file`) stay the technician's: the hub cannot set them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from edge.config import EdgeConfig, parse_config
+from edge.daemon import ReloadResult, Wiring
+from edge.health import HealthRegistry
+
+_LOCAL = {("gateway", "id"), ("gateway", "data_dir"), ("uplink", "broker")}
+_LOCAL.add(("uplink", "credentials_file"))
+
+
+class ApplyError(Exception):
+    """The daemon could not take the configuration."""
+
+
+class DaemonLike(Protocol):
+    config: EdgeConfig
+    wiring: Wiring
+    health: HealthRegistry
+
+    async def reload(self) -> ReloadResult: ...
+
+
+def overlay(base: Mapping[str, object], layer: Mapping[str, object]) -> dict[str, object]:
+    """`base` with `layer` over it: tables merge, other values replace, null deletes."""
+    out: dict[str, object] = {k: copy.deepcopy(v) for k, v in base.items()}
+    for key, value in layer.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = overlay(out[key], value)  # type: ignore[arg-type]
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _strip_local(doc: Mapping[str, object]) -> dict[str, object]:
+    out = {k: v for k, v in doc.items() if k != "apply"}  # the transaction's own settings
+    for section, key in _LOCAL:
+        table = out.get(section)
+        if isinstance(table, Mapping) and key in table:
+            out[section] = {k: v for k, v in table.items() if k != key}
+    return out
+
+
+class DaemonTarget:
+    """Apply hub configurations to a running `edge.daemon.Daemon` started from `local_path`."""
+
+    def __init__(self, daemon: DaemonLike, local_path: Path, *, settle_s: float = 1.0) -> None:
+        self.daemon = daemon
+        self.local_path = local_path
+        self.settle_s = settle_s
+
+    def compose(self, config: Mapping[str, object]) -> EdgeConfig:
+        """The configuration the daemon runs for the hub's `config` (ConfigError if invalid)."""
+        with self.local_path.open("rb") as f:
+            base = tomllib.load(f)
+        merged = overlay(base, _strip_local(config))
+        return parse_config(merged, source="hub configuration", path=self.local_path)
+
+    async def apply(self, config: Mapping[str, object], changed: frozenset[str]) -> None:
+        try:
+            new = self.compose(config)
+        except Exception as e:
+            raise ApplyError(str(e)) from e
+        daemon = self.daemon
+        load = daemon.wiring.load
+        daemon.wiring = dataclasses.replace(daemon.wiring, load=lambda _path: new)
+        try:
+            result = await daemon.reload()
+        finally:
+            daemon.wiring = dataclasses.replace(daemon.wiring, load=load)
+        if not result.ok:
+            raise ApplyError(result.error or "reload refused")
+
+    def problems(self) -> list[str]:
+        """What is not up now: sources not "up", an uplink not connected."""
+        out = []
+        for name, source in sorted(self.daemon.health.sources.items()):
+            if source.state != "up":
+                detail = f" ({source.detail})" if source.detail else ""
+                out.append(f"{name} {source.state}{detail}")
+        provider = self.daemon.health.uplink
+        if provider is not None:
+            state = provider().get("state")
+            if state not in (None, "connected", "disabled"):
+                out.append(f"uplink {state}")
+        return out
+
+    async def health(self, timeout: float) -> str | None:
+        """None once everything stayed up for `settle_s`, else what was down at `timeout`."""
+        deadline = time.monotonic() + timeout
+        up_since: float | None = None
+        while True:
+            now = time.monotonic()
+            problems = self.problems()
+            if problems:
+                up_since = None
+            elif up_since is None:
+                up_since = now
+            if up_since is not None and now - up_since >= self.settle_s:
+                return None
+            if now >= deadline:
+                return ", ".join(problems) or f"not steady for {self.settle_s:g} s"
+            await asyncio.sleep(min(0.1, max(deadline - now, 0.01)))
+
+
+__all__ = ["ApplyError", "DaemonTarget", "overlay"]
