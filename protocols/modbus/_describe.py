@@ -29,9 +29,13 @@ from protocols.errors import (
 from protocols.modbus._crc import crc_ok
 from protocols.modbus._device_maps import get_map
 from protocols.modbus._frames import (
+    BROADCAST,
     FUNCTIONS,
     MAX_ADU,
+    MAX_DEVICE_ADDRESS,
     MIN_ADU,
+    READ_COILS,
+    READ_DISCRETE_INPUTS,
     READ_HOLDING_REGISTERS,
     READ_INPUT_REGISTERS,
     ModbusException,
@@ -47,6 +51,11 @@ from protocols.modbus._maps import RegisterMap, decode_registers, first_block_st
 
 PROTOCOL = "modbus"
 _ANSWERS = ("response", "exception", "other:response")
+_READS = (READ_COILS, READ_DISCRETE_INPUTS, READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS)
+# Resynchronisation after bytes without a valid frame: how far ahead a frame is looked
+# for, and how many start offsets one describe() call may try in all (bounded time).
+_RESYNC_WINDOW = MAX_ADU
+_RESYNC_BUDGET = 2048
 
 
 class _Frame:
@@ -147,6 +156,23 @@ def _next_frame(rest: "bytes", pending: "Request | None", last: "bool") -> "_Fra
     return frames[0]
 
 
+def _resync(data: "bytes", pos: "int", budget: "list[int]") -> "int":
+    """How many bytes after `pos` the next frame with a valid CRC starts (0: none within
+    reach). Only frames the function code's length rules delimit count, so a CRC that
+    matches by chance over arbitrary bytes cannot cut the input. `budget` (one-item list)
+    caps the offsets tried over a whole describe() call."""
+    end = min(len(data), pos + 1 + _RESYNC_WINDOW)
+    for k in range(pos + 1, end):
+        if budget[0] <= 0:
+            return 0
+        budget[0] -= 1
+        rest = data[k : k + MAX_ADU]
+        for n, _kind in _candidates(rest):
+            if MIN_ADU <= n <= len(rest) and crc_ok(rest[:n]):
+                return k - pos
+    return 0
+
+
 def _framing_error(
     rest: "bytes", candidates: "list[tuple[int, str]]", last: "bool"
 ) -> "RemoteProtocolError":
@@ -204,6 +230,21 @@ def _fields(frame: "_Frame") -> "dict[str, object]":
         return fields
     fields["kind"] = kind
     message = frame.message
+    address = data[0] if data else None
+    if address is not None and kind != "invalid":
+        if kind in ("response", "exception") and (
+            address == BROADCAST or address > MAX_DEVICE_ADDRESS
+        ):
+            fields["note"] = "address %d should not answer (devices are 1..247)" % address
+        elif kind == "request" and address > MAX_DEVICE_ADDRESS:
+            fields["note"] = "address %d is reserved (devices are 1..247)" % address
+        elif (
+            kind == "request"
+            and address == BROADCAST
+            and isinstance(message, Request)
+            and message.function in _READS
+        ):
+            fields["note"] = "a read sent to the broadcast address 0 gets no answer"
     if isinstance(message, ModbusException):
         fields["exception"] = message.code
         fields["exception_name"] = message.name
@@ -245,11 +286,23 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     out: "list[dict[str, object]]" = []
     pending: "Request | None" = None
     pos = 0
+    budget = [_RESYNC_BUDGET]
     while pos < len(data):
         last = len(data) - pos <= MAX_ADU
         frame = _next_frame(data[pos : pos + MAX_ADU], pending, last)
-        # An invalid frame ends the decoding: without a CRC match there is no boundary.
-        pos = len(data) if frame.kind == "invalid" else pos + len(frame.data)
+        if frame.kind == "invalid":
+            # No CRC match here: the bad bytes reach to the next offset where a frame
+            # with a valid CRC starts (a corrupted frame, then good ones), else to the end.
+            skip = _resync(data, pos, budget)
+            if skip:
+                frame.data = data[pos : pos + skip]
+                frame.error = _framing_error(frame.data, _candidates(frame.data), True)
+                pos += skip
+            else:
+                frame.data = data[pos:]
+                pos = len(data)
+        else:
+            pos += len(frame.data)
         before = pending
         pending = None
         message = frame.message

@@ -404,8 +404,8 @@ def parse_request(adu: "bytes") -> "Request":
     if fc in (READ_COILS, READ_DISCRETE_INPUTS, READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):
         if len(data) != 4:
             raise _malformed("%s request has %d data bytes, not 4" % (name, len(data)))
-        if address == BROADCAST:
-            raise _malformed("a read cannot be broadcast (address 0)")
+        # A read to address 0 breaks the spec (broadcasts are writes) but is well framed:
+        # decoded (as pymodbus does), `broadcast` set; describe() adds a note.
         start, count = _span(data)
         if fc in (READ_COILS, READ_DISCRETE_INPUTS):
             _check_quantity(start, count, MAX_READ_BITS, "bits")
@@ -447,8 +447,9 @@ def parse_response(adu: "bytes", request: "Request | None" = None) -> "Response"
     Raises ModbusException for an exception response, RemoteProtocolError for the rest.
     """
     address, fc, data = parse_frame(adu)
-    if address == BROADCAST or address > MAX_DEVICE_ADDRESS:
-        raise _malformed("address %d cannot answer (responses come from 1..247)" % address)
+    # Address 0 or 248..255 should not answer, but a well-framed answer from there is
+    # decoded (pymodbus does; PZEM-004T meters use 0xF8 as their general address):
+    # describe() adds a note, and with `request` the address must match it anyway.
     if request is not None:
         if address != request.address:
             raise _malformed(

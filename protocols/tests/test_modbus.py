@@ -697,6 +697,41 @@ def test_describe_bus_capture() -> None:
     assert results[5]["fields"]["count"] == 1
 
 
+def test_describe_unusual_addresses_are_well_framed() -> None:
+    # pymodbus test/framer/test_framer.py RTU frames for device ids 0 and 255: framing and
+    # CRC are right, so they are valid frames; the address oddity is a note
+    for hx, kind, note in (
+        ("0003007c00020402", "request", "broadcast"),
+        ("000304008d008efabc", "response", "should not answer"),
+        ("0083029131", "exception", "should not answer"),
+        ("ff03007c0002100d", "request", "reserved"),
+        ("ff0304008d008ef5b3", "response", "should not answer"),
+        ("ff8302a101", "exception", "should not answer"),
+    ):
+        [r] = modbus.describe(bytes.fromhex(hx), {})
+        assert r["valid"] is True, (hx, r["error"])
+        assert r["fields"]["kind"] == kind and note in r["fields"]["note"]
+    [r] = modbus.describe(bytes.fromhex("110304008d008efbbd"), {})
+    assert r["valid"] is True and "note" not in r["fields"]
+    assert r["fields"]["registers"] == [0x8D, 0x8E]
+
+
+def test_describe_resynchronises_after_a_bad_frame() -> None:
+    # pymodbus test_decode_complicated: a bad CRC (or a stray byte), then a good frame
+    good = bytes.fromhex("0083029131")
+    for bad in ("0083029121", "008302f09131"):
+        results = modbus.describe(bytes.fromhex(bad) + good, {})
+        assert [r["valid"] for r in results] == [False, True]
+        assert results[0]["error"].startswith(CHECKSUM + ": ")
+        assert results[1]["fields"]["exception"] == 2
+    # garbage with no frame after it still ends the decoding in one invalid result
+    assert len(modbus.describe(bytes.fromhex("0083029121") + b"TEST", {})) == 1
+    # bounded: thousands of bad spots give a result quickly and never raise
+    sdm = modbus.read_input_registers(1, 0, 2).encode()
+    results = modbus.describe((b"\x00\x00\x00" + sdm) * 2000, {})
+    assert results[-1]["valid"] is False and len(results) < 4000
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
