@@ -189,7 +189,7 @@ class SegmentLog:
             reserved = max(mark, evidence)
         self._reserved = reserved
         self._next_seq = reserved + 1
-        self._durable_seq = reserved  # nothing above is (or ever will be) durable
+        self._durable_seq = max([s.last_seq for s in self._segments], default=0)
         if rec.lost or rec.quarantined_files:
             state.quarantined_readings += rec.lost
             state.quarantined_files += rec.quarantined_files
@@ -382,7 +382,15 @@ class SegmentLog:
 
     def _write_record(self, record: bytes, header: BlockHeader, sensors: dict[str, int]) -> None:
         seg = self._open
-        if seg is not None and seg.n_blocks and seg.size + len(record) > self._segment_bytes:
+        if (
+            seg is not None
+            and seg.n_blocks
+            and (
+                seg.size + len(record) > self._segment_bytes or header.first_seq != seg.last_seq + 1
+            )
+        ):
+            # full, or numbering jumped (past a reservation lost in a crash): a segment
+            # holds consecutive seqs only, so that a gap inside one always means damage
             self._seal_open()
             seg = None
         if self.config.policy == "drop_oldest":
