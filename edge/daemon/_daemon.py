@@ -1,0 +1,413 @@
+"""The gateway daemon: sources, strategies, buffer, uplink, status, systemd; reload and stop.
+
+    sources (one supervised task each) ──▶ Intake ──▶ bounded queue ──▶ BufferWriter ──▶ SegmentLog
+                                                                           uplink ◀──┘
+Tasks: `buffer-writer`, `report-ticker` (closes aggregate windows), `systemd-watchdog` (under
+systemd), `control` (signals: SIGHUP reload, SIGTERM/SIGINT stop), and one supervised task per
+source plus `uplink`. The core tasks run in a TaskGroup: if one of them fails the daemon
+stops (committing the buffer) and systemd restarts it; a source or the uplink failing is
+only logged, counted and restarted (edge.daemon.Supervisor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from edge.config import EdgeConfig, load_config
+from edge.daemon._intake import Intake
+from edge.daemon._notify import SystemdNotifier
+from edge.daemon._supervisor import Supervisor, TaskSpec
+from edge.daemon._writer import BufferWriter, ReadingLog
+from edge.health import HealthRegistry, StatusServer
+from protocols.reading import Reading
+
+log = logging.getLogger("estran.edge.daemon")
+
+TICK_S = 1.0  # aggregate windows close within a second of their end
+STATUS_INTERVAL_S = 30.0  # STATUS= line for `systemctl status`
+
+
+class UplinkLike(Protocol):
+    async def run(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wiring:
+    """How the daemon builds what it runs; the defaults (edge.daemon._wiring) build the real
+    buffer, uplink and sources; tests and the bench put their own."""
+
+    open_log: Callable[[EdgeConfig], ReadingLog]
+    sources: Callable[[EdgeConfig, Intake], list[TaskSpec]]
+    uplink: Callable[[EdgeConfig, ReadingLog], UplinkLike | None]
+    uplink_status: Callable[[UplinkLike], dict[str, object]] = lambda _: {}
+    load: Callable[[Path], EdgeConfig] = load_config
+    software: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class ReloadResult:
+    ok: bool
+    error: str | None = None
+    started: list[str] = dataclasses.field(default_factory=list)
+    stopped: list[str] = dataclasses.field(default_factory=list)
+    restarted: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    sensors: list[str] = dataclasses.field(default_factory=list)
+    needs_restart: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [
+            f"{label} {', '.join(names)}"
+            for label, names in (
+                ("started", self.started),
+                ("stopped", self.stopped),
+                ("restarted", self.restarted),
+                ("sensor settings changed:", self.sensors),
+            )
+            if names
+        ]
+        return "; ".join(parts) or "nothing changed"
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        wiring: Wiring,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.config = config
+        self.wiring = wiring
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
+        self.health = HealthRegistry(config.gateway.id, wiring.software)
+        d = config.daemon
+        self.queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=d.queue_size)
+        self.intake = Intake(self.health, self.queue, d.put_timeout_s)
+        self.supervisor = Supervisor(self.health, d.restart_min_s, d.restart_max_s)
+        self.writer: BufferWriter | None = None
+        self.log: ReadingLog | None = None
+        self.uplink: UplinkLike | None = None
+        self.reloads = 0
+        self.ready = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reload_requested = False
+        self._signals: list[signal.Signals] = []
+
+    # -- control -------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    # -- run -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or `request_stop`); the buffer is committed on the way out."""
+        config = self.config
+        self._install_signals()
+        self.log = self.wiring.open_log(config)
+        writer = self.writer = BufferWriter(
+            self.log, self.queue, self.health, config.buffer.commit_interval_s
+        )
+        self._wire_health()
+        try:
+            async with (
+                StatusServer(config.gateway.status_socket, self.health.snapshot),
+                asyncio.TaskGroup() as tg,
+            ):
+                core = [
+                    tg.create_task(writer.run(), name="buffer-writer"),
+                    tg.create_task(self._tick_loop(), name="report-ticker"),
+                ]
+                if self.notifier.watchdog_s:
+                    core.append(tg.create_task(self._watchdog_loop(), name="systemd-watchdog"))
+                self._start_all(config)
+                self.ready.set()
+                self.notifier.ready(self._status_line())
+                log.info(
+                    "running: gateway %s, %d sources, %d sensors, status on %s",
+                    config.gateway.id,
+                    len(self.supervisor.names),
+                    len(self.health.sensors),
+                    config.gateway.status_socket,
+                )
+                await self._control_loop()
+                self.notifier.stopping()
+                log.info("stopping")
+                await self._stop_producers()
+                writer.stop()
+                for task in core:
+                    task.cancel()
+        finally:
+            await self._stop_producers()
+            self._close_buffer()
+            self._remove_signals()
+            self.notifier.close()
+            self.stopped.set()
+
+    async def _control_loop(self) -> None:
+        last_status = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), STATUS_INTERVAL_S)
+            self._wake.clear()
+            if self._reload_requested and not self._stop.is_set():
+                self._reload_requested = False
+                await self.reload()
+            if time.monotonic() - last_status >= STATUS_INTERVAL_S:
+                last_status = time.monotonic()
+                self.notifier.status(self._status_line())
+
+    async def _stop_producers(self) -> None:
+        """Sources and uplink cancelled, strategies flushed (open windows are reported)."""
+        await self.supervisor.stop_all(self.config.daemon.stop_timeout_s)
+        self.intake.enqueue_nowait(self.intake.due(None))
+
+    def _close_buffer(self) -> None:
+        writer, self.writer = self.writer, None
+        log_, self.log = self.log, None
+        if writer is not None:
+            try:
+                count = writer.drain()
+                log.info("buffer committed (%d queued readings written)", count)
+            except Exception:
+                log.exception("could not write the queued readings to the buffer")
+        if log_ is not None:
+            try:
+                log_.close()
+            except Exception:
+                log.exception("buffer close failed")
+
+    # -- sources, uplink -----------------------------------------------------------------
+
+    def _specs(self, config: EdgeConfig) -> dict[str, TaskSpec]:
+        specs = {spec.name: spec for spec in self.wiring.sources(config, self.intake)}
+        if self.log is not None and config.uplink is not None:
+            uplink_config = config.uplink
+            log_ = self.log
+
+            async def run_uplink() -> None:
+                uplink = self.wiring.uplink(config, log_)
+                if uplink is None:
+                    await asyncio.Event().wait()  # nothing to send to: idle until cancelled
+                    return
+                self.uplink = uplink
+                await uplink.run()
+
+            specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)
+        return specs
+
+    def _start_all(self, config: EdgeConfig) -> None:
+        _, pending = self.intake.configure(config.sensors)
+        self.intake.enqueue_nowait(pending)
+        specs = self._specs(config)
+        self._configure_health(config, specs)
+        for spec in specs.values():
+            self.supervisor.start(spec)
+
+    def _configure_health(self, config: EdgeConfig, specs: dict[str, TaskSpec]) -> None:
+        sensors: dict[str, str | None] = {}
+        for port in config.serial:
+            for device in port.devices:
+                sensors[device.sensor] = port.source_name
+        if config.ble is not None:
+            for bdevice in config.ble.devices:
+                sensors[bdevice.sensor] = config.ble.source_name
+        for spec in specs.values():  # sources given by the wiring that the file does not name
+            for sensor in getattr(spec.key, "sensors", ()):
+                sensors.setdefault(sensor, spec.name)
+        self.health.configure(sensors, list(specs))
+        self.health.config = {
+            "path": str(config.path) if config.path else None,
+            "loaded_ms": int(time.time() * 1000),
+            "reloads": self.reloads,
+        }
+
+    async def reload(self) -> ReloadResult:
+        """Read the configuration again and apply only what changed: sources whose settings
+        changed are restarted, new ones started, removed ones stopped; sensor settings are
+        swapped in place; the buffer is never touched (its settings apply on restart)."""
+        path = self.config.path
+        self.notifier.reloading()
+        try:
+            if path is None:
+                raise ValueError("the daemon was not started from a file")
+            new = self.wiring.load(path)
+        except Exception as e:
+            result = ReloadResult(False, str(e))
+            log.error("reload refused, the running configuration stays:\n%s", e)
+            self.health.config["last_reload_error"] = str(e)
+            self.notifier.ready(self._status_line())
+            return result
+        result = ReloadResult(True)
+        old = self.config
+        if new.gateway != old.gateway:
+            result.needs_restart.append("gateway")
+        if new.buffer != old.buffer:
+            result.needs_restart.append("buffer")
+        if new.daemon.queue_size != old.daemon.queue_size:
+            result.needs_restart.append("daemon.queue_size")
+        new = dataclasses.replace(
+            new,
+            gateway=old.gateway,
+            buffer=old.buffer,
+            daemon=dataclasses.replace(new.daemon, queue_size=old.daemon.queue_size),
+        )
+        self.intake.put_timeout_s = new.daemon.put_timeout_s
+        self.supervisor.restart_min_s = new.daemon.restart_min_s
+        self.supervisor.restart_max_s = new.daemon.restart_max_s
+
+        result.sensors, pending = self.intake.configure(new.sensors)
+        self.intake.enqueue_nowait(pending)
+        running = dict(self.supervisor.specs)
+        specs = self._specs(new)
+        timeout = new.daemon.stop_timeout_s
+        for name, spec in running.items():
+            if name not in specs:
+                await self.supervisor.stop(name, timeout)
+                result.stopped.append(name)
+            elif specs[name].key != spec.key:
+                await self.supervisor.stop(name, timeout)
+                result.restarted.append(name)
+            else:
+                result.unchanged.append(name)
+        self.config = new
+        self.reloads += 1
+        self._configure_health(new, specs)
+        for name, spec in specs.items():
+            if name not in self.supervisor:
+                self.supervisor.start(spec)
+                if name not in result.restarted:
+                    result.started.append(name)
+        log.info("configuration reloaded: %s", result.summary())
+        if result.needs_restart:
+            log.warning(
+                "changes to %s take effect at the next restart (the buffer is never reopened "
+                "on reload)",
+                ", ".join(result.needs_restart),
+            )
+        self.health.config["last_reload"] = {
+            "ok": True,
+            "summary": result.summary(),
+            "needs_restart": result.needs_restart,
+        }
+        self.notifier.ready(self._status_line())
+        return result
+
+    # -- periodic ------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for reading in self.intake.due(int(time.time() * 1000)):
+                await self.intake.enqueue(reading)
+
+    async def _watchdog_loop(self) -> None:
+        """WATCHDOG=1 at half the systemd period, only while the buffer writer progresses: a
+        writer stuck on a dead disk lets systemd restart us."""
+        period = self.notifier.watchdog_s or 0.0
+        stale_after = max(period, 3 * self.config.buffer.commit_interval_s + 1.0)
+        while True:
+            writer = self.writer
+            if writer is not None and time.monotonic() - writer.last_progress < stale_after:
+                self.notifier.watchdog()
+            else:
+                log.error("buffer writer stalled: not feeding the systemd watchdog")
+            await asyncio.sleep(period / 2)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _wire_health(self) -> None:
+        def queue() -> dict[str, object]:
+            return {"depth": self.queue.qsize(), "capacity": self.queue.maxsize}
+
+        def buffer() -> dict[str, object]:
+            out: dict[str, object] = {}
+            if self.log is not None:
+                out.update(_stats_dict(self.log.stats()))
+            if self.writer is not None:
+                out.update(self.writer.stats())
+            out["quota_bytes"] = self.config.buffer.quota_bytes
+            oldest = out.get("oldest_ts_ms")
+            if isinstance(oldest, int):
+                out["oldest_age_s"] = round(time.time() - oldest / 1000, 1)
+            return out
+
+        def uplink() -> dict[str, object]:
+            if self.config.uplink is None:
+                return {"state": "disabled"}
+            if self.uplink is None:
+                return {"state": "starting"}
+            return self.wiring.uplink_status(self.uplink)
+
+        self.health.queue = queue
+        self.health.buffer = buffer
+        self.health.uplink = uplink
+
+    def _status_line(self) -> str:
+        states = [s.state for s in self.health.sources.values()]
+        up = sum(1 for s in states if s == "up")
+        depth = self.queue.qsize()
+        return f"{up}/{len(states)} sources up, {len(self.health.sensors)} sensors, queue {depth}"
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+        }
+        for sig, handler in handlers.items():
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread (tests), or no signals on this platform
+            self._signals.append(sig)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+
+def _stats_dict(stats: object) -> dict[str, object]:
+    """The buffer's stats as a JSON-ready dict (a dataclass, an object with as_dict, a dict)."""
+    if isinstance(stats, dict):
+        raw: dict[str, object] = dict(stats)
+    elif dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        raw = dataclasses.asdict(stats)
+    elif hasattr(stats, "as_dict"):
+        raw = dict(stats.as_dict())
+    else:
+        raw = {k: getattr(stats, k) for k in getattr(stats, "__slots__", ())}
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            value = {str(k): v for k, v in value.items()}
+        out[key] = value
+    by_sensor = out.get("dropped_by_sensor")
+    if "dropped" not in out and isinstance(out.get("dropped_total"), int):
+        out["dropped"] = out["dropped_total"]
+    elif "dropped" not in out and isinstance(by_sensor, dict):
+        out["dropped"] = sum(v for v in by_sensor.values() if isinstance(v, int))
+    return out
+
+
+__all__ = ["Daemon", "ReloadResult", "UplinkLike", "Wiring"]

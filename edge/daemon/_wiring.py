@@ -1,0 +1,150 @@
+"""The real daemon's parts, built from the configuration: the one place that maps the
+configuration onto the buffer (edge.buffer), the sources (edge.serial, edge.ble) and the
+uplink (edge.uplink). Imports are lazy: a gateway without BLE never loads bleak, one
+without an uplink never loads aiomqtt."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from edge.config import EdgeConfig
+from edge.daemon._daemon import UplinkLike, Wiring
+from edge.daemon._intake import Intake
+from edge.daemon._supervisor import TaskSpec
+from edge.daemon._writer import ReadingLog
+
+if TYPE_CHECKING:
+    from edge.ble import BackendSpec, BleDeviceConfig, BleOptions
+    from edge.serial import SerialPortConfig
+
+log = logging.getLogger("estran.edge.daemon")
+
+SEQ_FILE = "buffer-seq.cbor"  # beside the buffer, not in it: survives a wiped buffer
+
+
+def software_version() -> str | None:
+    try:
+        return version("estran")
+    except PackageNotFoundError:
+        return None
+
+
+def open_log(config: EdgeConfig) -> ReadingLog:
+    from edge.buffer import BufferConfig, SegmentLog
+
+    b = config.buffer
+    config.gateway.buffer_dir.mkdir(parents=True, exist_ok=True)
+    return SegmentLog.open(
+        BufferConfig(
+            directory=config.gateway.buffer_dir,
+            quota_bytes=b.quota_bytes,
+            max_age_s=b.max_age_s,
+            policy=b.policy,
+            commit_interval_s=b.commit_interval_s,
+            commit_readings=b.commit_readings,
+            segment_bytes=b.segment_bytes,
+            seq_path=config.gateway.data_dir / SEQ_FILE,
+        )
+    )
+
+
+def _serial_runner(port: SerialPortConfig, intake: Intake) -> TaskSpec:
+    async def run() -> None:
+        from edge.serial import SerialSource
+
+        await SerialSource(port).run(intake)
+
+    return TaskSpec(port.source_name, port, run)
+
+
+def _ble_runner(
+    name: str,
+    backend: BackendSpec,
+    devices: tuple[BleDeviceConfig, ...],
+    options: BleOptions,
+    adapter_name: str,
+    intake: Intake,
+) -> TaskSpec:
+    async def run() -> None:
+        from edge.ble import BleSource
+
+        source = BleSource(
+            devices, backend=backend, name=name, adapter_name=adapter_name, options=options
+        )
+        await source.run(intake)
+
+    return TaskSpec(name, (backend, devices, options, adapter_name), run)
+
+
+def sources(config: EdgeConfig, intake: Intake) -> list[TaskSpec]:
+    specs = [_serial_runner(port, intake) for port in config.serial]
+    ble = config.ble
+    if ble is not None and ble.devices:
+        specs.append(
+            _ble_runner(
+                ble.source_name,
+                ble.backend,
+                ble.devices,
+                ble.options,
+                f"estran-{config.gateway.id}",  # seeds a bumble adapter's address
+                intake,
+            )
+        )
+    return specs
+
+
+def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
+    from edge.uplink import BlockLog, Uplink, UplinkConfig
+
+    u = config.uplink
+    if u is None:
+        return None
+    if u.credentials_file is not None:
+        log.warning(
+            "uplink.credentials_file is not used yet: the uplink connects without credentials"
+        )
+    block_log: BlockLog = buffer  # type: ignore[assignment]  # SegmentLog is both
+    return Uplink(
+        block_log,
+        UplinkConfig(
+            gateway_id=config.gateway.id,
+            broker=u.broker,
+            state_dir=config.gateway.data_dir,
+            protocol=u.protocol,
+            backlog_rate=u.backlog_rate,
+            backlog_burst=u.backlog_burst,
+            state_interval_s=u.state_interval_s,
+            keepalive_s=u.keepalive_s,
+            compress=u.compress,
+            software=software_version(),
+        ),
+    )
+
+
+def uplink_status(uplink: UplinkLike) -> dict[str, object]:
+    from edge.uplink import Uplink
+
+    if not isinstance(uplink, Uplink):
+        return {}
+    stats = uplink.stats.as_dict()
+    return {
+        "state": "connected" if uplink.connected.is_set() else "disconnected",
+        "broker": f"{uplink.broker.host}:{uplink.broker.port}",
+        "bytes_sent": stats.get("wire_bytes"),
+        **stats,
+    }
+
+
+def default_wiring() -> Wiring:
+    return Wiring(
+        open_log=open_log,
+        sources=sources,
+        uplink=uplink,
+        uplink_status=uplink_status,
+        software=software_version(),
+    )
+
+
+__all__ = ["default_wiring", "open_log", "software_version", "sources", "uplink", "uplink_status"]

@@ -1,0 +1,19 @@
+"""Health and footprint of the gateway daemon: counters, the status socket, the figures the
+hub receives in the gateway's state messages."""
+
+from edge.health._process import cpu_seconds, io_write_bytes, process_footprint, rss_bytes
+from edge.health._registry import SNAPSHOT_VERSION, HealthRegistry, Provider
+from edge.health._server import StatusServer, StatusUnavailable, read_status
+
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "HealthRegistry",
+    "Provider",
+    "StatusServer",
+    "StatusUnavailable",
+    "cpu_seconds",
+    "io_write_bytes",
+    "process_footprint",
+    "read_status",
+    "rss_bytes",
+]

@@ -1,0 +1,223 @@
+"""What the daemon knows of its own health, kept as counters and served as one JSON object.
+
+The daemon's `ReadingSink` feeds it (samples, errors by reason, source states); the buffer
+writer and the uplink are read through providers when a snapshot is taken. `snapshot()` is
+what the status socket serves and `estran edge status` shows; `footprint()` is the compact
+part that goes to the hub in the gateway's state messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from edge.health._process import cpu_seconds, io_write_bytes, rss_bytes
+from protocols.reading import Reading
+
+Provider = Callable[[], dict[str, object]]
+SNAPSHOT_VERSION = 1
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return repr(value)
+
+
+class _Errors:
+    __slots__ = ("by_reason", "last")
+
+    def __init__(self) -> None:
+        self.by_reason: Counter[str] = Counter()
+        self.last: dict[str, object] | None = None
+
+    def count(self, reason: str, detail: str, now_ms: int) -> None:
+        self.by_reason[reason] += 1
+        self.last = {"reason": reason, "detail": detail[:200], "ts_ms": now_ms}
+
+
+class SensorHealth:
+    __slots__ = ("errors", "last_seen_ms", "reported", "samples", "source", "values")
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.last_seen_ms: int | None = None
+        self.samples = 0
+        self.reported = 0
+        self.values: dict[str, tuple[object, str | None, int]] = {}
+        self.errors = _Errors()
+
+    def as_dict(self, now_ms: int) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "last_seen_ms": self.last_seen_ms,
+            "last_seen_age_s": (
+                None if self.last_seen_ms is None else round((now_ms - self.last_seen_ms) / 1000, 1)
+            ),
+            "samples": self.samples,
+            "reported": self.reported,
+            "values": {
+                q: {"value": _json_value(v), "unit": u, "ts_ms": ts}
+                for q, (v, u, ts) in sorted(self.values.items())
+            },
+            "errors": dict(sorted(self.errors.by_reason.items())),
+            "last_error": self.errors.last,
+        }
+
+
+class SourceHealth:
+    __slots__ = ("crashes", "detail", "errors", "last_crash", "since_ms", "state")
+
+    def __init__(self, now_ms: int) -> None:
+        self.state = "starting"
+        self.detail = ""
+        self.since_ms = now_ms
+        self.crashes = 0
+        self.last_crash: dict[str, object] | None = None
+        self.errors = _Errors()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "since_ms": self.since_ms,
+            "crashes": self.crashes,
+            "last_crash": self.last_crash,
+            "errors": dict(sorted(self.errors.by_reason.items())),
+            "last_error": self.errors.last,
+        }
+
+
+class HealthRegistry:
+    """Counters of one daemon. Cheap to update (called for every sample), consistent to read."""
+
+    def __init__(self, gateway_id: str, software: str | None = None) -> None:
+        self.gateway_id = gateway_id
+        self.software = software
+        self.started_ms = _now_ms()
+        self.sensors: dict[str, SensorHealth] = {}
+        self.sources: dict[str, SourceHealth] = {}
+        self.queue_dropped = 0  # readings dropped because the queue stayed full
+        self.queue_waits = 0  # puts that had to wait (back-pressure)
+        self.config: dict[str, object] = {}
+        self.buffer: Provider | None = None
+        self.uplink: Provider | None = None
+        self.queue: Provider | None = None
+        self._base_cpu = cpu_seconds()
+
+    # -- configuration -------------------------------------------------------------------
+
+    def configure(self, sensors: Mapping[str, str | None], sources: list[str]) -> None:
+        """The sensors (id → source name) and sources of the configuration now in force;
+        counters of those that stay are kept, those removed are forgotten."""
+        self.sensors = {
+            sensor: self.sensors.get(sensor) or SensorHealth(source)
+            for sensor, source in sensors.items()
+        }
+        for sensor, source in sensors.items():
+            self.sensors[sensor].source = source
+        now = _now_ms()
+        self.sources = {name: self.sources.get(name) or SourceHealth(now) for name in sources}
+
+    # -- the sink's side -----------------------------------------------------------------
+
+    def sample(self, reading: Reading) -> None:
+        health = self.sensors.get(reading.sensor)
+        if health is None:
+            health = self.sensors[reading.sensor] = SensorHealth(None)
+        health.samples += 1
+        health.last_seen_ms = reading.ts_ms
+        health.values[reading.quantity] = (reading.value, reading.unit, reading.ts_ms)
+
+    def reported(self, sensor: str, count: int) -> None:
+        health = self.sensors.get(sensor)
+        if health is not None:
+            health.reported += count
+
+    def count_error(self, name: str, reason: str, detail: str = "") -> None:
+        now = _now_ms()
+        sensor = self.sensors.get(name)
+        if sensor is not None:
+            sensor.errors.count(reason, detail, now)
+            return
+        source = self.sources.get(name)
+        if source is None:
+            source = self.sources[name] = SourceHealth(now)
+        source.errors.count(reason, detail, now)
+
+    def set_state(self, name: str, state: str, detail: str = "") -> None:
+        source = self.sources.get(name)
+        now = _now_ms()
+        if source is None:
+            source = self.sources[name] = SourceHealth(now)
+        if source.state != state:
+            source.since_ms = now
+        source.state = state
+        source.detail = detail[:200]
+
+    def crashed(self, name: str, error: str, restart_in_s: float) -> None:
+        source = self.sources.get(name)
+        now = _now_ms()
+        if source is None:
+            source = self.sources[name] = SourceHealth(now)
+        source.crashes += 1
+        source.last_crash = {"error": error[:300], "ts_ms": now}
+        self.set_state(name, "restarting", f"crashed, restart in {restart_in_s:g} s: {error}")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def footprint(self) -> dict[str, object]:
+        """Compact figures for the hub: memory, CPU, flash writes, bytes sent, readings."""
+        buffer = self.buffer() if self.buffer is not None else {}
+        uplink = self.uplink() if self.uplink is not None else {}
+        flash = buffer.get("bytes_written")
+        return {
+            "rss_bytes": rss_bytes(),
+            "cpu_s": round(cpu_seconds() - self._base_cpu, 3),
+            "flash_write_bytes": flash if flash is not None else io_write_bytes(),
+            "io_write_bytes": io_write_bytes(),
+            "bytes_sent": uplink.get("bytes_sent"),
+            "samples": sum(s.samples for s in self.sensors.values()),
+            "reported": sum(s.reported for s in self.sensors.values()),
+            "dropped": self.queue_dropped + _int(buffer.get("dropped")),
+            "uptime_s": round((_now_ms() - self.started_ms) / 1000, 1),
+        }
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything, as one JSON-ready dict (the status socket's answer)."""
+        now = _now_ms()
+        queue = dict(self.queue()) if self.queue is not None else {}
+        queue.update({"dropped": self.queue_dropped, "waits": self.queue_waits})
+        return {
+            "version": SNAPSHOT_VERSION,
+            "gateway": self.gateway_id,
+            "software": self.software,
+            "pid": os.getpid(),
+            "now_ms": now,
+            "started_ms": self.started_ms,
+            "config": self.config,
+            "sensors": {name: s.as_dict(now) for name, s in sorted(self.sensors.items())},
+            "sources": {name: s.as_dict() for name, s in sorted(self.sources.items())},
+            "queue": queue,
+            "buffer": self.buffer() if self.buffer is not None else None,
+            "uplink": self.uplink() if self.uplink is not None else None,
+            "footprint": self.footprint(),
+        }
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+__all__ = ["SNAPSHOT_VERSION", "HealthRegistry", "Provider", "SensorHealth", "SourceHealth"]

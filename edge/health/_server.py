@@ -1,0 +1,135 @@
+"""The local status endpoint: a Unix socket that answers every connection with one JSON
+object (the health snapshot) and closes. `socat - UNIX-CONNECT:/var/lib/estran/status.sock`
+reads it as well as `estran edge status` does.
+
+Local only, and guarded by file permissions (0660: the daemon's user and group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger("estran.edge.status")
+
+WRITE_TIMEOUT_S = 5.0
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
+
+
+class StatusUnavailable(Exception):
+    """The status socket cannot be read; `reason` says why and what to do."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+class StatusServer:
+    """Serves `snapshot()` on a Unix socket at `path` while entered."""
+
+    def __init__(self, path: Path, snapshot: Callable[[], dict[str, object]]) -> None:
+        self.path = Path(path)
+        self._snapshot = snapshot
+        self._server: asyncio.Server | None = None
+        self.served = 0
+
+    async def __aenter__(self) -> StatusServer:
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise OSError(f"status socket path too long for a Unix socket: {self.path}")
+        if self.path.exists() or self.path.is_symlink():
+            if _alive(self.path):
+                raise OSError(f"{self.path} answers: another daemon is running on this data dir")
+            self.path.unlink()  # stale, from a daemon that did not stop cleanly
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.start_unix_server(self._answer, path=str(self.path))
+        os.chmod(self.path, 0o660)
+        log.debug("status on %s", self.path)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            body = json.dumps(self._snapshot(), separators=(",", ":"), default=str)
+            writer.write(body.encode() + b"\n")
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+            self.served += 1
+        except (OSError, TimeoutError) as e:
+            log.debug("status client went away: %r", e)
+        except Exception:
+            log.exception("status snapshot failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+def read_status(path: Path, timeout: float = 3.0, max_bytes: int = 64 << 20) -> dict[str, object]:
+    """The running daemon's snapshot (blocking; for the CLI). `StatusUnavailable` says why not."""
+    path = Path(path)
+    chunks: list[bytes] = []
+    size = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise StatusUnavailable(path, f"answer larger than {max_bytes} bytes")
+                chunks.append(chunk)
+        except FileNotFoundError as e:
+            raise StatusUnavailable(path, "no such socket: is the daemon running?") from e
+        except ConnectionRefusedError as e:
+            raise StatusUnavailable(path, "nobody listens: the daemon is not running") from e
+        except PermissionError as e:
+            raise StatusUnavailable(
+                path, "permission denied: run as the daemon's user, its group, or root"
+            ) from e
+        except TimeoutError as e:
+            raise StatusUnavailable(path, f"no answer within {timeout:g} s") from e
+        except OSError as e:
+            raise StatusUnavailable(path, e.strerror or str(e)) from e
+    try:
+        value = json.loads(b"".join(chunks))
+    except ValueError as e:
+        raise StatusUnavailable(path, f"the answer is not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise StatusUnavailable(path, "the answer is not a JSON object")
+    return value
+
+
+__all__ = ["StatusServer", "StatusUnavailable", "read_status"]
