@@ -9,6 +9,7 @@ from estran._lazy import LazyGroup
     cls=LazyGroup,
     lazy={
         "decode": "estran.bench_decode:bench_decode",
+        "edge": "estran.bench_edge:bench_edge",
         "sync": "estran.bench_sync:bench_sync",
     },
 )
