@@ -1,0 +1,78 @@
+"""BLE for the gateway: bleak with pluggable backends, the BLE source, `estran edge scan`.
+
+- `open_backend(spec)`: the one place ``ble.backend`` is honoured (``bluez`` or
+  ``bumble:<transport>``); it yields a `BleBackend` that makes plain bleak scanners and
+  clients.
+- `BumbleScanner` / `BumbleClient`: bleak backends over a bumble host (`BumbleAdapter`)
+  on an HCI transport: an emulated controller of the radio world, or a real dongle.
+- `BleSource`: configured BTHome and Mi Flora devices -> Readings (a `edge.sources.Source`).
+
+See docs/ble.md.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+from edge.ble._backend import (
+    DEFAULT_BACKEND,
+    BackendSpec,
+    BleBackend,
+    backend_from_table,
+    open_backend,
+    parse_backend,
+)
+from edge.ble._config import BleDeviceConfig, BleOptions, normalize_address
+from edge.ble._decode import AdvertisementDecoder, Decoded
+from edge.ble._errors import AdapterLostError, BleConfigError, BleError
+from edge.ble.source import BleDeviceStatus, BleSource, device_configs
+
+if TYPE_CHECKING:
+    from edge.ble._bumble_adapter import (
+        BumbleAdapter,
+        register_local_transport,
+        unregister_local_transport,
+    )
+    from edge.ble._bumble_client import BumbleClient
+    from edge.ble._bumble_scanner import BumbleScanner
+
+# bumble takes a third of a second to import: only when a bumble backend is used.
+_LAZY = {
+    "BumbleAdapter": "edge.ble._bumble_adapter",
+    "register_local_transport": "edge.ble._bumble_adapter",
+    "unregister_local_transport": "edge.ble._bumble_adapter",
+    "BumbleClient": "edge.ble._bumble_client",
+    "BumbleScanner": "edge.ble._bumble_scanner",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge.ble' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "AdapterLostError",
+    "AdvertisementDecoder",
+    "BackendSpec",
+    "BleBackend",
+    "BleConfigError",
+    "BleDeviceConfig",
+    "BleDeviceStatus",
+    "BleError",
+    "BleOptions",
+    "BleSource",
+    "BumbleAdapter",
+    "BumbleClient",
+    "BumbleScanner",
+    "Decoded",
+    "backend_from_table",
+    "device_configs",
+    "normalize_address",
+    "open_backend",
+    "parse_backend",
+    "register_local_transport",
+    "unregister_local_transport",
+]

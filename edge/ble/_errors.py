@@ -1,0 +1,18 @@
+"""The errors of edge.ble: one root, each named for what happened."""
+
+
+class BleError(Exception):
+    """Root of every error raised by edge.ble."""
+
+
+class BleConfigError(BleError, ValueError):
+    """A BLE setting is invalid. `field` names it (e.g. ``ble.devices[2].bind_key``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class AdapterLostError(BleError):
+    """The Bluetooth adapter went away (HCI transport closed, dongle unplugged)."""
