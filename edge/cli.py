@@ -11,4 +11,5 @@ def edge() -> None:
 from edge import enroll_cmd as _enroll_cmd  # noqa: E402, F401  (registers `estran edge enroll`)
 from edge import run_cmd as _run_cmd  # noqa: E402, F401  (registers `estran edge run`)
 from edge import status_cmd as _status_cmd  # noqa: E402, F401  (registers `estran edge status`)
+from edge.ble import scan_cmd as _scan_cmd  # noqa: E402, F401  (registers `estran edge scan`)
 from edge.doctor import _cmd as _doctor_cmd  # noqa: E402, F401  (registers `estran edge doctor`)
