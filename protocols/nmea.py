@@ -506,6 +506,22 @@ def _decode_fields(spec: "list[tuple[str, str]]", data: "list[str]") -> "_Fields
     return out
 
 
+def _marked(f: "_Fields", name: "str", marker: "str", expected: "str") -> "Number | None":
+    """The number in field `name` when the field `marker` after it is `expected` (or left
+    empty): a wrong designator ("T" where "M" belongs, "n" for "N") makes the value's
+    meaning unknown, so it gives no reading."""
+    if f.text(marker) not in (expected, ""):
+        return None
+    return f.num(name)
+
+
+def _marked_speed(f: "_Fields", name: "str", marker: "str", unit: "str") -> "Number | None":
+    """`_speed` of field `name` when its designator field `marker` is `unit` (or empty)."""
+    if f.text(marker) not in (unit, ""):
+        return None
+    return _speed(f, name, unit)
+
+
 def _speed(f: "_Fields", name: "str", unit: "str") -> "Number | None":
     """A speed field in m/s given its unit letter (N knots, K km/h, M m/s, S mph)."""
     value = f.num(name)
@@ -572,11 +588,12 @@ def _vtg(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
     if f.text("faa_mode") == "N":
         return out
-    _add(out, "course_over_ground", f.num("true_track"), "deg")
-    _add(out, "course_over_ground_magnetic", f.num("mag_track"), "deg")
-    speed = _speed(f, "spd_over_grnd_kts", "N")
+    _add(out, "course_over_ground", _marked(f, "true_track", "true_track_sym", "T"), "deg")
+    magnetic = _marked(f, "mag_track", "mag_track_sym", "M")
+    _add(out, "course_over_ground_magnetic", magnetic, "deg")
+    speed = _marked_speed(f, "spd_over_grnd_kts", "spd_over_grnd_kts_sym", "N")
     if speed is None:
-        speed = _speed(f, "spd_over_grnd_kmph", "K")
+        speed = _marked_speed(f, "spd_over_grnd_kmph", "spd_over_grnd_kmph_sym", "K")
     _add(out, "speed_over_ground", speed, "m/s")
     return out
 
@@ -594,11 +611,12 @@ def _mwv(f: "_Fields") -> "list[Measurement]":
 
 def _mwd(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    _add(out, "true_wind_direction", f.num("direction_true"), "deg")
-    _add(out, "true_wind_direction_magnetic", f.num("direction_magnetic"), "deg")
-    speed = _speed(f, "wind_speed_meters", "M")
+    _add(out, "true_wind_direction", _marked(f, "direction_true", "true", "T"), "deg")
+    magnetic = _marked(f, "direction_magnetic", "magnetic", "M")
+    _add(out, "true_wind_direction_magnetic", magnetic, "deg")
+    speed = _marked_speed(f, "wind_speed_meters", "meters", "M")
     if speed is None:
-        speed = _speed(f, "wind_speed_knots", "N")
+        speed = _marked_speed(f, "wind_speed_knots", "knots", "N")
     _add(out, "true_wind_speed", speed, "m/s")
     return out
 
@@ -619,11 +637,13 @@ def _dpt(f: "_Fields") -> "list[Measurement]":
 
 def _dbt(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    metres = f.num("depth_meters")
-    if metres is None and f.num("depth_feet") is not None:
-        metres = _scaled(f.raw["depth_feet"], f.num("depth_feet") or 0, FOOT, 1)
-    if metres is None and f.num("depth_fathoms") is not None:
-        metres = _scaled(f.raw["depth_fathoms"], f.num("depth_fathoms") or 0, FATHOM, 1)
+    metres = _marked(f, "depth_meters", "unit_meters", "M")
+    feet = _marked(f, "depth_feet", "unit_feet", "f")
+    fathoms = _marked(f, "depth_fathoms", "unit_fathoms", "F")
+    if metres is None and feet is not None:
+        metres = _scaled(f.raw["depth_feet"], feet, FOOT, 1)
+    if metres is None and fathoms is not None:
+        metres = _scaled(f.raw["depth_fathoms"], fathoms, FATHOM, 1)
     _add(out, "depth", metres, "m")
     return out
 
@@ -637,11 +657,11 @@ def _mtw(f: "_Fields") -> "list[Measurement]":
 
 def _vhw(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    _add(out, "heading_true", f.num("heading_true"), "deg")
-    _add(out, "heading_magnetic", f.num("heading_magnetic"), "deg")
-    speed = _speed(f, "water_speed_knots", "N")
+    _add(out, "heading_true", _marked(f, "heading_true", "true", "T"), "deg")
+    _add(out, "heading_magnetic", _marked(f, "heading_magnetic", "magnetic", "M"), "deg")
+    speed = _marked_speed(f, "water_speed_knots", "knots", "N")
     if speed is None:
-        speed = _speed(f, "water_speed_km", "K")
+        speed = _marked_speed(f, "water_speed_km", "kilometers", "K")
     _add(out, "speed_through_water", speed, "m/s")
     return out
 
@@ -656,13 +676,13 @@ def _hdg(f: "_Fields") -> "list[Measurement]":
 
 def _hdt(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    _add(out, "heading_true", f.num("heading"), "deg")
+    _add(out, "heading_true", _marked(f, "heading", "hdg_true", "T"), "deg")
     return out
 
 
 def _hdm(f: "_Fields") -> "list[Measurement]":
     out: "list[Measurement]" = []
-    _add(out, "heading_magnetic", f.num("heading"), "deg")
+    _add(out, "heading_magnetic", _marked(f, "heading", "magnetic", "M"), "deg")
     return out
 
 
@@ -713,6 +733,10 @@ _XDR: "dict[str, tuple[str, dict[str, tuple[str | None, float, int]]]]" = {
 
 
 def _xdr(data: "list[str]") -> "tuple[dict[str, object], list[Measurement]]":
+    if len(data) % 4 == 3:
+        # The last group without its (optional) id field, as some talkers send it:
+        # SignalK's nmea0183-signalk test reads "$YXXDR,C,7,C*54" as 7 Cel.
+        data = data + [""]
     if not data or len(data) % 4:
         raise RemoteProtocolError(
             MALFORMED, "XDR has groups of 4 fields (type, value, unit, id), got %d" % len(data)

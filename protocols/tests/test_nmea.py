@@ -304,10 +304,40 @@ def test_xdr() -> None:
     transducers = fields(line)["transducers"]
     assert isinstance(transducers, list) and len(transducers) == 8
     assert transducers[7] == {"type": "X", "value": 1, "units": "Z", "id": "odd"}
-    assert (
-        reason(nmea.decode, nmea.parse_sentence(sentence("WIXDR", "P", "1", "B")))
-        == errors.MALFORMED
-    )
+    # the last group may lack its id field (SignalK nmea0183-signalk test: 7 Cel)
+    assert readings(b"$YXXDR,C,7,C*54") == {"temperature": (7, "Cel")}
+    assert readings(sentence("WIXDR", "P", "1", "B")) == {"pressure": (100000.0, "Pa")}
+    for short in (("P", "1"), ("P",), ("C", "7", "C", "", "P", "1")):
+        assert (
+            reason(nmea.decode, nmea.parse_sentence(sentence("WIXDR", *short))) == errors.MALFORMED
+        )
+
+
+def test_wrong_designators_give_no_reading() -> None:
+    # SignalK nmea0183-signalk test/MWD.ts "improper designator" sentences: a value whose
+    # designator field is not the one the position asks for is not read
+    assert readings(b"$IIMWD,,,046.,T,,,,*16") == {}
+    assert readings(b"$IIMWD,046.,M,,,,,,*0F") == {}
+    assert readings(b"$IIMWD,046.,T,0.,m,10.1,N,5.2,M*51") == {
+        "true_wind_direction": (46.0, "deg"),
+        "true_wind_speed": (5.2, "m/s"),
+    }
+    # the m/s field is marked "m": the knots field gives the speed
+    assert readings(b"$IIMWD,,,046.,M,10.1,N,0.0,m*1C") == {
+        "true_wind_direction_magnetic": (46.0, "deg"),
+        "true_wind_speed": (5.196, "m/s"),
+    }
+    assert readings(sentence("SDDBT", "11.8", "M", "3.6", "f", "", "")) == {}
+    assert readings(sentence("IIVHW", "182.5", "M", "", "", "6.12", "K", "", "")) == {}
+    assert readings(sentence("GPVTG", "54.7", "M", "", "", "5.5", "N", "", "K")) == {
+        "speed_over_ground": (2.829, "m/s")
+    }
+    assert readings(sentence("HEHDT", "274.1", "M")) == {}
+    # designators left empty are not wrong
+    assert readings(sentence("IIMWD", "270.0", "", "", "", "19.4", "", "", "")) == {
+        "true_wind_direction": (270.0, "deg"),
+        "true_wind_speed": (9.98, "m/s"),
+    }
 
 
 @pytest.mark.parametrize(
