@@ -36,7 +36,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -469,24 +469,32 @@ class Setup:
     gateway: str = field(
         default_factory=lambda: f"bench-{os.getpid()}-{random.randrange(1 << 32):08x}"
     )
+    backlog_rate: float = 0.0  # the gateway's token bucket (0: unlimited)
 
 
-def fill_buffer(buffer_dir: Path, n: int) -> tuple[int, float, int]:
-    """(first seq, seconds, bytes on disk) of the workload appended to a new buffer."""
+def fill_buffer(buffer_dir: Path, readings: Iterable[Any]) -> tuple[int, int, float, int]:
+    """(first seq, count, seconds, bytes on disk) of `readings` appended to a new buffer.
+    Readings are protocols.reading.Reading or workload readings (same field names)."""
     from edge.buffer import BufferConfig, SegmentLog
     from protocols.reading import Reading
 
     t = time.perf_counter()
+    n = 0
+
+    def convert() -> Iterator[Reading]:
+        nonlocal n
+        for r in readings:
+            n += 1
+            yield Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms, getattr(r, "flags", 0))
+
     log = SegmentLog.open(BufferConfig(directory=buffer_dir, quota_bytes=1 << 34))
     try:
-        last = log.append_many(
-            Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms) for r in workload_readings(n)
-        )
+        last = log.append_many(convert())
         log.commit()
     finally:
         log.close()
     size = sum(p.stat().st_size for p in buffer_dir.rglob("*") if p.is_file())
-    return last - n + 1, time.perf_counter() - t, size
+    return last - n + 1, n, time.perf_counter() - t, size
 
 
 def gateway_config(s: Setup, broker_port: int) -> Path:
@@ -497,7 +505,7 @@ def gateway_config(s: Setup, broker_port: int) -> Path:
         f'data_dir = "{s.workdir / "gw"}"\n'
         "\n[uplink]\n"
         f'broker = "mqtt://127.0.0.1:{broker_port}"\n'
-        "backlog_rate = 0\n"  # unlimited: the bench measures the drain itself
+        f"backlog_rate = {s.backlog_rate}\n"  # 0, unlimited: the bench measures the drain
         "state_interval_s = 5\n"
     )
     return path
@@ -536,7 +544,7 @@ async def run(s: Setup, progress: bool) -> dict[str, object]:
     hub_dir = s.workdir / "hub"
     hub_dir.mkdir(parents=True)
     say(f"filling the gateway buffer with {s.n} workload readings ...")
-    seq0, fill_s, buffer_bytes = fill_buffer(gw_dir / "buffer", s.n)
+    seq0, _, fill_s, buffer_bytes = fill_buffer(gw_dir / "buffer", workload_readings(s.n))
     say(f"  {fill_s:.1f} s, {buffer_bytes / s.n:.2f} bytes per reading on disk")
 
     async with contextlib.AsyncExitStack() as stack:
@@ -566,6 +574,7 @@ async def run(s: Setup, progress: bool) -> dict[str, object]:
                 "hub", "run", "--data", str(hub_dir), "--db", s.db, "--broker", hub_broker,
                 "--mqtt-listen", f"127.0.0.1:{broker_port}", "--http", f"127.0.0.1:{http_port}",
                 "--workers", str(s.workers), "--log-level", "warning",
+                "--broker-access", "open",  # the bench gateway has no enrollment
             ),
             s.workdir,
         )  # fmt: skip

@@ -78,7 +78,7 @@ class UplinkConfig:
     batch_max: int = 32768
     max_batch_bytes: int = 512 * 1024  # block bytes per batch, before deflate
     ack_target_s: float = 1.5  # batch size adapts so that acks come back within this
-    ack_timeout_min_s: float = 3.0
+    ack_timeout_min_s: float = 2.0
     ack_timeout_max_s: float = 30.0
     backlog_rate: float = 200_000.0  # token bucket on the backlog (0: unlimited)
     backlog_burst: int = 65536

@@ -199,7 +199,7 @@ class Uplink:
         session = self._counter.next()
         client = await self._connect(session)
         try:
-            await self._drain(client, session, bool(self._v5))
+            await self._drain(client, session, bool(self.stats.mqtt5))
         except BaseException as e:
             await self._close(client, e)
             raise
@@ -208,16 +208,21 @@ class Uplink:
     async def _connect(self, session: int) -> aiomqtt.Client:
         """A connected client, MQTT 5 if the broker speaks it (probed once per process)."""
         c = self.config
-        if self._v5 is None:
-            self._v5 = await self._probe_v5()
-        client = self._client(self._v5, session, c.connect_timeout_s)
+        v5 = self._v5
+        if v5 is None:
+            v5, certain = await self._probe_v5()
+            if certain:
+                self._v5 = v5
+        client = self._client(v5, session, c.connect_timeout_s)
         await client.__aenter__()
+        self.stats.mqtt5 = v5
         return client
 
-    async def _probe_v5(self) -> bool:
-        """Whether the broker accepts an MQTT 5 CONNECT. The probe carries no Will: amqtt
-        0.12 answers such a CONNECT with "unsupported protocol version" at once, but stalls
-        on one with a Will."""
+    async def _probe_v5(self) -> tuple[bool, bool]:
+        """(whether the broker accepts an MQTT 5 CONNECT, whether it said so). The probe
+        carries no Will: amqtt 0.12 answers such a CONNECT with "unsupported protocol
+        version" at once, but stalls on one with a Will. No answer at all: 3.1.1 this time,
+        probe again on the next connection."""
         c = self.config
         probe = aiomqtt.Client(
             self.broker.host,
@@ -233,14 +238,14 @@ class Uplink:
             if code not in _BAD_VERSION:
                 raise
             log.info("uplink: the broker speaks MQTT 3.1.1 only")
-            return False
+            return False, True
         except aiomqtt.MqttCodeError:
             raise
         except aiomqtt.MqttError as e:  # aiomqtt's timeout
             log.info("uplink: no answer to MQTT 5 (%s), using 3.1.1", e)
-            return False
+            return False, False
         await self._close(probe, None)
-        return True
+        return True, True
 
     async def _close(self, client: aiomqtt.Client, error: BaseException | None) -> None:
         with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
@@ -335,7 +340,7 @@ class Uplink:
             await self._publish_state(client, True)
 
     def _count_wire(self, topic: str, payload: int) -> None:
-        self.stats.wire_bytes += publish_wire_size(topic, payload, bool(self._v5))
+        self.stats.wire_bytes += publish_wire_size(topic, payload, bool(self.stats.mqtt5))
 
     # -- acks ---------------------------------------------------------------------------
 
@@ -455,19 +460,24 @@ class Uplink:
 
     def _expire(self) -> None:
         now = self._clock()
-        for number in [n for n, b in self._inflight.items() if b.deadline <= now]:
+        expired = [n for n, b in self._inflight.items() if b.deadline <= now]
+        if not expired:
+            return
+        for number in expired:
             batch = self._inflight.pop(number)
             self.stats.timeouts += 1
             batch.attempts += 1
             self._resend.append(batch)
-            self._ack_timeout = min(self.config.ack_timeout_max_s, self._ack_timeout * 2)
-            self._size = max(self.config.batch_min, self._size / 2)
-            self.stats.batch_size = int(self._size)
-            log.info(
-                "uplink: no ack for batch %d within %.1f s; sending it again",
-                number,
-                self._ack_timeout,
-            )
+        # Back off once per round of timeouts (they usually come together: a hub restart).
+        log.info(
+            "uplink: no ack for %d batch(es) within %.1f s; sending them again",
+            len(expired),
+            self._ack_timeout,
+        )
+        self._ack_timeout = min(self.config.ack_timeout_max_s, self._ack_timeout * 2)
+        self._size = max(self.config.batch_min, self._size / 2)
+        self.stats.batch_size = int(self._size)
+        self.stats.ack_timeout_s = round(self._ack_timeout, 3)
 
     def _next_batch(self) -> tuple[_Batch | None, float]:
         """The next batch to send, or (None, seconds the token bucket asks to wait)."""
