@@ -8,6 +8,7 @@ def edge() -> None:
     """The gateway: run the daemon, inspect the buffer, scan, probe, enroll."""
 
 
+from edge import buffer_cli as _buffer_cli  # noqa: E402, F401  (registers `estran edge buffer`)
 from edge import enroll_cmd as _enroll_cmd  # noqa: E402, F401  (registers `estran edge enroll`)
 from edge import run_cmd as _run_cmd  # noqa: E402, F401  (registers `estran edge run`)
 from edge import status_cmd as _status_cmd  # noqa: E402, F401  (registers `estran edge status`)

@@ -42,6 +42,7 @@ from edge.buffer._segment import (
     FLAGS,
     LENGTH,
     OFFSET,
+    T_MIN,
     BlockRef,
     Segment,
     StoredBlock,
@@ -800,11 +801,26 @@ class SegmentLog:
         acked = self._acked
         depth = len(self._pending)
         oldest: int | None = None
+        first_found = False
         for seg in self._segments:
             unacked = seg.count - acked.count_in(seg.lo, seg.last_seq)
             depth += unacked
-            if unacked and (oldest is None or seg.t_min < oldest):
-                oldest = seg.t_min
+            if not unacked:
+                continue
+            t_min = seg.t_min
+            if not first_found:  # the oldest unacknowledged block, not its segment
+                first_found = True
+                try:
+                    self._index(seg)
+                    for k in range(seg.n_blocks):
+                        e = seg.entry(k)
+                        if not acked.covers(e[FIRST_SEQ], e[FIRST_SEQ] + e[COUNT] - 1):
+                            t_min = min(seg.entry(j)[T_MIN] for j in range(k, seg.n_blocks))
+                            break
+                except BufferFailure:
+                    pass
+            if oldest is None or t_min < oldest:
+                oldest = t_min
         if oldest is None and self._pending:
             oldest = min(r.ts_ms for r in self._pending)
         st = self._state

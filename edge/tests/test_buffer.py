@@ -256,7 +256,8 @@ def test_stats() -> None:
     log.ack([(1, 10)])
     st = log.stats()
     assert st.depth == 15
-    d = st.as_dict(now_ms=reading(1).ts_ms + 60_000)
+    assert st.oldest_ts_ms == reading(11).ts_ms  # the oldest unacknowledged, not the segment's
+    d = st.as_dict(now_ms=reading(11).ts_ms + 60_000)
     assert d["oldest_age_s"] == 60.0
 
 
