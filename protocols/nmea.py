@@ -736,7 +736,8 @@ def _xdr(data: "list[str]") -> "tuple[dict[str, object], list[Measurement]]":
     if len(data) % 4 == 3:
         # The last group without its (optional) id field, as some talkers send it:
         # SignalK's nmea0183-signalk test reads "$YXXDR,C,7,C*54" as 7 Cel.
-        data = data + [""]
+        data = list(data)
+        data.append("")
     if not data or len(data) % 4:
         raise RemoteProtocolError(
             MALFORMED, "XDR has groups of 4 fields (type, value, unit, id), got %d" % len(data)
