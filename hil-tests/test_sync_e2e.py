@@ -178,7 +178,13 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
 
 def readings(n: int, start_ts: int, first: int = 0) -> list[Reading]:
     return [
-        Reading(f"soil-{i % 4:03d}", "moisture", "%RH", round(30 + (first + i) * 0.01, 2), start_ts + 1000 * i)
+        Reading(
+            f"soil-{i % 4:03d}",
+            "moisture",
+            "%RH",
+            round(30 + (first + i) * 0.01, 2),
+            start_ts + 1000 * i,
+        )
         for i in range(n)
     ]
 
@@ -188,7 +194,7 @@ async def test_resend_after_crash_gives_no_duplicate(tmp_path: Path) -> None:
     recorded: the hub acknowledges it all again and stores nothing twice."""
     async with site(tmp_path) as s:
         expected = readings(5000, T0)
-        seq0, n, _, _ = bench_sync.fill_buffer(s.buffer, expected)
+        seq0, _, _, _ = bench_sync.fill_buffer(s.buffer, expected)
         backup = tmp_path / "buffer-before-acks"
         shutil.copytree(s.buffer, backup)
         gw = s.gateway()
