@@ -31,6 +31,7 @@ from protocols.reading import Reading
 
 log = logging.getLogger("estran.edge.daemon")
 
+CORE_TASKS = ("uplink",)  # supervised, but not sources: shown under "tasks" in the status
 TICK_S = 1.0  # aggregate windows close within a second of their end
 STATUS_INTERVAL_S = 30.0  # STATUS= line for `systemctl status`
 
@@ -230,7 +231,8 @@ class Daemon:
         for spec in specs.values():  # sources given by the wiring that the file does not name
             for sensor in getattr(spec.key, "sensors", ()):
                 sensors.setdefault(sensor, spec.name)
-        self.health.configure(sensors, list(specs))
+        tasks = [name for name in specs if name in CORE_TASKS]
+        self.health.configure(sensors, [n for n in specs if n not in CORE_TASKS], tasks)
         self.health.config = {
             "path": str(config.path) if config.path else None,
             "loaded_ms": int(time.time() * 1000),
@@ -350,9 +352,14 @@ class Daemon:
         def uplink() -> dict[str, object]:
             if self.config.uplink is None:
                 return {"state": "disabled"}
-            if self.uplink is None:
-                return {"state": "starting"}
-            return self.wiring.uplink_status(self.uplink)
+            out: dict[str, object] = {"state": "starting"}
+            if self.uplink is not None:
+                out = dict(self.wiring.uplink_status(self.uplink))
+            task = self.health.tasks.get("uplink")
+            if task is not None:
+                out["crashes"] = task.crashes
+                out["last_crash"] = task.last_crash
+            return out
 
         self.health.queue = queue
         self.health.buffer = buffer

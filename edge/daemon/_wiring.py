@@ -5,9 +5,12 @@ without an uplink never loads aiomqtt."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from edge.config import EdgeConfig
 from edge.daemon._daemon import UplinkLike, Wiring
@@ -50,13 +53,33 @@ def open_log(config: EdgeConfig) -> ReadingLog:
     )
 
 
+def config_key(value: object) -> object:
+    """A value that compares by content, for deciding on reload whether a source changed.
+    Dataclasses compare by content already, but not every value inside them does (a Modbus
+    `RegisterMap` built from an inline table compares by identity): those with `as_dict`
+    are compared by it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (
+            type(value).__name__,
+            tuple((f.name, config_key(getattr(value, f.name))) for f in dataclasses.fields(value)),
+        )
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), config_key(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(config_key(v) for v in value)
+    as_dict = getattr(value, "as_dict", None)
+    if callable(as_dict):
+        return (type(value).__name__, config_key(as_dict()))
+    return value
+
+
 def _serial_runner(port: SerialPortConfig, intake: Intake) -> TaskSpec:
     async def run() -> None:
         from edge.serial import SerialSource
 
         await SerialSource(port).run(intake)
 
-    return TaskSpec(port.source_name, port, run)
+    return TaskSpec(port.source_name, config_key(port), run)
 
 
 def _ble_runner(
@@ -75,7 +98,7 @@ def _ble_runner(
         )
         await source.run(intake)
 
-    return TaskSpec(name, (backend, devices, options, adapter_name), run)
+    return TaskSpec(name, config_key((backend, devices, options, adapter_name)), run)
 
 
 def sources(config: EdgeConfig, intake: Intake) -> list[TaskSpec]:
@@ -95,32 +118,42 @@ def sources(config: EdgeConfig, intake: Intake) -> list[TaskSpec]:
     return specs
 
 
+def read_credentials(path: Path) -> tuple[str, str | None]:
+    """`username:password` on one line (what `estran edge enroll` writes, mode 0600)."""
+    text = path.read_text().strip()
+    username, sep, password = text.partition(":")
+    if not username or "\n" in text:
+        raise ValueError(f"{path}: expected username:password on one line")
+    return username, password if sep else None
+
+
 def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
     from edge.uplink import BlockLog, Uplink, UplinkConfig
 
     u = config.uplink
     if u is None:
         return None
+    settings: dict[str, Any] = {
+        "gateway_id": config.gateway.id,
+        "broker": u.broker,
+        "state_dir": config.gateway.data_dir,
+        "protocol": u.protocol,
+        "backlog_rate": u.backlog_rate,
+        "backlog_burst": u.backlog_burst,
+        "state_interval_s": u.state_interval_s,
+        "keepalive_s": u.keepalive_s,
+        "compress": u.compress,
+        "software": software_version(),
+    }
     if u.credentials_file is not None:
-        log.warning(
-            "uplink.credentials_file is not used yet: the uplink connects without credentials"
-        )
+        username, password = read_credentials(u.credentials_file)  # each start: re-read
+        fields = {f.name for f in dataclasses.fields(UplinkConfig)}
+        if {"username", "password"} <= fields:
+            settings.update(username=username, password=password)
+        else:
+            log.warning("this uplink cannot log in yet: %s is not used", u.credentials_file)
     block_log: BlockLog = buffer  # type: ignore[assignment]  # SegmentLog is both
-    return Uplink(
-        block_log,
-        UplinkConfig(
-            gateway_id=config.gateway.id,
-            broker=u.broker,
-            state_dir=config.gateway.data_dir,
-            protocol=u.protocol,
-            backlog_rate=u.backlog_rate,
-            backlog_burst=u.backlog_burst,
-            state_interval_s=u.state_interval_s,
-            keepalive_s=u.keepalive_s,
-            compress=u.compress,
-            software=software_version(),
-        ),
-    )
+    return Uplink(block_log, cast(Any, UplinkConfig)(**settings))
 
 
 def uplink_status(uplink: UplinkLike) -> dict[str, object]:
@@ -147,4 +180,13 @@ def default_wiring() -> Wiring:
     )
 
 
-__all__ = ["default_wiring", "open_log", "software_version", "sources", "uplink", "uplink_status"]
+__all__ = [
+    "config_key",
+    "default_wiring",
+    "open_log",
+    "read_credentials",
+    "software_version",
+    "sources",
+    "uplink",
+    "uplink_status",
+]

@@ -108,6 +108,7 @@ class HealthRegistry:
         self.started_ms = _now_ms()
         self.sensors: dict[str, SensorHealth] = {}
         self.sources: dict[str, SourceHealth] = {}
+        self.tasks: dict[str, SourceHealth] = {}  # supervised tasks that are not sources (uplink)
         self.queue_dropped = 0  # readings dropped because the queue stayed full
         self.queue_waits = 0  # puts that had to wait (back-pressure)
         self.config: dict[str, object] = {}
@@ -118,9 +119,15 @@ class HealthRegistry:
 
     # -- configuration -------------------------------------------------------------------
 
-    def configure(self, sensors: Mapping[str, str | None], sources: list[str]) -> None:
-        """The sensors (id → source name) and sources of the configuration now in force;
-        counters of those that stay are kept, those removed are forgotten."""
+    def configure(
+        self,
+        sensors: Mapping[str, str | None],
+        sources: list[str],
+        tasks: list[str] | None = None,
+    ) -> None:
+        """The sensors (id → source name), sources and other supervised tasks of the
+        configuration now in force; counters of those that stay are kept, those removed are
+        forgotten."""
         self.sensors = {
             sensor: self.sensors.get(sensor) or SensorHealth(source)
             for sensor, source in sensors.items()
@@ -129,6 +136,10 @@ class HealthRegistry:
             self.sensors[sensor].source = source
         now = _now_ms()
         self.sources = {name: self.sources.get(name) or SourceHealth(now) for name in sources}
+        self.tasks = {name: self.tasks.get(name) or SourceHealth(now) for name in tasks or []}
+        for task in self.tasks.values():
+            if task.state == "starting":
+                task.state = "running"
 
     # -- the sink's side -----------------------------------------------------------------
 
@@ -167,13 +178,15 @@ class HealthRegistry:
         source.detail = detail[:200]
 
     def crashed(self, name: str, error: str, restart_in_s: float) -> None:
-        source = self.sources.get(name)
         now = _now_ms()
+        source = self.tasks.get(name) or self.sources.get(name)
         if source is None:
             source = self.sources[name] = SourceHealth(now)
         source.crashes += 1
         source.last_crash = {"error": error[:300], "ts_ms": now}
-        self.set_state(name, "restarting", f"crashed, restart in {restart_in_s:g} s: {error}")
+        source.state = "restarting"
+        source.since_ms = now
+        source.detail = f"crashed, restart in {restart_in_s:g} s: {error}"[:200]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -209,6 +222,7 @@ class HealthRegistry:
             "config": self.config,
             "sensors": {name: s.as_dict(now) for name, s in sorted(self.sensors.items())},
             "sources": {name: s.as_dict() for name, s in sorted(self.sources.items())},
+            "tasks": {name: t.as_dict() for name, t in sorted(self.tasks.items())},
             "queue": queue,
             "buffer": self.buffer() if self.buffer is not None else None,
             "uplink": self.uplink() if self.uplink is not None else None,

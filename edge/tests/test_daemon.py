@@ -248,3 +248,27 @@ async def test_a_failing_core_task_stops_the_daemon_and_still_commits(tmp_path: 
         await asyncio.wait_for(task, 10)
     assert fakes.log.closed
     assert daemon.supervisor.names == []
+
+
+def test_reload_keys_compare_by_content_even_with_inline_register_maps() -> None:
+    import tomllib
+
+    from edge.config import parse_config
+    from edge.daemon._wiring import config_key
+
+    text = """
+[gateway]
+id = "gw"
+[[serial]]
+path = "/dev/ttyUSB0"
+protocol = "modbus"
+[[serial.devices]]
+sensor = "custom"
+address = 7
+map = { name = "custom", registers = [{ name = "level", address = 0, type = "u16", scale = 0.01, unit = "m" }] }
+"""
+    first, second = (parse_config(tomllib.loads(text)) for _ in range(2))
+    assert first.serial[0] != second.serial[0]  # RegisterMap compares by identity ...
+    assert config_key(first.serial[0]) == config_key(second.serial[0])  # ... the key does not
+    changed = parse_config(tomllib.loads(text.replace("0.01", "0.1")))
+    assert config_key(changed.serial[0]) != config_key(first.serial[0])
