@@ -67,10 +67,14 @@ def dump(directory: Path, seq_path: Path | None, as_json: bool) -> None:
                 }
                 click.echo(json.dumps(row, separators=(",", ":")))
             else:
-                when = datetime.fromtimestamp(r.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+                when = datetime.fromtimestamp(r.ts_ms / 1000, UTC).isoformat(
+                    timespec="milliseconds"
+                )
                 unit = f" {r.unit}" if r.unit else ""
                 alarm = "  ALARM" if r.flags & 2 else ""
-                click.echo(f"{seq:>10}  {when}  {r.sensor}  {r.quantity} = {r.value!r}{unit}{alarm}")
+                click.echo(
+                    f"{seq:>10}  {when}  {r.sensor}  {r.quantity} = {r.value!r}{unit}{alarm}"
+                )
     except BufferFailure as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -124,13 +128,17 @@ def stats(directory: Path, seq_path: Path | None, as_json: bool) -> None:
     if st.oldest_ts_ms is not None:
         when = datetime.fromtimestamp(st.oldest_ts_ms / 1000, UTC).isoformat(timespec="seconds")
         click.echo(f"oldest         {when} ({_age(age)} ago)")
-    click.echo(f"bytes          {st.bytes:,} in {st.segments} segments (quota {st.quota_bytes:,}, {st.policy})")
+    click.echo(
+        f"bytes          {st.bytes:,} in {st.segments} segments (quota {st.quota_bytes:,}, {st.policy})"
+    )
     click.echo(f"sequence       {st.durable_seq:,} durable, next {st.next_seq:,}")
     click.echo(f"dropped        {st.dropped_total:,}")
     for sensor, n in sorted(st.dropped_by_sensor.items(), key=lambda kv: -kv[1]):
         click.echo(f"  {sensor:<24} {n:,}")
     if st.quarantined_readings or st.quarantined_files:
-        click.echo(f"quarantined    {st.quarantined_readings:,} readings lost, {st.quarantined_files} files set aside")
+        click.echo(
+            f"quarantined    {st.quarantined_readings:,} readings lost, {st.quarantined_files} files set aside"
+        )
     for note in recovery.notes:
         click.echo(f"note: {note}")
     for problem in recovery.problems:

@@ -1,0 +1,168 @@
+"""A third party reads a buffer with cbor2 and docs/buffer-format.md alone: none of our
+decoding code is used below (only our writer, to make the buffer)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import cbor2
+
+from edge.buffer import BufferConfig, SegmentLog
+from edge.tests.buffer_support import exact, reading, workload
+from protocols.reading import Reading
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "buffer-format.md"
+
+
+def uvarints(b: bytes) -> list[int]:
+    out, x, shift = [], 0, 0
+    for byte in b:
+        x |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            out.append(x)
+            x, shift = 0, 0
+    return out
+
+
+def signed(z: int) -> int:
+    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+
+
+def decode_block(payload: bytes) -> list[tuple[int, Reading]]:
+    (
+        version,
+        first,
+        n,
+        fdef,
+        fexc,
+        t_min,
+        _span,
+        strings,
+        series,
+        ser_col,
+        ts_col,
+        val_col,
+        raw,
+    ) = cbor2.loads(payload)
+    assert version == 1
+    flags = [fdef] * n
+    for k in range(0, len(fexc), 2):
+        flags[fexc[k]] = fexc[k + 1]
+    ser = uvarints(ser_col)
+    deltas = [signed(z) for z in uvarints(ts_col)]
+    values = iter([signed(z) for z in uvarints(val_col)])
+    raws = iter(raw)
+    mantissa: dict[int, int] = {}
+    ts = t_min
+    out = []
+    for k in range(n):
+        s = ser[k]
+        sensor, quantity, unit, kind = series[4 * s : 4 * s + 4]
+        ts += deltas[k]
+        value: object
+        if kind == 0:
+            value = next(raws)
+        else:
+            mantissa[s] = mantissa.get(s, 0) + next(values)
+            value = mantissa[s] if kind == 1 else float(mantissa[s]) / 10.0 ** (kind - 2)
+        r = Reading(
+            strings[sensor],
+            strings[quantity],
+            None if unit is None else strings[unit],
+            value,
+            ts,
+            flags[k],
+        )
+        out.append((first + k, r))
+    return out
+
+
+def read_segment(path: str) -> tuple[list[tuple[int, Reading]], dict[str, object] | None]:
+    """Every reading of a segment file, and its footer if it is sealed."""
+    data = Path(path).read_bytes()
+    decoder = cbor2.CBORDecoder(io.BytesIO(data))
+    header = decoder.decode()
+    assert header[:2] == ["estran-buffer", 1]
+    assert os.path.basename(path) == f"seg-{header[2]:020d}.cborseq"
+    readings: list[tuple[int, Reading]] = []
+    footer = None
+    while decoder.fp.tell() < len(data):
+        start = decoder.fp.tell()
+        try:
+            item = decoder.decode()
+        except cbor2.CBORDecodeError:
+            break  # a torn tail
+        if isinstance(item, list) and len(item) == 2 and item[0] == "estran-seal":
+            assert item[1] == footer_at  # the trailer points at the footer record
+            assert decoder.fp.tell() == len(data)
+            break
+        crc, payload = item
+        if zlib.crc32(payload) != crc:
+            break  # a torn tail
+        body = cbor2.loads(payload)
+        if isinstance(body, dict):
+            footer, footer_at = body, start
+            continue
+        readings.extend(decode_block(payload))
+    return readings, footer
+
+
+def test_the_format_document_is_there() -> None:
+    text = DOC.read_text()
+    for needle in (
+        "estran-buffer",
+        "estran-seal",
+        "zigzag",
+        "float(m) / 10.0**d",
+        "seq.cbor",
+        "Wiping",
+    ):
+        assert needle in text
+
+
+def test_a_third_party_reads_a_buffer_with_cbor2_alone(tmp_path: Path) -> None:
+    cfg = BufferConfig(tmp_path / "b", segment_bytes=16 * 1024, commit_readings=500)
+    expected = workload(6000)
+    extra = [
+        reading(i, alarm=i % 5 == 0) for i in range(1, 400)
+    ]  # text, booleans, raw floats, alarms
+    log = SegmentLog.open(cfg)
+    log.append_many(expected[:3000] + extra + expected[3000:])
+    log.commit()
+    log._release()  # stop as a crash would: the last segment stays open, unsealed
+    with open(sorted(Path(cfg.segments_dir).iterdir())[-1], "ab") as f:
+        f.write(b"\x82\x1a\x00\x00")  # and a torn tail
+    everything = expected[:3000] + extra + expected[3000:]
+    got: list[tuple[int, Reading]] = []
+    sealed = 0
+    for path in sorted(Path(cfg.segments_dir).iterdir()):
+        readings, footer = read_segment(str(path))
+        if footer is not None:
+            sealed += 1
+            assert footer["count"] == len(readings)
+            assert footer["first_seq"] == readings[0][0] and footer["last_seq"] == readings[-1][0]
+            index = footer["blocks"]
+            assert isinstance(index, bytes) and len(index) % 56 == 0
+            entries = [struct.unpack_from("<7q", index, i) for i in range(0, len(index), 56)]
+            assert sum(e[3] for e in entries) == len(readings)
+        got.extend(readings)
+    assert sealed >= 2
+    assert [s for s, _ in got] == list(range(1, len(everything) + 1))
+    assert all(exact(r, want) for (_s, r), want in zip(got, everything, strict=True))
+
+
+def test_the_small_files_read_as_documented(tmp_path: Path) -> None:
+    cfg = BufferConfig(tmp_path / "b")
+    with SegmentLog.open(cfg) as log:
+        log.append_many(reading(i) for i in range(1, 101))
+        log.commit()
+        log.ack([(1, 10), (20, 30)])
+    assert cbor2.loads(Path(cfg.seq_file).read_bytes()) == {"v": 1, "reserved": 100}
+    state = cbor2.loads(Path(cfg.state_path).read_bytes())
+    assert state["v"] == 1 and state["acked"] == [1, 10, 20, 30]
+    assert state["dropped"] == {} and state["reserved"] == 100
