@@ -91,6 +91,7 @@ def read_segment(path: str) -> tuple[list[tuple[int, Reading]], dict[str, object
     assert os.path.basename(path) == f"seg-{header[2]:020d}.cborseq"
     readings: list[tuple[int, Reading]] = []
     footer = None
+    footer_at = -1
     while decoder.fp.tell() < len(data):
         start = decoder.fp.tell()
         try:
