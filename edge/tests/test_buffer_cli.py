@@ -1,0 +1,86 @@
+"""`estran edge buffer dump|verify|stats` and `estran bench buffer` (their contracts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from edge.buffer import BufferConfig, SegmentLog
+from edge.buffer._format import FRAME_LEN, HEADER_LEN
+from edge.tests.buffer_support import reading
+from estran.cli import cli
+
+
+def make(directory: Path, n: int = 50) -> BufferConfig:
+    cfg = BufferConfig(directory, commit_readings=10, segment_bytes=4096)
+    with SegmentLog.open(cfg) as log:
+        log.append_many(reading(i) for i in range(1, n + 1))
+        log.commit()
+        log.ack([(1, 10)])  # the first block
+    return cfg
+
+
+def test_dump_json_lines(tmp_path: Path) -> None:
+    make(tmp_path / "b")
+    r = CliRunner().invoke(cli, ["edge", "buffer", "dump", "--dir", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [row["seq"] for row in rows] == list(range(11, 51))  # acknowledged ones are gone
+    first = rows[0]
+    assert set(first) == {"seq", "sensor", "quantity", "unit", "ts_ms", "value"}
+    want = reading(11)
+    assert (first["sensor"], first["quantity"], first["unit"], first["ts_ms"], first["value"]) == (
+        want.sensor,
+        want.quantity,
+        want.unit,
+        want.ts_ms,
+        want.value,
+    )
+    r = CliRunner().invoke(cli, ["edge", "buffer", "dump", "--dir", str(tmp_path / "b")])
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 40
+
+
+def test_verify_exit_codes(tmp_path: Path) -> None:
+    cfg = make(tmp_path / "b", 400)
+    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "b")])
+    assert r.exit_code == 0 and r.output.startswith("sound"), r.output
+    victim = sorted(Path(cfg.segments_dir).iterdir())[0]
+    data = bytearray(victim.read_bytes())
+    first_len = int.from_bytes(data[HEADER_LEN + 7 : HEADER_LEN + 11], "big")
+    data[HEADER_LEN + FRAME_LEN + first_len + FRAME_LEN + 10] ^= 1  # inside the second block
+    victim.write_bytes(bytes(data))
+    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "b")])
+    assert r.exit_code == 1
+    assert "PROBLEM" in r.output and victim.name in r.output
+    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "nothing")])
+    assert r.exit_code == 1
+
+
+def test_stats(tmp_path: Path) -> None:
+    make(tmp_path / "b")
+    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["depth"] == 40 and d["durable_seq"] == 50 and d["dropped_total"] == 0
+    assert d["bytes"] > 0 and d["oldest_ts_ms"] == reading(11).ts_ms and d["oldest_age_s"] > 0
+    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "depth" in r.output
+    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "none")])
+    assert r.exit_code != 0
+
+
+def test_bench_buffer_json_contract(tmp_path: Path) -> None:
+    args = ["bench", "buffer", "--readings", "3000", "--no-anchor", "--recover-mb", "8", "--json"]
+    r = CliRunner().invoke(cli, [*args, "--dir", str(tmp_path / "b"), "--report-durable"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "durable 2000"
+    assert lines[-2] == "durable 3000"
+    d = json.loads(lines[-1])
+    assert d["readings"] == 3000 and d["lost"] == 0
+    for key in ("append_per_s", "drain_per_s", "bytes_per_reading"):
+        assert isinstance(d[key], int | float) and d[key] > 0
+    assert d["anchors"] == [] and d["anchor_skipped"] == "--no-anchor"
+    assert d["recover_s"] >= 0 and d["recover_bytes"] >= 8 << 20
