@@ -1,4 +1,4 @@
-"""`estran edge buffer dump|verify|stats` and `estran bench buffer` (their contracts)."""
+"""`estran edge buffer dump|verify|stats` (their contracts)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from edge.buffer import BufferConfig, SegmentLog
 from edge.buffer._format import FRAME_LEN, HEADER_LEN
+from edge.cli import edge
 from edge.tests.buffer_support import reading
-from estran.cli import cli
 
 
 def make(directory: Path, n: int = 50) -> BufferConfig:
@@ -24,7 +24,7 @@ def make(directory: Path, n: int = 50) -> BufferConfig:
 
 def test_dump_json_lines(tmp_path: Path) -> None:
     make(tmp_path / "b")
-    r = CliRunner().invoke(cli, ["edge", "buffer", "dump", "--dir", str(tmp_path / "b"), "--json"])
+    r = CliRunner().invoke(edge, ["buffer", "dump", "--dir", str(tmp_path / "b"), "--json"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines()]
     assert [row["seq"] for row in rows] == list(range(11, 51))  # acknowledged ones are gone
@@ -38,49 +38,34 @@ def test_dump_json_lines(tmp_path: Path) -> None:
         want.ts_ms,
         want.value,
     )
-    r = CliRunner().invoke(cli, ["edge", "buffer", "dump", "--dir", str(tmp_path / "b")])
+    r = CliRunner().invoke(edge, ["buffer", "dump", "--dir", str(tmp_path / "b")])
     assert r.exit_code == 0 and len(r.output.splitlines()) == 40
 
 
 def test_verify_exit_codes(tmp_path: Path) -> None:
     cfg = make(tmp_path / "b", 400)
-    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "b")])
+    r = CliRunner().invoke(edge, ["buffer", "verify", "--dir", str(tmp_path / "b")])
     assert r.exit_code == 0 and r.output.startswith("sound"), r.output
     victim = sorted(Path(cfg.segments_dir).iterdir())[0]
     data = bytearray(victim.read_bytes())
     first_len = int.from_bytes(data[HEADER_LEN + 7 : HEADER_LEN + 11], "big")
     data[HEADER_LEN + FRAME_LEN + first_len + FRAME_LEN + 10] ^= 1  # inside the second block
     victim.write_bytes(bytes(data))
-    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "b")])
+    r = CliRunner().invoke(edge, ["buffer", "verify", "--dir", str(tmp_path / "b")])
     assert r.exit_code == 1
     assert "PROBLEM" in r.output and victim.name in r.output
-    r = CliRunner().invoke(cli, ["edge", "buffer", "verify", "--dir", str(tmp_path / "nothing")])
+    r = CliRunner().invoke(edge, ["buffer", "verify", "--dir", str(tmp_path / "nothing")])
     assert r.exit_code == 1
 
 
 def test_stats(tmp_path: Path) -> None:
     make(tmp_path / "b")
-    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "b"), "--json"])
+    r = CliRunner().invoke(edge, ["buffer", "stats", "--dir", str(tmp_path / "b"), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["depth"] == 40 and d["durable_seq"] == 50 and d["dropped_total"] == 0
     assert d["bytes"] > 0 and d["oldest_ts_ms"] == reading(11).ts_ms and d["oldest_age_s"] > 0
-    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "b")])
+    r = CliRunner().invoke(edge, ["buffer", "stats", "--dir", str(tmp_path / "b")])
     assert r.exit_code == 0 and "depth" in r.output
-    r = CliRunner().invoke(cli, ["edge", "buffer", "stats", "--dir", str(tmp_path / "none")])
+    r = CliRunner().invoke(edge, ["buffer", "stats", "--dir", str(tmp_path / "none")])
     assert r.exit_code != 0
-
-
-def test_bench_buffer_json_contract(tmp_path: Path) -> None:
-    args = ["bench", "buffer", "--readings", "3000", "--no-anchor", "--recover-mb", "8", "--json"]
-    r = CliRunner().invoke(cli, [*args, "--dir", str(tmp_path / "b"), "--report-durable"])
-    assert r.exit_code == 0, r.output
-    lines = r.stdout.splitlines()
-    assert lines[0] == "durable 2000"
-    assert lines[-2] == "durable 3000"
-    d = json.loads(lines[-1])
-    assert d["readings"] == 3000 and d["lost"] == 0
-    for key in ("append_per_s", "drain_per_s", "bytes_per_reading"):
-        assert isinstance(d[key], int | float) and d[key] > 0
-    assert d["anchors"] == [] and d["anchor_skipped"] == "--no-anchor"
-    assert d["recover_s"] >= 0 and d["recover_bytes"] >= 8 << 20
