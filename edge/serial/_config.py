@@ -8,7 +8,7 @@ directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -513,25 +513,44 @@ def _toml(value: object) -> str:
 
 
 def _snippet(config: SerialPortConfig) -> str:
-    line = config.line
-    lines = ["[[serial]]", f"path = {_toml(config.path)}", f"protocol = {_toml(config.protocol)}"]
-    if config.protocol == TIC and config.tic_mode is not None:
-        lines.append(f"mode = {_toml(config.tic_mode)}")
+    return config_snippet(
+        config.path,
+        config.protocol,
+        config.line,
+        config.tic_mode if config.protocol == TIC else None,
+        config.devices,
+    )
+
+
+def config_snippet(
+    path: str,
+    protocol: str,
+    line: LineSettings,
+    mode: str | None,
+    devices: Sequence[DeviceConfig],
+) -> str:
+    """A ``[[serial]]`` TOML table for the gateway configuration. Not validated: a Modbus
+    device whose register map is unknown gets a placeholder to fill in."""
+    lines = ["[[serial]]", f"path = {_toml(path)}", f"protocol = {_toml(protocol)}"]
+    if protocol == TIC and mode is not None:
+        lines.append(f"mode = {_toml(mode)}")
     lines += [
         f"baud = {line.baud}",
         f"bytesize = {line.bytesize}",
         f'parity = "{line.parity}"',
         f"stopbits = {line.stopbits}",
     ]
-    for device in config.devices:
+    for device in devices:
         lines += ["", "[[serial.devices]]", f"sensor = {_toml(device.sensor)}"]
         if device.address is not None:
             lines.append(f"address = {_toml(device.address)}")
         if isinstance(device.register_map, str):
             lines.append(f"map = {_toml(device.register_map)}")
+        elif protocol == MODBUS and device.register_map is None:
+            lines.append('map = "CHANGE-ME"  # no known register map answered: describe it')
         if device.model is not None:
             lines.append(f"model = {_toml(device.model)}")
-        if config.protocol == SDI12:
+        if protocol == SDI12:
             lines.append(f"measurement = {_toml(device.measurement)}")
             if device.names:
                 lines.append(f"names = {_toml(device.names)}")
@@ -555,6 +574,7 @@ __all__ = [
     "SerialConfigError",
     "SerialError",
     "SerialPortConfig",
+    "config_snippet",
     "mbus_selection",
     "sdi12_command",
 ]

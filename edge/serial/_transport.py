@@ -78,7 +78,13 @@ def program_line(fd: int, line: LineSettings) -> None:
         cflag |= termios.PARENB | (termios.PARODD if line.parity == "O" else 0)
     if line.stopbits == 2:
         cflag |= termios.CSTOPB
-    wanted = [iflag, attrs[1], cflag, attrs[3], speed, speed, attrs[6]]
+    cc = list(attrs[6])
+    # VMIN 1: with O_NONBLOCK an empty read is then EAGAIN, and a read of 0 bytes only
+    # means a hang-up. (pyserial's VMIN 0 makes "no data" and "unplugged" look alike: a
+    # reader woken just before a flush would take the port for lost.)
+    cc[termios.VMIN] = 1
+    cc[termios.VTIME] = 0
+    wanted = [iflag, attrs[1], cflag, attrs[3], speed, speed, cc]
     if wanted == attrs:
         return
     try:

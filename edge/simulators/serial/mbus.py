@@ -331,7 +331,7 @@ class MbusSimulator(SerialSimulator):
             return
         await asyncio.sleep(self.processing)
         reply = replies[0] if len(replies) == 1 else _collide(replies)
-        if self.take_bad_checksum() and len(reply) > 2:
+        if len(reply) > 2 and self.take_bad_checksum():
             reply = reply[:-2] + bytes(((reply[-2] + 1) & 0xFF,)) + reply[-1:]
         self.stats["answers"] += 1
         await self.transmit(reply)

@@ -98,9 +98,9 @@ class Sdi12Simulator(SerialSimulator):
                 elif len(line) > sdi12.MAX_LINE:
                     line.clear()
 
-    async def _respond(self, data: bytes) -> None:
+    async def _respond(self, data: bytes, values: bool = False) -> None:
         await asyncio.sleep(RESPONSE_DELAY)
-        if self.take_bad_checksum():
+        if values and self.take_bad_checksum():  # faults hit data lines, where a CRC is
             data = _spoil(data)
         self.stats["answers"] += 1
         await self.transmit(data)
@@ -144,7 +144,7 @@ class Sdi12Simulator(SerialSimulator):
         elif kind == sdi12.CONTINUOUS:
             reply = sdi12.format_data(a, list(self.sample(0)), cmd.crc)
         if reply is not None:
-            await self._respond(reply)
+            await self._respond(reply, kind in (sdi12.DATA, sdi12.CONTINUOUS))
 
     def port_config(self, sensor_prefix: str | None = None) -> dict[str, object]:
         device: dict[str, object] = {
