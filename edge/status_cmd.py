@@ -161,6 +161,11 @@ def render(snapshot: Snapshot, values: int = 4) -> list[Any]:
     if uplink.get("broker"):
         uplink_line += f" to {uplink['broker']}, session {uplink.get('session')}"
         uplink_line += f", {uplink.get('acked_readings', 0)} readings acknowledged"
+    if uplink.get("crashes"):
+        crash = uplink.get("last_crash") or {}
+        uplink_line += (
+            f", [red]{uplink['crashes']} crashes[/red] (last: {escape(str(crash.get('error')))})"
+        )
     summary.add_row("uplink", uplink_line)
     summary.add_row(
         "footprint",

@@ -164,7 +164,8 @@ class Daemon:
         last_status = time.monotonic()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), STATUS_INTERVAL_S)
+                async with asyncio.timeout(STATUS_INTERVAL_S):  # not wait_for: see _supervisor
+                    await self._wake.wait()
             self._wake.clear()
             if self._reload_requested and not self._stop.is_set():
                 self._reload_requested = False

@@ -74,7 +74,8 @@ class StatusServer:
         if server is not None:
             server.close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -82,7 +83,8 @@ class StatusServer:
         try:
             body = json.dumps(self._snapshot(), separators=(",", ":"), default=str)
             writer.write(body.encode() + b"\n")
-            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.drain()
             self.served += 1
         except (OSError, TimeoutError) as e:
             log.debug("status client went away: %r", e)
@@ -91,7 +93,8 @@ class StatusServer:
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
 
 def read_status(path: Path, timeout: float = 3.0, max_bytes: int = 64 << 20) -> dict[str, object]:
