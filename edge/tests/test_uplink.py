@@ -112,8 +112,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def broker_port() -> AsyncIterator[int]:
+@contextlib.asynccontextmanager
+async def amqtt_broker() -> AsyncIterator[int]:
+    """An amqtt broker (MQTT 3.1.1) on a free port; yields the port."""
     port = free_port()
     broker = Broker(
         {
@@ -128,6 +129,12 @@ async def broker_port() -> AsyncIterator[int]:
         yield port
     finally:
         await broker.shutdown()
+
+
+@pytest.fixture
+async def broker_port() -> AsyncIterator[int]:
+    async with amqtt_broker() as port:
+        yield port
 
 
 @dataclass

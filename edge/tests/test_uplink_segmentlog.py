@@ -1,0 +1,111 @@
+"""The uplink on the real buffer (edge.buffer.SegmentLog), and `estran edge run`'s config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import click
+import pytest
+
+from edge.buffer import BufferConfig, SegmentLog
+from edge.run_cmd import load_run_config
+from edge.tests.test_uplink import FakeHub, amqtt_broker, config, readings, running, until
+from edge.uplink import Uplink
+from protocols.block import decode_block
+from protocols.reading import FLAG_ALARM
+
+
+@pytest.fixture
+async def broker_port() -> AsyncIterator[int]:
+    async with amqtt_broker() as port:
+        yield port
+
+
+async def test_drains_a_segment_log_alarms_first_each_block_once(
+    tmp_path: Path, broker_port: int
+) -> None:
+    log = SegmentLog.open(
+        BufferConfig(directory=tmp_path / "buffer", commit_readings=250, segment_bytes=16384)
+    )
+    try:
+        log.append_many(readings(3000))
+        alarm_seqs = [log.append(r) for r in readings(5, start=3000, flags=FLAG_ALARM)]
+        log.commit()
+        log.append_many(readings(1000, start=4000))
+        last_backlog = log.commit()
+        hub = FakeHub(broker_port)
+        uplink = Uplink(log, config(tmp_path, broker_port, batch_initial=600))
+        async with running((hub.run(), "hub")):
+            await asyncio.wait_for(hub.ready.wait(), 10)
+            async with running((uplink.run(), "uplink")):
+                await until(lambda: log.stats().depth == 0)
+                live_first = log.append_many(readings(300, start=9000)) - 299
+                log.commit()
+                await until(lambda: log.stats().depth == 0 and len(hub.stored) == 4305)
+        # the alarm block went out in the first batch, ahead of older backlog
+        first_blocks = [decode_block(b)[0] for b in hub.batches[0].blocks]
+        assert alarm_seqs[0] in first_blocks
+        # every reading arrived exactly once, as appended
+        assert len(hub.received) == len(set(hub.received)) == 4305
+        assert max(s for s in hub.stored if s <= last_backlog) == last_backlog
+        live = [b for b in hub.batches if not b.historical]
+        assert live and all(b.first_seq >= live_first for b in live)
+        assert sum(b.count for b in live) == 300
+        # the buffer freed what the hub acknowledged
+        assert log.stats().segments <= 1
+    finally:
+        log.close()
+
+
+async def test_acks_survive_a_restart_of_the_gateway(tmp_path: Path, broker_port: int) -> None:
+    buffer = BufferConfig(directory=tmp_path / "buffer", commit_readings=200)
+    log = SegmentLog.open(buffer)
+    log.append_many(readings(2000))
+    log.commit()
+    hub = FakeHub(broker_port)
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        uplink = Uplink(log, config(tmp_path, broker_port))
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.stats().depth == 0)
+        log.close()
+        # a new process: nothing is sent again
+        log = SegmentLog.open(buffer)
+        sent_before = len(hub.received)
+        uplink = Uplink(log, config(tmp_path, broker_port))
+        async with running((uplink.run(), "uplink")):
+            await asyncio.wait_for(uplink.connected.wait(), 10)
+            await asyncio.sleep(0.3)
+        log.close()
+    assert sent_before == len(hub.received) == 2000
+
+
+def test_run_config(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        '[gateway]\nid = "gw-7"\ndata_dir = "state"\n'
+        '[uplink]\nbroker = "mqtt://hub:1883"\nbacklog_rate = 500\nprotocol = "3.1.1"\n'
+        "[buffer]\nquota_bytes = 1048576\n"
+        "[sensors.soil-001]\nname = 'ignored by this command'\n"
+    )
+    c = load_run_config(path)
+    assert (c.gateway_id, c.broker, c.buffer_dir) == (
+        "gw-7",
+        "mqtt://hub:1883",
+        tmp_path / "state" / "buffer",
+    )
+    assert c.uplink == {"backlog_rate": 500.0, "protocol": "3.1.1"}
+    assert c.buffer == {"quota_bytes": 1048576}
+    path.write_text('[gateway]\nid = "gw-7"\ndata_dir = "x"\n')
+    with pytest.raises(click.ClickException, match=r"uplink\.broker"):
+        load_run_config(path)
+    path.write_text(
+        '[gateway]\nid = "gw-7"\ndata_dir = "x"\n[uplink]\nbroker = "b"\nbacklog_rate = "fast"\n'
+    )
+    with pytest.raises(click.ClickException, match="backlog_rate"):
+        load_run_config(path)
+    path.write_text("not toml [")
+    with pytest.raises(click.ClickException):
+        load_run_config(path)
