@@ -96,8 +96,9 @@ class DeviceConfig:
     """One sensor on a port.
 
     - `sensor`: the stable, human-readable sensor id its readings carry.
-    - `address`: Modbus 1..247; M-Bus primary 0..250 or secondary (16 hex digits:
-      identification, manufacturer, version, medium as printed by the meter's telegram);
+    - `address`: Modbus 1..247; M-Bus primary 0..250 or secondary (8 hex digits: the
+      identification; or 16: identification, manufacturer, version, medium, as libmbus
+      prints them; F for any digit);
       SDI-12 one character; NMEA an optional talker filter ("II", "GP"); None otherwise.
     - `interval`: masters poll every `interval` seconds; passive streams hand over at most
       one frame's readings per `interval` (0: every frame).

@@ -87,7 +87,7 @@ class ModbusSession(Session):
                 response = await self.transact(transport, request)
             except _NoAnswer:
                 self.count(device.sensor, NO_RESPONSE, f"address {request.address}")
-                return  # it is not there: do not wait out every other request too
+                break  # it is not there: do not wait out every other request too
             except modbus.ModbusException as e:
                 self.count(device.sensor, EXCEPTION, e.message)
                 continue
@@ -98,7 +98,8 @@ class ModbusSession(Session):
             found += modbus.decode_registers(
                 register_map, request.start or 0, response.registers or (), request.function
             )
-        await self.emit(device, found, ts)
+        if found:
+            await self.emit(device, found, ts)
 
     async def transact(
         self, transport: SerialTransport, request: modbus.Request
