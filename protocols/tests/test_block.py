@@ -14,6 +14,7 @@ from protocols.block import (
     MAX_READINGS,
     MAX_STRING,
     BlockEncoder,
+    check_reading,
     decode_block,
     encode_block,
     read_block_header,
@@ -349,3 +350,40 @@ def test_varint_columns_refuse_overlong_and_truncated_values() -> None:
         unpack_uvarints(b"\x80", 1)
     with pytest.raises(RemoteProtocolError):
         unpack_uvarints(b"\x01\x02", 1)
+
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=5000),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(
+    st.one_of(st.text(max_size=300), st.none(), st.integers()),
+    st.one_of(st.text(max_size=300), st.none()),
+    st.one_of(st.text(max_size=300), st.none(), st.integers()),
+    anything,
+    st.one_of(st.integers(min_value=-(2**63), max_value=2**63), st.floats(), st.none()),
+    st.one_of(st.integers(min_value=-5, max_value=2**32), st.none()),
+)
+@settings(max_examples=500)
+def test_check_reading_accepts_exactly_what_a_block_can_hold(
+    sensor: object, quantity: object, unit: object, value: object, ts: object, flags: object
+) -> None:
+    r = Reading(sensor, quantity, unit, value, ts, flags)  # type: ignore[arg-type]
+    try:
+        check_reading(r)
+        ok = True
+    except LocalProtocolError:
+        ok = False
+    try:
+        encode_block(1, [r])
+        encoded = True
+    except LocalProtocolError:
+        encoded = False
+    assert ok == encoded, r
