@@ -1,0 +1,631 @@
+"""`estran demo`, the orchestration: the hub, the simulators, the gateways, the live view, and
+a clean stop.
+
+Processes, as in a real deployment: the hub (`estran hub run`: embedded amqtt broker, SQLite,
+HTTP API), one gateway daemon per site (`python -m edge.daemon --config FILE`, what
+`estran edge run` and the systemd unit run), and the BLE radio world
+(`python -m edge.simulators.ble`). The serial simulators run in the demo's own event loop,
+on pseudo-terminals the gateways open by their stable symlink paths.
+
+Broker access: when the gateway's uplink can log in with the credentials that enrollment
+writes, the hub runs with `--broker-access fleet` and every gateway is enrolled the way a
+technician does it (`estran edge enroll` with a one-time token); otherwise the hub's broker is
+open (development only) and the demo says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from edge.simulators.serial import SerialSimulator
+from estran.demo._children import Child, estran_argv
+from estran.demo._territory import (
+    BLE_HEADLINES,
+    TERRITORY,
+    BleWorld,
+    GatewayPlan,
+    GatewaySetup,
+    gateway_config,
+)
+from estran.demo._view import HubPoller, SensorInfo, Snapshot, ViewState, render, summary
+
+HUB_READY_S = 60.0
+WORLD_READY_S = 45.0
+ENROLL_S = 45.0
+STOP_GATEWAY_S = 15.0
+STOP_HUB_S = 15.0
+POLL_S = 1.0
+SUMMARY_EVERY_S = 5.0
+MAX_RESTARTS = 5
+SOCKET_PATH_MAX = 107  # sun_path, Linux
+
+_VIA = {
+    "tic": "serial · TIC",
+    "modbus": "serial · Modbus RTU",
+    "mbus": "serial · M-Bus",
+    "sdi12": "serial · SDI-12",
+    "ultrasonic": "serial · ultrasonic",
+    "nmea": "serial · NMEA 0183",
+}
+
+
+class DemoError(Exception):
+    """The demo cannot go on: said to the user, with the log that explains it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    duration: float | None = None
+    http: str | None = None  # HOST:PORT of the hub's API; None: a free port on 127.0.0.1
+    data: Path | None = None  # None: a temporary directory, removed at exit
+    broker_access: str = "auto"  # auto, fleet, open
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DemoError(f"--http {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def uplink_can_log_in() -> bool:
+    """Whether this version's uplink takes the broker credentials enrollment writes."""
+    from edge.uplink import UplinkConfig
+
+    return {"username", "password"} <= {f.name for f in dataclasses.fields(UplinkConfig)}
+
+
+@dataclass(slots=True)
+class _Gateway:
+    plan: GatewayPlan
+    data_dir: Path
+    gateway_id: str
+    config: Path | None = None
+    child: Child | None = None
+    credentials: Path | None = None
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.stop = asyncio.Event()
+        self.starting = True
+        self.workdir = Path()
+        self.temporary = options.data is None
+        self.children: list[Child] = []
+        self.simulators: dict[str, SerialSimulator] = {}
+        self.gateways: list[_Gateway] = []
+        self.world: BleWorld | None = None
+        self.events: deque[str] = deque(maxlen=4)
+        self.http_host, self.http_port = "127.0.0.1", 0
+        self.mqtt_port = 0
+        self.fleet_access = False
+        self.hub: Child | None = None
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.workdir / "hub"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def base_url(self) -> str:
+        host = self.http_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        opts = self.options
+        if opts.http is not None:
+            self.http_host, self.http_port = split_host_port(opts.http)
+        else:
+            self.http_port = free_port()
+        if opts.data is not None:
+            self.workdir = opts.data.resolve()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="estran-demo-"))
+        longest = self.workdir / "gateways" / "building" / "status.sock"
+        if len(str(longest)) > SOCKET_PATH_MAX:
+            raise DemoError(f"--data {self.workdir}: too long a path for the status sockets")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_callback(self._stop_hub)
+                stack.push_async_callback(self._stop_world)
+                stack.push_async_callback(self._stop_simulators)
+                stack.push_async_callback(self._stop_gateways)
+                await self._start()
+                self.starting = False
+                await self._serve()
+                await self._final_summary()
+        finally:
+            if self.temporary:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def request_stop(self, main: asyncio.Task[None] | None) -> None:
+        """Ctrl-C or SIGTERM: stop (while starting: at once); a second time: kill children."""
+        if self.stop.is_set():
+            for child in self.children:
+                child.kill()
+            return
+        self.stop.set()
+        if self.starting and main is not None:
+            main.cancel()
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    async def _start(self) -> None:
+        opts = self.options
+        if opts.broker_access == "auto":
+            self.fleet_access = uplink_can_log_in()
+        else:
+            self.fleet_access = opts.broker_access == "fleet"
+        self.mqtt_port = free_port()
+        for plan in TERRITORY:
+            data_dir = self.workdir / "gateways" / plan.key
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.gateways.append(_Gateway(plan, data_dir, plan.default_id))
+        tokens: dict[str, str] = {}
+        if self.fleet_access:
+            tokens = await asyncio.wait_for(asyncio.to_thread(self._prepare_fleet), 30)
+        self._say(f"[bold]Estran demo[/]: the territory on this machine, in {self.workdir}")
+        self._say("  starting the hub, the radio world and the serial simulators …")
+        self.hub = self._child(
+            "hub",
+            estran_argv(
+                "hub",
+                "run",
+                "--data",
+                str(self.hub_dir),
+                "--http",
+                f"{self.http_host}:{self.http_port}",
+                "--mqtt-listen",
+                f"127.0.0.1:{self.mqtt_port}",
+                "--broker-access",
+                "fleet" if self.fleet_access else "open",
+            ),
+        )
+        world = self._child(
+            "ble-world",
+            [
+                sys.executable,
+                "-m",
+                "edge.simulators.ble",
+                "--gateway",
+                "marina@marina",
+                "--gateway",
+                "park@park",
+                "--advertising-interval",
+                "1",
+                "--update-interval",
+                "4",
+                "--poll-interval",
+                "20",
+            ],
+            pipe_stdout=True,
+        )
+        await self.hub.start()
+        await world.start()
+        await self._start_simulators()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._wait_hub(), name="demo:wait-hub")
+            tg.create_task(self._wait_world(world), name="demo:wait-world")
+        if self.fleet_access:
+            await self._enroll_all(tokens)
+        for gw in self.gateways:
+            self._write_config(gw)
+        for gw in self.gateways:
+            assert gw.config is not None
+            gw.child = self._child(
+                gw.plan.key,
+                [sys.executable, "-m", "edge.daemon", "--config", str(gw.config)],
+            )
+            await gw.child.start()
+        self._intro()
+
+    def _child(self, name: str, argv: list[str], *, pipe_stdout: bool = False) -> Child:
+        child = Child(name, argv, self.log_dir / f"{name}.log", pipe_stdout=pipe_stdout)
+        self.children.append(child)
+        return child
+
+    async def _start_simulators(self) -> None:
+        directory = self.workdir / "serial"
+        directory.mkdir(parents=True, exist_ok=True)
+        for plan in TERRITORY:
+            for sensor in plan.serial:
+                sim = sensor.make(directory)
+                await sim.start()
+                self.simulators[sensor.sensor] = sim
+
+    async def _wait_hub(self) -> None:
+        assert self.hub is not None
+        poller = HubPoller(self.base_url)
+        deadline = time.monotonic() + HUB_READY_S
+        while time.monotonic() < deadline:
+            if not self.hub.alive():
+                raise DemoError("the hub exited while starting:\n" + self.hub.tail())
+            if await poller.ready():
+                return
+            await asyncio.sleep(0.2)
+        raise DemoError(f"the hub did not become ready in {HUB_READY_S:.0f} s:\n" + self.hub.tail())
+
+    async def _wait_world(self, world: Child) -> None:
+        try:
+            line = await world.readline(WORLD_READY_S)
+        except TimeoutError as e:
+            raise DemoError("the BLE radio world did not start:\n" + world.tail()) from e
+        if not line:
+            raise DemoError("the BLE radio world exited while starting:\n" + world.tail())
+        try:
+            self.world = BleWorld.from_ready_line(line)
+        except (ValueError, KeyError, TypeError) as e:
+            raise DemoError(f"the BLE radio world said {line!r}: {e}") from e
+
+    # -- enrollment ----------------------------------------------------------------------------
+
+    def _prepare_fleet(self) -> dict[str, str]:
+        """Groups and one-time tokens, in the hub's registry (what `estran fleet group create`
+        and `estran fleet token create` do). Gateways enrolled in an earlier run (--data)
+        keep their identity."""
+        from edge.identity import GatewayState
+        from fleet import Fleet
+
+        tokens: dict[str, str] = {}
+        with Fleet(self.hub_dir) as fleet:
+            groups = {g.name for g in fleet.groups()}
+            for gw in self.gateways:
+                with GatewayState(gw.data_dir) as state:
+                    identity = state.identity()
+                if identity is not None:
+                    gw.gateway_id = identity.gateway_id
+                    gw.credentials = gw.data_dir / "credentials"
+                    continue
+                if gw.plan.group not in groups:
+                    fleet.create_group(gw.plan.group, "estran-demo", gw.plan.title)
+                    groups.add(gw.plan.group)
+                issued = fleet.create_token(gw.plan.group, 600.0, "estran-demo", gw.plan.site)
+                tokens[gw.plan.key] = issued.token
+        return tokens
+
+    async def _enroll_all(self, tokens: Mapping[str, str]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for gw in self.gateways:
+                token = tokens.get(gw.plan.key)
+                if token is not None:
+                    tg.create_task(self._enroll(gw, token), name=f"demo:enroll-{gw.plan.key}")
+
+    async def _enroll(self, gw: _Gateway, token: str) -> None:
+        argv = estran_argv(
+            "edge",
+            "enroll",
+            "--hub",
+            self.base_url,
+            "--token",
+            token,
+            "--data",
+            str(gw.data_dir),
+            "--site",
+            gw.plan.site,
+            "--json",
+        )
+        log = self.log_dir / f"enroll-{gw.plan.key}.log"
+        with open(log, "w") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), ENROLL_S)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(proc.wait(), 5)
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise DemoError(f"enrolling {gw.plan.key} failed:\n{log.read_text()}")
+        result = json.loads(lines[-1])
+        gw.gateway_id = str(result["gateway_id"])
+        gw.credentials = gw.data_dir / "credentials"
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _write_config(self, gw: _Gateway) -> None:
+        from edge.config import ConfigError, load_config
+
+        setup = GatewaySetup(
+            gateway_id=gw.gateway_id,
+            data_dir=gw.data_dir,
+            broker=f"mqtt://127.0.0.1:{self.mqtt_port}",
+            credentials_file=gw.credentials,
+        )
+        text = gateway_config(gw.plan, setup, self.simulators, self.world)
+        path = gw.data_dir / "edge.toml"
+        path.write_text(text)
+        try:
+            load_config(path)
+        except ConfigError as e:  # a demo bug: say it as the daemon would
+            raise DemoError(str(e)) from e
+        gw.config = path
+
+    def sensor_infos(self) -> dict[str, SensorInfo]:
+        infos: dict[str, SensorInfo] = {}
+        for gw in self.gateways:
+            for sensor in gw.plan.serial:
+                protocol = str(self.simulators[sensor.sensor].port_config()["protocol"])
+                infos[sensor.sensor] = SensorInfo(
+                    gw.plan.key, _VIA.get(protocol, f"serial · {protocol}"), False, sensor.headline
+                )
+            zone = gw.plan.ble_zone
+            if zone is None or self.world is None:
+                continue
+            for device in self.world.devices.get(zone, ()):
+                sensor_id = str(device["sensor"])
+                kind = {"bthome": "BTHome v2", "miflora": "Mi Flora"}.get(
+                    str(device.get("kind")), str(device.get("kind"))
+                )
+                if device.get("bind_key"):
+                    kind += " (encrypted)"
+                elif device.get("poll_interval"):
+                    kind += " + GATT"
+                infos[sensor_id] = SensorInfo(
+                    gw.plan.key, f"BLE · {kind}", True, BLE_HEADLINES.get(sensor_id, ())
+                )
+        return infos
+
+    def _intro(self) -> None:
+        url = self.base_url
+        gateways = ", ".join(f"{gw.gateway_id} ({gw.plan.title})" for gw in self.gateways)
+        keep = "removed at exit; --data DIR keeps it" if self.temporary else "kept"
+        access = (
+            "fleet access: gateways enrolled with one-time tokens, each confined to its topics"
+            if self.fleet_access
+            else "open access (development only): this uplink cannot log in yet"
+        )
+        marina = next(gw for gw in self.gateways if gw.plan.key == "marina")
+        lines = [
+            f"  hub        {url}  (API docs {url}/api/docs)",
+            f"  broker     mqtt://127.0.0.1:{self.mqtt_port}, embedded, {access}",
+            f"  gateways   {gateways}",
+            f"  data       {self.workdir}  ({keep}); logs in {self.log_dir}",
+            f"  try        curl -s {url}/api/v1/sensors",
+            f"             curl -s '{url}/api/v1/readings?sensor=marina-berth-02&limit=5'",
+            f"             estran edge status --data {marina.data_dir}",
+        ]
+        if self.fleet_access:
+            lines.append(f"             estran fleet --data {self.hub_dir} gateways")
+        for line in lines:
+            self._say(line)
+        self._say("")
+
+    # -- while it runs -------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        tasks = [
+            asyncio.create_task(self._watch(), name="demo:watch"),
+            asyncio.create_task(self._show(), name="demo:view"),
+            asyncio.create_task(self.stop.wait(), name="demo:stop"),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=self.options.duration, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _watch(self) -> None:
+        """Supervise the children: a gateway that dies is restarted (a few times, as systemd
+        would); the hub or the radio world dying ends the demo with its log."""
+        restarts: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(0.5)
+            for child in self.children:
+                if child.alive() or child.stopping or child.proc is None:
+                    continue
+                if child is self.hub or child.name == "ble-world":
+                    raise DemoError(
+                        f"{child.name} exited (status {child.returncode}):\n{child.tail()}"
+                    )
+                n = restarts.get(child.name, 0)
+                if n >= MAX_RESTARTS:
+                    child.stopping = True
+                    self.events.append(f"{child.name}: exited {n + 1} times, left stopped")
+                    continue
+                restarts[child.name] = n + 1
+                self.events.append(
+                    f"{child.name}: exited (status {child.returncode}), restarting "
+                    f"(see {child.log})"
+                )
+                await asyncio.sleep(min(2.0 * 2**n, 10.0))
+                await child.start()
+            for name, sim in self.simulators.items():
+                if sim.error is not None and not getattr(sim, "_reported", False):
+                    sim._reported = True  # type: ignore[attr-defined]
+                    self.events.append(f"simulator of {name} failed: {sim.error}")
+
+    async def _show(self) -> None:
+        poller = HubPoller(self.base_url)
+        state = ViewState()
+        infos = self.sensor_infos()
+        gateways = {gw.gateway_id: (gw.plan.title, gw.plan.site) for gw in self.gateways}
+        ids = {gw.plan.key: gw.gateway_id for gw in self.gateways}
+        header = self.base_url
+        deadline = (
+            time.monotonic() + self.options.duration if self.options.duration is not None else None
+        )
+        snap = Snapshot()
+
+        def view() -> object:
+            remaining = deadline - time.monotonic() if deadline is not None else None
+            body = render(
+                snap,
+                state,
+                gateways=gateways,
+                sensors=infos,
+                ids=ids,
+                header=header,
+                remaining=remaining,
+            )
+            if not self.events:
+                return body
+            from rich.console import Group
+            from rich.text import Text
+
+            notes = [Text(e, style="yellow") for e in self.events]
+            return Group(body, Text(""), *notes)
+
+        if not self.console.is_terminal:
+            last = 0.0
+            while True:
+                snap = await poller.poll()
+                state.update(snap)
+                now = time.monotonic()
+                if now - last >= SUMMARY_EVERY_S:
+                    last = now
+                    print(summary(snap, infos, now - state.started), flush=True)
+                await asyncio.sleep(POLL_S)
+        with Live(
+            view(),  # type: ignore[arg-type]
+            console=self.console,
+            refresh_per_second=2,
+            auto_refresh=False,
+            vertical_overflow="visible",
+        ) as live:
+            try:
+                while True:
+                    snap = await poller.poll()
+                    state.update(snap)
+                    live.update(view(), refresh=True)  # type: ignore[arg-type]
+                    await asyncio.sleep(POLL_S)
+            finally:
+                live.update(view(), refresh=True)  # type: ignore[arg-type]
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def _stop_gateways(self) -> None:
+        children = [gw.child for gw in self.gateways if gw.child is not None]
+        if children:
+            await asyncio.gather(*(c.stop(STOP_GATEWAY_S) for c in children))
+
+    async def _stop_simulators(self) -> None:
+        for sim in self.simulators.values():
+            with contextlib.suppress(RuntimeError):
+                await asyncio.wait_for(sim.stop(), 5)
+
+    async def _stop_world(self) -> None:
+        for child in self.children:
+            if child.name == "ble-world":
+                await child.stop(10)
+
+    async def _stop_hub(self) -> None:
+        if self.hub is not None:
+            await self.hub.stop(STOP_HUB_S)
+        for child in self.children:  # anything left (none should be)
+            child.kill()
+
+    async def _final_summary(self) -> None:
+        """What reached the hub, from its API, before anything stops."""
+        snap = await HubPoller(self.base_url).poll()
+        if not snap.ok:
+            return
+        seen = snap.by_sensor()
+        infos = self.sensor_infos()
+        self._say(
+            f"the hub stored {snap.readings} readings from {len(snap.gateways)} gateways "
+            f"and {len(set(seen) & set(infos))} of the {len(infos)} sensors:"
+        )
+        for gw in self.gateways:
+            mine = [s for s, i in infos.items() if i.gateway == gw.plan.key]
+            heard = [s for s in mine if s in seen]
+            missing = sorted(set(mine) - set(heard))
+            note = f"; waiting for {', '.join(missing)}" if missing else ""
+            self._say(f"  {gw.gateway_id:14} {len(heard)}/{len(mine)} sensors{note}")
+
+
+def _demo_errors(error: BaseException) -> list[DemoError] | None:
+    """The DemoErrors in `error` (bare or in groups), or None if anything else is in it."""
+    if isinstance(error, DemoError):
+        return [error]
+    if isinstance(error, BaseExceptionGroup):
+        found: list[DemoError] = []
+        for inner in error.exceptions:
+            sub = _demo_errors(inner)
+            if sub is None:
+                return None
+            found += sub
+        return found
+    return None
+
+
+async def run_demo(options: DemoOptions, console: Console) -> int:
+    """Run the demo until `options.duration` or a signal. Returns the exit status."""
+    demo = Demo(options, console)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, demo.request_stop, main)
+    try:
+        await demo.run()
+    except asyncio.CancelledError:
+        if not demo.stop.is_set():
+            raise
+        console.print("demo stopped while starting; every process ended")
+        return 130
+    except BaseException as e:
+        errors = _demo_errors(e)
+        if errors is None:
+            raise
+        for error in errors:
+            console.print(f"[red]estran demo:[/] {error}", highlight=False)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    where = "removed" if demo.temporary else f"kept in {demo.workdir}"
+    console.print(f"demo stopped: every process ended, data {where}", highlight=False)
+    return 0
+
+
+__all__ = ["Demo", "DemoError", "DemoOptions", "run_demo"]

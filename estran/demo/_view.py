@@ -1,0 +1,282 @@
+"""The live view: what the hub has received, read from its HTTP API only.
+
+`HubPoller` reads `/api/v1/health`, `/api/v1/gateways` and `/api/v1/sensors` (standard library
+HTTP on a worker thread, each request bounded); `render()` turns a `Snapshot` into a rich
+renderable (a table of gateways, a table of sensors with their latest values); `summary()`
+is the one-line form printed when the output is not a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+REQUEST_TIMEOUT_S = 2.0
+
+_UNITS = {"Cel": "°C", "m3": "m³", "m3/h": "m³/h", "%RH": "%", "/": "", "1": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    """What the demo knows of a sensor beyond what the hub says: how it is read."""
+
+    gateway: str  # plan key: building, marina, street
+    via: str  # "serial · TIC", "BLE · BTHome (encrypted)"...
+    ble: bool
+    headline: tuple[str, ...] = ()  # quantities worth showing first
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One poll of the hub."""
+
+    ok: bool = False
+    error: str | None = None
+    health: Mapping[str, Any] = field(default_factory=dict)
+    gateways: Sequence[Mapping[str, Any]] = ()
+    sensors: Sequence[Mapping[str, Any]] = ()
+    at: float = 0.0  # time.time() of the poll
+
+    @property
+    def readings(self) -> int:
+        ingest = self.health.get("ingest", {})
+        value = ingest.get("inserted", ingest.get("readings", 0)) if isinstance(ingest, dict) else 0
+        return int(value) if isinstance(value, int) else 0
+
+    def by_sensor(self) -> dict[str, list[Mapping[str, Any]]]:
+        out: dict[str, list[Mapping[str, Any]]] = {}
+        for row in self.sensors:
+            out.setdefault(str(row.get("sensor")), []).append(row)
+        return out
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_S) as response:
+        return json.loads(response.read())
+
+
+class HubPoller:
+    """Reads the hub's HTTP API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    def _poll(self) -> Snapshot:
+        try:
+            health = _get_json(self.base + "/api/v1/health")
+            gateways = _get_json(self.base + "/api/v1/gateways")
+            sensors = _get_json(self.base + "/api/v1/sensors")
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            return Snapshot(ok=False, error=str(e), at=time.time())
+        return Snapshot(
+            ok=True,
+            health=health if isinstance(health, dict) else {},
+            gateways=gateways if isinstance(gateways, list) else [],
+            sensors=sensors if isinstance(sensors, list) else [],
+            at=time.time(),
+        )
+
+    async def poll(self) -> Snapshot:
+        """One snapshot; never raises for a hub that does not answer (ok=False)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self._poll), timeout=3 * REQUEST_TIMEOUT_S + 1
+            )
+        except TimeoutError:
+            return Snapshot(ok=False, error="the hub did not answer in time", at=time.time())
+
+    async def ready(self) -> bool:
+        try:
+            health = await asyncio.wait_for(
+                asyncio.to_thread(_get_json, self.base + "/api/v1/health"),
+                timeout=REQUEST_TIMEOUT_S + 1,
+            )
+        except (OSError, ValueError, TimeoutError, urllib.error.URLError):
+            return False
+        return isinstance(health, dict) and health.get("ready") is True
+
+
+def format_value(value: object, unit: object) -> str:
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, int):
+        text = f"{value:,}".replace(",", " ")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            text = str(value)
+        elif value != 0 and abs(value) < 0.01:
+            text = f"{value:.3g}"
+        else:
+            text = f"{value:,.2f}".replace(",", " ").rstrip("0").rstrip(".")
+    elif value is None:
+        text = "-"
+    else:
+        text = str(value)
+        text = text if len(text) <= 22 else text[:21] + "…"
+    suffix = _UNITS.get(str(unit), str(unit)) if unit else ""
+    return f"{text} {suffix}".rstrip() if suffix not in ("%",) else f"{text}%"
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _headline(rows: Sequence[Mapping[str, Any]], wanted: Sequence[str], count: int = 3) -> str:
+    by_quantity = {str(r.get("quantity")): r for r in rows}
+    chosen = [q for q in wanted if q in by_quantity]
+    for q in sorted(by_quantity):
+        if len(chosen) >= count:
+            break
+        if q not in chosen and by_quantity[q].get("value") is not None:
+            chosen.append(q)
+    parts = []
+    for q in chosen[:count]:
+        row = by_quantity[q]
+        parts.append(f"{q} {format_value(row.get('value'), row.get('unit'))}")
+    return " · ".join(parts)
+
+
+@dataclass(slots=True)
+class ViewState:
+    """What the view remembers between polls: the first reading time and the latest
+    timestamp of each sensor (to highlight what just arrived) and the ingest rate."""
+
+    started: float = field(default_factory=time.monotonic)
+    last_ts: dict[str, int] = field(default_factory=dict)
+    fresh: dict[str, float] = field(default_factory=dict)  # sensor -> monotonic time updated
+    rate: float = 0.0
+    _last: tuple[float, int] | None = None
+
+    def update(self, snap: Snapshot) -> None:
+        now = time.monotonic()
+        for sensor, rows in snap.by_sensor().items():
+            ts = max(int(r.get("ts_ms") or 0) for r in rows)
+            if ts > self.last_ts.get(sensor, 0):
+                self.last_ts[sensor] = ts
+                self.fresh[sensor] = now
+        if snap.ok:
+            if self._last is not None and now > self._last[0]:
+                instant = (snap.readings - self._last[1]) / (now - self._last[0])
+                self.rate = instant if self.rate == 0 else 0.7 * self.rate + 0.3 * instant
+            self._last = (now, snap.readings)
+
+
+def render(
+    snap: Snapshot,
+    state: ViewState,
+    *,
+    gateways: Mapping[str, tuple[str, str]],  # gateway id -> (title, site)
+    sensors: Mapping[str, SensorInfo],
+    ids: Mapping[str, str],  # plan key -> gateway id
+    header: str,
+    remaining: float | None,
+) -> RenderableType:
+    now = time.time()
+    mono = time.monotonic()
+    elapsed = mono - state.started
+    by_sensor = snap.by_sensor()
+    title = Text.assemble(
+        ("Estran demo", "bold"),
+        f" · {header} · running {format_age(elapsed)}",
+        f" · stops in {format_age(remaining)}" if remaining is not None else " · Ctrl-C stops",
+    )
+    status = Text.assemble(
+        ("hub ", "dim"),
+        (f"{snap.readings:,}".replace(",", " ") + " readings stored", "bold"),
+        f" ({state.rate:.1f}/s)" if state.rate else "",
+        (f"  ·  hub not answering: {snap.error}", "red") if not snap.ok else "",
+    )
+
+    gw_table = Table(title="Gateways", title_justify="left", expand=False, pad_edge=False)
+    for col, kw in (
+        ("gateway", {"style": "bold"}),
+        ("what", {}),
+        ("state", {}),
+        ("last seen", {"justify": "right"}),
+        ("sensors", {"justify": "right"}),
+        ("batches", {"justify": "right"}),
+        ("backlog", {"justify": "right"}),
+    ):
+        gw_table.add_column(col, **kw)  # type: ignore[arg-type]
+    rows = {str(g.get("id")): g for g in snap.gateways}
+    for gid, (what, _site) in gateways.items():
+        g = rows.get(gid, {})
+        state_text = str(g.get("state", "not yet"))
+        style = {"online": "green", "offline": "red"}.get(state_text, "yellow")
+        last_ms = g.get("last_seen_ms")
+        seen = format_age(now - last_ms / 1000) if isinstance(last_ms, int) else "-"
+        n_sensors = len({s for s, r in by_sensor.items() if r and r[0].get("gateway") == gid})
+        gw_table.add_row(
+            gid,
+            what,
+            Text(state_text, style=style),
+            seen,
+            str(n_sensors),
+            str(g.get("batches", "-")),
+            str(g.get("backlog", "-")),
+        )
+
+    s_table = Table(title="Sensors (latest values at the hub)", title_justify="left")
+    s_table.add_column("sensor", style="bold", no_wrap=True)
+    s_table.add_column("gateway", no_wrap=True)
+    s_table.add_column("read over", no_wrap=True)
+    s_table.add_column("latest", overflow="ellipsis", no_wrap=True, max_width=70)
+    s_table.add_column("age", justify="right", no_wrap=True)
+    order = {key: i for i, key in enumerate(ids)}
+    for sensor, info in sorted(
+        sensors.items(), key=lambda kv: (order.get(kv[1].gateway, 9), kv[0])
+    ):
+        rows_of = by_sensor.get(sensor, [])
+        gid = ids.get(info.gateway, info.gateway)
+        if not rows_of:
+            s_table.add_row(sensor, gid, info.via, Text("waiting…", style="dim"), "")
+            continue
+        ts = state.last_ts.get(sensor, 0)
+        age = format_age(now - ts / 1000) if ts else "-"
+        just = mono - state.fresh.get(sensor, -1e9) < 2.5
+        latest = Text(_headline(rows_of, info.headline), style="bold green" if just else "")
+        s_table.add_row(sensor, gid, info.via, latest, age)
+    return Group(title, status, Text(""), gw_table, Text(""), s_table)
+
+
+def summary(snap: Snapshot, sensors: Mapping[str, SensorInfo], elapsed: float) -> str:
+    """One line: for logs and for output that is not a terminal."""
+    if not snap.ok:
+        return f"[{elapsed:4.0f} s] hub not answering: {snap.error}"
+    seen = set(snap.by_sensor())
+    online = sum(1 for g in snap.gateways if g.get("state") == "online")
+    ble = sum(1 for s, i in sensors.items() if i.ble and s in seen)
+    serial = sum(1 for s, i in sensors.items() if not i.ble and s in seen)
+    return (
+        f"[{elapsed:4.0f} s] {snap.readings} readings stored; gateways online {online}/"
+        f"{len(snap.gateways)}; sensors reporting {len(seen & set(sensors))}/{len(sensors)} "
+        f"(serial {serial}, BLE {ble})"
+    )
+
+
+__all__ = [
+    "HubPoller",
+    "SensorInfo",
+    "Snapshot",
+    "ViewState",
+    "format_age",
+    "format_value",
+    "render",
+    "summary",
+]
