@@ -208,6 +208,7 @@ def recover(
         prev_last = out.segments[-1].last_seq if out.segments else 0
         seg = read_sealed(layer, path, first_seq)
         if seg is not None and seg.lo > prev_last:
+            seg.index = None  # loaded again from the footer when read: memory stays flat
             out.segments.append(seg)
             continue
         data = layer.read_file(path)
