@@ -164,7 +164,10 @@ class Hub:
                         tg.create_task(server.serve(), name="http")
                     tg.create_task(self._signal_ready(events, server), name="ready")
                     tg.create_task(self._log_stats(), name="stats")
-                    broker = embedded.broker if embedded is not None else None
+                    # Only a fleet-guarded broker disconnects clients the registry does not
+                    # know; with open access anyone may stay connected.
+                    guarded = embedded is not None and cfg.broker_access == "fleet"
+                    broker = embedded.broker if guarded and embedded is not None else None
                     tg.create_task(fleet.run(address, broker), name="fleet")
             finally:
                 if server is not None:
