@@ -374,3 +374,26 @@ async def test_clean_stop_publishes_death(tmp_path: Path, broker_port: int) -> N
         await until(lambda: any(not s.online for s in hub.states), timeout=5)
     death = [s for s in hub.states if not s.online][-1]
     assert death.session == uplink.stats.session
+
+
+async def test_rejection_of_a_batch_with_gaps_is_isolated(tmp_path: Path, broker_port: int) -> None:
+    """The hub names a rejected batch by its whole span, which need not match its blocks
+    (an alarm block ahead leaves a gap): the batch is still recognised and isolated."""
+    log = MemoryLog(block_size=100)
+    log.append_many(readings(500))
+    log.append_many(readings(100, start=500, flags=FLAG_ALARM))  # seqs 501..600
+    log.commit()
+
+    def reject_alarm(batch: wire.DataBatch) -> str:
+        firsts = [decode_block(b)[0] for b in batch.blocks]
+        return "malformed: bad alarm block" if 501 in firsts else "ack"
+
+    hub = FakeHub(broker_port, policy=reject_alarm)
+    uplink = Uplink(log, config(tmp_path, broker_port, batch_initial=300))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked(), timeout=10)
+    assert sorted(hub.stored) == list(range(1, 501))
+    assert uplink.stats.rejected_readings == 100
+    assert uplink.stats.timeouts == 0

@@ -365,7 +365,7 @@ class Uplink:
         if batch is not None and batch.session != ack.session:
             batch = None  # a batch number of another session: judge by ranges only
         if ack.rejected is not None:
-            if batch is not None and batch.ranges == ack.ranges:
+            if batch is not None:  # same session and number: that batch, whatever its span
                 del self._inflight[ack.batch]
                 self._on_rejected(batch, ack.rejected)
             self._wake.set()
