@@ -34,6 +34,9 @@ class BufferConfig:
       buffer directory may be deleted.
     - seq_reserve: sequence numbers are reserved on disk this many at a time, so that none
       is ever handed out twice even after a crash (a crash leaves a gap instead).
+    - compact: a segment of small blocks (fewer than 256 readings each on average: a
+      gateway committing a few readings every 100 ms) is rewritten in large blocks when it
+      is sealed, so that a reading costs a few bytes at any rate.
     """
 
     directory: str | os.PathLike[str]
@@ -45,6 +48,7 @@ class BufferConfig:
     segment_bytes: int = 4 * MIB
     seq_path: str | os.PathLike[str] | None = None
     seq_reserve: int = 1 << 16
+    compact: bool = True
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

@@ -294,3 +294,30 @@ def test_alarm_flag_survives_and_other_flags_too() -> None:
     log.commit()
     got = [r for _s, r in log.iter_readings()]
     assert [r.flags for r in got] == [0, FLAG_ALARM, 4, 0]
+
+
+def test_small_commits_are_compacted_when_a_segment_is_sealed(tmp_path: Path) -> None:
+    """A gateway at a few readings per second commits a block or two of readings every
+    100 ms; sealing rewrites them in large blocks: a few bytes per reading at any rate."""
+    readings = workload(20_000)
+    readings[5000] = Reading("bin-007", "fire", None, True, readings[5000].ts_ms, FLAG_ALARM)
+    cfg = BufferConfig(tmp_path / "buf", commit_readings=2, segment_bytes=256 * 1024)
+    log = SegmentLog.open(cfg)
+    for r in readings:
+        log.append(r)
+    log.commit()
+    sealed = [s for s in log._segments if s.sealed]
+    assert sealed, "at least one segment was sealed"
+    per_reading = sum(s.size for s in sealed) / sum(s.count for s in sealed)
+    open_seg = log._segments[-1]
+    small = open_seg.size / open_seg.count
+    assert per_reading < 8.0 < small, (per_reading, small)
+    # the alarm still goes first, in a block of its own
+    first = log.read_blocks(0, 10)[0]
+    assert first.has_alarm and first.count == 1 and first.first_seq == 5001
+    log.close()
+    with SegmentLog.open(cfg) as log:
+        got = list(log.iter_readings())
+    assert [s for s, _ in got] == list(range(1, 20_001))
+    assert all(exact(a, b) for (_s, a), b in zip(got, readings, strict=True))
+    assert verify_buffer(cfg).ok
