@@ -15,6 +15,7 @@ The configuration is TOML, in the layout of the gateway configuration file::
     # state_interval_s = 60
     # keepalive_s = 30
     # compress = 6                      # zlib level of data batches (0: off)
+    # credentials_file = "credentials"  # "username:password" (what `estran edge enroll` writes)
 
     [buffer]
     # quota_bytes = 268435456
@@ -62,6 +63,7 @@ class RunConfig:
     uplink: dict[str, Any] = field(default_factory=dict)
     buffer: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    credentials_file: Path | None = None
 
     @property
     def buffer_dir(self) -> Path:
@@ -107,6 +109,9 @@ def load_run_config(path: Path) -> RunConfig:
             raise click.ClickException(f"{path}: {key} is required (a string)")
     assert isinstance(gateway_id, str) and isinstance(data_dir, str) and isinstance(broker, str)
     base = path.parent
+    credentials = uplink.get("credentials_file")
+    if credentials is not None and not isinstance(credentials, str):
+        raise click.ClickException(f"{path}: uplink.credentials_file must be a path (a string)")
     return RunConfig(
         gateway_id=gateway_id,
         data_dir=(base / data_dir) if not Path(data_dir).is_absolute() else Path(data_dir),
@@ -114,7 +119,20 @@ def load_run_config(path: Path) -> RunConfig:
         uplink=_typed(uplink, "uplink", _UPLINK_KEYS),
         buffer=_typed(_section(data, "buffer"), "buffer", _BUFFER_KEYS),
         log_level=str(gateway.get("log_level", "info")),
+        credentials_file=None if credentials is None else base / credentials,
     )
+
+
+def read_credentials(path: Path) -> tuple[str, str | None]:
+    """`username:password` on one line."""
+    try:
+        text = path.read_text().strip()
+    except OSError as e:
+        raise click.ClickException(f"{path}: {e.strerror or e}") from e
+    username, sep, password = text.partition(":")
+    if not username or "\n" in text:
+        raise click.ClickException(f"{path}: expected username:password on one line")
+    return username, password if sep else None
 
 
 async def run_gateway(config: RunConfig) -> None:
@@ -123,6 +141,9 @@ async def run_gateway(config: RunConfig) -> None:
     from edge.uplink import Uplink, UplinkConfig
 
     config.buffer_dir.mkdir(parents=True, exist_ok=True)
+    username = password = None
+    if config.credentials_file is not None:
+        username, password = read_credentials(config.credentials_file)
     buffer = SegmentLog.open(BufferConfig(directory=config.buffer_dir, **config.buffer))
     try:
         uplink = Uplink(
@@ -132,6 +153,8 @@ async def run_gateway(config: RunConfig) -> None:
                 broker=config.broker,
                 state_dir=config.data_dir,
                 software=_version(),
+                username=username,
+                password=password,
                 **config.uplink,
             ),
         )
@@ -185,4 +208,4 @@ async def _serve(config: RunConfig) -> None:
         logging.getLogger("estran.edge").info("gateway stopped")
 
 
-__all__ = ["RunConfig", "load_run_config", "run", "run_gateway"]
+__all__ = ["RunConfig", "load_run_config", "read_credentials", "run", "run_gateway"]

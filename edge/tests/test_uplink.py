@@ -12,10 +12,12 @@ import socket
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
 from amqtt.broker import Broker
+from amqtt.plugins.base import BaseAuthPlugin
 
 from edge.uplink import Uplink, UplinkConfig
 from protocols import wire
@@ -397,3 +399,34 @@ async def test_rejection_of_a_batch_with_gaps_is_isolated(tmp_path: Path, broker
     assert sorted(hub.stored) == list(range(1, 501))
     assert uplink.stats.rejected_readings == 100
     assert uplink.stats.timeouts == 0
+
+
+class OnlyGw1(BaseAuthPlugin):  # type: ignore[misc]
+    """A broker that lets in gw-1 with its password, and nobody else."""
+
+    async def authenticate(self, *, session: Any) -> bool | None:
+        return bool(session.username == "gw-1" and session.password == "s3cret")
+
+
+async def test_logs_in_with_the_broker_credentials(tmp_path: Path) -> None:
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {f"{__name__}.OnlyGw1": {}},
+        }
+    )
+    await broker.start()
+    try:
+        log = MemoryLog()
+        log.append_many(readings(100))
+        log.commit()
+        refused = Uplink(log, config(tmp_path, port, username="gw-1", password="wrong"))
+        async with running((refused.run(), "refused")):
+            await asyncio.sleep(0.5)
+            assert not refused.connected.is_set() and refused.stats.connects == 0
+        uplink = Uplink(log, config(tmp_path, port, username="gw-1", password="s3cret"))
+        async with running((uplink.run(), "uplink")):
+            await asyncio.wait_for(uplink.connected.wait(), 10)
+    finally:
+        await broker.shutdown()

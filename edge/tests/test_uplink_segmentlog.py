@@ -109,3 +109,20 @@ def test_run_config(tmp_path: Path) -> None:
     path.write_text("not toml [")
     with pytest.raises(click.ClickException):
         load_run_config(path)
+
+
+def test_run_config_credentials(tmp_path: Path) -> None:
+    from edge.run_cmd import read_credentials
+
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        '[gateway]\nid = "gw-7"\ndata_dir = "state"\n'
+        '[uplink]\nbroker = "mqtt://hub:1883"\ncredentials_file = "credentials"\n'
+    )
+    (tmp_path / "credentials").write_text("gw-7:pa:ss\n")
+    c = load_run_config(path)
+    assert c.credentials_file == tmp_path / "credentials"
+    assert read_credentials(c.credentials_file) == ("gw-7", "pa:ss")
+    (tmp_path / "credentials").write_text("\n")
+    with pytest.raises(click.ClickException):
+        read_credentials(c.credentials_file)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -92,6 +92,8 @@ class UplinkConfig:
     reconnect_max_s: float = 30.0
     unsupported_retry_s: float = 60.0  # a batch the hub cannot read yet waits this long
     software: str | None = None
+    username: str | None = None  # broker credentials (what enrollment writes)
+    password: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         from protocols import wire

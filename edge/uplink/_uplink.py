@@ -186,6 +186,8 @@ class Uplink:
             self.broker.host,
             self.broker.port,
             identifier=f"estran-gw-{c.gateway_id}",
+            username=c.username,
+            password=c.password,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._topic_state, death, qos=1, retain=True),
             clean_session=None if v5 else True,
@@ -228,6 +230,8 @@ class Uplink:
             self.broker.host,
             self.broker.port,
             identifier=f"estran-gw-{c.gateway_id}-probe",
+            username=c.username,
+            password=c.password,
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=min(c.connect_timeout_s, 3.0),
         )
