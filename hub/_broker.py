@@ -7,6 +7,7 @@ external broker (`--broker mqtt://host:port`, Mosquitto), which has both.
 
 from __future__ import annotations
 
+import errno
 import logging
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,20 @@ from amqtt.broker import Broker
 from hub._mqtt import BrokerAddress
 
 log = logging.getLogger("estran.hub.broker")
+
+
+class _RefusedClientNoise(logging.Filter):
+    """amqtt 0.12 answers a refused CONNECT (an MQTT 5 probe, a bad password) and then
+    shuts down a socket the client has already closed: asyncio logs that ENOTCONN as an
+    unhandled error with a traceback. It is not one; drop exactly that record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, OSError)
+            and exc.errno == errno.ENOTCONN
+            and str(record.msg).startswith("Unhandled exception in client_connected_cb")
+        )
 
 
 class EmbeddedBroker:
@@ -28,6 +43,7 @@ class EmbeddedBroker:
         self.port = port
         self.plugins = plugins  # None: anonymous access (hub.acl.plugins: the fleet's ACL)
         self._broker: Any = None
+        self._noise = _RefusedClientNoise()
 
     @property
     def broker(self) -> Any:
@@ -42,6 +58,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> BrokerAddress:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("asyncio").addFilter(self._noise)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             # No $SYS publisher, no packet logger: they cost CPU on every message.
@@ -62,6 +79,7 @@ class EmbeddedBroker:
         if self._broker is not None:
             await self._broker.shutdown()
             self._broker = None
+        logging.getLogger("asyncio").removeFilter(self._noise)
 
 
 __all__ = ["EmbeddedBroker"]
