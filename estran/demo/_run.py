@@ -159,7 +159,12 @@ class Demo:
             self.workdir = Path(tempfile.mkdtemp(prefix="estran-demo-"))
         longest = self.workdir / "gateways" / "building" / "status.sock"
         if len(str(longest)) > SOCKET_PATH_MAX:
-            raise DemoError(f"--data {self.workdir}: too long a path for the status sockets")
+            if self.temporary:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise DemoError(
+                f"{self.workdir}: too long a path: a gateway's status socket "
+                f"({longest}) must fit in {SOCKET_PATH_MAX} bytes"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -402,7 +407,7 @@ class Demo:
                     str(device.get("kind")), str(device.get("kind"))
                 )
                 if device.get("bind_key"):
-                    kind += " (encrypted)"
+                    kind = "BTHome, encrypted"
                 elif device.get("poll_interval"):
                     kind += " + GATT"
                 infos[sensor_id] = SensorInfo(
@@ -507,6 +512,7 @@ class Demo:
                 ids=ids,
                 header=header,
                 remaining=remaining,
+                width=self.console.width,
             )
             if not self.events:
                 return body

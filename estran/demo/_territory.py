@@ -148,9 +148,19 @@ TERRITORY: tuple[GatewayPlan, ...] = (
                 "marina-wind",
                 _nmea,
                 device={"interval": 5},
-                headline=("wind_speed", "wind_angle", "depth"),
+                headline=("apparent_wind_speed", "apparent_wind_angle", "water_temperature"),
                 meta={
                     "dataset": "open",
+                    # the instrument's GPS says where the mast is: nothing to publish
+                    "ignore": [
+                        "lat",
+                        "lon",
+                        "altitude",
+                        "hdop",
+                        "satellites",
+                        "speed_over_ground",
+                        "magnetic_variation",
+                    ],
                     "location": _place("Marina, harbour-master mast", 43.2951, 5.3663),
                 },
             ),

@@ -24,7 +24,7 @@ from rich.text import Text
 
 REQUEST_TIMEOUT_S = 2.0
 
-_UNITS = {"Cel": "°C", "m3": "m³", "m3/h": "m³/h", "%RH": "%", "/": "", "1": ""}
+_UNITS = {"Cel": "°C", "m3": "m³", "m3/h": "m³/h", "%RH": "%", "deg": "°", "/": "", "1": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ def format_value(value: object, unit: object) -> str:
         text = str(value)
         text = text if len(text) <= 22 else text[:21] + "…"
     suffix = _UNITS.get(str(unit), str(unit)) if unit else ""
-    return f"{text} {suffix}".rstrip() if suffix not in ("%",) else f"{text}%"
+    return f"{text}{suffix}" if suffix in ("%", "°") else f"{text} {suffix}".rstrip()
 
 
 def format_age(seconds: float) -> str:
@@ -148,7 +148,11 @@ def _headline(rows: Sequence[Mapping[str, Any]], wanted: Sequence[str], count: i
     parts = []
     for q in chosen[:count]:
         row = by_quantity[q]
-        parts.append(f"{q} {format_value(row.get('value'), row.get('unit'))}")
+        value = row.get("value")
+        if q == "occupancy" and value in (0, 1):
+            parts.append("occupied" if value else "free")
+        else:
+            parts.append(f"{q} {format_value(value, row.get('unit'))}")
     return " · ".join(parts)
 
 
@@ -186,6 +190,7 @@ def render(
     ids: Mapping[str, str],  # plan key -> gateway id
     header: str,
     remaining: float | None,
+    width: int = 120,
 ) -> RenderableType:
     now = time.time()
     mono = time.monotonic()
@@ -200,6 +205,7 @@ def render(
         ("hub ", "dim"),
         (f"{snap.readings:,}".replace(",", " ") + " readings stored", "bold"),
         f" ({state.rate:.1f}/s)" if state.rate else "",
+        f"  ·  {len(set(by_sensor) & set(sensors))} of {len(sensors)} sensors reporting",
         (f"  ·  hub not answering: {snap.error}", "red") if not snap.ok else "",
     )
 
@@ -233,25 +239,32 @@ def render(
         )
 
     s_table = Table(title="Sensors (latest values at the hub)", title_justify="left")
-    s_table.add_column("sensor", style="bold", no_wrap=True)
-    s_table.add_column("gateway", no_wrap=True)
-    s_table.add_column("read over", no_wrap=True)
-    s_table.add_column("latest", overflow="ellipsis", no_wrap=True, max_width=70)
-    s_table.add_column("age", justify="right", no_wrap=True)
+    fixed = 12 + 19 + 23 + 6 + 16  # the other columns, borders and padding
+    s_table.add_column("gateway", no_wrap=True, min_width=12)
+    s_table.add_column("sensor", style="bold", no_wrap=True, min_width=19)
+    s_table.add_column("read over", no_wrap=True, min_width=23)
+    s_table.add_column(
+        "latest values", overflow="ellipsis", no_wrap=True, max_width=max(24, width - fixed)
+    )
+    s_table.add_column("age", justify="right", no_wrap=True, min_width=6)
     order = {key: i for i, key in enumerate(ids)}
+    previous: str | None = None
     for sensor, info in sorted(
         sensors.items(), key=lambda kv: (order.get(kv[1].gateway, 9), kv[0])
     ):
         rows_of = by_sensor.get(sensor, [])
         gid = ids.get(info.gateway, info.gateway)
+        if previous is not None and gid != previous:
+            s_table.add_section()
+        gid, previous = (gid if gid != previous else ""), gid
         if not rows_of:
-            s_table.add_row(sensor, gid, info.via, Text("waiting…", style="dim"), "")
+            s_table.add_row(gid, sensor, info.via, Text("waiting…", style="dim"), "")
             continue
         ts = state.last_ts.get(sensor, 0)
         age = format_age(now - ts / 1000) if ts else "-"
         just = mono - state.fresh.get(sensor, -1e9) < 2.5
         latest = Text(_headline(rows_of, info.headline), style="bold green" if just else "")
-        s_table.add_row(sensor, gid, info.via, latest, age)
+        s_table.add_row(gid, sensor, info.via, latest, age)
     return Group(title, status, Text(""), gw_table, Text(""), s_table)
 
 

@@ -1,0 +1,178 @@
+"""`estran demo` end to end: the command a newcomer runs first.
+
+Runs `estran demo --duration 25 --http 127.0.0.1:PORT` as a subprocess and checks, through the
+hub's HTTP API while it runs, that readings of every sensor of the territory — serial (TIC,
+Modbus, M-Bus, NMEA, SDI-12, ultrasonic) and BLE (BTHome, encrypted BTHome, Mi Flora) — reached
+the hub from all three gateways; then that it stopped on its own, left no process behind and
+removed its temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.simulators.ble import territory
+from estran.demo._territory import TERRITORY
+
+DURATION_S = 25
+EXIT_GRACE_S = 90  # start-up (hub, radio world, enrollment) and a clean stop come on top
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def estran_argv(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("estran")
+    if script.exists():
+        return [sys.executable, str(script), *args]
+    return [sys.executable, "-c", "from estran.cli import main; main()", *args]
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.loads(response.read())
+
+
+def proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, start time in clock ticks), from /proc."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def descendants(root: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every process below `root`."""
+    table = proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[tuple[int, int]] = set()
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.add((pid, table[pid][1]))
+        todo += children.get(pid, [])
+    return found
+
+
+def still_running(processes: set[tuple[int, int]]) -> list[str]:
+    table = proc_table()
+    left = []
+    for pid, start in processes:
+        if table.get(pid, (0, -1))[1] == start:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            left.append(f"{pid}: {cmdline.decode(errors='replace')}")
+    return left
+
+
+def expected_sensors() -> tuple[dict[str, str], set[str]]:
+    """sensor -> gateway id, for every sensor of the territory; and the BLE ones."""
+    gateway_of: dict[str, str] = {}
+    zones = {plan.ble_zone: plan.default_id for plan in TERRITORY if plan.ble_zone}
+    for plan in TERRITORY:
+        for sensor in plan.serial:
+            gateway_of[sensor.sensor] = plan.default_id
+    ble = set()
+    for t in territory():
+        gateway_of[t.sensor_id] = zones[t.zone]
+        ble.add(t.sensor_id)
+    return gateway_of, ble
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path: the demo's own temporary directory goes
+    inside, and a gateway's status socket path must fit in 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="estran-t-") as d:
+        yield Path(d)
+
+
+def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
+    tmp_path = short_tmp
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    gateway_of, ble = expected_sensors()
+    assert {"marina-berth-02", "park-miflora-01"} <= ble  # encrypted BTHome, Mi Flora
+    assert len(set(gateway_of.values())) == 3
+    env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "120"}
+    out = (tmp_path / "demo.out").open("w+")
+    proc = subprocess.Popen(
+        estran_argv("demo", "--duration", str(DURATION_S), "--http", f"127.0.0.1:{port}"),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    seen_processes: set[tuple[int, int]] = set()
+    sensors: dict[str, dict[str, Any]] = {}
+    quantities: dict[str, set[str]] = {}
+    gateways: dict[str, dict[str, Any]] = {}
+    try:
+        deadline = time.monotonic() + DURATION_S + EXIT_GRACE_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen_processes |= descendants(proc.pid)
+            try:
+                for row in get(url + "/api/v1/sensors"):
+                    sensors.setdefault(row["sensor"], row)
+                    quantities.setdefault(row["sensor"], set()).add(row["quantity"])
+                gateways = {g["id"]: g for g in get(url + "/api/v1/gateways")}
+            except (OSError, ValueError, urllib.error.URLError):
+                pass  # not up yet, or stopping
+            time.sleep(0.5)
+        status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        out.seek(0)
+        output = out.read()
+        out.close()
+    assert status == 0, output
+    assert "demo stopped" in output, output
+
+    # every sensor of the territory reached the hub, through its own gateway
+    missing = sorted(set(gateway_of) - set(sensors))
+    assert not missing, f"no reading at the hub from {missing}\n{output}"
+    for sensor, gateway in gateway_of.items():
+        assert sensors[sensor]["gateway"] == gateway, sensors[sensor]
+    assert ble and set(gateway_of) - ble  # both kinds
+    assert set(gateways) == set(gateway_of.values()), gateways
+
+    # the encrypted berth decoded with its bind key: an occupancy reading, not an error
+    assert "occupancy" in quantities["marina-berth-02"], quantities["marina-berth-02"]
+
+    # a clean stop: nothing left behind, the temporary directory removed
+    assert len(seen_processes) >= 5, seen_processes  # hub, radio world, three gateways
+    deadline = time.monotonic() + 5
+    while (left := still_running(seen_processes)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left after the demo: {left}"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("estran-demo-")]
+    assert not leftovers, leftovers
