@@ -293,7 +293,7 @@ class SegmentLog:
             try:
                 for r in chunk:
                     check_reading(r)
-            except LocalProtocolError:
+            except LocalProtocolError as e:
                 good = 0
                 for r in chunk:
                     try:
@@ -302,6 +302,7 @@ class SegmentLog:
                         break
                     good += 1
                 accepted += self._take(chunk[:good], accepted)
+                e.accepted = accepted  # type: ignore[attr-defined]
                 raise
             accepted += self._take(chunk, accepted)
 

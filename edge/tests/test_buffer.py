@@ -150,9 +150,10 @@ def test_bad_readings_are_refused_and_not_numbered() -> None:
         with pytest.raises(LocalProtocolError):
             log.append(bad)  # type: ignore[arg-type]
     assert log.next_seq == 2
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(LocalProtocolError) as e:
         log.append_many([reading(2), reading(3), Reading("s", "q", "u", {}, T0), reading(4)])
     assert log.next_seq == 4  # the two before the bad one were taken
+    assert e.value.accepted == 2  # type: ignore[attr-defined]
     log.commit()
     assert [s for s, _ in log.iter_readings()] == [1, 2, 3]
 
