@@ -527,7 +527,17 @@ class SegmentLog:
         fresh.sensors = seg.sensors
         parts.append(fresh.seal_bytes())
         content = b"".join(parts)
-        self._layer.write_atomic(seg.path, content)
+        try:
+            self._layer.write_atomic(seg.path, content)
+        except OSError:
+            # renamed already (only the directory sync failed)? then go on with the new
+            # file; otherwise the old one is intact and is sealed as it is by the caller
+            try:
+                replaced = self._layer.size(seg.path) == len(content) != seg.size
+            except OSError:
+                replaced = False
+            if not replaced:
+                raise
         position = self._segments.index(seg)
         self._forget(seg)  # closes the writer and any reader of the old file
         fresh.size = len(content)

@@ -20,7 +20,8 @@ from edge.tests.memfs import MemoryFileLayer
 
 
 def open_log(layer: MemoryFileLayer, **kw: object) -> SegmentLog:
-    cfg = BufferConfig("/buf", commit_readings=20, segment_bytes=4096, **kw)  # type: ignore[arg-type]
+    options: dict[str, object] = {"commit_readings": 20, "segment_bytes": 4096, **kw}
+    cfg = BufferConfig("/buf", **options)  # type: ignore[arg-type]
     return SegmentLog.open(cfg, layer=layer, clock=FakeClock())
 
 
@@ -195,3 +196,35 @@ def test_enospc_on_a_real_small_tmpfs(small_tmpfs: Path) -> None:
         assert sorted(got) == list(range(1, taken + 1))
         assert all(exact(r, reading(s)) for s, r in got.items())
     assert verify_buffer(cfg).ok
+
+
+@pytest.mark.parametrize("op", ["open", "write", "sync", "rename", "syncdir"])
+def test_a_failure_while_compacting_a_segment(op: str) -> None:
+    """Compaction writes a new file beside the segment and renames it over: whichever step
+    fails, the segment ends up sealed (compacted or not) and every reading is there."""
+    layer = MemoryFileLayer()
+    log = open_log(layer, commit_readings=2)
+    state = {"armed": False, "hit": 0}
+
+    def fault(o: str, path: str) -> int | None:
+        if state["armed"] and o == op and (path.endswith(".tmp") or o in ("rename", "syncdir")):
+            state["hit"] += 1
+            state["armed"] = False  # once
+            return errno.EIO
+        return None
+
+    layer.fault = fault
+    i = 1
+    while i <= 2000:
+        if i == 1000:
+            state["armed"] = True
+        try:
+            log.append(reading(i))
+        except BufferDiskError:
+            continue  # the commit that met the fault: the reading was not taken, again
+        i += 1
+    layer.fault = None
+    log.close()
+    assert state["hit"] > 0
+    check_all(layer, 2000)
+    assert verify_buffer(log.config, layer).ok
