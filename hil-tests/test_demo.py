@@ -156,6 +156,7 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
         out.close()
     assert status == 0, output
     assert "demo stopped" in output, output
+    assert "fleet access" in output, output  # gateways enrolled, not an open broker
 
     # every sensor of the territory reached the hub, through its own gateway
     missing = sorted(set(gateway_of) - set(sensors))

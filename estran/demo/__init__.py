@@ -39,12 +39,12 @@ import click
 )
 @click.option(
     "--broker-access",
-    type=click.Choice(["auto", "fleet", "open"]),
-    default="auto",
+    type=click.Choice(["fleet", "open"]),
+    default="fleet",
     show_default=True,
     hidden=True,
-    help="fleet: enroll the gateways; open: an open broker; auto: fleet when the uplink "
-    "can log in.",
+    help="fleet: the gateways are enrolled, each confined to its topics; "
+    "open: an open broker (development only).",
 )
 def demo(
     duration: float | None, http: str | None, data_dir: Path | None, broker_access: str

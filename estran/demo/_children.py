@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 PR_SET_PDEATHSIG = 1
+START_S = 15.0  # fork and exec
 
 
 def _death_signal_hook() -> Callable[[], None] | None:
@@ -89,14 +90,17 @@ class Child:
         with open(self.log, "a") as out:
             out.write(f"--- start {self.starts}: {' '.join(self.argv)}\n")
             out.flush()
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if self.pipe_stdout else out,
-                stderr=out,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_death_signal_hook(),
+            self.proc = await asyncio.wait_for(
+                asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE if self.pipe_stdout else out,
+                    stderr=out,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_death_signal_hook(),
+                ),
+                START_S,
             )
 
     async def readline(self, timeout: float) -> str:

@@ -7,17 +7,18 @@ HTTP API), one gateway daemon per site (`python -m edge.daemon --config FILE`, w
 (`python -m edge.simulators.ble`). The serial simulators run in the demo's own event loop,
 on pseudo-terminals the gateways open by their stable symlink paths.
 
-Broker access: when the gateway's uplink can log in with the credentials that enrollment
-writes, the hub runs with `--broker-access fleet` and every gateway is enrolled the way a
-technician does it (`estran edge enroll` with a one-time token); otherwise the hub's broker is
-open (development only) and the demo says so.
+Broker access: the hub runs with `--broker-access fleet` (its default) and every gateway is
+enrolled the way a technician does it: the demo creates a group and a one-time token per site
+in the hub's registry (what `estran fleet group create` and `estran fleet token create` do),
+then runs `estran edge enroll`; the gateway's configuration points `uplink.credentials_file`
+at the credentials enrollment wrote. It takes a few seconds. (`--broker-access open`, hidden,
+skips it.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import shutil
 import signal
@@ -74,7 +75,7 @@ class DemoOptions:
     duration: float | None = None
     http: str | None = None  # HOST:PORT of the hub's API; None: a free port on 127.0.0.1
     data: Path | None = None  # None: a temporary directory, removed at exit
-    broker_access: str = "auto"  # auto, fleet, open
+    broker_access: str = "fleet"  # fleet: gateways enrolled; open: anyone (development)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,13 +89,6 @@ def split_host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise DemoError(f"--http {text!r}: expected HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def uplink_can_log_in() -> bool:
-    """Whether this version's uplink takes the broker credentials enrollment writes."""
-    from edge.uplink import UplinkConfig
-
-    return {"username", "password"} <= {f.name for f in dataclasses.fields(UplinkConfig)}
 
 
 @dataclass(slots=True)
@@ -195,10 +189,7 @@ class Demo:
 
     async def _start(self) -> None:
         opts = self.options
-        if opts.broker_access == "auto":
-            self.fleet_access = uplink_can_log_in()
-        else:
-            self.fleet_access = opts.broker_access == "fleet"
+        self.fleet_access = opts.broker_access == "fleet"
         self.mqtt_port = free_port()
         for plan in TERRITORY:
             data_dir = self.workdir / "gateways" / plan.key
@@ -273,8 +264,8 @@ class Demo:
         for plan in TERRITORY:
             for sensor in plan.serial:
                 sim = sensor.make(directory)
-                await sim.start()
                 self.simulators[sensor.sensor] = sim
+                await asyncio.wait_for(sim.start(), 10)
 
     async def _wait_hub(self) -> None:
         assert self.hub is not None
@@ -422,7 +413,7 @@ class Demo:
         access = (
             "fleet access: gateways enrolled with one-time tokens, each confined to its topics"
             if self.fleet_access
-            else "open access (development only): this uplink cannot log in yet"
+            else "open access (development only)"
         )
         marina = next(gw for gw in self.gateways if gw.plan.key == "marina")
         lines = [
