@@ -84,6 +84,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def check_free(host: str, port: int) -> None:
+    """Fail early and clearly when the API's address is taken (the hub would say it in a
+    traceback)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise DemoError(f"--http {host}:{port}: {e}") from e
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise DemoError(f"--http {host}:{port}: {e.strerror or e}") from e
+
+
 def split_host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -144,6 +160,7 @@ class Demo:
         opts = self.options
         if opts.http is not None:
             self.http_host, self.http_port = split_host_port(opts.http)
+            check_free(self.http_host, self.http_port)
         else:
             self.http_port = free_port()
         if opts.data is not None:
@@ -273,7 +290,9 @@ class Demo:
         deadline = time.monotonic() + HUB_READY_S
         while time.monotonic() < deadline:
             if not self.hub.alive():
-                raise DemoError("the hub exited while starting:\n" + self.hub.tail())
+                raise DemoError(
+                    f"the hub exited while starting ({self.hub.log}):\n" + self.hub.tail()
+                )
             if await poller.ready():
                 return
             await asyncio.sleep(0.2)
@@ -615,7 +634,7 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
         if errors is None:
             raise
         for error in errors:
-            console.print(f"[red]estran demo:[/] {error}", highlight=False)
+            console.print(f"[red]estran demo:[/] {error}", highlight=False, soft_wrap=True)
         return 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
