@@ -6,6 +6,7 @@ roll back, report. See `edge.config_apply._transaction` for the steps.
     if outcome: await client.publish(report_topic, report_message(outcome))
 """
 
+from edge.config_apply._agent import FleetAgent, no_commands
 from edge.config_apply._daemon import ApplyError, DaemonTarget, overlay
 from edge.config_apply._transaction import (
     ConfigApplier,
@@ -21,9 +22,11 @@ __all__ = [
     "ConfigApplier",
     "ConfigTarget",
     "DaemonTarget",
+    "FleetAgent",
     "Outcome",
     "Refused",
     "changed_sections",
+    "no_commands",
     "overlay",
     "report_message",
     "verify_signed",

@@ -336,4 +336,4 @@ def test_mosquitto_files(tmp_path: Path) -> None:
     assert "user gw-1\ntopic write estran/v1/gw/gw-1/data" in acl
     assert "topic read estran/v1/gw/gw-1/config" in acl
     assert (tmp_path / "passwd").read_text().startswith("estran-hub:$7$")
-    assert stat.S_IMODE((tmp_path / "passwd").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "passwd").stat().st_mode) == 0o640

@@ -1,0 +1,107 @@
+"""The gateway's fleet link: its own MQTT session (client id `<gateway>-fleet`) on the
+gateway's broker identity, subscribed to its `config` and `cmd` topics; every message goes
+through the `ConfigApplier`, every outcome is published on its `report` topic.
+
+MQTT 3.1.1 (both brokers speak it), QoS 1, clean session: the retained configuration comes
+back on every reconnect and the applier recognises the one it already handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aiomqtt
+
+from edge.config_apply._transaction import CommandRunner, ConfigApplier, Outcome, report_message
+from protocols import wire
+
+log = logging.getLogger("estran.edge.fleet")
+
+TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 60.0
+MAX_QUEUED = 16  # a configuration or command at a time is all a gateway receives
+
+
+async def no_commands(name: str, args: Mapping[str, object]) -> str:
+    raise NotImplementedError(f"no command {name!r} on this gateway")
+
+
+class FleetAgent:
+    def __init__(
+        self,
+        applier: ConfigApplier,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        commands: CommandRunner = no_commands,
+    ) -> None:
+        self.applier = applier
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.commands = commands
+        self.gateway_id = applier.gateway_id
+        self.connected = asyncio.Event()
+        self.outcomes: list[Outcome] = []  # the last ones, for status and tests
+
+    async def run(self) -> None:
+        """Run until cancelled; reconnects with backoff. The configuration received at
+        enrollment (or cut short by a crash) is applied first."""
+        pending = await self.applier.apply_pending()
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host,
+                    self.port,
+                    identifier=f"{self.gateway_id}-fleet",
+                    username=self.username,
+                    password=self.password,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    timeout=TIMEOUT_S,
+                    max_queued_incoming_messages=MAX_QUEUED,
+                ) as client:
+                    if pending is not None:
+                        await self._report(client, pending)
+                        pending = None
+                    for kind in ("config", "cmd"):
+                        await client.subscribe(wire.topic(self.gateway_id, kind), qos=1)
+                    self.connected.set()
+                    delay = RECONNECT_MIN_S
+                    async for message in client.messages:
+                        await self._handle(client, message)
+            except aiomqtt.MqttError as e:
+                self.connected.clear()
+                log.warning("fleet link: %s; again in %.1f s", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            return
+        topic = str(message.topic)
+        outcome: Outcome | None
+        if topic == wire.topic(self.gateway_id, "config"):
+            outcome = await self.applier.handle_config(bytes(payload))
+        elif topic == wire.topic(self.gateway_id, "cmd"):
+            outcome = await self.applier.handle_command(bytes(payload), self.commands)
+        else:
+            return
+        if outcome is not None:
+            await self._report(client, outcome)
+
+    async def _report(self, client: aiomqtt.Client, outcome: Outcome) -> None:
+        self.outcomes = [*self.outcomes[-31:], outcome]
+        await client.publish(
+            wire.topic(self.gateway_id, "report"), report_message(outcome), qos=1, timeout=TIMEOUT_S
+        )
+
+
+__all__ = ["FleetAgent", "no_commands"]

@@ -1,0 +1,470 @@
+"""Fleet security, end to end, on both brokers: the embedded amqtt broker with the fleet's
+plugins, and a private Mosquitto started here with the generated passwd and ACL files (and
+reloaded by the hub on every registry change).
+
+A gateway is the real gateway code: `edge.identity.enroll` over real HTTP against the hub's
+endpoints, and `edge.config_apply.FleetAgent` with its `ConfigApplier` on the broker. The
+hub is `hub.fleet_api.FleetHub` with its supervised tasks.
+
+Mosquitto: skipped when absent, failed under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import getpass
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+import fleet
+from edge.config_apply import ConfigApplier, FleetAgent
+from edge.identity import EnrollError, GatewayState, enroll
+from hub._broker import EmbeddedBroker
+from hub._mqtt import BrokerAddress
+from hub.fleet_api import FleetHub
+from hub.tests.services import free_port, unavailable
+from protocols import signed, wire
+
+MOSQUITTO = os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")
+
+
+# -- the site: a hub, a broker, an HTTP endpoint -----------------------------------------------
+
+
+@dataclasses.dataclass
+class Site:
+    hub: FleetHub
+    address: BrokerAddress
+    http: str
+    kind: str
+
+    @property
+    def fleet(self) -> fleet.Fleet:
+        return self.hub.fleet
+
+    async def settle(self) -> None:
+        """Wait until the hub has applied the registry's latest revision (broker access)."""
+        await self.hub.refresh(None)
+        if self.kind == "mosquitto":
+            await asyncio.sleep(0.3)  # SIGHUP handled
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def mosquitto(directory: Path, port: int) -> AsyncIterator[int]:
+    if not Path(MOSQUITTO).exists():
+        unavailable(f"mosquitto not found at {MOSQUITTO}")
+    conf = directory / "mosquitto.conf"
+    conf.write_text(fleet.mosquitto_conf(directory, port, run_as=getpass.getuser()))
+    proc = await asyncio.create_subprocess_exec(
+        MOSQUITTO,
+        "-c",
+        str(conf),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    (directory / "mosquitto.pid").write_text(str(proc.pid))
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    err = await proc.stderr.read() if proc.stderr else b""
+                    raise RuntimeError(f"mosquitto did not start: {err.decode()}") from None
+                await asyncio.sleep(0.05)
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.fixture(params=["embedded", "mosquitto"])
+async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Site]:
+    kind = request.param
+    port = free_port()
+    mq = tmp_path / "mosquitto"
+    mq.mkdir()
+    hub = FleetHub(
+        tmp_path / "hub",
+        broker_url=f"mqtt://127.0.0.1:{port}",
+        mosquitto_dir=mq if kind == "mosquitto" else None,
+        mosquitto_pid=mq / "mosquitto.pid" if kind == "mosquitto" else None,
+        poll_s=0.1,
+    )
+    hub.fleet.create_group("marina", "alice")
+    http_port = free_port()
+    app = FastAPI()
+    app.include_router(hub.router())
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning"))
+    async with contextlib.AsyncExitStack() as stack:
+        broker: Any = None
+        if kind == "embedded":
+            embedded = EmbeddedBroker("127.0.0.1", port, hub.amqtt_plugins())
+            await stack.enter_async_context(embedded)
+            broker = embedded.broker
+        else:
+            await stack.enter_async_context(mosquitto(mq, port))
+        user, password = hub.credentials
+        address = BrokerAddress("127.0.0.1", port, user, password)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(server.serve(), name="http"),
+                tg.create_task(hub.run(address, broker), name="fleet"),
+            ]
+            try:
+                async with asyncio.timeout(10):
+                    await hub.connected.wait()
+                    while not server.started:
+                        await asyncio.sleep(0.02)
+                yield Site(hub, address, f"http://127.0.0.1:{http_port}", kind)
+            finally:
+                server.should_exit = True
+                tasks[1].cancel()
+    hub.close()
+
+
+# -- gateways --------------------------------------------------------------------------------------
+
+
+class Target:
+    """A gateway's daemon as the transaction sees it; `/dev/bad` never comes up."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, object] = {}
+        self.applies = 0
+
+    async def apply(self, config: Mapping[str, object], changed: frozenset[str]) -> None:
+        self.applies += 1
+        self.running = dict(config)
+
+    async def health(self, timeout: float) -> str | None:
+        ports = self.running.get("serial") or []
+        bad = [p["path"] for p in ports if isinstance(p, dict) and p.get("path") == "/dev/bad"]  # type: ignore[misc]
+        return f"source serial:{bad[0]} down" if bad else None
+
+
+@dataclasses.dataclass
+class Gateway:
+    id: str
+    data: Path
+    state: GatewayState
+    agent: FleetAgent
+    target: Target
+    password: str
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.agent.run(), name=f"agent-{self.id}")
+        async with asyncio.timeout(10):
+            await self.agent.connected.wait()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.state.close()
+
+
+async def new_gateway(site: Site, tmp: Path, name: str) -> Gateway:
+    token = site.fleet.create_token("marina", 600, "alice").token
+    data = tmp / name
+    result = await asyncio.to_thread(enroll, site.http, token, data)
+    ident = result.identity
+    password = (data / "credentials").read_text().strip().split(":", 1)[1]
+    state = GatewayState(data)
+    target = Target()
+    applier = ConfigApplier(state, target, ident.gateway_id)
+    agent = FleetAgent(applier, site.address.host, site.address.port, ident.username, password)
+    await site.settle()
+    return Gateway(ident.gateway_id, data, state, agent, target, password)
+
+
+def client(site: Site, name: str, user: str | None, password: str | None) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        site.address.port,
+        identifier=name,
+        username=user,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        timeout=5,
+    )
+
+
+async def next_message(c: aiomqtt.Client, timeout: float = 1.0) -> aiomqtt.Message | None:
+    try:
+        async with asyncio.timeout(timeout):
+            async for m in c.messages:
+                return m
+    except TimeoutError:
+        return None
+    return None
+
+
+async def messages_within(c: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
+    out: list[aiomqtt.Message] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            async for m in c.messages:
+                out.append(m)
+    return out
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+# -- broker access ----------------------------------------------------------------------------------
+
+
+async def test_a_gateway_cannot_speak_for_another_nor_read_its_config(
+    site: Site, tmp_path: Path
+) -> None:
+    a = await new_gateway(site, tmp_path, "a")
+    b = await new_gateway(site, tmp_path, "b")
+    hub_user, hub_pw = site.hub.credentials
+    async with (
+        client(site, "watch", hub_user, hub_pw) as h,
+        client(site, "a", a.id, a.password) as ca,
+        client(site, "b", b.id, b.password) as cb,
+    ):
+        await h.subscribe("estran/v1/gw/+/data", qos=1)
+        await ca.publish(wire.topic(b.id, "data"), b"forged", qos=1)
+        await ca.publish(wire.topic(b.id, "state"), b"forged", qos=1)
+        await ca.publish(wire.topic(a.id, "data"), b"own", qos=1)
+        m = await next_message(h, 3)
+        assert m is not None and str(m.topic) == wire.topic(a.id, "data")
+        assert await next_message(h, 0.5) is None
+        # B's configuration is retained on the broker: A cannot read it, B can
+        for flt in (wire.topic(b.id, "config"), "estran/v1/gw/+/config", "#"):
+            with contextlib.suppress(aiomqtt.MqttError):
+                await ca.subscribe(flt, qos=1)
+        got = await messages_within(ca, 1.0)
+        assert all(str(m.topic).startswith(f"estran/v1/gw/{a.id}/") for m in got), got
+        await cb.subscribe(wire.topic(b.id, "config"), qos=1)
+        m = await next_message(cb, 3)
+        assert m is not None and isinstance(m.payload, bytes)
+        doc = signed.decode_signed(wire.decode_envelope(m.payload, wire.CONFIG).body).document()
+        assert doc["gateway"] == b.id
+    a.state.close()
+    b.state.close()
+
+
+async def test_anonymous_wrong_password_and_revoked_are_refused(site: Site, tmp_path: Path) -> None:
+    a = await new_gateway(site, tmp_path, "a")
+    for user, pw in ((None, None), (a.id, "not-the-password"), ("estran-hub", "guess")):
+        with pytest.raises(aiomqtt.MqttError):
+            async with client(site, "intruder", user, pw):
+                pass
+    hub_user, hub_pw = site.hub.credentials
+    async with (
+        client(site, "watch", hub_user, hub_pw) as h,
+        client(site, "a", a.id, a.password) as ca,
+    ):
+        await h.subscribe("estran/v1/gw/+/data", qos=1)
+        site.fleet.revoke(a.id, "alice")
+        await site.settle()
+        with contextlib.suppress(aiomqtt.MqttError):  # its session is closed, or dropped
+            await ca.publish(wire.topic(a.id, "data"), b"after revocation", qos=1, timeout=2)
+        assert await next_message(h, 1.0) is None
+    with pytest.raises(aiomqtt.MqttError):
+        async with client(site, "a-again", a.id, a.password):
+            pass
+    a.state.close()
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+async def test_admin_changes_a_group_and_sees_every_outcome(site: Site, tmp_path: Path) -> None:
+    gws = [await new_gateway(site, tmp_path, n) for n in ("a", "b")]
+    try:
+        for g in gws:
+            await g.start()
+        await until(lambda: all(not x.drift for x in site.fleet.gateways()))
+        serial = [{"path": "/dev/ttyUSB0", "protocol": "tic"}]
+        site.fleet.set_layer("group", "marina", {"serial": serial}, "alice")
+        await until(lambda: all(not x.drift for x in site.fleet.gateways()))
+        for row in site.fleet.gateways():
+            assert row.outcome == "applied" and row.applied_version == row.desired_version
+        assert all(g.target.running == {"serial": serial} for g in gws)
+        answers = [e for e in site.fleet.audit(200) if e.action == "report.config"]
+        assert {e.actor for e in answers} == {g.id for g in gws}
+    finally:
+        for g in gws:
+            await g.stop()
+
+
+async def test_a_config_that_breaks_a_source_rolls_back(site: Site, tmp_path: Path) -> None:
+    g = await new_gateway(site, tmp_path, "a")
+    try:
+        await g.start()
+        good = [{"path": "/dev/ttyUSB0", "protocol": "tic"}]
+        site.fleet.set_layer("gateway", g.id, {"serial": good}, "alice")
+        await until(lambda: not site.fleet.gateway(g.id).drift)
+        site.fleet.set_layer("gateway", g.id, {"serial": [{"path": "/dev/bad"}]}, "alice")
+        await until(lambda: site.fleet.gateway(g.id).outcome == "rolled_back")
+        row = site.fleet.gateway(g.id)
+        assert row.drift and "serial:/dev/bad down" in (row.reason or "")
+        assert g.target.running == {"serial": good}
+        assert g.state.config().current == {"serial": good}
+    finally:
+        await g.stop()
+
+
+async def test_unsigned_tampered_replayed_and_older_configs_are_refused_and_reported(
+    site: Site, tmp_path: Path
+) -> None:
+    """Someone who can publish on the gateway's config topic (a stolen hub broker password,
+    a rogue broker) still cannot configure it: only the hub's signing keys can."""
+    g = await new_gateway(site, tmp_path, "a")
+    try:
+        await g.start()
+        await until(lambda: not site.fleet.gateway(g.id).drift)
+        old = site.fleet.desired_message(g.id)
+        site.fleet.set_layer("gateway", g.id, {"daemon": {"queue_size": 4096}}, "alice")
+        await until(lambda: not site.fleet.gateway(g.id).drift)
+        current = site.fleet.desired_message(g.id)
+        applied = g.target.applies
+        other = await new_gateway(site, tmp_path, "b")
+        other.state.close()
+        unsigned = wire.encode_envelope(
+            wire.Envelope.of(
+                wire.CONFIG,
+                {"kind": "config", "gateway": g.id, "version": 10**6, "config": {"serial": []}},
+            )
+        )
+        tampered = current.replace(b"queue_size\x19\x10\x00", b"queue_size\x19\x20\x00")
+        assert tampered != current
+        rogue_key = fleet.Keyring(tmp_path / "rogue")
+        rogue_key.ensure()
+        forged = wire.encode_envelope(
+            wire.Envelope(
+                wire.CONFIG,
+                rogue_key.sign_document(
+                    signed.CONTEXT_CONFIG,
+                    {"kind": "config", "gateway": g.id, "version": 10**6, "config": {}},
+                ),
+            )
+        )
+        cases = {
+            "unsigned": (unsigned, "unsigned or malformed"),
+            "tampered": (tampered, "bad signature"),
+            "forged": (forged, "no pinned hub key"),
+            "older": (old, "not newer"),
+            "another gateway's": (site.fleet.desired_message(other.id), "meant for gateway"),
+        }
+        hub_user, hub_pw = site.hub.credentials
+        async with client(site, "rogue-publisher", hub_user, hub_pw) as rogue:
+            for name, (payload, reason) in cases.items():
+                before = len(g.agent.outcomes)
+                await rogue.publish(wire.topic(g.id, "config"), payload, qos=1)
+                await until(lambda before=before: len(g.agent.outcomes) > before)  # type: ignore[misc]
+                outcome = g.agent.outcomes[-1]
+                assert outcome.outcome == signed.REFUSED and reason in outcome.reason, name
+                await until(
+                    lambda reason=reason: reason in (site.fleet.gateway(g.id).reason or "")  # type: ignore[misc]
+                )
+                assert site.fleet.gateway(g.id).outcome == "refused"
+            # replayed: the current one again is recognised and not re-applied
+            await rogue.publish(wire.topic(g.id, "config"), current, qos=1)
+            await asyncio.sleep(0.5)
+        assert g.target.applies == applied
+        assert g.state.config().current == {"daemon": {"queue_size": 4096}}
+        refused = [e for e in site.fleet.audit(500) if e.detail.get("outcome") == "refused"]
+        assert len(refused) == len(cases)
+    finally:
+        await g.stop()
+
+
+async def test_signed_commands_and_their_replay(site: Site, tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    async def commands(name: str, args: Mapping[str, object]) -> str:
+        ran.append(name)
+        return "done"
+
+    g = await new_gateway(site, tmp_path, "a")
+    g.agent.commands = commands
+    try:
+        await g.start()
+        site.fleet.command(g.id, "rescan", "alice")
+        await until(lambda: ran == ["rescan"])
+        replay = site.fleet.pending()  # nothing pending: it was published
+        assert replay == []
+        await until(lambda: any(e.action == "report.cmd" for e in site.fleet.audit(50)))
+    finally:
+        await g.stop()
+
+
+# -- enrollment and keys -------------------------------------------------------------------------------
+
+
+async def test_token_reuse_expiry_and_a_foreign_hub(site: Site, tmp_path: Path) -> None:
+    token = site.fleet.create_token("marina", 600, "alice").token
+    await asyncio.to_thread(enroll, site.http, token, tmp_path / "a")
+    with pytest.raises(EnrollError, match="used already"):
+        await asyncio.to_thread(enroll, site.http, token, tmp_path / "b")
+    short = site.fleet.create_token("marina", 0.5, "alice").token
+    await asyncio.sleep(0.7)
+    with pytest.raises(EnrollError, match="expired"):
+        await asyncio.to_thread(enroll, site.http, short, tmp_path / "c")
+    # a token of another hub: this hub's answer is not signed by the key the token names
+    other = fleet.Fleet(tmp_path / "other-hub")
+    other.create_group("marina", "x")
+    foreign = other.create_token("marina", 600, "x").token
+    prefix = foreign.split(".")[0]
+    mine = site.fleet.create_token("marina", 600, "alice").token.split(".")
+    spoofed = ".".join([prefix, mine[1], mine[2], other.keys.ensure()])
+    with pytest.raises(EnrollError, match="wrong hub"):
+        await asyncio.to_thread(enroll, site.http, spoofed, tmp_path / "d")
+    with pytest.raises(EnrollError, match="another hub"):
+        await asyncio.to_thread(
+            enroll, site.http, ".".join(mine), tmp_path / "e", hub_fingerprint=other.keys.ensure()
+        )
+    other.close()
+    assert [g.id for g in site.fleet.gateways()] == ["marina-001", "marina-002"]
+
+
+async def test_key_rotation_without_reenrolling(site: Site, tmp_path: Path) -> None:
+    g = await new_gateway(site, tmp_path, "a")
+    try:
+        await g.start()
+        await until(lambda: not site.fleet.gateway(g.id).drift)
+        old = site.fleet.keys.ensure()
+        new = site.fleet.add_key("alice")
+        await until(lambda: set(g.state.trusted_keys()) == {old, new})
+        site.fleet.retire_key(old, "alice")
+        await until(lambda: set(g.state.trusted_keys()) == {new})
+        site.fleet.set_layer("gateway", g.id, {"daemon": {"queue_size": 512}}, "alice")
+        await until(lambda: g.target.running == {"daemon": {"queue_size": 512}})
+        await until(lambda: not site.fleet.gateway(g.id).drift)
+        assert site.fleet.gateway(g.id).outcome == "applied"
+    finally:
+        await g.stop()
