@@ -468,3 +468,97 @@ async def test_key_rotation_without_reenrolling(site: Site, tmp_path: Path) -> N
         assert site.fleet.gateway(g.id).outcome == "applied"
     finally:
         await g.stop()
+
+
+# -- the ThingsBoard regression: a config push never touches the buffer --------------------------
+
+
+async def test_a_config_push_never_touches_the_buffer(site: Site, tmp_path: Path) -> None:
+    """The real daemon with the real buffer (edge.buffer) and scripted sources: configs that
+    change sources, buffer settings, and one that rolls back, pushed through the broker. The
+    buffer is opened once, its segment files are never replaced or shrunk, and every reading
+    stored before the pushes is still there after."""
+    from edge.buffer import BufferConfig, SegmentLog
+    from edge.config import load_config
+    from edge.config_apply import DaemonTarget
+    from edge.daemon import Daemon, SystemdNotifier, Wiring
+    from edge.daemon._wiring import open_log
+    from edge.tests.daemon_fakes import FakeWiring, Plan, port, write_config
+
+    g = await new_gateway(site, tmp_path, "a")
+    fakes = FakeWiring({"/dev/bad": Plan(crash_after=1)})
+    opened: list[object] = []
+
+    def open_real(config: Any) -> Any:
+        opened.append(config)
+        return open_log(config)
+
+    data = tmp_path / "daemon"
+    local = write_config(tmp_path / "edge.toml", data, port("/dev/a", "a"))
+    wiring = Wiring(open_log=open_real, sources=fakes.sources, uplink=lambda c, log: None)
+    daemon = Daemon(load_config(local), wiring, SystemdNotifier({}))
+    g.agent.applier.target = DaemonTarget(daemon, local, settle_s=0.2)
+    run = asyncio.create_task(daemon.run(), name="daemon")
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+        await g.start()
+        buffer_dir = data / "buffer"
+
+        def files() -> dict[str, tuple[int, int]]:
+            return {
+                p.name: (p.stat().st_ino, p.stat().st_size)
+                for p in buffer_dir.glob("*")
+                if p.is_file()
+            }
+
+        await until(lambda: fakes.plans["/dev/a"].delivered > 200)
+        before = files()
+        assert before
+        stored_before = fakes.plans["/dev/a"].delivered
+        gate = {"apply": {"health_timeout": 1}}
+
+        def ports(*paths: str) -> list[dict[str, object]]:
+            return [
+                {
+                    "path": p,
+                    "protocol": "nmea",
+                    "devices": [{"sensor": p.rsplit("/", 1)[1], "interval": 0}],
+                }
+                for p in paths
+            ]
+
+        pushes: list[tuple[dict[str, object], str]] = [
+            ({"serial": ports("/dev/a", "/dev/b"), **gate}, "applied"),
+            (
+                {"serial": ports("/dev/a", "/dev/b"), "buffer": {"quota": "64 MiB"}, **gate},
+                "applied",
+            ),
+            ({"serial": ports("/dev/a", "/dev/bad"), **gate}, "rolled_back"),
+            ({"serial": ports("/dev/a"), **gate}, "applied"),
+        ]
+        for doc, expected in pushes:
+            site.fleet.set_layer("gateway", g.id, doc, "alice")
+            version = site.fleet.desired(g.id)[0]
+            await until(lambda v=version: site.fleet.gateway(g.id).reported_ms is not None
+                        and any(o.version == v for o in g.agent.outcomes), 15)  # type: ignore[misc]  # fmt: skip
+            outcome = next(o for o in g.agent.outcomes if o.version == version)
+            assert outcome.outcome == expected, outcome
+        after = files()
+        for name, (inode, size) in before.items():
+            if name in after:
+                assert after[name][0] == inode, f"{name} was replaced"
+                assert after[name][1] >= size, f"{name} shrank"
+        assert len(opened) == 1  # opened once, at start; never by a push
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(run, 15)
+        await g.stop()
+    log = SegmentLog.open(
+        BufferConfig(directory=data / "buffer", seq_path=data / "buffer-seq.cbor")
+    )
+    try:
+        stats = log.stats()
+        assert stats.depth >= stored_before  # nothing acknowledged (no uplink), nothing lost
+        assert stats.dropped_total == 0
+    finally:
+        log.close()
