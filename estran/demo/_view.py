@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 REQUEST_TIMEOUT_S = 2.0
+NARROW = 110  # columns: below, a compact layout
 
 _UNITS = {"Cel": "°C", "m3": "m³", "m3/h": "m³/h", "%RH": "%", "deg": "°", "/": "", "1": ""}
 
@@ -137,6 +138,12 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def short_via(via: str) -> str:
+    """ "serial · Modbus RTU" -> "Modbus RTU", "BLE · BTHome, encrypted" -> "BLE BTHome+key"."""
+    text = via.removeprefix("serial · ").replace("BLE · ", "BLE ")
+    return text.replace(", encrypted", "+key").replace(" + GATT", "").replace(" v2", "")
+
+
 def _headline(rows: Sequence[Mapping[str, Any]], wanted: Sequence[str], count: int = 3) -> str:
     by_quantity = {str(r.get("quantity")): r for r in rows}
     chosen = [q for q in wanted if q in by_quantity]
@@ -209,17 +216,21 @@ def render(
         (f"  ·  hub not answering: {snap.error}", "red") if not snap.ok else "",
     )
 
+    narrow = width < NARROW
     gw_table = Table(title="Gateways", title_justify="left", expand=False, pad_edge=False)
-    for col, kw in (
-        ("gateway", {"style": "bold"}),
-        ("what", {}),
+    columns: list[tuple[str, Mapping[str, Any]]] = [
+        ("gateway", {"style": "bold", "no_wrap": True}),
+        ("what", {"no_wrap": True}),
         ("state", {}),
         ("last seen", {"justify": "right"}),
         ("sensors", {"justify": "right"}),
         ("batches", {"justify": "right"}),
         ("backlog", {"justify": "right"}),
-    ):
-        gw_table.add_column(col, **kw)  # type: ignore[arg-type]
+    ]
+    if narrow:
+        columns = [c for c in columns if c[0] not in ("what", "batches")]
+    for name, options in columns:
+        gw_table.add_column(name, **options)
     rows = {str(g.get("id")): g for g in snap.gateways}
     for gid, (what, _site) in gateways.items():
         g = rows.get(gid, {})
@@ -228,21 +239,25 @@ def render(
         last_ms = g.get("last_seen_ms")
         seen = format_age(now - last_ms / 1000) if isinstance(last_ms, int) else "-"
         n_sensors = len({s for s, r in by_sensor.items() if r and r[0].get("gateway") == gid})
-        gw_table.add_row(
-            gid,
-            what,
-            Text(state_text, style=style),
-            seen,
-            str(n_sensors),
-            str(g.get("batches", "-")),
-            str(g.get("backlog", "-")),
-        )
+        cells: dict[str, RenderableType] = {
+            "gateway": gid,
+            "what": what,
+            "state": Text(state_text, style=style),
+            "last seen": seen,
+            "sensors": str(n_sensors),
+            "batches": str(g.get("batches", "-")),
+            "backlog": str(g.get("backlog", "-")),
+        }
+        gw_table.add_row(*(cells[name] for name, _ in columns))
 
     s_table = Table(title="Sensors (latest values at the hub)", title_justify="left")
-    fixed = 12 + 19 + 23 + 6 + 16  # the other columns, borders and padding
-    s_table.add_column("gateway", no_wrap=True, min_width=12)
+    if narrow:  # the gateway is told by the sections; the transport in short
+        fixed = 19 + 14 + 6 + 13
+    else:
+        fixed = 12 + 19 + 23 + 6 + 16  # the other columns, borders and padding
+        s_table.add_column("gateway", no_wrap=True, min_width=12)
     s_table.add_column("sensor", style="bold", no_wrap=True, min_width=19)
-    s_table.add_column("read over", no_wrap=True, min_width=23)
+    s_table.add_column("read over", no_wrap=True, min_width=14 if narrow else 23)
     s_table.add_column(
         "latest values", overflow="ellipsis", no_wrap=True, max_width=max(24, width - fixed)
     )
@@ -256,15 +271,20 @@ def render(
         gid = ids.get(info.gateway, info.gateway)
         if previous is not None and gid != previous:
             s_table.add_section()
-        gid, previous = (gid if gid != previous else ""), gid
+        first = gid != previous
+        previous = gid
+        via = short_via(info.via) if narrow else info.via
         if not rows_of:
-            s_table.add_row(gid, sensor, info.via, Text("waiting…", style="dim"), "")
-            continue
-        ts = state.last_ts.get(sensor, 0)
-        age = format_age(now - ts / 1000) if ts else "-"
-        just = mono - state.fresh.get(sensor, -1e9) < 2.5
-        latest = Text(_headline(rows_of, info.headline), style="bold green" if just else "")
-        s_table.add_row(gid, sensor, info.via, latest, age)
+            row: list[RenderableType] = [sensor, via, Text("waiting…", style="dim"), ""]
+        else:
+            ts = state.last_ts.get(sensor, 0)
+            age = format_age(now - ts / 1000) if ts else "-"
+            just = mono - state.fresh.get(sensor, -1e9) < 2.5
+            latest = Text(_headline(rows_of, info.headline), style="bold green" if just else "")
+            row = [sensor, via, latest, age]
+        if not narrow:
+            row.insert(0, gid if first else "")
+        s_table.add_row(*row)
     return Group(title, status, Text(""), gw_table, Text(""), s_table)
 
 
