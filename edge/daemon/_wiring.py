@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from edge.config import EdgeConfig
 from edge.daemon._daemon import UplinkLike, Wiring
@@ -133,27 +133,27 @@ def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
     u = config.uplink
     if u is None:
         return None
-    settings: dict[str, Any] = {
-        "gateway_id": config.gateway.id,
-        "broker": u.broker,
-        "state_dir": config.gateway.data_dir,
-        "protocol": u.protocol,
-        "backlog_rate": u.backlog_rate,
-        "backlog_burst": u.backlog_burst,
-        "state_interval_s": u.state_interval_s,
-        "keepalive_s": u.keepalive_s,
-        "compress": u.compress,
-        "software": software_version(),
-    }
-    if u.credentials_file is not None:
-        username, password = read_credentials(u.credentials_file)  # each start: re-read
-        fields = {f.name for f in dataclasses.fields(UplinkConfig)}
-        if {"username", "password"} <= fields:
-            settings.update(username=username, password=password)
-        else:
-            log.warning("this uplink cannot log in yet: %s is not used", u.credentials_file)
+    username = password = None
+    if u.credentials_file is not None:  # read at each start: a re-enrollment is picked up
+        username, password = read_credentials(u.credentials_file)
     block_log: BlockLog = buffer  # type: ignore[assignment]  # SegmentLog is both
-    return Uplink(block_log, cast(Any, UplinkConfig)(**settings))
+    return Uplink(
+        block_log,
+        UplinkConfig(
+            gateway_id=config.gateway.id,
+            broker=u.broker,
+            state_dir=config.gateway.data_dir,
+            protocol=u.protocol,
+            backlog_rate=u.backlog_rate,
+            backlog_burst=u.backlog_burst,
+            state_interval_s=u.state_interval_s,
+            keepalive_s=u.keepalive_s,
+            compress=u.compress,
+            software=software_version(),
+            username=username,
+            password=password,
+        ),
+    )
 
 
 def uplink_status(uplink: UplinkLike) -> dict[str, object]:

@@ -156,3 +156,60 @@ async def test_the_uplink_is_wired_and_a_broker_down_stops_nothing(tmp_path: Pat
     finally:
         daemon.request_stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_readings_reach_a_real_broker_through_the_daemon_uplink(tmp_path: Path) -> None:
+    """The uplink the daemon builds from [uplink] publishes the gateway's batches on a real
+    MQTT broker (amqtt, MQTT 3.1.1), and `estran edge doctor`'s broker check talks to it."""
+    import socket
+
+    import aiomqtt
+    from amqtt.broker import Broker
+
+    from edge.doctor import Environment, check_broker
+    from protocols import wire
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    try:
+        async with (
+            NmeaSimulator("ttyNMEA", directory=tmp_path / "sim", interval=0.1) as nmea,
+            aiomqtt.Client("127.0.0.1", port, identifier="hub-stand-in") as hub,
+        ):
+            await hub.subscribe(wire.topic("gw-up", "data"), qos=1)
+            path = tmp_path / "edge.toml"
+            path.write_text(
+                f'[gateway]\nid = "gw-up"\ndata_dir = "{tmp_path / "d"}"\n'
+                f'[uplink]\nbroker = "mqtt://127.0.0.1:{port}"\nprotocol = "3.1.1"\n'
+                + port_table(nmea.port_config())  # type: ignore[arg-type]
+            )
+            config = load_config(path)
+            daemon = Daemon(config, default_wiring(), SystemdNotifier({}))
+            task = asyncio.create_task(daemon.run(), name="daemon-uplink-broker")
+            try:
+                async with asyncio.timeout(15):
+                    message = await anext(aiter(hub.messages))
+                assert message.topic.matches(wire.topic("gw-up", "data"))
+                assert isinstance(message.payload, bytes)
+                batch = wire.decode_data(message.payload)  # what the hub's ingest will read
+                assert batch.count > 0 and batch.blocks
+                assert daemon.health.uplink is not None
+                assert daemon.health.uplink()["state"] == "connected"
+                check = await asyncio.to_thread(check_broker, config, Environment())
+                assert check.status == "ok" and "accepted an MQTT 3.1.1 CONNECT" in check.reason
+            finally:
+                daemon.request_stop()
+                await asyncio.wait_for(task, 15)
+    finally:
+        await broker.shutdown()
