@@ -9,6 +9,7 @@ summary of). Exit status 1 when the daemon cannot be reached.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ def status_socket(data: Path | None, config: Path | None) -> Path:
         except ConfigError as e:
             raise click.ClickException(f"{e}\n(use --data DIR to read the status anyway)") from e
     return DEFAULT_DATA_DIR / "status.sock"
+
+
+def _natural(name: str) -> list[object]:
+    """ "soil-2" before "soil-10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _age(ts_ms: object, now_ms: int) -> str:
@@ -104,7 +110,8 @@ def render(snapshot: Snapshot, values: int = 4) -> list[Any]:
     sources = Table(title="sources", title_justify="left", expand=False)
     for column in ("source", "state", "since", "detail", "crashes", "errors"):
         sources.add_column(column)
-    for name, s in (snapshot.get("sources") or {}).items():
+    source_items = (snapshot.get("sources") or {}).items()
+    for name, s in sorted(source_items, key=lambda item: _natural(item[0])):
         sources.add_row(
             escape(name),
             _state(s.get("state")),
@@ -118,7 +125,8 @@ def render(snapshot: Snapshot, values: int = 4) -> list[Any]:
     sensors = Table(title="sensors", title_justify="left", expand=False)
     for column in ("sensor", "last seen", "samples", "stored", "values", "errors"):
         sensors.add_column(column)
-    for name, s in (snapshot.get("sensors") or {}).items():
+    sensor_items = (snapshot.get("sensors") or {}).items()
+    for name, s in sorted(sensor_items, key=lambda item: _natural(item[0])):
         entries = list((s.get("values") or {}).items())
         shown = ", ".join(f"{q}={_value(v)}" for q, v in entries[:values])
         if len(entries) > values:
