@@ -8,6 +8,7 @@ roll back, report. See `edge.config_apply._transaction` for the steps.
 
 from edge.config_apply._agent import FleetAgent, no_commands
 from edge.config_apply._daemon import ApplyError, DaemonTarget, overlay
+from edge.config_apply._link import enrolled, fleet_link
 from edge.config_apply._transaction import (
     ConfigApplier,
     ConfigTarget,
@@ -26,6 +27,8 @@ __all__ = [
     "Outcome",
     "Refused",
     "changed_sections",
+    "enrolled",
+    "fleet_link",
     "no_commands",
     "overlay",
     "report_message",

@@ -31,7 +31,7 @@ from protocols.reading import Reading
 
 log = logging.getLogger("estran.edge.daemon")
 
-CORE_TASKS = ("uplink",)  # supervised, but not sources: shown under "tasks" in the status
+CORE_TASKS = ("uplink", "fleet")  # supervised, but not sources: shown under "tasks" in the status
 TICK_S = 1.0  # aggregate windows close within a second of their end
 STATUS_INTERVAL_S = 30.0  # STATUS= line for `systemctl status`
 
@@ -211,6 +211,10 @@ class Daemon:
                 await uplink.run()
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)
+        from edge.config_apply import fleet_link  # signed hub configurations, once enrolled
+
+        if (link := fleet_link(self, config)) is not None:
+            specs["fleet"] = TaskSpec("fleet", (config.gateway, config.path), link)
         return specs
 
     def _start_all(self, config: EdgeConfig) -> None:

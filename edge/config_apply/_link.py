@@ -1,0 +1,86 @@
+"""The fleet link of a running daemon: started by the daemon (a supervised core task named
+`fleet`) when its data directory holds an enrollment (`estran edge enroll`).
+
+It re-applies the last configuration the hub sent (the daemon starts from the technician's
+file alone), then runs the `FleetAgent` with a `DaemonTarget`: signed configurations are
+verified and applied as transactions, commands run, outcomes reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge.config import EdgeConfig
+from edge.config_apply._agent import FleetAgent
+from edge.config_apply._daemon import DaemonLike, DaemonTarget
+from edge.config_apply._transaction import ConfigApplier
+from edge.identity import CREDENTIALS_FILE, STATE_FILE, GatewayState
+
+log = logging.getLogger("estran.edge.fleet")
+
+
+def enrolled(data_dir: Path) -> bool:
+    return (data_dir / STATE_FILE).exists() and (data_dir / CREDENTIALS_FILE).exists()
+
+
+def fleet_link(
+    daemon: DaemonLike, config: EdgeConfig
+) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """The `fleet` task of `daemon`, or None when the gateway is not enrolled (or the daemon
+    was not started from a file, which the hub's documents are laid over)."""
+    data_dir = config.gateway.data_dir
+    local = config.path
+    if local is None or not enrolled(data_dir):
+        return None
+
+    async def commands(name: str, args: Mapping[str, object]) -> str:
+        if name == "reload":
+            request = getattr(daemon, "request_reload", None)
+            if request is None:
+                raise NotImplementedError("reload")
+            request()
+            return "reload requested"
+        if name == "status":
+            return f"{len(daemon.health.sources)} source(s)"
+        raise NotImplementedError(f"no command {name!r} on this gateway")
+
+    async def run() -> None:
+        state = GatewayState(data_dir)
+        try:
+            ident = state.identity()
+            if ident is None:
+                log.warning("fleet link: %s holds no enrollment", data_dir)
+                return
+            if ident.gateway_id != config.gateway.id:
+                log.error(
+                    "fleet link: enrolled as %s but gateway.id is %s: fix the file",
+                    ident.gateway_id,
+                    config.gateway.id,
+                )
+            text = (data_dir / CREDENTIALS_FILE).read_text().strip()
+            username, _, password = text.partition(":")
+            url = urlsplit(ident.broker if "://" in ident.broker else "mqtt://" + ident.broker)
+            target = DaemonTarget(daemon, local)
+            current = state.config().current
+            if current:  # the daemon started from the technician's file alone
+                try:
+                    await target.apply(current, frozenset(current))
+                except Exception as e:
+                    log.error("fleet link: the last configuration does not apply: %s", e)
+            applier = ConfigApplier(state, target, ident.gateway_id)
+            agent = FleetAgent(
+                applier, url.hostname or "127.0.0.1", url.port or 1883, username, password,
+                commands=commands,
+            )  # fmt: skip
+            await agent.run()
+        finally:
+            state.close()
+
+    return run
+
+
+__all__ = ["enrolled", "fleet_link"]
