@@ -36,8 +36,12 @@ micropython: install
 demo: install
 	$(BIN)/estran demo $(DEMO_ARGS)
 
+# Every benchmark, each printing JSON with the peer measured in the same run.
 bench: install
 	$(BIN)/estran bench decode --json
+	$(BIN)/estran bench buffer --readings 1000000 --json
+	$(BIN)/estran bench sync --readings 1000000 --broker mosquitto --json
+	$(BIN)/estran bench edge --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
