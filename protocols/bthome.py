@@ -28,7 +28,19 @@ must increase (else ``replay``) and a repeated packet id marks the packet a dupl
 `encode` builds payloads for the simulators.
 """
 
-from protocols._ble import advertisement_service_data, hci_service_data
+from protocols import _ble
+from protocols._ble import (
+    MAC_SIZE,
+    advertisement_service_data,
+    format_mac,
+    hci_service_data,
+    parse_mac,
+    pow10,
+    prefixed_service_data,
+    sint_le,
+    to_le,
+    uint_le,
+)
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -50,7 +62,6 @@ if TYPE_CHECKING:
 
 UUID16 = 0xFCD2
 UUID_BYTES = b"\xd2\xfc"  # the UUID as it appears on air (little-endian)
-AD_TYPE_SERVICE_DATA_16 = 0x16
 
 INFO_ENCRYPTED = 0x01
 INFO_MAC_INCLUDED = 0x02
@@ -60,7 +71,6 @@ VERSION = 2
 KEY_SIZE = 16
 TAG_SIZE = 4
 COUNTER_SIZE = 4
-MAC_SIZE = 6
 # An AD structure's length byte caps its data at 254 bytes (extended advertising); legacy
 # advertising allows far less. Anything longer is not a BTHome payload.
 MAX_PAYLOAD = 254
@@ -371,79 +381,24 @@ class DeviceState:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _uint(data: "bytes") -> "int":
-    """Little-endian unsigned (MicroPython's int.from_bytes ignores `signed`)."""
-    value = 0
-    shift = 0
-    for b in data:
-        value |= b << shift
-        shift += 8
-    return value
-
-
-def _sint(data: "bytes") -> "int":
-    value = _uint(data)
-    bits = 8 * len(data)
-    if bits and value >= 1 << (bits - 1):
-        value -= 1 << bits
-    return value
-
-
-def _le(value: "int", size: "int") -> "bytes":
-    """`value` (already range-checked, may be negative) as `size` bytes little-endian."""
-    value &= (1 << (8 * size)) - 1
-    out = bytearray(size)
-    for i in range(size):
-        out[i] = (value >> (8 * i)) & 0xFF
-    return bytes(out)
-
-
-def _pow10(n: "int") -> "int":
-    result = 1
-    for _ in range(n):
-        result *= 10
-    return result
-
-
 def _scale(raw: "int", mult: "int", power: "int") -> "int | float":
     # One division of two exact integers is correctly rounded: the float is the nearest
     # double to the exact decimal, so it prints without noise (CPython and MicroPython).
     if power >= 0:
-        return raw * mult * _pow10(power)
-    return (raw * mult) / _pow10(-power)
+        return raw * mult * pow10(power)
+    return (raw * mult) / pow10(-power)
 
 
 def _unscale(value: "object", mult: "int", power: "int") -> "int":
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise LocalProtocolError("expected a number, got %r" % (value,))
     if power >= 0:
-        return round(value / (mult * _pow10(power)))
-    return round(value * _pow10(-power) / mult)
+        return round(value / (mult * pow10(power)))
+    return round(value * pow10(-power) / mult)
 
 
 def _is_number(value: "object") -> "bool":
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def format_mac(mac: "bytes") -> "str":
-    """6 bytes in display order -> ``AA:BB:CC:DD:EE:FF``."""
-    return ":".join("%02X" % b for b in mac)
-
-
-def parse_mac(mac: "str | bytes") -> "bytes":
-    """``AA:BB:CC:DD:EE:FF`` (or ``-`` separators, or 12 hex digits, or 6 bytes) -> 6 bytes."""
-    if isinstance(mac, (bytes, bytearray)):
-        if len(mac) != MAC_SIZE:
-            raise LocalProtocolError("a MAC address is 6 bytes, got %d" % len(mac))
-        return bytes(mac)
-    clean = "".join(c for c in str(mac) if c not in ":- ")
-    try:
-        raw = bytes.fromhex(clean)
-    except ValueError as e:
-        raise LocalProtocolError("not a MAC address: %r" % (mac,)) from e
-    if len(raw) != MAC_SIZE:
-        raise LocalProtocolError("not a MAC address: %r" % (mac,))
-    return raw
 
 
 def parse_key(key: "str | bytes") -> "bytes":
@@ -469,15 +424,9 @@ def strip_uuid(data: "bytes") -> "bytes":
     byte (< 0x20 for BTHome) followed by 0x16 d2 fc is not a valid info byte either; the
     other shapes start below 0x40, where no v2 info byte is.
     """
-    if len(data) >= 2 and data[0:2] == UUID_BYTES:
-        return data[2:]
-    if (
-        len(data) >= 4
-        and data[1] == AD_TYPE_SERVICE_DATA_16
-        and data[2:4] == UUID_BYTES
-        and data[0] == len(data) - 1
-    ):
-        return data[4:]
+    value = prefixed_service_data(data, UUID_BYTES)
+    if value is not None:
+        return value
     # A v2 info byte is 0x40..0x5f; an HCI event starts 04 3e or 3e, an advertisement with
     # an AD length below 0x20 (31 bytes of legacy advertising).
     if data and data[0] < 0x40:
@@ -492,8 +441,7 @@ def strip_uuid(data: "bytes") -> "bytes":
 
 def advertiser_mac(data: "bytes") -> "str | None":
     """The advertiser's MAC when `data` is an HCI advertising report, else None."""
-    hci = hci_service_data(bytes(data), UUID_BYTES)
-    return hci[1] if hci is not None else None
+    return _ble.advertiser_mac(data, UUID_BYTES)
 
 
 def _header_fields(info: "int", mac: "str | None") -> "dict[str, object]":
@@ -570,7 +518,7 @@ def decrypt(info: "int", body: "bytes", key: "bytes", mac: "bytes") -> "tuple[by
         raise RemoteProtocolError(
             DECRYPTION, "authentication failed (wrong bind key or MAC, or altered data)"
         ) from e
-    return bytes(plaintext), _uint(counter_bytes)
+    return bytes(plaintext), uint_le(counter_bytes)
 
 
 def _value(
@@ -578,11 +526,11 @@ def _value(
 ) -> "Value":
     _name, _size, signed, mult, power, _unit, _kind = entry
     if kind == NUMBER:
-        return _scale(_sint(raw) if signed else _uint(raw), mult, power)
+        return _scale(sint_le(raw) if signed else uint_le(raw), mult, power)
     if kind == BINARY:
         return raw[0] != 0
     if kind in (PACKET_ID, DEVICE_TYPE):
-        return _uint(raw)
+        return uint_le(raw)
     if kind == FIRMWARE:
         return ".".join(str(b) for b in reversed(raw))
     if kind == BUTTON:
@@ -735,7 +683,7 @@ def _encode_value(oid: "int", value: "object") -> "bytes":
         low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         if not low <= raw <= high:
             raise LocalProtocolError("%s: %r out of range for object 0x%02x" % (name, value, oid))
-        return _le(raw, size)
+        return to_le(raw, size)
     if kind == BINARY:
         if value not in (True, False, 0, 1):
             raise LocalProtocolError("%s: expected a bool, got %r" % (name, value))
@@ -834,7 +782,7 @@ def encode(
         if not 0 <= counter <= 0xFFFFFFFF:
             raise LocalProtocolError("counter must fit in 4 bytes")
         info |= INFO_ENCRYPTED
-        counter_bytes = _le(counter, COUNTER_SIZE)
+        counter_bytes = to_le(counter, COUNTER_SIZE)
         try:
             cipher = _aes_ccm(parse_key(key))
         except RemoteProtocolError as e:
@@ -856,9 +804,7 @@ def encode(
 
 def ad_structure(payload: "bytes") -> "bytes":
     """The whole AD structure for an advertisement: length, 0x16, ``d2 fc``, payload."""
-    if len(payload) + 3 > 255:
-        raise LocalProtocolError("payload too long for one AD structure")
-    return bytes([len(payload) + 3, AD_TYPE_SERVICE_DATA_16]) + UUID_BYTES + payload
+    return _ble.ad_structure(UUID_BYTES, payload)
 
 
 # -- estran decode -------------------------------------------------------------------------
@@ -884,7 +830,7 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         shown = included if included is not None else mac_bytes
         fields = _header_fields(info, format_mac(shown) if shown is not None else None)
         if info & INFO_ENCRYPTED and len(_body) >= COUNTER_SIZE + TAG_SIZE:
-            fields["counter"] = _uint(_body[-COUNTER_SIZE - TAG_SIZE : -TAG_SIZE])
+            fields["counter"] = uint_le(_body[-COUNTER_SIZE - TAG_SIZE : -TAG_SIZE])
         packet = _decode(payload, key_bytes, mac_bytes, None)
     except UnknownObjectError as e:
         readings = []  # type: list[dict[str, object]]

@@ -21,7 +21,18 @@ GATT (the poller connects, writes `MODE_CHANGE` to handle 0x33, then reads):
 Units are SenML: Cel, lx, %, %RH, and conductivity in S/m (1 µS/cm = 0.0001 S/m).
 """
 
-from protocols._ble import advertisement_service_data, hci_service_data
+from protocols import _ble
+from protocols._ble import (
+    advertisement_service_data,
+    format_mac,
+    hci_service_data,
+    parse_mac,
+    pow10,
+    prefixed_service_data,
+    sint_le,
+    to_le,
+    uint_le,
+)
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -41,7 +52,6 @@ if TYPE_CHECKING:
 
 UUID16 = 0xFE95
 UUID_BYTES = b"\x95\xfe"  # as on air (little-endian)
-AD_TYPE_SERVICE_DATA_16 = 0x16
 
 FC_REQUEST_TIMING = 0x0001  # set by the Mi Flora; meaning varies with the version
 FC_ENCRYPTED = 0x0008
@@ -61,7 +71,7 @@ PRODUCTS = {
 
 MAX_PAYLOAD = 254  # one AD structure at most
 
-# MiBeacon object type -> (name, size, signed, power of ten, SenML unit); value = raw * 10**power
+# MiBeacon object type -> (name, size, signed, power of ten, SenML unit); value = raw * pow10(power)
 OBJECTS = {
     0x1004: ("temperature", 2, True, -1, "Cel"),
     0x1006: ("humidity", 2, False, -1, "%RH"),
@@ -154,71 +164,19 @@ class DeviceState:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _uint(data: "bytes") -> "int":
-    value = 0
-    shift = 0
-    for b in data:
-        value |= b << shift
-        shift += 8
-    return value
-
-
-def _sint(data: "bytes") -> "int":
-    value = _uint(data)
-    bits = 8 * len(data)
-    if bits and value >= 1 << (bits - 1):
-        value -= 1 << bits
-    return value
-
-
-def _le(value: "int", size: "int") -> "bytes":
-    value &= (1 << (8 * size)) - 1
-    out = bytearray(size)
-    for i in range(size):
-        out[i] = (value >> (8 * i)) & 0xFF
-    return bytes(out)
-
-
-def _pow10(n: "int") -> "int":
-    result = 1
-    for _ in range(n):
-        result *= 10
-    return result
-
-
 def _scale(raw: "int", power: "int") -> "Number":
     # one division of exact integers: the nearest double to the decimal, no float noise
-    return raw * _pow10(power) if power >= 0 else raw / _pow10(-power)
+    return raw * pow10(power) if power >= 0 else raw / pow10(-power)
 
 
 def _unscale(name: "str", value: "object", power: "int", size: "int", signed: "bool") -> "int":
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise LocalProtocolError("%s: expected a number, got %r" % (name, value))
-    raw = round(value / _pow10(power)) if power >= 0 else round(value * _pow10(-power))
+    raw = round(value / pow10(power)) if power >= 0 else round(value * pow10(-power))
     bits = 8 * size
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if not low <= raw <= high:
         raise LocalProtocolError("%s: %r out of range" % (name, value))
-    return raw
-
-
-def format_mac(mac: "bytes") -> "str":
-    return ":".join("%02X" % b for b in mac)
-
-
-def parse_mac(mac: "str | bytes") -> "bytes":
-    """``AA:BB:CC:DD:EE:FF`` (or ``-``, or 12 hex digits, or 6 bytes) -> 6 bytes."""
-    if isinstance(mac, (bytes, bytearray)):
-        if len(mac) != 6:
-            raise LocalProtocolError("a MAC address is 6 bytes, got %d" % len(mac))
-        return bytes(mac)
-    clean = "".join(c for c in str(mac) if c not in ":- ")
-    try:
-        raw = bytes.fromhex(clean)
-    except ValueError as e:
-        raise LocalProtocolError("not a MAC address: %r" % (mac,)) from e
-    if len(raw) != 6:
-        raise LocalProtocolError("not a MAC address: %r" % (mac,))
     return raw
 
 
@@ -231,15 +189,9 @@ def strip_uuid(data: "bytes") -> "bytes":
     not exist; an HCI report must have all its lengths right, and a whole advertisement is
     only looked for when `data` is not a MiBeacon itself.
     """
-    if len(data) >= 2 and data[0:2] == UUID_BYTES:
-        return data[2:]
-    if (
-        len(data) >= 4
-        and data[1] == AD_TYPE_SERVICE_DATA_16
-        and data[2:4] == UUID_BYTES
-        and data[0] == len(data) - 1
-    ):
-        return data[4:]
+    value = prefixed_service_data(data, UUID_BYTES)
+    if value is not None:
+        return value
     hci = hci_service_data(data, UUID_BYTES)
     if hci is not None:
         return hci[0]
@@ -252,8 +204,7 @@ def strip_uuid(data: "bytes") -> "bytes":
 
 def advertiser_mac(data: "bytes") -> "str | None":
     """The advertiser's MAC when `data` is an HCI advertising report, else None."""
-    hci = hci_service_data(bytes(data), UUID_BYTES)
-    return hci[1] if hci is not None else None
+    return _ble.advertiser_mac(data, UUID_BYTES)
 
 
 def is_mibeacon(data: "bytes") -> "bool":
@@ -278,8 +229,8 @@ def _object(beacon: "MiBeacon", otype: "int", value: "bytes") -> "None":
             raise RemoteProtocolError(
                 MALFORMED, "object 0x%04x has %d bytes, expected 4" % (otype, len(value))
             )
-        beacon.measurements.append(Measurement("temperature", _sint(value[0:2]) / 10, "Cel"))
-        beacon.measurements.append(Measurement("humidity", _uint(value[2:4]) / 10, "%RH"))
+        beacon.measurements.append(Measurement("temperature", sint_le(value[0:2]) / 10, "Cel"))
+        beacon.measurements.append(Measurement("humidity", uint_le(value[2:4]) / 10, "%RH"))
         return
     entry = OBJECTS.get(otype)
     if entry is None:
@@ -296,7 +247,7 @@ def _object(beacon: "MiBeacon", otype: "int", value: "bytes") -> "None":
             MALFORMED,
             "object 0x%04x (%s) has %d bytes, expected %d" % (otype, name, len(value), size),
         )
-    raw = _sint(value) if signed else _uint(value)
+    raw = sint_le(value) if signed else uint_le(value)
     beacon.measurements.append(Measurement(name, _scale(raw, power), unit))
 
 
@@ -306,8 +257,8 @@ def _header(data: "bytes") -> "tuple[MiBeacon, int]":
         raise RemoteProtocolError(OVERFLOW, "%d bytes is longer than any service data" % len(data))
     if len(data) < 5:
         raise RemoteProtocolError(TRUNCATED, "MiBeacon header needs 5 bytes, got %d" % len(data))
-    fc = _uint(data[0:2])
-    beacon = MiBeacon(fc, _uint(data[2:4]), data[4])
+    fc = uint_le(data[0:2])
+    beacon = MiBeacon(fc, uint_le(data[2:4]), data[4])
     if fc & FC_MESH:
         raise RemoteProtocolError(UNSUPPORTED, "mesh MiBeacon (frame control 0x%04x)" % fc)
     if beacon.version not in MIBEACON_VERSIONS:
@@ -369,7 +320,7 @@ def decode_mibeacon(data: "bytes", mac: "bytes | str | None" = None) -> "MiBeaco
     while i < n:
         if n - i < 3:
             raise RemoteProtocolError(TRUNCATED, "object header cut short at offset %d" % i)
-        otype = _uint(data[i : i + 2])
+        otype = uint_le(data[i : i + 2])
         length = data[i + 2]
         end = i + 3 + length
         if end > n:
@@ -416,7 +367,7 @@ def encode_mibeacon(
         if otype == OBJECT_TEMPERATURE_HUMIDITY:
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise LocalProtocolError("0x100d takes (temperature, humidity)")
-            body = _le(_unscale("temperature", value[0], -1, 2, True), 2) + _le(
+            body = to_le(_unscale("temperature", value[0], -1, 2, True), 2) + to_le(
                 _unscale("humidity", value[1], -1, 2, False), 2
             )
         else:
@@ -424,16 +375,14 @@ def encode_mibeacon(
             if entry is None:
                 raise LocalProtocolError("unknown MiBeacon object 0x%04x" % otype)
             name, size, signed, power, _unit = entry
-            body = _le(_unscale(name, value, power, size, signed), size)
-        out += _le(otype, 2) + bytes([len(body)]) + body
-    return _le(fc, 2) + _le(product_id, 2) + bytes([frame_counter]) + bytes(out)
+            body = to_le(_unscale(name, value, power, size, signed), size)
+        out += to_le(otype, 2) + bytes([len(body)]) + body
+    return to_le(fc, 2) + to_le(product_id, 2) + bytes([frame_counter]) + bytes(out)
 
 
 def ad_structure(payload: "bytes") -> "bytes":
     """The AD structure for an advertisement: length, 0x16, ``95 fe``, payload."""
-    if len(payload) + 3 > 255:
-        raise LocalProtocolError("payload too long for one AD structure")
-    return bytes([len(payload) + 3, AD_TYPE_SERVICE_DATA_16]) + UUID_BYTES + payload
+    return _ble.ad_structure(UUID_BYTES, payload)
 
 
 # -- GATT ----------------------------------------------------------------------------------
@@ -448,13 +397,13 @@ def decode_realtime(data: "bytes") -> "list[Measurement]":
     """
     data = bytes(data)
     if len(data) == REALTIME_SIZE:
-        light = _uint(data[3:7])  # type: int | None
+        light = uint_le(data[3:7])  # type: int | None
         moisture = data[7]
-        conductivity = _uint(data[8:10])
+        conductivity = uint_le(data[8:10])
     elif len(data) == ROPOT_REALTIME_SIZE:
         light = None
         moisture = data[7]
-        conductivity = _uint(data[8:10])
+        conductivity = uint_le(data[8:10])
     elif len(data) < REALTIME_SIZE:
         raise RemoteProtocolError(
             TRUNCATED, "real-time read is %d bytes, expected %d" % (len(data), REALTIME_SIZE)
@@ -471,7 +420,7 @@ def decode_realtime(data: "bytes") -> "list[Measurement]":
             "moisture %d %% > 100: not real-time data (was 0xa0 0x1f written to handle 0x33?)"
             % moisture,
         )
-    out = [Measurement("temperature", _sint(data[0:2]) / 10, "Cel")]
+    out = [Measurement("temperature", sint_le(data[0:2]) / 10, "Cel")]
     if light is not None:
         out.append(Measurement("illuminance", light, "lx"))
     out.append(Measurement("moisture", moisture, "%"))
@@ -484,11 +433,11 @@ def encode_realtime(
 ) -> "bytes":
     """The 16-byte real-time value a Mi Flora returns (for simulators); SenML units in."""
     return (
-        _le(_unscale("temperature", temperature, -1, 2, True), 2)
+        to_le(_unscale("temperature", temperature, -1, 2, True), 2)
         + b"\x00"
-        + _le(_unscale("illuminance", illuminance, 0, 4, False), 4)
+        + to_le(_unscale("illuminance", illuminance, 0, 4, False), 4)
         + bytes([_unscale("moisture", moisture, 0, 1, False)])
-        + _le(_unscale("conductivity", conductivity, -4, 2, False), 2)
+        + to_le(_unscale("conductivity", conductivity, -4, 2, False), 2)
         + bytes(6)
     )
 

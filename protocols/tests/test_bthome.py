@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from estran.cli import cli
-from protocols import bthome
+from protocols import _ble, bthome
 from protocols.errors import (
     DECRYPTION,
     MALFORMED,
@@ -310,7 +310,7 @@ def test_numeric_objects_round_trip_at_their_limits(oid: int) -> None:
     for raw in _sample_raws(oid):
         value = bthome._scale(raw, mult, power)
         payload = bthome.encode([(oid, value)])
-        assert payload[2:] == bthome._le(raw, size)
+        assert payload[2:] == _ble.to_le(raw, size)
         [m] = bthome.decode(payload).measurements()
         assert m.value == value
 
@@ -525,7 +525,7 @@ def test_same_values_as_bthome_ble(oid: int, data: st.DataObject) -> None:
         raw = data.draw(st.integers(-(1 << (bits - 1)), (1 << (bits - 1)) - 1))
     else:
         raw = data.draw(st.integers(0, (1 << bits) - 1))
-    payload = bytes([0x40, oid]) + bthome._le(raw, size)
+    payload = bytes([0x40, oid]) + _ble.to_le(raw, size)
     [ours] = bthome.decode(payload).measurements()
     [theirs] = _bthome_ble_values(payload)
     if kind == bthome.BINARY:
