@@ -163,6 +163,7 @@ STGE_FIELDS = (
 )
 
 _HEX = "0123456789ABCDEFabcdef"
+_DIGITS = "0123456789"
 _SEASON_OFFSET = {"H": 60, "h": 60, "E": 120, "e": 120, " ": None}
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -266,9 +267,15 @@ def _days_from_civil(year: "int", month: "int", day: "int") -> "int":
     return era * 146097 + doe - 719468
 
 
+def _is_digits(text: "str") -> "bool":
+    """ASCII digits only: str.isdigit() also takes superscript and non-Latin digits, which
+    int() refuses (a ValueError where RemoteProtocolError belongs)."""
+    return text != "" and all(c in _DIGITS for c in text)
+
+
 def parse_horodate(text: "str") -> "Horodate":
     """Parse ``SAAMMJJhhmmss``; raises RemoteProtocolError(MALFORMED) on anything else."""
-    if len(text) != 13 or text[0] not in _SEASON_OFFSET or not text[1:].isdigit():
+    if len(text) != 13 or text[0] not in _SEASON_OFFSET or not _is_digits(text[1:]):
         raise RemoteProtocolError(MALFORMED, "bad horodate %r" % text)
     year = 2000 + int(text[1:3])
     month = int(text[3:5])
@@ -296,7 +303,7 @@ def decode_stge(value: "str") -> "dict[str, int]":
 
 def decode_relais(value: "str") -> "dict[int, int]":
     """RELAIS: relay number (1 real, 2..8 virtual) -> 1 closed / 0 open."""
-    if len(value) != 3 or not value.isdigit() or int(value) > 255:
+    if len(value) != 3 or not _is_digits(value) or int(value) > 255:
         raise RemoteProtocolError(MALFORMED, "RELAIS must be 000..255, got %r" % value)
     word = int(value)
     return {n: (word >> (n - 1)) & 1 for n in range(1, 9)}
@@ -353,7 +360,7 @@ class Group:
         value = self.value
         out: "list[Measurement]" = []
         spec = LABELS.get(label)
-        if spec is not None and value.isdigit():
+        if spec is not None and _is_digits(value):
             out.append(Measurement(label, int(value) * spec[1], spec[0]))
         elif label == "STGE":
             try:
