@@ -29,6 +29,7 @@ longer than ``max_frame`` is dropped and ``next_event`` raises
 ``RemoteProtocolError(OVERFLOW)``. See docs/protocols/tic.md.
 """
 
+from protocols._stream import NEED_DATA, NeedData
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -678,17 +679,6 @@ def _pasted_group(line: "bytes", mode: "str | None") -> "Group":
 
 # --- the stream -------------------------------------------------------------------------
 
-
-class NeedData:
-    """The type of NEED_DATA: next_event() has nothing until more bytes arrive."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> "str":
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 _FRAME = "frame"  # pending-item kind; any other kind is an error reason
 

@@ -22,6 +22,7 @@ has no distance and no fill: it is not an empty bin.
 `describe(data, options)` is the `estran decode ultrasonic` face; see docs/protocols/ultrasonic.md.
 """
 
+from protocols._stream import NEED_DATA, NeedData
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import result
 from protocols.errors import (
@@ -83,18 +84,6 @@ DEFAULT_MODELS = {3: "lv", 4: "hrlv", 0: "a02yyuw"}
 _UNITS = {"mm": (1, 1, 3), "cm": (10, 1, 2), "in": (254, 10, 4)}
 
 DEFAULT_MAX_BUFFER = 1024
-
-
-class NeedData:
-    """The type of `NEED_DATA`: `next_event` needs more bytes to find the next frame."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> "str":
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 
 class DistanceFrame:

@@ -16,6 +16,7 @@ next start byte arrives, or every `max_buffer` bytes of a long run (`garbage` co
 bytes of a run not yet reported).
 """
 
+from protocols._stream import NEED_DATA, NeedData
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -155,18 +156,6 @@ def long_frame(control: "int", address: "int", ci: "int", data: "bytes" = b"") -
     return Frame(
         kind, _byte(control, "control field"), _byte(address, "address"), _byte(ci, "CI"), data
     )
-
-
-class NeedData:
-    """Sentinel type of NEED_DATA: the parser needs more bytes to make progress."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> "str":
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 
 class FrameParser:

@@ -13,6 +13,7 @@ find the end of the frame; detecting silence and timeouts is the caller's job
 (`silent_interval(baud)` gives the 3.5-character gap of the specification).
 """
 
+from protocols._stream import NEED_DATA, NeedData
 from protocols.errors import CHECKSUM, MALFORMED, LocalProtocolError, RemoteProtocolError
 from protocols.modbus._crc import crc16, frame_crc
 from protocols.modbus._frames import (
@@ -25,18 +26,6 @@ from protocols.modbus._frames import (
     Response,
     parse_response,
 )
-
-
-class NeedData:
-    """The type of NEED_DATA: more bytes are needed before the next event."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> "str":
-        return "NEED_DATA"
-
-
-NEED_DATA = NeedData()
 
 
 def character_time(baud: "int", bits: "int" = 11) -> "float":
