@@ -27,6 +27,7 @@ courses, variation) in "deg" as the instrument sent them (registered SenML unit,
 Firmware-style: standard library only, the part MicroPython has.
 """
 
+from protocols._stream import LineBuffer
 from protocols._typing import TYPE_CHECKING
 from protocols.errors import (
     CHECKSUM,
@@ -188,7 +189,7 @@ def parse_sentence(line: "bytes", require_checksum: "bool" = False) -> "Sentence
     return Sentence(chr(raw[0]), address, parts[1:], received)
 
 
-class SentenceReader:
+class SentenceReader(LineBuffer):
     """Frames sentences from a byte stream, h11 style.
 
     `receive_data(data)` then `next_line()` (raw sentence bytes, without CR LF) or
@@ -202,20 +203,11 @@ class SentenceReader:
     `next_sentence()` refuses sentences without `*hh` (a corrupted `*` hides the checksum:
     set it for talkers known to send one)."""
 
-    __slots__ = ("_buf", "_eof", "require_checksum")
+    __slots__ = ("require_checksum",)
 
     def __init__(self, require_checksum: "bool" = False) -> "None":
-        self._buf = bytearray()
-        self._eof = False
+        super().__init__()
         self.require_checksum = require_checksum
-
-    def receive_data(self, data: "bytes") -> "None":
-        if self._eof and data:
-            raise LocalProtocolError("data after the end of the stream")
-        if not data:
-            self._eof = True
-            return
-        self._buf.extend(data)
 
     def next_line(self) -> "bytes | None":
         buf = self._buf

@@ -19,6 +19,7 @@ otherwise floats (`+3.14` -> 3.14). SDI-12 carries no units: readings are named 
 Firmware-style: standard library only, the part MicroPython has.
 """
 
+from protocols._stream import LineBuffer
 from protocols._typing import TYPE_CHECKING
 from protocols.errors import (
     CHECKSUM,
@@ -653,7 +654,7 @@ def parse_response_text(
 # -- line framing -------------------------------------------------------------------------
 
 
-class LineReader:
+class LineReader(LineBuffer):
     """Frames the bytes read from the bus into lines, h11 style.
 
     `receive_data(data)` then `next_line()` until it returns None (more data needed). A line
@@ -665,20 +666,11 @@ class LineReader:
     than MAX_LINE raises RemoteProtocolError(OVERFLOW); its rest is skipped up to the next
     terminator."""
 
-    __slots__ = ("_buf", "_eof", "_skipping")
+    __slots__ = ("_skipping",)
 
     def __init__(self) -> "None":
-        self._buf = bytearray()
-        self._eof = False
+        super().__init__()
         self._skipping = False
-
-    def receive_data(self, data: "bytes") -> "None":
-        if self._eof and data:
-            raise LocalProtocolError("data after the end of the stream")
-        if not data:
-            self._eof = True
-            return
-        self._buf.extend(data)
 
     def next_line(self) -> "bytes | None":
         buf = self._buf
