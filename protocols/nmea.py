@@ -29,6 +29,7 @@ Firmware-style: standard library only, the part MicroPython has.
 
 from protocols._stream import LineBuffer
 from protocols._typing import TYPE_CHECKING
+from protocols.describe import result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -792,8 +793,6 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     Sentences of a type not decoded here (proprietary `$P...`, `!` encapsulated, other
     standard types) are valid frames when well framed and checksummed: `valid: true`,
     their raw fields in `fields.data`, a `fields.note`, no readings."""
-    from protocols.describe import result
-
     out: "list[dict[str, object]]" = []
     reader = SentenceReader()
     reader.receive_data(bytes(data))

@@ -21,6 +21,7 @@ Firmware-style: standard library only, the part MicroPython has.
 
 from protocols._stream import LineBuffer
 from protocols._typing import TYPE_CHECKING
+from protocols.describe import result
 from protocols.errors import (
     CHECKSUM,
     EXCEPTION,
@@ -994,8 +995,6 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     recognised by their shape. A command with no response after it is described alone.
     `options["names"]`: reading names (and units), see `parse_names`. Garbage never raises;
     an unusable `names` option raises LocalProtocolError."""
-    from protocols.describe import result
-
     names = options.get("names") if isinstance(options, dict) else None
     parse_names(names)  # a bad mapping is the caller's error: LocalProtocolError
     out: "list[dict[str, object]]" = []

@@ -2,15 +2,11 @@
 
 from protocols.describe import result
 from protocols.errors import MALFORMED, TRUNCATED, UNSUPPORTED, RemoteProtocolError
-from protocols.mbus.frames import KIND_ACK, NEED_DATA, Frame, FrameParser
+from protocols.mbus.frames import KIND_ACK, Frame, FrameParser
 from protocols.mbus.records import FUNCTION_MANUFACTURER
 from protocols.mbus.telegram import Telegram, decode_into
 
 _CHUNK = 256
-
-
-def _error_text(error: "RemoteProtocolError") -> "str":
-    return error.reason + ": " + error.message
 
 
 def _frame_fields(frame: "Frame") -> "dict[str, object]":
@@ -34,7 +30,7 @@ def describe_frame(frame: "Frame") -> "dict[str, object]":
         header = telegram.access_number is not None or telegram.id is not None
         fields = telegram.fields() if header else _frame_fields(frame)
         readings = [m.as_dict() for m in telegram.measurements()]
-        return result("mbus", False, _error_text(e), fields, readings)
+        return result("mbus", False, str(e), fields, readings)
     readings = [m.as_dict() for m in telegram.measurements()]
     standard = [r for r in telegram.records if r.function != FUNCTION_MANUFACTURER]
     if telegram.records and not standard and telegram.records[0].data:
@@ -59,10 +55,10 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
             event = parser.next_event()
         except RemoteProtocolError as e:
             if not in_error:
-                results.append(result("mbus", False, _error_text(e), {}, []))
+                results.append(result("mbus", False, str(e), {}, []))
                 in_error = True
             continue
-        if event is NEED_DATA or not isinstance(event, Frame):
+        if not isinstance(event, Frame):
             if pos >= len(data):
                 break
             parser.receive_data(data[pos : pos + _CHUNK])
