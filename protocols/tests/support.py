@@ -7,6 +7,9 @@ them on the MicroPython unix port; pytest runs them on CPython.
 
 import json
 
+from protocols._stream import NEED_DATA
+from protocols.errors import REASONS, RemoteProtocolError
+
 try:
     import pytest
 
@@ -70,3 +73,50 @@ def unhex(text: "str") -> "bytes":
 
 def close(a: "float", b: "float", rel: "float" = 1e-6, abs_: "float" = 1e-9) -> "bool":
     return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
+
+
+def drain(stream: "object") -> "list[object]":
+    """A stream parser's events until NEED_DATA: frames, and errors as their reason."""
+    out = []  # type: list[object]
+    while True:
+        try:
+            event = stream.next_event()  # type: ignore[attr-defined]
+        except RemoteProtocolError as e:
+            out.append(e.reason)
+            continue
+        if event is NEED_DATA:
+            return out
+        out.append(event)
+
+
+def mutate(base: "bytes", edits: "list[tuple[int, int]]", how: "str") -> "bytes":
+    """`base` with every (position, byte) of `edits` applied as `how` says: "flip" (xor),
+    "insert", "delete" or "truncate" (positions wrap around the length)."""
+    data = bytearray(base)
+    for pos, byte in edits:
+        i = pos % (len(data) + 1)
+        if how == "flip" and i < len(data):
+            data[i] ^= byte or 1
+        elif how == "insert":
+            data.insert(i, byte)
+        elif how == "delete" and i < len(data):
+            del data[i]
+        elif how == "truncate":
+            del data[i:]
+    return bytes(data)
+
+
+def check_contract(results: "list[dict[str, object]]", protocol: "str") -> "None":
+    """Every dict of a describe() result keeps the `estran decode --json` contract."""
+    for r in results:
+        assert list(r) == ["protocol", "valid", "error", "fields", "readings"]
+        assert r["protocol"] == protocol
+        assert isinstance(r["valid"], bool)
+        assert (r["error"] is None) == r["valid"]
+        if r["error"] is not None:
+            assert str(r["error"]).split(":")[0] in REASONS
+        assert isinstance(r["fields"], dict)
+        assert isinstance(r["readings"], list)
+        for reading in r["readings"]:
+            assert set(reading) == {"name", "value", "unit"}
+        json.dumps(r)

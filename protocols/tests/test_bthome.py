@@ -21,6 +21,7 @@ from protocols.errors import (
     RemoteProtocolError,
 )
 from protocols.reading import Measurement
+from protocols.tests import support
 
 KEY = "231d39c1d7cc1ab1aee224cd096db932"
 MAC = "54:48:E6:8F:80:A5"
@@ -577,19 +578,9 @@ VALID = [
 def test_mutated_payloads_only_raise_remote_protocol_error(
     base: bytes, edits: list[tuple[int, int]], how: str
 ) -> None:
-    data = bytearray(base)
-    for pos, byte in edits:
-        i = pos % (len(data) + 1)
-        if how == "flip" and i < len(data):
-            data[i] ^= byte or 1
-        elif how == "insert":
-            data.insert(i, byte)
-        elif how == "delete" and i < len(data):
-            del data[i]
-        elif how == "truncate":
-            del data[i:]
-    _decode_any(bytes(data), KEY if data and data[0] & 1 else None, MAC)
-    bthome.describe(bytes(data), {"key": KEY, "mac": MAC})
+    data = support.mutate(base, edits, how)
+    _decode_any(data, KEY if data and data[0] & 1 else None, MAC)
+    bthome.describe(data, {"key": KEY, "mac": MAC})
 
 
 # -- estran decode -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from protocols.errors import (
     RemoteProtocolError,
 )
 from protocols.reading import Measurement
+from protocols.tests import support
 
 MAC = "C4:7C:8D:6A:3E:7A"
 ADVERT = "71209800697a3e6a8d7cc40d041002f400"  # temperature 24.4 (xiaomi-ble test)
@@ -290,18 +291,7 @@ def test_random_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
 def test_mutated_payloads_only_raise_remote_protocol_error(
     base: bytes, edits: list[tuple[int, int]], how: str
 ) -> None:
-    data = bytearray(base)
-    for pos, byte in edits:
-        i = pos % (len(data) + 1)
-        if how == "flip" and i < len(data):
-            data[i] ^= byte or 1
-        elif how == "insert":
-            data.insert(i, byte)
-        elif how == "delete" and i < len(data):
-            del data[i]
-        elif how == "truncate":
-            del data[i:]
-    _all_decoders(bytes(data))
+    _all_decoders(support.mutate(base, edits, how))
 
 
 # -- estran decode --------------------------------------------------------------------------------

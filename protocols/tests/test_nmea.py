@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from estran.cli import cli
 from protocols import errors, nmea
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.tests import support
 
 # Classic examples of NMEA 0183 documentation (their checksums are part of the text).
 GGA = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n"
@@ -410,20 +411,10 @@ def test_long_ublox_sentence() -> None:
 # -- fuzz ---------------------------------------------------------------------------------------
 
 
-def _check_contract(results: list[dict[str, object]]) -> None:
-    for r in results:
-        assert list(r) == ["protocol", "valid", "error", "fields", "readings"]
-        assert r["protocol"] == "nmea"
-        assert (r["error"] is None) == r["valid"]
-        if r["error"] is not None:
-            assert str(r["error"]).split(":")[0] in errors.REASONS
-        json.dumps(r)
-
-
 @settings(deadline=300, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=800), st.integers(1, 64))
 def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
-    _check_contract(nmea.describe(data, {}))
+    support.check_contract(nmea.describe(data, {}), "nmea")
     reader = nmea.SentenceReader()
     for i in range(0, len(data), piece):
         reader.receive_data(data[i : i + piece])
@@ -447,7 +438,7 @@ KNOWN = [b"$GP" + t.encode() + b"," for t in sorted(nmea._SPECS)] + [b"$WIXDR,"]
 def test_fuzz_known_sentence_shapes(head: bytes, tail: list[int]) -> None:
     """Random fields after a real address (no checksum): decode must only raise ours."""
     line = head + bytes(tail)
-    _check_contract(nmea.describe(line, {}))
+    support.check_contract(nmea.describe(line, {}), "nmea")
     with contextlib.suppress(RemoteProtocolError):
         nmea.decode(nmea.parse_sentence(line))
 

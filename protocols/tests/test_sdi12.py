@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from estran.cli import cli
 from protocols import errors, sdi12
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.tests import support
 
 # The spec's examples 4.4.12.3 b and c, written out here so these tests run without shared/.
 TRANSCRIPT = (
@@ -470,20 +471,10 @@ def test_describe_lone_commands_and_garbage() -> None:
 # -- fuzz ----------------------------------------------------------------------------------------
 
 
-def _check_contract(results: list[dict[str, object]]) -> None:
-    for r in results:
-        assert list(r) == ["protocol", "valid", "error", "fields", "readings"]
-        assert r["protocol"] == "sdi12"
-        assert (r["error"] is None) == r["valid"]
-        if r["error"] is not None:
-            assert str(r["error"]).split(":")[0] in errors.REASONS
-        json.dumps(r)
-
-
 @settings(deadline=300, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.integers(1, 64))
 def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
-    _check_contract(sdi12.describe(data, {}))
+    support.check_contract(sdi12.describe(data, {}), "sdi12")
     reader = sdi12.LineReader()
     seq = sdi12.MeasureSequence("0", crc=True)
     seq.start()
@@ -517,7 +508,7 @@ ALPHABET = b"0123456789+-.!\r\nMCDRVIAX?OqZ@\x00\x7f"
 @settings(deadline=300, max_examples=400)
 @given(st.lists(st.sampled_from(list(ALPHABET)), max_size=300))
 def test_fuzz_sdi12_alphabet(data: list[int]) -> None:
-    _check_contract(sdi12.describe(bytes(data), {"names": "a:m,b"}))
+    support.check_contract(sdi12.describe(bytes(data), {"names": "a:m,b"}), "sdi12")
 
 
 CRC_LINES = [

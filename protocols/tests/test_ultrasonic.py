@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from estran.cli import cli
 from protocols import errors
+from protocols.tests.support import drain
 from protocols.ultrasonic import (
     A02YYUW,
     MAXBOTIX,
     MODELS,
-    NEED_DATA,
     STATUS_NO_TARGET,
     STATUS_OK,
     STATUS_TOO_CLOSE,
@@ -25,20 +25,6 @@ from protocols.ultrasonic import (
     describe,
     measure,
 )
-
-
-def drain(stream: UltrasonicStream) -> list[object]:
-    """Frames and errors (as reason strings) until NEED_DATA."""
-    out: list[object] = []
-    while True:
-        try:
-            event = stream.next_event()
-        except errors.RemoteProtocolError as e:
-            out.append(e.reason)
-            continue
-        if event is NEED_DATA:
-            return out
-        out.append(event)
 
 
 def feed(chunks: list[bytes], fmt: str | None = None) -> list[object]:
