@@ -247,18 +247,12 @@ class SegmentLog:
         BufferFull (refuse_new and the quota is reached), BufferDiskError (a group commit that
         had to run first failed), LocalProtocolError (a reading a block cannot hold)."""
         self._check_writable()
-        pending = self._pending
-        if pending and (
-            len(pending) >= self.config.commit_readings
-            or self._clock() - self._pending_since >= self.config.commit_interval_s
-        ):
+        if self._commit_due():
             self.commit()
-            pending = self._pending
+        pending = self._pending
         check_reading(reading)
         if self.config.policy == "refuse_new" and self._over_quota(len(pending) + 1):
-            raise BufferFull(
-                f"quota of {self.config.quota_bytes} bytes reached (policy refuse_new)"
-            )
+            raise self._full(0)
         seq = self._next_seq
         if seq > self._reserved:
             self._reserve(seq)
@@ -277,10 +271,7 @@ class SegmentLog:
         accepted = 0
         pending = self._pending
         while True:
-            if pending and (
-                len(pending) >= cfg.commit_readings
-                or self._clock() - self._pending_since >= cfg.commit_interval_s
-            ):
+            if self._commit_due():
                 try:
                     self.commit()
                 except BufferDiskError as e:
@@ -306,6 +297,19 @@ class SegmentLog:
                 raise
             accepted += self._take(chunk, accepted)
 
+    def _commit_due(self) -> bool:
+        """Pending readings wait for a group commit: enough of them, or for long enough."""
+        pending = self._pending
+        return bool(pending) and (
+            len(pending) >= self.config.commit_readings
+            or self._clock() - self._pending_since >= self.config.commit_interval_s
+        )
+
+    def _full(self, accepted: int) -> BufferFull:
+        return BufferFull(
+            f"quota of {self.config.quota_bytes} bytes reached (policy refuse_new)", accepted
+        )
+
     def _take(self, chunk: list[Reading], accepted: int) -> int:
         if not chunk:
             return 0
@@ -315,10 +319,7 @@ class SegmentLog:
             while room < len(chunk) and not self._over_quota(len(pending) + room + 1):
                 room += 1
             self._take(chunk[:room], accepted)
-            raise BufferFull(
-                f"quota of {self.config.quota_bytes} bytes reached (policy refuse_new)",
-                accepted + room,
-            )
+            raise self._full(accepted + room)
         last = self._next_seq + len(chunk) - 1
         if last > self._reserved:
             try:
@@ -366,12 +367,15 @@ class SegmentLog:
 
     def _reserve(self, seq: int) -> None:
         reserved = seq + self.config.seq_reserve - 1
+        self._save_seq_mark(reserved)
+        self._state.reserved = reserved
+
+    def _save_seq_mark(self, reserved: int) -> None:
         try:
             save_seq_mark(self._layer, self.config.seq_file, reserved)
         except OSError as e:
             raise _disk_error("cannot persist the sequence high-water mark", e) from e
         self._reserved = reserved
-        self._state.reserved = reserved
 
     def _over_quota(self, pending_count: int) -> bool:
         estimate = pending_count * self._bytes_per_reading * 1.5 + 4096
@@ -544,8 +548,7 @@ class SegmentLog:
         fresh.sealed = True
         self._segments.insert(position, fresh)
         self._bytes += fresh.size
-        if fresh.alarms:
-            self._alarms = sorted(self._alarms + fresh.alarms, key=lambda r: r.first_seq)
+        self._add_alarms(fresh.alarms)
 
     # ------------------------------------------------------------------ quota and age
 
@@ -582,12 +585,10 @@ class SegmentLog:
         except BufferDiskError:
             # the disk is full or failing: free the space anyway (the counts are kept in
             # memory) and try once more, so that a full disk cannot wedge the buffer
-            self._forget(seg)
-            self._unlink(seg.path)
+            self._delete(seg)
             self._save_state()
             return
-        self._forget(seg)
-        self._unlink(seg.path)
+        self._delete(seg)
 
     def _count_unacked(self, seg: Segment) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -615,6 +616,11 @@ class SegmentLog:
                 counts[s] = counts.get(s, 0) + n
         return counts
 
+    def _add_alarms(self, refs: list[BlockRef]) -> None:
+        """Merge a segment's alarm blocks into the list read first, in seq order."""
+        if refs:
+            self._alarms = sorted(self._alarms + refs, key=lambda r: r.first_seq)
+
     def _forget(self, seg: Segment) -> None:
         self._segments.remove(seg)
         self._bytes -= seg.size
@@ -632,13 +638,15 @@ class SegmentLog:
                     self._writer.close()
             self._open, self._writer = None, None
 
+    def _delete(self, seg: Segment) -> None:
+        self._forget(seg)
+        self._unlink(seg.path)
+
     def _unlink(self, path: str) -> None:
-        try:
+        # already gone, or the disk refused: gone from the index either way, and recovery
+        # deletes a leftover (dropped_upto / acked) next time
+        with contextlib.suppress(OSError):
             self._layer.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # gone from the index; recovery deletes it (dropped_upto / acked) next time
 
     # ------------------------------------------------------------------ reading and acks
 
@@ -728,8 +736,7 @@ class SegmentLog:
             self._prune_acked(exclude=done)
             self._save_state()
             for seg in done:
-                self._forget(seg)
-                self._unlink(seg.path)
+                self._delete(seg)
         else:
             self._state_dirty = True
             if self._clock() - self._state_saved_at >= self.config.commit_interval_s:
@@ -820,7 +827,7 @@ class SegmentLog:
                 fresh = rewrite_sound(layer, seg.path, seg.first_seq, data, scan)
                 self._segments.insert(position, fresh)
                 self._bytes += fresh.size
-                self._alarms = sorted(self._alarms + fresh.alarms, key=lambda r: r.first_seq)
+                self._add_alarms(fresh.alarms)
             else:
                 self._unlink(seg.path)
         except OSError as e:
@@ -908,14 +915,9 @@ class SegmentLog:
         number handed out."""
         self._check_writable()
         reserved = max(self._reserved, self._next_seq - 1)
-        try:
-            save_seq_mark(self._layer, self.config.seq_file, reserved)
-        except OSError as e:
-            raise _disk_error("cannot persist the sequence high-water mark", e) from e
-        self._reserved = reserved
+        self._save_seq_mark(reserved)
         for seg in list(self._segments):
-            self._forget(seg)
-            self._unlink(seg.path)
+            self._delete(seg)
         qdir = self.config.quarantine_dir
         if self._layer.exists(qdir):
             for name in self._layer.listdir(qdir):
