@@ -318,21 +318,16 @@ def rewrite_sound(
     seg = Segment(path, first_seq)
     parts = [segment_header(first_seq)]
     pos = HEADER_LEN
-    sensors: dict[str, int] | None = {}
     for offset, length, header in scan.blocks:
         record = data[offset : offset + length]
         try:
             counts: dict[str, int] | None = count_sensors(record[FRAME_LEN:])
         except RemoteProtocolError:
             counts = None
-        seg.add_block(pos, length, header, counts)
-        if counts is None:
-            sensors = None
+        seg.add_block(pos, length, header, counts)  # one unknown count: seg.sensors None
         parts.append(record)
         pos += length
     seg.size = pos
-    if sensors is None:
-        seg.sensors = None
     parts.append(seg.seal_bytes())
     seg.sealed = True
     content = b"".join(parts)
