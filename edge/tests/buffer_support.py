@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import sys
-from pathlib import Path
-
-import pytest
-
 from protocols.reading import FLAG_ALARM, Reading
+from protocols.tests.block_support import exact, workload
 
-BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "bench"
 T0 = 1_764_547_200_000
 
 
@@ -46,32 +40,4 @@ def reading(i: int, *, alarm: bool = False, sensor: str | None = None) -> Readin
     return Reading(s, "ratio", "/", (i % 10) / 3, ts, flags)  # 16-17 digits: kept raw
 
 
-def exact(a: Reading, b: Reading) -> bool:
-    """Same reading; the value of the same type and bits."""
-    va, vb = a.value, b.value
-    if type(va) is not type(vb):
-        return False
-    if isinstance(va, float):
-        assert isinstance(vb, float)
-        if math.isnan(va) and math.isnan(vb):
-            return (a.sensor, a.quantity, a.unit, a.ts_ms, a.flags) == (
-                b.sensor,
-                b.quantity,
-                b.unit,
-                b.ts_ms,
-                b.flags,
-            )
-        if math.copysign(1, va) != math.copysign(1, vb):
-            return False
-    return a == b
-
-
-def workload(n: int) -> list[Reading]:
-    if not (BENCH / "workload.py").exists():
-        pytest.skip(f"reference workload not found at {BENCH}")
-    sys.path.insert(0, str(BENCH))
-    try:
-        from workload import readings  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(BENCH))
-    return [Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms) for r in readings(n)]
+__all__ = ["T0", "FakeClock", "exact", "reading", "workload"]

@@ -1,5 +1,6 @@
 """A third party reads a buffer with cbor2 and docs/buffer-format.md alone: none of our
-decoding code is used below (only our writer, to make the buffer)."""
+decoding code is used below (only our writer, to make the buffer). Blocks are read with
+protocols/tests/block_support.cbor2_decode, written from the same document."""
 
 from __future__ import annotations
 
@@ -14,72 +15,14 @@ import cbor2
 from edge.buffer import BufferConfig, SegmentLog
 from edge.tests.buffer_support import exact, reading, workload
 from protocols.reading import Reading
+from protocols.tests.block_support import cbor2_decode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "buffer-format.md"
 
 
-def uvarints(b: bytes) -> list[int]:
-    out, x, shift = [], 0, 0
-    for byte in b:
-        x |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            out.append(x)
-            x, shift = 0, 0
-    return out
-
-
-def signed(z: int) -> int:
-    return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
-
-
 def decode_block(payload: bytes) -> list[tuple[int, Reading]]:
-    (
-        version,
-        first,
-        n,
-        fdef,
-        fexc,
-        t_min,
-        _span,
-        strings,
-        series,
-        ser_col,
-        ts_col,
-        val_col,
-        raw,
-    ) = cbor2.loads(payload)
-    assert version == 1
-    flags = [fdef] * n
-    for k in range(0, len(fexc), 2):
-        flags[fexc[k]] = fexc[k + 1]
-    ser = uvarints(ser_col)
-    deltas = [signed(z) for z in uvarints(ts_col)]
-    values = iter([signed(z) for z in uvarints(val_col)])
-    raws = iter(raw)
-    mantissa: dict[int, int] = {}
-    ts = t_min
-    out = []
-    for k in range(n):
-        s = ser[k]
-        sensor, quantity, unit, kind = series[4 * s : 4 * s + 4]
-        ts += deltas[k]
-        value: object
-        if kind == 0:
-            value = next(raws)
-        else:
-            mantissa[s] = mantissa.get(s, 0) + next(values)
-            value = mantissa[s] if kind == 1 else float(mantissa[s]) / 10.0 ** (kind - 2)
-        r = Reading(
-            strings[sensor],
-            strings[quantity],
-            None if unit is None else strings[unit],
-            value,
-            ts,
-            flags[k],
-        )
-        out.append((first + k, r))
-    return out
+    first, rows = cbor2_decode(payload)
+    return [(first + k, Reading(*row)) for k, row in enumerate(rows)]  # type: ignore[arg-type]
 
 
 def read_segment(path: str) -> tuple[list[tuple[int, Reading]], dict[str, object] | None]:
