@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import islice
 
 from edge.buffer._acks import AckedRanges
+from edge.buffer._compact import compacted, worth_compacting
 from edge.buffer._config import BufferConfig
 from edge.buffer._errors import (
     BufferClosed,
@@ -61,7 +62,6 @@ from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.reading import FLAG_ALARM, Reading
 
 _LOADED_INDEXES = 4  # sealed segments whose block index stays in memory
-_COMPACT_BELOW = 256  # readings per block on average: below, a segment is compacted at seal
 _UNKNOWN_MARK_MARGIN = 1 << 24  # when seq.cbor is unreadable, skip this far past the evidence
 
 
@@ -478,7 +478,7 @@ class SegmentLog:
         assert seg is not None and self._writer is not None
         if self._writer_broken:
             self._repair_writer(seg)
-        if self.config.compact and seg.n_blocks >= 8 and seg.count < _COMPACT_BELOW * seg.n_blocks:
+        if self.config.compact and worth_compacting(seg):
             try:
                 self._compact(seg)
                 return
@@ -499,9 +499,8 @@ class SegmentLog:
         self._open, self._writer = None, None
 
     def _compact(self, seg: Segment) -> None:
-        """Seal a segment of small blocks (a gateway committing a few readings every 100 ms)
-        as one of large blocks: the same readings and numbers, a few bytes each instead of
-        tens. Written beside it and renamed over it: a crash leaves one or the other."""
+        """Seal a segment of small blocks as one of large blocks (see _compact.py). Written
+        beside it and renamed over it: a crash leaves one or the other."""
         index = seg.index
         assert index is not None
         readings: list[Reading] = []
@@ -511,26 +510,8 @@ class SegmentLog:
             if first != seg.lo + len(readings):
                 raise BufferFailure("not consecutive")  # never so in an open segment
             readings.extend(got)
-        fresh = Segment(seg.path, seg.first_seq)
-        parts = [segment_header(seg.first_seq)]
-        fresh.size = HEADER_LEN
         size = self.config.commit_readings if self.config.commit_readings >= 500 else 2000
-        i = 0
-        while i < len(readings):
-            # alarm runs keep blocks of their own, so that they still go first, alone
-            alarm = readings[i].flags & FLAG_ALARM
-            j = i + 1
-            while j < len(readings) and j - i < size and (readings[j].flags & FLAG_ALARM) == alarm:
-                j += 1
-            data = self._encoder.encode(seg.lo + i, readings[i:j])
-            record = frame(data)
-            fresh.add_block(fresh.size, len(record), read_block_header(data), None)
-            fresh.size += len(record)
-            parts.append(record)
-            i = j
-        fresh.sensors = seg.sensors
-        parts.append(fresh.seal_bytes())
-        content = b"".join(parts)
+        fresh, content = compacted(seg, readings, self._encoder, size)
         try:
             self._layer.write_atomic(seg.path, content)
         except OSError:
@@ -544,8 +525,6 @@ class SegmentLog:
                 raise
         position = self._segments.index(seg)
         self._forget(seg)  # closes the writer and any reader of the old file
-        fresh.size = len(content)
-        fresh.sealed = True
         self._segments.insert(position, fresh)
         self._bytes += fresh.size
         self._add_alarms(fresh.alarms)
