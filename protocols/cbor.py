@@ -29,8 +29,6 @@ from protocols.errors import (
 MAX_DEPTH = 32  # nesting of arrays, maps and tags
 MAX_BIGNUM_BYTES = 64  # bignum tags 2/3: at most 512-bit integers
 
-_BREAK = object()
-
 
 class Tag:
     """A tagged data item (major type 6) other than the bignums 2 and 3."""

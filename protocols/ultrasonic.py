@@ -50,7 +50,6 @@ STATUS_TOO_CLOSE = (
 )
 STATUS_NO_TARGET = "no_target"  # the sensor's "nothing seen" value: no distance at all
 
-_R = 0x52
 _CR = 0x0D
 _SP = 0x20
 _HEADER = 0xFF
