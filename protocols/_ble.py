@@ -48,6 +48,14 @@ def sint_le(data: "bytes") -> "int":
     return value
 
 
+def fits(raw: "int", size: "int", signed: "bool") -> "bool":
+    """Whether `raw` fits in `size` bytes, two's complement when `signed`."""
+    bits = 8 * size
+    if signed:
+        return -(1 << (bits - 1)) <= raw < 1 << (bits - 1)
+    return 0 <= raw < 1 << bits
+
+
 def to_le(value: "int", size: "int") -> "bytes":
     """`value` (already range-checked, may be negative) as `size` bytes little-endian."""
     value &= (1 << (8 * size)) - 1

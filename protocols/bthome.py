@@ -32,6 +32,7 @@ from protocols import _ble
 from protocols._ble import (
     MAC_SIZE,
     advertisement_service_data,
+    fits,
     format_mac,
     hci_service_data,
     parse_mac,
@@ -679,9 +680,7 @@ def _encode_value(oid: "int", value: "object") -> "bytes":
     name, size, signed, mult, power, _unit, kind = entry
     if kind in (NUMBER, PACKET_ID, DEVICE_TYPE):
         raw = _unscale(value, mult, power) if kind == NUMBER else _unscale(value, 1, 0)
-        bits = 8 * size
-        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        if not low <= raw <= high:
+        if not fits(raw, size, signed):
             raise LocalProtocolError("%s: %r out of range for object 0x%02x" % (name, value, oid))
         return to_le(raw, size)
     if kind == BINARY:

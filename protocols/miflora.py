@@ -24,6 +24,7 @@ Units are SenML: Cel, lx, %, %RH, and conductivity in S/m (1 µS/cm = 0.0001 S/m
 from protocols import _ble
 from protocols._ble import (
     advertisement_service_data,
+    fits,
     format_mac,
     hci_service_data,
     parse_mac,
@@ -173,9 +174,7 @@ def _unscale(name: "str", value: "object", power: "int", size: "int", signed: "b
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise LocalProtocolError("%s: expected a number, got %r" % (name, value))
     raw = round(value / pow10(power)) if power >= 0 else round(value * pow10(-power))
-    bits = 8 * size
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if not low <= raw <= high:
+    if not fits(raw, size, signed):
         raise LocalProtocolError("%s: %r out of range" % (name, value))
     return raw
 
