@@ -1,28 +1,14 @@
 """CRC-16/MODBUS: init 0xFFFF, reflected polynomial 0xA001, sent low byte first.
 
-Table-driven (one lookup per byte); the table is built once at import.
+The table-driven CRC itself is protocols/_crc16.py, shared with SDI-12.
 """
 
-
-def _make_table() -> "tuple[int, ...]":
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_TABLE = _make_table()
+from protocols._crc16 import crc16_a001
 
 
 def crc16(data: "bytes", crc: "int" = 0xFFFF) -> "int":
     """CRC-16/MODBUS of `data` (b"123456789" -> 0x4B37). `crc` continues a running CRC."""
-    table = _TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc
+    return crc16_a001(data, crc)
 
 
 def crc_bytes(data: "bytes") -> "bytes":

@@ -3,6 +3,7 @@
 Firmware-style: standard library only, the part MicroPython has.
 """
 
+from protocols._crc16 import crc16_a001
 from protocols.errors import MALFORMED, TRUNCATED, LocalProtocolError, RemoteProtocolError
 
 # -- line settings and timing (SDI-12 v1.3 sections 4.1 and 5) ----------------------------
@@ -51,15 +52,7 @@ def _check_index(index: "int", low: "int" = 0) -> "int":
 
 def crc16(data: "bytes") -> "int":
     """CRC-16/ARC (init 0, reflected polynomial 0xA001) as SDI-12 computes it."""
-    crc = 0
-    for c in data:
-        crc ^= c
-        for _ in range(8):
-            if crc & 1:
-                crc = (crc >> 1) ^ 0xA001
-            else:
-                crc >>= 1
-    return crc
+    return crc16_a001(data, 0)
 
 
 def encode_crc(crc: "int") -> "bytes":
