@@ -506,7 +506,7 @@ def gateway_config(s: Setup, broker_port: int) -> Path:
         "\n[uplink]\n"
         f'broker = "mqtt://127.0.0.1:{broker_port}"\n'
         f"backlog_rate = {s.backlog_rate}\n"  # 0, unlimited: the bench measures the drain
-        "state_interval_s = 5\n"
+        "state_interval = 5\n"
     )
     return path
 

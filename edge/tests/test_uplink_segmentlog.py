@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import click
 import pytest
 
 from edge.buffer import BufferConfig, SegmentLog
-from edge.run_cmd import load_run_config
+from edge.config import ConfigError, load_config
+from edge.daemon._wiring import read_credentials
 from edge.tests.test_uplink import FakeHub, amqtt_broker, config, readings, running, until
 from edge.uplink import Uplink
 from protocols.block import decode_block
@@ -83,46 +83,42 @@ async def test_acks_survive_a_restart_of_the_gateway(tmp_path: Path, broker_port
 
 
 def test_run_config(tmp_path: Path) -> None:
+    """`estran edge run` reads the uplink and buffer settings of the daemon's file."""
     path = tmp_path / "edge.toml"
     path.write_text(
         '[gateway]\nid = "gw-7"\ndata_dir = "state"\n'
         '[uplink]\nbroker = "mqtt://hub:1883"\nbacklog_rate = 500\nprotocol = "3.1.1"\n'
-        "[buffer]\nquota_bytes = 1048576\n"
-        "[sensors.soil-001]\nname = 'ignored by this command'\n"
+        "[buffer]\nquota = 1048576\n"
     )
-    c = load_run_config(path)
-    assert (c.gateway_id, c.broker, c.buffer_dir) == (
+    c = load_config(path)
+    assert c.uplink is not None
+    assert (c.gateway.id, c.uplink.broker, c.gateway.buffer_dir) == (
         "gw-7",
         "mqtt://hub:1883",
         tmp_path / "state" / "buffer",
     )
-    assert c.uplink == {"backlog_rate": 500.0, "protocol": "3.1.1"}
-    assert c.buffer == {"quota_bytes": 1048576}
-    path.write_text('[gateway]\nid = "gw-7"\ndata_dir = "x"\n')
-    with pytest.raises(click.ClickException, match=r"uplink\.broker"):
-        load_run_config(path)
+    assert (c.uplink.backlog_rate, c.uplink.protocol) == (500.0, "3.1.1")
+    assert c.buffer.quota_bytes == 1048576
     path.write_text(
         '[gateway]\nid = "gw-7"\ndata_dir = "x"\n[uplink]\nbroker = "b"\nbacklog_rate = "fast"\n'
     )
-    with pytest.raises(click.ClickException, match="backlog_rate"):
-        load_run_config(path)
+    with pytest.raises(ConfigError, match="backlog_rate"):
+        load_config(path)
     path.write_text("not toml [")
-    with pytest.raises(click.ClickException):
-        load_run_config(path)
+    with pytest.raises(ConfigError):
+        load_config(path)
 
 
 def test_run_config_credentials(tmp_path: Path) -> None:
-    from edge.run_cmd import read_credentials
-
     path = tmp_path / "edge.toml"
     path.write_text(
         '[gateway]\nid = "gw-7"\ndata_dir = "state"\n'
         '[uplink]\nbroker = "mqtt://hub:1883"\ncredentials_file = "credentials"\n'
     )
     (tmp_path / "credentials").write_text("gw-7:pa:ss\n")
-    c = load_run_config(path)
-    assert c.credentials_file == tmp_path / "credentials"
-    assert read_credentials(c.credentials_file) == ("gw-7", "pa:ss")
+    c = load_config(path)
+    assert c.uplink is not None and c.uplink.credentials_file == tmp_path / "credentials"
+    assert read_credentials(c.uplink.credentials_file) == ("gw-7", "pa:ss")
     (tmp_path / "credentials").write_text("\n")
-    with pytest.raises(click.ClickException):
-        read_credentials(c.credentials_file)
+    with pytest.raises(ValueError):
+        read_credentials(c.uplink.credentials_file)
