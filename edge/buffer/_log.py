@@ -430,14 +430,8 @@ class SegmentLog:
             self._open, self._writer = new, writer
             self._bytes += new.size
         else:
-            assert self._writer is not None
             offset = seg.size
-            try:
-                self._writer.write(record)
-                self._writer.sync()
-            except OSError as e:
-                self._roll_back(seg)
-                raise _disk_error(f"cannot write to {seg.path}", e) from e
+            self._append_synced(seg, record, "cannot write to")
             seg.add_block(offset, len(record), header, sensors)
             seg.size += len(record)
             self._bytes += len(record)
@@ -451,6 +445,17 @@ class SegmentLog:
             self._layer.unlink(path)
         except OSError:
             pass  # a segment with no sound record: recovery removes it
+
+    def _append_synced(self, seg: Segment, data: bytes, failure: str) -> None:
+        """Append `data` to the open segment and sync; on failure cut the file back to
+        what was committed and raise BufferDiskError ("<failure> <path>: ...")."""
+        assert self._writer is not None
+        try:
+            self._writer.write(data)
+            self._writer.sync()
+        except OSError as e:
+            self._roll_back(seg)
+            raise _disk_error(f"{failure} {seg.path}", e) from e
 
     def _roll_back(self, seg: Segment) -> None:
         """After a failed write or sync: cut the file back to what was committed."""
@@ -485,12 +490,7 @@ class SegmentLog:
             except (OSError, BufferFailure, RemoteProtocolError, LocalProtocolError):
                 pass  # sealed as it is, below: compaction only saves room
         tail = seg.seal_bytes()
-        try:
-            self._writer.write(tail)
-            self._writer.sync()
-        except OSError as e:
-            self._roll_back(seg)
-            raise _disk_error(f"cannot seal {seg.path}", e) from e
+        self._append_synced(seg, tail, "cannot seal")
         with contextlib.suppress(OSError):
             self._writer.close()
         seg.size += len(tail)
