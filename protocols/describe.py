@@ -15,7 +15,18 @@ returning one dict per frame or payload found in `data`, in the JSON contract of
 Garbage never raises from `describe`: it becomes `valid: False` with the reason in `error`.
 """
 
-from protocols.errors import LocalProtocolError
+from protocols._stream import NeedData
+from protocols._typing import TYPE_CHECKING
+from protocols.errors import LocalProtocolError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from typing import Callable, Protocol, TypeVar
+
+    Event = TypeVar("Event", covariant=True)
+
+    class EventStream(Protocol[Event]):
+        def next_event(self) -> "Event | NeedData": ...
+
 
 PROTOCOLS = {
     "tic": "protocols.tic",
@@ -58,4 +69,24 @@ def result(
     }
 
 
-__all__ = ["PROTOCOLS", "describe", "result"]
+def drain(
+    stream: "EventStream[Event]",
+    protocol: "str",
+    describe_event: "Callable[[Event], dict[str, object]]",
+    out: "list[dict[str, object]]",
+) -> "None":
+    """Append one contract dict per event of a stream parser until NEED_DATA: an error
+    (RemoteProtocolError) as an invalid dict without fields, a frame as `describe_event`
+    says."""
+    while True:
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError as e:
+            out.append(result(protocol, False, str(e), {}, []))
+            continue
+        if isinstance(event, NeedData):
+            return
+        out.append(describe_event(event))
+
+
+__all__ = ["PROTOCOLS", "describe", "drain", "result"]

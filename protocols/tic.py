@@ -31,7 +31,7 @@ longer than ``max_frame`` is dropped and ``next_event`` raises
 
 from protocols._stream import NEED_DATA, NeedData
 from protocols._typing import TYPE_CHECKING
-from protocols.describe import result
+from protocols.describe import drain, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -813,18 +813,6 @@ def _frame_result(frame: "Frame") -> "dict[str, object]":
     return result("tic", frame.valid, frame.error, fields, readings)
 
 
-def _drain(stream: "TicStream", out: "list[dict[str, object]]") -> "None":
-    while True:
-        try:
-            event = stream.next_event()
-        except RemoteProtocolError as e:
-            out.append(result("tic", False, str(e), {}, []))
-            continue
-        if not isinstance(event, Frame):
-            return
-        out.append(_frame_result(event))
-
-
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """The `estran decode tic --json` contract: one dict per frame in `data`.
 
@@ -844,9 +832,9 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         step = 512
         for start in range(0, len(data), step):
             stream.receive_data(data[start : start + step])
-            _drain(stream, out)
+            drain(stream, "tic", _frame_result, out)
         stream.end_of_data()
-        _drain(stream, out)
+        drain(stream, "tic", _frame_result, out)
         return out
     except ProtocolError as e:  # defensive: describe never raises on input
         return [result("tic", False, str(e), {}, [])]

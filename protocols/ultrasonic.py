@@ -24,7 +24,7 @@ has no distance and no fill: it is not an empty bin.
 
 from protocols._stream import NEED_DATA, NeedData
 from protocols._typing import TYPE_CHECKING
-from protocols.describe import result
+from protocols.describe import drain, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -539,24 +539,6 @@ def _describe_frame(
     return result("ultrasonic", True, None, fields, [m.as_dict() for m in level.measurements()])
 
 
-def _drain(
-    stream: "UltrasonicStream",
-    out: "list[dict[str, object]]",
-    model: "str | None",
-    empty_mm: "Number | None",
-    full_mm: "Number | None",
-) -> "None":
-    while True:
-        try:
-            event = stream.next_event()
-        except RemoteProtocolError as e:
-            out.append(result("ultrasonic", False, str(e), {}, []))
-            continue
-        if isinstance(event, NeedData):
-            return
-        out.append(_describe_frame(event, model, empty_mm, full_mm))
-
-
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """One contract dict per frame in `data` (see protocols/describe.py).
 
@@ -573,12 +555,16 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         BinGeometry(empty_mm, 0 if full_mm is None else full_mm)  # check it early
     stream = UltrasonicStream(MODELS[model][0] if model is not None else None)
     out = []  # type: list[dict[str, object]]
+
+    def describe_frame(frame: "DistanceFrame") -> "dict[str, object]":
+        return _describe_frame(frame, model, empty_mm, full_mm)
+
     step = DEFAULT_MAX_BUFFER // 2
     data = bytes(data)
     for offset in range(0, len(data), step):
         # the drained buffer keeps at most one partial frame, so this never overflows
         stream.receive_data(data[offset : offset + step])
-        _drain(stream, out, model, empty_mm, full_mm)
+        drain(stream, "ultrasonic", describe_frame, out)
     try:
         stream.finish()
     except RemoteProtocolError as e:
