@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, HTTPException, Query
 
 from hub._errors import StorageError
-from hub.storage import MAX_QUERY_ROWS, Storage
+from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
+
+PER_READING = ("bytes_sent", "flash_write_bytes")  # footprint figures also shown per reading
 
 
 def iso(ts_ms: int | None) -> str | None:
@@ -27,6 +29,18 @@ def jsonable(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def per_reading(g: GatewayInfo) -> dict[str, float | None] | None:
+    """The gateway's cumulative figures divided by the readings the hub holds for it (the
+    figures count since the gateway's daemon started, the readings since the first one)."""
+    if g.footprint is None:
+        return None
+    out: dict[str, float | None] = {}
+    for name in PER_READING:
+        value = g.footprint.get(name)
+        out[name] = round(value / g.readings, 2) if value is not None and g.readings else None
+    return out
 
 
 def parse_time(value: str | None, name: str) -> int | None:
@@ -58,7 +72,8 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
 
     @app.get("/api/v1/gateways")
     def gateways() -> list[dict[str, object]]:
-        """Every gateway: state (online/offline/unknown), last seen, backlog it reported."""
+        """Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
+        readings held, its latest footprint and the footprint per reading."""
         try:
             rows = storage.gateways()
         except StorageError as e:
@@ -75,6 +90,9 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
                 "rejected": g.rejected,
                 "last_error": g.last_error,
                 "last_error_at": iso(g.last_error_ms),
+                "readings": g.readings,
+                "footprint": g.footprint,
+                "per_reading": per_reading(g),
             }
             for g in rows
         ]

@@ -139,7 +139,12 @@ def decode_state(payload: bytes) -> GatewayState:
     if s.software is not None:
         info["software"] = s.software
     return GatewayState(
-        online=s.online, session=s.session, ts_ms=s.ts_ms, backlog=s.backlog, info=info
+        online=s.online,
+        session=s.session,
+        ts_ms=s.ts_ms,
+        backlog=s.backlog,
+        info=info,
+        footprint=s.footprint,
     )
 
 

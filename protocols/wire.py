@@ -9,7 +9,7 @@ message type::
 
     data   [1, 1, session, batch, first_seq, last_seq, count, flags, backlog, codec, body]
     ack    [1, 2, session, batch, ranges, rejected]
-    state  [1, 3, online, session, ts_ms, backlog, dropped, software]
+    state  [1, 3, online, session, ts_ms, backlog, dropped, software, footprint?]
     report [1, 4, body]     config [1, 5, body]     cmd [1, 6, body]
 
 Decoders are schema-driven: each field is read with its expected type and bound, nothing is
@@ -71,6 +71,8 @@ MAX_ENVELOPE_BODY = 64 << 10  # bytes of a report/config/cmd body
 MAX_DEPTH = 16  # nesting of skipped or enveloped items
 MAX_SKIPPED = 64  # trailing items a reader skips
 MAX_UINT = (1 << 63) - 1  # sessions, batches and sequence numbers fit a signed 64-bit column
+MAX_FOOTPRINT = 32  # figures in a state's footprint map
+MAX_FOOTPRINT_KEY = 32  # bytes of a footprint figure's name
 
 # Topics.
 TOPIC_ROOT = "estran/v1/gw/"
@@ -192,6 +194,30 @@ def _opt_text(out: "bytearray", value: "str | None") -> "None":
         _text(out, value)
 
 
+def _footprint(out: "bytearray", figures: "dict[str, int | float]") -> "None":
+    """A map of at most MAX_FOOTPRINT figures: short names to ints or finite floats."""
+    if len(figures) > MAX_FOOTPRINT:
+        raise LocalProtocolError("more than %d footprint figures" % MAX_FOOTPRINT)
+    _head(out, 5, len(figures))
+    for name in sorted(figures):
+        value = figures[name]
+        if not 0 < len(name.encode("utf-8")) <= MAX_FOOTPRINT_KEY:
+            raise LocalProtocolError("footprint name of 1 to %d bytes" % MAX_FOOTPRINT_KEY)
+        _text(out, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LocalProtocolError("footprint figure %s is not a number" % name)
+        if isinstance(value, float):
+            if value - value != 0.0:  # NaN or infinite
+                raise LocalProtocolError("footprint figure %s is not finite" % name)
+            out.extend(cbor.encode_float(value))
+        elif value < 0:
+            if value < -1 - MAX_UINT:
+                raise LocalProtocolError("value out of range: %d" % value)
+            _head(out, 1, -1 - value)
+        else:
+            _uint(out, value)
+
+
 def _start(out: "bytearray", items: "int", kind: "int") -> "None":
     _head(out, 4, items)
     _head(out, 0, VERSION)
@@ -275,13 +301,16 @@ class _Reader:
         if self.pos < self.end and self.data[self.pos] == 0xF6:
             self.pos += 1
             return None
+        return self.text(what)
+
+    def text(self, what: "str", limit: "int" = MAX_TEXT) -> "str":
         major, _, n = self.head()
         if major != 3:
             raise RemoteProtocolError(MALFORMED, "%s: expected a text string" % what)
         if n < 0:
             raise RemoteProtocolError(UNSUPPORTED, "%s: indefinite-length text" % what)
-        if n > MAX_TEXT:
-            raise RemoteProtocolError(OVERFLOW, "%s: %d bytes exceeds %d" % (what, n, MAX_TEXT))
+        if n > limit:
+            raise RemoteProtocolError(OVERFLOW, "%s: %d bytes exceeds %d" % (what, n, limit))
         self._need(n)
         raw = self.data[self.pos : self.pos + n]
         self.pos += n
@@ -290,15 +319,44 @@ class _Reader:
         except UnicodeError as e:
             raise RemoteProtocolError(MALFORMED, "%s: invalid UTF-8" % what) from e
 
-    def array(self, what: "str", limit: "int") -> "int":
+    def array(self, what: "str", limit: "int", major_type: "int" = 4) -> "int":
         major, _, n = self.head()
-        if major != 4:
-            raise RemoteProtocolError(MALFORMED, "%s: expected an array" % what)
+        if major != major_type:
+            kind = "an array" if major_type == 4 else "a map"
+            raise RemoteProtocolError(MALFORMED, "%s: expected %s" % (what, kind))
         if n < 0:
-            raise RemoteProtocolError(UNSUPPORTED, "%s: indefinite-length array" % what)
+            raise RemoteProtocolError(UNSUPPORTED, "%s: indefinite-length item" % what)
         if n > limit:
             raise RemoteProtocolError(OVERFLOW, "%s: %d items exceeds %d" % (what, n, limit))
         return n
+
+    def number(self, what: "str") -> "int | float":
+        """An integer within signed 64 bits, or a finite half, single or double float."""
+        start = self.pos
+        major, info, value = self.head()
+        if major in (0, 1):
+            if value > MAX_UINT:
+                raise RemoteProtocolError(OVERFLOW, "%s: beyond 64 signed bits" % what)
+            return value if major == 0 else -1 - value
+        if major != 7 or info not in (25, 26, 27):
+            raise RemoteProtocolError(MALFORMED, "%s: expected a number" % what)
+        number, _ = cbor.decode_item(self.data, start, self.pos)
+        if not isinstance(number, float) or number - number != 0.0:  # NaN or infinite
+            raise RemoteProtocolError(MALFORMED, "%s: not a finite number" % what)
+        return number
+
+    def opt_footprint(self) -> "dict[str, int | float] | None":
+        if self.pos < self.end and self.data[self.pos] == 0xF6:
+            self.pos += 1
+            return None
+        n = self.array("footprint", MAX_FOOTPRINT, 5)
+        figures = {}  # type: dict[str, int | float]
+        for _ in range(n):
+            name = self.text("footprint name", MAX_FOOTPRINT_KEY)
+            if not name or name in figures:
+                raise RemoteProtocolError(MALFORMED, "footprint: empty or repeated name")
+            figures[name] = self.number("footprint figure")
+        return figures
 
     def skip(self, depth: "int" = 0) -> "None":
         """Skip one well-formed item (definite lengths only), nesting at most MAX_DEPTH."""
@@ -609,10 +667,11 @@ class State:
     """Birth (online, published on connect) or death (offline, registered as the MQTT Will,
     retained). `session` counts the gateway's uplink connections and only grows, so the hub
     can tell a late Will of an old connection from the death of the current one. Also
-    republished while online to report the backlog (readings not yet acknowledged) and the
-    readings the buffer had to drop."""
+    republished while online to report the backlog (readings not yet acknowledged), the
+    readings the buffer had to drop and, optionally, the gateway's footprint: a small map of
+    figures (bytes sent, bytes written to flash, CPU seconds, memory...) by name."""
 
-    __slots__ = ("backlog", "dropped", "online", "session", "software", "ts_ms")
+    __slots__ = ("backlog", "dropped", "footprint", "online", "session", "software", "ts_ms")
 
     def __init__(
         self,
@@ -622,6 +681,7 @@ class State:
         backlog: "int | None" = None,
         dropped: "int | None" = None,
         software: "str | None" = None,
+        footprint: "dict[str, int | float] | None" = None,
     ) -> "None":
         self.online = online
         self.session = session
@@ -629,6 +689,7 @@ class State:
         self.backlog = backlog
         self.dropped = dropped
         self.software = software
+        self.footprint = footprint
 
     def __eq__(self, other: "object") -> "bool":
         return isinstance(other, State) and all(
@@ -636,25 +697,33 @@ class State:
         )
 
     def __repr__(self) -> "str":
-        return "State(online=%r, session=%d, ts_ms=%d, backlog=%r, dropped=%r, software=%r)" % (
-            self.online,
-            self.session,
-            self.ts_ms,
-            self.backlog,
-            self.dropped,
-            self.software,
+        return (
+            "State(online=%r, session=%d, ts_ms=%d, backlog=%r, dropped=%r, software=%r,"
+            " footprint=%r)"
+            % (
+                self.online,
+                self.session,
+                self.ts_ms,
+                self.backlog,
+                self.dropped,
+                self.software,
+                self.footprint,
+            )
         )
 
 
 def encode_state(state: "State") -> "bytes":
+    """Eight items, or nine with a footprint (older readers skip it as a trailing item)."""
     out = bytearray()
-    _start(out, 8, STATE)
+    _start(out, 8 if state.footprint is None else 9, STATE)
     _bool(out, state.online)
     _uint(out, state.session)
     _uint(out, state.ts_ms)
     _opt_uint(out, state.backlog)
     _opt_uint(out, state.dropped)
     _opt_text(out, state.software)
+    if state.footprint is not None:
+        _footprint(out, state.footprint)
     return bytes(out)
 
 
@@ -666,8 +735,9 @@ def decode_state(payload: "bytes") -> "State":
     backlog = r.opt_uint("backlog")
     dropped = r.opt_uint("dropped")
     software = r.opt_text("software")
-    r.finish(rest - 6)
-    return State(online, session, ts_ms, backlog, dropped, software)
+    footprint = r.opt_footprint() if rest > 6 else None
+    r.finish(rest - (7 if rest > 6 else 6))
+    return State(online, session, ts_ms, backlog, dropped, software, footprint)
 
 
 # -- reserved envelopes: report, config, cmd ---------------------------------------------
@@ -762,6 +832,8 @@ __all__ = [
     "MAX_BATCH_READINGS",
     "MAX_BLOCKS",
     "MAX_DEPTH",
+    "MAX_FOOTPRINT",
+    "MAX_FOOTPRINT_KEY",
     "MAX_INFLATED",
     "MAX_PAYLOAD",
     "MAX_RANGES",

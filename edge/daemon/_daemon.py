@@ -26,7 +26,7 @@ from edge.daemon._intake import Intake
 from edge.daemon._notify import SystemdNotifier
 from edge.daemon._supervisor import Supervisor, TaskSpec
 from edge.daemon._writer import BufferWriter, ReadingLog
-from edge.health import HealthRegistry, StatusServer
+from edge.health import HealthRegistry, Provider, StatusServer
 from protocols.reading import Reading
 
 log = logging.getLogger("estran.edge.daemon")
@@ -51,6 +51,8 @@ class Wiring:
     uplink_status: Callable[[UplinkLike], dict[str, object]] = lambda _: {}
     load: Callable[[Path], EdgeConfig] = load_config
     software: str | None = None
+    # hands the uplink the footprint for its state messages (HealthRegistry.footprint)
+    uplink_footprint: Callable[[UplinkLike, Provider], None] = lambda _uplink, _figures: None
 
 
 @dataclasses.dataclass(slots=True)
@@ -208,6 +210,7 @@ class Daemon:
                     await asyncio.Event().wait()  # nothing to send to: idle until cancelled
                     return
                 self.uplink = uplink
+                self.wiring.uplink_footprint(uplink, self.health.footprint)
                 await uplink.run()
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)

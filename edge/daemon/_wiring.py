@@ -17,6 +17,7 @@ from edge.daemon._daemon import UplinkLike, Wiring
 from edge.daemon._intake import Intake
 from edge.daemon._supervisor import TaskSpec
 from edge.daemon._writer import ReadingLog
+from edge.health import Provider
 
 if TYPE_CHECKING:
     from edge.ble import BackendSpec, BleDeviceConfig, BleOptions
@@ -165,9 +166,17 @@ def uplink_status(uplink: UplinkLike) -> dict[str, object]:
     return {
         "state": "connected" if uplink.connected.is_set() else "disconnected",
         "broker": f"{uplink.broker.host}:{uplink.broker.port}",
-        "bytes_sent": stats.get("wire_bytes"),
-        **stats,
+        **stats,  # bytes_sent: what the uplink sends; wire_bytes: both ways
     }
+
+
+def uplink_footprint(uplink: UplinkLike, footprint: Provider) -> None:
+    """The one place the daemon's footprint (`HealthRegistry.footprint`) reaches the uplink:
+    its birth and periodic state messages carry it to the hub."""
+    from edge.uplink import Uplink
+
+    if isinstance(uplink, Uplink):
+        uplink.footprint = footprint
 
 
 def default_wiring() -> Wiring:
@@ -177,6 +186,7 @@ def default_wiring() -> Wiring:
         uplink=uplink,
         uplink_status=uplink_status,
         software=software_version(),
+        uplink_footprint=uplink_footprint,
     )
 
 
@@ -188,5 +198,6 @@ __all__ = [
     "software_version",
     "sources",
     "uplink",
+    "uplink_footprint",
     "uplink_status",
 ]

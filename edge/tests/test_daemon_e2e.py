@@ -187,7 +187,9 @@ async def test_readings_reach_a_real_broker_through_the_daemon_uplink(tmp_path: 
             NmeaSimulator("ttyNMEA", directory=tmp_path / "sim", interval=0.1) as nmea,
             aiomqtt.Client("127.0.0.1", port, identifier="hub-stand-in") as hub,
         ):
-            await hub.subscribe(wire.topic("gw-up", "data"), qos=1)
+            await hub.subscribe(
+                [(wire.topic("gw-up", "data"), 1), (wire.topic("gw-up", "state"), 1)]
+            )
             path = tmp_path / "edge.toml"
             path.write_text(
                 f'[gateway]\nid = "gw-up"\ndata_dir = "{tmp_path / "d"}"\n'
@@ -198,8 +200,16 @@ async def test_readings_reach_a_real_broker_through_the_daemon_uplink(tmp_path: 
             daemon = Daemon(config, default_wiring(), SystemdNotifier({}))
             task = asyncio.create_task(daemon.run(), name="daemon-uplink-broker")
             try:
+                states = []
                 async with asyncio.timeout(15):
-                    message = await anext(aiter(hub.messages))
+                    async for message in hub.messages:
+                        if not message.topic.matches(wire.topic("gw-up", "state")):
+                            break
+                        assert isinstance(message.payload, bytes)
+                        states.append(wire.decode_state(message.payload))
+                # the birth came first, with the daemon's footprint (HealthRegistry.footprint)
+                assert states and states[0].online and states[0].footprint is not None
+                assert {"rss_bytes", "cpu_s", "bytes_sent"} <= set(states[0].footprint)
                 assert message.topic.matches(wire.topic("gw-up", "data"))
                 assert isinstance(message.payload, bytes)
                 batch = wire.decode_data(message.payload)  # what the hub's ingest will read

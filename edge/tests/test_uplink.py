@@ -365,6 +365,63 @@ async def test_alarms_jump_the_backlog_queue(tmp_path: Path, broker_port: int) -
     assert len(hub.received) == 2100  # the alarm block was not sent twice
 
 
+async def test_state_messages_carry_the_footprint(tmp_path: Path, broker_port: int) -> None:
+    log = MemoryLog()
+    log.append_many(readings(200))
+    log.commit()
+    hub = FakeHub(broker_port)
+    calls = 0
+
+    def footprint() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        return {
+            "rss_bytes": 31_000_000,
+            "cpu_s": 1.25,
+            "bytes_sent": uplink.stats.bytes_sent,
+            "flash_write_bytes": None,  # unknown: left out
+            "flag": True,  # not a figure: left out
+            "nan": float("nan"),
+            "k" * 40: 1,  # name too long for the wire
+            "calls": calls,
+        }
+
+    uplink = Uplink(log, config(tmp_path, broker_port, state_interval_s=0.1), footprint=footprint)
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked() and sum(s.online for s in hub.states) >= 3)
+        await until(lambda: any(not s.online for s in hub.states), timeout=5)
+    online = [s for s in hub.states if s.online]
+    birth, periodic = online[0], online[-1]
+    assert birth.footprint is not None and periodic.footprint is not None
+    assert set(birth.footprint) == {"rss_bytes", "cpu_s", "bytes_sent", "calls"}
+    assert birth.footprint["cpu_s"] == 1.25 and birth.footprint["calls"] == 1
+    assert periodic.footprint["calls"] > 1  # asked again for each state message
+    assert periodic.footprint["bytes_sent"] > birth.footprint["bytes_sent"]
+    # a clean stop says so with the last figures (the Will, registered at connect, has none)
+    death = [s for s in hub.states if not s.online][-1]
+    assert death.footprint is not None and death.footprint["calls"] == calls
+    # bytes sent: this side's part of the MQTT traffic
+    assert 0 < uplink.stats.bytes_sent < uplink.stats.wire_bytes
+
+
+async def test_a_failing_footprint_does_not_stop_the_state(
+    tmp_path: Path, broker_port: int
+) -> None:
+    def footprint() -> dict[str, object]:
+        raise RuntimeError("no /proc")
+
+    log = MemoryLog()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port), footprint=footprint)
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: any(s.online for s in hub.states), timeout=10)
+    assert [s.footprint for s in hub.states if s.online] == [None]
+
+
 async def test_clean_stop_publishes_death(tmp_path: Path, broker_port: int) -> None:
     log = MemoryLog()
     hub = FakeHub(broker_port)

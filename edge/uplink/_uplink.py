@@ -13,8 +13,10 @@
 - The backlog (what was in the buffer when the connection came up) drains under a token
   bucket and is flagged historical; readings appended since are sent at once, flagged live.
 - Birth (online, retained) on connect, death registered as the MQTT Will (retained), both
-  with a session number that only grows. MQTT 5 where the broker speaks it, 3.1.1 otherwise
-  (the embedded amqtt broker): the protocol needs nothing but QoS 1 and retained messages.
+  with a session number that only grows. Birth and the periodic state carry the gateway's
+  footprint when a `footprint` callable gives it (the daemon's `HealthRegistry.footprint`).
+  MQTT 5 where the broker speaks it, 3.1.1 otherwise (the embedded amqtt broker): the
+  protocol needs nothing but QoS 1 and retained messages.
 - Reconnects with exponential backoff and jitter.
 """
 
@@ -23,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -40,6 +43,7 @@ from protocols.errors import UNSUPPORTED, RemoteProtocolError
 log = logging.getLogger("estran.edge.uplink")
 
 _BAD_VERSION = {1, 132}  # CONNACK: unacceptable protocol version (3.1.1 / MQTT 5)
+_PUBACK = 4  # bytes of a PUBACK (MQTT 5 leaves out the reason code when it is success)
 
 
 def _now_ms() -> int:
@@ -57,7 +61,24 @@ def _varint_len(n: int) -> int:
 def publish_wire_size(topic: str, payload: int, v5: bool) -> int:
     """Bytes of a QoS 1 PUBLISH packet and of its PUBACK."""
     remaining = 2 + len(topic.encode()) + 2 + (1 if v5 else 0) + payload
-    return 1 + _varint_len(remaining) + remaining + 4
+    return 1 + _varint_len(remaining) + remaining + _PUBACK
+
+
+def footprint_figures(figures: Mapping[str, object]) -> dict[str, int | float]:
+    """The figures a state message can carry: numbers (not bools, not NaN) under short names,
+    at most `wire.MAX_FOOTPRINT` of them; None and anything else are left out."""
+    out: dict[str, int | float] = {}
+    for name, value in figures.items():
+        if len(out) == wire.MAX_FOOTPRINT:
+            break
+        if not 0 < len(name.encode()) <= wire.MAX_FOOTPRINT_KEY:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            if -(2**63) <= value <= wire.MAX_UINT:
+                out[name] = value
+        elif isinstance(value, float) and math.isfinite(value):
+            out[name] = value
+    return out
 
 
 @dataclass
@@ -75,6 +96,7 @@ class UplinkStats:
     rejected_readings: int = 0
     bad_acks: int = 0
     wire_bytes: int = 0  # MQTT packets both ways (PUBLISH + PUBACK), TCP/IP headers excluded
+    bytes_sent: int = 0  # the part this side sends: PUBLISH of data and state, PUBACK of acks
     batch_size: int = 0
     ack_timeout_s: float = 0.0
     srtt_s: float | None = None
@@ -129,10 +151,12 @@ class Uplink:
         *,
         clock: Callable[[], float] = time.monotonic,
         start_after: int = -1,
+        footprint: Callable[[], Mapping[str, object]] | None = None,
     ) -> None:
         config.validate()
         self.buffer = buffer
         self.config = config
+        self.footprint = footprint  # figures for the state messages (HealthRegistry.footprint)
         self.broker = BrokerUrl.parse(config.broker)
         self.stats = UplinkStats(batch_size=config.batch_initial)
         self.connected = asyncio.Event()
@@ -323,6 +347,15 @@ class Uplink:
             return int(sum(by_sensor.values()))
         return None
 
+    def _footprint(self) -> dict[str, int | float] | None:
+        if self.footprint is None:
+            return None
+        try:
+            return footprint_figures(self.footprint())
+        except Exception:  # the figures are a report: never a reason to stop sending
+            log.exception("uplink: footprint figures failed")
+            return None
+
     async def _publish_state(self, client: aiomqtt.Client, online: bool) -> None:
         state = wire.State(
             online,
@@ -331,6 +364,7 @@ class Uplink:
             backlog=self._backlog_depth(),
             dropped=self._dropped(),
             software=self.config.software,
+            footprint=self._footprint(),
         )
         payload = wire.encode_state(state)
         await client.publish(
@@ -343,8 +377,12 @@ class Uplink:
             await asyncio.sleep(self.config.state_interval_s)
             await self._publish_state(client, True)
 
-    def _count_wire(self, topic: str, payload: int) -> None:
-        self.stats.wire_bytes += publish_wire_size(topic, payload, bool(self.stats.mqtt5))
+    def _count_wire(self, topic: str, payload: int, sent: bool = True) -> None:
+        """Count a PUBLISH and its PUBACK: `sent` when this side publishes (it then receives
+        the PUBACK), else it received the PUBLISH and sends the PUBACK."""
+        size = publish_wire_size(topic, payload, bool(self.stats.mqtt5))
+        self.stats.wire_bytes += size
+        self.stats.bytes_sent += (size - _PUBACK) if sent else _PUBACK
 
     # -- acks ---------------------------------------------------------------------------
 
@@ -353,7 +391,7 @@ class Uplink:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 continue
-            self._count_wire(message.topic.value, len(payload))
+            self._count_wire(message.topic.value, len(payload), sent=False)
             if message.topic.value != self._topic_ack:
                 continue
             try:
@@ -602,4 +640,4 @@ class Uplink:
         )
 
 
-__all__ = ["Uplink", "UplinkStats", "publish_wire_size"]
+__all__ = ["Uplink", "UplinkStats", "footprint_figures", "publish_wire_size"]

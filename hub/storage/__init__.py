@@ -18,6 +18,7 @@ from hub.storage._base import MAX_QUERY_ROWS, Storage
 from hub.storage._sqlite import SqliteStorage
 from hub.storage._thread import StorageThread
 from hub.storage._types import (
+    Footprint,
     GatewayInfo,
     GatewayState,
     IngestBatch,
@@ -63,6 +64,7 @@ def open_storage(spec: str, data_dir: Path, *, migrate: bool = True) -> Storage:
 
 __all__ = [
     "MAX_QUERY_ROWS",
+    "Footprint",
     "GatewayInfo",
     "GatewayState",
     "IngestBatch",

@@ -8,10 +8,12 @@ database. Every method is one transaction.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 
 from hub.storage._types import (
+    Footprint,
     GatewayInfo,
     GatewayState,
     IngestBatch,
@@ -121,6 +123,20 @@ def merge_value(num: object, text: str | None) -> int | float | str | bool | Non
     raise TypeError(f"unexpected stored value {num!r}")
 
 
+def footprint_text(footprint: Footprint | None) -> str | None:
+    """The footprint column: compact JSON (the wire decoder let only finite numbers in)."""
+    if footprint is None:
+        return None
+    return json.dumps(footprint, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def footprint_value(text: str | None) -> Footprint | None:
+    if text is None:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
+
 def clamp_limit(limit: int) -> int:
     return max(1, min(int(limit), MAX_QUERY_ROWS))
 
@@ -141,6 +157,8 @@ __all__ = [
     "MAX_QUERY_ROWS",
     "Storage",
     "clamp_limit",
+    "footprint_text",
+    "footprint_value",
     "latest_per_series",
     "merge_value",
     "split_values",

@@ -20,6 +20,8 @@ from hub._errors import StorageError
 from hub.storage._base import (
     Storage,
     clamp_limit,
+    footprint_text,
+    footprint_value,
     latest_per_series,
     merge_value,
     split_values,
@@ -73,6 +75,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (gateway_id, seq)
     );
     CREATE INDEX readings_series_ts ON readings (series_id, ts_ms);
+    """,
+    # 2: the gateway's latest footprint (JSON) and the count of its readings held
+    """
+    ALTER TABLE gateways ADD COLUMN footprint text,
+        ADD COLUMN readings bigint NOT NULL DEFAULT 0;
+    UPDATE gateways g SET readings = c.n
+        FROM (SELECT gateway_id, count(*) AS n FROM readings GROUP BY gateway_id) c
+        WHERE c.gateway_id = g.id;
     """,
 )
 
@@ -177,7 +187,7 @@ class PostgresStorage(Storage):
         with self._lock:
             for attempt in range(_RETRIES):
                 try:
-                    inserted = self._ingest_once(batches)
+                    by_gateway = self._ingest_once(batches)
                     break
                 except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                     if attempt == _RETRIES - 1:
@@ -186,9 +196,10 @@ class PostgresStorage(Storage):
                     self._forget()
                     raise StorageError(f"ingest failed: {e}") from e
             try:
-                self._touch_gateways(batches, now_ms)
+                self._touch_gateways(batches, now_ms, by_gateway)
             except psycopg.Error:  # bookkeeping only: the readings are committed
                 self._forget()
+        inserted = sum(by_gateway.values())
         return IngestResult(inserted=inserted, duplicates=attempted - inserted)
 
     def _forget(self) -> None:
@@ -196,7 +207,8 @@ class PostgresStorage(Storage):
         self._gateways.clear()
         self._staging = False
 
-    def _ingest_once(self, batches: Sequence[IngestBatch]) -> int:
+    def _ingest_once(self, batches: Sequence[IngestBatch]) -> dict[int, int]:
+        """Readings inserted, by gateway id."""
         prepared: list[tuple[int, list[int], IngestBatch]] = []
         for batch in batches:  # ids are registered in their own short transactions
             prepared.append(
@@ -219,22 +231,28 @@ class PostgresStorage(Storage):
                     ):
                         copy.write_row(row)
             cur.execute(
-                f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM ingest_staging"
-                " ORDER BY gateway_id, seq ON CONFLICT DO NOTHING"
+                f"WITH inserted AS (INSERT INTO readings ({_COLUMNS})"
+                f" SELECT {_COLUMNS} FROM ingest_staging"
+                " ORDER BY gateway_id, seq ON CONFLICT DO NOTHING RETURNING gateway_id)"
+                " SELECT gateway_id, count(*) FROM inserted GROUP BY gateway_id"
             )
-            return max(cur.rowcount, 0)
+            return {int(gid): int(n) for gid, n in cur.fetchall()}
 
-    def _touch_gateways(self, batches: Sequence[IngestBatch], now_ms: int) -> None:
+    def _touch_gateways(
+        self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[int, int]
+    ) -> None:
         latest: dict[str, IngestBatch] = {}
         counts: dict[str, int] = {}
         for b in batches:
             latest[b.gateway] = b
             counts[b.gateway] = counts.get(b.gateway, 0) + 1
         for name in sorted(latest):
+            gid = self._gateway_id(name)
             self._db.execute(
                 "UPDATE gateways SET last_seen_ms = GREATEST(last_seen_ms, %s),"
-                " batches = batches + %s, backlog = COALESCE(%s, backlog) WHERE id = %s",
-                (now_ms, counts[name], latest[name].backlog, self._gateway_id(name)),
+                " batches = batches + %s, readings = readings + %s,"
+                " backlog = COALESCE(%s, backlog) WHERE id = %s",
+                (now_ms, counts[name], inserted.get(gid, 0), latest[name].backlog, gid),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -245,7 +263,8 @@ class PostgresStorage(Storage):
                 gid = self._gateway_id(gateway)
                 cur = self._db.execute(
                     "UPDATE gateways SET online = %s, session = %s, state_ts_ms = %s,"
-                    " last_seen_ms = %s, backlog = COALESCE(%s, backlog)"
+                    " last_seen_ms = %s, backlog = COALESCE(%s, backlog),"
+                    " footprint = COALESCE(%s, footprint)"
                     " WHERE id = %s AND (session IS NULL OR session < %s"
                     "   OR (session = %s AND online))",
                     (
@@ -254,6 +273,7 @@ class PostgresStorage(Storage):
                         state.ts_ms,
                         now_ms,
                         state.backlog,
+                        footprint_text(state.footprint),
                         gid,
                         state.session,
                         state.session,
@@ -295,7 +315,7 @@ class PostgresStorage(Storage):
     def gateways(self) -> list[GatewayInfo]:
         rows = self._fetch(
             "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
-            " last_error_ms FROM gateways ORDER BY name"
+            " last_error_ms, readings, footprint FROM gateways ORDER BY name"
         )
         rejected: dict[int, dict[str, int]] = {}
         for gid, reason, count in self._fetch(
@@ -313,8 +333,22 @@ class PostgresStorage(Storage):
                 rejected=rejected.get(gid, {}),
                 last_error=last_error,
                 last_error_ms=last_error_ms,
+                readings=int(readings),
+                footprint=footprint_value(footprint),
             )
-            for gid, name, online, session, last_seen, backlog, batches, last_error, last_error_ms in rows
+            for (
+                gid,
+                name,
+                online,
+                session,
+                last_seen,
+                backlog,
+                batches,
+                last_error,
+                last_error_ms,
+                readings,
+                footprint,
+            ) in rows
         ]
 
     def sensors(self) -> list[SensorLatest]:

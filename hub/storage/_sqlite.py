@@ -19,6 +19,8 @@ from hub._errors import StorageError
 from hub.storage._base import (
     Storage,
     clamp_limit,
+    footprint_text,
+    footprint_value,
     latest_per_series,
     merge_value,
     split_values,
@@ -72,6 +74,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (gateway_id, seq)
     ) WITHOUT ROWID;
     CREATE INDEX readings_series_ts ON readings (series_id, ts_ms);
+    """,
+    # 2: the gateway's latest footprint (JSON) and the count of its readings held
+    """
+    ALTER TABLE gateways ADD COLUMN footprint TEXT;
+    ALTER TABLE gateways ADD COLUMN readings INTEGER NOT NULL DEFAULT 0;
+    UPDATE gateways SET readings = (
+        SELECT count(*) FROM readings WHERE readings.gateway_id = gateways.id);
     """,
 )
 
@@ -161,6 +170,7 @@ class SqliteStorage(Storage):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 inserted = 0
+                by_gateway: dict[str, int] = {}
                 for batch in batches:
                     gid = self._gateway_id(batch.gateway)
                     ids = self._series_ids(batch.series)
@@ -179,7 +189,8 @@ class SqliteStorage(Storage):
                         ),
                     )
                     inserted += cur.rowcount
-                self._touch_gateways(batches, now_ms)
+                    by_gateway[batch.gateway] = by_gateway.get(batch.gateway, 0) + cur.rowcount
+                self._touch_gateways(batches, now_ms, by_gateway)
                 self._db.execute("COMMIT")
             except sqlite3.Error as e:
                 self._rollback()
@@ -188,7 +199,9 @@ class SqliteStorage(Storage):
                 raise StorageError(f"ingest failed: {e}") from e
         return IngestResult(inserted=inserted, duplicates=attempted - inserted)
 
-    def _touch_gateways(self, batches: Sequence[IngestBatch], now_ms: int) -> None:
+    def _touch_gateways(
+        self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[str, int]
+    ) -> None:
         latest: dict[str, IngestBatch] = {}
         counts: dict[str, int] = {}
         for b in batches:
@@ -198,8 +211,8 @@ class SqliteStorage(Storage):
             b = latest[name]
             self._db.execute(
                 "UPDATE gateways SET last_seen_ms = ?, batches = batches + ?,"
-                " backlog = COALESCE(?, backlog) WHERE id = ?",
-                (now_ms, counts[name], b.backlog, self._gateway_id(name)),
+                " readings = readings + ?, backlog = COALESCE(?, backlog) WHERE id = ?",
+                (now_ms, counts[name], inserted.get(name, 0), b.backlog, self._gateway_id(name)),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -211,7 +224,8 @@ class SqliteStorage(Storage):
                 gid = self._gateway_id(gateway)
                 cur = self._db.execute(
                     "UPDATE gateways SET online = ?, session = ?, state_ts_ms = ?,"
-                    " last_seen_ms = ?, backlog = COALESCE(?, backlog)"
+                    " last_seen_ms = ?, backlog = COALESCE(?, backlog),"
+                    " footprint = COALESCE(?, footprint)"
                     " WHERE id = ? AND (session IS NULL OR session < ?"
                     "   OR (session = ? AND online = 1))",
                     (
@@ -220,6 +234,7 @@ class SqliteStorage(Storage):
                         state.ts_ms,
                         now_ms,
                         state.backlog,
+                        footprint_text(state.footprint),
                         gid,
                         state.session,
                         state.session,
@@ -258,7 +273,7 @@ class SqliteStorage(Storage):
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
-                " last_error_ms FROM gateways ORDER BY name"
+                " last_error_ms, readings, footprint FROM gateways ORDER BY name"
             ).fetchall()
             rejected: dict[int, dict[str, int]] = {}
             for gid, reason, count in self._db.execute(
@@ -276,8 +291,22 @@ class SqliteStorage(Storage):
                 rejected=rejected.get(gid, {}),
                 last_error=last_error,
                 last_error_ms=last_error_ms,
+                readings=readings,
+                footprint=footprint_value(footprint),
             )
-            for gid, name, online, session, last_seen, backlog, batches, last_error, last_error_ms in rows
+            for (
+                gid,
+                name,
+                online,
+                session,
+                last_seen,
+                backlog,
+                batches,
+                last_error,
+                last_error_ms,
+                readings,
+                footprint,
+            ) in rows
         ]
 
     def sensors(self) -> list[SensorLatest]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 # A series is one quantity of one sensor: (sensor, quantity, unit or None).
 SeriesKey = tuple[str, str, str | None]
 Value = int | float | str | bool | None
+Footprint = dict[str, int | float]  # a gateway's figures by name (protocols.wire State)
 
 
 @dataclass(slots=True)
@@ -43,13 +44,15 @@ class IngestResult:
 
 @dataclass(frozen=True, slots=True)
 class GatewayState:
-    """A state message: birth (online) or death (offline, the MQTT Will)."""
+    """A state message: birth (online) or death (offline, the MQTT Will). `footprint`: the
+    gateway's figures when the message carries them (None keeps the last ones)."""
 
     online: bool
     session: int
     ts_ms: int
     backlog: int | None = None
     info: dict[str, object] = field(default_factory=dict)
+    footprint: Footprint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class GatewayInfo:
     rejected: dict[str, int]
     last_error: str | None
     last_error_ms: int | None
+    readings: int = 0  # readings the hub holds for the gateway
+    footprint: Footprint | None = None  # the latest the gateway reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,7 @@ class ReadingRow:
 
 
 __all__ = [
+    "Footprint",
     "GatewayInfo",
     "GatewayState",
     "IngestBatch",

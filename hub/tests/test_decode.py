@@ -114,7 +114,10 @@ def test_peek_batch_reads_the_envelope_of_a_bad_batch() -> None:
 def test_decode_state() -> None:
     s = _decode.decode_state(wire.encode_state(wire.State(True, 4, T0, 10, 2, "0.1.0")))
     assert (s.online, s.session, s.ts_ms, s.backlog) == (True, 4, T0, 10)
-    assert s.info == {"dropped": 2, "software": "0.1.0"}
+    assert s.info == {"dropped": 2, "software": "0.1.0"} and s.footprint is None
+    figures = {"bytes_sent": 4096, "cpu_s": 0.5}
+    s = _decode.decode_state(wire.encode_state(wire.State(True, 4, T0, footprint=figures)))
+    assert s.footprint == figures
 
 
 VALID_BLOCK = encode_block(1000, readings(20))

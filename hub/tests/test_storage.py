@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from hub._api import create_app
 from hub.storage import (
     GatewayState,
     IngestBatch,
@@ -62,13 +65,38 @@ STATE: SeriesKey = ("berth-001", "status", None)
 
 
 def test_migrate_is_idempotent(storage: Storage, storage_spec: str, tmp_path: Path) -> None:
-    assert storage.schema_version() == 1
+    assert storage.schema_version() == 2
     again = open_storage(storage_spec, tmp_path)
     try:
-        assert again.schema_version() == 1
-        assert again.migrate() == 1
+        assert again.schema_version() == 2
+        assert again.migrate() == 2
     finally:
         again.close()
+
+
+def test_migration_2_counts_the_readings_already_held(
+    storage_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = open_storage(storage_spec, tmp_path, migrate=False)
+    try:
+        module = sys.modules[type(old).__module__]
+        with monkeypatch.context() as m:
+            m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:1])
+            old.migrate()
+            assert old.schema_version() == 1
+        db = old._db  # type: ignore[attr-defined]  # the version-1 code's rows, by hand
+        db.execute("INSERT INTO gateways (name) VALUES ('gw-1')")
+        for seq in range(7):
+            db.execute(
+                "INSERT INTO readings (gateway_id, seq, series_id, ts_ms, value, flags)"
+                f" SELECT id, {seq}, 1, {T0}, {seq}, 0 FROM gateways"
+            )
+        old.migrate()
+        assert old.schema_version() == 2
+        (gw,) = old.gateways()
+        assert (gw.readings, gw.footprint) == (7, None)
+    finally:
+        old.close()
 
 
 def test_ingest_and_read_back_exact_values(storage: Storage) -> None:
@@ -173,6 +201,37 @@ def test_gateway_state_birth_death_and_stale_will(storage: Storage) -> None:
     storage.ingest([batch("gw-2", 1, [(SOIL, T0, 1)], backlog=7)], now_ms=T0 + 20)
     gw2 = storage.gateways()[1]
     assert (gw2.state, gw2.last_seen_ms, gw2.backlog, gw2.batches) == ("unknown", T0 + 20, 7, 1)
+
+
+async def test_footprint_and_readings_per_gateway_in_the_api(storage: Storage) -> None:
+    figures = {"bytes_sent": 4000, "flash_write_bytes": 1000, "cpu_s": 1.5, "rss_bytes": 31_000_000}
+    rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + i, i) for i in range(80)]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    storage.ingest([batch("gw-1", 41, rows[40:] + rows[:20], batch_no=2)], now_ms=T0)  # 40 again
+    storage.ingest([batch("gw-2", 1, rows[:5])], now_ms=T0)
+    assert storage.record_state("gw-1", GatewayState(True, 5, T0, footprint=figures), now_ms=T0)
+    (gw, gw2) = storage.gateways()
+    assert (gw.readings, gw.footprint, gw2.readings, gw2.footprint) == (100, figures, 5, None)
+    # a newer figure replaces it; a Will (no figures) and a stale one leave it
+    figures = {**figures, "bytes_sent": 8000}
+    assert storage.record_state("gw-1", GatewayState(True, 6, T0 + 1, footprint=figures), T0 + 1)
+    stale = {"bytes_sent": 1}
+    assert not storage.record_state("gw-1", GatewayState(False, 5, T0 + 2, footprint=stale), T0 + 2)
+    assert storage.record_state("gw-1", GatewayState(False, 6, T0 + 3), now_ms=T0 + 3)
+    assert storage.gateways()[0].footprint == figures
+
+    transport = httpx.ASGITransport(app=create_app(storage))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+        got = {g["id"]: g for g in (await http.get("/api/v1/gateways")).json()}
+    assert got["gw-1"]["state"] == "offline"
+    assert got["gw-1"]["readings"] == 100
+    assert got["gw-1"]["footprint"] == figures
+    assert got["gw-1"]["per_reading"] == {"bytes_sent": 80.0, "flash_write_bytes": 10.0}
+    assert (got["gw-2"]["readings"], got["gw-2"]["footprint"], got["gw-2"]["per_reading"]) == (
+        5,
+        None,
+        None,
+    )
 
 
 def test_rejections_are_counted_in_gateway_state(storage: Storage) -> None:

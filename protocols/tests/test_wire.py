@@ -90,6 +90,96 @@ def test_state_round_trip() -> None:
     assert wire.decode_state(payload) == death
 
 
+FOOTPRINT = {"bytes_sent": 81_920, "cpu_s": 12.5, "flash_write_bytes": 2**40, "rss_bytes": 31e6}
+
+
+def test_state_footprint_round_trip() -> None:
+    birth = wire.State(True, 12, 1_764_547_200_000, 0, 0, "0.1.0", footprint=FOOTPRINT)
+    payload = wire.encode_state(birth)
+    assert cbor2.loads(payload) == [1, 3, True, 12, 1_764_547_200_000, 0, 0, "0.1.0", FOOTPRINT]
+    assert wire.decode_state(payload) == birth
+    assert wire.decode_state(payload).footprint == FOOTPRINT
+    example = wire.State(True, 3, 5, 6, footprint={"bytes_sent": 1024, "cpu_s": 1.25})
+    # the example of docs/wire-format.md
+    assert wire.encode_state(example).hex() == (
+        "890103f5030506f6f6a26a62797465735f73656e74190400656370755f73f93d00"
+    )
+    # absent in older messages, null or empty when sent
+    assert wire.decode_state(wire.encode_state(wire.State(True, 1, 2))).footprint is None
+    assert wire.decode_state(cbor2.dumps([1, 3, True, 1, 2, None, None, None, None])) == (
+        wire.State(True, 1, 2)
+    )
+    assert (
+        wire.decode_state(wire.encode_state(wire.State(True, 1, 2, footprint={}))).footprint == {}
+    )
+    # negative integers and every float width; a later field after it is skipped
+    figures = {"a": -(2**63), "b": 0.5, "c": 1.1, "d": 3.4028234663852886e38}
+    extended = cbor2.dumps([1, 3, True, 1, 2, None, None, None, figures, "later"])
+    assert wire.decode_state(extended).footprint == figures
+
+
+STATE_HEAD = bytes.fromhex("890103f5010200f6f6")  # [1, 3, true, 1, 2, 0, null, null, ...
+
+
+def _state_with(footprint: object) -> bytes:
+    return cbor2.dumps([1, 3, True, 1, 2, None, None, None, footprint])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _state_with([1, 2]),  # not a map
+        _state_with("bytes_sent"),
+        _state_with({f"k{i}": i for i in range(wire.MAX_FOOTPRINT + 1)}),  # too many figures
+        _state_with({"k" * (wire.MAX_FOOTPRINT_KEY + 1): 1}),  # name too long
+        _state_with({"": 1}),
+        _state_with({1: 1}),  # name not text
+        _state_with({"a": True}),
+        _state_with({"a": None}),
+        _state_with({"a": "12"}),
+        _state_with({"a": b"12"}),
+        _state_with({"a": [1]}),
+        _state_with({"a": {"b": 1}}),
+        _state_with({"a": float("nan")}),
+        _state_with({"a": float("inf")}),
+        _state_with({"a": float("-inf")}),
+        _state_with({"a": 2**63}),  # beyond signed 64 bits
+        _state_with({"a": -(2**63) - 1}),
+        _state_with({"a": 2**64}),  # a bignum
+        _state_with(cbor2.CBORTag(1, 5)),
+        STATE_HEAD + bytes.fromhex("a2616101616102"),  # a repeated name
+        STATE_HEAD + bytes.fromhex("a161ff01"),  # a name that is not UTF-8
+        STATE_HEAD + bytes.fromhex("bf616101ff"),  # indefinite-length map
+        STATE_HEAD + bytes.fromhex("a5616101"),  # map longer than the message
+        STATE_HEAD + bytes.fromhex("a1627801"),  # cut inside a name
+        STATE_HEAD + bytes.fromhex("a16161fb3ff0"),  # cut inside a float
+    ],
+)
+def test_hostile_footprints_are_refused(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        wire.decode_state(payload)
+
+
+@pytest.mark.parametrize(
+    "footprint",
+    [
+        {f"k{i}": i for i in range(wire.MAX_FOOTPRINT + 1)},
+        {"k" * (wire.MAX_FOOTPRINT_KEY + 1): 1},
+        {"": 1},
+        {"a": True},
+        {"a": None},
+        {"a": "1"},
+        {"a": float("nan")},
+        {"a": float("inf")},
+        {"a": 2**63},
+        {"a": -(2**63) - 1},
+    ],
+)
+def test_encoder_refuses_bad_footprints(footprint: dict[str, int | float]) -> None:
+    with pytest.raises(LocalProtocolError):
+        wire.encode_state(wire.State(True, 1, 2, footprint=footprint))
+
+
 @pytest.mark.parametrize("kind", [wire.REPORT, wire.CONFIG, wire.CMD])
 def test_envelopes_carry_one_cbor_item(kind: int) -> None:
     body = cbor2.dumps({"version": 3, "sensors": ["soil-001"]})
@@ -220,6 +310,7 @@ VALID = [
     wire.encode_data(data_batch(blocks=[bytes(200)] * 3)),
     wire.encode_ack(wire.Ack(7, 42, [(1, 5), (9, 9)], "rejected")),
     wire.encode_state(wire.State(True, 3, 5, 6, 7, "x")),
+    wire.encode_state(wire.State(True, 3, 5, 6, 7, "x", {"bytes_sent": 1, "cpu_s": 0.25})),
     wire.encode_envelope(wire.Envelope(wire.CMD, cbor2.dumps({"a": [1.5, None, True]}))),
 ]
 
