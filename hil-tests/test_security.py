@@ -116,7 +116,11 @@ async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     http_port = free_port()
     app = FastAPI()
     app.include_router(hub.router())
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning"))
+    server = _Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=http_port, log_level="warning", timeout_graceful_shutdown=2
+        )
+    )
     async with contextlib.AsyncExitStack() as stack:
         broker: Any = None
         if kind == "embedded":
@@ -127,20 +131,19 @@ async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             await stack.enter_async_context(mosquitto(mq, port))
         user, password = hub.credentials
         address = BrokerAddress("127.0.0.1", port, user, password)
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(server.serve(), name="http"),
-                tg.create_task(hub.run(address, broker), name="fleet"),
-            ]
-            try:
-                async with asyncio.timeout(10):
-                    await hub.connected.wait()
-                    while not server.started:
-                        await asyncio.sleep(0.02)
-                yield Site(hub, address, f"http://127.0.0.1:{http_port}", kind)
-            finally:
-                server.should_exit = True
-                tasks[1].cancel()
+        http = asyncio.create_task(server.serve(), name="http")
+        fleet_task = asyncio.create_task(hub.run(address, broker), name="fleet")
+        try:
+            async with asyncio.timeout(10):
+                await hub.connected.wait()
+                while not server.started:
+                    await asyncio.sleep(0.02)
+            yield Site(hub, address, f"http://127.0.0.1:{http_port}", kind)
+        finally:
+            server.should_exit = True
+            fleet_task.cancel()
+            _done, pending = await asyncio.wait({http, fleet_task}, timeout=25)
+            assert not pending, f"did not stop: {pending}"
     hub.close()
 
 
@@ -183,7 +186,7 @@ class Gateway:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await asyncio.wait_for(self.task, 25)  # aiomqtt waits up to 10 s for a disconnect
         self.state.close()
 
 

@@ -181,6 +181,9 @@ class FleetHub:
                         tg.create_task(self._reports(client), name="fleet-reports")
             except* aiomqtt.MqttError as eg:
                 self.connected.clear()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the disconnect of a cancel failed
+                    raise asyncio.CancelledError from eg
                 log.warning("fleet MQTT: %s; again in %.1f s", eg.exceptions[0], delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)

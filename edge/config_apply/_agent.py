@@ -78,6 +78,9 @@ class FleetAgent:
                         await self._handle(client, message)
             except aiomqtt.MqttError as e:
                 self.connected.clear()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the disconnect of a cancel failed
+                    raise asyncio.CancelledError from e
                 log.warning("fleet link: %s; again in %.1f s", e, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
