@@ -102,6 +102,7 @@ class FleetHub:
         self.connected = asyncio.Event()
         self.reports = 0
         self._revision = -1
+        self._software: dict[str, str] = {}  # last software version recorded per gateway
         self._wake = asyncio.Event()
         if mosquitto_dir is not None:
             self._sync_mosquitto()
@@ -174,6 +175,7 @@ class FleetHub:
                     max_queued_incoming_messages=1024,
                 ) as client:
                     await client.subscribe(wire.subscription("report"), qos=1)
+                    await client.subscribe(wire.subscription("state"), qos=1)  # software
                     self.connected.set()
                     delay = 0.5
                     async with asyncio.TaskGroup() as tg:
@@ -209,7 +211,15 @@ class FleetHub:
             try:
                 gateway_id, kind = wire.parse_topic(str(message.topic))
                 payload = message.payload
-                if kind != "report" or not isinstance(payload, bytes | bytearray):
+                if not isinstance(payload, bytes | bytearray) or not payload:
+                    continue
+                if kind == "state":
+                    software = wire.decode_state(bytes(payload)).software
+                    if software and self._software.get(gateway_id) != software:
+                        await asyncio.to_thread(self.fleet.set_software, gateway_id, software)
+                        self._software[gateway_id] = software
+                    continue
+                if kind != "report":
                     continue
                 doc = wire.decode_envelope(bytes(payload), wire.REPORT).value()
                 await asyncio.to_thread(self.fleet.record_report, gateway_id, doc)

@@ -160,6 +160,11 @@ async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
                 assert doc["config"] == {"daemon": {"queue_size": 4096}}
                 v2 = doc["version"]
                 assert isinstance(v2, int) and v2 > version
+                # hostile reports are dropped, the link keeps going
+                for junk in (b"\x00", wire.encode_envelope(wire.Envelope.of(wire.REPORT, [1]))):
+                    await g.publish(wire.topic(gw, "report"), junk, qos=1)
+                state = wire.State(True, 1, 1, software="0.1.0")
+                await g.publish(wire.topic(gw, "state"), wire.encode_state(state), qos=1)
                 report = signed.report("config", signed.APPLIED, "changed daemon", v2, v2, 1)
                 await g.publish(
                     wire.topic(gw, "report"),
@@ -170,6 +175,7 @@ async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
                     while hub.reports == 0:
                         await asyncio.sleep(0.05)
             row = hub.fleet.gateway(gw)
+            assert row.software == "0.1.0"
             assert row.applied_version == v2 and not row.drift and row.outcome == "applied"
         finally:
             task.cancel()
