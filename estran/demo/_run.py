@@ -2,8 +2,8 @@
 a clean stop.
 
 Processes, as in a real deployment: the hub (`estran hub run`: embedded amqtt broker, SQLite,
-HTTP API), one gateway daemon per site (`python -m edge.daemon --config FILE`, what
-`estran edge run` and the systemd unit run), and the BLE radio world
+HTTP API), one gateway daemon per site (`estran edge run --config FILE`, what the systemd
+unit runs), and the BLE radio world
 (`python -m edge.simulators.ble`). The serial simulators run in the demo's own event loop,
 on pseudo-terminals the gateways open by their stable symlink paths.
 
@@ -265,7 +265,7 @@ class Demo:
             assert gw.config is not None
             gw.child = self._child(
                 gw.plan.key,
-                [sys.executable, "-m", "edge.daemon", "--config", str(gw.config)],
+                estran_argv("edge", "run", "--config", str(gw.config)),
             )
             await gw.child.start()
         self._intro()

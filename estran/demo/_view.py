@@ -138,6 +138,46 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# name -> (priority, column options, width with borders and padding); the view keeps the
+# columns of highest priority that fit the terminal, in this order.
+_GATEWAY_COLUMNS: dict[str, tuple[int, dict[str, Any], int]] = {
+    "gateway": (0, {"style": "bold", "no_wrap": True}, 16),
+    "what": (9, {"no_wrap": True}, 19),
+    "state": (1, {"no_wrap": True}, 10),
+    "last seen": (6, {"justify": "right"}, 12),
+    "sensors": (2, {"justify": "right"}, 10),
+    "readings": (3, {"justify": "right"}, 11),
+    "backlog": (5, {"justify": "right"}, 10),
+    "sent/reading": (4, {"justify": "right"}, 15),
+    "RSS": (7, {"justify": "right"}, 10),
+    "CPU": (8, {"justify": "right"}, 9),
+}
+
+
+def _gateway_columns(width: int) -> list[str]:
+    chosen: set[str] = set()
+    used = 1
+    for name, (_, _, w) in sorted(_GATEWAY_COLUMNS.items(), key=lambda kv: kv[1][0]):
+        if used + w <= width:
+            chosen.add(name)
+            used += w
+    return [name for name in _GATEWAY_COLUMNS if name in chosen]
+
+
+def _number(value: object) -> str:
+    return f"{value:,}".replace(",", " ") if isinstance(value, int) else "-"
+
+
+def _mib(value: object) -> float | None:
+    return value / 2**20 if isinstance(value, int | float) else None
+
+
+def _figure(value: object, unit: str, digits: int) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value:.{digits}f} {unit}"
+
+
 def short_via(via: str) -> str:
     """ "serial · Modbus RTU" -> "Modbus RTU", "BLE · BTHome, encrypted" -> "BLE BTHome+key"."""
     text = via.removeprefix("serial · ").replace("BLE · ", "BLE ")
@@ -217,20 +257,15 @@ def render(
     )
 
     narrow = width < NARROW
-    gw_table = Table(title="Gateways", title_justify="left", expand=False, pad_edge=False)
-    columns: list[tuple[str, Mapping[str, Any]]] = [
-        ("gateway", {"style": "bold", "no_wrap": True}),
-        ("what", {"no_wrap": True}),
-        ("state", {}),
-        ("last seen", {"justify": "right"}),
-        ("sensors", {"justify": "right"}),
-        ("batches", {"justify": "right"}),
-        ("backlog", {"justify": "right"}),
-    ]
-    if narrow:
-        columns = [c for c in columns if c[0] not in ("what", "batches")]
-    for name, options in columns:
-        gw_table.add_column(name, **options)
+    gw_table = Table(
+        title="Gateways (state and footprint as the hub has them)",
+        title_justify="left",
+        expand=False,
+        pad_edge=False,
+    )
+    columns = _gateway_columns(width)
+    for name in columns:
+        gw_table.add_column(name, **_GATEWAY_COLUMNS[name][1])
     rows = {str(g.get("id")): g for g in snap.gateways}
     for gid, (what, _site) in gateways.items():
         g = rows.get(gid, {})
@@ -239,16 +274,22 @@ def render(
         last_ms = g.get("last_seen_ms")
         seen = format_age(now - last_ms / 1000) if isinstance(last_ms, int) else "-"
         n_sensors = len({s for s, r in by_sensor.items() if r and r[0].get("gateway") == gid})
+        footprint = g.get("footprint") if isinstance(g.get("footprint"), dict) else {}
+        per_reading = g.get("per_reading") if isinstance(g.get("per_reading"), dict) else {}
+        assert isinstance(footprint, dict) and isinstance(per_reading, dict)
         cells: dict[str, RenderableType] = {
             "gateway": gid,
             "what": what,
             "state": Text(state_text, style=style),
             "last seen": seen,
             "sensors": str(n_sensors),
-            "batches": str(g.get("batches", "-")),
-            "backlog": str(g.get("backlog", "-")),
+            "readings": _number(g.get("readings")),
+            "backlog": _number(g.get("backlog")),
+            "sent/reading": _figure(per_reading.get("bytes_sent"), "B", 0),
+            "RSS": _figure(_mib(footprint.get("rss_bytes")), "MiB", 0),
+            "CPU": _figure(footprint.get("cpu_s"), "s", 1),
         }
-        gw_table.add_row(*(cells[name] for name, _ in columns))
+        gw_table.add_row(*(cells[name] for name in columns))
 
     s_table = Table(title="Sensors (latest values at the hub)", title_justify="left")
     if narrow:  # the gateway is told by the sections; the transport in short
