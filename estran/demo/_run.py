@@ -201,6 +201,12 @@ class Demo:
         if self.starting and main is not None:
             main.cancel()
 
+    def _event(self, text: str) -> None:
+        """Something the user should know while it runs: under the live table, or a line."""
+        self.events.append(text)
+        if not self.console.is_terminal:
+            print(f"! {text}", flush=True)
+
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False, soft_wrap=True)
 
@@ -467,13 +473,15 @@ class Demo:
                 task.cancel()
             await asyncio.wait(tasks, timeout=5)
         for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
 
     async def _watch(self) -> None:
         """Supervise the children: a gateway that dies is restarted (a few times, as systemd
         would); the hub or the radio world dying ends the demo with its log."""
         restarts: dict[str, int] = {}
+        failed: set[str] = set()
         while True:
             await asyncio.sleep(0.5)
             for child in self.children:
@@ -486,19 +494,19 @@ class Demo:
                 n = restarts.get(child.name, 0)
                 if n >= MAX_RESTARTS:
                     child.stopping = True
-                    self.events.append(f"{child.name}: exited {n + 1} times, left stopped")
+                    self._event(f"{child.name}: exited {n + 1} times, left stopped")
                     continue
                 restarts[child.name] = n + 1
-                self.events.append(
+                self._event(
                     f"{child.name}: exited (status {child.returncode}), restarting "
                     f"(see {child.log})"
                 )
                 await asyncio.sleep(min(2.0 * 2**n, 10.0))
                 await child.start()
             for name, sim in self.simulators.items():
-                if sim.error is not None and not getattr(sim, "_reported", False):
-                    sim._reported = True  # type: ignore[attr-defined]
-                    self.events.append(f"simulator of {name} failed: {sim.error}")
+                if sim.error is not None and name not in failed:
+                    failed.add(name)
+                    self._event(f"simulator of {name} failed: {sim.error}")
 
     async def _show(self) -> None:
         poller = HubPoller(self.base_url)
