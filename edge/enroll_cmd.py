@@ -31,6 +31,13 @@ from edge.cli import edge
     help="The hub key id printed by the hub; checked against the one in the token.",
 )
 @click.option("--site", default=None, help="Where the gateway is installed (free text).")
+@click.option(
+    "--ca",
+    "ca_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The hub's CA certificate (estran fleet tls init), for https:// and mqtts://.",
+)
 @click.option("--force", is_flag=True, help="Enroll again with a new key pair.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def enroll_command(
@@ -39,6 +46,7 @@ def enroll_command(
     data_dir: Path,
     hub_fingerprint: str | None,
     site: str | None,
+    ca_file: Path | None,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -52,7 +60,13 @@ def enroll_command(
 
     try:
         result = enroll(
-            hub_url, token, data_dir, hub_fingerprint=hub_fingerprint, site=site, force=force
+            hub_url,
+            token,
+            data_dir,
+            hub_fingerprint=hub_fingerprint,
+            site=site,
+            force=force,
+            ca_file=ca_file,
         )
     except EnrollError as e:
         raise click.ClickException(str(e)) from e

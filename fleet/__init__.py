@@ -38,6 +38,7 @@ from fleet._layers import changed_sections, diff, effective, merge, set_path, sh
 from fleet._passwd import hash_password, new_password, verify_password
 from fleet._schema import check as check_config
 from fleet._schema import validate as validate_config
+from fleet._tls import TlsFiles, init_tls, tls_files
 
 __all__ = [
     "HUB_USER",
@@ -56,6 +57,7 @@ __all__ = [
     "NotFound",
     "Outbound",
     "SchemaIssue",
+    "TlsFiles",
     "TokenInfo",
     "TokenRefused",
     "b64",
@@ -67,6 +69,7 @@ __all__ = [
     "gateway_may",
     "hash_password",
     "hub_may",
+    "init_tls",
     "merge",
     "mosquitto_acl",
     "mosquitto_conf",
@@ -77,6 +80,7 @@ __all__ = [
     "reload_mosquitto",
     "set_path",
     "show_diff",
+    "tls_files",
     "unb64",
     "unset_path",
     "validate_config",

@@ -428,6 +428,33 @@ def keys_retire(ctx: click.Context, key_id: str) -> None:
     click.echo(f"{key_id} retired")
 
 
+@fleet.group("tls")
+def tls() -> None:
+    """A demo CA: TLS for the hub's HTTP API and MQTT without a public certificate."""
+
+
+@tls.command("init")
+@click.option(
+    "--host", "hosts", multiple=True, required=True, help="Name or address of the hub (repeatable)."
+)
+@click.pass_context
+def tls_init(ctx: click.Context, hosts: tuple[str, ...]) -> None:
+    """Make the CA (kept if it exists) and a server certificate for HOSTs.
+
+    \b
+    estran fleet tls init --host hub.example --host 192.0.2.10
+    estran hub run --https --mqtt-tls-listen 0.0.0.0:8883 --public-broker mqtts://hub.example:8883
+    estran edge enroll --hub https://hub.example:8080 --ca hub-ca.crt --token ...
+    """
+    from fleet import init_tls
+
+    with _open(ctx) as f:
+        files = init_tls(f.directory / "tls", list(hosts))
+    click.echo(f"CA certificate   {files.ca_cert}   (copy it to the gateways: --ca)")
+    click.echo(f"CA fingerprint   sha256 {files.ca_fingerprint}")
+    click.echo(f"server           {files.server_cert} for {', '.join(hosts)}")
+
+
 @fleet.group("broker")
 def broker() -> None:
     """Access control files for an external Mosquitto."""

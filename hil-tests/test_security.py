@@ -565,3 +565,71 @@ async def test_a_config_push_never_touches_the_buffer(site: Site, tmp_path: Path
         assert stats.dropped_total == 0
     finally:
         log.close()
+
+
+# -- TLS with the hub's demo CA ----------------------------------------------------------------------
+
+
+async def test_enrollment_and_config_over_tls_with_the_hub_ca(tmp_path: Path) -> None:
+    hub = FleetHub(tmp_path / "hub", poll_s=0.1)
+    hub.fleet.create_group("marina", "alice")
+    files = fleet.init_tls(hub.fleet.directory / "tls", ["127.0.0.1", "localhost"])
+    plain, secure, http_port = free_port(), free_port(), free_port()
+    hub.broker_url = f"mqtts://127.0.0.1:{secure}"
+    app = FastAPI()
+    app.include_router(hub.router())
+    server = _Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=http_port, log_level="warning",
+            timeout_graceful_shutdown=2, **hub.https_options(True),
+        )
+    )  # fmt: skip
+    broker = EmbeddedBroker(
+        "127.0.0.1", plain, hub.amqtt_plugins(), hub.tls_listener(f"127.0.0.1:{secure}")
+    )
+    async with broker:
+        user, password = hub.credentials
+        http = asyncio.create_task(server.serve(), name="https")
+        link = asyncio.create_task(
+            hub.run(BrokerAddress("127.0.0.1", plain, user, password), broker.broker), name="fleet"
+        )
+        try:
+            async with asyncio.timeout(10):
+                await hub.connected.wait()
+                while not server.started:
+                    await asyncio.sleep(0.02)
+            url = f"https://127.0.0.1:{http_port}"
+            token = hub.fleet.create_token("marina", 600, "alice").token
+            with pytest.raises(EnrollError, match="cannot reach the hub"):  # unknown CA
+                await asyncio.to_thread(enroll, url, token, tmp_path / "gw0")
+            result = await asyncio.to_thread(
+                enroll, url, token, tmp_path / "gw", ca_file=files.ca_cert
+            )
+            assert result.identity.broker.startswith("mqtts://")
+            data = tmp_path / "gw"
+            assert (data / "hub-ca.crt").read_bytes() == files.ca_cert.read_bytes()
+            secret = (data / "credentials").read_text().strip().split(":", 1)[1]
+            state = GatewayState(data)
+            target = Target()
+            agent = FleetAgent(
+                ConfigApplier(state, target, result.identity.gateway_id),
+                "127.0.0.1", secure, result.identity.username, secret,
+                tls=True, tls_ca=data / "hub-ca.crt",
+            )  # fmt: skip
+            await hub.refresh()
+            task = asyncio.create_task(agent.run(), name="agent")
+            try:
+                gw = result.identity.gateway_id
+                await until(lambda: not hub.fleet.gateway(gw).drift)
+                hub.fleet.set_layer("gateway", gw, {"daemon": {"queue_size": 4096}}, "alice")
+                await until(lambda: target.running == {"daemon": {"queue_size": 4096}})
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 25)
+                state.close()
+        finally:
+            server.should_exit = True
+            link.cancel()
+            await asyncio.wait({http, link}, timeout=25)
+    hub.close()

@@ -37,11 +37,16 @@ class EmbeddedBroker:
     """`async with EmbeddedBroker("127.0.0.1", 1883) as address:` serves MQTT 3.1.1."""
 
     def __init__(
-        self, host: str = "0.0.0.0", port: int = 1883, plugins: dict[str, Any] | None = None
+        self,
+        host: str = "0.0.0.0",
+        port: int = 1883,
+        plugins: dict[str, Any] | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.plugins = plugins  # None: anonymous access (hub.acl.plugins: the fleet's ACL)
+        self.tls = tls  # a second listener: {"bind": "host:port", "certfile", "keyfile"}
         self._broker: Any = None
         self._noise = _RefusedClientNoise()
 
@@ -59,8 +64,11 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         logging.getLogger("asyncio").addFilter(self._noise)
+        listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}}
+        if self.tls is not None:
+            listeners["tls"] = {"type": "tcp", "ssl": True, **self.tls}
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "listeners": listeners,
             # No $SYS publisher, no packet logger: they cost CPU on every message.
             "plugins": self.plugins
             or {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},

@@ -48,6 +48,8 @@ class HubConfig:
     public_broker: str | None = None  # mqtt://host:port told to enrolling gateways
     mosquitto_dir: Path | None = None  # passwd and acl kept here for an external Mosquitto
     mosquitto_pid: Path | None = None  # SIGHUP it when they change
+    tls_listen: str | None = None  # HOST:PORT of an MQTT TLS listener (embedded broker)
+    https: bool = False  # the HTTP API over TLS (files of `estran fleet tls init`)
 
     @property
     def embedded(self) -> bool:
@@ -103,7 +105,7 @@ class Hub:
             if cfg.embedded:
                 host, port = parse_host_port(cfg.mqtt_listen, "--mqtt-listen")
                 acl = fleet.amqtt_plugins() if cfg.broker_access == "fleet" else None
-                embedded = EmbeddedBroker(host, port, acl)
+                embedded = EmbeddedBroker(host, port, acl, fleet.tls_listener(cfg.tls_listen))
                 address = await stack.enter_async_context(embedded)
             else:
                 address = BrokerAddress.parse(cfg.broker)
@@ -143,6 +145,7 @@ class Hub:
                         app,
                         host=host,
                         port=port,
+                        **fleet.https_options(cfg.https),
                         log_level="warning",
                         lifespan="off",
                     )

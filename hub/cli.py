@@ -80,6 +80,12 @@ def hub() -> None:
     default=None,
     help="Mosquitto's pid file: SIGHUP when its files change.",
 )
+@click.option(
+    "--mqtt-tls-listen",
+    default=None,
+    help="HOST:PORT of an MQTT TLS listener on the embedded broker (estran fleet tls init).",
+)
+@click.option("--https", is_flag=True, help="Serve the HTTP API over TLS (estran fleet tls init).")
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -92,6 +98,8 @@ def run(
     public_broker: str | None,
     mosquitto_dir: Path | None,
     mosquitto_pid: Path | None,
+    mqtt_tls_listen: str | None,
+    https: bool,
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -100,6 +108,7 @@ def run(
     estran hub run                                   embedded broker, SQLite in ./data
     estran hub run --broker mqtt://127.0.0.1:1883 --db postgresql://hub@db/estran --workers 3
     """
+    from fleet import FleetError
     from hub._errors import HubError
     from hub._service import Hub, HubConfig
 
@@ -118,10 +127,12 @@ def run(
         public_broker=public_broker,
         mosquitto_dir=mosquitto_dir,
         mosquitto_pid=mosquitto_pid,
+        tls_listen=mqtt_tls_listen,
+        https=https,
     )
     try:
         asyncio.run(_serve(Hub(config)))
-    except HubError as e:
+    except (HubError, FleetError) as e:
         raise click.ClickException(str(e)) from e
 
 

@@ -34,9 +34,11 @@ from fleet import (
     Fleet,
     FleetError,
     NotFound,
+    TlsFiles,
     TokenRefused,
     b64,
     reload_mosquitto,
+    tls_files,
     unb64,
     write_mosquitto_files,
 )
@@ -109,6 +111,29 @@ class FleetHub:
 
     def close(self) -> None:
         self.fleet.close()
+
+    # -- TLS (the demo CA of `estran fleet tls init`) ----------------------------------------------
+
+    def tls(self) -> TlsFiles:
+        files = tls_files(self.fleet.directory / "tls")
+        if files is None:
+            raise FleetError("no TLS files: run `estran fleet tls init --host NAME` first")
+        return files
+
+    def tls_listener(self, bind: str | None) -> dict[str, Any] | None:
+        """The embedded broker's TLS listener on `bind` (HOST:PORT), or None."""
+        if bind is None:
+            return None
+        files = self.tls()
+        return {"bind": bind, "certfile": str(files.server_cert), "keyfile": str(files.server_key)}
+
+    def https_options(self, enabled: bool) -> dict[str, Any]:
+        """uvicorn options serving the API over TLS (empty when not `enabled`)."""
+        if not enabled:
+            return {}
+        files = self.tls()
+        log.info("HTTPS with the hub's CA (fingerprint %s)", files.ca_fingerprint)
+        return {"ssl_certfile": str(files.server_cert), "ssl_keyfile": str(files.server_key)}
 
     # -- broker access ---------------------------------------------------------------------------
 
@@ -276,6 +301,8 @@ class FleetHub:
                     body.token, public_key, body.nonce, proof, broker, site=body.site
                 )
             )
+            # its broker account now, not at the next watch round: it connects right away
+            self.holder.access = BrokerAccess(fleet.broker_accounts())
             self._wake.set()
             log.info("gateway %s enrolled", result.gateway_id)
             return {

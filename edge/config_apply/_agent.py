@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiomqtt
 
@@ -39,6 +40,8 @@ class FleetAgent:
         password: str,
         *,
         commands: CommandRunner = no_commands,
+        tls: bool = False,
+        tls_ca: Path | None = None,
     ) -> None:
         self.applier = applier
         self.host = host
@@ -46,6 +49,10 @@ class FleetAgent:
         self.username = username
         self.password = password
         self.commands = commands
+        # MQTT over TLS: the hub's CA (demo) or the system's (None)
+        self.tls_params = (
+            aiomqtt.TLSParameters(ca_certs=str(tls_ca) if tls_ca else None) if tls else None
+        )
         self.gateway_id = applier.gateway_id
         self.connected = asyncio.Event()
         self.outcomes: list[Outcome] = []  # the last ones, for status and tests
@@ -66,6 +73,7 @@ class FleetAgent:
                     protocol=aiomqtt.ProtocolVersion.V311,
                     timeout=TIMEOUT_S,
                     max_queued_incoming_messages=MAX_QUEUED,
+                    tls_params=self.tls_params,
                 ) as client:
                     if pending is not None:
                         await self._report(client, pending)

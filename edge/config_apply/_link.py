@@ -18,7 +18,7 @@ from edge.config import EdgeConfig
 from edge.config_apply._agent import FleetAgent
 from edge.config_apply._daemon import DaemonLike, DaemonTarget
 from edge.config_apply._transaction import ConfigApplier
-from edge.identity import CREDENTIALS_FILE, STATE_FILE, GatewayState
+from edge.identity import CREDENTIALS_FILE, HUB_CA_FILE, STATE_FILE, GatewayState
 
 log = logging.getLogger("estran.edge.fleet")
 
@@ -72,9 +72,12 @@ def fleet_link(
                 except Exception as e:
                     log.error("fleet link: the last configuration does not apply: %s", e)
             applier = ConfigApplier(state, target, ident.gateway_id)
+            tls = url.scheme in ("mqtts", "ssl")
+            ca = data_dir / HUB_CA_FILE
             agent = FleetAgent(
-                applier, url.hostname or "127.0.0.1", url.port or 1883, username, password,
-                commands=commands,
+                applier, url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883),
+                username, password, commands=commands, tls=tls,
+                tls_ca=ca if ca.exists() else None,
             )  # fmt: skip
             await agent.run()
         finally:

@@ -14,7 +14,10 @@ answers this very key and nonce. Bytes travel as base64 in the JSON.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import shutil
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +36,7 @@ from protocols.errors import ProtocolError
 
 Post = Callable[[str, dict[str, object]], dict[str, object]]
 TIMEOUT_S = 20.0
+HUB_CA_FILE = "hub-ca.crt"  # the hub's CA (demo TLS), for the gateway's MQTT over TLS
 
 
 def parse_token(token: str) -> tuple[str, str]:
@@ -43,7 +47,9 @@ def parse_token(token: str) -> tuple[str, str]:
     return parts[1], parts[3]
 
 
-def http_post(url: str, body: dict[str, object]) -> dict[str, object]:
+def http_post(
+    url: str, body: dict[str, object], *, context: ssl.SSLContext | None = None
+) -> dict[str, object]:
     """POST JSON, return JSON; an HTTP error becomes EnrollError with the hub's reason."""
     request = urllib.request.Request(
         url,
@@ -52,7 +58,7 @@ def http_post(url: str, body: dict[str, object]) -> dict[str, object]:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as response:
             data = json.loads(response.read(1 << 20))
     except urllib.error.HTTPError as e:
         try:
@@ -131,10 +137,20 @@ def enroll(
     hub_fingerprint: str | None = None,
     site: str | None = None,
     force: bool = False,
-    post: Post = http_post,
+    ca_file: Path | None = None,
+    post: Post | None = None,
 ) -> Enrolled:
     """Enroll this gateway; its state goes to `data_dir`. Refuses to enroll twice unless
-    `force` (a new key pair is made then)."""
+    `force` (a new key pair is made then). `ca_file`: the CA that signed the hub's
+    certificate (`estran fleet tls init`), for https and mqtts; kept as DATA/hub-ca.crt."""
+    if post is None:
+        context = None
+        if ca_file is not None:
+            try:
+                context = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as e:
+                raise EnrollError(f"{ca_file}: not a CA certificate ({e})") from e
+        post = functools.partial(http_post, context=context)
     token_id, hub_key_id = parse_token(token)
     if hub_fingerprint is not None and hub_fingerprint.lower() != hub_key_id:
         raise EnrollError(
@@ -179,10 +195,12 @@ def enroll(
             enrolled_ms=int(time.time() * 1000),
         )
         key.save(state.key_path)
+        if ca_file is not None:
+            shutil.copyfile(ca_file, data_dir / HUB_CA_FILE)
         state.set_trusted_keys(hub_keys)
         state.set_config(ConfigState(pending=base64.b64encode(config).decode()))
         state.set_identity(identity, str(doc["password"]))
     return Enrolled(identity, hub_keys)
 
 
-__all__ = ["Enrolled", "enroll", "http_post", "parse_token", "verify_answer"]
+__all__ = ["HUB_CA_FILE", "Enrolled", "enroll", "http_post", "parse_token", "verify_answer"]

@@ -337,3 +337,20 @@ def test_mosquitto_files(tmp_path: Path) -> None:
     assert "topic read estran/v1/gw/gw-1/config" in acl
     assert (tmp_path / "passwd").read_text().startswith("estran-hub:$7$")
     assert stat.S_IMODE((tmp_path / "passwd").stat().st_mode) == 0o640
+
+
+def test_demo_tls_ca(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    files = fleet.init_tls(tmp_path / "tls", ["hub.example", "192.0.2.10"])
+    ca = files.ca_cert.read_bytes()
+    cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["hub.example"]
+    assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["192.0.2.10"]
+    assert stat.S_IMODE(files.server_key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "tls" / "ca.key").stat().st_mode) == 0o600
+    again = fleet.init_tls(tmp_path / "tls", ["other.example"])
+    assert again.ca_cert.read_bytes() == ca  # the CA is kept, the server certificate is new
+    assert len(again.ca_fingerprint) == 64
+    assert fleet.tls_files(tmp_path / "nowhere") is None
