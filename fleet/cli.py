@@ -166,14 +166,18 @@ def gateways(ctx: click.Context, group: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no gateway enrolled (estran fleet token create --group G)")
         return
-    click.echo(f"{'ID':<20} {'GROUP':<12} {'STATE':<8} {'DESIRED':>7} {'APPLIED':>7}  OUTCOME")
+    click.echo(
+        f"{'ID':<20} {'GROUP':<12} {'STATE':<8} {'SOFTWARE':<10} {'DESIRED':>7} {'APPLIED':>7}  "
+        "OUTCOME"
+    )
     for g in rows:
         flag = "  DRIFT" if g.drift else ""
         outcome = g.outcome or "-"
         if g.reason and g.outcome != "applied":
             outcome += f" ({g.reason})"
         click.echo(
-            f"{g.id:<20} {g.group:<12} {g.state:<8} {g.desired_version or '-':>7} "
+            f"{g.id:<20} {g.group:<12} {g.state:<8} {g.software or '-':<10} "
+            f"{g.desired_version or '-':>7} "
             f"{g.applied_version or '-':>7}  {outcome}{flag}"
         )
 

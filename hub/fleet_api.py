@@ -42,6 +42,7 @@ from fleet import (
     unb64,
     write_mosquitto_files,
 )
+from fleet import diff as diff_docs
 from hub._mqtt import BrokerAddress
 from hub.acl import BrokerAccessHolder, disconnect_unknown, plugins
 from protocols import wire
@@ -314,6 +315,35 @@ class FleetHub:
         @router.get("/api/v1/fleet/gateways")
         def gateways(_: str = Depends(admin)) -> list[dict[str, object]]:
             return [g.as_dict() for g in fleet.gateways()]
+
+        @router.get("/api/v1/fleet/gateways/{gateway_id}/config")
+        def gateway_config(gateway_id: str, _: str = Depends(admin)) -> dict[str, object]:
+            """Desired and applied documents of one gateway, and what differs."""
+            g = call(lambda: fleet.gateway(gateway_id))
+            version, desired = call(lambda: fleet.desired(gateway_id))
+            applied: dict[str, object] | None = None
+            if g.applied_version:
+                with contextlib.suppress(NotFound):
+                    applied = fleet.desired(gateway_id, g.applied_version)[1]
+            return {
+                "gateway": gateway_id,
+                "desired_version": version,
+                "desired": desired,
+                "applied_version": g.applied_version,
+                "applied": applied,
+                "drift": g.drift,
+                "changes": [
+                    {"op": op, "path": path, "applied": old, "desired": new}
+                    for op, path, old, new in diff_docs(applied or {}, desired)
+                ],
+            }
+
+        @router.get("/api/v1/fleet/groups")
+        def groups(_: str = Depends(admin)) -> list[dict[str, object]]:
+            return [
+                {"name": g.name, "description": g.description, "gateways": g.gateways}
+                for g in fleet.groups()
+            ]
 
         @router.post("/api/v1/fleet/tokens")
         def token(body: TokenRequest, actor: str = Depends(admin)) -> dict[str, object]:

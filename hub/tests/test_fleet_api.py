@@ -117,6 +117,12 @@ def test_admin_endpoints(hub: FleetHub, http: TestClient) -> None:
         headers=admin(hub),
     )
     assert r.status_code == 200 and [g["id"] for g in r.json()["changed"]] == [gw]
+    body = http.get(f"/api/v1/fleet/gateways/{gw}/config", headers=admin(hub)).json()
+    assert body["drift"] is True and body["applied"] is None
+    assert body["changes"] == [
+        {"op": "+", "path": "buffer.quota", "applied": None, "desired": "1 GiB"}
+    ]
+    assert http.get("/api/v1/fleet/groups", headers=admin(hub)).json()[0]["gateways"] == 1
     r = http.post(
         f"/api/v1/fleet/gateways/{gw}/commands", json={"name": "rescan"}, headers=admin(hub)
     )
