@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -55,6 +58,31 @@ T = TypeVar("T")
 POLL_S = 0.5
 MQTT_TIMEOUT_S = 10.0
 RECONNECT_MAX_S = 30.0
+
+
+class RateLimit:
+    """At most `per_minute` requests per client address; the table of addresses is bounded
+    (the oldest forgotten first). Thread-safe: FastAPI runs plain endpoints in threads."""
+
+    def __init__(self, per_minute: int = 60, max_clients: int = 4096) -> None:
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits.pop(client, None) or deque(maxlen=self.per_minute)
+            while hits and hits[0] <= t - 60.0:
+                hits.popleft()
+            ok = len(hits) < self.per_minute
+            if ok:
+                hits.append(t)
+            self._hits[client] = hits
+            while len(self._hits) > self.max_clients:
+                self._hits.popitem(last=False)
+            return ok
 
 
 class ChallengeRequest(BaseModel):
@@ -106,6 +134,7 @@ class FleetHub:
         self.reports = 0
         self._revision = -1
         self._software: dict[str, str] = {}  # last software version recorded per gateway
+        self.enroll_limit = RateLimit()  # per client address, on the open enrollment endpoints
         self._wake = asyncio.Event()
         if mosquitto_dir is not None:
             self._sync_mosquitto()
@@ -286,12 +315,19 @@ class FleetHub:
             """The hub's signing keys: the technician compares the fingerprint."""
             return {"fingerprint": self.hub_key, "keys": sorted(fleet.keys.public_keys())}
 
+        def limited(request: Request) -> None:
+            client = request.client.host if request.client is not None else "?"
+            if not self.enroll_limit.allow(client):
+                raise HTTPException(429, "too many enrollment attempts: wait a minute")
+
         @router.post("/api/v1/enroll/challenge")
-        def challenge(body: ChallengeRequest) -> dict[str, str]:
+        def challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
+            limited(request)
             return {"nonce": call(lambda: fleet.challenge(body.token))}
 
         @router.post("/api/v1/enroll")
         def enroll(body: EnrollRequest, request: Request) -> dict[str, str]:
+            limited(request)
             try:
                 public_key, proof = unb64(body.public_key), unb64(body.proof)
             except ValueError as e:

@@ -188,3 +188,23 @@ async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await task
     assert isinstance(aiomqtt.__version__, str)
+
+
+def test_enrollment_endpoints_are_rate_limited(hub: FleetHub, http: TestClient) -> None:
+    hub.enroll_limit.per_minute = 5
+    codes = [
+        http.post("/api/v1/enroll/challenge", json={"token": "nonsense"}).status_code
+        for _ in range(7)
+    ]
+    assert codes == [403] * 5 + [429] * 2
+
+
+def test_rate_limit_window_and_bound() -> None:
+    from hub.fleet_api import RateLimit
+
+    limit = RateLimit(per_minute=2, max_clients=2)
+    assert limit.allow("a", 0) and limit.allow("a", 1) and not limit.allow("a", 2)
+    assert limit.allow("a", 61)  # the first hit left the window
+    limit.allow("b", 61)
+    limit.allow("c", 61)
+    assert list(limit._hits) == ["b", "c"]  # the table stays bounded
