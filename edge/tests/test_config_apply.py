@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge.config_apply import ConfigApplier, report_message
 from edge.identity import ConfigState, GatewayState
@@ -207,3 +209,30 @@ async def test_enrollment_config_and_crash_recovery(
     assert out is not None and out.outcome == signed.APPLIED and out.version == 3
     assert state.config().applying is None and state.config().pending is None
     assert isinstance(state.config(), ConfigState)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=300))
+async def test_random_bytes_on_the_config_topic_are_only_refused(
+    applier: ConfigApplier, target: Target, data: bytes
+) -> None:
+    out = await applier.handle_config(data)
+    assert out is None or out.outcome == signed.REFUSED
+    assert target.applied == []
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(flip=st.integers(min_value=0, max_value=10_000))
+async def test_any_flipped_bit_of_a_signed_config_is_refused(
+    applier: ConfigApplier, hub: FakeHub, target: Target, flip: int
+) -> None:
+    msg = bytearray(hub.config(GW, 7, SERIAL))
+    i = flip % (len(msg) * 8)
+    msg[i // 8] ^= 1 << (i % 8)
+    out = await applier.handle_config(bytes(msg))
+    assert out is None or out.outcome == signed.REFUSED
+    assert target.applied == []

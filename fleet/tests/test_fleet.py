@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import stat
 import subprocess
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fleet
 from fleet import ConfigRejected, Fleet, TokenRefused
@@ -354,3 +357,27 @@ def test_demo_tls_ca(tmp_path: Path) -> None:
     assert again.ca_cert.read_bytes() == ca  # the CA is kept, the server certificate is new
     assert len(again.ca_fingerprint) == 64
     assert fleet.tls_files(tmp_path / "nowhere") is None
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    doc=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.binary(max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=6)
+        ),
+        max_leaves=12,
+    )
+)
+def test_hostile_reports_only_raise_fleet_or_protocol_errors(f: Fleet, doc: object) -> None:
+    from protocols.errors import ProtocolError
+
+    gw = (
+        "marina-001"
+        if f.gateways()
+        else enroll(f, f.create_token("marina", 60, "a").token).gateway_id
+    )
+    with contextlib.suppress(fleet.FleetError, ProtocolError):
+        f.record_report(gw, doc)
