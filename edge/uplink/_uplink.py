@@ -163,6 +163,7 @@ class Uplink:
         self._clock = clock
         self._counter = SessionCounter(config.state_dir)
         self._bucket = TokenBucket(config.backlog_rate, config.backlog_burst, clock)
+        self._unpaced = False  # drain_now(): the backlog goes out without the token bucket
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._v5: bool | None = {"auto": None, "5": True, "3.1.1": False}[config.protocol]
         self._session = 0
@@ -483,6 +484,13 @@ class Uplink:
 
     # -- sending ------------------------------------------------------------------------
 
+    def drain_now(self) -> None:
+        """Send the backlog now: the token bucket (`backlog_rate`) is ignored until the
+        backlog there is (now, or at the next connection) has gone out; the slot kept for
+        live readings stays."""
+        self._unpaced = True
+        self._wake.set()
+
     async def _send_loop(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         poll = self.config.poll_interval_s
         while True:
@@ -545,18 +553,23 @@ class Uplink:
             self._live_after = max(self._live_after, max(b.last_seq for b in blocks))
             return _Batch(blocks, live=True), 0.0
         # 3. backlog, rate-limited, leaving one slot free
-        if not self._spans or len(self._inflight) >= self.config.window - 1:
+        if not self._spans:
+            self._unpaced = False
             return None, 0.0
-        delay = self._bucket.delay(size)
+        if len(self._inflight) >= self.config.window - 1:
+            return None, 0.0
+        delay = 0.0 if self._unpaced else self._bucket.delay(size)
         if delay > 0:
             return None, delay
         while self._spans:
             span = self._spans[0]
             blocks = self._backlog_blocks(span, size)
             if blocks:
-                self._bucket.take(sum(b.count for b in blocks))
+                if not self._unpaced:
+                    self._bucket.take(sum(b.count for b in blocks))
                 return _Batch(blocks, live=False), 0.0
             self._spans.popleft()
+        self._unpaced = False
         return None, 0.0
 
     def _take(self, blocks: Sequence[StoredBlockLike]) -> list[StoredBlockLike]:
