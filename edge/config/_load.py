@@ -193,6 +193,7 @@ def _uplink(f: Fields, base: Path | None) -> UplinkSection:
     d = UplinkSection("")
     broker = f.text("broker", check=_check_broker)
     credentials = _path(f, "credentials_file", None, base) if f.has("credentials_file") else None
+    ca_file = _path(f, "ca_file", None, base) if f.has("ca_file") else None
     section = UplinkSection(
         broker=broker,
         credentials_file=credentials,
@@ -205,7 +206,10 @@ def _uplink(f: Fields, base: Path | None) -> UplinkSection:
         state_interval_s=f.duration("state_interval", d.state_interval_s, lo=1.0),
         keepalive_s=f.integer("keepalive", d.keepalive_s, lo=5, hi=3600),
         compress=f.integer("compress", d.compress, lo=0, hi=9),
+        ca_file=ca_file,
     )
+    if ca_file is not None and broker and not section.tls:
+        f.error("ca_file", "only for a TLS broker (mqtts://host:port)")
     f.done()
     return section
 
@@ -213,9 +217,10 @@ def _uplink(f: Fields, base: Path | None) -> UplinkSection:
 def _check_broker(value: str) -> str | None:
     match = re.match(r"^(?:(mqtts?|tcp)://)?([^/:\s]+)(?::(\d+))?/?$", value)
     if not match:
-        return f'must be a broker address such as "mqtt://hub.example.org:1883", got {show(value)}'
-    if match.group(1) == "mqtts":
-        return "TLS (mqtts://) is not supported yet: use mqtt:// through a VPN or a local bridge"
+        return (
+            'must be a broker address such as "mqtt://hub.example.org:1883" or '
+            f'"mqtts://hub.example.org:8883", got {show(value)}'
+        )
     port = match.group(3)
     if port is not None and not 0 < int(port) < 65536:
         return f"port must be 1..65535, got {port}"

@@ -40,7 +40,7 @@ class BufferSection:
 
 @dataclass(frozen=True, slots=True)
 class UplinkSection:
-    broker: str  # mqtt://host:port
+    broker: str  # mqtt://host:port, or mqtts://host:port (TLS, port 8883 by default)
     credentials_file: Path | None = None  # "username:password" on one line, mode 0600
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     backlog_rate: float = 2000.0  # readings/s when draining the backlog (0: unlimited)
@@ -48,6 +48,11 @@ class UplinkSection:
     state_interval_s: float = 60.0
     keepalive_s: int = 30
     compress: int = 6
+    ca_file: Path | None = None  # mqtts://: the hub's CA; None: the one enrollment kept
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.startswith(("mqtts://", "ssl://"))
 
 
 @dataclass(frozen=True, slots=True)

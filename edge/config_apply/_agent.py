@@ -16,6 +16,7 @@ from pathlib import Path
 import aiomqtt
 
 from edge.config_apply._transaction import CommandRunner, ConfigApplier, Outcome, report_message
+from edge.identity import hub_tls_context
 from protocols import wire
 
 log = logging.getLogger("estran.edge.fleet")
@@ -49,10 +50,8 @@ class FleetAgent:
         self.username = username
         self.password = password
         self.commands = commands
-        # MQTT over TLS: the hub's CA (demo) or the system's (None)
-        self.tls_params = (
-            aiomqtt.TLSParameters(ca_certs=str(tls_ca) if tls_ca else None) if tls else None
-        )
+        # MQTT over TLS: the hub's CA (demo) or the system's (None); host name verified
+        self.tls_context = hub_tls_context(tls_ca) if tls else None
         self.gateway_id = applier.gateway_id
         self.connected = asyncio.Event()
         self.outcomes: list[Outcome] = []  # the last ones, for status and tests
@@ -73,7 +72,7 @@ class FleetAgent:
                     protocol=aiomqtt.ProtocolVersion.V311,
                     timeout=TIMEOUT_S,
                     max_queued_incoming_messages=MAX_QUEUED,
-                    tls_params=self.tls_params,
+                    tls_context=self.tls_context,
                 ) as client:
                     if pending is not None:
                         await self._report(client, pending)

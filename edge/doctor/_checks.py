@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.doctor._mqtt import CONNACK_REASONS, MqttProbeError, probe_broker
 from edge.health import StatusUnavailable, read_status
+from edge.identity import CAFileError, enrolled_ca, hub_tls_context
 
 Status = Literal["ok", "warn", "fail", "skip"]
 RunResult = tuple[int, str] | None  # (exit status, stdout), None when the command is absent
@@ -293,7 +295,22 @@ def check_broker(config: EdgeConfig, env: Environment) -> Check:
         return Check("broker", "skip", "no [uplink] configured: readings stay in the buffer")
     url = uplink.broker if "://" in uplink.broker else "mqtt://" + uplink.broker
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 1883
+    secure = parts.scheme in ("mqtts", "ssl")
+    host, port = parts.hostname or "", parts.port or (8883 if secure else 1883)
+    context: ssl.SSLContext | None = None
+    ca = uplink.ca_file or enrolled_ca(config.gateway.data_dir)
+    trust = f"the CA in {ca}" if ca is not None else "the system's CAs"
+    if secure:
+        try:
+            context = hub_tls_context(ca)
+        except CAFileError as e:
+            return Check(
+                "broker",
+                "fail",
+                f"TLS: {e}",
+                "[uplink] ca_file, or the hub-ca.crt that `estran edge enroll --ca` kept in "
+                "the data directory, must be the hub's CA (PEM, `estran fleet tls init`)",
+            )
     username = password = None
     if uplink.credentials_file is not None:
         try:
@@ -309,9 +326,24 @@ def check_broker(config: EdgeConfig, env: Environment) -> Check:
     started = time.monotonic()
     try:
         code = probe_broker(
-            host, port, f"estran-doctor-{config.gateway.id}", username, password, env.timeout
+            host,
+            port,
+            f"estran-doctor-{config.gateway.id}",
+            username,
+            password,
+            env.timeout,
+            tls=context,
         )
     except MqttProbeError as e:
+        if e.stage == "tls":
+            return Check(
+                "broker",
+                "fail",
+                f"{host}:{port} refused the TLS handshake: {e} (trusting {trust})",
+                "the hub's certificate must be signed by that CA and name this host: "
+                "check [uplink] ca_file and the broker's host name, or enroll again with "
+                "--ca (`estran fleet tls init` on the hub makes both)",
+            )
         if e.stage == "connect":
             return Check(
                 "broker",
@@ -325,15 +357,16 @@ def check_broker(config: EdgeConfig, env: Environment) -> Check:
             "broker",
             "fail",
             f"{host}:{port} answers TCP but not MQTT: {e}",
-            "is this the broker's port? (MQTT is 1883; TLS 8883 is not supported yet)",
+            "is this the broker's port? (MQTT is 1883, mqtts:// TLS 8883)",
         )
     elapsed_ms = (time.monotonic() - started) * 1000
     as_user = f" as {username}" if username else " without credentials"
+    over = f" over TLS (trusting {trust})" if secure else ""
     if code == 0:
         return Check(
             "broker",
             "ok",
-            f"{host}:{port} accepted an MQTT 3.1.1 CONNECT{as_user} ({elapsed_ms:.0f} ms)",
+            f"{host}:{port} accepted an MQTT 3.1.1 CONNECT{as_user}{over} ({elapsed_ms:.0f} ms)",
         )
     reason = CONNACK_REASONS.get(code, f"return code {code}")
     hint = (

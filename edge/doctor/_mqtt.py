@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 
 CONNACK_REASONS = {
@@ -52,7 +53,8 @@ DISCONNECT = b"\xe0\x00"
 
 
 class MqttProbeError(Exception):
-    """The exchange failed; `stage` is "connect" (TCP) or "mqtt" (the protocol)."""
+    """The exchange failed; `stage` is "connect" (TCP), "tls" (the handshake) or "mqtt"
+    (the protocol)."""
 
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
@@ -66,12 +68,25 @@ def probe_broker(
     username: str | None = None,
     password: str | None = None,
     timeout: float = 5.0,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
-    """The CONNACK return code (0: accepted). Raises MqttProbeError when there is none."""
+    """The CONNACK return code (0: accepted). Raises MqttProbeError when there is none.
+    `tls`: the TLS handshake first (mqtts://), the server's certificate and `host` checked
+    as `tls` says."""
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as e:
         raise MqttProbeError("connect", e.strerror or str(e) or type(e).__name__) from e
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            sock.close()
+            raise MqttProbeError("tls", e.verify_message or e.reason or str(e)) from e
+        except (ssl.SSLError, OSError) as e:
+            sock.close()
+            reason = getattr(e, "reason", None) or e.strerror or str(e) or type(e).__name__
+            raise MqttProbeError("tls", reason) from e
     with sock:
         sock.settimeout(timeout)
         try:

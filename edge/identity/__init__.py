@@ -23,6 +23,7 @@ from edge.identity._state import (
     Identity,
 )
 from edge.identity._storage import AtomicJSONStorage, atomic_write
+from edge.identity._tls import CAFileError, enrolled_ca, hub_tls_context, tls_failure
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -30,6 +31,7 @@ __all__ = [
     "KEY_FILE",
     "STATE_FILE",
     "AtomicJSONStorage",
+    "CAFileError",
     "ConfigState",
     "EnrollError",
     "Enrolled",
@@ -39,7 +41,10 @@ __all__ = [
     "IdentityError",
     "atomic_write",
     "enroll",
+    "enrolled_ca",
     "http_post",
+    "hub_tls_context",
     "parse_token",
+    "tls_failure",
     "verify_answer",
 ]

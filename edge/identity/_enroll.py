@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.identity._errors import EnrollError
 from edge.identity._key import GatewayKey
 from edge.identity._state import ConfigState, GatewayState, Identity
+from edge.identity._tls import HUB_CA_FILE, CAFileError, hub_tls_context
 from protocols import signed
 from protocols.errors import ProtocolError
 
 Post = Callable[[str, dict[str, object]], dict[str, object]]
 TIMEOUT_S = 20.0
-HUB_CA_FILE = "hub-ca.crt"  # the hub's CA (demo TLS), for the gateway's MQTT over TLS
 
 
 def parse_token(token: str) -> tuple[str, str]:
@@ -147,9 +147,9 @@ def enroll(
         context = None
         if ca_file is not None:
             try:
-                context = ssl.create_default_context(cafile=str(ca_file))
-            except (OSError, ssl.SSLError) as e:
-                raise EnrollError(f"{ca_file}: not a CA certificate ({e})") from e
+                context = hub_tls_context(ca_file)
+            except CAFileError as e:
+                raise EnrollError(str(e)) from e
         post = functools.partial(http_post, context=context)
     token_id, hub_key_id = parse_token(token)
     if hub_fingerprint is not None and hub_fingerprint.lower() != hub_key_id:

@@ -80,6 +80,16 @@ def test_relative_paths_are_taken_from_the_file(tmp_path: Path) -> None:
     assert config.gateway.status_socket == tmp_path / "data" / "status.sock"
 
 
+def test_a_tls_broker_with_the_enrolled_or_a_given_ca(tmp_path: Path) -> None:
+    config = parse(GATEWAY + '[uplink]\nbroker = "mqtts://hub.example:8883"\n')
+    assert config.uplink is not None and config.uplink.tls and config.uplink.ca_file is None
+    assert not parse(GATEWAY + '[uplink]\nbroker = "mqtt://hub"\n').uplink.tls  # type: ignore[union-attr]
+    path = tmp_path / "edge.toml"
+    path.write_text(GATEWAY + '[uplink]\nbroker = "mqtts://hub"\nca_file = "tls/ca.crt"\n')
+    config = load_config(path)
+    assert config.uplink is not None and config.uplink.ca_file == tmp_path / "tls" / "ca.crt"
+
+
 def test_a_serial_device_address_out_of_range_names_the_port_and_device() -> None:
     text = (
         GATEWAY
@@ -147,7 +157,13 @@ dataset = "open"
             "buffer.commit_interval",
             "duration",
         ),
-        (GATEWAY + '[uplink]\nbroker = "mqtts://hub:8883"', "uplink.broker", "TLS"),
+        (
+            GATEWAY + '[uplink]\nbroker = "mqtt://hub"\nca_file = "ca.crt"',
+            "uplink.ca_file",
+            "mqtts",
+        ),
+        (GATEWAY + '[uplink]\nbroker = "mqtts://hub"\nca_file = ""', "uplink.ca_file", "empty"),
+        (GATEWAY + '[uplink]\nbroker = "https://hub"', "uplink.broker", "mqtts://"),
         (GATEWAY + '[uplink]\nbroker = "hub:99999"', "uplink.broker", "1..65535"),
         (GATEWAY + "[uplink]\nbroker = 1883", "uplink.broker", "must be a string, got 1883"),
         (GATEWAY + '[daemon]\nqueue_size = "big"', "daemon.queue_size", "whole number"),

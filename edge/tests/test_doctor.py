@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -30,6 +31,7 @@ from edge.doctor import (
     run_checks,
 )
 from edge.health import StatusServer
+from edge.tests.tls_support import make_pki
 
 NOW = 1_790_000_000.0
 
@@ -155,7 +157,10 @@ def test_disk_not_writable(tmp_path: Path) -> None:
 class FakeBroker:
     """Reads one CONNECT and answers CONNACK with `code` (or with garbage)."""
 
-    def __init__(self, code: int = 0, answer: bytes | None = None) -> None:
+    def __init__(
+        self, code: int = 0, answer: bytes | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.tls = tls  # a TLS listener (mqtts://)
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen()
@@ -168,6 +173,13 @@ class FakeBroker:
 
     def _serve(self) -> None:
         conn, _ = self.server.accept()
+        if self.tls is not None:
+            conn.settimeout(5)
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                return
         with conn:
             conn.settimeout(5)
             head = conn.recv(2)
@@ -225,6 +237,57 @@ def test_no_broker_listening_and_not_mqtt() -> None:
     check = check_broker(config(f'[uplink]\nbroker = "127.0.0.1:{broker.port}"\n'), env())
     broker.close()
     assert check.status == "fail" and "not MQTT" in check.reason
+
+
+def tls_broker(tmp_path: Path) -> tuple[FakeBroker, Path]:
+    pki = make_pki(tmp_path / "hub-tls")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.server_cert, pki.server_key)
+    return FakeBroker(0, tls=server), pki.ca_cert
+
+
+def test_a_tls_broker_is_checked_with_the_enrolled_ca(tmp_path: Path, credentials: Path) -> None:
+    broker, ca = tls_broker(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hub-ca.crt").write_bytes(ca.read_bytes())  # what `estran edge enroll --ca` keeps
+    c = config(
+        f'[uplink]\nbroker = "mqtts://127.0.0.1:{broker.port}"\n'
+        f'credentials_file = "{credentials}"\n',
+        data,
+    )
+    check = check_broker(c, env())
+    broker.close()
+    assert check.status == "ok", check
+    assert "over TLS" in check.reason and "hub-ca.crt" in check.reason
+    assert b"s3cret" in broker.connect  # the CONNECT went through the handshake
+
+
+def test_a_tls_broker_with_a_given_ca_file(tmp_path: Path) -> None:
+    broker, ca = tls_broker(tmp_path)
+    c = config(f'[uplink]\nbroker = "mqtts://127.0.0.1:{broker.port}"\nca_file = "{ca}"\n')
+    check = check_broker(c, env())
+    broker.close()
+    assert check.status == "ok" and str(ca) in check.reason
+
+
+def test_a_tls_broker_signed_by_another_ca_is_refused(tmp_path: Path) -> None:
+    broker, _ = tls_broker(tmp_path)
+    other = make_pki(tmp_path / "other").ca_cert
+    c = config(f'[uplink]\nbroker = "mqtts://127.0.0.1:{broker.port}"\nca_file = "{other}"\n')
+    check = check_broker(c, env())
+    broker.close()
+    assert check.status == "fail" and "refused the TLS handshake" in check.reason
+    assert "certificate" in check.reason and "ca_file" in check.hint
+    assert broker.connect == b""  # no credentials sent to an untrusted server
+
+
+def test_a_tls_broker_without_a_usable_ca_file(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.crt"
+    bad.write_text("not a certificate")
+    c = config(f'[uplink]\nbroker = "mqtts://127.0.0.1:1"\nca_file = "{bad}"\n')
+    check = check_broker(c, env())
+    assert check.status == "fail" and "not a CA certificate" in check.reason
 
 
 def test_unreadable_credentials_and_no_uplink(tmp_path: Path) -> None:

@@ -49,19 +49,23 @@ class BlockLog(Protocol):
 class BrokerUrl:
     host: str
     port: int
+    tls: bool = False  # mqtts://: TLS, the hub's certificate and host name verified
 
     @classmethod
     def parse(cls, url: str) -> BrokerUrl:
         if "://" not in url:
             url = "mqtt://" + url
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise UplinkConfigError(f"broker {url!r}: expected mqtt://host:port")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            raise UplinkConfigError(
+                f"broker {url!r}: expected mqtt://host:port or mqtts://host:port"
+            )
+        tls = parts.scheme in ("mqtts", "ssl")
         try:
-            port = parts.port or 1883
+            port = parts.port or (8883 if tls else 1883)
         except ValueError as e:
             raise UplinkConfigError(f"broker {url!r}: bad port") from e
-        return cls(parts.hostname, port)
+        return cls(parts.hostname, port, tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,8 @@ class UplinkConfig:
     """How the uplink drains the buffer. Rates are in readings per second."""
 
     gateway_id: str
-    broker: str  # mqtt://host:port
-    state_dir: Path  # where the session counter lives (the buffer directory will do)
+    broker: str  # mqtt://host:port or mqtts://host:port (TLS, default port 8883)
+    state_dir: Path  # where the session counter lives (the gateway's data directory)
     protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, else 3.1.1
     window: int = 4  # data batches in flight (one slot is kept for live readings)
     batch_initial: int = 4096  # readings per batch at start; then adapted
@@ -94,6 +98,9 @@ class UplinkConfig:
     software: str | None = None
     username: str | None = None  # broker credentials (what enrollment writes)
     password: str | None = field(default=None, repr=False)
+    # mqtts://: the CA that signed the hub's certificate; None: the one enrollment kept in
+    # state_dir (hub-ca.crt), else the system's CAs
+    ca_file: Path | None = None
 
     def validate(self) -> None:
         from protocols import wire

@@ -18,6 +18,10 @@
   MQTT 5 where the broker speaks it, 3.1.1 otherwise (the embedded amqtt broker): the
   protocol needs nothing but QoS 1 and retained messages.
 - Reconnects with exponential backoff and jitter.
+- `mqtts://`: TLS with the hub's certificate and host name verified against the CA that
+  enrollment kept (or `ca_file`); no insecure fallback. A refused handshake (a wrong CA, a
+  wrong host name) is logged once, counted in `tls_errors`, kept in `last_error`, and tried
+  again with the backoff like any lost connection.
 """
 
 from __future__ import annotations
@@ -26,14 +30,17 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from edge.identity import CAFileError, enrolled_ca, hub_tls_context, tls_failure
 from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
@@ -101,6 +108,9 @@ class UplinkStats:
     ack_timeout_s: float = 0.0
     srtt_s: float | None = None
     in_flight: int = 0
+    tls: bool = False
+    tls_errors: int = 0  # TLS set-ups or handshakes refused (mqtts://)
+    last_error: str | None = None  # why the last connection attempt failed
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -158,7 +168,7 @@ class Uplink:
         self.config = config
         self.footprint = footprint  # figures for the state messages (HealthRegistry.footprint)
         self.broker = BrokerUrl.parse(config.broker)
-        self.stats = UplinkStats(batch_size=config.batch_initial)
+        self.stats = UplinkStats(batch_size=config.batch_initial, tls=self.broker.tls)
         self.connected = asyncio.Event()
         self._clock = clock
         self._counter = SessionCounter(config.state_dir)
@@ -194,8 +204,10 @@ class Uplink:
                 started = self._clock()
                 try:
                     await self._connect_and_drain()
+                except* CAFileError as eg:
+                    self._failed(f"TLS: {eg.exceptions[0]}", tls=True)
                 except* (aiomqtt.MqttError, OSError, TimeoutError) as eg:
-                    log.warning("uplink: connection lost: %s", eg.exceptions[0])
+                    self._lost(eg.exceptions[0])
                 if self._clock() - started > 30:
                     self._backoff.reset()
                 delay = self._backoff.next()
@@ -204,7 +216,40 @@ class Uplink:
         finally:
             self._flush_acks()
 
-    def _client(self, v5: bool, session: int, timeout: float) -> aiomqtt.Client:
+    def _lost(self, error: BaseException) -> None:
+        tls = tls_failure(error)
+        if tls is None:
+            self.stats.last_error = str(error) or type(error).__name__
+            log.warning("uplink: connection lost: %s", error)
+            return
+        ca = self._ca_file()
+        trust = f"the CA in {ca}" if ca is not None else "the system's CAs"
+        reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+        self._failed(
+            f"TLS handshake with {self.broker.host}:{self.broker.port} refused ({reason}): "
+            f"the hub's certificate is not trusted by {trust}, or not for this host name; "
+            "check [uplink] ca_file (estran edge enroll --ca keeps the hub's CA)",
+            tls=True,
+        )
+
+    def _failed(self, message: str, *, tls: bool) -> None:
+        if tls:
+            self.stats.tls_errors += 1
+        if message != self.stats.last_error:  # said once; repeats are counted, not logged
+            log.error("uplink: %s", message)
+        self.stats.last_error = message
+
+    def _ca_file(self) -> Path | None:
+        return self.config.ca_file or enrolled_ca(self.config.state_dir)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """A fresh context for each connection: a CA kept by a re-enrollment is picked up.
+        Raises CAFileError when the CA file is unusable."""
+        return hub_tls_context(self._ca_file()) if self.broker.tls else None
+
+    def _client(
+        self, v5: bool, session: int, timeout: float, tls: ssl.SSLContext | None
+    ) -> aiomqtt.Client:
         c = self.config
         death = wire.encode_state(wire.State(False, session, _now_ms(), software=c.software))
         return aiomqtt.Client(
@@ -220,6 +265,7 @@ class Uplink:
             timeout=timeout,
             max_inflight_messages=c.window + 8,
             max_queued_incoming_messages=4 * c.window + 16,
+            tls_context=tls,
         )
 
     async def _connect_and_drain(self) -> None:
@@ -235,17 +281,19 @@ class Uplink:
     async def _connect(self, session: int) -> aiomqtt.Client:
         """A connected client, MQTT 5 if the broker speaks it (probed once per process)."""
         c = self.config
+        tls = self._tls_context()
         v5 = self._v5
         if v5 is None:
-            v5, certain = await self._probe_v5()
+            v5, certain = await self._probe_v5(tls)
             if certain:
                 self._v5 = v5
-        client = self._client(v5, session, c.connect_timeout_s)
+        client = self._client(v5, session, c.connect_timeout_s, tls)
         await client.__aenter__()
         self.stats.mqtt5 = v5
+        self.stats.last_error = None
         return client
 
-    async def _probe_v5(self) -> tuple[bool, bool]:
+    async def _probe_v5(self, tls: ssl.SSLContext | None) -> tuple[bool, bool]:
         """(whether the broker accepts an MQTT 5 CONNECT, whether it said so). The probe
         carries no Will: amqtt 0.12 answers such a CONNECT with "unsupported protocol
         version" at once, but stalls on one with a Will. No answer at all: 3.1.1 this time,
@@ -259,6 +307,7 @@ class Uplink:
             password=c.password,
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=min(c.connect_timeout_s, 3.0),
+            tls_context=tls,
         )
         try:
             await probe.__aenter__()
@@ -271,6 +320,8 @@ class Uplink:
         except aiomqtt.MqttCodeError:
             raise
         except aiomqtt.MqttError as e:  # aiomqtt's timeout
+            if tls_failure(e) is not None:
+                raise
             log.info("uplink: no answer to MQTT 5 (%s), using 3.1.1", e)
             return False, False
         await self._close(probe, None)
@@ -292,11 +343,12 @@ class Uplink:
         await client.subscribe(self._topic_ack, qos=1, timeout=c.connect_timeout_s)
         await self._publish_state(client, True)
         log.info(
-            "uplink: session %d on %s:%d (MQTT %s), %s readings not yet acknowledged",
+            "uplink: session %d on %s:%d (MQTT %s%s), %s readings not yet acknowledged",
             session,
             self.broker.host,
             self.broker.port,
             "5" if v5 else "3.1.1",
+            " over TLS" if self.broker.tls else "",
             self._backlog_depth(),
         )
         self.connected.set()
