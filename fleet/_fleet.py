@@ -753,7 +753,10 @@ class Fleet:
         args: Mapping[str, object] | None = None,
         ttl_s: float = 3600.0,
     ) -> int:
-        """A signed command for one gateway, published on its cmd topic; returns its seq."""
+        """A signed command for one gateway, published on its cmd topic; returns its seq.
+        `name` is one of `protocols.signed.COMMANDS` (what a gateway runs)."""
+        if name not in signed.COMMANDS:
+            raise FleetError(f"unknown command {name!r}: one of {', '.join(signed.COMMANDS)}")
         with self._tx() as db:
             row = db.execute(
                 "SELECT cmd_seq, state FROM gateways WHERE id = ?", (gateway_id,)

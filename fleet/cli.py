@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from protocols import signed
+
 if TYPE_CHECKING:
     from fleet import Fleet
 
@@ -194,14 +196,16 @@ def revoke(ctx: click.Context, gateway_id: str) -> None:
 
 @fleet.command("cmd")
 @click.argument("gateway_id")
-@click.argument("name")
+@click.argument("name", type=click.Choice(signed.COMMANDS))
 @click.option("--arg", "args", multiple=True, help="KEY=VALUE (repeatable)")
 @click.option("--ttl", default="1h", show_default=True)
 @click.pass_context
 def command(
     ctx: click.Context, gateway_id: str, name: str, args: tuple[str, ...], ttl: str
 ) -> None:
-    """Send a signed command (reboot, rescan, flush...) to one gateway."""
+    """Send a signed command to one gateway: reload (its file), status, rescan (restart its
+    sources), flush (commit its buffer, send its backlog now), reboot (restart the daemon,
+    not the machine)."""
     parsed = dict(_assignment(a) for a in args)
     with _open(ctx) as f:
         seq = f.command(gateway_id, name, _actor(), parsed, parse_duration(ttl))

@@ -255,6 +255,10 @@ FAILED = "failed"  # applied and the rollback failed too: the gateway needs a te
 DONE = "done"  # a command ran
 OUTCOMES = (APPLIED, ROLLED_BACK, REFUSED, FAILED, DONE)
 
+# The commands a gateway runs (docs/fleet.md): reload the configuration file, report its
+# sources, restart its sources, commit the buffer and send the backlog now, restart the daemon.
+COMMANDS = ("reload", "status", "rescan", "flush", "reboot")
+
 
 def report(
     kind: "str",
@@ -300,6 +304,7 @@ def check_report(doc: "object") -> "dict[str, object]":
 
 __all__ = [
     "APPLIED",
+    "COMMANDS",
     "CONTEXT_CMD",
     "CONTEXT_CONFIG",
     "CONTEXT_ENROLL",

@@ -7,6 +7,7 @@ roll back, report. See `edge.config_apply._transaction` for the steps.
 """
 
 from edge.config_apply._agent import FleetAgent, no_commands
+from edge.config_apply._commands import DaemonCommands, DaemonHooks
 from edge.config_apply._daemon import ApplyError, DaemonTarget, overlay
 from edge.config_apply._link import enrolled, fleet_link
 from edge.config_apply._transaction import (
@@ -22,6 +23,8 @@ __all__ = [
     "ApplyError",
     "ConfigApplier",
     "ConfigTarget",
+    "DaemonCommands",
+    "DaemonHooks",
     "DaemonTarget",
     "FleetAgent",
     "Outcome",

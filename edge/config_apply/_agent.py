@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiomqtt
@@ -41,6 +41,7 @@ class FleetAgent:
         password: str,
         *,
         commands: CommandRunner = no_commands,
+        after_report: Callable[[Outcome], None] | None = None,
         tls: bool = False,
         tls_ca: Path | None = None,
     ) -> None:
@@ -50,6 +51,7 @@ class FleetAgent:
         self.username = username
         self.password = password
         self.commands = commands
+        self.after_report = after_report  # called once each outcome is reported (or failed to)
         # MQTT over TLS: the hub's CA (demo) or the system's (None); host name verified
         self.tls_context = hub_tls_context(tls_ca) if tls else None
         self.gateway_id = applier.gateway_id
@@ -105,7 +107,11 @@ class FleetAgent:
         else:
             return
         if outcome is not None:
-            await self._report(client, outcome)
+            try:
+                await self._report(client, outcome)
+            finally:
+                if self.after_report is not None:
+                    self.after_report(outcome)
 
     async def _report(self, client: aiomqtt.Client, outcome: Outcome) -> None:
         self.outcomes = [*self.outcomes[-31:], outcome]

@@ -9,13 +9,14 @@ verified and applied as transactions, commands run, outcomes reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from edge.config import EdgeConfig
 from edge.config_apply._agent import FleetAgent
+from edge.config_apply._commands import DaemonCommands, DaemonHooks
 from edge.config_apply._daemon import DaemonLike, DaemonTarget
 from edge.config_apply._transaction import ConfigApplier
 from edge.identity import CREDENTIALS_FILE, HUB_CA_FILE, STATE_FILE, GatewayState
@@ -23,12 +24,16 @@ from edge.identity import CREDENTIALS_FILE, HUB_CA_FILE, STATE_FILE, GatewayStat
 log = logging.getLogger("estran.edge.fleet")
 
 
+class FleetDaemon(DaemonLike, DaemonHooks, Protocol):
+    """The daemon as the fleet link sees it: a configuration target and command hooks."""
+
+
 def enrolled(data_dir: Path) -> bool:
     return (data_dir / STATE_FILE).exists() and (data_dir / CREDENTIALS_FILE).exists()
 
 
 def fleet_link(
-    daemon: DaemonLike, config: EdgeConfig
+    daemon: FleetDaemon, config: EdgeConfig
 ) -> Callable[[], Coroutine[Any, Any, None]] | None:
     """The `fleet` task of `daemon`, or None when the gateway is not enrolled (or the daemon
     was not started from a file, which the hub's documents are laid over)."""
@@ -36,17 +41,6 @@ def fleet_link(
     local = config.path
     if local is None or not enrolled(data_dir):
         return None
-
-    async def commands(name: str, args: Mapping[str, object]) -> str:
-        if name == "reload":
-            request = getattr(daemon, "request_reload", None)
-            if request is None:
-                raise NotImplementedError("reload")
-            request()
-            return "reload requested"
-        if name == "status":
-            return f"{len(daemon.health.sources)} source(s)"
-        raise NotImplementedError(f"no command {name!r} on this gateway")
 
     async def run() -> None:
         state = GatewayState(data_dir)
@@ -72,12 +66,13 @@ def fleet_link(
                 except Exception as e:
                     log.error("fleet link: the last configuration does not apply: %s", e)
             applier = ConfigApplier(state, target, ident.gateway_id)
+            commands = DaemonCommands(daemon)
             tls = url.scheme in ("mqtts", "ssl")
             ca = data_dir / HUB_CA_FILE
             agent = FleetAgent(
                 applier, url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883),
-                username, password, commands=commands, tls=tls,
-                tls_ca=ca if ca.exists() else None,
+                username, password, commands=commands, after_report=commands.after_report,
+                tls=tls, tls_ca=ca if ca.exists() else None,
             )  # fmt: skip
             await agent.run()
         finally:

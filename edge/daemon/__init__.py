@@ -4,7 +4,7 @@ the status socket, systemd integration, SIGHUP reload and clean shutdown.
     python -m edge.daemon --config /etc/estran/edge.toml     (estran edge run does the same)
 """
 
-from edge.daemon._daemon import Daemon, ReloadResult, UplinkLike, Wiring
+from edge.daemon._daemon import EX_RESTART, Daemon, ReloadResult, UplinkLike, Wiring
 from edge.daemon._intake import Intake, SensorPipeline
 from edge.daemon._logging import JournalFormatter, setup_logging, under_journald
 from edge.daemon._main import EX_CONFIG, main, run_daemon
@@ -21,6 +21,7 @@ from edge.daemon._writer import BufferWriter, ReadingLog
 
 __all__ = [
     "EX_CONFIG",
+    "EX_RESTART",
     "AggregateReporter",
     "BufferWriter",
     "ChangeReporter",

@@ -34,6 +34,9 @@ log = logging.getLogger("estran.edge.daemon")
 CORE_TASKS = ("uplink", "fleet")  # supervised, but not sources: shown under "tasks" in the status
 TICK_S = 1.0  # aggregate windows close within a second of their end
 STATUS_INTERVAL_S = 30.0  # STATUS= line for `systemctl status`
+# Exit status of a clean stop asked for a restart (the hub's `reboot` command): systemd starts
+# the daemon again (Restart=always; the unit lists it in SuccessExitStatus=). EX_TEMPFAIL.
+EX_RESTART = 75
 
 
 class UplinkLike(Protocol):
@@ -53,6 +56,8 @@ class Wiring:
     software: str | None = None
     # hands the uplink the footprint for its state messages (HealthRegistry.footprint)
     uplink_footprint: Callable[[UplinkLike, Provider], None] = lambda _uplink, _figures: None
+    # asks the uplink to send its backlog now, unpaced; False if it has no such knob
+    uplink_drain: Callable[[UplinkLike], bool] = lambda _uplink: False
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,11 +104,13 @@ class Daemon:
         self.log: ReadingLog | None = None
         self.uplink: UplinkLike | None = None
         self.reloads = 0
+        self.exit_status = 0  # EX_RESTART after request_restart()
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reload_requested = False
+        self._sources_lock = asyncio.Lock()  # reload and rescan, one at a time
         self._signals: list[signal.Signals] = []
 
     # -- control -------------------------------------------------------------------------
@@ -115,6 +122,43 @@ class Daemon:
     def request_reload(self) -> None:
         self._reload_requested = True
         self._wake.set()
+
+    def request_restart(self) -> None:
+        """A clean stop that exits with EX_RESTART, so that systemd starts the daemon again
+        (the hub's `reboot`: the daemon restarts, never the machine)."""
+        log.warning("restart requested: stopping, exit status %d", EX_RESTART)
+        self.exit_status = EX_RESTART
+        self.request_stop()
+
+    async def rescan(self) -> list[str]:
+        """Restart every source (serial ports reopened, the BLE scan started again); the
+        buffer, the uplink and the fleet link keep running. Returns the sources restarted."""
+        async with self._sources_lock:
+            timeout = self.config.daemon.stop_timeout_s
+            names = [n for n in self.supervisor.names if n not in CORE_TASKS]
+            for name in names:
+                spec = self.supervisor.specs[name]
+                await self.supervisor.stop(name, timeout)
+                self.health.set_state(name, "starting", "rescan")
+                self.supervisor.start(spec)
+            log.info("rescan: restarted %s", ", ".join(names) or "no sources")
+            return names
+
+    async def flush(self) -> str:
+        """Commit the buffer now (what is queued included) and ask the uplink to send its
+        backlog now."""
+        writer = self.writer
+        if writer is None:
+            raise RuntimeError("the buffer is not open")
+        count = writer.drain()
+        if self.uplink is None:
+            sent = "no uplink"
+        elif self.wiring.uplink_drain(self.uplink):
+            sent = "uplink sending its backlog now"
+        else:
+            sent = "uplink woken"
+        log.info("flush: buffer committed (%d queued readings), %s", count, sent)
+        return f"buffer committed ({count} queued readings); {sent}"
 
     # -- run -----------------------------------------------------------------------------
 
@@ -251,6 +295,10 @@ class Daemon:
         """Read the configuration again and apply only what changed: sources whose settings
         changed are restarted, new ones started, removed ones stopped; sensor settings are
         swapped in place; the buffer is never touched (its settings apply on restart)."""
+        async with self._sources_lock:
+            return await self._reload()
+
+    async def _reload(self) -> ReloadResult:
         path = self.config.path
         self.notifier.reloading()
         try:
@@ -425,4 +473,4 @@ def _stats_dict(stats: object) -> dict[str, object]:
     return out
 
 
-__all__ = ["Daemon", "ReloadResult", "UplinkLike", "Wiring"]
+__all__ = ["EX_RESTART", "Daemon", "ReloadResult", "UplinkLike", "Wiring"]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from edge.config import DEFAULT_CONFIG, ConfigError, load_config
-from edge.daemon._daemon import Daemon, Wiring
+from edge.daemon._daemon import EX_RESTART, Daemon, Wiring
 from edge.daemon._logging import setup_logging
 
 log = logging.getLogger("estran.edge.daemon")
@@ -22,8 +22,9 @@ def run_daemon(
     log_level: str | None = None,
     wiring: Wiring | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT. Returns the exit status: 0 after a clean stop, 78 when the
-    configuration is refused (the errors are logged), 1 when the daemon failed."""
+    """Run until SIGTERM/SIGINT. Returns the exit status: 0 after a clean stop, 75
+    (EX_RESTART) after a clean stop the hub asked for to restart the daemon (`reboot`), 78
+    when the configuration is refused (the errors are logged), 1 when the daemon failed."""
     setup_logging(log_level or "info")
     try:
         config = load_config(config_path)
@@ -35,8 +36,9 @@ def run_daemon(
         from edge.daemon._wiring import default_wiring
 
         wiring = default_wiring()
+    daemon = Daemon(config, wiring)
     try:
-        asyncio.run(Daemon(config, wiring).run())
+        asyncio.run(daemon.run())
     except KeyboardInterrupt:  # a second Ctrl-C during the stop
         return 130
     except BaseException as e:
@@ -44,8 +46,11 @@ def run_daemon(
         for error in errors:
             log.critical("daemon failed: %s", error, exc_info=error)
         return 1
-    log.info("stopped")
-    return 0
+    if daemon.exit_status == EX_RESTART:
+        log.info("stopped: exit %d, for systemd to start the daemon again", EX_RESTART)
+    else:
+        log.info("stopped")
+    return daemon.exit_status
 
 
 def main(argv: list[str] | None = None) -> int:

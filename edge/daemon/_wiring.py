@@ -153,7 +153,6 @@ def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
             software=software_version(),
             username=username,
             password=password,
-            ca_file=u.ca_file,  # mqtts://; None: the CA enrollment kept in data_dir
         ),
     )
 
@@ -180,6 +179,16 @@ def uplink_footprint(uplink: UplinkLike, footprint: Provider) -> None:
         uplink.footprint = footprint
 
 
+def uplink_drain(uplink: UplinkLike) -> bool:
+    """Ask the uplink to send its backlog now, without its `backlog_rate` (the hub's flush)."""
+    from edge.uplink import Uplink
+
+    if not isinstance(uplink, Uplink):
+        return False
+    uplink.drain_now()
+    return True
+
+
 def default_wiring() -> Wiring:
     return Wiring(
         open_log=open_log,
@@ -188,6 +197,7 @@ def default_wiring() -> Wiring:
         uplink_status=uplink_status,
         software=software_version(),
         uplink_footprint=uplink_footprint,
+        uplink_drain=uplink_drain,
     )
 
 
@@ -199,6 +209,7 @@ __all__ = [
     "software_version",
     "sources",
     "uplink",
+    "uplink_drain",
     "uplink_footprint",
     "uplink_status",
 ]

@@ -281,6 +281,10 @@ def test_signed_commands_have_growing_seq(f: Fleet) -> None:
     assert doc["name"] == "rescan" and doc["seq"] == 2 and doc["args"] == {"bus": "ble"}
     f.mark_published(out.id)
     assert out.id not in {p.id for p in f.pending()}
+    assert f.command(a, "flush", "alice") == 3
+    with pytest.raises(fleet.FleetError, match=r"unknown command 'rebot'.*reboot"):
+        f.command(a, "rebot", "alice")  # a typo is never signed nor sent
+    assert f.command(a, "status", "alice") == 4
 
 
 # -- broker access -----------------------------------------------------------------------------

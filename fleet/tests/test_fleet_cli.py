@@ -65,3 +65,15 @@ def test_fleet_commands(tmp_path: Path) -> None:
 def test_missing_data_dir(tmp_path: Path) -> None:
     code, out = run(tmp_path / "nope", "gateways")
     assert code == 1 and "no hub data directory" in out
+
+
+def test_fleet_cmd_names(tmp_path: Path) -> None:
+    code, out = run(tmp_path, "cmd", "--help")
+    assert code == 0
+    for name in ("reload", "status", "rescan", "flush", "reboot"):
+        assert name in out
+    code, out = run(tmp_path, "cmd", "marina-001", "rebot")
+    assert code == 2 and "rebot" in out
+    for name in ("rescan", "flush", "reboot"):  # accepted: only the gateway is unknown
+        code, out = run(tmp_path, "cmd", "marina-001", name)
+        assert code == 1 and "no gateway 'marina-001'" in out, out
