@@ -153,6 +153,7 @@ def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
             software=software_version(),
             username=username,
             password=password,
+            ca_file=u.ca_file,  # mqtts://; None: the CA enrollment kept in data_dir
         ),
     )
 
