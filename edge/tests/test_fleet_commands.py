@@ -92,11 +92,11 @@ async def test_flush_commits_the_buffer_and_drains_the_uplink(running: Running) 
     await wait_until(lambda: r.fakes.plans["/dev/a"].delivered >= 5)
     await wait_until(lambda: r.daemon.uplink is not None)
     assert log.durable == [] and log.commits == 0  # nothing committed yet (60 s interval)
+    delivered = sum(p.delivered for p in r.fakes.plans.values())  # queued or appended
     out = await r.applier.handle_command(r.hub.command(GW, 1, "flush"), r.commands)
     assert out.outcome == signed.DONE and out.version == 1, out
     assert "buffer committed" in out.reason and "backlog now" in out.reason
-    assert log.commits == 1 and log.durable and not log.pending
-    assert r.daemon.queue.qsize() == 0
+    assert log.commits == 1 and len(log.durable) >= delivered  # every one of them committed
     assert r.uplink.drains == 1
     assert not r.task.done()
 
