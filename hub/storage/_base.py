@@ -11,6 +11,8 @@ import abc
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
+from itertools import repeat
+from typing import Any
 
 from hub.storage._types import (
     Footprint,
@@ -30,6 +32,7 @@ class Storage(abc.ABC):
     """Where committed readings live. Inserts are idempotent on (gateway, seq)."""
 
     name: str = "storage"
+    placeholder: str = "?"  # how the driver marks a query parameter
 
     @abc.abstractmethod
     def migrate(self) -> int:
@@ -54,15 +57,50 @@ class Storage(abc.ABC):
     def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
         """Count a payload the hub dropped, by reason, in the gateway's state."""
 
-    @abc.abstractmethod
     def gateways(self) -> list[GatewayInfo]:
         """Every known gateway with its state, last contact and reported backlog."""
+        rows = self._fetch(
+            "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
+            " last_error_ms, readings, footprint FROM gateways ORDER BY name"
+        )
+        rejected: dict[int, dict[str, int]] = {}
+        for gid, reason, count in self._fetch(
+            "SELECT gateway_id, reason, count FROM gateway_rejections"
+        ):
+            rejected.setdefault(gid, {})[reason] = int(count)
+        return [
+            GatewayInfo(
+                gateway=name,
+                state="unknown" if online is None else ("online" if online else "offline"),
+                session=session,
+                last_seen_ms=last_seen,
+                backlog=backlog,
+                batches=int(batches),
+                rejected=rejected.get(gid, {}),
+                last_error=last_error,
+                last_error_ms=last_error_ms,
+                readings=int(readings),
+                footprint=footprint_value(footprint),
+            )
+            for (
+                gid,
+                name,
+                online,
+                session,
+                last_seen,
+                backlog,
+                batches,
+                last_error,
+                last_error_ms,
+                readings,
+                footprint,
+            ) in rows
+        ]
 
     @abc.abstractmethod
     def sensors(self) -> list[SensorLatest]:
         """The latest reading of each series (sensor, quantity, unit)."""
 
-    @abc.abstractmethod
     def readings(
         self,
         sensor: str,
@@ -72,14 +110,59 @@ class Storage(abc.ABC):
     ) -> list[ReadingRow]:
         """Readings of one sensor (all its quantities) with from_ms <= ts < to_ms, in time
         order (then gateway and sequence order), at most `limit` (<= MAX_QUERY_ROWS)."""
+        p = self.placeholder
+        rows = self._fetch(
+            "SELECT g.name, r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text,"
+            " r.flags FROM series s"
+            " JOIN readings r ON r.series_id = s.id"
+            " JOIN gateways g ON g.id = r.gateway_id"
+            f" WHERE s.sensor = {p} AND r.ts_ms >= {p} AND r.ts_ms < {p}"
+            f" ORDER BY r.ts_ms, g.name, r.seq LIMIT {p}",
+            (
+                sensor,
+                -(2**63) if from_ms is None else from_ms,
+                2**63 - 1 if to_ms is None else to_ms,
+                clamp_limit(limit),
+            ),
+        )
+        return [
+            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
+            for gw, seq, s, q, u, ts, v, t, fl in rows
+        ]
 
-    @abc.abstractmethod
     def count_readings(self, gateway: str | None = None) -> int:
         """How many readings are stored (for one gateway, or all)."""
+        if gateway is None:
+            rows = self._fetch("SELECT count(*) FROM readings")
+        else:
+            rows = self._fetch(
+                "SELECT count(*) FROM readings r JOIN gateways g ON g.id = r.gateway_id"
+                f" WHERE g.name = {self.placeholder}",
+                (gateway,),
+            )
+        return int(rows[0][0])
 
-    @abc.abstractmethod
     def export(self, gateway: str, chunk: int = 50_000) -> Iterator[ReadingRow]:
         """Every reading of one gateway, in sequence order (benchmarks and audits)."""
+        p = self.placeholder
+        after = -(2**63)
+        while True:
+            rows = self._fetch(
+                "SELECT r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags"
+                " FROM readings r JOIN gateways g ON g.id = r.gateway_id"
+                " JOIN series s ON s.id = r.series_id"
+                f" WHERE g.name = {p} AND r.seq > {p} ORDER BY r.seq LIMIT {p}",
+                (gateway, after, chunk),
+            )
+            if not rows:
+                return
+            for seq, s, q, u, ts, v, t, fl in rows:
+                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t), fl)
+            after = rows[-1][0]
+
+    @abc.abstractmethod
+    def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read query (parameters marked with `placeholder`); every row."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -107,6 +190,34 @@ def split_values(batch: IngestBatch) -> tuple[list[object], list[str | None] | N
             nums.append(int(v) if isinstance(v, bool) else v)
             texts.append(None)
     return nums, texts
+
+
+def batch_rows(
+    gateway_id: int, series_ids: list[int], batch: IngestBatch
+) -> Iterator[tuple[object, ...]]:
+    """The rows of the readings table for one batch, in its column order (gateway_id, seq,
+    series_id, ts_ms, value, text, flags)."""
+    nums, texts = split_values(batch)
+    return zip(
+        repeat(gateway_id),
+        batch.seqs,
+        [series_ids[i] for i in batch.series_index],
+        batch.ts_ms,
+        nums,
+        texts if texts is not None else repeat(None),
+        batch.flags,
+        strict=False,
+    )
+
+
+def batch_tallies(batches: Sequence[IngestBatch]) -> list[tuple[str, int, int | None]]:
+    """(gateway, batches, backlog its latest batch reported) for each gateway, by name."""
+    latest: dict[str, IngestBatch] = {}
+    counts: dict[str, int] = {}
+    for b in batches:
+        latest[b.gateway] = b
+        counts[b.gateway] = counts.get(b.gateway, 0) + 1
+    return [(name, counts[name], latest[name].backlog) for name in sorted(latest)]
 
 
 def merge_value(num: object, text: str | None) -> int | float | str | bool | None:
@@ -156,6 +267,8 @@ def latest_per_series(rows: Iterable[SensorLatest]) -> list[SensorLatest]:
 __all__ = [
     "MAX_QUERY_ROWS",
     "Storage",
+    "batch_rows",
+    "batch_tallies",
     "clamp_limit",
     "footprint_text",
     "footprint_value",

@@ -9,8 +9,7 @@ Schema migrations run under an advisory lock, so workers may start together.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from itertools import repeat
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -19,19 +18,16 @@ from psycopg import errors as pg_errors
 from hub._errors import StorageError
 from hub.storage._base import (
     Storage,
-    clamp_limit,
+    batch_rows,
+    batch_tallies,
     footprint_text,
-    footprint_value,
     latest_per_series,
     merge_value,
-    split_values,
 )
 from hub.storage._types import (
-    GatewayInfo,
     GatewayState,
     IngestBatch,
     IngestResult,
-    ReadingRow,
     SensorLatest,
     SeriesKey,
 )
@@ -95,6 +91,7 @@ class PostgresStorage(Storage):
     """One connection; use it from one thread at a time."""
 
     name = "postgresql"
+    placeholder = "%s"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -218,17 +215,7 @@ class PostgresStorage(Storage):
         with self._db.transaction(), self._db.cursor() as cur:
             with cur.copy(f"COPY ingest_staging ({_COLUMNS}) FROM STDIN") as copy:
                 for gid, ids, batch in prepared:
-                    nums, texts = split_values(batch)
-                    for row in zip(
-                        repeat(gid),
-                        batch.seqs,
-                        [ids[i] for i in batch.series_index],
-                        batch.ts_ms,
-                        nums,
-                        texts if texts is not None else repeat(None),
-                        batch.flags,
-                        strict=False,
-                    ):
+                    for row in batch_rows(gid, ids, batch):
                         copy.write_row(row)
             cur.execute(
                 f"WITH inserted AS (INSERT INTO readings ({_COLUMNS})"
@@ -241,18 +228,13 @@ class PostgresStorage(Storage):
     def _touch_gateways(
         self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[int, int]
     ) -> None:
-        latest: dict[str, IngestBatch] = {}
-        counts: dict[str, int] = {}
-        for b in batches:
-            latest[b.gateway] = b
-            counts[b.gateway] = counts.get(b.gateway, 0) + 1
-        for name in sorted(latest):
+        for name, count, backlog in batch_tallies(batches):
             gid = self._gateway_id(name)
             self._db.execute(
                 "UPDATE gateways SET last_seen_ms = GREATEST(last_seen_ms, %s),"
                 " batches = batches + %s, readings = readings + %s,"
                 " backlog = COALESCE(%s, backlog) WHERE id = %s",
-                (now_ms, counts[name], inserted.get(gid, 0), latest[name].backlog, gid),
+                (now_ms, count, inserted.get(gid, 0), backlog, gid),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -312,45 +294,6 @@ class PostgresStorage(Storage):
             except psycopg.Error as e:
                 raise StorageError(f"query failed: {e}") from e
 
-    def gateways(self) -> list[GatewayInfo]:
-        rows = self._fetch(
-            "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
-            " last_error_ms, readings, footprint FROM gateways ORDER BY name"
-        )
-        rejected: dict[int, dict[str, int]] = {}
-        for gid, reason, count in self._fetch(
-            "SELECT gateway_id, reason, count FROM gateway_rejections"
-        ):
-            rejected.setdefault(gid, {})[reason] = int(count)
-        return [
-            GatewayInfo(
-                gateway=name,
-                state="unknown" if online is None else ("online" if online else "offline"),
-                session=session,
-                last_seen_ms=last_seen,
-                backlog=backlog,
-                batches=int(batches),
-                rejected=rejected.get(gid, {}),
-                last_error=last_error,
-                last_error_ms=last_error_ms,
-                readings=int(readings),
-                footprint=footprint_value(footprint),
-            )
-            for (
-                gid,
-                name,
-                online,
-                session,
-                last_seen,
-                backlog,
-                batches,
-                last_error,
-                last_error_ms,
-                readings,
-                footprint,
-            ) in rows
-        ]
-
     def sensors(self) -> list[SensorLatest]:
         rows = self._fetch(
             "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
@@ -364,59 +307,6 @@ class PostgresStorage(Storage):
             SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
             for sensor, quantity, unit, ts, v, t, flags, gw in rows
         )
-
-    def readings(
-        self,
-        sensor: str,
-        from_ms: int | None = None,
-        to_ms: int | None = None,
-        limit: int = 10_000,
-    ) -> list[ReadingRow]:
-        rows = self._fetch(
-            "SELECT g.name, r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text,"
-            " r.flags FROM series s"
-            " JOIN readings r ON r.series_id = s.id"
-            " JOIN gateways g ON g.id = r.gateway_id"
-            " WHERE s.sensor = %s AND r.ts_ms >= %s AND r.ts_ms < %s"
-            " ORDER BY r.ts_ms, g.name, r.seq LIMIT %s",
-            (
-                sensor,
-                -(2**63) if from_ms is None else from_ms,
-                2**63 - 1 if to_ms is None else to_ms,
-                clamp_limit(limit),
-            ),
-        )
-        return [
-            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
-            for gw, seq, s, q, u, ts, v, t, fl in rows
-        ]
-
-    def count_readings(self, gateway: str | None = None) -> int:
-        if gateway is None:
-            rows = self._fetch("SELECT count(*) FROM readings")
-        else:
-            rows = self._fetch(
-                "SELECT count(*) FROM readings r JOIN gateways g ON g.id = r.gateway_id"
-                " WHERE g.name = %s",
-                (gateway,),
-            )
-        return int(rows[0][0])
-
-    def export(self, gateway: str, chunk: int = 50_000) -> Iterator[ReadingRow]:
-        after = -(2**63)
-        while True:
-            rows = self._fetch(
-                "SELECT r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags"
-                " FROM readings r JOIN gateways g ON g.id = r.gateway_id"
-                " JOIN series s ON s.id = r.series_id"
-                " WHERE g.name = %s AND r.seq > %s ORDER BY r.seq LIMIT %s",
-                (gateway, after, chunk),
-            )
-            if not rows:
-                return
-            for seq, s, q, u, ts, v, t, fl in rows:
-                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t), fl)
-            after = rows[-1][0]
 
     def close(self) -> None:
         with self._lock:

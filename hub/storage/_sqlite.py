@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from itertools import repeat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hub._errors import StorageError
 from hub.storage._base import (
     Storage,
-    clamp_limit,
+    batch_rows,
+    batch_tallies,
     footprint_text,
-    footprint_value,
     latest_per_series,
     merge_value,
-    split_values,
 )
 from hub.storage._types import (
-    GatewayInfo,
     GatewayState,
     IngestBatch,
     IngestResult,
-    ReadingRow,
     SensorLatest,
     SeriesKey,
 )
@@ -174,20 +171,7 @@ class SqliteStorage(Storage):
                 for batch in batches:
                     gid = self._gateway_id(batch.gateway)
                     ids = self._series_ids(batch.series)
-                    nums, texts = split_values(batch)
-                    cur = self._db.executemany(
-                        _INSERT,
-                        zip(
-                            repeat(gid),
-                            batch.seqs,
-                            [ids[i] for i in batch.series_index],
-                            batch.ts_ms,
-                            nums,
-                            texts if texts is not None else repeat(None),
-                            batch.flags,
-                            strict=False,
-                        ),
-                    )
+                    cur = self._db.executemany(_INSERT, batch_rows(gid, ids, batch))
                     inserted += cur.rowcount
                     by_gateway[batch.gateway] = by_gateway.get(batch.gateway, 0) + cur.rowcount
                 self._touch_gateways(batches, now_ms, by_gateway)
@@ -202,17 +186,11 @@ class SqliteStorage(Storage):
     def _touch_gateways(
         self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[str, int]
     ) -> None:
-        latest: dict[str, IngestBatch] = {}
-        counts: dict[str, int] = {}
-        for b in batches:
-            latest[b.gateway] = b
-            counts[b.gateway] = counts.get(b.gateway, 0) + 1
-        for name in sorted(latest):
-            b = latest[name]
+        for name, count, backlog in batch_tallies(batches):
             self._db.execute(
                 "UPDATE gateways SET last_seen_ms = ?, batches = batches + ?,"
                 " readings = readings + ?, backlog = COALESCE(?, backlog) WHERE id = ?",
-                (now_ms, counts[name], inserted.get(name, 0), b.backlog, self._gateway_id(name)),
+                (now_ms, count, inserted.get(name, 0), backlog, self._gateway_id(name)),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -269,116 +247,23 @@ class SqliteStorage(Storage):
 
     # -- reads ----------------------------------------------------------------------------
 
-    def gateways(self) -> list[GatewayInfo]:
+    def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
-                " last_error_ms, readings, footprint FROM gateways ORDER BY name"
-            ).fetchall()
-            rejected: dict[int, dict[str, int]] = {}
-            for gid, reason, count in self._db.execute(
-                "SELECT gateway_id, reason, count FROM gateway_rejections"
-            ):
-                rejected.setdefault(gid, {})[reason] = count
-        return [
-            GatewayInfo(
-                gateway=name,
-                state="unknown" if online is None else ("online" if online else "offline"),
-                session=session,
-                last_seen_ms=last_seen,
-                backlog=backlog,
-                batches=batches,
-                rejected=rejected.get(gid, {}),
-                last_error=last_error,
-                last_error_ms=last_error_ms,
-                readings=readings,
-                footprint=footprint_value(footprint),
-            )
-            for (
-                gid,
-                name,
-                online,
-                session,
-                last_seen,
-                backlog,
-                batches,
-                last_error,
-                last_error_ms,
-                readings,
-                footprint,
-            ) in rows
-        ]
+            return self._db.execute(query, params).fetchall()
 
     def sensors(self) -> list[SensorLatest]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
-                " FROM series s"
-                " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
-                "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
-                " JOIN gateways g ON g.id = r.gateway_id"
-                " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
-            ).fetchall()
+        rows = self._fetch(
+            "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+            " FROM series s"
+            " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
+            "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
+            " JOIN gateways g ON g.id = r.gateway_id"
+            " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
+        )
         return latest_per_series(
             SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
             for sensor, quantity, unit, ts, v, t, flags, gw in rows
         )
-
-    def readings(
-        self,
-        sensor: str,
-        from_ms: int | None = None,
-        to_ms: int | None = None,
-        limit: int = 10_000,
-    ) -> list[ReadingRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT g.name, r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text,"
-                " r.flags FROM series s"
-                " JOIN readings r ON r.series_id = s.id"
-                " JOIN gateways g ON g.id = r.gateway_id"
-                " WHERE s.sensor = ? AND r.ts_ms >= ? AND r.ts_ms < ?"
-                " ORDER BY r.ts_ms, g.name, r.seq LIMIT ?",
-                (
-                    sensor,
-                    -(2**63) if from_ms is None else from_ms,
-                    2**63 - 1 if to_ms is None else to_ms,
-                    clamp_limit(limit),
-                ),
-            ).fetchall()
-        return [
-            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
-            for gw, seq, s, q, u, ts, v, t, fl in rows
-        ]
-
-    def count_readings(self, gateway: str | None = None) -> int:
-        with self._lock:
-            if gateway is None:
-                row = self._db.execute("SELECT count(*) FROM readings").fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT count(*) FROM readings r JOIN gateways g ON g.id = r.gateway_id"
-                    " WHERE g.name = ?",
-                    (gateway,),
-                ).fetchone()
-        return int(row[0])
-
-    def export(self, gateway: str, chunk: int = 50_000) -> Iterator[ReadingRow]:
-        after = -(2**63)
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags"
-                    " FROM readings r JOIN gateways g ON g.id = r.gateway_id"
-                    " JOIN series s ON s.id = r.series_id"
-                    " WHERE g.name = ? AND r.seq > ? ORDER BY r.seq LIMIT ?",
-                    (gateway, after, chunk),
-                ).fetchall()
-            if not rows:
-                return
-            for seq, s, q, u, ts, v, t, fl in rows:
-                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t), fl)
-            after = rows[-1][0]
 
     def close(self) -> None:
         with self._lock:
