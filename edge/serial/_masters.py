@@ -57,7 +57,22 @@ class _Scheduler:
             self.next[index] = now + self.devices[index].interval
 
 
-class ModbusSession(Session):
+class _Master(Session):
+    """A bus master: polls its devices in turn, each on its interval (`_Scheduler`)."""
+
+    async def run(self, transport: SerialTransport) -> None:
+        scheduler = _Scheduler(self.config.devices)
+        while True:
+            index = await scheduler.wait_next()
+            await self.poll(transport, index)
+            scheduler.done(index)
+
+    async def poll(self, transport: SerialTransport, index: int) -> None:
+        """One exchange with device `index`; its readings go to the sink."""
+        raise NotImplementedError
+
+
+class ModbusSession(_Master):
     """Modbus RTU master: each device's map read with as few requests as the map allows
     (`protocols.modbus.read_plan`), with the 3.5-character silence before every request."""
 
@@ -69,13 +84,6 @@ class ModbusSession(Session):
             for m, d in zip(self.maps, config.devices, strict=True)
         ]
         self.gap = modbus.silent_interval(config.line.baud)
-
-    async def run(self, transport: SerialTransport) -> None:
-        scheduler = _Scheduler(self.config.devices)
-        while True:
-            index = await scheduler.wait_next()
-            await self.poll(transport, index)
-            scheduler.done(index)
 
     async def poll(self, transport: SerialTransport, index: int) -> None:
         device = self.config.devices[index]
@@ -125,17 +133,10 @@ class ModbusSession(Session):
                 return event
 
 
-class MbusSession(Session):
+class MbusSession(_Master):
     """M-Bus master: per meter SND_NKE, the secondary selection when the address is one,
     then REQ_UD2 with the FCB toggled while the meter says more telegrams follow
     (`protocols.mbus.MultiTelegramReader`)."""
-
-    async def run(self, transport: SerialTransport) -> None:
-        scheduler = _Scheduler(self.config.devices)
-        while True:
-            index = await scheduler.wait_next()
-            await self.poll(transport, self.config.devices[index])
-            scheduler.done(index)
 
     def reader(self, device: DeviceConfig) -> mbus.MultiTelegramReader:
         if isinstance(device.address, str):
@@ -147,7 +148,8 @@ class MbusSession(Session):
         address = device.address if isinstance(device.address, int) else 0xFE
         return mbus.MultiTelegramReader(address, max_telegrams=device.max_telegrams)
 
-    async def poll(self, transport: SerialTransport, device: DeviceConfig) -> None:
+    async def poll(self, transport: SerialTransport, index: int) -> None:
+        device = self.config.devices[index]
         ts = self.clock()
         reader = self.reader(device)
         parser = mbus.FrameParser()
@@ -212,22 +214,16 @@ class MbusSession(Session):
                 break
 
 
-class Sdi12Session(Session):
+class Sdi12Session(_Master):
     """SDI-12 data recorder: break (when the line has idled), measurement command, wait
     for the service request (or the announced time), then aD0!, aD1!... until every
     announced value is in (`protocols.sdi12.MeasureSequence`)."""
 
-    async def run(self, transport: SerialTransport) -> None:
-        scheduler = _Scheduler(self.config.devices)
-        while True:
-            index = await scheduler.wait_next()
-            await self.poll(transport, self.config.devices[index])
-            scheduler.done(index)
-
-    async def poll(self, transport: SerialTransport, device: DeviceConfig) -> None:
+    async def poll(self, transport: SerialTransport, index: int) -> None:
+        device = self.config.devices[index]
         address = device.address if isinstance(device.address, str) else "0"
-        concurrent, crc, index = sdi12_command(device.measurement, "measurement")
-        sequence = sdi12.MeasureSequence(address, index, concurrent, crc)
+        concurrent, crc, measurement = sdi12_command(device.measurement, "measurement")
+        sequence = sdi12.MeasureSequence(address, measurement, concurrent, crc)
         lines = sdi12.LineReader()
         ts = self.clock()
         action: sdi12.Send | sdi12.Wait | sdi12.Done = sequence.start()
