@@ -177,11 +177,7 @@ class MiFloraSensor(EmulatedSensor):
             Connection.EVENT_DISCONNECTION, lambda _reason: self._mode_enabled.discard(handle)
         )
         if self.refuse_connections:
-            task = asyncio.get_running_loop().create_task(
-                self._refuse(connection), name=f"ble-sim:{self.name}:refuse"
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._refuse(connection), "refuse")
 
     async def _refuse(self, connection: Connection) -> None:
         try:

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from bumble.controller import Controller
 from bumble.device import (
@@ -223,9 +224,11 @@ class EmulatedSensor:
     def _on_disconnection(self, _reason: int) -> None:
         # The controller stopped advertising when the central connected: resume, as the
         # real device does once the link is gone.
-        task = asyncio.get_running_loop().create_task(
-            self._resume_quietly(), name=f"ble-sim:{self.name}:resume"
-        )
+        self._spawn(self._resume_quietly(), "resume")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` in the background; `stop` cancels it."""
+        task = asyncio.get_running_loop().create_task(work, name=f"ble-sim:{self.name}:{what}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
