@@ -476,13 +476,16 @@ class Fleet:
     # -- the registry ------------------------------------------------------------------------
 
     def gateways(self, group: str | None = None) -> list[Gateway]:
+        return self._select_gateways("? IS NULL OR g.grp = ?", (group, group))
+
+    def _select_gateways(self, where: str, args: tuple[str | None, ...]) -> list[Gateway]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT g.id, g.grp, g.site, g.public_key, g.enrolled_ms, g.enrolled_by, g.state,"
                 " g.revoked_ms, g.software, (SELECT MAX(version) FROM desired d"
                 " WHERE d.gateway = g.id), g.applied_version, g.outcome, g.reason, g.reported_ms"
-                " FROM gateways g WHERE ? IS NULL OR g.grp = ? ORDER BY g.id",
-                (group, group),
+                f" FROM gateways g WHERE {where} ORDER BY g.id",
+                args,
             ).fetchall()
         return [
             Gateway(
@@ -505,9 +508,8 @@ class Fleet:
         ]
 
     def gateway(self, gateway_id: str) -> Gateway:
-        for g in self.gateways():
-            if g.id == gateway_id:
-                return g
+        for g in self._select_gateways("g.id = ?", (gateway_id,)):
+            return g
         raise NotFound(f"no gateway {gateway_id!r}")
 
     def gateway_key(self, gateway_id: str) -> bytes:
@@ -622,7 +624,8 @@ class Fleet:
             )
             built = self._rebuild(db, targets)
             self._bump(db)
-        return [self.gateway(g) for g in built]
+        by_id = {g.id: g for g in self.gateways()}
+        return [by_id[g] for g in built]
 
     def _reached(self, db: sqlite3.Connection, scope: str, key: str) -> list[str]:
         sql = "SELECT id FROM gateways WHERE state = 'active'"
