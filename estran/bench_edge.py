@@ -41,6 +41,8 @@ from typing import Any
 
 import click
 
+from edge.health import io_write_bytes
+
 TARGET_RSS_MB = 45.0
 TARGET_CPU_PCT = 3.0  # of one core at 100 readings/s
 SOIL_PER_BUS = 10
@@ -62,14 +64,6 @@ def _cpu_s(pid: int) -> float:
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * _PAGE / 1e6
-
-
-def _write_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/io") as f:
-        for line in f:
-            if line.startswith("write_bytes:"):
-                return int(line.split()[1])
-    return None
 
 
 def _slope_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -263,7 +257,7 @@ def measure(
         time.sleep(warmup)
         pid = daemon.pid
         first = _status(socket_path)
-        t0, cpu0, written0 = time.monotonic(), _cpu_s(pid), _write_bytes(pid)
+        t0, cpu0, written0 = time.monotonic(), _cpu_s(pid), io_write_bytes(pid)
         rss_points: list[tuple[float, float]] = [(0.0, _rss_mb(pid))]
         _log(f"soak {soak:g} s")
         next_report = 10.0
@@ -275,7 +269,7 @@ def measure(
                 next_report += max(10.0, soak / 12)
         wall = time.monotonic() - t0
         cpu = _cpu_s(pid) - cpu0
-        written1 = _write_bytes(pid)
+        written1 = io_write_bytes(pid)
         started = time.perf_counter()
         last = _status(socket_path)
         status_ms = (time.perf_counter() - started) * 1000
