@@ -33,6 +33,9 @@ class Storage(abc.ABC):
 
     name: str = "storage"
     placeholder: str = "?"  # how the driver marks a query parameter
+    # Rows (sensor, quantity, unit, ts_ms, value, text, flags, gateway), each series' latest
+    # reading first: what `sensors` reads.
+    latest_query: str
 
     @abc.abstractmethod
     def migrate(self) -> int:
@@ -97,9 +100,12 @@ class Storage(abc.ABC):
             ) in rows
         ]
 
-    @abc.abstractmethod
     def sensors(self) -> list[SensorLatest]:
         """The latest reading of each series (sensor, quantity, unit)."""
+        return latest_per_series(
+            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
+            for sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(self.latest_query)
+        )
 
     def readings(
         self,

@@ -21,14 +21,11 @@ from hub.storage._base import (
     batch_rows,
     batch_tallies,
     footprint_text,
-    latest_per_series,
-    merge_value,
 )
 from hub.storage._types import (
     GatewayState,
     IngestBatch,
     IngestResult,
-    SensorLatest,
     SeriesKey,
 )
 
@@ -92,6 +89,15 @@ class PostgresStorage(Storage):
 
     name = "postgresql"
     placeholder = "%s"
+    # The latest reading of each series: the first row of each (sensor, quantity, unit).
+    latest_query = (
+        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+        " FROM series s CROSS JOIN LATERAL ("
+        "   SELECT * FROM readings WHERE series_id = s.id"
+        "   ORDER BY ts_ms DESC, seq DESC LIMIT 1) r"
+        " JOIN gateways g ON g.id = r.gateway_id"
+        " ORDER BY s.sensor, s.quantity, s.unit"
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -293,20 +299,6 @@ class PostgresStorage(Storage):
                 return self._db.execute(query.encode(), params).fetchall()
             except psycopg.Error as e:
                 raise StorageError(f"query failed: {e}") from e
-
-    def sensors(self) -> list[SensorLatest]:
-        rows = self._fetch(
-            "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
-            " FROM series s CROSS JOIN LATERAL ("
-            "   SELECT * FROM readings WHERE series_id = s.id"
-            "   ORDER BY ts_ms DESC, seq DESC LIMIT 1) r"
-            " JOIN gateways g ON g.id = r.gateway_id"
-            " ORDER BY s.sensor, s.quantity, s.unit"
-        )
-        return latest_per_series(
-            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
-            for sensor, quantity, unit, ts, v, t, flags, gw in rows
-        )
 
     def close(self) -> None:
         with self._lock:

@@ -21,14 +21,11 @@ from hub.storage._base import (
     batch_rows,
     batch_tallies,
     footprint_text,
-    latest_per_series,
-    merge_value,
 )
 from hub.storage._types import (
     GatewayState,
     IngestBatch,
     IngestResult,
-    SensorLatest,
     SeriesKey,
 )
 
@@ -91,6 +88,15 @@ class SqliteStorage(Storage):
     """One connection; use it from one thread at a time (ingest owns one, the API another)."""
 
     name = "sqlite"
+    # The latest reading of each series: the first row of each (sensor, quantity, unit).
+    latest_query = (
+        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+        " FROM series s"
+        " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
+        "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
+        " JOIN gateways g ON g.id = r.gateway_id"
+        " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
+    )
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -250,20 +256,6 @@ class SqliteStorage(Storage):
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(query, params).fetchall()
-
-    def sensors(self) -> list[SensorLatest]:
-        rows = self._fetch(
-            "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
-            " FROM series s"
-            " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
-            "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
-            " JOIN gateways g ON g.id = r.gateway_id"
-            " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
-        )
-        return latest_per_series(
-            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
-            for sensor, quantity, unit, ts, v, t, flags, gw in rows
-        )
 
     def close(self) -> None:
         with self._lock:
