@@ -355,10 +355,6 @@ BLE_HEADLINES: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def ble_sensor_ids(world: BleWorld) -> set[str]:
-    return {str(d["sensor"]) for zone in world.devices.values() for d in zone}
-
-
 __all__ = [
     "BLE_HEADLINES",
     "TERRITORY",
@@ -366,7 +362,6 @@ __all__ = [
     "GatewayPlan",
     "GatewaySetup",
     "SerialSensor",
-    "ble_sensor_ids",
     "gateway_config",
     "toml_value",
 ]
