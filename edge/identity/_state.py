@@ -13,11 +13,13 @@ Layout of `<data>/`:
 from __future__ import annotations
 
 import base64
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
+from tinydb.table import Document
 
 from edge.identity._errors import IdentityError
 from edge.identity._storage import AtomicJSONStorage, atomic_write
@@ -86,9 +88,17 @@ class GatewayState:
         return dict(docs[0]) if docs else {}
 
     def _put(self, table: str, doc: dict[str, Any]) -> None:
+        """Replace the table's one document in one atomic write: a truncate then an insert
+        are two, and a power cut between them left the table empty on disk."""
+
+        def replace(current: MutableMapping[str, Any]) -> None:
+            current.clear()
+            current.update(doc)
+
         t = self._db.table(table)
-        t.truncate()
-        t.insert(doc)
+        if not t.update(replace, doc_ids=[1]):  # the table's first document
+            t.truncate()
+            t.insert(Document(doc, doc_id=1))
 
     # -- identity ------------------------------------------------------------------------------
 
