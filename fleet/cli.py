@@ -16,6 +16,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,7 +137,7 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
     with _open(ctx) as f:
         rows = f.tokens()
     if as_json:
-        _echo_json([r.__dict__ if hasattr(r, "__dict__") else _slots(r) for r in rows])
+        _echo_json([asdict(r) for r in rows])
         return
     for r in rows:
         used = (
@@ -145,10 +146,6 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
             else f"expires {_iso(r.expires_ms)}"
         )
         click.echo(f"{r.id}  {r.group:<12} {r.created_by:<10} {used}")
-
-
-def _slots(obj: object) -> dict[str, object]:
-    return {k: getattr(obj, k) for k in getattr(obj, "__slots__", ())}
 
 
 # -- gateways ----------------------------------------------------------------------------------
@@ -222,7 +219,7 @@ def audit(ctx: click.Context, limit: int, target: str | None, as_json: bool) -> 
     with _open(ctx) as f:
         rows = f.audit(limit, target)
     if as_json:
-        _echo_json([_slots(e) for e in rows])
+        _echo_json([asdict(e) for e in rows])
         return
     for e in rows:
         detail = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.detail.items()))
@@ -254,7 +251,7 @@ def group_list(ctx: click.Context, as_json: bool) -> None:
     with _open(ctx) as f:
         rows = f.groups()
     if as_json:
-        _echo_json([_slots(g) for g in rows])
+        _echo_json([asdict(g) for g in rows])
         return
     for g in rows:
         click.echo(f"{g.name:<16} {g.gateways:>4} gateway(s)  {g.description}")
