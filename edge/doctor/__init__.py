@@ -1,6 +1,7 @@
 """`estran edge doctor`: is this gateway fit to run? Clock and time sync, disk and quota,
-broker reachable (TCP and an MQTT CONNECT with the gateway's credentials), serial ports and
-their permissions, BlueZ or the bumble transport, and the daemon itself.
+broker reachable (TCP, the TLS handshake for mqtts:// with the hub's CA, and an MQTT CONNECT
+with the gateway's credentials), serial ports and their permissions, BlueZ or the bumble
+transport, and the daemon itself.
 
 Each check is ok, warn, fail or skip, with a reason and a hint for the technician.
 """
