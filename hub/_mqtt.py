@@ -3,6 +3,7 @@ broker does and falls back to 3.1.1 (the embedded amqtt broker speaks 3.1.1 only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ log = logging.getLogger("estran.hub.mqtt")
 
 # CONNACK codes meaning "not this protocol version": 3.1.1 code 1, MQTT 5 code 132 (0x84).
 _BAD_VERSION = {1, 132}
+DISCONNECT_WAIT_S = 5.0  # how long a closing client waits for the broker to confirm
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +94,43 @@ async def connect(
         try:
             yield client, version == aiomqtt.ProtocolVersion.V5
         except BaseException as e:
-            await client.__aexit__(type(e), e, e.__traceback__)
+            await disconnect(client, e)
             raise
         else:
-            await client.__aexit__(None, None, None)
+            await disconnect(client, None)
         return
     raise aiomqtt.MqttError(f"{address}: no protocol version accepted")
 
 
-__all__ = ["BrokerAddress", "connect"]
+@contextlib.asynccontextmanager
+async def session(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
+    """`async with client` whose disconnect is bounded (see `disconnect`)."""
+    await client.__aenter__()
+    try:
+        yield client
+    except BaseException as e:
+        await disconnect(client, e)
+        raise
+    else:
+        await disconnect(client, None)
+
+
+async def disconnect(client: aiomqtt.Client, error: BaseException | None) -> None:
+    """Leave the client's context, waiting at most DISCONNECT_WAIT_S for the broker.
+
+    aiomqtt waits without limit for the broker to confirm our DISCONNECT. A broker that stops
+    together with us (the embedded one, at hub shutdown) may never confirm it, and the task
+    then stays 'cancelling' forever. Past the limit the client is dropped as it is.
+    """
+    exit_ = client.__aexit__(
+        None if error is None else type(error),
+        error,
+        None if error is None else error.__traceback__,
+    )
+    try:
+        await asyncio.wait_for(exit_, DISCONNECT_WAIT_S)
+    except TimeoutError:
+        log.warning("the broker did not confirm the disconnect in %.0f s", DISCONNECT_WAIT_S)
+
+
+__all__ = ["DISCONNECT_WAIT_S", "BrokerAddress", "connect", "disconnect", "session"]

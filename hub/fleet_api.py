@@ -46,7 +46,7 @@ from fleet import (
     write_mosquitto_files,
 )
 from fleet import diff as diff_docs
-from hub._mqtt import BrokerAddress
+from hub._mqtt import BrokerAddress, session
 from hub.acl import BrokerAccessHolder, disconnect_unknown, plugins
 from protocols import wire
 from protocols.errors import ProtocolError
@@ -219,7 +219,7 @@ class FleetHub:
         delay = 0.5
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     address.host,
                     address.port,
                     identifier="estran-hub-fleet",
@@ -228,7 +228,8 @@ class FleetHub:
                     protocol=aiomqtt.ProtocolVersion.V311,
                     timeout=MQTT_TIMEOUT_S,
                     max_queued_incoming_messages=1024,
-                ) as client:
+                )
+                async with session(client):
                     await client.subscribe(wire.subscription("report"), qos=1)
                     await client.subscribe(wire.subscription("state"), qos=1)  # software
                     self.connected.set()
