@@ -13,18 +13,10 @@ their identifying fields; the codec options inside are checked by the gateway.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 
 from fleet._errors import ConfigRejected, SchemaIssue
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
-_DURATION_UNITS["d"] = 86400.0
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)?\s*$")
-_SIZE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_SIZE_UNITS.update({"KiB": 1 << 10, "kiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30})
-_SIZE_UNITS["TiB"] = 1 << 40
+from protocols.quantities import parse_duration, parse_size
 
 Check = Callable[[str, object, list[SchemaIssue]], None]
 
@@ -81,11 +73,11 @@ def duration(lo: float = 0.0, hi: float | None = None) -> Check:
     def check(path: str, value: object, issues: list[SchemaIssue]) -> None:
         seconds: float
         if isinstance(value, str):
-            match = _DURATION.match(value)
-            if match is None:
+            parsed = parse_duration(value)
+            if parsed is None:
                 issues.append(SchemaIssue(path, f'must be a duration such as "30s", got "{value}"'))
                 return
-            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+            seconds = parsed
         elif isinstance(value, int | float) and not isinstance(value, bool):
             seconds = float(value)
         else:
@@ -102,11 +94,11 @@ def size(lo: int = 0) -> Check:
 
     def check(path: str, value: object, issues: list[SchemaIssue]) -> None:
         if isinstance(value, str):
-            match = _SIZE.match(value)
-            if match is None:
+            size = parse_size(value)
+            if size is None:
                 issues.append(SchemaIssue(path, f'must be a size such as "256 MiB", got "{value}"'))
                 return
-            n = int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"])
+            n = size
         elif isinstance(value, int) and not isinstance(value, bool):
             n = value
         else:

@@ -10,30 +10,12 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 
 from edge.config._errors import ConfigIssue
+from protocols.quantities import parse_duration, parse_size
 
 Check = Callable[[str], str | None]  # returns a problem description, or None when fine
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
-_DURATION_UNITS["d"] = 86400.0
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)?\s*$")
-_SIZE_UNITS = {
-    "B": 1,
-    "kB": 1000,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "TB": 1000**4,
-    "KiB": 1024,
-    "kiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-    "TiB": 1024**4,
-}
 
 
 def show(value: object) -> str:
@@ -263,14 +245,13 @@ class Fields:
             return None
         seconds: float | None
         if isinstance(value, str):
-            match = _DURATION.match(value)
-            if not match:
+            seconds = parse_duration(value)
+            if seconds is None:
                 self.error(
                     key,
                     f'must be a duration such as 30, "30s", "5min", "1h" or "7d"; got {show(value)}',
                 )
                 return None
-            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
         else:
             seconds = self._number(key, value)
             if seconds is None:
@@ -289,13 +270,13 @@ class Fields:
         if value is None:
             return default
         if isinstance(value, str):
-            match = _SIZE.match(value)
-            if not match:
+            parsed = parse_size(value)
+            if parsed is None:
                 self.error(
                     key, f'must be a size such as 268435456, "256 MiB" or "1 GB"; got {show(value)}'
                 )
                 return default
-            size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"])
+            size = parsed
         elif isinstance(value, int) and not isinstance(value, bool):
             size = value
         else:
