@@ -132,25 +132,7 @@ def parse_topic(name: "str") -> "tuple[str, str]":
 
 
 def _head(out: "bytearray", major: "int", value: "int") -> "None":
-    if value < 0:
-        raise LocalProtocolError("negative length or uint %d" % value)
-    mt = major << 5
-    if value < 24:
-        out.append(mt | value)
-    elif value < 0x100:
-        out.append(mt | 24)
-        out.append(value)
-    elif value < 0x10000:
-        out.append(mt | 25)
-        out.extend(value.to_bytes(2, "big"))
-    elif value < 0x100000000:
-        out.append(mt | 26)
-        out.extend(value.to_bytes(4, "big"))
-    elif value < 0x10000000000000000:
-        out.append(mt | 27)
-        out.extend(value.to_bytes(8, "big"))
-    else:
-        raise LocalProtocolError("integer too large for CBOR: %d" % value)
+    out.extend(cbor.encode_head(major, value))
 
 
 def _uint(out: "bytearray", value: "int") -> "None":
