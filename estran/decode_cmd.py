@@ -1,6 +1,8 @@
 """`estran decode PROTOCOL [HEX ...]`: paste a frame, read the values."""
 
+import codecs
 import json
+import string
 import sys
 from typing import Any
 
@@ -24,18 +26,58 @@ def _parse_hex(text: str) -> bytes:
         raise click.UsageError(f"not hexadecimal: {text[:40]!r}") from e
 
 
-def _inputs(hex_args: tuple[str, ...], file: str | None) -> list[bytes]:
+# The ASCII protocols also take their frames as text, one line a frame; each line gets the
+# protocol's own framing (TIC: LF group CR; NMEA and SDI-12: CR LF; MaxBotix: CR) unless it
+# already holds control characters, written as escapes (\r, \n, \t, \x02, ...).
+TEXT_FRAMING: dict[str, tuple[bytes, bytes]] = {
+    "tic": (b"\n", b"\r"),
+    "nmea": (b"", b"\r\n"),
+    "sdi12": (b"", b"\r\n"),
+    "ultrasonic": (b"", b"\r"),
+}
+
+
+def _is_hex(text: str) -> bool:
+    clean = "".join(text.split()).replace(":", "")
+    if clean.lower().startswith("0x"):
+        clean = clean[2:]
+    return bool(clean) and len(clean) % 2 == 0 and all(c in string.hexdigits for c in clean)
+
+
+def _parse_text(protocol: str, text: str) -> bytes:
+    if not text.isascii():
+        raise click.UsageError(f"{protocol} frames are ASCII: {text[:40]!r}")
+    try:
+        raw = codecs.escape_decode(text.encode("ascii"))[0]
+    except ValueError as e:
+        raise click.UsageError(f"bad escape in {text[:40]!r}: {e}") from e
+    if any(c < 0x20 and c != 0x09 for c in raw):
+        return raw  # framed by the user
+    head, tail = TEXT_FRAMING[protocol]
+    return head + raw + tail
+
+
+def _parse(protocol: str, text: str, as_text: bool) -> bytes:
+    if protocol in TEXT_FRAMING and (as_text or not _is_hex(text)):
+        return _parse_text(protocol, text)
+    if as_text:
+        raise click.UsageError(f"--text: {protocol} is a binary protocol; give HEX")
+    return _parse_hex(text)
+
+
+def _inputs(protocol: str, args: tuple[str, ...], file: str | None, as_text: bool) -> list[bytes]:
     if file is not None:
         with open(file, "rb") as f:
             return [f.read()]
-    if hex_args == ("-",):
-        return [_parse_hex(line) for line in sys.stdin.read().splitlines() if line.strip()]
-    if not hex_args:
-        raise click.UsageError("give HEX, '-' to read hex lines from stdin, or --file PATH")
+    if args == ("-",):
+        lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        return [_parse(protocol, line, as_text) for line in lines]
+    if not args:
+        raise click.UsageError("give HEX (or TEXT), '-' to read lines from stdin, or --file PATH")
     # Several arguments are one payload split by the shell (spaces inside the hex), unless
     # each one is a whole payload; the codecs find frame boundaries themselves, so joining
     # is right for streams and for single payloads alike.
-    return [_parse_hex(" ".join(hex_args))]
+    return [_parse(protocol, " ".join(args), as_text)]
 
 
 def _print_table(console: Console, result: Result) -> None:
@@ -55,7 +97,7 @@ def _print_table(console: Console, result: Result) -> None:
 
 @click.command()
 @click.argument("protocol", type=click.Choice(sorted(PROTOCOLS)))
-@click.argument("hex_data", nargs=-1, metavar="[HEX ...]")
+@click.argument("hex_data", nargs=-1, metavar="[HEX|TEXT ...]")
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="Raw bytes.")
 @click.option("--key", help="BTHome bind key (hex) for encrypted payloads.")
 @click.option("--mac", help="Device MAC address AA:BB:CC:DD:EE:FF (BTHome, Mi Flora).")
@@ -66,6 +108,12 @@ def _print_table(console: Console, result: Result) -> None:
 @click.option("--model", help="Ultrasonic sensor model: lv, xl, hrlv, a02yyuw, ...")
 @click.option("--empty-mm", type=float, help="Ultrasonic: distance to the empty bin's floor.")
 @click.option("--full-mm", type=float, help="Ultrasonic: distance when the bin is full.")
+@click.option(
+    "--text",
+    "as_text",
+    is_flag=True,
+    help="Frames as text even if they look like hex (tic, nmea, sdi12, ultrasonic).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per frame.")
 def decode(
     protocol: str,
@@ -80,10 +128,12 @@ def decode(
     model: str | None,
     empty_mm: float | None,
     full_mm: float | None,
+    as_text: bool,
     as_json: bool,
 ) -> None:
-    """Decode frames of PROTOCOL given as HEX (spaces allowed), '-' (hex lines on stdin)
-    or --file. Exit status: 0 all valid, 1 something invalid, 2 usage error."""
+    """Decode frames of PROTOCOL given as HEX (spaces allowed), as TEXT for the ASCII
+    protocols (tic, nmea, sdi12, ultrasonic: a line a frame, framing added), '-' (lines on
+    stdin) or --file. Exit status: 0 all valid, 1 something invalid, 2 usage error."""
     options: dict[str, object] = {
         "key": key,
         "mac": mac,
@@ -96,7 +146,7 @@ def decode(
         "full_mm": full_mm,
     }
     results: list[Result] = []
-    for payload in _inputs(hex_data, file):
+    for payload in _inputs(protocol, hex_data, file, as_text):
         try:
             results.extend(describe(protocol, payload, options))
         except LocalProtocolError as e:

@@ -265,13 +265,21 @@ def config() -> None:
     """Layered desired configuration: fleet, then group, then gateway (docs/fleet.md)."""
 
 
-def _scope(group_name: str | None, gateway: str | None) -> tuple[str, str | None]:
-    if group_name and gateway:
-        raise click.UsageError("--group or --gateway, not both")
+def _scope(
+    group_name: str | None, gateway: str | None, fleet_wide: bool | None = None
+) -> tuple[str, str | None]:
+    """The layer named by the options. `fleet_wide` is None where the fleet layer is the
+    default (reading); a change must name it with --fleet, since it reaches every gateway."""
+    if sum(bool(x) for x in (group_name, gateway, fleet_wide)) > 1:
+        raise click.UsageError("one of --fleet, --group or --gateway")
     if gateway:
         return "gateway", gateway
     if group_name:
         return "group", group_name
+    if fleet_wide is False:
+        raise click.UsageError(
+            "say which layer to change: --fleet (every gateway), --group NAME or --gateway ID"
+        )
     return "fleet", None
 
 
@@ -323,6 +331,7 @@ def config_show(
 
 
 @config.command("set")
+@click.option("--fleet", "fleet_wide", is_flag=True, help="The fleet-wide layer (every gateway).")
 @click.option("--group", "group_name", default=None)
 @click.option("--gateway", default=None)
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -332,6 +341,7 @@ def config_show(
 @click.pass_context
 def config_set(
     ctx: click.Context,
+    fleet_wide: bool,
     group_name: str | None,
     gateway: str | None,
     file_: Path | None,
@@ -345,11 +355,12 @@ def config_set(
     estran fleet config set --group marina buffer.quota='"2 GiB"' uplink.backlog_rate=5000
     estran fleet config set --gateway marina-003 daemon=null        (delete the inherited table)
     estran fleet config set --group parks --file parks.toml
+    estran fleet config set --fleet daemon.log_level='"info"'      (every gateway)
     """
     from fleet import ConfigRejected, set_path, show_diff, unset_path
     from fleet import diff as diff_docs
 
-    scope, name = _scope(group_name, gateway)
+    scope, name = _scope(group_name, gateway, fleet_wide)
     with _open(ctx) as f:
         old = f.layer(scope, name)  # type: ignore[arg-type]
         doc = _load_file(file_) if file_ is not None else dict(old)

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -20,9 +22,34 @@ from hub._errors import ConfigError
 from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
 from hub.fleet_api import FleetHub
-from hub.storage import Storage, StorageThread, open_storage, sqlite_path
+from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_path
 
 log = logging.getLogger("estran.hub")
+
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A bound, listening TCP socket, or a ConfigError in one line (address in use, no
+    permission, unknown host) before anything else has started."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise ConfigError(f"{what} {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(f"{what} {host}:{port}: cannot listen: {reason}") from None
+    return sock
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    """Fail early, in one line, when another program holds `host:port`."""
+    listen_socket(host, port, what).close()
 
 
 def parse_host_port(value: str, what: str) -> tuple[str, int]:
@@ -56,6 +83,7 @@ class HubConfig:
         return self.broker == "embedded"
 
     def validate(self) -> None:
+        check_db(self.db, self.data_dir)
         if not self.embedded:
             BrokerAddress.parse(self.broker)
         parse_host_port(self.mqtt_listen, "--mqtt-listen")
@@ -99,6 +127,12 @@ class Hub:
             workers = 1
         shared = (not cfg.embedded) if cfg.shared is None else cfg.shared
         async with contextlib.AsyncExitStack() as stack:
+            http_socket: socket.socket | None = None
+            if cfg.http is not None:
+                http_socket = listen_socket(*parse_host_port(cfg.http, "--http"), "--http")
+                stack.callback(http_socket.close)
+            if cfg.embedded:
+                check_free(*parse_host_port(cfg.mqtt_listen, "--mqtt-listen"), "--mqtt-listen")
             fleet = self._fleet()
             stack.callback(fleet.close)
             embedded: EmbeddedBroker | None = None
@@ -163,8 +197,8 @@ class Hub:
                 async with asyncio.TaskGroup() as tg:
                     for w in ingest:
                         tg.create_task(w.run(), name=w.name)
-                    if server is not None:
-                        tg.create_task(server.serve(), name="http")
+                    if server is not None and http_socket is not None:
+                        tg.create_task(server.serve(sockets=[http_socket]), name="http")
                     tg.create_task(self._signal_ready(events, server), name="ready")
                     tg.create_task(self._log_stats(), name="stats")
                     # Only a fleet-guarded broker disconnects clients the registry does not

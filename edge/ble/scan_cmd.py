@@ -181,10 +181,17 @@ async def run_scan(
 
 
 async def _live(scan: Scan, seconds: float) -> None:
+    from rich.console import Console
     from rich.live import Live
 
+    console = Console()
+    if not console.is_terminal:
+        # Piped or logged: no live redraw, the table once at the end.
+        await asyncio.sleep(seconds)
+        console.print(render(scan))
+        return
     end = time.monotonic() + seconds
-    with Live(render(scan, seconds), refresh_per_second=4) as live:
+    with Live(render(scan, seconds), console=console, refresh_per_second=4) as live:
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(0.25, left))
             live.update(render(scan, max(0.0, end - time.monotonic())))

@@ -523,6 +523,21 @@ def _snippet(config: SerialPortConfig) -> str:
     )
 
 
+def _geometry_lines(device: DeviceConfig) -> list[str]:
+    """The bin geometry a `fill` percentage needs; the probe cannot know it, so it is
+    written commented out with what to measure, unless the device already has it."""
+    if device.empty_mm is not None:
+        out = [f"empty_mm = {device.empty_mm:g}"]
+        if device.full_mm is not None:
+            out.append(f"full_mm = {device.full_mm:g}")
+        return out
+    return [
+        "# bin geometry, for a fill percentage: measure, then uncomment",
+        "# empty_mm = 1100   # sensor to the empty bin's floor: 0 % full",
+        "# full_mm = 250     # sensor to the contents when full: 100 % full",
+    ]
+
+
 def config_snippet(
     path: str,
     protocol: str,
@@ -551,6 +566,8 @@ def config_snippet(
             lines.append('map = "CHANGE-ME"  # no known register map answered: describe it')
         if device.model is not None:
             lines.append(f"model = {_toml(device.model)}")
+        if protocol == ULTRASONIC:
+            lines += _geometry_lines(device)
         if protocol == SDI12:
             lines.append(f"measurement = {_toml(device.measurement)}")
             if device.names:

@@ -43,6 +43,18 @@ class PortLost(SerialError):
     """The port went away while open (unplugged adapter, closed pseudo-terminal)."""
 
 
+def _reason(error: BaseException) -> str:
+    """The system's reason, once: pyserial wraps an OSError whose text already names the
+    path ("could not open port /dev/x: [Errno 2] ... '/dev/x'")."""
+    cause: BaseException | None = error
+    while cause is not None:
+        number = getattr(cause, "errno", None)
+        if isinstance(number, int) and number > 0:
+            return os.strerror(number)
+        cause = cause.__cause__ or cause.__context__
+    return str(error)
+
+
 def is_pseudo_terminal(path: str) -> bool:
     """Whether `path` (after symlinks) is a pseudo-terminal: no break, no real line."""
     try:
@@ -150,14 +162,14 @@ class SerialTransport:
         try:
             port.open()
         except (serial.SerialException, OSError, ValueError) as e:
-            raise PortUnavailable(f"{self.path}: {e}") from e
+            raise PortUnavailable(f"cannot open {self.path}: {_reason(e)}") from e
         fd = port.fileno()
         try:
             os.set_blocking(fd, False)
             program_line(fd, self._line)
         except (OSError, termios.error) as e:
             port.close()
-            raise PortUnavailable(f"{self.path}: {e}") from e
+            raise PortUnavailable(f"cannot set the line of {self.path}: {_reason(e)}") from e
         self._serial = port
         self._fd = fd
         self._lost = None

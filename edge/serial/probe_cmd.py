@@ -100,7 +100,10 @@ def _show_result(console: Console, result: ProbeResult) -> None:
             more = f" (+{len(readings) - 8} more)" if len(readings) > 8 else ""
             console.print(f"sample: {shown}{more}")
     config = result.config
-    if config:
+    if config and not console.is_terminal:
+        # a pipe or a file: the snippet as it is, ready to append to the configuration
+        click.echo("# paste into the gateway configuration\n" + config.rstrip())
+    elif config:
         console.print(
             Panel(
                 Syntax(config.rstrip(), "toml", theme="ansi_dark", background_color="default"),
@@ -117,6 +120,13 @@ async def _run_live(port: str, console: Console) -> ProbeResult:
 
     prober = Prober(port)
     display = _Display()
+    if not console.is_terminal:
+        # Piped or logged: no live redraw, one line per candidate once it is tried.
+        async for step in prober.steps():
+            display.update(step)
+            if step is not display.current:
+                click.echo(f"{step.label}\t{step.state}\t{step.seconds:.1f} s\t{step.detail}")
+        return prober.result
     with Live(display, console=console, refresh_per_second=8):
         async for step in prober.steps():
             display.update(step)
@@ -140,10 +150,11 @@ def probe(port: str, as_json: bool) -> None:
             click.echo(json.dumps(result.as_json(), indent=2))
         else:
             console = Console()
+            console.soft_wrap = not console.is_terminal  # a log or a pipe: lines stay whole
             console.print(f"probing [bold]{port}[/]: listening first, then asking politely")
             result = asyncio.run(_run_live(port, console))
             _show_result(console, result)
     except PortUnavailable as e:
-        click.echo(f"error: cannot open {port}: {e}", err=True)
+        click.echo(f"error: {e}", err=True)
         sys.exit(2)
     sys.exit(0 if result.protocol is not None else 1)

@@ -77,3 +77,17 @@ def test_fleet_cmd_names(tmp_path: Path) -> None:
     for name in ("rescan", "flush", "reboot"):  # accepted: only the gateway is unknown
         code, out = run(tmp_path, "cmd", "marina-001", name)
         assert code == 1 and "no gateway 'marina-001'" in out, out
+
+
+def test_config_set_names_its_layer(tmp_path: Path) -> None:
+    """A change without --fleet/--group/--gateway used to edit the fleet-wide layer silently."""
+    code, out = run(tmp_path, "config", "set", "daemon.queue_size=4096")
+    assert code == 2 and "--fleet (every gateway), --group NAME or --gateway ID" in out
+    assert json.loads(run(tmp_path, "config", "show", "--layer")[1]) == {}
+    code, out = run(tmp_path, "config", "set", "--fleet", "--group", "g", "daemon.queue_size=1")
+    assert code == 2 and "one of --fleet, --group or --gateway" in out
+    code, out = run(tmp_path, "config", "set", "--fleet", "daemon.queue_size=4096")
+    assert code == 0, out
+    assert json.loads(run(tmp_path, "config", "show", "--layer")[1]) == {
+        "daemon": {"queue_size": 4096}
+    }

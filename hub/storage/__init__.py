@@ -41,18 +41,26 @@ def sqlite_path(spec: str, data_dir: Path) -> Path | None:
     return None
 
 
+def check_db(spec: str, data_dir: Path) -> None:
+    """Refuse a `--db` value no backend takes, before anything starts."""
+    if sqlite_path(spec, data_dir) is None and not spec.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        shown = spec.partition("://")[0] + "://..." if "://" in spec else spec
+        raise ConfigError(f"unknown --db {shown!r}: use sqlite, sqlite:///PATH or postgresql://...")
+
+
 def open_storage(spec: str, data_dir: Path, *, migrate: bool = True) -> Storage:
     """Open (and by default migrate) the storage named by a `--db` value."""
+    check_db(spec, data_dir)
     path = sqlite_path(spec, data_dir)
     storage: Storage
     if path is not None:
         storage = SqliteStorage(path)
-    elif spec.startswith(("postgresql://", "postgres://")):
+    else:
         from hub.storage._postgres import PostgresStorage
 
         storage = PostgresStorage(spec)
-    else:
-        raise ConfigError(f"unknown --db {spec!r}: use sqlite, sqlite:///PATH or postgresql://...")
     if migrate:
         try:
             storage.migrate()
@@ -76,6 +84,7 @@ __all__ = [
     "Storage",
     "StorageThread",
     "Value",
+    "check_db",
     "open_storage",
     "sqlite_path",
 ]
