@@ -21,7 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS gateways (
     password_hash TEXT NOT NULL, enrolled_ms INTEGER NOT NULL, enrolled_by TEXT NOT NULL,
     state TEXT NOT NULL, revoked_ms INTEGER, software TEXT,
     applied_version INTEGER, outcome TEXT, reason TEXT, reported_ms INTEGER,
-    cmd_seq INTEGER NOT NULL DEFAULT 0);
+    cmd_seq INTEGER NOT NULL DEFAULT 0, sources TEXT, restart_pending TEXT);
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layers (
@@ -74,6 +74,16 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
 """
+
+
+def _sources(text: str | None) -> tuple[SourceState, ...] | None:
+    if not text:
+        return None
+    return tuple(
+        SourceState(str(d.get("name")), str(d.get("status")), d.get("detail"))
+        for d in json.loads(text)
+        if isinstance(d, dict)
+    )
 
 
 def _sha256(text: str) -> str:
@@ -109,6 +119,18 @@ class IssuedToken:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceState:
+    """One source of a gateway as its latest state message reported it."""
+
+    name: str
+    status: str  # "ok", "degraded" or "down" (protocols.wire SOURCE_*)
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
 class Gateway:
     id: str
     group: str
@@ -124,6 +146,10 @@ class Gateway:
     outcome: str | None  # of the last report: applied, rolled_back, refused, failed
     reason: str | None
     reported_ms: int | None
+    # from the gateway's latest state message: each source's name, status (ok, degraded,
+    # down) and detail; the settings it applied that wait for a restart of its daemon
+    sources: tuple[SourceState, ...] | None = None
+    restart_pending: tuple[str, ...] = ()
 
     @property
     def drift(self) -> bool:
@@ -147,6 +173,8 @@ class Gateway:
             "reason": self.reason,
             "reported_ms": self.reported_ms,
             "drift": self.drift,
+            "sources": None if self.sources is None else [s.as_dict() for s in self.sources],
+            "restart_pending": list(self.restart_pending),
         }
 
 
@@ -220,6 +248,10 @@ class Fleet:
         for stmt in _SCHEMA_SQL.split(";"):
             if stmt.strip():
                 self._db.execute(stmt)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(gateways)")}
+        for column in ("sources", "restart_pending"):  # added after the first release
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE gateways ADD COLUMN {column} TEXT")
         (self.directory / "fleet.sqlite").chmod(0o600)
         self.keys.ensure()
 
@@ -483,7 +515,8 @@ class Fleet:
             rows = self._db.execute(
                 "SELECT g.id, g.grp, g.site, g.public_key, g.enrolled_ms, g.enrolled_by, g.state,"
                 " g.revoked_ms, g.software, (SELECT MAX(version) FROM desired d"
-                " WHERE d.gateway = g.id), g.applied_version, g.outcome, g.reason, g.reported_ms"
+                " WHERE d.gateway = g.id), g.applied_version, g.outcome, g.reason, g.reported_ms,"
+                " g.sources, g.restart_pending"
                 f" FROM gateways g WHERE {where} ORDER BY g.id",
                 args,
             ).fetchall()
@@ -503,6 +536,8 @@ class Fleet:
                 outcome=r[11],
                 reason=r[12],
                 reported_ms=r[13],
+                sources=_sources(r[14]),
+                restart_pending=tuple(json.loads(r[15])) if r[15] else (),
             )
             for r in rows
         ]
@@ -857,6 +892,25 @@ class Fleet:
             )
             self._bump(db)
 
+    def set_health(
+        self,
+        gateway_id: str,
+        sources: Sequence[SourceState] | None,
+        restart_pending: Sequence[str] | None,
+    ) -> None:
+        """What the gateway's latest state message said of its sources and of the settings
+        waiting for a restart (None: the message did not say; the last ones stay)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE gateways SET sources = COALESCE(?, sources),"
+                " restart_pending = COALESCE(?, restart_pending) WHERE id = ?",
+                (
+                    None if sources is None else json.dumps([s.as_dict() for s in sources]),
+                    None if restart_pending is None else json.dumps(list(restart_pending)),
+                    gateway_id,
+                ),
+            )
+
     def set_software(self, gateway_id: str, software: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE gateways SET software = ? WHERE id = ?", (software, gateway_id))
@@ -891,6 +945,7 @@ __all__ = [
     "Group",
     "IssuedToken",
     "Outbound",
+    "SourceState",
     "TokenInfo",
     "b64",
     "enroll_proof_payload",

@@ -26,7 +26,7 @@ import click
 from protocols import signed
 
 if TYPE_CHECKING:
-    from fleet import Fleet
+    from fleet import Fleet, Gateway
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -174,11 +174,25 @@ def gateways(ctx: click.Context, group: str | None, as_json: bool) -> None:
         outcome = g.outcome or "-"
         if g.reason and g.outcome != "applied":
             outcome += f" ({g.reason})"
+        if g.restart_pending:
+            outcome += f", restart pending ({', '.join(g.restart_pending)})"
         click.echo(
             f"{g.id:<20} {g.group:<12} {g.state:<8} {g.software or '-':<10} "
             f"{g.desired_version or '-':>7} "
-            f"{g.applied_version or '-':>7}  {outcome}{flag}"
+            f"{g.applied_version or '-':>7}  {outcome}{flag}{_sources_line(g)}"
         )
+
+
+def _sources_line(g: Gateway) -> str:
+    """Each source that is not ok, on the gateway's line: '  SOURCES 1/3 down: linky (...)'."""
+    if not g.sources:
+        return ""
+    bad = [s for s in g.sources if s.status != "ok"]
+    if not bad:
+        return f"  sources {len(g.sources)} ok"
+    return f"  sources {len(g.sources) - len(bad)}/{len(g.sources)} ok; " + "; ".join(
+        f"{s.name} {s.status}" + (f" ({s.detail})" if s.detail else "") for s in bad
+    )
 
 
 @fleet.command("revoke")

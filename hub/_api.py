@@ -73,7 +73,8 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
     @app.get("/api/v1/gateways")
     def gateways() -> list[dict[str, object]]:
         """Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
-        readings held, its latest footprint and the footprint per reading."""
+        readings held, its latest footprint and the footprint per reading, each source's
+        health (ok, degraded, down) and the settings waiting for a daemon restart."""
         try:
             rows = storage.gateways()
         except StorageError as e:
@@ -93,6 +94,15 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
                 "readings": g.readings,
                 "footprint": g.footprint,
                 "per_reading": per_reading(g),
+                "sources": (
+                    None
+                    if g.sources is None
+                    else [
+                        {**src.as_dict(), "last_reading": iso(src.last_reading_ms)}
+                        for src in g.sources
+                    ]
+                ),
+                "restart_pending": list(g.restart_pending),
             }
             for g in rows
         ]

@@ -5,7 +5,7 @@ nothing else (a hypothesis test holds them to it).
 
 from __future__ import annotations
 
-from hub.storage import GatewayState, IngestBatch, SeriesKey, Value
+from hub.storage import GatewayState, IngestBatch, SeriesKey, SourceStatus, Value
 from protocols import wire
 from protocols.block import MAX_STRING, MAX_TEXT_VALUE, decode_block
 from protocols.errors import MALFORMED, OVERFLOW, RemoteProtocolError
@@ -138,6 +138,11 @@ def decode_state(payload: bytes) -> GatewayState:
         info["dropped"] = s.dropped
     if s.software is not None:
         info["software"] = s.software
+    sources = None
+    if s.sources is not None:
+        sources = tuple(
+            SourceStatus(h.name, h.status, h.last_ms, dict(h.errors), h.detail) for h in s.sources
+        )
     return GatewayState(
         online=s.online,
         session=s.session,
@@ -145,6 +150,8 @@ def decode_state(payload: bytes) -> GatewayState:
         backlog=s.backlog,
         info=info,
         footprint=s.footprint,
+        sources=sources,
+        restart_pending=None if s.restart_pending is None else tuple(s.restart_pending),
     )
 
 

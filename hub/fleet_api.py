@@ -37,6 +37,7 @@ from fleet import (
     Fleet,
     FleetError,
     NotFound,
+    SourceState,
     TlsFiles,
     TokenRefused,
     b64,
@@ -134,6 +135,7 @@ class FleetHub:
         self.reports = 0
         self._revision = -1
         self._software: dict[str, str] = {}  # last software version recorded per gateway
+        self._health_seen: dict[str, object] = {}  # last source health recorded per gateway
         self.enroll_limit = RateLimit()  # per client address, on the open enrollment endpoints
         self._wake = asyncio.Event()
         if mosquitto_dir is not None:
@@ -262,6 +264,22 @@ class FleetHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
+    async def _health(self, gateway_id: str, state: wire.State) -> None:
+        """Keep what the state says of the sources and of a restart pending in the registry,
+        written only when it changes (not on every periodic state)."""
+        if state.sources is None and state.restart_pending is None:
+            return
+        sources = (
+            None
+            if state.sources is None
+            else tuple(SourceState(s.name, s.status, s.detail) for s in state.sources)
+        )
+        pending = None if state.restart_pending is None else tuple(state.restart_pending)
+        key = (sources, pending)
+        if self._health_seen.get(gateway_id) != key:
+            await asyncio.to_thread(self.fleet.set_health, gateway_id, sources, pending)
+            self._health_seen[gateway_id] = key
+
     async def _reports(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
@@ -270,10 +288,12 @@ class FleetHub:
                 if not isinstance(payload, bytes | bytearray) or not payload:
                     continue
                 if kind == "state":
-                    software = wire.decode_state(bytes(payload)).software
+                    state = wire.decode_state(bytes(payload))
+                    software = state.software
                     if software and self._software.get(gateway_id) != software:
                         await asyncio.to_thread(self.fleet.set_software, gateway_id, software)
                         self._software[gateway_id] = software
+                    await self._health(gateway_id, state)
                     continue
                 if kind != "report":
                     continue

@@ -9,7 +9,8 @@ message type::
 
     data   [1, 1, session, batch, first_seq, last_seq, count, flags, backlog, codec, body]
     ack    [1, 2, session, batch, ranges, rejected]
-    state  [1, 3, online, session, ts_ms, backlog, dropped, software, footprint?]
+    state  [1, 3, online, session, ts_ms, backlog, dropped, software, footprint?, sources?,
+            restart_pending?]
     report [1, 4, body]     config [1, 5, body]     cmd [1, 6, body]
 
 Decoders are schema-driven: each field is read with its expected type and bound, nothing is
@@ -73,6 +74,15 @@ MAX_SKIPPED = 64  # trailing items a reader skips
 MAX_UINT = (1 << 63) - 1  # sessions, batches and sequence numbers fit a signed 64-bit column
 MAX_FOOTPRINT = 32  # figures in a state's footprint map
 MAX_FOOTPRINT_KEY = 32  # bytes of a footprint figure's name
+MAX_SOURCES = 64  # sources in a state's health list
+MAX_SOURCE_ERRORS = 16  # error reasons counted per source
+MAX_RESTART_PENDING = 16  # names in a state's restart_pending list
+
+# Source health (state messages).
+SOURCE_OK = "ok"  # up, reading
+SOURCE_DEGRADED = "degraded"  # up, but errors since its last reading (or nothing read yet)
+SOURCE_DOWN = "down"  # not up: port missing, adapter lost, restarting
+SOURCE_STATUSES = (SOURCE_OK, SOURCE_DEGRADED, SOURCE_DOWN)
 
 # Topics.
 TOPIC_ROOT = "estran/v1/gw/"
@@ -198,6 +208,27 @@ def _footprint(out: "bytearray", figures: "dict[str, int | float]") -> "None":
             _head(out, 1, -1 - value)
         else:
             _uint(out, value)
+
+
+def _source(out: "bytearray", source: "SourceHealth") -> "None":
+    """[name, status, last_ms, errors, detail]: see SourceHealth."""
+    if source.status not in SOURCE_STATUSES:
+        raise LocalProtocolError("source status %r" % source.status)
+    if not source.name:
+        raise LocalProtocolError("a source needs a name")
+    if len(source.errors) > MAX_SOURCE_ERRORS:
+        raise LocalProtocolError("more than %d error reasons" % MAX_SOURCE_ERRORS)
+    _head(out, 4, 5)
+    _text(out, source.name)
+    _text(out, source.status)
+    _opt_uint(out, source.last_ms)
+    _head(out, 5, len(source.errors))
+    for reason in sorted(source.errors):
+        if not reason:
+            raise LocalProtocolError("an error reason needs a name")
+        _text(out, reason)
+        _uint(out, source.errors[reason])
+    _opt_text(out, source.detail)
 
 
 def _start(out: "bytearray", items: "int", kind: "int") -> "None":
@@ -339,6 +370,43 @@ class _Reader:
                 raise RemoteProtocolError(MALFORMED, "footprint: empty or repeated name")
             figures[name] = self.number("footprint figure")
         return figures
+
+    def opt_sources(self) -> "list[SourceHealth] | None":
+        if self.pos < self.end and self.data[self.pos] == 0xF6:
+            self.pos += 1
+            return None
+        n = self.array("sources", MAX_SOURCES)
+        sources = []  # type: list[SourceHealth]
+        names = set()  # type: set[str]
+        for _ in range(n):
+            items = self.array("source", MAX_SKIPPED)
+            if items < 5:
+                raise RemoteProtocolError(MALFORMED, "source of %d items, needs 5" % items)
+            name = self.text("source name")
+            status = self.text("source status")
+            if not name or name in names:
+                raise RemoteProtocolError(MALFORMED, "sources: empty or repeated name")
+            if status not in SOURCE_STATUSES:
+                raise RemoteProtocolError(MALFORMED, "source status %r" % status)
+            names.add(name)
+            last_ms = self.opt_uint("source last_ms")
+            errors = {}  # type: dict[str, int]
+            for _ in range(self.array("source errors", MAX_SOURCE_ERRORS, 5)):
+                reason = self.text("error reason")
+                if not reason or reason in errors:
+                    raise RemoteProtocolError(MALFORMED, "source errors: empty or repeated reason")
+                errors[reason] = self.uint("error count")
+            detail = self.opt_text("source detail")
+            for _ in range(items - 5):  # later fields of a source
+                self.skip(2)
+            sources.append(SourceHealth(name, status, last_ms, errors, detail))
+        return sources
+
+    def opt_names(self, what: "str", limit: "int") -> "list[str] | None":
+        if self.pos < self.end and self.data[self.pos] == 0xF6:
+            self.pos += 1
+            return None
+        return [self.text(what) for _ in range(self.array(what, limit))]
 
     def skip(self, depth: "int" = 0) -> "None":
         """Skip one well-formed item (definite lengths only), nesting at most MAX_DEPTH."""
@@ -645,15 +713,63 @@ def decode_ack(payload: "bytes") -> "Ack":
 # -- state ------------------------------------------------------------------------------
 
 
+class SourceHealth:
+    """One source's health in a state message: `status` is SOURCE_OK, SOURCE_DEGRADED or
+    SOURCE_DOWN; `last_ms` the time of its last reading (None: none yet); `errors` counts by
+    reason since the daemon started; `detail` a short text (why it is down), or None."""
+
+    __slots__ = ("detail", "errors", "last_ms", "name", "status")
+
+    def __init__(
+        self,
+        name: "str",
+        status: "str",
+        last_ms: "int | None" = None,
+        errors: "dict[str, int] | None" = None,
+        detail: "str | None" = None,
+    ) -> "None":
+        self.name = name
+        self.status = status
+        self.last_ms = last_ms
+        self.errors = errors if errors is not None else {}
+        self.detail = detail
+
+    def __eq__(self, other: "object") -> "bool":
+        return isinstance(other, SourceHealth) and all(
+            getattr(self, k) == getattr(other, k) for k in SourceHealth.__slots__
+        )
+
+    def __repr__(self) -> "str":
+        return "SourceHealth(%r, %r, last_ms=%r, errors=%r, detail=%r)" % (
+            self.name,
+            self.status,
+            self.last_ms,
+            self.errors,
+            self.detail,
+        )
+
+
 class State:
     """Birth (online, published on connect) or death (offline, registered as the MQTT Will,
     retained). `session` counts the gateway's uplink connections and only grows, so the hub
     can tell a late Will of an old connection from the death of the current one. Also
     republished while online to report the backlog (readings not yet acknowledged), the
     readings the buffer had to drop and, optionally, the gateway's footprint: a small map of
-    figures (bytes sent, bytes written to flash, CPU seconds, memory...) by name."""
+    figures (bytes sent, bytes written to flash, CPU seconds, memory...) by name, the health
+    of each of its sources (`sources`, a list of SourceHealth) and the settings changed that
+    wait for a daemon restart (`restart_pending`, names such as "buffer")."""
 
-    __slots__ = ("backlog", "dropped", "footprint", "online", "session", "software", "ts_ms")
+    __slots__ = (
+        "backlog",
+        "dropped",
+        "footprint",
+        "online",
+        "restart_pending",
+        "session",
+        "software",
+        "sources",
+        "ts_ms",
+    )
 
     def __init__(
         self,
@@ -664,6 +780,8 @@ class State:
         dropped: "int | None" = None,
         software: "str | None" = None,
         footprint: "dict[str, int | float] | None" = None,
+        sources: "list[SourceHealth] | None" = None,
+        restart_pending: "list[str] | None" = None,
     ) -> "None":
         self.online = online
         self.session = session
@@ -672,6 +790,8 @@ class State:
         self.dropped = dropped
         self.software = software
         self.footprint = footprint
+        self.sources = sources
+        self.restart_pending = restart_pending
 
     def __eq__(self, other: "object") -> "bool":
         return isinstance(other, State) and all(
@@ -681,7 +801,7 @@ class State:
     def __repr__(self) -> "str":
         return (
             "State(online=%r, session=%d, ts_ms=%d, backlog=%r, dropped=%r, software=%r,"
-            " footprint=%r)"
+            " footprint=%r, sources=%r, restart_pending=%r)"
             % (
                 self.online,
                 self.session,
@@ -690,22 +810,53 @@ class State:
                 self.dropped,
                 self.software,
                 self.footprint,
+                self.sources,
+                self.restart_pending,
             )
         )
 
 
 def encode_state(state: "State") -> "bytes":
-    """Eight items, or nine with a footprint (older readers skip it as a trailing item)."""
+    """Eight items, then the optional ones up to the last one given (null before it): nine
+    with a footprint, ten with sources, eleven with restart_pending. Older readers skip
+    trailing items, so each addition stays readable by them."""
+    if state.restart_pending is not None:
+        items = 11
+    elif state.sources is not None:
+        items = 10
+    elif state.footprint is not None:
+        items = 9
+    else:
+        items = 8
     out = bytearray()
-    _start(out, 8 if state.footprint is None else 9, STATE)
+    _start(out, items, STATE)
     _bool(out, state.online)
     _uint(out, state.session)
     _uint(out, state.ts_ms)
     _opt_uint(out, state.backlog)
     _opt_uint(out, state.dropped)
     _opt_text(out, state.software)
-    if state.footprint is not None:
-        _footprint(out, state.footprint)
+    if items > 8:
+        if state.footprint is None:
+            _null(out)
+        else:
+            _footprint(out, state.footprint)
+    if items > 9:
+        if state.sources is None:
+            _null(out)
+        else:
+            if len(state.sources) > MAX_SOURCES:
+                raise LocalProtocolError("more than %d sources" % MAX_SOURCES)
+            _head(out, 4, len(state.sources))
+            for source in state.sources:
+                _source(out, source)
+    if items > 10:
+        pending = state.restart_pending or []
+        if len(pending) > MAX_RESTART_PENDING:
+            raise LocalProtocolError("more than %d restart_pending names" % MAX_RESTART_PENDING)
+        _head(out, 4, len(pending))
+        for name in pending:
+            _text(out, name)
     return bytes(out)
 
 
@@ -718,8 +869,10 @@ def decode_state(payload: "bytes") -> "State":
     dropped = r.opt_uint("dropped")
     software = r.opt_text("software")
     footprint = r.opt_footprint() if rest > 6 else None
-    r.finish(rest - (7 if rest > 6 else 6))
-    return State(online, session, ts_ms, backlog, dropped, software, footprint)
+    sources = r.opt_sources() if rest > 7 else None
+    pending = r.opt_names("restart_pending", MAX_RESTART_PENDING) if rest > 8 else None
+    r.finish(rest - min(rest, 9))
+    return State(online, session, ts_ms, backlog, dropped, software, footprint, sources, pending)
 
 
 # -- reserved envelopes: report, config, cmd ---------------------------------------------
@@ -819,7 +972,14 @@ __all__ = [
     "MAX_INFLATED",
     "MAX_PAYLOAD",
     "MAX_RANGES",
+    "MAX_RESTART_PENDING",
+    "MAX_SOURCES",
+    "MAX_SOURCE_ERRORS",
     "REPORT",
+    "SOURCE_DEGRADED",
+    "SOURCE_DOWN",
+    "SOURCE_OK",
+    "SOURCE_STATUSES",
     "STATE",
     "TOPIC_ROOT",
     "UPLINK_KINDS",
@@ -827,6 +987,7 @@ __all__ = [
     "Ack",
     "DataBatch",
     "Envelope",
+    "SourceHealth",
     "State",
     "decode_ack",
     "decode_data",

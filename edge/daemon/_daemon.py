@@ -26,7 +26,7 @@ from edge.daemon._intake import Intake
 from edge.daemon._notify import SystemdNotifier
 from edge.daemon._supervisor import Supervisor, TaskSpec
 from edge.daemon._writer import BufferWriter, ReadingLog
-from edge.health import HealthRegistry, Provider, StatusServer
+from edge.health import HealthRegistry, StatusServer
 from protocols.reading import Reading
 
 log = logging.getLogger("estran.edge.daemon")
@@ -54,8 +54,9 @@ class Wiring:
     uplink_status: Callable[[UplinkLike], dict[str, object]] = lambda _: {}
     load: Callable[[Path], EdgeConfig] = load_config
     software: str | None = None
-    # hands the uplink the footprint for its state messages (HealthRegistry.footprint)
-    uplink_footprint: Callable[[UplinkLike, Provider], None] = lambda _uplink, _figures: None
+    # hands the uplink what its state messages report (footprint, source health, restart
+    # pending) and lets the registry ask for a state at once when a source goes up or down
+    uplink_health: Callable[[UplinkLike, HealthRegistry], None] = lambda _uplink, _health: None
     # asks the uplink to send its backlog now, unpaced; False if it has no such knob
     uplink_drain: Callable[[UplinkLike], bool] = lambda _uplink: False
 
@@ -254,7 +255,7 @@ class Daemon:
                     await asyncio.Event().wait()  # nothing to send to: idle until cancelled
                     return
                 self.uplink = uplink
-                self.wiring.uplink_footprint(uplink, self.health.footprint)
+                self.wiring.uplink_health(uplink, self.health)
                 await uplink.run()
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)
@@ -358,6 +359,7 @@ class Daemon:
                 "on reload)",
                 ", ".join(result.needs_restart),
             )
+        self.health.set_restart_pending(result.needs_restart)
         self.health.config["last_reload"] = {
             "ok": True,
             "summary": result.summary(),

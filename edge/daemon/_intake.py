@@ -79,9 +79,13 @@ class Intake:
             changed.append(sensor_id)
             pipelines[sensor_id] = SensorPipeline(config)
         for sensor_id, old in self._pipelines.items():
-            if sensor_id not in sensors:
-                pending += old.reporter.flush(None)
-                changed.append(sensor_id)
+            if sensor_id in sensors:
+                continue
+            if old.config == SensorConfig(sensor_id):  # read with defaults, and still is
+                pipelines[sensor_id] = old
+                continue
+            pending += old.reporter.flush(None)
+            changed.append(sensor_id)
         self._pipelines = pipelines
         return changed, pending
 

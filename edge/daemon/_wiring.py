@@ -17,7 +17,7 @@ from edge.daemon._daemon import UplinkLike, Wiring
 from edge.daemon._intake import Intake
 from edge.daemon._supervisor import TaskSpec
 from edge.daemon._writer import ReadingLog
-from edge.health import Provider
+from edge.health import HealthRegistry
 
 if TYPE_CHECKING:
     from edge.ble import BackendSpec, BleDeviceConfig, BleOptions
@@ -171,13 +171,17 @@ def uplink_status(uplink: UplinkLike) -> dict[str, object]:
     }
 
 
-def uplink_footprint(uplink: UplinkLike, footprint: Provider) -> None:
-    """The one place the daemon's footprint (`HealthRegistry.footprint`) reaches the uplink:
-    its birth and periodic state messages carry it to the hub."""
+def uplink_health(uplink: UplinkLike, health: HealthRegistry) -> None:
+    """The one place the daemon's health reaches the uplink: its birth and periodic state
+    messages carry the footprint, each source's health and the settings waiting for a
+    restart to the hub; a source going up or down sends a state at once."""
     from edge.uplink import Uplink
 
     if isinstance(uplink, Uplink):
-        uplink.footprint = footprint
+        uplink.footprint = health.footprint
+        uplink.sources = health.source_health
+        uplink.restart_pending = lambda: list(health.restart_pending)
+        health.on_change = uplink.state_changed
 
 
 def uplink_drain(uplink: UplinkLike) -> bool:
@@ -197,7 +201,7 @@ def default_wiring() -> Wiring:
         uplink=uplink,
         uplink_status=uplink_status,
         software=software_version(),
-        uplink_footprint=uplink_footprint,
+        uplink_health=uplink_health,
         uplink_drain=uplink_drain,
     )
 
@@ -211,6 +215,6 @@ __all__ = [
     "sources",
     "uplink",
     "uplink_drain",
-    "uplink_footprint",
+    "uplink_health",
     "uplink_status",
 ]

@@ -3,7 +3,8 @@
 The daemon's `ReadingSink` feeds it (samples, errors by reason, source states); the buffer
 writer and the uplink are read through providers when a snapshot is taken. `snapshot()` is
 what the status socket serves and `estran edge status` shows; `footprint()` is the compact
-part that goes to the hub in the gateway's state messages.
+part that goes to the hub in the gateway's state messages, with `source_health()` (each
+source ok / degraded / down) and `restart_pending` (settings that wait for a restart).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from edge.health._process import cpu_seconds, io_write_bytes, rss_bytes
+from protocols import wire
 from protocols.reading import Reading
 
 Provider = Callable[[], dict[str, object]]
@@ -115,7 +117,18 @@ class HealthRegistry:
         self.buffer: Provider | None = None
         self.uplink: Provider | None = None
         self.queue: Provider | None = None
+        self.restart_pending: list[str] = []  # settings changed that wait for a restart
+        self.on_change: Callable[[], None] | None = None  # a source went up or down, ...
         self._base_cpu = cpu_seconds()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def set_restart_pending(self, names: list[str]) -> None:
+        if names != self.restart_pending:
+            self.restart_pending = list(names)
+            self._changed()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -172,10 +185,13 @@ class HealthRegistry:
         now = _now_ms()
         if source is None:
             source = self.sources[name] = SourceHealth(now)
-        if source.state != state:
+        changed = source.state != state
+        if changed:
             source.since_ms = now
         source.state = state
         source.detail = detail[:200]
+        if changed:
+            self._changed()
 
     def crashed(self, name: str, error: str, restart_in_s: float) -> None:
         now = _now_ms()
@@ -187,6 +203,7 @@ class HealthRegistry:
         source.state = "restarting"
         source.since_ms = now
         source.detail = f"crashed, restart in {restart_in_s:g} s: {error}"[:200]
+        self._changed()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -206,6 +223,43 @@ class HealthRegistry:
             "dropped": self.queue_dropped + _int(buffer.get("dropped")),
             "uptime_s": round((_now_ms() - self.started_ms) / 1000, 1),
         }
+
+    def source_health(self) -> list[wire.SourceHealth]:
+        """Each source as the hub sees it: down unless up; up is degraded when its latest
+        error (its own or one of its sensors') is newer than both its latest reading and the
+        moment it came up; errors by reason summed over the source and its sensors."""
+        out = []
+        for name, source in sorted(self.sources.items()):
+            errors: Counter[str] = Counter(source.errors.by_reason)
+            last_ms: int | None = None
+            last_error_ms = _error_ms(source.errors)
+            for sensor in self.sensors.values():
+                if sensor.source != name:
+                    continue
+                errors.update(sensor.errors.by_reason)
+                if sensor.last_seen_ms is not None:
+                    last_ms = max(last_ms or 0, sensor.last_seen_ms)
+                sensor_error = _error_ms(sensor.errors)
+                if sensor_error is not None:
+                    last_error_ms = max(last_error_ms or 0, sensor_error)
+            if source.state != "up":
+                status = wire.SOURCE_DOWN
+            elif last_error_ms is not None and last_error_ms > max(last_ms or 0, source.since_ms):
+                status = wire.SOURCE_DEGRADED
+            else:
+                status = wire.SOURCE_OK
+            detail = None
+            if status != wire.SOURCE_OK:
+                detail = source.detail or source.state
+                if status == wire.SOURCE_DEGRADED and source.errors.last is None:
+                    detail = "errors since its last reading"
+            top = {_clip(r): n for r, n in errors.most_common(wire.MAX_SOURCE_ERRORS) if r}
+            out.append(
+                wire.SourceHealth(
+                    _clip(name), status, last_ms, top, None if detail is None else _clip(detail)
+                )
+            )
+        return out[: wire.MAX_SOURCES]
 
     def snapshot(self) -> dict[str, object]:
         """Everything, as one JSON-ready dict (the status socket's answer)."""
@@ -227,7 +281,21 @@ class HealthRegistry:
             "buffer": self.buffer() if self.buffer is not None else None,
             "uplink": self.uplink() if self.uplink is not None else None,
             "footprint": self.footprint(),
+            "restart_pending": list(self.restart_pending),
         }
+
+
+def _clip(text: str) -> str:
+    """`text` cut to what a wire text field holds (MAX_TEXT bytes of UTF-8)."""
+    data = text.encode("utf-8")
+    if len(data) <= wire.MAX_TEXT:
+        return text
+    return data[: wire.MAX_TEXT].decode("utf-8", "ignore")
+
+
+def _error_ms(errors: _Errors) -> int | None:
+    ts = errors.last.get("ts_ms") if errors.last is not None else None
+    return ts if isinstance(ts, int) else None
 
 
 def _int(value: object) -> int:

@@ -14,7 +14,10 @@
   bucket and is flagged historical; readings appended since are sent at once, flagged live.
 - Birth (online, retained) on connect, death registered as the MQTT Will (retained), both
   with a session number that only grows. Birth and the periodic state carry the gateway's
-  footprint when a `footprint` callable gives it (the daemon's `HealthRegistry.footprint`).
+  footprint when a `footprint` callable gives it (the daemon's `HealthRegistry.footprint`),
+  the health of each source (`sources`) and the settings waiting for a restart
+  (`restart_pending`); `state_changed()` sends a state at once (at most one a second) when
+  a source goes up or down.
   MQTT 5 where the broker speaks it, 3.1.1 otherwise (the embedded amqtt broker): the
   protocol needs nothing but QoS 1 and retained messages.
 - Reconnects with exponential backoff and jitter.
@@ -36,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -48,6 +52,7 @@ from protocols import wire
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
 
 log = logging.getLogger("estran.edge.uplink")
+_T = TypeVar("_T")
 
 _BAD_VERSION = {1, 132}  # CONNACK: unacceptable protocol version (3.1.1 / MQTT 5)
 _PUBACK = 4  # bytes of a PUBACK (MQTT 5 leaves out the reason code when it is success)
@@ -167,6 +172,9 @@ class Uplink:
         self.buffer = buffer
         self.config = config
         self.footprint = footprint  # figures for the state messages (HealthRegistry.footprint)
+        self.sources: Callable[[], list[wire.SourceHealth]] | None = None
+        self.restart_pending: Callable[[], list[str]] | None = None
+        self._state_now = asyncio.Event()
         self.broker = BrokerUrl.parse(config.broker)
         self.stats = UplinkStats(batch_size=config.batch_initial, tls=self.broker.tls)
         self.connected = asyncio.Event()
@@ -409,6 +417,19 @@ class Uplink:
             log.exception("uplink: footprint figures failed")
             return None
 
+    def _provided(self, provider: Callable[[], list[_T]] | None, what: str) -> list[_T] | None:
+        if provider is None:
+            return None
+        try:
+            return provider()
+        except Exception:  # a report: never a reason to stop sending
+            log.exception("uplink: %s failed", what)
+            return None
+
+    def state_changed(self) -> None:
+        """Something the state reports changed (a source up or down): send it now."""
+        self._state_now.set()
+
     async def _publish_state(self, client: aiomqtt.Client, online: bool) -> None:
         state = wire.State(
             online,
@@ -418,6 +439,8 @@ class Uplink:
             dropped=self._dropped(),
             software=self.config.software,
             footprint=self._footprint(),
+            sources=self._provided(self.sources, "source health"),
+            restart_pending=self._provided(self.restart_pending, "restart pending"),
         )
         payload = wire.encode_state(state)
         await client.publish(
@@ -427,8 +450,11 @@ class Uplink:
 
     async def _state_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            await asyncio.sleep(self.config.state_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_now.wait(), self.config.state_interval_s)
+            self._state_now.clear()  # what changed from here on asks for another one
             await self._publish_state(client, True)
+            await asyncio.sleep(min(1.0, self.config.state_interval_s))
 
     def _count_wire(self, topic: str, payload: int, sent: bool = True) -> None:
         """Count a PUBLISH and its PUBACK: `sent` when this side publishes (it then receives

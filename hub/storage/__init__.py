@@ -26,6 +26,7 @@ from hub.storage._types import (
     ReadingRow,
     SensorLatest,
     SeriesKey,
+    SourceStatus,
     Value,
 )
 
@@ -80,6 +81,7 @@ __all__ = [
     "ReadingRow",
     "SensorLatest",
     "SeriesKey",
+    "SourceStatus",
     "SqliteStorage",
     "Storage",
     "StorageThread",

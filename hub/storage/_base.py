@@ -22,6 +22,7 @@ from hub.storage._types import (
     IngestResult,
     ReadingRow,
     SensorLatest,
+    SourceStatus,
 )
 
 # Bounds of the read API.
@@ -64,7 +65,8 @@ class Storage(abc.ABC):
         """Every known gateway with its state, last contact and reported backlog."""
         rows = self._fetch(
             "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
-            " last_error_ms, readings, footprint FROM gateways ORDER BY name"
+            " last_error_ms, readings, footprint, sources, restart_pending"
+            " FROM gateways ORDER BY name"
         )
         rejected: dict[int, dict[str, int]] = {}
         for gid, reason, count in self._fetch(
@@ -84,6 +86,8 @@ class Storage(abc.ABC):
                 last_error_ms=last_error_ms,
                 readings=int(readings),
                 footprint=footprint_value(footprint),
+                sources=sources_value(sources),
+                restart_pending=names_value(restart_pending),
             )
             for (
                 gid,
@@ -97,6 +101,8 @@ class Storage(abc.ABC):
                 last_error_ms,
                 readings,
                 footprint,
+                sources,
+                restart_pending,
             ) in rows
         ]
 
@@ -254,6 +260,46 @@ def footprint_value(text: str | None) -> Footprint | None:
     return value if isinstance(value, dict) else None
 
 
+def sources_text(sources: tuple[SourceStatus, ...] | None) -> str | None:
+    """The sources column: compact JSON of each source's health."""
+    if sources is None:
+        return None
+    return json.dumps([s.as_dict() for s in sources], separators=(",", ":"), sort_keys=True)
+
+
+def sources_value(text: str | None) -> tuple[SourceStatus, ...] | None:
+    if text is None:
+        return None
+    out = []
+    for item in json.loads(text):
+        if not isinstance(item, dict):
+            continue
+        last = item.get("last_reading_ms")
+        errors = item.get("errors")
+        detail = item.get("detail")
+        out.append(
+            SourceStatus(
+                name=str(item.get("name")),
+                status=str(item.get("status")),
+                last_reading_ms=last if isinstance(last, int) else None,
+                errors=(
+                    {str(k): int(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
+                ),
+                detail=detail if isinstance(detail, str) else None,
+            )
+        )
+    return tuple(out)
+
+
+def names_text(names: tuple[str, ...] | None) -> str | None:
+    return None if names is None else json.dumps(list(names))
+
+
+def names_value(text: str | None) -> tuple[str, ...]:
+    value = json.loads(text) if text is not None else []
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
 def clamp_limit(limit: int) -> int:
     return max(1, min(int(limit), MAX_QUERY_ROWS))
 
@@ -280,5 +326,9 @@ __all__ = [
     "footprint_value",
     "latest_per_series",
     "merge_value",
+    "names_text",
+    "names_value",
+    "sources_text",
+    "sources_value",
     "split_values",
 ]

@@ -21,6 +21,8 @@ from hub.storage._base import (
     batch_rows,
     batch_tallies,
     footprint_text,
+    names_text,
+    sources_text,
 )
 from hub.storage._types import (
     GatewayState,
@@ -76,6 +78,11 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE gateways g SET readings = c.n
         FROM (SELECT gateway_id, count(*) AS n FROM readings GROUP BY gateway_id) c
         WHERE c.gateway_id = g.id;
+    """,
+    # 3: each source's health and the settings waiting for a restart (JSON), as the
+    # gateway's latest state message reported them
+    """
+    ALTER TABLE gateways ADD COLUMN sources text, ADD COLUMN restart_pending text;
     """,
 )
 
@@ -252,7 +259,9 @@ class PostgresStorage(Storage):
                 cur = self._db.execute(
                     "UPDATE gateways SET online = %s, session = %s, state_ts_ms = %s,"
                     " last_seen_ms = %s, backlog = COALESCE(%s, backlog),"
-                    " footprint = COALESCE(%s, footprint)"
+                    " footprint = COALESCE(%s, footprint),"
+                    " sources = COALESCE(%s, sources),"
+                    " restart_pending = COALESCE(%s, restart_pending)"
                     " WHERE id = %s AND (session IS NULL OR session < %s"
                     "   OR (session = %s AND online))",
                     (
@@ -262,6 +271,8 @@ class PostgresStorage(Storage):
                         now_ms,
                         state.backlog,
                         footprint_text(state.footprint),
+                        sources_text(state.sources),
+                        names_text(state.restart_pending),
                         gid,
                         state.session,
                         state.session,

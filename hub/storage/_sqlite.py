@@ -21,6 +21,8 @@ from hub.storage._base import (
     batch_rows,
     batch_tallies,
     footprint_text,
+    names_text,
+    sources_text,
 )
 from hub.storage._types import (
     GatewayState,
@@ -75,6 +77,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE gateways ADD COLUMN readings INTEGER NOT NULL DEFAULT 0;
     UPDATE gateways SET readings = (
         SELECT count(*) FROM readings WHERE readings.gateway_id = gateways.id);
+    """,
+    # 3: each source's health and the settings waiting for a restart (JSON), as the
+    # gateway's latest state message reported them
+    """
+    ALTER TABLE gateways ADD COLUMN sources TEXT;
+    ALTER TABLE gateways ADD COLUMN restart_pending TEXT;
     """,
 )
 
@@ -209,7 +217,9 @@ class SqliteStorage(Storage):
                 cur = self._db.execute(
                     "UPDATE gateways SET online = ?, session = ?, state_ts_ms = ?,"
                     " last_seen_ms = ?, backlog = COALESCE(?, backlog),"
-                    " footprint = COALESCE(?, footprint)"
+                    " footprint = COALESCE(?, footprint),"
+                    " sources = COALESCE(?, sources),"
+                    " restart_pending = COALESCE(?, restart_pending)"
                     " WHERE id = ? AND (session IS NULL OR session < ?"
                     "   OR (session = ? AND online = 1))",
                     (
@@ -219,6 +229,8 @@ class SqliteStorage(Storage):
                         now_ms,
                         state.backlog,
                         footprint_text(state.footprint),
+                        sources_text(state.sources),
+                        names_text(state.restart_pending),
                         gid,
                         state.session,
                         state.session,

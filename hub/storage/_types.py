@@ -43,6 +43,29 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source of a gateway as its latest state message reported it (protocols.wire
+    SourceHealth): `status` is "ok", "degraded" or "down"; `last_reading_ms` the time of its
+    latest reading (None: none yet); `errors` counts by reason since the daemon started;
+    `detail` why it is not ok, when the gateway said."""
+
+    name: str
+    status: str
+    last_reading_ms: int | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "last_reading_ms": self.last_reading_ms,
+            "errors": dict(self.errors),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayState:
     """A state message: birth (online) or death (offline, the MQTT Will). `footprint`: the
     gateway's figures when the message carries them (None keeps the last ones)."""
@@ -53,6 +76,8 @@ class GatewayState:
     backlog: int | None = None
     info: dict[str, object] = field(default_factory=dict)
     footprint: Footprint | None = None
+    sources: tuple[SourceStatus, ...] | None = None  # None keeps the last ones
+    restart_pending: tuple[str, ...] | None = None  # None keeps the last ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,8 @@ class GatewayInfo:
     last_error_ms: int | None
     readings: int = 0  # readings the hub holds for the gateway
     footprint: Footprint | None = None  # the latest the gateway reported
+    sources: tuple[SourceStatus, ...] | None = None  # the latest the gateway reported
+    restart_pending: tuple[str, ...] = ()  # settings applied that wait for a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,5 +129,6 @@ __all__ = [
     "ReadingRow",
     "SensorLatest",
     "SeriesKey",
+    "SourceStatus",
     "Value",
 ]

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import fleet
+from fleet import SourceState
+from fleet.cli import fleet as fleet_cli
 from hub._mqtt import BrokerAddress
 from hub.fleet_api import FleetHub
 from hub.tests.fleet_support import enroll_directly
@@ -169,7 +172,13 @@ async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
                 # hostile reports are dropped, the link keeps going
                 for junk in (b"\x00", wire.encode_envelope(wire.Envelope.of(wire.REPORT, [1]))):
                     await g.publish(wire.topic(gw, "report"), junk, qos=1)
-                state = wire.State(True, 1, 1, software="0.1.0")
+                sources = [
+                    wire.SourceHealth("ble", wire.SOURCE_OK, 1, {}),
+                    wire.SourceHealth("linky", wire.SOURCE_DOWN, None, {"timeout": 2}, "no port"),
+                ]
+                state = wire.State(
+                    True, 1, 1, software="0.1.0", sources=sources, restart_pending=["buffer"]
+                )
                 await g.publish(wire.topic(gw, "state"), wire.encode_state(state), qos=1)
                 report = signed.report("config", signed.APPLIED, "changed daemon", v2, v2, 1)
                 await g.publish(
@@ -183,6 +192,20 @@ async def test_configs_published_and_reports_recorded(hub: FleetHub) -> None:
             row = hub.fleet.gateway(gw)
             assert row.software == "0.1.0"
             assert row.applied_version == v2 and not row.drift and row.outcome == "applied"
+            # the admin sees the source that is down and the restart the change waits for
+            assert row.sources == (
+                SourceState("ble", "ok"),
+                SourceState("linky", "down", "no port"),
+            )
+            assert row.restart_pending == ("buffer",)
+            out = (
+                CliRunner()
+                .invoke(fleet_cli, ["--data", str(hub.fleet.directory.parent), "gateways"])
+                .output
+            )
+            line = next(line for line in out.splitlines() if line.startswith(gw))
+            assert "applied, restart pending (buffer)" in line
+            assert "sources 1/2 ok; linky down (no port)" in line
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -13,6 +13,7 @@ from hub.storage import (
     GatewayState,
     IngestBatch,
     SeriesKey,
+    SourceStatus,
     Storage,
     Value,
     open_storage,
@@ -65,11 +66,11 @@ STATE: SeriesKey = ("berth-001", "status", None)
 
 
 def test_migrate_is_idempotent(storage: Storage, storage_spec: str, tmp_path: Path) -> None:
-    assert storage.schema_version() == 2
+    assert storage.schema_version() == 3
     again = open_storage(storage_spec, tmp_path)
     try:
-        assert again.schema_version() == 2
-        assert again.migrate() == 2
+        assert again.schema_version() == 3
+        assert again.migrate() == 3
     finally:
         again.close()
 
@@ -92,7 +93,7 @@ def test_migration_2_counts_the_readings_already_held(
                 f" SELECT id, {seq}, 1, {T0}, {seq}, 0 FROM gateways"
             )
         old.migrate()
-        assert old.schema_version() == 2
+        assert old.schema_version() == 3
         (gw,) = old.gateways()
         assert (gw.readings, gw.footprint) == (7, None)
     finally:
@@ -232,6 +233,40 @@ async def test_footprint_and_readings_per_gateway_in_the_api(storage: Storage) -
         None,
         None,
     )
+
+
+async def test_source_health_and_restart_pending_per_gateway(storage: Storage) -> None:
+    """A sensor unplugged: the hub no longer says only "online" (issue 9)."""
+    linky_down = SourceStatus("linky", "down", T0 - 5000, {"timeout": 3}, "no such port")
+    sources = (SourceStatus("ble", "ok", T0, {}), linky_down)
+    state = GatewayState(True, 5, T0, sources=sources, restart_pending=("buffer",))
+    assert storage.record_state("gw-1", state, now_ms=T0)
+    (gw,) = storage.gateways()
+    assert gw.sources == sources and gw.restart_pending == ("buffer",)
+    # a state of an older gateway (neither) and the Will keep them; a newer one replaces them
+    assert storage.record_state("gw-1", GatewayState(True, 6, T0 + 1), T0 + 1)
+    assert storage.gateways()[0].sources == sources
+    up = (SourceStatus("ble", "ok", T0 + 2), SourceStatus("linky", "ok", T0 + 2))
+    assert storage.record_state(
+        "gw-1", GatewayState(True, 6, T0 + 2, sources=up, restart_pending=()), T0 + 2
+    )
+    assert storage.record_state("gw-1", GatewayState(False, 6, T0 + 3), T0 + 3)
+    (gw,) = storage.gateways()
+    assert gw.sources == up and gw.restart_pending == ()
+    assert storage.record_state("gw-1", GatewayState(True, 7, T0 + 4, sources=sources), T0 + 4)
+
+    transport = httpx.ASGITransport(app=create_app(storage))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+        (got,) = (await http.get("/api/v1/gateways")).json()
+    assert got["sources"][1] == {
+        "name": "linky",
+        "status": "down",
+        "last_reading_ms": T0 - 5000,
+        "last_reading": "2025-11-30T23:59:55.000+00:00",
+        "errors": {"timeout": 3},
+        "detail": "no such port",
+    }
+    assert got["restart_pending"] == []
 
 
 def test_rejections_are_counted_in_gateway_state(storage: Storage) -> None:

@@ -114,8 +114,88 @@ def test_state_footprint_round_trip() -> None:
     )
     # negative integers and every float width; a later field after it is skipped
     figures = {"a": -(2**63), "b": 0.5, "c": 1.1, "d": 3.4028234663852886e38}
-    extended = cbor2.dumps([1, 3, True, 1, 2, None, None, None, figures, "later"])
+    extended = cbor2.dumps([1, 3, True, 1, 2, None, None, None, figures, None, None, "later"])
     assert wire.decode_state(extended).footprint == figures
+
+
+SOURCES = [
+    wire.SourceHealth("serial:/dev/ttyUSB0", wire.SOURCE_OK, 1_764_547_200_000, {}),
+    wire.SourceHealth("ble", wire.SOURCE_DOWN, None, {"adapter lost": 2}, "retrying in 8 s"),
+    wire.SourceHealth("linky", wire.SOURCE_DEGRADED, 5, {"checksum": 7, "timeout": 1}),
+]
+
+
+def test_state_sources_and_restart_pending_round_trip() -> None:
+    state = wire.State(True, 3, 5, sources=SOURCES, restart_pending=["buffer"])
+    payload = wire.encode_state(state)
+    assert cbor2.loads(payload) == [
+        1,
+        3,
+        True,
+        3,
+        5,
+        None,
+        None,
+        None,
+        None,  # no footprint: null in its place
+        [
+            ["serial:/dev/ttyUSB0", "ok", 1_764_547_200_000, {}, None],
+            ["ble", "down", None, {"adapter lost": 2}, "retrying in 8 s"],
+            ["linky", "degraded", 5, {"checksum": 7, "timeout": 1}, None],
+        ],
+        ["buffer"],
+    ]
+    assert wire.decode_state(payload) == state
+    # sources alone: ten items; an older reader's view (the first nine) still decodes
+    only = wire.encode_state(wire.State(True, 3, 5, footprint={"a": 1}, sources=[]))
+    assert cbor2.loads(only)[8:] == [{"a": 1}, []]
+    assert wire.decode_state(only).sources == [] and wire.decode_state(only).restart_pending is None
+    # a message of the first release (eight or nine items) has neither
+    old = wire.decode_state(cbor2.dumps([1, 3, True, 1, 2, None, None, None, {"a": 1}]))
+    assert old.sources is None and old.restart_pending is None
+    # a later field of a source, and a later item of the state, are skipped
+    later = cbor2.dumps(
+        [1, 3, True, 1, 2, None, None, None, None, [["s", "ok", None, {}, None, 9]], [], 0]
+    )
+    assert wire.decode_state(later).sources == [wire.SourceHealth("s", "ok")]
+
+
+def _state_sources(sources: object) -> bytes:
+    return cbor2.dumps([1, 3, True, 1, 2, None, None, None, None, sources])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _state_sources({"s": "ok"}),  # not an array
+        _state_sources([["s", "ok", None, {}]]),  # four items
+        _state_sources([["s", "fine", None, {}, None]]),  # unknown status
+        _state_sources([["", "ok", None, {}, None]]),
+        _state_sources([["s", "ok", None, {}, None], ["s", "down", None, {}, None]]),
+        _state_sources([["s", "ok", -1, {}, None]]),
+        _state_sources([["s", "ok", None, {"crc": -1}, None]]),
+        _state_sources([["s", "ok", None, {"": 1}, None]]),
+        _state_sources([["s", "ok", None, {f"r{i}": 1 for i in range(17)}, None]]),
+        _state_sources([["s", "ok", None, {}, 5]]),  # detail not text
+        _state_sources([[f"s{i}", "ok", None, {}, None] for i in range(wire.MAX_SOURCES + 1)]),
+        _state_sources([["x" * 300, "ok", None, {}, None]]),
+        cbor2.dumps([1, 3, True, 1, 2, None, None, None, None, [], ["b"] * 17]),
+        cbor2.dumps([1, 3, True, 1, 2, None, None, None, None, [], [1]]),
+    ],
+)
+def test_hostile_sources_are_refused(payload: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        wire.decode_state(payload)
+
+
+def test_sources_the_encoder_refuses() -> None:
+    for bad in (
+        wire.SourceHealth("s", "fine"),
+        wire.SourceHealth("", "ok"),
+        wire.SourceHealth("s", "ok", errors={f"r{i}": 1 for i in range(17)}),
+    ):
+        with pytest.raises(LocalProtocolError):
+            wire.encode_state(wire.State(True, 1, 2, sources=[bad]))
 
 
 STATE_HEAD = bytes.fromhex("890103f5010200f6f6")  # [1, 3, true, 1, 2, 0, null, null, ...
