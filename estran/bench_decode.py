@@ -173,6 +173,18 @@ def _ultrasonic(root: Path) -> list[Sample]:
     return out
 
 
+def _wmbus(root: Path) -> list[Sample]:
+    """Wireless M-Bus telegrams (wmbusmeters' driver tests), with their AES keys."""
+    path = root / "wmbus" / "wmbusmeters_vectors.json"
+    if not path.exists():
+        return []
+    return [
+        _sample(_unhex(v["telegram_hex"]), key=v.get("key"))
+        for v in _load(path).get("vectors", [])
+        if v.get("telegram_hex")
+    ]
+
+
 LOADERS: dict[str, Callable[[Path], list[Sample]]] = {
     "tic": _tic,
     "modbus": _modbus,
@@ -182,6 +194,7 @@ LOADERS: dict[str, Callable[[Path], list[Sample]]] = {
     "bthome": _bthome,
     "miflora": _miflora,
     "ultrasonic": _ultrasonic,
+    "wmbus": _wmbus,
 }
 
 

@@ -37,6 +37,7 @@ PROTOCOLS = {
     "miflora": "protocols.miflora",
     "ultrasonic": "protocols.ultrasonic",
     "nmea": "protocols.nmea",
+    "wmbus": "protocols.wmbus",
 }
 
 

@@ -1,0 +1,169 @@
+"""Wireless M-Bus codec: link layer CRCs, security modes 5 and 7, keys, Diehl PRIOS, fuzz."""
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.errors import CHECKSUM, DECRYPTION, TRUNCATED, RemoteProtocolError
+from protocols.wmbus import (
+    Decoder,
+    MissingKeyError,
+    WrongKeyError,
+    crc16,
+    decode,
+    describe,
+    frame_format_a,
+    frame_format_b,
+    strip_crcs,
+)
+from protocols.wmbus._aes import cmac
+from protocols.wmbus._build import build_telegram
+
+KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+OTHER = bytes.fromhex("F0E0D0C0B0A090807060504030201000")
+# Volume 12.345 m3 (0C13 BCD litres), flow temperature, error flags with a leak bit.
+RECORDS = bytes.fromhex("0C1345230100025A2E01")
+# A plain Diehl/Hydrometer telegram published with its values (aerius gas meter).
+AERIUS = bytes.fromhex(
+    "2E44A5119870659930037A060020052F2F0C933E842784060A3B00000A5A5901C4016D3B37DF2CCC01933E24032606"
+)
+# A SAP (Diehl) PRIOS telegram: 3.488 m3, 3.486 m3 at 2019-09-30, blocked and underflow.
+PRIOS = bytes.fromhex("1944304C72242421D401A2013D4013DD8B46A4999C1293E582CC")
+
+
+def _values(t: object) -> dict[str, object]:
+    return {m.name: m.value for m in t.measurements()}  # type: ignore[attr-defined]
+
+
+def test_crc_check_value() -> None:
+    assert crc16(b"123456789") == 0xC2B7  # CRC-16/EN-13757
+
+
+def test_aes_cmac_rfc4493() -> None:
+    key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+    assert cmac(key, b"").hex() == "bb1d6929e95937287fa37d129b756746"
+    msg = bytes.fromhex("6bc1bee22e409f96e93d7e117393172a")
+    assert cmac(key, msg).hex() == "070a16b46b4d4144f79bdd9dd04a287c"
+    msg40 = bytes.fromhex(
+        "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411"
+    )
+    assert cmac(key, msg40).hex() == "dfa66747de9ae63030ca32611497c827"
+
+
+@pytest.mark.parametrize("frame", [frame_format_a, frame_format_b])
+def test_frame_formats_round_trip(frame: object) -> None:
+    plain = AERIUS
+    with_crcs = frame(plain)  # type: ignore[operator]
+    stripped, _fmt = strip_crcs(with_crcs)
+    assert stripped[1:] == plain[1:]
+    assert _values(decode(with_crcs)) == _values(decode(plain))
+
+
+def test_long_format_b_has_three_blocks() -> None:
+    telegram = build_telegram(
+        "KAM", "12345678", 1, 7, bytes.fromhex("0413") + b"\x01\x00\x00\x00" * 1 + b"\x2f" * 140
+    )
+    framed = frame_format_b(telegram)
+    assert len(framed) == len(telegram) + 4
+    assert strip_crcs(framed)[0][1:] == telegram[1:]
+
+
+def test_bad_crc_is_a_checksum_error() -> None:
+    framed = bytearray(frame_format_a(AERIUS))
+    framed[20] ^= 0x01
+    with pytest.raises(RemoteProtocolError) as e:
+        decode(bytes(framed))
+    assert e.value.reason == CHECKSUM
+
+
+def test_truncated_telegrams_raise_only_protocol_errors() -> None:
+    for size in range(len(AERIUS)):
+        with pytest.raises(RemoteProtocolError):
+            decode(AERIUS[:size])
+
+
+@pytest.mark.parametrize("mode", [5, 7])
+def test_encrypted_round_trip_and_key_errors(mode: int) -> None:
+    telegram = build_telegram(
+        "DME", "12345678", 0x30, 0x07, RECORDS, access_number=0x42, mode=mode, key=KEY, counter=9
+    )
+    t = Decoder({"DME-12345678": KEY}).decode(telegram)
+    assert t.security_mode == mode
+    assert _values(t)["volume"] == 12.345
+    assert _values(t)["flow_temperature"] == 30.2
+    assert Decoder({"12345678": KEY}).decode(telegram).id == "12345678"
+    with pytest.raises(MissingKeyError) as missing:
+        Decoder({"DME-87654321": KEY}).decode(telegram)
+    assert missing.value.meter == "DME-12345678"
+    assert missing.value.reason == DECRYPTION
+    assert "DME-12345678" in str(missing.value)
+    with pytest.raises(WrongKeyError) as wrong:
+        Decoder({"*": OTHER}).decode(telegram)
+    assert wrong.value.meter == "DME-12345678"
+    assert KEY.hex() not in str(wrong.value).lower() and OTHER.hex() not in str(wrong.value)
+
+
+def test_mode7_mac_detects_an_altered_telegram() -> None:
+    telegram = bytearray(
+        build_telegram("DME", "12345678", 1, 7, RECORDS, mode=7, key=KEY, counter=3)
+    )
+    telegram[-1] ^= 0x80  # flip a bit of the cipher text
+    with pytest.raises(WrongKeyError, match="MAC"):
+        Decoder({"*": KEY}).decode(bytes(telegram))
+
+
+def test_clear_telegram_marked_encrypted_is_refused_when_a_key_is_configured() -> None:
+    with pytest.raises(WrongKeyError, match="in clear"):
+        Decoder({"*": KEY}).decode(AERIUS)
+    assert _values(decode(AERIUS))["volume_at_base_conditions"] == 6842.784
+
+
+def test_prios_default_key() -> None:
+    t = decode(PRIOS)
+    assert (t.manufacturer, t.id, t.device_type) == ("SAP", "21242472", 7)
+    values = _values(t)
+    assert values["volume"] == 3.488
+    assert values["volume_storage1"] == 3.486
+    assert values["date_storage1"] == "2019-09-30"
+    assert values["meter_blocked"] is True
+    assert values["leak"] is False
+
+
+def test_prios_wrong_key_names_the_meter() -> None:
+    with pytest.raises(RemoteProtocolError, match="SAP-21242472"):
+        Decoder({"*": OTHER}).decode(PRIOS)
+
+
+def test_describe_splits_telegrams_and_hides_keys() -> None:
+    telegram = build_telegram("DME", "12345678", 1, 7, RECORDS, mode=5, key=KEY)
+    results = describe(AERIUS + telegram, {"key": KEY.hex()})
+    assert [r["valid"] for r in results] == [False, True]  # AERIUS is clear: refused with a key
+    assert KEY.hex() not in repr(results).lower()
+    assert results[1]["fields"]["encryption_mode"] == 5  # type: ignore[index]
+
+
+def test_describe_of_a_truncated_telegram() -> None:
+    [r] = describe(AERIUS[:20], {})
+    assert r["valid"] is False
+    assert str(r["error"]).startswith(TRUNCATED)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_the_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode(data, {"*": KEY})
+    for r in describe(data, {}):
+        assert r["protocol"] == "wmbus"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(AERIUS) - 1), st.integers(0, 255))
+def test_mutated_telegrams_only_raise_the_protocol_error(pos: int, value: int) -> None:
+    mutated = bytearray(AERIUS)
+    mutated[pos] = value
+    for data in (bytes(mutated), frame_format_a(bytes(mutated))):
+        with contextlib.suppress(RemoteProtocolError):
+            decode(data)
