@@ -99,7 +99,9 @@ def _print_table(console: Console, result: Result) -> None:
 @click.argument("protocol", type=click.Choice(sorted(PROTOCOLS)))
 @click.argument("hex_data", nargs=-1, metavar="[HEX|TEXT ...]")
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), help="Raw bytes.")
-@click.option("--key", help="AES key (hex): BTHome bind key, or wireless M-Bus meter key (modes 5/7).")
+@click.option(
+    "--key", help="AES key (hex): BTHome bind key, or wireless M-Bus meter key (modes 5/7)."
+)
 @click.option("--mac", help="Device MAC address AA:BB:CC:DD:EE:FF (BTHome, Mi Flora).")
 @click.option("--map", "register_map", help="Modbus register map: sdm120, sdm630, ...")
 @click.option("--start", help="Modbus: start register of a read response (e.g. 0x0046).")
