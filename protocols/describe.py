@@ -38,6 +38,9 @@ PROTOCOLS = {
     "ultrasonic": "protocols.ultrasonic",
     "nmea": "protocols.nmea",
     "wmbus": "protocols.wmbus",
+    "pms": "protocols.pms",
+    "sds011": "protocols.sds011",
+    "sps30": "protocols.sps30",
 }
 
 

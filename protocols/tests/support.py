@@ -54,6 +54,13 @@ def load_json(relative: "str") -> "object":
         return json.load(f)
 
 
+def local_json(name: "str") -> "object":
+    """Test data committed with the repository (protocols/tests/data/NAME): our own
+    vectors, each file naming where its facts come from. Never skipped."""
+    with open(_repo_root() + "/protocols/tests/data/" + name) as f:
+        return json.load(f)
+
+
 def read_text(relative: "str") -> "str":
     with open(vectors_dir() + "/" + relative) as f:
         return f.read()
