@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 
 from hub._errors import StorageError
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
@@ -60,6 +60,25 @@ def parse_time(value: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+MAX_PAGE = 10_000  # rows of one page of a list (sensors, gateways)
+
+
+def paginate(request: Request, response: Response, total: int, offset: int, limit: int) -> None:
+    """Page headers of a list: `X-Total-Count`, and `Link` with rel="next"/"prev" (RFC 8288),
+    the same query with another offset."""
+    response.headers["X-Total-Count"] = str(total)
+    links = []
+    if offset + limit < total:
+        links.append((offset + limit, "next"))
+    if offset > 0:
+        links.append((max(0, offset - limit), "prev"))
+    if links:
+        response.headers["Link"] = ", ".join(
+            f'<{request.url.include_query_params(offset=o, limit=limit)}>; rel="{rel}"'
+            for o, rel in links
+        )
+
+
 def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None = None) -> FastAPI:
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
@@ -71,12 +90,20 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
         return health() if health is not None else {"ready": True}
 
     @app.get("/api/v1/gateways")
-    def gateways() -> list[dict[str, object]]:
+    def gateways(
+        request: Request,
+        response: Response,
+        limit: int = Query(1000, ge=1, le=MAX_PAGE),
+        offset: int = Query(0, ge=0),
+    ) -> list[dict[str, object]]:
         """Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
         readings held, its latest footprint and the footprint per reading, each source's
-        health (ok, degraded, down) and the settings waiting for a daemon restart."""
+        health (ok, degraded, down) and the settings waiting for a daemon restart. One page,
+        by id;
+        `X-Total-Count` and `Link` (rel="next") say what follows."""
         try:
-            rows = storage.gateways()
+            rows = storage.gateways(limit, offset)
+            paginate(request, response, storage.count_gateways(), offset, limit)
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
         return [
@@ -108,10 +135,17 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
         ]
 
     @app.get("/api/v1/sensors")
-    def sensors() -> list[dict[str, object]]:
-        """The latest value of each sensor quantity."""
+    def sensors(
+        request: Request,
+        response: Response,
+        limit: int = Query(1000, ge=1, le=MAX_PAGE),
+        offset: int = Query(0, ge=0),
+    ) -> list[dict[str, object]]:
+        """The latest value of each sensor quantity (kept on ingest, not searched for). One
+        page, by sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next")."""
         try:
-            rows = storage.sensors()
+            rows = storage.sensors(limit, offset)
+            paginate(request, response, storage.count_series(), offset, limit)
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
         return [
@@ -134,12 +168,14 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
         from_: str | None = Query(None, alias="from"),
         to: str | None = Query(None),
         limit: int = Query(10_000, ge=1, le=MAX_QUERY_ROWS),
+        offset: int = Query(0, ge=0, le=10_000_000),
     ) -> dict[str, object]:
-        """Readings of one sensor (every quantity), from <= ts < to, in time order."""
+        """Readings of one sensor (every quantity), from <= ts < to, in time order; one page
+        (`limit`, `offset`). For whole ranges, `/api/v1/readings.csv` streams them."""
         from_ms = parse_time(from_, "from")
         to_ms = parse_time(to, "to")
         try:
-            rows = storage.readings(sensor, from_ms, to_ms, limit)
+            rows = storage.readings(sensor, from_ms, to_ms, limit, offset)
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
         return {
@@ -147,6 +183,8 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
             "from": iso(from_ms),
             "to": iso(to_ms),
             "count": len(rows),
+            "offset": offset,
+            "next_offset": offset + len(rows) if len(rows) == limit else None,
             "readings": [
                 {
                     "quantity": r.quantity,
@@ -162,7 +200,10 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
             ],
         }
 
+    from hub._series_api import series_router  # it uses the helpers above
+
+    app.include_router(series_router(storage))
     return app
 
 
-__all__ = ["create_app", "parse_time"]
+__all__ = ["MAX_PAGE", "create_app", "iso", "jsonable", "paginate", "parse_time"]

@@ -26,6 +26,8 @@ from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_p
 
 log = logging.getLogger("estran.hub")
 
+API_READERS = 8  # read connections of the HTTP API (its requests run in a thread pool)
+
 
 def listen_socket(host: str, port: int, what: str) -> socket.socket:
     """A bound, listening TCP socket, or a ConfigError in one line (address in use, no
@@ -115,8 +117,8 @@ class Hub:
     def health(self) -> dict[str, object]:
         return {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
 
-    def _open(self) -> Storage:
-        return open_storage(self.config.db, self.config.data_dir)
+    def _open(self, readers: int = 1) -> Storage:
+        return open_storage(self.config.db, self.config.data_dir, readers=readers)
 
     async def run(self) -> None:
         cfg = self.config
@@ -169,7 +171,7 @@ class Hub:
             ]
             server: _Server | None = None
             if cfg.http is not None:
-                api_storage = self._open()
+                api_storage = self._open(readers=API_READERS)
                 stack.callback(api_storage.close)
                 host, port = parse_host_port(cfg.http, "--http")
                 app = create_app(api_storage, self.health)

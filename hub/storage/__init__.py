@@ -14,18 +14,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub._errors import ConfigError
-from hub.storage._base import MAX_QUERY_ROWS, Storage
+from hub.storage._base import MAX_QUERY_ROWS, MAX_SERIES_POINTS, Storage, bucket_for
+from hub.storage._pool import ReadPool
+from hub.storage._predicate import BoolOp, Cmp, Not, Predicate, obs_id, split_obs_id
 from hub.storage._sqlite import SqliteStorage
 from hub.storage._thread import StorageThread
 from hub.storage._types import (
+    Downsampled,
     Footprint,
     GatewayInfo,
     GatewayState,
     IngestBatch,
     IngestResult,
+    Observation,
     ReadingRow,
     SensorLatest,
+    SeriesInfo,
     SeriesKey,
+    SeriesPoint,
     SourceStatus,
     Value,
 )
@@ -51,17 +57,18 @@ def check_db(spec: str, data_dir: Path) -> None:
         raise ConfigError(f"unknown --db {shown!r}: use sqlite, sqlite:///PATH or postgresql://...")
 
 
-def open_storage(spec: str, data_dir: Path, *, migrate: bool = True) -> Storage:
-    """Open (and by default migrate) the storage named by a `--db` value."""
+def open_storage(spec: str, data_dir: Path, *, migrate: bool = True, readers: int = 4) -> Storage:
+    """Open (and by default migrate) the storage named by a `--db` value; `readers`: the
+    size of its pool of read connections (separate from the ingest connection)."""
     check_db(spec, data_dir)
     path = sqlite_path(spec, data_dir)
     storage: Storage
     if path is not None:
-        storage = SqliteStorage(path)
+        storage = SqliteStorage(path, readers=readers)
     else:
         from hub.storage._postgres import PostgresStorage
 
-        storage = PostgresStorage(spec)
+        storage = PostgresStorage(spec, readers=readers)
     if migrate:
         try:
             storage.migrate()
@@ -73,20 +80,33 @@ def open_storage(spec: str, data_dir: Path, *, migrate: bool = True) -> Storage:
 
 __all__ = [
     "MAX_QUERY_ROWS",
+    "MAX_SERIES_POINTS",
+    "BoolOp",
+    "Cmp",
+    "Downsampled",
     "Footprint",
     "GatewayInfo",
     "GatewayState",
     "IngestBatch",
     "IngestResult",
+    "Not",
+    "Observation",
+    "Predicate",
+    "ReadPool",
     "ReadingRow",
     "SensorLatest",
+    "SeriesInfo",
     "SeriesKey",
+    "SeriesPoint",
     "SourceStatus",
     "SqliteStorage",
     "Storage",
     "StorageThread",
     "Value",
+    "bucket_for",
     "check_db",
+    "obs_id",
     "open_storage",
+    "split_obs_id",
     "sqlite_path",
 ]

@@ -9,24 +9,48 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
 
+from hub.storage._predicate import Cmp, Predicate, render
 from hub.storage._types import (
+    Downsampled,
     Footprint,
     GatewayInfo,
     GatewayState,
     IngestBatch,
     IngestResult,
+    Observation,
     ReadingRow,
     SensorLatest,
+    SeriesInfo,
+    SeriesPoint,
     SourceStatus,
 )
 
 # Bounds of the read API.
 MAX_QUERY_ROWS = 100_000
+MAX_SERIES_POINTS = 10_000
+
+# Bucket widths a chart may get (ms): the smallest that keeps the range within the points
+# asked for. Beyond a week, whole days.
+_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+BUCKETS_MS = (*(s * 1000 for s in _SECONDS), 86_400_000, 2 * 86_400_000, 7 * 86_400_000)
+
+
+def bucket_for(from_ms: int, to_ms: int, points: int) -> int:
+    """The bucket width for [from_ms, to_ms) in at most `points` buckets aligned on
+    multiples of the width (alignment may add one bucket: it is counted)."""
+    points = max(2, min(int(points), MAX_SERIES_POINTS))
+    span = max(1, to_ms - from_ms)
+    need = -(-span // (points - 1))  # ceil
+    for width in BUCKETS_MS:
+        if width >= need:
+            return width
+    day = 86_400_000
+    return -(-need // day) * day
 
 
 class Storage(abc.ABC):
@@ -34,9 +58,6 @@ class Storage(abc.ABC):
 
     name: str = "storage"
     placeholder: str = "?"  # how the driver marks a query parameter
-    # Rows (sensor, quantity, unit, ts_ms, value, text, flags, gateway), each series' latest
-    # reading first: what `sensors` reads.
-    latest_query: str
 
     @abc.abstractmethod
     def migrate(self) -> int:
@@ -61,12 +82,16 @@ class Storage(abc.ABC):
     def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
         """Count a payload the hub dropped, by reason, in the gateway's state."""
 
-    def gateways(self) -> list[GatewayInfo]:
-        """Every known gateway with its state, last contact and reported backlog."""
+    def gateways(self, limit: int | None = None, offset: int = 0) -> list[GatewayInfo]:
+        """Every known gateway (or one page of them, by name) with its state, last contact
+        and reported backlog."""
+        p = self.placeholder
+        page = "" if limit is None else f" LIMIT {p} OFFSET {p}"
         rows = self._fetch(
             "SELECT id, name, online, session, last_seen_ms, backlog, batches, last_error,"
             " last_error_ms, readings, footprint, sources, restart_pending"
-            " FROM gateways ORDER BY name"
+            " FROM gateways ORDER BY name" + page,
+            () if limit is None else (max(0, limit), max(0, offset)),
         )
         rejected: dict[int, dict[str, int]] = {}
         for gid, reason, count in self._fetch(
@@ -106,12 +131,68 @@ class Storage(abc.ABC):
             ) in rows
         ]
 
-    def sensors(self) -> list[SensorLatest]:
-        """The latest reading of each series (sensor, quantity, unit)."""
-        return latest_per_series(
+    def sensors(self, limit: int | None = None, offset: int = 0) -> list[SensorLatest]:
+        """The latest reading of each series (sensor, quantity, unit), in that order; from
+        the `latest` table ingest maintains, not a scan of the readings."""
+        p = self.placeholder
+        page = "" if limit is None else f" LIMIT {p} OFFSET {p}"
+        params: tuple[int, ...] = () if limit is None else (max(0, limit), max(0, offset))
+        return [
             SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
-            for sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(self.latest_query)
+            for sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(
+                "SELECT s.sensor, s.quantity, s.unit, l.ts_ms, l.value, l.text, l.flags, g.name"
+                " FROM latest l JOIN series s ON s.id = l.series_id"
+                " JOIN gateways g ON g.id = l.gateway_id"
+                " ORDER BY s.sensor, s.quantity, s.unit" + page,
+                params,
+            )
+        ]
+
+    def count_series(self) -> int:
+        """How many series have a latest value (the length of `sensors()`)."""
+        return int(self._fetch("SELECT count(*) FROM latest")[0][0])
+
+    def count_gateways(self) -> int:
+        return int(self._fetch("SELECT count(*) FROM gateways")[0][0])
+
+    def series_list(self, sensor: str | None = None) -> list[SeriesInfo]:
+        """Every series (or those of one sensor), by id."""
+        if sensor is None:
+            rows = self._fetch("SELECT id, sensor, quantity, unit FROM series ORDER BY id")
+        else:
+            rows = self._fetch(
+                "SELECT id, sensor, quantity, unit FROM series"
+                f" WHERE sensor = {self.placeholder} ORDER BY id",
+                (sensor,),
+            )
+        return [SeriesInfo(int(i), s, q, u or None) for i, s, q, u in rows]
+
+    def latest_of(self, series_ids: Sequence[int]) -> dict[int, SensorLatest]:
+        """The latest reading of each of these series (by id), those that have one."""
+        out: dict[int, SensorLatest] = {}
+        ids = list(series_ids)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            marks = ", ".join([self.placeholder] * len(chunk))
+            for sid, sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(
+                "SELECT l.series_id, s.sensor, s.quantity, s.unit, l.ts_ms, l.value, l.text,"
+                " l.flags, g.name FROM latest l JOIN series s ON s.id = l.series_id"
+                f" JOIN gateways g ON g.id = l.gateway_id WHERE l.series_id IN ({marks})",
+                chunk,
+            ):
+                out[int(sid)] = SensorLatest(
+                    sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw
+                )
+        return out
+
+    def first_ts(self, series_id: int) -> int | None:
+        """The time of the oldest reading of one series (index (series_id, ts_ms))."""
+        p = self.placeholder
+        rows = self._fetch(
+            f"SELECT ts_ms FROM readings WHERE series_id = {p} ORDER BY ts_ms LIMIT 1",
+            (series_id,),
         )
+        return int(rows[0][0]) if rows else None
 
     def readings(
         self,
@@ -119,9 +200,11 @@ class Storage(abc.ABC):
         from_ms: int | None = None,
         to_ms: int | None = None,
         limit: int = 10_000,
+        offset: int = 0,
     ) -> list[ReadingRow]:
         """Readings of one sensor (all its quantities) with from_ms <= ts < to_ms, in time
-        order (then gateway and sequence order), at most `limit` (<= MAX_QUERY_ROWS)."""
+        order (then gateway and sequence order), at most `limit` (<= MAX_QUERY_ROWS), after
+        skipping `offset`."""
         p = self.placeholder
         rows = self._fetch(
             "SELECT g.name, r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text,"
@@ -129,18 +212,172 @@ class Storage(abc.ABC):
             " JOIN readings r ON r.series_id = s.id"
             " JOIN gateways g ON g.id = r.gateway_id"
             f" WHERE s.sensor = {p} AND r.ts_ms >= {p} AND r.ts_ms < {p}"
-            f" ORDER BY r.ts_ms, g.name, r.seq LIMIT {p}",
+            f" ORDER BY r.ts_ms, g.name, r.seq LIMIT {p} OFFSET {p}",
             (
                 sensor,
                 -(2**63) if from_ms is None else from_ms,
                 2**63 - 1 if to_ms is None else to_ms,
                 clamp_limit(limit),
+                max(0, int(offset)),
             ),
         )
         return [
             ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
             for gw, seq, s, q, u, ts, v, t, fl in rows
         ]
+
+    def iter_readings(
+        self,
+        sensor: str,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        quantity: str | None = None,
+        chunk: int = 10_000,
+    ) -> Iterator[ReadingRow]:
+        """Every reading of one sensor (or one of its quantities) with from_ms <= ts < to_ms,
+        in (time, gateway id, sequence) order, read in chunks: no connection is held between
+        two chunks, so a slow consumer (a streamed CSV download) blocks nobody."""
+        p = self.placeholder
+        series = [s for s in self.series_list(sensor) if quantity is None or s.quantity == quantity]
+        if not series:
+            return
+        meta = {s.id: s for s in series}
+        names = {int(i): n for i, n in self._fetch("SELECT id, name FROM gateways")}
+        marks = ", ".join([p] * len(series))
+        after: tuple[int, int, int] = (-(2**63), -1, -1)
+        end = 2**63 - 1 if to_ms is None else to_ms
+        start = -(2**63) if from_ms is None else from_ms
+        while True:
+            rows = self._fetch(
+                "SELECT r.series_id, r.gateway_id, r.seq, r.ts_ms, r.value, r.text, r.flags"
+                f" FROM readings r WHERE r.series_id IN ({marks})"
+                f" AND r.ts_ms >= {p} AND r.ts_ms < {p}"
+                f" AND (r.ts_ms, r.gateway_id, r.seq) > ({p}, {p}, {p})"
+                f" ORDER BY r.ts_ms, r.gateway_id, r.seq LIMIT {p}",
+                (*meta, start, end, *after, chunk),
+            )
+            for sid, gid, seq, ts, v, t, fl in rows:
+                s = meta[int(sid)]
+                gw = names.get(int(gid))
+                if gw is None:  # a gateway registered after the names were read
+                    names = {int(i): n for i, n in self._fetch("SELECT id, name FROM gateways")}
+                    gw = names.get(int(gid), str(gid))
+                yield ReadingRow(gw, seq, s.sensor, s.quantity, s.unit, ts, merge_value(v, t), fl)
+            if len(rows) < chunk:
+                return
+            last = rows[-1]
+            after = (int(last[3]), int(last[1]), int(last[2]))
+
+    def series(
+        self,
+        sensor: str,
+        quantity: str,
+        from_ms: int,
+        to_ms: int,
+        points: int = 1000,
+        unit: str | None = None,
+    ) -> Downsampled:
+        """One series downsampled for a chart: min, max, mean and count of its numeric
+        values per bucket, the bucket chosen from the range (`bucket_for`) so that at most
+        `points` buckets cover [from_ms, to_ms). Buckets are aligned on multiples of their
+        width since the epoch (the same instant falls in the same bucket from one request
+        to the next). Raises LookupError when the series does not exist, ValueError when
+        (sensor, quantity) names several units and `unit` says none."""
+        candidates = [
+            s
+            for s in self.series_list(sensor)
+            if s.quantity == quantity and (unit is None or s.unit == (unit or None))
+        ]
+        if not candidates:
+            raise LookupError(f"no series {sensor}/{quantity}" + (f" in {unit}" if unit else ""))
+        if len(candidates) > 1:
+            units = ", ".join(sorted(str(s.unit) for s in candidates))
+            raise ValueError(f"{sensor}/{quantity} has several units ({units}): give unit")
+        info = candidates[0]
+        bucket = bucket_for(from_ms, to_ms, points)
+        p = self.placeholder
+        rows = self._fetch(
+            f"SELECT r.ts_ms / {p} AS b, min(r.value), max(r.value), avg(r.value),"
+            " count(r.value) FROM readings r"
+            f" WHERE r.series_id = {p} AND r.ts_ms >= {p} AND r.ts_ms < {p}"
+            " AND r.text IS NULL GROUP BY b ORDER BY b",
+            (bucket, info.id, from_ms, to_ms),
+        )
+        out = []
+        for b, lo, hi, mean, count in rows:
+            lo_v, hi_v = merge_value(lo, None), merge_value(hi, None)
+            out.append(
+                SeriesPoint(
+                    int(b) * bucket,
+                    lo_v if not isinstance(lo_v, str | bool) else None,
+                    hi_v if not isinstance(hi_v, str | bool) else None,
+                    None if mean is None else float(mean),
+                    int(count),
+                )
+            )
+        return Downsampled(info, from_ms, to_ms, bucket, out)
+
+    def observations(
+        self,
+        series_ids: Sequence[int] | None,
+        where: Predicate | None = None,
+        order: Sequence[tuple[str, bool]] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Observation]:
+        """Readings as SensorThings Observations: of these series (None: every series), that
+        match `where`, ordered by `order` ((field, descending) with field one of ts_ms,
+        value, obs_id, series_id; then time and id), one page."""
+        sql, params = self._observation_where(series_ids, where)
+        keys = []
+        for name, desc in order:
+            direction = " DESC" if desc else ""
+            if name == "obs_id":
+                keys += [f"r.gateway_id{direction}", f"r.seq{direction}"]
+            elif name == "value":
+                keys += [f"r.value{direction}", f"r.text{direction}"]
+            elif name in ("ts_ms", "series_id"):
+                keys.append(f"r.{name}{direction}")
+            else:
+                raise ValueError(f"cannot order observations by {name}")
+        keys += ["r.ts_ms", "r.gateway_id", "r.seq"]
+        p = self.placeholder
+        rows = self._fetch(
+            "SELECT r.series_id, r.gateway_id, r.seq, r.ts_ms, r.value, r.text, r.flags"
+            f" FROM readings r WHERE {sql} ORDER BY {', '.join(keys)} LIMIT {p} OFFSET {p}",
+            (*params, clamp_limit(limit), max(0, int(offset))),
+        )
+        return [
+            Observation(int(sid), int(gid), int(seq), int(ts), merge_value(v, t), int(fl))
+            for sid, gid, seq, ts, v, t, fl in rows
+        ]
+
+    def count_observations(
+        self, series_ids: Sequence[int] | None, where: Predicate | None = None
+    ) -> int:
+        sql, params = self._observation_where(series_ids, where)
+        return int(self._fetch(f"SELECT count(*) FROM readings r WHERE {sql}", params)[0][0])
+
+    def observation(self, oid: int) -> Observation | None:
+        rows = self.observations(None, Cmp("obs_id", "eq", oid), limit=1)
+        return rows[0] if rows else None
+
+    def _observation_where(
+        self, series_ids: Sequence[int] | None, where: Predicate | None
+    ) -> tuple[str, list[object]]:
+        parts: list[str] = []
+        params: list[object] = []
+        if series_ids is not None:
+            ids = list(series_ids)
+            if not ids:
+                return "1 = 0", []
+            parts.append(f"r.series_id IN ({', '.join([self.placeholder] * len(ids))})")
+            params += ids
+        if where is not None:
+            sql, more = render(where, self.placeholder)
+            parts.append(sql)
+            params += more
+        return (" AND ".join(parts) or "1 = 1"), params
 
     def count_readings(self, gateway: str | None = None) -> int:
         """How many readings are stored (for one gateway, or all)."""
@@ -174,7 +411,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one read query (parameters marked with `placeholder`); every row."""
+        """Run one read query (parameters marked with `placeholder`) on a connection of the
+        read pool, never the ingest one; every row."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -304,30 +542,36 @@ def clamp_limit(limit: int) -> int:
     return max(1, min(int(limit), MAX_QUERY_ROWS))
 
 
-def latest_per_series(rows: Iterable[SensorLatest]) -> list[SensorLatest]:
-    """The first row of each series (rows come ordered so that the one to keep is first)."""
-    seen: set[tuple[str, str, str | None]] = set()
-    out: list[SensorLatest] = []
-    for row in rows:
-        key = (row.sensor, row.quantity, row.unit)
-        if key not in seen:
-            seen.add(key)
-            out.append(row)
-    return out
+def newest_per_series(
+    gateway_id: int, series_ids: list[int], batch: IngestBatch
+) -> dict[int, tuple[int, int, int]]:
+    """For each series of a batch, (ts_ms, seq, gateway_id) of its newest reading: the
+    candidate for the `latest` table (newest = greatest (ts_ms, seq))."""
+    best: dict[int, tuple[int, int, int]] = {}
+    ids = [series_ids[i] for i in range(len(batch.series))]
+    for index, ts, seq in zip(batch.series_index, batch.ts_ms, batch.seqs, strict=True):
+        sid = ids[index]
+        current = best.get(sid)
+        if current is None or (ts, seq) > (current[0], current[1]):
+            best[sid] = (ts, seq, gateway_id)
+    return best
 
 
 __all__ = [
+    "BUCKETS_MS",
     "MAX_QUERY_ROWS",
+    "MAX_SERIES_POINTS",
     "Storage",
     "batch_rows",
     "batch_tallies",
+    "bucket_for",
     "clamp_limit",
     "footprint_text",
     "footprint_value",
-    "latest_per_series",
     "merge_value",
     "names_text",
     "names_value",
+    "newest_per_series",
     "sources_text",
     "sources_value",
     "split_values",

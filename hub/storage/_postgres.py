@@ -9,7 +9,9 @@ Schema migrations run under an advisory lock, so workers may start together.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -24,6 +26,7 @@ from hub.storage._base import (
     names_text,
     sources_text,
 )
+from hub.storage._pool import ReadPool
 from hub.storage._types import (
     GatewayState,
     IngestBatch,
@@ -84,38 +87,101 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE gateways ADD COLUMN sources text, ADD COLUMN restart_pending text;
     """,
+    # 4: the latest reading of each series (kept by ingest in the same transaction), and the
+    # readings partitioned by time (see _partition_readings)
+    """
+    CREATE TABLE latest (
+        series_id integer PRIMARY KEY,
+        gateway_id integer NOT NULL,
+        seq bigint NOT NULL,
+        ts_ms bigint NOT NULL,
+        value numeric,
+        text text,
+        flags integer NOT NULL
+    );
+    INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)
+        SELECT DISTINCT ON (series_id) series_id, gateway_id, seq, ts_ms, value, text, flags
+        FROM readings ORDER BY series_id, ts_ms DESC, seq DESC;
+    """,
 )
+# Migrations that need more than SQL: run after the script of the same version.
+_MIGRATION_STEPS: dict[int, str] = {4: "_partition_readings"}
 
 _MIGRATION_LOCK = 0x657374726E  # "estrn": serialises concurrent migrations
+_PARTITION_LOCK = 0x6573747270  # "estrp": serialises partition creation between workers
+MONTHS_AHEAD = 2  # partitions made ahead of the current month
+MONTHS_BACK = 120  # older months go to the default partition (a clock far off, say 1970)
+CHUNK_MS = 7 * 86_400_000  # TimescaleDB chunk width
 _RETRIES = 3
 _COLUMNS = "gateway_id, seq, series_id, ts_ms, value, text, flags"
+# One statement: the staged rows into readings (resends ignored), the newest of those
+# inserted into `latest` when newer than what it holds, and the count inserted per gateway.
+_INSERT = (
+    f"WITH inserted AS (INSERT INTO readings ({_COLUMNS})"
+    f" SELECT {_COLUMNS} FROM ingest_staging"
+    f" ORDER BY gateway_id, seq ON CONFLICT DO NOTHING RETURNING {_COLUMNS}),"
+    f" newest AS (SELECT DISTINCT ON (series_id) {_COLUMNS} FROM inserted"
+    "   ORDER BY series_id, ts_ms DESC, seq DESC),"
+    f" kept AS (INSERT INTO latest AS l ({_COLUMNS}) SELECT {_COLUMNS} FROM newest"
+    "   ORDER BY series_id ON CONFLICT (series_id) DO UPDATE SET"
+    "   gateway_id = EXCLUDED.gateway_id, seq = EXCLUDED.seq, ts_ms = EXCLUDED.ts_ms,"
+    "   value = EXCLUDED.value, text = EXCLUDED.text, flags = EXCLUDED.flags"
+    "   WHERE (EXCLUDED.ts_ms, EXCLUDED.seq) > (l.ts_ms, l.seq) RETURNING 1)"
+    " SELECT gateway_id, count(*) FROM inserted GROUP BY gateway_id"
+)
+
+
+def month_index(ts_ms: int) -> int:
+    """Months since 1970-01 of an instant (UTC); far out of range: a month far away."""
+    try:
+        d = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return -(10**6) if ts_ms < 0 else 10**6
+    return (d.year - 1970) * 12 + d.month - 1
+
+
+def month_bounds(month: int) -> tuple[int, int]:
+    """[start, end) of a month in epoch milliseconds."""
+    y, m = divmod(month, 12)
+    start = datetime(1970 + y, m + 1, 1, tzinfo=UTC)
+    y2, m2 = divmod(month + 1, 12)
+    end = datetime(1970 + y2, m2 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def partition_name(month: int) -> str:
+    y, m = divmod(month, 12)
+    return f"readings_{1970 + y:04d}{m + 1:02d}"
 
 
 class PostgresStorage(Storage):
-    """One connection; use it from one thread at a time."""
+    """One writer connection (ingest, state) and a pool of `readers` connections for
+    queries."""
 
     name = "postgresql"
     placeholder = "%s"
-    # The latest reading of each series: the first row of each (sensor, quantity, unit).
-    latest_query = (
-        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
-        " FROM series s CROSS JOIN LATERAL ("
-        "   SELECT * FROM readings WHERE series_id = s.id"
-        "   ORDER BY ts_ms DESC, seq DESC LIMIT 1) r"
-        " JOIN gateways g ON g.id = r.gateway_id"
-        " ORDER BY s.sensor, s.quantity, s.unit"
-    )
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, readers: int = 4) -> None:
         self.url = url
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as e:
             raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
         self._lock = threading.Lock()
+        self._readers: ReadPool[psycopg.Connection[Any]] = ReadPool(
+            self._connect_reader, psycopg.Connection.close, size=readers
+        )
         self._series: dict[SeriesKey, int] = {}
         self._gateways: dict[str, int] = {}
         self._staging = False
+        self._months: set[int] | None = None  # partitions known to exist; None: not read yet
+        self._partitioned: bool | None = None  # native partitions (not TimescaleDB, not v2)
+
+    def _connect_reader(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            raise StorageError(f"cannot connect to PostgreSQL: {e}") from e
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -139,10 +205,115 @@ class PostgresStorage(Storage):
                     version = self._schema_version()
                     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                         self._db.execute(script.encode())
+                        step = _MIGRATION_STEPS.get(number)
+                        if step is not None:
+                            getattr(self, step)()
                         self._db.execute("INSERT INTO schema_version VALUES (%s)", (number,))
+                self._months = None
+                self._partitioned = None
+                if self._schema_version() >= 4:
+                    now = month_index(int(time.time() * 1000))
+                    self._ensure_months(now, now + MONTHS_AHEAD)
             except psycopg.Error as e:
                 raise StorageError(f"migration failed: {e}") from e
         return len(MIGRATIONS)
+
+    def _partition_readings(self) -> None:
+        """Migration 4: `readings` becomes a table partitioned by month on ts_ms (native
+        declarative partitioning, a DEFAULT partition for what falls outside), or a
+        TimescaleDB hypertable when the extension is installed in the database. The rows
+        are copied over in the migration's transaction. A unique key of a partitioned table
+        must hold the partition column: the key becomes (gateway_id, seq, ts_ms); a resend
+        carries the same time, so it is still absorbed."""
+        db = self._db
+        timescale = db.execute(
+            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+        db.execute(
+            "ALTER TABLE readings RENAME TO readings_v2;"
+            " ALTER INDEX readings_series_ts RENAME TO readings_v2_series_ts;"
+            " ALTER TABLE readings_v2 RENAME CONSTRAINT readings_pkey TO readings_v2_pkey"
+        )
+        columns = (
+            "gateway_id integer NOT NULL, seq bigint NOT NULL, series_id integer NOT NULL,"
+            " ts_ms bigint NOT NULL, value numeric, text text, flags integer NOT NULL,"
+            " PRIMARY KEY (gateway_id, seq, ts_ms)"
+        )
+        if timescale:
+            db.execute(f"CREATE TABLE readings ({columns})")
+            db.execute(
+                "SELECT create_hypertable('readings', 'ts_ms', chunk_time_interval => %s)",
+                (CHUNK_MS,),
+            )
+        else:
+            db.execute(f"CREATE TABLE readings ({columns}) PARTITION BY RANGE (ts_ms)")
+            db.execute("CREATE TABLE readings_default PARTITION OF readings DEFAULT")
+        db.execute("CREATE INDEX readings_series_ts ON readings (series_id, ts_ms)")
+        if not timescale:
+            row = db.execute("SELECT min(ts_ms), max(ts_ms) FROM readings_v2").fetchone()
+            now = month_index(int(time.time() * 1000))
+            first = now if row is None or row[0] is None else month_index(int(row[0]))
+            last = now if row is None or row[1] is None else month_index(int(row[1]))
+            self._partitioned = True
+            self._months = set()
+            self._create_months(range(min(first, now), max(last, now) + MONTHS_AHEAD + 1))
+        db.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_v2")
+        db.execute("DROP TABLE readings_v2")
+
+    # -- partitions -------------------------------------------------------------------------
+
+    def _is_partitioned(self) -> bool:
+        if self._partitioned is None:
+            row = self._db.execute(
+                "SELECT relkind FROM pg_class WHERE oid = to_regclass('readings')"
+            ).fetchone()
+            self._partitioned = row is not None and row[0] == "p"
+        return self._partitioned
+
+    def _known_months(self) -> set[int]:
+        if self._months is None:
+            self._months = set()
+            for (name,) in self._db.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass('readings')"
+            ).fetchall():
+                if len(name) == 15 and name[9:].isdigit():
+                    self._months.add((int(name[9:13]) - 1970) * 12 + int(name[13:]) - 1)
+        return self._months
+
+    def _ensure_months(self, first: int, last: int) -> None:
+        """Make the monthly partitions of months first..last (within the window kept apart:
+        MONTHS_BACK before now to MONTHS_AHEAD after; others stay in the default one)."""
+        if not self._is_partitioned():
+            return
+        now = month_index(int(time.time() * 1000))
+        known = self._known_months()
+        lo, hi = max(first, now - MONTHS_BACK), min(last, now + MONTHS_AHEAD)
+        missing = [m for m in range(lo, hi + 1) if m not in known]
+        if missing:
+            self._create_months(missing)
+
+    def _create_months(self, months: Iterable[int]) -> None:
+        """Each month its partition, in a transaction of its own under an advisory lock
+        (several workers may want the same month): rows the default partition holds for
+        that month move into it, then it is attached."""
+        assert self._months is not None
+        for month in months:
+            name = partition_name(month)
+            start, end = month_bounds(month)
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+                exists = self._db.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+                if not (exists and exists[0]):
+                    self._db.execute(
+                        f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS);"
+                        f" WITH moved AS (DELETE FROM readings_default"
+                        f"   WHERE ts_ms >= {start} AND ts_ms < {end} RETURNING {_COLUMNS})"
+                        f" INSERT INTO {name} ({_COLUMNS}) SELECT {_COLUMNS} FROM moved;"
+                        f" ALTER TABLE readings ATTACH PARTITION {name}"
+                        f"   FOR VALUES FROM ({start}) TO ({end})"
+                    )
+            self._months.add(month)
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -216,26 +387,28 @@ class PostgresStorage(Storage):
         self._series.clear()
         self._gateways.clear()
         self._staging = False
+        self._months = None
+        self._partitioned = None
 
     def _ingest_once(self, batches: Sequence[IngestBatch]) -> dict[int, int]:
         """Readings inserted, by gateway id."""
         prepared: list[tuple[int, list[int], IngestBatch]] = []
+        months: list[int] = []
         for batch in batches:  # ids are registered in their own short transactions
             prepared.append(
                 (self._gateway_id(batch.gateway), self._series_ids(batch.series), batch)
             )
+            if batch.ts_ms:
+                months += (month_index(min(batch.ts_ms)), month_index(max(batch.ts_ms)))
+        if months:
+            self._ensure_months(min(months), max(months))
         self._ensure_staging()
         with self._db.transaction(), self._db.cursor() as cur:
             with cur.copy(f"COPY ingest_staging ({_COLUMNS}) FROM STDIN") as copy:
                 for gid, ids, batch in prepared:
                     for row in batch_rows(gid, ids, batch):
                         copy.write_row(row)
-            cur.execute(
-                f"WITH inserted AS (INSERT INTO readings ({_COLUMNS})"
-                f" SELECT {_COLUMNS} FROM ingest_staging"
-                " ORDER BY gateway_id, seq ON CONFLICT DO NOTHING RETURNING gateway_id)"
-                " SELECT gateway_id, count(*) FROM inserted GROUP BY gateway_id"
-            )
+            cur.execute(_INSERT)
             return {int(gid): int(n) for gid, n in cur.fetchall()}
 
     def _touch_gateways(
@@ -305,13 +478,14 @@ class PostgresStorage(Storage):
     # -- reads ----------------------------------------------------------------------------
 
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._readers.connection() as db:
             try:
-                return self._db.execute(query.encode(), params).fetchall()
+                return db.execute(query.encode(), params).fetchall()
             except psycopg.Error as e:
                 raise StorageError(f"query failed: {e}") from e
 
     def close(self) -> None:
+        self._readers.close()
         with self._lock:
             self._db.close()
 

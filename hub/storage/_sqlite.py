@@ -22,8 +22,10 @@ from hub.storage._base import (
     batch_tallies,
     footprint_text,
     names_text,
+    newest_per_series,
     sources_text,
 )
+from hub.storage._pool import ReadPool
 from hub.storage._types import (
     GatewayState,
     IngestBatch,
@@ -84,29 +86,50 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE gateways ADD COLUMN sources TEXT;
     ALTER TABLE gateways ADD COLUMN restart_pending TEXT;
     """,
+    # 4: the latest reading of each series, kept by ingest in the same transaction
+    """
+    CREATE TABLE latest (
+        series_id INTEGER PRIMARY KEY,
+        gateway_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        value,
+        text TEXT,
+        flags INTEGER NOT NULL
+    );
+    INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)
+        SELECT series_id, gateway_id, seq, ts_ms, value, text, flags FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY series_id ORDER BY ts_ms DESC, seq DESC) AS rn
+            FROM readings)
+        WHERE rn = 1;
+    """,
 )
 
 _INSERT = (
     "INSERT OR IGNORE INTO readings (gateway_id, seq, series_id, ts_ms, value, text, flags)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# The stored reading (gateway, seq) becomes its series' latest if it is newer: read back from
+# `readings`, so a resend that was ignored cannot put other values there.
+_LATEST = (
+    "INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)"
+    " SELECT series_id, gateway_id, seq, ts_ms, value, text, flags FROM readings"
+    " WHERE gateway_id = ? AND seq = ?"
+    " ON CONFLICT (series_id) DO UPDATE SET gateway_id = excluded.gateway_id,"
+    " seq = excluded.seq, ts_ms = excluded.ts_ms, value = excluded.value,"
+    " text = excluded.text, flags = excluded.flags"
+    " WHERE (excluded.ts_ms, excluded.seq) > (latest.ts_ms, latest.seq)"
+)
 
 
 class SqliteStorage(Storage):
-    """One connection; use it from one thread at a time (ingest owns one, the API another)."""
+    """One writer connection (ingest, state; serialised by a lock) and a pool of `readers`
+    read-only connections for queries: WAL lets them read while the writer commits."""
 
     name = "sqlite"
-    # The latest reading of each series: the first row of each (sensor, quantity, unit).
-    latest_query = (
-        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
-        " FROM series s"
-        " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
-        "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
-        " JOIN gateways g ON g.id = r.gateway_id"
-        " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
-    )
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +142,23 @@ class SqliteStorage(Storage):
             self._db.execute("PRAGMA cache_size=-32768")
         except (sqlite3.Error, OSError) as e:
             raise StorageError(f"cannot open SQLite database {self.path}: {e}") from e
-        self._lock = threading.Lock()  # the API shares one reader between request threads
+        self._lock = threading.Lock()  # the writer connection, one thread at a time
+        self._readers: ReadPool[sqlite3.Connection] = ReadPool(
+            self._connect_reader, sqlite3.Connection.close, size=readers
+        )
         self._series: dict[SeriesKey, int] = {}
         self._gateways: dict[str, int] = {}
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            db.execute("PRAGMA query_only=1")
+            db.execute("PRAGMA cache_size=-32768")
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open SQLite database {self.path}: {e}") from e
+        return db
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -188,6 +225,10 @@ class SqliteStorage(Storage):
                     cur = self._db.executemany(_INSERT, batch_rows(gid, ids, batch))
                     inserted += cur.rowcount
                     by_gateway[batch.gateway] = by_gateway.get(batch.gateway, 0) + cur.rowcount
+                    self._db.executemany(
+                        _LATEST,
+                        [(g, seq) for _, seq, g in newest_per_series(gid, ids, batch).values()],
+                    )
                 self._touch_gateways(batches, now_ms, by_gateway)
                 self._db.execute("COMMIT")
             except sqlite3.Error as e:
@@ -266,10 +307,14 @@ class SqliteStorage(Storage):
     # -- reads ----------------------------------------------------------------------------
 
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(query, params).fetchall()
+        with self._readers.connection() as db:
+            try:
+                return db.execute(query, params).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"query failed: {e}") from e
 
     def close(self) -> None:
+        self._readers.close()
         with self._lock:
             self._db.close()
 

@@ -120,15 +120,62 @@ class ReadingRow:
     flags: int
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """One series as stored: its id (stable, never reused), sensor, quantity, unit."""
+
+    id: int
+    sensor: str
+    quantity: str
+    unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One bucket of a downsampled series: [start_ms, start_ms + bucket) of numbers (text
+    values are not counted)."""
+
+    start_ms: int
+    min: int | float | None
+    max: int | float | None
+    mean: float | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Downsampled:
+    series: SeriesInfo
+    from_ms: int
+    to_ms: int
+    bucket_ms: int
+    points: list[SeriesPoint]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A reading addressed by series id (SensorThings' Observations)."""
+
+    series_id: int
+    gateway_id: int
+    seq: int
+    ts_ms: int
+    value: Value | None
+    flags: int
+
+
 __all__ = [
+    "Downsampled",
     "Footprint",
     "GatewayInfo",
     "GatewayState",
     "IngestBatch",
     "IngestResult",
+    "Observation",
     "ReadingRow",
     "SensorLatest",
+    "SeriesInfo",
     "SeriesKey",
+    "SeriesPoint",
     "SourceStatus",
     "Value",
 ]

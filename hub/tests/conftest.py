@@ -20,9 +20,7 @@ def _reset_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute(
-            "DROP TABLE IF EXISTS readings, series, gateway_rejections, gateways, schema_version"
-        )
+        db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

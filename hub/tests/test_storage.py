@@ -66,11 +66,12 @@ STATE: SeriesKey = ("berth-001", "status", None)
 
 
 def test_migrate_is_idempotent(storage: Storage, storage_spec: str, tmp_path: Path) -> None:
-    assert storage.schema_version() == 3
+    latest = len(sys.modules[type(storage).__module__].MIGRATIONS)
+    assert storage.schema_version() == latest >= 3
     again = open_storage(storage_spec, tmp_path)
     try:
-        assert again.schema_version() == 3
-        assert again.migrate() == 3
+        assert again.schema_version() == latest
+        assert again.migrate() == latest
     finally:
         again.close()
 
@@ -93,7 +94,7 @@ def test_migration_2_counts_the_readings_already_held(
                 f" SELECT id, {seq}, 1, {T0}, {seq}, 0 FROM gateways"
             )
         old.migrate()
-        assert old.schema_version() == 3
+        assert old.schema_version() == len(module.MIGRATIONS)
         (gw,) = old.gateways()
         assert (gw.readings, gw.footprint) == (7, None)
     finally:
@@ -295,3 +296,252 @@ def test_unknown_db_spec_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError):
         open_storage("mysql://nope", tmp_path)
+
+
+# -- reads at scale: the latest table, the read pool, pages, downsampling, observations ---
+
+
+def test_migration_4_fills_latest_from_readings_already_held(
+    storage_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = open_storage(storage_spec, tmp_path, migrate=False)
+    try:
+        module = sys.modules[type(old).__module__]
+        with monkeypatch.context() as m:
+            m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:3])
+            old.migrate()
+        # version-3 ingest wrote readings and no latest table: write them by hand
+        db = old._db  # type: ignore[attr-defined]
+        db.execute("INSERT INTO gateways (name) VALUES ('gw-1')")
+        db.execute(
+            "INSERT INTO series (sensor, quantity, unit) VALUES ('soil-001', 'moisture', '%RH')"
+        )
+        for seq, ts, value in [(1, T0, 30), (2, T0 + 5000, 32), (3, T0 + 1000, 99)]:
+            db.execute(
+                "INSERT INTO readings (gateway_id, seq, series_id, ts_ms, value, flags)"
+                f" VALUES (1, {seq}, 1, {ts}, {value}, 0)"
+            )
+        old.migrate()
+        (s,) = old.sensors()
+        assert (s.sensor, s.value, s.ts_ms) == ("soil-001", 32, T0 + 5000)
+        assert old.count_readings() == 3
+        assert [r.seq for r in old.export("gw-1")] == [1, 2, 3]
+        # and ingest keeps it from there, resends still absorbed
+        storage_rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + 9000, 41.5)]
+        assert old.ingest([batch("gw-1", 4, storage_rows)], now_ms=T0).inserted == 1
+        assert old.ingest([batch("gw-1", 4, storage_rows)], now_ms=T0).duplicates == 1
+        assert old.sensors()[0].value == 41.5
+    finally:
+        old.close()
+
+
+def test_latest_is_kept_on_ingest_across_batches_and_gateways(storage: Storage) -> None:
+    storage.ingest([batch("gw-1", 1, [(SOIL, T0 + 2000, 20.5), (TEMP, T0, 8)])], now_ms=T0)
+    # an older reading arriving later (backlog) does not replace the latest
+    storage.ingest([batch("gw-1", 3, [(SOIL, T0 + 1000, 1.0)], historical=True)], now_ms=T0)
+    assert {(s.quantity, s.value) for s in storage.sensors()} == {
+        ("moisture", 20.5),
+        ("temperature", 8),
+    }
+    # another gateway heard the same sensor later: it becomes the latest
+    storage.ingest([batch("gw-2", 1, [(SOIL, T0 + 3000, 21.0)])], now_ms=T0)
+    soil = next(s for s in storage.sensors() if s.quantity == "moisture")
+    assert (soil.value, soil.gateway, soil.ts_ms) == (21.0, "gw-2", T0 + 3000)
+    # a resend of an acknowledged seq with another value changes nothing (the stored row
+    # wins; on PostgreSQL a reading is keyed (gateway, seq, time): a resend has the same time)
+    assert storage.ingest([batch("gw-2", 1, [(SOIL, T0 + 3000, 77.0)])], now_ms=T0).duplicates
+
+    soil = next(s for s in storage.sensors() if s.quantity == "moisture")
+    assert (soil.value, soil.ts_ms) == (21.0, T0 + 3000)
+    # text values too
+    storage.ingest([batch("gw-1", 10, [(STATE, T0, "free"), (STATE, T0 + 1, "busy")])], T0)
+    berth = next(s for s in storage.sensors() if s.sensor == "berth-001")
+    assert (berth.value, berth.unit) == ("busy", None)
+
+
+def test_sensors_and_gateways_are_paged(storage: Storage) -> None:
+    keys: list[SeriesKey] = [(f"s-{i:02d}", "q", "W") for i in range(25)]
+    storage.ingest([batch("gw-1", 1, [(k, T0, i) for i, k in enumerate(keys)])], now_ms=T0)
+    for g in range(5):
+        storage.record_state(f"gw-{g + 2}", GatewayState(True, 1, T0), now_ms=T0)
+    assert storage.count_series() == 25
+    pages = [storage.sensors(limit=10, offset=o) for o in (0, 10, 20, 30)]
+    assert [len(p) for p in pages] == [10, 10, 5, 0]
+    assert [s.sensor for p in pages for s in p] == [k[0] for k in keys]
+    assert storage.count_gateways() == 6
+    assert [g.gateway for g in storage.gateways(limit=4, offset=2)] == [
+        "gw-3",
+        "gw-4",
+        "gw-5",
+        "gw-6",
+    ]
+    assert len(storage.readings("s-03", limit=5, offset=1)) == 0
+    assert len(storage.readings("s-03", limit=5, offset=0)) == 1
+
+
+def test_reads_do_not_wait_for_the_writer(storage: Storage) -> None:
+    """A read goes through the pool, not the ingest connection: while the writer holds an
+    open transaction (and its lock), sensors() still answers."""
+    storage.ingest([batch("gw-1", 1, [(SOIL, T0, 1)])], now_ms=T0)
+    lock = storage._lock  # type: ignore[attr-defined]
+    with lock:  # the ingest side is busy
+        assert [s.value for s in storage.sensors()] == [1]
+        assert storage.readings("soil-001")[0].value == 1
+
+
+def test_series_downsampled_min_max_mean_count(storage: Storage) -> None:
+    hour = 3_600_000
+    day0 = T0 - T0 % 86_400_000
+    rows: list[tuple[SeriesKey, int, Value]] = []
+    for h in range(48):  # two days, one reading every 10 min, value = hour index
+        for k in range(6):
+            rows.append((SOIL, day0 + h * hour + k * 600_000, h + k / 10))
+    rows.append((TEMP, day0, 5))
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    got = storage.series("soil-001", "moisture", day0, day0 + 48 * hour, points=24)
+    assert got.bucket_ms == 3 * hour  # 48 h / 23 gaps -> 2.09 h -> the next width: 3 h
+    assert len(got.points) == 16
+    first = got.points[0]
+    assert (first.start_ms, first.min, first.max, first.count) == (day0, 0, 2.5, 18)
+    assert first.mean is not None and abs(first.mean - (0 + 1 + 2) / 3 - 0.25) < 1e-9
+    assert sum(p.count for p in got.points) == 288
+    # a window inside, in 1,000 points: 10-minute readings in buckets of at least 1 min
+    fine = storage.series("soil-001", "moisture", day0, day0 + 2 * hour, points=1000)
+    assert fine.bucket_ms == 10_000 and [p.count for p in fine.points] == [1] * 12
+    assert storage.series("soil-001", "moisture", T0 - 10 * hour, T0 - 9 * hour, 10).points == []
+    with pytest.raises(LookupError):
+        storage.series("soil-001", "nothing", day0, day0 + hour)
+
+
+def test_series_with_several_units_needs_one(storage: Storage) -> None:
+    storage.ingest(
+        [batch("gw-1", 1, [(("m-1", "energy", "Wh"), T0, 1), (("m-1", "energy", "kWh"), T0, 2)])],
+        now_ms=T0,
+    )
+    with pytest.raises(ValueError, match="several units"):
+        storage.series("m-1", "energy", T0, T0 + 1000)
+    assert storage.series("m-1", "energy", T0, T0 + 1000, unit="kWh").points[0].max == 2
+
+
+def test_iter_readings_in_chunks_in_order(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL if i % 2 else TEMP, T0 + (i // 3) * 1000, i) for i in range(100)
+    ]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    storage.ingest([batch("gw-2", 1, rows[:10])], now_ms=T0)
+    got = list(storage.iter_readings("soil-001", chunk=7))
+    assert len(got) == 110
+    assert [(r.ts_ms, r.gateway, r.seq) for r in got] == sorted(
+        (r.ts_ms, r.gateway, r.seq) for r in got
+    )
+    assert len({(r.gateway, r.seq) for r in got}) == 110
+    moisture = list(storage.iter_readings("soil-001", T0 + 3000, T0 + 6000, "moisture", chunk=2))
+    assert [(r.gateway, r.value) for r in moisture] == [
+        ("gw-1", 9),
+        ("gw-1", 11),
+        ("gw-2", 9),
+        ("gw-1", 13),
+        ("gw-1", 15),
+        ("gw-1", 17),
+    ]
+    assert list(storage.iter_readings("nobody")) == []
+
+
+def test_observations_filtered_ordered_paged(storage: Storage) -> None:
+    from hub.storage import BoolOp, Cmp, Not, obs_id
+
+    rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + i * 1000, i * 1.5) for i in range(20)]
+    rows += [(STATE, T0, "free")]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    soil = next(s.id for s in storage.series_list("soil-001") if s.quantity == "moisture")
+    window = BoolOp("and", Cmp("ts_ms", "ge", T0 + 5000), Cmp("ts_ms", "lt", T0 + 10_000))
+    got = storage.observations([soil], window)
+    assert [o.value for o in got] == [7.5, 9.0, 10.5, 12.0, 13.5]
+    assert storage.count_observations([soil], window) == 5
+    desc = storage.observations([soil], Cmp("value", "gt", 20), [("value", True)], limit=3)
+    assert [o.value for o in desc] == [28.5, 27.0, 25.5]
+    either = BoolOp("or", Cmp("value", "eq", 0), Cmp("value", "eq", "free"))
+    assert {o.value for o in storage.observations(None, either)} == {0, "free"}
+    assert storage.count_observations(None, Not(either)) == 19
+    third = storage.observations([soil], None, [("ts_ms", False)], limit=1, offset=2)[0]
+    oid = obs_id(third.gateway_id, third.seq)
+    assert storage.observation(oid) == third
+    assert storage.observation(oid + (1 << 50)) is None
+    after = storage.observations([soil], Cmp("obs_id", "gt", oid), limit=100)
+    assert len(after) == 17
+    assert storage.observations([], None) == []
+
+
+def test_bucket_widths() -> None:
+    from hub.storage import bucket_for
+
+    year = 365 * 86_400_000
+    assert bucket_for(0, year, 1000) == 43_200_000  # a year / 999 = 8.8 h -> 12 h: 731 buckets
+    assert bucket_for(7, year + 7, 730) == 86_400_000
+    assert bucket_for(0, 1000, 1000) == 1000
+    assert bucket_for(0, 100 * year, 10) > year
+    assert bucket_for(0, 3_600_000, 10_000_000) == 1000
+
+
+def test_postgres_readings_are_partitioned_by_month(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from hub.storage import _postgres
+    from hub.tests.conftest import _reset_postgres
+
+    _reset_postgres(pg_database)
+    storage = open_storage(pg_database, tmp_path)
+    try:
+        db = storage._db  # type: ignore[attr-defined]
+        now_ms = int(time.time() * 1000)
+        this = _postgres.month_index(now_ms)
+        parts = {
+            name
+            for (name,) in db.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'readings'::regclass"
+            ).fetchall()
+        }
+        ahead = {_postgres.partition_name(m) for m in range(this, this + 3)}
+        assert ahead | {"readings_default"} <= parts  # made ahead at start
+
+        def where(seq: int) -> str:
+            row = db.execute(
+                "SELECT tableoid::regclass::text FROM readings WHERE seq = %s", (seq,)
+            ).fetchone()
+            return str(row[0])
+
+        five_back = _postgres.month_bounds(this - 5)[0] + 3_600_000
+        with monkeypatch.context() as m:
+            m.setattr(_postgres, "MONTHS_BACK", 1)  # five months back is out of the window
+            storage.ingest([batch("gw-1", 1, [(SOIL, five_back, 1)])], now_ms=now_ms)
+        assert where(1) == "readings_default"
+        storage._months = None  # type: ignore[attr-defined]  # a restarted worker
+        storage.ingest(
+            [batch("gw-1", 2, [(SOIL, five_back + 1000, 2), (SOIL, 1000, 3), (SOIL, now_ms, 4)])],
+            now_ms=now_ms,
+        )
+        # the month's partition was made, and the row the default held moved into it
+        assert where(1) == where(2) == _postgres.partition_name(this - 5)
+        assert where(3) == "readings_default"  # 1970: a clock far off
+        assert where(4) == _postgres.partition_name(this)
+        assert storage.count_readings() == 4
+        # resends still absorbed, wherever the row lives
+        again = storage.ingest(
+            [batch("gw-1", 1, [(SOIL, five_back, 1), (SOIL, five_back + 1000, 2)])], now_ms
+        )
+        assert (again.inserted, again.duplicates) == (0, 2)
+        # the range query prunes to the partition of the month
+        plan = "\n".join(
+            r[0]
+            for r in db.execute(
+                "EXPLAIN SELECT * FROM readings WHERE series_id = 1 AND ts_ms >= %s AND ts_ms < %s",
+                (five_back, five_back + 86_400_000),
+            ).fetchall()
+        )
+        assert _postgres.partition_name(this - 5) in plan
+        assert "readings_default" not in plan and _postgres.partition_name(this) not in plan
+    finally:
+        storage.close()

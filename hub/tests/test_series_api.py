@@ -1,0 +1,144 @@
+"""/api/v1/series, /api/v1/readings.csv and the pages of the lists, over HTTP, on both
+backends: as a chart, a spreadsheet and a careless client would use them."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from hub._api import create_app
+from hub.storage import ReadingRow, SeriesKey, Storage, Value
+from hub.tests.test_storage import SOIL, STATE, T0, TEMP, batch
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+async def http(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(storage))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+        yield client
+
+
+def fill(storage: Storage) -> None:
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL, T0 + i * 60_000, 20 + (i % 10)) for i in range(24 * 60)
+    ]
+    rows += [(TEMP, T0, 11.5), (STATE, T0, 'free, "quoted"'), (STATE, T0 + 1, "busy")]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+
+
+async def test_series_for_a_chart(storage: Storage, http: httpx.AsyncClient) -> None:
+    fill(storage)
+    params = {
+        "sensor": "soil-001",
+        "quantity": "moisture",
+        "from": str(T0),
+        "to": str(T0 + 24 * HOUR),
+    }
+    got = (await http.get("/api/v1/series", params={**params, "points": "100"})).json()
+    assert got["bucket_ms"] == 15 * 60_000 and got["unit"] == "%RH"
+    assert len(got["points"]) == 96
+    first = got["points"][0]
+    assert (first["min"], first["max"], first["count"]) == (20, 29, 15)
+    assert first["t_ms"] == T0 and first["t"].startswith("2025-12-01T00:00")
+    assert sum(p["count"] for p in got["points"]) == 24 * 60
+    iso = {**params, "from": "2025-12-01T00:00:00Z", "to": "2025-12-01T01:00:00+00:00"}
+    got = (await http.get("/api/v1/series", params=iso)).json()
+    assert got["bucket_ms"] == 5000 and len(got["points"]) == 60  # 1,000 points by default
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "named"),
+    [
+        ({"quantity": "moisture"}, 422, "sensor"),
+        ({"sensor": "soil-001"}, 422, "quantity"),
+        ({"sensor": "soil-001", "quantity": "moisture", "points": "1"}, 422, "points"),
+        ({"sensor": "soil-001", "quantity": "moisture", "points": "10001"}, 422, "points"),
+        ({"sensor": "soil-001", "quantity": "moisture", "points": "lots"}, 422, "points"),
+        ({"sensor": "soil-001", "quantity": "moisture", "from": "yesterday"}, 422, "from"),
+        ({"sensor": "soil-001", "quantity": "moisture", "from": "2", "to": "1"}, 422, "from"),
+        ({"sensor": "soil-001", "quantity": "nothing", "from": "0"}, 404, "nothing"),
+        ({"sensor": "x" * 129, "quantity": "moisture"}, 422, "sensor"),
+    ],
+)
+async def test_series_bad_input_is_named(
+    storage: Storage, http: httpx.AsyncClient, params: dict[str, str], status: int, named: str
+) -> None:
+    fill(storage)
+    r = await http.get("/api/v1/series", params=params)
+    assert r.status_code == status
+    assert named in r.text
+
+
+async def test_csv_export_streams_every_reading(storage: Storage, http: httpx.AsyncClient) -> None:
+    fill(storage)
+    async with http.stream("GET", "/api/v1/readings.csv", params={"sensor": "soil-001"}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/csv")
+        assert 'filename="soil-001.csv"' in r.headers["content-disposition"]
+        chunks = [c async for c in r.aiter_text()]
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert len(rows) == 24 * 60 + 1
+    assert rows[0]["ts"] == "2025-12-01T00:00:00.000+00:00" and rows[0]["value"] in ("20", "11.5")
+    moisture = [r for r in rows if r["quantity"] == "moisture"]
+    assert [int(r["value"]) for r in moisture[:3]] == [20, 21, 22]
+    # a text with a comma and quotes survives the round trip
+    r2 = await http.get("/api/v1/readings.csv", params={"sensor": "berth-001"})
+    texts = [row["value"] for row in csv.DictReader(io.StringIO(r2.text))]
+    assert texts == ['free, "quoted"', "busy"]
+    # a window and a quantity, and the limit
+    r3 = await http.get(
+        "/api/v1/readings.csv",
+        params={"sensor": "soil-001", "quantity": "moisture", "from": str(T0 + HOUR), "limit": "5"},
+    )
+    got = list(csv.DictReader(io.StringIO(r3.text)))
+    assert [int(row["ts_ms"]) for row in got] == [T0 + HOUR + i * 60_000 for i in range(5)]
+    assert (await http.get("/api/v1/readings.csv", params={"sensor": "nobody"})).status_code == 404
+    bad = await http.get("/api/v1/readings.csv", params={"sensor": "soil-001", "limit": "0"})
+    assert bad.status_code == 422 and "limit" in bad.text
+
+
+async def test_lists_are_paged_with_link_headers(storage: Storage, http: httpx.AsyncClient) -> None:
+    keys: list[SeriesKey] = [(f"s-{i:02d}", "q", "W") for i in range(25)]
+    storage.ingest([batch("gw-1", 1, [(k, T0, i) for i, k in enumerate(keys)])], now_ms=T0)
+    seen: list[str] = []
+    url: str | None = "/api/v1/sensors?limit=10"
+    while url is not None:
+        r = await http.get(url)
+        assert r.headers["x-total-count"] == "25"
+        seen += [s["sensor"] for s in r.json()]
+        links = httpx.Response(200, headers={"link": r.headers.get("link", "")}).links
+        url = links.get("next", {}).get("url")
+    assert seen == [k[0] for k in keys]
+    r = await http.get("/api/v1/sensors", params={"limit": "10001"})
+    assert r.status_code == 422 and "limit" in r.text
+    r = await http.get("/api/v1/gateways", params={"offset": "-1"})
+    assert r.status_code == 422 and "offset" in r.text
+    page = (await http.get("/api/v1/readings", params={"sensor": "s-01", "limit": 1})).json()
+    assert page["next_offset"] == 1 and page["count"] == 1
+
+
+def test_csv_is_produced_as_it_is_read(storage: Storage) -> None:
+    """The body is a generator over chunked reads: the first lines exist before the rows
+    after them have been read."""
+    from hub._series_api import csv_chunks
+
+    fill(storage)
+    pulled = 0
+
+    def counting() -> Iterator[ReadingRow]:
+        nonlocal pulled
+        for row in storage.iter_readings("soil-001", chunk=100):
+            pulled += 1
+            yield row
+
+    body = csv_chunks(counting(), limit=10_000, per_chunk=50)
+    first = next(body)
+    assert first.startswith("ts,ts_ms,") and first.count("\n") == 51
+    assert pulled == 50
+    assert sum(c.count("\n") for c in body) == 24 * 60 + 1 - 50
