@@ -5,7 +5,11 @@ ends, `result` holds the `ProbeResult`. `probe(path)` does both and returns the 
 
 1. Listen (8N1, so that a 7-bit line's parity bits show in bit 7) at 1200, 4800 and 9600
    baud for a TIC frame, an NMEA sentence with a good checksum, or a run of ultrasonic
-   frames. A line where nothing at all arrives has no talker: the other speeds are skipped.
+   frames. Each window is sized from the real frame time of the talkers at that speed
+   (`TALKERS`): a listener that starts just after a frame began loses it, so it needs the
+   rest of that frame and then the whole frames its finder wants (a Linky historique at
+   1200 7E1 sends frames of up to ~300 bytes, 2.5 s each, back to back: 5.3 s). A line
+   where nothing at all arrives has no talker: the other speeds are skipped.
 2. SDI-12: a break and ``?!`` at 1200 7E1; then ``aI!`` and one measurement for a sample.
 3. M-Bus: SND_NKE and REQ_UD2 to the test address 0xFE at 2400 and 300 baud 8E1; when
    several meters answer at once (a collision), a bounded scan of primary addresses.
@@ -14,11 +18,14 @@ ends, `result` holds the `ProbeResult`. `probe(path)` does both and returns the 
    register map's first request finds the map whose values make sense.
 
 Every exchange has a timeout; nothing is written to a device except reads (and the
-SDI-12 measurement, which a sensor does on every poll anyway).
+SDI-12 measurement, which a sensor does on every poll anyway). The whole probe of one port
+is bounded (`ProbeOptions.budget`): once it is spent, the candidates left are skipped, and
+each step says how long it took.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,12 +56,65 @@ SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeOptions:
-    """Budgets and candidates. The defaults fit real devices; tests shorten the listening
-    windows for simulators that talk faster than real time."""
+class Talker:
+    """A device that talks on its own, as the listening step must hear it: its line speed,
+    bits per character on the wire (start + data + parity + stop), its longest frame, the
+    longest time between the starts of two frames, and how many whole frames the finder
+    needs to recognise it."""
 
-    listen: tuple[tuple[int, float], ...] = ((1200, 3.5), (4800, 2.5), (9600, 2.5))
-    quiet_line: float = 1.5  # nothing at all for this long: no talker on this line
+    name: str
+    baud: int
+    char_bits: int
+    max_frame: int  # bytes
+    period: float  # seconds (frames sent back to back: the frame time plus the gap)
+    frames_needed: int = 1
+
+    @property
+    def frame_time(self) -> float:
+        return self.max_frame * self.char_bits / self.baud
+
+    @property
+    def window(self) -> float:
+        """Long enough when listening starts just after a frame began: the rest of that
+        frame is lost, then `frames_needed` whole ones must arrive."""
+        return max(self.period, self.frame_time) * (self.frames_needed + 1)
+
+
+TALKERS: tuple[Talker, ...] = (
+    # Enedis TIC historique: 1200 7E1, frames of ~250-300 bytes (three-phase) sent one after
+    # the other with 16.7 to 33.4 ms between them.
+    Talker("TIC historique", 1200, 10, 300, 300 * 10 / 1200 + 0.034),
+    # NMEA 0183: sentences of at most 82 characters, a burst once a second (1 Hz talkers).
+    Talker("NMEA 0183", 4800, 10, 82, 1.0),
+    # TIC standard: 9600 7E1; a full three-phase producer frame is about 2.5 KiB.
+    Talker("TIC standard", 9600, 10, 2560, 2560 * 10 / 9600 + 0.034),
+    # Ultrasonic rangers at 9600 8N1: MaxBotix "R1234\r" at up to ~5 Hz free-run, A02YYUW
+    # 4-byte frames every 100-300 ms; the finder wants three frames.
+    Talker("MaxBotix", 9600, 10, 6, 0.2, 3),
+    Talker("A02YYUW", 9600, 10, 4, 0.3, 3),
+)
+LISTEN_MARGIN = 0.3  # seconds: the OS and the simulator's scheduling
+
+
+def listen_windows(talkers: tuple[Talker, ...] = TALKERS) -> tuple[tuple[int, float], ...]:
+    """(baud, seconds) for each speed the talkers use, slowest first: the longest window
+    any talker at that speed needs, plus a margin."""
+    windows: dict[int, float] = {}
+    for t in talkers:
+        windows[t.baud] = max(windows.get(t.baud, 0.0), t.window + LISTEN_MARGIN)
+    return tuple((baud, round(windows[baud], 2)) for baud in sorted(windows))
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOptions:
+    """Budgets and candidates. The defaults fit real devices (windows from `TALKERS`);
+    tests shorten the listening windows only for simulators that talk faster than real
+    time."""
+
+    listen: tuple[tuple[int, float], ...] = listen_windows()
+    # nothing at all for this long: no talker on this line (longer than any talker's gap)
+    quiet_line: float = 1.5
+    budget: float = 45.0  # seconds for the whole probe of one port; what is left is skipped
     sdi12_timeout: float = 0.4
     mbus_bauds: tuple[int, ...] = (2400, 300)
     mbus_timeout: float = 0.4
@@ -95,6 +155,7 @@ class ProbeResult:
     devices: list[DeviceConfig] = field(default_factory=list)
     steps: list[ProbeStep] = field(default_factory=list)
     note: str = ""
+    seconds: float = 0.0  # the whole probe
 
     @property
     def config(self) -> str | None:
@@ -117,6 +178,16 @@ class ProbeResult:
             "params": params,
             "sample": self.sample,
             "config": self.config,
+            "seconds": round(self.seconds, 2),
+            "steps": [
+                {
+                    "step": s.label,
+                    "result": s.state,
+                    "seconds": round(s.seconds, 2),
+                    "detail": s.detail,
+                }
+                for s in self.steps
+            ],
         }
 
 
@@ -271,13 +342,15 @@ class Prober:
         be opened; a port lost midway ends the probe with a note."""
         transport = SerialTransport(self.path, LineSettings(1200))
         transport.open()
+        started = time.monotonic()
         try:
-            async for step in self._run(transport):
+            async for step in self._run(transport, started + self.options.budget):
                 yield step
         except PortLost as e:
             self.result.note = f"the port went away: {e}"
         finally:
             transport.close()
+            self.result.seconds = time.monotonic() - started
 
     def _record(self, step: ProbeStep) -> ProbeStep:
         if step.state != RUNNING:
@@ -289,7 +362,13 @@ class Prober:
         r.protocol, r.line, r.mode = found.protocol, found.line, found.mode
         r.sample, r.devices = found.sample, found.devices
 
-    async def _run(self, transport: SerialTransport) -> AsyncIterator[ProbeStep]:
+    def _over_budget(self, label: str, deadline: float) -> ProbeStep | None:
+        if time.monotonic() < deadline:
+            return None
+        detail = f"the probe's budget of {self.options.budget:g} s is spent"
+        return self._record(ProbeStep(label, SKIPPED, 0, detail))
+
+    async def _run(self, transport: SerialTransport, deadline: float) -> AsyncIterator[ProbeStep]:
         opts = self.options
         quiet = False
         for baud, window in opts.listen:
@@ -297,8 +376,12 @@ class Prober:
             if quiet:
                 yield self._record(ProbeStep(label, SKIPPED, 0, "the line is silent"))
                 continue
+            if (skipped := self._over_budget(label, deadline)) is not None:
+                yield skipped
+                continue
             yield ProbeStep(label, RUNNING)
             started = time.monotonic()
+            window = min(window, deadline - started)
             found, heard = await self._listen(transport, baud, window)
             seconds = time.monotonic() - started
             if found is not None:
@@ -317,15 +400,23 @@ class Prober:
                 for b, p in opts.modbus_lines
             ),
         ):
+            if (skipped := self._over_budget(label, deadline)) is not None:
+                yield skipped
+                continue
             yield ProbeStep(label, RUNNING)
             started = time.monotonic()
-            found = await attempt(transport)
+            detail = "no answer"
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    found = await attempt(transport)
+            except TimeoutError:
+                found, detail = None, f"cut short: the probe's budget of {opts.budget:g} s"
             seconds = time.monotonic() - started
             if found is not None:
                 self._found(found)
                 yield self._record(ProbeStep(label, FOUND, seconds, found.detail))
                 return
-            yield self._record(ProbeStep(label, NOTHING, seconds, "no answer"))
+            yield self._record(ProbeStep(label, NOTHING, seconds, detail))
 
     # -- listening -------------------------------------------------------------------------
 
@@ -610,6 +701,12 @@ class Prober:
         return None, fallback
 
 
+def _loop_time(deadline: float) -> float:
+    """A `time.monotonic()` deadline on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
+
+
 def _response_bytes(response: modbus.Response) -> bytes:
     """The wire form of a register read response (for `describe`)."""
     registers = response.registers or ()
@@ -634,10 +731,13 @@ __all__ = [
     "NOTHING",
     "RUNNING",
     "SKIPPED",
+    "TALKERS",
     "PortUnavailable",
     "ProbeOptions",
     "ProbeResult",
     "ProbeStep",
     "Prober",
+    "Talker",
+    "listen_windows",
     "probe",
 ]

@@ -1,8 +1,9 @@
 """`estran edge probe PORT`: which protocol, speed and parity a serial port speaks.
 
 A live table of the candidates as they are tried, then what was found, a sample frame
-decoded and a configuration snippet to paste. ``--json`` prints one JSON object instead:
-``{"port", "protocol", "params", "sample", "config"}``. Exit status: 0 found, 1 nothing
+decoded and a configuration snippet to paste; each step says how long it took, and the
+whole probe is bounded (``ProbeOptions.budget``). ``--json`` prints one JSON object
+instead: ``{"port", "protocol", "params", "sample", "config", "seconds", "steps"}``. Exit status: 0 found, 1 nothing
 recognised, 2 the port cannot be opened. Importing this module registers the command on
 the `estran edge` group (edge/cli.py does).
 """
@@ -74,8 +75,9 @@ def _show_result(console: Console, result: ProbeResult) -> None:
     from rich.panel import Panel
     from rich.syntax import Syntax
 
+    took = f"probe took {result.seconds:.1f} s ({len(result.steps)} steps)"
     if result.protocol is None or result.line is None:
-        text = f"Nothing recognised on {result.port}."
+        text = f"Nothing recognised on {result.port} ({took})."
         if result.note:
             text += f" ({result.note})"
         text += (
@@ -87,7 +89,7 @@ def _show_result(console: Console, result: ProbeResult) -> None:
     mode = f", {result.mode}" if result.mode else ""
     console.print(
         f"[bold green]{result.port}[/] speaks [bold]{result.protocol}[/] at "
-        f"[bold]{result.line}[/]{mode}"
+        f"[bold]{result.line}[/]{mode} ({took})"
     )
     if result.sample is not None:
         readings = result.sample.get("readings")

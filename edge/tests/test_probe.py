@@ -125,7 +125,7 @@ async def test_probe_identifies(tmp_path: Path, case: str) -> None:
     async with make(tmp_path) as sim:
         result = await probe(sim.path, FAST)
     report = result.as_json()
-    assert list(report) == ["port", "protocol", "params", "sample", "config"]
+    assert list(report) == ["port", "protocol", "params", "sample", "config", "seconds", "steps"]
     assert report["protocol"] == protocol, (result.note, result.steps)
     assert report["params"] == {"baud": baud, "bytesize": bytesize, "parity": parity, "mode": mode}
     assert result.steps[-1].state == FOUND
@@ -167,6 +167,9 @@ async def test_probe_nothing_on_a_silent_line(tmp_path: Path) -> None:
         sim.inject(Fault.silence())
         result = await probe(sim.path, FAST)
     report = result.as_json()
+    steps = report.pop("steps")
+    assert isinstance(steps, list) and len(steps) == len(result.steps)
+    assert isinstance(report.pop("seconds"), float)
     assert report == {
         "port": sim.path,
         "protocol": None,

@@ -279,6 +279,10 @@ class StreamSimulator(SerialSimulator):
     def frame(self, bad_checksum: bool) -> bytes:
         raise NotImplementedError
 
+    def gap(self) -> float:
+        """Seconds of silence at least after each frame (a device's inter-frame gap)."""
+        return 0.0
+
     async def _serve(self) -> None:
         due = time.monotonic()
         while True:
@@ -291,7 +295,11 @@ class StreamSimulator(SerialSimulator):
             if delay < 0:  # frames longer than the interval: send back to back
                 due = time.monotonic()
                 delay = 0.0
-            await asyncio.sleep(delay)
+            gap = self.gap()
+            if gap > delay:
+                due += gap - delay
+                delay = gap
+            await asyncio.sleep(delay if delay > 0 or self.interval > 0 else 0.01)
 
 
 __all__ = [

@@ -4,6 +4,7 @@ A spec is ``KIND[,key=value]...``::
 
     linky-historique
     linky-standard,name=ttyLINKY1
+    linky-historique,phases=3
     modbus,devices=sdm630@1+soil@2+level@80,baud=19200,parity=E
     mbus,devices=water@5+heat@6
     sdi12-soil,address=0,measure_time=1
@@ -135,6 +136,7 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
             k: opts.pop(k) for k in ("baud", "bytesize", "parity", "stopbits") if k in opts
         }
         interval = float(opts.pop("interval")) if "interval" in opts else None
+        phases = int(opts.pop("phases")) if kind.startswith("linky") and "phases" in opts else 1
         if line_keys:
             base = _DEFAULT_LINES[kind]
             common["line"] = LineFormat(
@@ -147,10 +149,10 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
         raise SpecError(f"{kind}: {e}") from e
     builders: dict[str, Callable[[], SerialSimulator]] = {
         "linky-historique": lambda: LinkySimulator(
-            name, mode="historique", interval=interval, **common
+            name, mode="historique", interval=interval, phases=phases, **common
         ),
         "linky-standard": lambda: LinkySimulator(
-            name, mode="standard", interval=interval, **common
+            name, mode="standard", interval=interval, phases=phases, **common
         ),
         "modbus": lambda: ModbusSimulator(
             name, slaves=_slaves(opts.pop("devices", "sdm630@1")), **common

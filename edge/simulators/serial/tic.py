@@ -1,8 +1,12 @@
 """A Linky meter's TIC output, historique (1200 7E1) or standard (9600 7E1).
 
-The meter talks on its own: one frame after the other (historique: about every 1.5 s),
-each group built with `protocols.tic.build_group`. The apparent power wanders like a
-household's, the energy index follows it.
+The meter talks on its own, as a real one does: one frame right after the other, 16.7 to
+33.4 ms apart (Enedis-NOI-CPT_02E), at the line's real speed when `pace` is 1 (a historique
+three-phase frame of ~250 bytes takes 2.1 s at 1200 7E1); `interval` sets a slower, fixed
+rhythm instead (tests at a faster pace). Each group is built with
+`protocols.tic.build_group`. `phases=3` is a three-phase meter on the HC/HP option (the
+full-length historique frame: IINST1-3, IMAX1-3, PMAX, PPOT...). The apparent power wanders
+like a household's, the energy index follows it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ class LinkySimulator(StreamSimulator):
     """A single-phase Linky on the BASE tariff, `mode` historique or standard."""
 
     kind: ClassVar[str] = "tic"
-    default_interval: ClassVar[float] = 1.5
+    default_interval: ClassVar[float] = 0.0  # back to back, with the real gap between frames
+    GAP_S: ClassVar[tuple[float, float]] = (0.0167, 0.0334)  # between two frames
 
     def __init__(
         self,
@@ -29,15 +34,17 @@ class LinkySimulator(StreamSimulator):
         adco: str = "041876543210",
         index_wh: int = 12_345_678,
         interval: float | None = None,
+        phases: int = 1,
         **options: Unpack[SimOptions],
     ) -> None:
         if mode not in tic.MODES:
             raise ValueError(f"TIC mode historique or standard, not {mode!r}")
+        if phases not in (1, 3) or (phases == 3 and mode != tic.HISTORIQUE):
+            raise ValueError(f"a meter of 1 or 3 phases (3: historique), not {phases!r}")
         options.setdefault("line", LineFormat(tic.BAUDRATE[mode], 7, "E", 1))
-        if interval is None and mode == tic.STANDARD:
-            interval = 1.0
         super().__init__(name, interval=interval, **options)
         self.mode = mode
+        self.phases = phases
         self.adco = adco
         self.index_wh = float(index_wh)
         self.power_va = 850.0
@@ -60,9 +67,19 @@ class LinkySimulator(StreamSimulator):
             groups[3] = _corrupt(groups[3])
         return tic.build_frame(groups)
 
+    def gap(self) -> float:
+        """Seconds of silence after a frame (scaled by the pace like the line's speed)."""
+        if self.interval > 0:
+            return 0.0
+        low, high = self.GAP_S
+        gap = self.rng.uniform(low, high)
+        return gap / self.pace if self.pace > 0 else 0.0
+
     def _historique(self) -> list[bytes]:
         h = tic.HISTORIQUE
         papp = int(self.power_va)
+        if self.phases == 3:
+            return self._historique_three_phase()
         return [
             tic.build_group("ADCO", self.adco, h),
             tic.build_group("OPTARIF", "BASE", h),
@@ -74,6 +91,27 @@ class LinkySimulator(StreamSimulator):
             tic.build_group("PAPP", f"{papp:05d}", h),
             tic.build_group("HHPHC", "A", h),
             tic.build_group("MOTDETAT", "000000", h),
+        ]
+
+    def _historique_three_phase(self) -> list[bytes]:
+        h = tic.HISTORIQUE
+        papp = int(self.power_va)
+        amps = [round(papp / 3 / 230 + self.rng.random()) for _ in range(3)]
+        index = int(self.index_wh)
+        return [
+            tic.build_group("ADCO", self.adco, h),
+            tic.build_group("OPTARIF", "HC..", h),
+            tic.build_group("ISOUSC", "30", h),
+            tic.build_group("HCHC", f"{index // 3:09d}", h),
+            tic.build_group("HCHP", f"{index - index // 3:09d}", h),
+            tic.build_group("PTEC", "HP..", h),
+            *(tic.build_group(f"IINST{n}", f"{a:03d}", h) for n, a in enumerate(amps, 1)),
+            *(tic.build_group(f"IMAX{n}", "060", h) for n in (1, 2, 3)),
+            tic.build_group("PMAX", "09870", h),
+            tic.build_group("PAPP", f"{papp:05d}", h),
+            tic.build_group("HHPHC", "A", h),
+            tic.build_group("MOTDETAT", "000000", h),
+            tic.build_group("PPOT", "00", h),
         ]
 
     def _standard(self) -> list[bytes]:
