@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 
+from hub import dashboard
 from hub._errors import StorageError
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
 
@@ -203,6 +204,7 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
     from hub._series_api import series_router  # it uses the helpers above
 
     app.include_router(series_router(storage))
+    app.include_router(dashboard.router(storage))
     return app
 
 

@@ -176,6 +176,7 @@ class Hub:
                 host, port = parse_host_port(cfg.http, "--http")
                 app = create_app(api_storage, self.health)
                 app.include_router(fleet.router())
+                app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
                 server = _Server(
                     uvicorn.Config(
                         app,

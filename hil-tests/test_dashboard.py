@@ -1,0 +1,295 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium headless against the
+hub of `estran demo` (the territory: three gateways, thirteen simulated sensors), as a user
+would open it.
+
+Each page is opened, must load without a console error or a failed request, is checked with
+axe-core (no serious or critical violation) and photographed into build/screenshots/ (the
+test's artefacts; docs/img/ holds the ones the docs show). A chart must draw with data.
+
+Chromium is Debian's (`apt-get install chromium`, done by `make install` / .ci/run), never a
+browser downloaded by Playwright. Without it the tests skip, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from estran.demo._children import estran_argv
+from estran.demo._run import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = REPO / "build" / "screenshots"
+DEMO_S = 900  # the demo stops on its own after this, whatever happens to the test
+READY_S = 150.0
+SENSORS = 13  # the territory's
+STOP_S = 60.0
+
+
+@dataclass
+class Territory:
+    url: str
+    data: Path
+    admin_credential: str
+    log: Path
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        body: bytes = response.read()
+        return body
+
+
+def _admin_credential(hub_log: Path) -> str:
+    lines = hub_log.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if "fleet admin credential" in line and i + 1 < len(lines):
+            return lines[i + 1].strip()
+    raise AssertionError(f"no admin credential in {hub_log}")
+
+
+@pytest.fixture(scope="module")
+def territory() -> Iterator[Territory]:
+    """`estran demo` running (its data kept in a short temporary directory: the gateways'
+    status sockets must fit in 107 bytes), with readings of every sensor at the hub."""
+    root = Path(tempfile.mkdtemp(prefix="estran-d-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root / "demo.out"
+    out = log.open("w")
+    proc = subprocess.Popen(
+        estran_argv(
+            "demo",
+            "--duration",
+            str(DEMO_S),
+            "--http",
+            f"127.0.0.1:{port}",
+            "--data",
+            str(root / "d"),
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    try:
+        deadline = time.monotonic() + READY_S
+        sensors: set[str] = set()
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+                sensors = {row["sensor"] for row in json.loads(_get(url + "/api/v1/sensors"))}
+            if len(sensors) >= SENSORS:
+                break
+            time.sleep(1.0)
+        assert len(sensors) >= SENSORS, f"{sorted(sensors)}\n{log.read_text()}"
+        time.sleep(15)  # a few more readings: the charts need more than one point
+        credential = _admin_credential(root / "d" / "logs" / "hub.log")
+        yield Territory(url, root / "d", credential, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        out.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} missing: apt-get install -y chromium (make install does it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class Visit:
+    page: Any
+    status: int
+    problems: list[str] = field(default_factory=list)
+
+
+def visit(context: Any, url: str, shot: str | None = None) -> Visit:
+    """Open `url`; every console error, page error and failed request is a problem."""
+    page = context.new_page()
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    response = page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    if shot is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+    return Visit(page, response.status if response is not None else 0, problems)
+
+
+def axe_violations(browser: Any, url: str, headers: dict[str, str]) -> list[str]:
+    """axe-core's serious and critical violations of the page at `url` (run in a context
+    that lets the test inject axe: the page's CSP allows only its own scripts)."""
+    axe = (resources.files("axe_playwright_python") / "axe.min.js").read_text()
+    context = browser.new_context(bypass_csp=True, extra_http_headers=headers)
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="networkidle")
+        page.add_script_tag(content=axe)
+        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    finally:
+        context.close()
+    return [
+        f"{v['impact']} {v['id']}: {v['help']} ({len(v['nodes'])}x: {v['nodes'][0]['target']})"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def admin_headers(t: Territory) -> dict[str, str]:
+    return {"Authorization": f"Bearer {t.admin_credential}"}
+
+
+ADMIN_PAGES = [
+    ("/fleet", "fleet"),
+    ("/gateways/townhall-001", "gateway"),
+    ("/sensors/townhall-sdm630?range=1h&quantity=total_active_power", "sensor"),
+    ("/alerts", "alerts"),
+    ("/map", "map"),
+    ("/open-data", "open-data"),
+    ("/numeriscore", "numeriscore"),
+]
+
+
+@pytest.mark.parametrize(("path", "name"), ADMIN_PAGES, ids=[n for _, n in ADMIN_PAGES])
+def test_page_loads_cleanly_and_passes_axe(
+    territory: Territory, browser: Any, path: str, name: str
+) -> None:
+    headers = admin_headers(territory)
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, extra_http_headers=headers
+    )
+    try:
+        v = visit(context, territory.url + path, shot=name)
+        assert v.status in (200, 503), (path, v.status)
+        assert not v.problems, v.problems
+        assert v.page.locator("h1").count() == 1
+        assert v.page.get_attribute("html", "lang") in ("fr", "en")
+    finally:
+        context.close()
+    violations = axe_violations(browser, territory.url + path, headers)
+    assert not violations, "\n".join(violations)
+
+
+def test_chart_draws_the_readings(territory: Territory, browser: Any) -> None:
+    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    try:
+        v = visit(context, territory.url + "/sensors/street-bin-02?range=1h&quantity=distance")
+        assert not v.problems, v.problems
+        chart = v.page.locator("#chart[data-points]")
+        chart.wait_for(timeout=5000)
+        assert int(chart.get_attribute("data-points") or 0) >= 2
+        canvas = v.page.locator("#chart canvas")
+        assert canvas.count() == 1
+        # something was drawn: the canvas is not one flat colour
+        colours = v.page.evaluate(
+            """() => { const c = document.querySelector('#chart canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] + ',' + d[i+1] + ',' + d[i+2] + ',' + d[i+3]);
+                return seen.size; }"""
+        )
+        assert colours > 3, colours
+        # and the table beside it holds the same points, for readers without the chart
+        rows = v.page.locator("details table tbody tr").count()
+        assert rows == int(chart.get_attribute("data-points") or 0)
+    finally:
+        context.close()
+
+
+def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: Any) -> None:
+    context = browser.new_context()
+    try:
+        v = visit(context, territory.url + "/", shot="anonymous-home")
+        assert v.page.url.endswith("/open-data"), v.page.url
+        assert not v.problems, v.problems
+        nav = v.page.locator("nav").inner_text()
+        assert "Passerelles" not in nav and "Gateways" not in nav
+        for path in ("/fleet", "/gateways/townhall-001", "/alerts", "/numeriscore"):
+            page = visit(context, territory.url + path).page
+            assert "/login" in page.url, (path, page.url)
+    finally:
+        context.close()
+
+
+def test_language_follows_the_browser_and_the_switch(territory: Territory, browser: Any) -> None:
+    context = browser.new_context(locale="en-GB", extra_http_headers=admin_headers(territory))
+    try:
+        page = visit(context, territory.url + "/fleet").page
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.locator("h1").inner_text() == "Gateways"
+        page.get_by_role("link", name="Français").click()
+        page.wait_for_load_state("load")
+        assert page.get_attribute("html", "lang") == "fr"
+        assert page.locator("h1").inner_text() == "Passerelles"
+        assert page.url.endswith("/fleet")
+    finally:
+        context.close()
+
+
+def test_keyboard_reaches_the_content_first(territory: Territory, browser: Any) -> None:
+    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    try:
+        page = visit(context, territory.url + "/fleet").page
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement.getAttribute('href')")
+        assert focused == "#main"
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "main"
+    finally:
+        context.close()
+
+
+def test_axe_check_can_fail(browser: Any) -> None:
+    """The accessibility check above is a real one: a page without a language, with an image
+    without text and a button without a name is caught."""
+    bad = "data:text/html,<title>x</title><img src='data:,'><button></button>"
+    violations = "\n".join(axe_violations(browser, bad, {}))
+    for rule in ("html-has-lang", "image-alt", "button-name"):
+        assert rule in violations, violations

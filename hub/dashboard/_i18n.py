@@ -1,0 +1,293 @@
+"""The dashboard's two languages, French and English, in plain words.
+
+The language of a page is, in this order: the `estran_lang` cookie (set by the switch at the
+top of every page), then the browser's `Accept-Language`, then French (the territory's). Every
+text a page shows is a key of `TEXTS`; a key missing in one language is a test failure, not a
+blank on screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LANGS = ("fr", "en")
+DEFAULT_LANG = "fr"
+COOKIE = "estran_lang"
+
+# key -> (French, English). Plain wording: who reads this is a town's technician, an elected
+# official or a resident, not an MQTT engineer.
+TEXTS: Mapping[str, tuple[str, str]] = {
+    # frame
+    "site.name": ("Estran", "Estran"),
+    "site.tagline": ("Capteurs du territoire", "The territory's sensors"),
+    "skip": ("Aller au contenu", "Skip to content"),
+    "nav.label": ("Navigation principale", "Main navigation"),
+    "nav.fleet": ("Passerelles", "Gateways"),
+    "nav.alerts": ("Alertes", "Alerts"),
+    "nav.map": ("Carte", "Map"),
+    "nav.open_data": ("Données ouvertes", "Open data"),
+    "nav.numeriscore": ("Numériscore", "Digital footprint"),
+    "nav.login": ("Se connecter", "Log in"),
+    "nav.logout": ("Se déconnecter", "Log out"),
+    "lang.label": ("Langue", "Language"),
+    "lang.switch": ("English", "Français"),
+    "signed_in_as": ("Connecté : {user} ({role})", "Signed in: {user} ({role})"),
+    "role.admin": ("administrateur", "administrator"),
+    "role.technician": ("technicien", "technician"),
+    "role.reader": ("lecteur", "reader"),
+    "role.anonymous": ("visiteur", "visitor"),
+    "footer": (
+        "Estran — les données du territoire restent publiques.",
+        "Estran — the territory's data stays in public hands.",
+    ),
+    "not_available": (
+        "Cette fonction n'est pas encore disponible sur ce serveur.",
+        "This feature is not available on this server yet.",
+    ),
+    "no_js_chart": (
+        "Le graphique a besoin de JavaScript ; le tableau ci-dessous donne les mêmes valeurs.",
+        "The chart needs JavaScript; the table below gives the same values.",
+    ),
+    "yes": ("oui", "yes"),
+    "no": ("non", "no"),
+    "none": ("aucun", "none"),
+    "unknown": ("inconnu", "unknown"),
+    "never": ("jamais", "never"),
+    # states
+    "state.online": ("en ligne", "online"),
+    "state.offline": ("hors ligne", "offline"),
+    "state.unknown": ("pas encore vue", "not seen yet"),
+    "state.revoked": ("retirée", "revoked"),
+    # fleet overview
+    "fleet.title": ("Passerelles", "Gateways"),
+    "fleet.intro": (
+        "Chaque passerelle lit les capteurs autour d'elle et envoie leurs mesures ici.",
+        "Each gateway reads the sensors around it and sends their readings here.",
+    ),
+    "fleet.summary": (
+        "{online} en ligne, {offline} hors ligne, {unknown} pas encore vues, sur {total}.",
+        "{online} online, {offline} offline, {unknown} not seen yet, out of {total}.",
+    ),
+    "fleet.empty": (
+        "Aucune passerelle n'a encore envoyé de message.",
+        "No gateway has sent anything yet.",
+    ),
+    "fleet.caption": ("État de chaque passerelle", "State of each gateway"),
+    "group_of": ("groupe {group}", "group {group}"),
+    "col.gateway": ("Passerelle", "Gateway"),
+    "col.group": ("Groupe", "Group"),
+    "col.site": ("Lieu", "Site"),
+    "col.state": ("État", "State"),
+    "col.last_seen": ("Dernier contact", "Last contact"),
+    "col.software": ("Logiciel", "Software"),
+    "col.config": ("Configuration (voulue / appliquée)", "Configuration (wanted / applied)"),
+    "col.drift": ("Écart", "Drift"),
+    "col.restart": ("Redémarrage en attente", "Restart pending"),
+    "col.backlog": ("En attente d'envoi", "Waiting to be sent"),
+    "col.readings": ("Mesures reçues", "Readings received"),
+    "col.last_error": ("Dernière erreur", "Last error"),
+    "col.sources": ("Sources", "Sources"),
+    "col.sensor": ("Capteur", "Sensor"),
+    "col.quantity": ("Grandeur", "Quantity"),
+    "col.value": ("Valeur", "Value"),
+    "col.unit": ("Unité", "Unit"),
+    "col.time": ("Heure (UTC)", "Time (UTC)"),
+    "col.reason": ("Motif", "Reason"),
+    "col.count": ("Nombre", "Count"),
+    "col.version": ("Version", "Version"),
+    "col.outcome": ("Résultat", "Outcome"),
+    "col.who": ("Par", "By"),
+    "col.what": ("Action", "Action"),
+    "col.min": ("Min", "Min"),
+    "col.mean": ("Moyenne", "Mean"),
+    "col.max": ("Max", "Max"),
+    "col.start": ("Début (UTC)", "Start (UTC)"),
+    "col.position": ("Position (lon, lat)", "Position (lon, lat)"),
+    "col.dataset": ("Jeu de données", "Dataset"),
+    "col.licence": ("Licence", "Licence"),
+    "col.kind": ("Type", "Kind"),
+    "col.description": ("Description", "Description"),
+    "col.downloads": ("Téléchargements", "Downloads"),
+    "drift.yes": ("en retard sur la configuration voulue", "behind the wanted configuration"),
+    "drift.no": ("à jour", "up to date"),
+    "restart.not_reported": ("non signalé", "not reported"),
+    "sources.not_reported": (
+        "pas encore remonté par les passerelles",
+        "not reported by the gateways yet",
+    ),
+    "not_enrolled": ("non inscrite", "not enrolled"),
+    # gateway page
+    "gateway.title": ("Passerelle {id}", "Gateway {id}"),
+    "gateway.not_found": ("Passerelle inconnue : {id}", "Unknown gateway: {id}"),
+    "gateway.facts": ("En bref", "At a glance"),
+    "gateway.sensors": ("Capteurs et dernières valeurs", "Sensors and latest values"),
+    "gateway.no_sensors": (
+        "Aucune mesure reçue de cette passerelle.",
+        "No reading received from this gateway.",
+    ),
+    "gateway.values": ("Dernières valeurs", "Latest values"),
+    "gateway.values_hidden": (
+        "valeurs réservées aux personnes autorisées",
+        "values shown to authorised users only",
+    ),
+    "gateway.all_values": ("Les {n} valeurs", "All {n} values"),
+    "gateway.errors": ("Messages refusés, par motif", "Messages refused, by reason"),
+    "gateway.no_errors": ("Aucun message refusé.", "No message refused."),
+    "gateway.config_history": ("Historique de configuration", "Configuration history"),
+    "gateway.no_history": ("Aucun événement enregistré.", "Nothing recorded yet."),
+    "gateway.commands": ("Commandes", "Commands"),
+    "gateway.commands_intro": (
+        "Une commande signée part vers la passerelle ; le résultat apparaît dans l'historique.",
+        "A signed command goes to the gateway; its outcome shows in the history.",
+    ),
+    "gateway.command_sent": (
+        "Commande « {name} » envoyée (n° {seq}).",
+        "Command “{name}” sent (no. {seq}).",
+    ),
+    "gateway.footprint": ("Empreinte", "Footprint"),
+    "gateway.dropped": ("Mesures perdues (mémoire pleine)", "Readings dropped (buffer full)"),
+    "gateway.uptime": ("En marche depuis", "Running for"),
+    "gateway.memory": ("Mémoire", "Memory"),
+    "gateway.cpu": ("Temps de calcul", "CPU time"),
+    "gateway.bytes_per_reading": ("Octets envoyés par mesure", "Bytes sent per reading"),
+    "gateway.enrolled": ("Inscrite le", "Enrolled on"),
+    "cmd.reload": ("Relire sa configuration", "Reload its configuration"),
+    "cmd.status": ("Envoyer son état", "Send its status"),
+    "cmd.rescan": ("Relancer les capteurs", "Restart its sensor readers"),
+    "cmd.flush": ("Envoyer tout de suite ce qui attend", "Send what is waiting now"),
+    "cmd.reboot": ("Redémarrer le programme", "Restart the program"),
+    # sensor page
+    "sensor.title": ("Capteur {id}", "Sensor {id}"),
+    "sensor.not_found": ("Capteur inconnu : {id}", "Unknown sensor: {id}"),
+    "sensor.latest": ("Dernières valeurs", "Latest values"),
+    "sensor.chart": ("Évolution", "Over time"),
+    "sensor.range": ("Période", "Period"),
+    "sensor.quantity": ("Grandeur", "Quantity"),
+    "sensor.show": ("Afficher", "Show"),
+    "sensor.no_data": ("Aucune mesure sur cette période.", "No reading in this period."),
+    "sensor.buckets": (
+        "{points} points, chacun résume {bucket} de mesures ({count} mesures en tout).",
+        "{points} points, each summing up {bucket} of readings ({count} readings in all).",
+    ),
+    "sensor.table": ("Les valeurs du graphique", "The chart's values"),
+    "sensor.text_values": (
+        "Cette grandeur n'est pas numérique : voici ses dernières valeurs.",
+        "This quantity is not a number: here are its latest values.",
+    ),
+    "range.1h": ("la dernière heure", "the last hour"),
+    "range.6h": ("les 6 dernières heures", "the last 6 hours"),
+    "range.24h": ("les dernières 24 heures", "the last 24 hours"),
+    "range.7d": ("les 7 derniers jours", "the last 7 days"),
+    "range.30d": ("les 30 derniers jours", "the last 30 days"),
+    # alerts
+    "alerts.title": ("Alertes", "Alerts"),
+    "alerts.firing": ("En cours", "Firing"),
+    "alerts.acknowledged": ("Prises en charge", "Acknowledged"),
+    "alerts.resolved": ("Résolues récemment", "Recently resolved"),
+    "alerts.none": ("Aucune alerte.", "No alert."),
+    "alerts.ack": ("Je m'en occupe", "Acknowledge"),
+    "alerts.resolve": ("Marquer résolue", "Mark resolved"),
+    # map
+    "map.title": ("Carte des capteurs", "Map of the sensors"),
+    "map.intro": (
+        "Chaque point est un capteur ; choisissez-en un pour voir ses mesures.",
+        "Each dot is a sensor; pick one to see its readings.",
+    ),
+    "map.no_positions": (
+        "Aucun capteur visible n'a de position connue.",
+        "No visible sensor has a known position.",
+    ),
+    "map.svg_label": ("Carte de {n} capteurs", "Map of {n} sensors"),
+    "map.list": ("Les mêmes capteurs en liste", "The same sensors as a list"),
+    "map.north": ("Nord en haut", "North is up"),
+    # open data
+    "open.title": ("Données ouvertes", "Open data"),
+    "open.intro": (
+        "Les mesures des capteurs publics du territoire, libres de réutilisation selon leur licence.",
+        "The readings of the territory's public sensors, free to reuse under their licence.",
+    ),
+    "open.datasets": ("Jeux de données", "Datasets"),
+    "open.no_datasets": ("Aucun jeu de données publié.", "No dataset published."),
+    "open.sensorthings": ("Interface SensorThings (OGC)", "SensorThings interface (OGC)"),
+    "open.sensorthings_intro": (
+        "Pour les logiciels : la norme OGC SensorThings API 1.1, à cette adresse :",
+        "For software: the OGC SensorThings API 1.1 standard, at this address:",
+    ),
+    "open.api": ("API du serveur", "The server's API"),
+    # numériscore
+    "num.title": ("Numériscore", "Digital footprint score"),
+    "num.intro": (
+        "Ce que coûte chaque mesure en octets, en écritures sur la carte mémoire, en calcul et en énergie.",
+        "What each reading costs in bytes, in memory-card writes, in computing and in energy.",
+    ),
+    # login
+    "login.title": ("Se connecter", "Log in"),
+    "login.user": ("Identifiant", "User name"),
+    "login.password": ("Mot de passe", "Password"),
+    "login.submit": ("Se connecter", "Log in"),
+    "login.failed": (
+        "Identifiant ou mot de passe incorrect.",
+        "Wrong user name or password.",
+    ),
+    "login.needed": (
+        "Cette page est réservée aux personnes connectées.",
+        "This page is for signed-in users only.",
+    ),
+    # errors
+    "error.title": ("Erreur", "Error"),
+    "error.forbidden": (
+        "Votre compte ne permet pas d'ouvrir cette page.",
+        "Your account cannot open this page.",
+    ),
+    "error.not_found": ("Cette page n'existe pas.", "This page does not exist."),
+    "error.storage": (
+        "La base de données ne répond pas ; réessayez dans un instant.",
+        "The database does not answer; try again in a moment.",
+    ),
+    "error.bad_request": ("Demande invalide : {reason}", "Invalid request: {reason}"),
+    "back_home": ("Retour à l'accueil", "Back to the start page"),
+}
+
+
+def negotiate(cookie: str | None, accept_language: str | None) -> str:
+    """The page's language: the switch's cookie, else the best of Accept-Language."""
+    if cookie in LANGS:
+        return cookie
+    best, best_q = DEFAULT_LANG, -1.0
+    for i, part in enumerate((accept_language or "").split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in LANGS:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        q -= i * 1e-6  # equal weights: the first listed wins
+        if q > best_q and q > 0:
+            best, best_q = primary, q
+    return best
+
+
+class Translator:
+    """`t("key", name=value)` in one language."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang if lang in LANGS else DEFAULT_LANG
+        self._index = LANGS.index(self.lang)
+
+    def __call__(self, key: str, **values: object) -> str:
+        text = TEXTS[key][self._index]
+        return text.format(**values) if values else text
+
+    @property
+    def other(self) -> str:
+        """The language the switch offers."""
+        return LANGS[1 - self._index]
+
+
+__all__ = ["COOKIE", "DEFAULT_LANG", "LANGS", "TEXTS", "Translator", "negotiate"]

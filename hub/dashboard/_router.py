@@ -1,0 +1,306 @@
+"""The dashboard's routes: server-rendered pages, the language switch and the static assets.
+
+Plain (non-async) endpoints: FastAPI runs them in its thread pool, on the API's own storage
+connection (never the ingest one), as hub._api does.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from fleet import Fleet
+from hub._errors import StorageError
+from hub.dashboard import _views
+from hub.dashboard._access import Principal, current_principal
+from hub.dashboard._i18n import COOKIE, LANGS, Translator
+from hub.dashboard._pages import HEADERS, NavItem, language, render
+from hub.storage import MAX_QUERY_ROWS, Storage
+
+FLEET_ROLES = frozenset({"admin", "technician"})
+CHART_POINTS = 300
+RANGES: dict[str, int] = {  # the period choices of a sensor page, in seconds
+    "1h": 3600,
+    "6h": 6 * 3600,
+    "24h": 86400,
+    "7d": 7 * 86400,
+    "30d": 30 * 86400,
+}
+DEFAULT_RANGE = "24h"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+Viewer = Annotated[Principal, Depends(current_principal)]
+
+
+def _static_files() -> dict[str, str]:
+    """Every file under static/, by its path there: nothing else can be served."""
+    root = resources.files("hub.dashboard") / "static"
+    found: dict[str, str] = {}
+    todo = [(root, PurePosixPath())]
+    while todo:
+        node, rel = todo.pop()
+        for child in node.iterdir():
+            if child.is_dir():
+                todo.append((child, rel / child.name))
+            elif child.is_file():
+                found[str(rel / child.name)] = str(child)
+    return found
+
+
+def nav_for(p: Principal) -> list[NavItem]:
+    items = []
+    if p.role in FLEET_ROLES:
+        items += [NavItem("/fleet", "nav.fleet"), NavItem("/alerts", "nav.alerts")]
+    items += [NavItem("/map", "nav.map"), NavItem("/open-data", "nav.open_data")]
+    if p.role != "anonymous":
+        items.append(NavItem("/numeriscore", "nav.numeriscore"))
+    return items
+
+
+def viewer_info(p: Principal) -> dict[str, object]:
+    return {"user": p.user, "role": p.role, "anonymous": p.role == "anonymous"}
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A local path to go back to (never another site: no scheme, no //host)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def router(storage: Storage) -> APIRouter:
+    """The pages, reading `storage` and the fleet registry (`app.state.fleet`, when the hub
+    runs one)."""
+    r = APIRouter(include_in_schema=False)
+    static = _static_files()
+
+    def fleet_of(request: Request) -> Fleet | None:
+        fleet: Fleet | None = getattr(request.app.state, "fleet", None)
+        return fleet
+
+    def page(
+        request: Request, p: Principal, template: str, title: str, status: int = 200, **ctx: object
+    ) -> Response:
+        return render(
+            request,
+            template,
+            title=title,
+            nav=nav_for(p),
+            viewer=viewer_info(p),
+            status=status,
+            **ctx,
+        )
+
+    def refuse(request: Request, p: Principal) -> Response:
+        """Anonymous: to the login page (and back after); signed in: 403, said plainly."""
+        if p.role == "anonymous":
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+        t = Translator(language(request))
+        return page(request, p, "error.html", t("error.title"), 403, message=t("error.forbidden"))
+
+    def unavailable(request: Request, p: Principal, what: str) -> Response:
+        t = Translator(language(request))
+        return page(request, p, "error.html", t("error.title"), 503, message=t(what))
+
+    # -- frame ------------------------------------------------------------------------------
+
+    @r.get("/")
+    def home(p: Viewer) -> Response:
+        if p.role == "anonymous":
+            target = "/open-data"
+        elif p.role in FLEET_ROLES:
+            target = "/fleet"
+        else:
+            target = "/map"
+        return RedirectResponse(target, status_code=303)
+
+    @r.get("/lang/{code}")
+    def switch_language(
+        code: str, next_: Annotated[str | None, Query(alias="next")] = None
+    ) -> Response:
+        response = RedirectResponse(safe_next(next_), status_code=303)
+        if code in LANGS:
+            response.set_cookie(COOKIE, code, max_age=365 * 86400, samesite="lax", httponly=True)
+        return response
+
+    @r.get("/static/{name:path}")
+    def asset(name: str) -> Response:
+        path = static.get(name)
+        if path is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        suffix = PurePosixPath(name).suffix
+        media = STATIC_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "text/plain"
+        return FileResponse(
+            path,
+            media_type=media,
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    # -- fleet ------------------------------------------------------------------------------
+
+    @r.get("/fleet")
+    def fleet_page(request: Request, p: Viewer) -> Response:
+        if p.role not in FLEET_ROLES:
+            return refuse(request, p)
+        t = Translator(language(request))
+        try:
+            rows = _views.gateway_rows(storage, fleet_of(request))
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        return page(
+            request,
+            p,
+            "fleet.html",
+            t("fleet.title"),
+            rows=rows,
+            summary=_views.fleet_summary(rows),
+        )
+
+    @r.get("/gateways/{gateway_id}")
+    def gateway_page(gateway_id: str, request: Request, p: Viewer) -> Response:
+        if p.role not in FLEET_ROLES:
+            return refuse(request, p)
+        t = Translator(language(request))
+        fleet = fleet_of(request)
+        try:
+            row = _views.gateway_row(storage, fleet, gateway_id)
+            sensor_views = _views.sensors(storage, gateway_id) if row else []
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        if row is None:
+            return page(
+                request,
+                p,
+                "error.html",
+                t("error.title"),
+                404,
+                message=t("gateway.not_found", id=gateway_id),
+            )
+        return page(
+            request,
+            p,
+            "gateway.html",
+            t("gateway.title", id=gateway_id),
+            gw=row,
+            sensors=sensor_views,
+            readable=lambda sensor: p.can_read(None, False),
+            history=_views.history(fleet, gateway_id),
+            commands=(),
+        )
+
+    # -- sensors ----------------------------------------------------------------------------
+
+    @r.get("/sensors/{sensor_id}")
+    def sensor_page(
+        sensor_id: str,
+        request: Request,
+        p: Viewer,
+        range_: Annotated[str, Query(alias="range", max_length=8)] = DEFAULT_RANGE,
+        quantity: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> Response:
+        if not p.can_read(None, False):
+            return refuse(request, p)
+        t = Translator(language(request))
+        if range_ not in RANGES:
+            range_ = DEFAULT_RANGE
+        try:
+            views = [v for v in _views.sensors(storage) if v.id == sensor_id]
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        if not views:
+            return page(
+                request,
+                p,
+                "error.html",
+                t("error.title"),
+                404,
+                message=t("sensor.not_found", id=sensor_id),
+            )
+        view = views[0]
+        numeric = [s.quantity for s in view.latest if _views.is_number(s.value)]
+        chosen = quantity if quantity in numeric else (numeric[0] if numeric else None)
+        unit = next((s.unit for s in view.latest if s.quantity == chosen), None)
+        to_ms = time.time_ns() // 1_000_000
+        from_ms = to_ms - RANGES[range_] * 1000
+        points: list[_views.Bucket] = []
+        count = 0
+        if chosen is not None:
+            try:
+                rows = [
+                    row
+                    for row in storage.readings(sensor_id, from_ms, to_ms, MAX_QUERY_ROWS)
+                    if row.quantity == chosen
+                ]
+            except StorageError:
+                return unavailable(request, p, "error.storage")
+            points = _views.buckets(rows, from_ms, to_ms, CHART_POINTS)
+            count = sum(b.count for b in points)
+        chart = {
+            "label": chosen,
+            "unit": unit,
+            "t": [b.start_ms / 1000 for b in points],
+            "min": [b.min for b in points],
+            "mean": [b.mean for b in points],
+            "max": [b.max for b in points],
+        }
+        return page(
+            request,
+            p,
+            "sensor.html",
+            t("sensor.title", id=sensor_id),
+            sensor=view,
+            ranges=list(RANGES),
+            range=range_,
+            numeric=numeric,
+            chosen=chosen,
+            unit=unit,
+            points=points,
+            count=count,
+            bucket_s=RANGES[range_] / CHART_POINTS,
+            chart=chart,
+        )
+
+    # -- pages whose data come from features still to land -------------------------------------
+
+    @r.get("/alerts")
+    def alerts_page(request: Request, p: Viewer) -> Response:
+        if p.role not in FLEET_ROLES:
+            return refuse(request, p)
+        t = Translator(language(request))
+        return page(request, p, "pending.html", t("alerts.title"))
+
+    @r.get("/map")
+    def map_page(request: Request, p: Viewer) -> Response:
+        t = Translator(language(request))
+        return page(request, p, "pending.html", t("map.title"))
+
+    @r.get("/open-data")
+    def open_data_page(request: Request, p: Viewer) -> Response:
+        t = Translator(language(request))
+        return page(request, p, "open_data.html", t("open.title"), datasets=None, sta=None)
+
+    @r.get("/numeriscore")
+    def numeriscore_page(request: Request, p: Viewer) -> Response:
+        if p.role == "anonymous":
+            return refuse(request, p)
+        t = Translator(language(request))
+        return page(request, p, "pending.html", t("num.title"))
+
+    @r.get("/login")
+    def login_page(request: Request, p: Viewer) -> Response:
+        t = Translator(language(request))
+        return page(request, p, "pending.html", t("login.title"))
+
+    _ = HEADERS
+    return r
+
+
+__all__ = ["router"]

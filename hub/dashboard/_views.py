@@ -1,0 +1,194 @@
+"""What the pages show, gathered from the hub's storage and the fleet registry: plain
+records the templates read, no HTML here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fleet import AuditEntry, Fleet, NotFound
+from fleet import Gateway as Enrolled
+from hub.storage import GatewayInfo, ReadingRow, SensorLatest, Storage
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRow:
+    """One gateway as the fleet overview shows it: the hub's view of its link (storage) and
+    the registry's view of its enrollment, software and configuration (fleet)."""
+
+    id: str
+    state: str  # online | offline | unknown | revoked
+    link: GatewayInfo | None
+    enrolled: Enrolled | None
+
+    @property
+    def group(self) -> str | None:
+        return self.enrolled.group if self.enrolled else None
+
+    @property
+    def site(self) -> str | None:
+        return self.enrolled.site if self.enrolled else None
+
+    @property
+    def software(self) -> str | None:
+        return self.enrolled.software if self.enrolled else None
+
+    @property
+    def drift(self) -> bool | None:
+        return self.enrolled.drift if self.enrolled else None
+
+    @property
+    def last_seen_ms(self) -> int | None:
+        return self.link.last_seen_ms if self.link else None
+
+    @property
+    def backlog(self) -> int | None:
+        return self.link.backlog if self.link else None
+
+    @property
+    def readings(self) -> int:
+        return self.link.readings if self.link else 0
+
+    @property
+    def last_error(self) -> str | None:
+        return self.link.last_error if self.link else None
+
+    @property
+    def last_error_ms(self) -> int | None:
+        return self.link.last_error_ms if self.link else None
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        return self.link.rejected if self.link else {}
+
+    def figure(self, name: str) -> int | float | None:
+        """A figure of the gateway's latest footprint (its state messages)."""
+        if self.link is None or self.link.footprint is None:
+            return None
+        return self.link.footprint.get(name)
+
+    def per_reading(self, name: str) -> float | None:
+        value = self.figure(name)
+        if value is None or not self.readings:
+            return None
+        return value / self.readings
+
+
+def gateway_rows(storage: Storage, fleet: Fleet | None) -> list[GatewayRow]:
+    """Every gateway the hub heard from or the registry knows, by id."""
+    links = {g.gateway: g for g in storage.gateways()}
+    enrolled = {g.id: g for g in fleet.gateways()} if fleet is not None else {}
+    rows = []
+    for gid in sorted(links.keys() | enrolled.keys()):
+        link, reg = links.get(gid), enrolled.get(gid)
+        state = "revoked" if reg is not None and reg.state == "revoked" else "unknown"
+        if state != "revoked" and link is not None:
+            state = link.state
+        rows.append(GatewayRow(gid, state, link, reg))
+    return rows
+
+
+def gateway_row(storage: Storage, fleet: Fleet | None, gateway_id: str) -> GatewayRow | None:
+    for row in gateway_rows(storage, fleet):
+        if row.id == gateway_id:
+            return row
+    return None
+
+
+def fleet_summary(rows: Sequence[GatewayRow]) -> dict[str, int]:
+    counts = {"online": 0, "offline": 0, "unknown": 0, "revoked": 0, "total": len(rows)}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return counts
+
+
+def history(fleet: Fleet | None, gateway_id: str, limit: int = 50) -> list[AuditEntry]:
+    """What the registry recorded about one gateway, newest first: enrollment,
+    configurations wanted, the gateway's reports (applied, rolled back, refused) and
+    commands."""
+    if fleet is None:
+        return []
+    try:
+        fleet.gateway(gateway_id)
+    except NotFound:
+        return []
+    return list(reversed(fleet.audit(limit, target=gateway_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class SensorView:
+    """A sensor's latest values, one per quantity."""
+
+    id: str
+    gateway: str
+    latest: list[SensorLatest] = field(default_factory=list)
+
+    @property
+    def last_ms(self) -> int:
+        return max(s.ts_ms for s in self.latest)
+
+
+def sensors(storage: Storage, gateway: str | None = None) -> list[SensorView]:
+    """Sensors with their latest values (of one gateway when given), by id."""
+    by_id: dict[str, SensorView] = {}
+    for s in storage.sensors():
+        if gateway is not None and s.gateway != gateway:
+            continue
+        view = by_id.setdefault(s.sensor, SensorView(s.sensor, s.gateway))
+        view.latest.append(s)
+    for view in by_id.values():
+        view.latest.sort(key=lambda s: s.quantity)
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start_ms: int
+    count: int
+    min: float
+    mean: float
+    max: float
+
+
+def buckets(rows: Sequence[ReadingRow], from_ms: int, to_ms: int, points: int) -> list[Bucket]:
+    """Readings summed up in `points` equal slices of [from_ms, to_ms): min, mean, max and
+    count of each non-empty slice (numbers only)."""
+    width = max(1, -(-(to_ms - from_ms) // max(1, points)))
+    acc: dict[int, list[float]] = {}
+    for r in rows:
+        if not is_number(r.value) or not from_ms <= r.ts_ms < to_ms:
+            continue
+        value = float(r.value)  # type: ignore[arg-type]
+        if value != value:  # NaN
+            continue
+        slot = (r.ts_ms - from_ms) // width
+        a = acc.get(slot)
+        if a is None:
+            acc[slot] = [1.0, value, value, value]
+        else:
+            a[0] += 1
+            a[1] += value
+            a[2] = min(a[2], value)
+            a[3] = max(a[3], value)
+    return [
+        Bucket(from_ms + slot * width, int(a[0]), a[2], a[1] / a[0], a[3])
+        for slot, a in sorted(acc.items())
+    ]
+
+
+__all__ = [
+    "Bucket",
+    "GatewayRow",
+    "SensorView",
+    "buckets",
+    "fleet_summary",
+    "gateway_row",
+    "gateway_rows",
+    "history",
+    "is_number",
+    "sensors",
+]
