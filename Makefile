@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint types contracts pytest micropython demo bench clean
+.PHONY: install test lint types contracts pytest micropython demo bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,15 @@ types: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads
+# a browser of its own). Without root this only says so: the tests skip, and fail under CI=true.
+browser:
+	@command -v chromium >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium missing (apt-get install -y chromium): the browser tests will skip"
 
 # The codec vector tests again, on the MicroPython unix port (firmware-style codecs).
 micropython: install

@@ -1,0 +1,235 @@
+"""The dashboard's pages over HTTP (no browser: hil-tests/test_dashboard.py drives Chromium):
+who sees what, languages, escaping, the static assets and their bounds."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+import fleet
+from hub._api import create_app
+from hub.dashboard import _format
+from hub.dashboard._i18n import TEXTS, Translator, negotiate
+from hub.storage import GatewayState, SeriesKey, Storage, Value, open_storage
+from hub.tests.fleet_support import enroll_directly
+from hub.tests.test_storage import batch
+
+SOIL: SeriesKey = ("soil-001", "moisture", "%")
+NOTE: SeriesKey = ("soil-001", "status", None)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[fleet.Fleet]:
+    with fleet.Fleet(tmp_path / "hub") as f:
+        yield f
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    s = open_storage(f"sqlite:///{tmp_path}/hub.sqlite3", tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def http(storage: Storage, registry: fleet.Fleet) -> Iterator[TestClient]:
+    app = create_app(storage)
+    app.state.fleet = registry
+    with TestClient(app, base_url="http://hub", follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(registry: fleet.Fleet) -> dict[str, str]:
+    """Headers of a signed-in admin."""
+    credential = registry.ensure_admin()
+    assert credential is not None
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def feed(storage: Storage, gateway: str = "marina-001", n: int = 60) -> int:
+    """`n` readings of soil-001 over the last n minutes, and a birth; returns now (ms)."""
+    now = time.time_ns() // 1_000_000
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL, now - (n - i) * 60_000, 20.0 + i % 7) for i in range(n)
+    ]
+    rows.append((NOTE, now - 1000, "ok"))
+    storage.ingest([batch(gateway, 1, rows, backlog=3)], now_ms=now)
+    storage.record_state(gateway, GatewayState(True, 1, now, backlog=3), now_ms=now)
+    return now
+
+
+# -- languages and words ---------------------------------------------------------------------
+
+
+def test_every_text_has_both_languages_and_every_key_used_exists() -> None:
+    for key, pair in TEXTS.items():
+        assert len(pair) == 2 and all(pair), key
+    used: set[str] = set()
+    templates = resources.files("hub.dashboard") / "templates"
+    for page in templates.iterdir():
+        used |= set(re.findall(r"\bt\('([a-z0-9_.]+)'", page.read_text()))
+    code = (resources.files("hub.dashboard") / "_router.py").read_text()
+    used |= set(
+        re.findall(r'"((?:nav|error|sensor|gateway|alerts|map|open|num|login)\.[a-z_.]+)"', code)
+    )
+    assert used, "no key found: the pattern is wrong"
+    missing = sorted(k for k in used if k not in TEXTS and not k.endswith((".", ".html")))
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("cookie", "header", "lang"),
+    [
+        (None, None, "fr"),
+        (None, "en-GB,en;q=0.9", "en"),
+        (None, "de-DE,de;q=0.9,en;q=0.5,fr;q=0.4", "en"),
+        (None, "fr-FR,en;q=0.8", "fr"),
+        (None, "en;q=0.2,fr;q=0.3", "fr"),
+        (None, "en;q=0", "fr"),
+        (None, "en;q=garbage", "fr"),
+        ("en", "fr", "en"),
+        ("xx", "en", "en"),
+    ],
+)
+def test_language_negotiation(cookie: str | None, header: str | None, lang: str) -> None:
+    assert negotiate(cookie, header) == lang
+
+
+def test_numbers_read_as_people_write_them() -> None:
+    assert _format.number(1234.5, "fr") == "1\u202f234,5"
+    assert _format.number(1234.5, "en") == "1,234.5"
+    assert _format.number(float("nan"), "en") == "—"
+    assert _format.number(None, "fr") == "—"
+    assert _format.number("ok", "fr") == "ok"
+    assert _format.duration(3 * 86400 + 7200, "fr") == "3 j 2 h"
+    assert _format.size(47_000_000, "en") == "47 MB"
+    assert Translator("en")("fleet.summary", online=1, offline=2, unknown=0, total=3).startswith(
+        "1 online"
+    )
+
+
+# -- who sees what ---------------------------------------------------------------------------
+
+
+def test_anonymous_visitor_goes_to_open_data_and_is_sent_to_login(http: TestClient) -> None:
+    r = http.get("/")
+    assert (r.status_code, r.headers["location"]) == (303, "/open-data")
+    for path in ("/fleet", "/gateways/marina-001", "/alerts", "/numeriscore", "/sensors/soil-001"):
+        r = http.get(path)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next="), path
+    r = http.get("/open-data")
+    assert r.status_code == 200
+    assert 'href="/fleet"' not in r.text  # no fleet link for a visitor
+
+
+def test_admin_home_is_the_fleet(http: TestClient, admin: dict[str, str]) -> None:
+    r = http.get("/", headers=admin)
+    assert (r.status_code, r.headers["location"]) == (303, "/fleet")
+
+
+def test_pages_carry_a_strict_content_security_policy(http: TestClient) -> None:
+    r = http.get("/open-data", headers={"Accept-Language": "en"})
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert '<html lang="en">' in r.text
+    assert 'class="skip" href="#main"' in r.text
+
+
+# -- the fleet pages -------------------------------------------------------------------------
+
+
+def test_fleet_overview_joins_the_link_and_the_registry(
+    http: TestClient, storage: Storage, registry: fleet.Fleet, admin: dict[str, str]
+) -> None:
+    gid, _ = enroll_directly(registry, "marina")
+    feed(storage, "stray-gw")  # heard from, never enrolled
+    time.sleep(0.002)
+    feed(storage, gid)  # the latest readings of soil-001 come from it
+    r = http.get("/fleet", headers={**admin, "Accept-Language": "en"})
+    assert r.status_code == 200, r.text
+    assert f'href="/gateways/{gid}"' in r.text
+    assert "group marina" in r.text
+    assert "not enrolled" in r.text  # the stray one
+    assert "2 online, 0 offline" in r.text
+    page = http.get(f"/gateways/{gid}", headers={**admin, "Accept-Language": "en"})
+    assert page.status_code == 200
+    assert "gateway.enroll" in page.text  # its history
+    assert 'href="/sensors/soil-001"' in page.text
+    assert http.get("/gateways/nope", headers=admin).status_code == 404
+
+
+def test_sensor_page_chart_data_and_table_agree(
+    http: TestClient, storage: Storage, admin: dict[str, str]
+) -> None:
+    feed(storage)
+    r = http.get("/sensors/soil-001?range=6h", headers=admin)
+    assert r.status_code == 200
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', r.text)
+    assert found is not None
+    chart = json.loads(found.group(1))
+    assert chart["label"] == "moisture" and chart["unit"] == "%"
+    assert len(chart["t"]) == len(chart["mean"]) > 10
+    assert min(chart["min"]) == 20.0 and max(chart["max"]) == 26.0
+    table = r.text[r.text.index("<details>") :]
+    assert table.count("<tr><td>") == len(chart["t"])
+    # a text quantity is not charted; an unknown range falls back to the default
+    assert http.get("/sensors/soil-001?quantity=status&range=99y", headers=admin).status_code == 200
+    assert http.get("/sensors/none", headers=admin).status_code == 404
+
+
+def test_hostile_ids_are_escaped(http: TestClient, storage: Storage, admin: dict[str, str]) -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    now = time.time_ns() // 1_000_000
+    storage.ingest([batch(evil, 1, [((evil, "q", None), now, 1.0)])], now_ms=now)
+    for path in ("/fleet", "/gateways/" + quote(evil, safe=""), "/sensors/" + quote(evil, safe="")):
+        r = http.get(path, headers=admin)
+        assert r.status_code == 200, path
+        assert evil not in r.text and "&lt;img src=x" in r.text, path
+    r = http.get("/gateways/" + quote('<script>"', safe=""), headers=admin)
+    assert r.status_code == 404 and "<script>" not in r.text
+
+
+# -- the language switch and the assets ------------------------------------------------------
+
+
+def test_language_switch_sets_a_cookie_and_never_leaves_the_site(http: TestClient) -> None:
+    r = http.get("/lang/en?next=/open-data")
+    assert (r.status_code, r.headers["location"]) == (303, "/open-data")
+    assert "estran_lang=en" in r.headers["set-cookie"]
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", ""):
+        r = http.get("/lang/en", params={"next": target})
+        assert r.headers["location"] == "/", target
+    r = http.get("/lang/xx?next=/map")
+    assert "set-cookie" not in r.headers
+
+
+def test_static_assets_are_served_and_nothing_else(http: TestClient) -> None:
+    r = http.get("/static/vendor/uplot/uPlot.iife.min.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert "uPlot" in r.text
+    assert http.get("/static/vendor/uplot/LICENSE").status_code == 200
+    assert http.get("/static/estran.css").headers["content-type"].startswith("text/css")
+    for path in (
+        "/static/../_router.py",
+        "/static/%2e%2e/_router.py",
+        "/static/..%2f_router.py",
+        "/static/templates/base.html",
+        "/static//etc/passwd",
+        "/static/nothing.js",
+    ):
+        assert http.get(path).status_code == 404, path
