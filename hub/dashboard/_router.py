@@ -22,7 +22,7 @@ from hub.dashboard import _views
 from hub.dashboard._access import Principal, current_principal
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
 from hub.dashboard._pages import HEADERS, NavItem, language, render
-from hub.storage import MAX_QUERY_ROWS, Storage
+from hub.storage import SeriesPoint, Storage
 
 FLEET_ROLES = frozenset({"admin", "technician"})
 CHART_POINTS = 300
@@ -230,19 +230,19 @@ def router(storage: Storage) -> APIRouter:
         unit = next((s.unit for s in view.latest if s.quantity == chosen), None)
         to_ms = time.time_ns() // 1_000_000
         from_ms = to_ms - RANGES[range_] * 1000
-        points: list[_views.Bucket] = []
-        count = 0
+        points: list[SeriesPoint] = []
+        bucket_ms = 0
         if chosen is not None:
             try:
-                rows = [
-                    row
-                    for row in storage.readings(sensor_id, from_ms, to_ms, MAX_QUERY_ROWS)
-                    if row.quantity == chosen
-                ]
+                ds = storage.series(sensor_id, chosen, from_ms, to_ms, CHART_POINTS, unit=unit)
+            except (LookupError, ValueError):  # gone since, or one name in several units
+                ds = None
             except StorageError:
                 return unavailable(request, p, "error.storage")
-            points = _views.buckets(rows, from_ms, to_ms, CHART_POINTS)
-            count = sum(b.count for b in points)
+            if ds is not None:
+                points = [b for b in ds.points if b.mean is not None and b.count]
+                bucket_ms = ds.bucket_ms
+        count = sum(b.count for b in points)
         chart = {
             "label": chosen,
             "unit": unit,
@@ -264,7 +264,7 @@ def router(storage: Storage) -> APIRouter:
             unit=unit,
             points=points,
             count=count,
-            bucket_s=RANGES[range_] / CHART_POINTS,
+            bucket_s=bucket_ms / 1000,
             chart=chart,
         )
 

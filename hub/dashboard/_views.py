@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fleet import AuditEntry, Fleet, NotFound
 from fleet import Gateway as Enrolled
-from hub.storage import GatewayInfo, ReadingRow, SensorLatest, Storage
+from hub.storage import GatewayInfo, SensorLatest, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,46 +145,9 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    start_ms: int
-    count: int
-    min: float
-    mean: float
-    max: float
-
-
-def buckets(rows: Sequence[ReadingRow], from_ms: int, to_ms: int, points: int) -> list[Bucket]:
-    """Readings summed up in `points` equal slices of [from_ms, to_ms): min, mean, max and
-    count of each non-empty slice (numbers only)."""
-    width = max(1, -(-(to_ms - from_ms) // max(1, points)))
-    acc: dict[int, list[float]] = {}
-    for r in rows:
-        if not is_number(r.value) or not from_ms <= r.ts_ms < to_ms:
-            continue
-        value = float(r.value)  # type: ignore[arg-type]
-        if value != value:  # NaN
-            continue
-        slot = (r.ts_ms - from_ms) // width
-        a = acc.get(slot)
-        if a is None:
-            acc[slot] = [1.0, value, value, value]
-        else:
-            a[0] += 1
-            a[1] += value
-            a[2] = min(a[2], value)
-            a[3] = max(a[3], value)
-    return [
-        Bucket(from_ms + slot * width, int(a[0]), a[2], a[1] / a[0], a[3])
-        for slot, a in sorted(acc.items())
-    ]
-
-
 __all__ = [
-    "Bucket",
     "GatewayRow",
     "SensorView",
-    "buckets",
     "fleet_summary",
     "gateway_row",
     "gateway_rows",
