@@ -29,7 +29,9 @@ import random
 import socket
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiomqtt
 
@@ -108,6 +110,18 @@ class IngestSettings:
     reconnect_max: float = 10.0
 
 
+class IngestObserver(Protocol):
+    """Told what ingest committed (alerts, metrics, numériscore), on the event loop, after
+    the commit and before the acks. It must return at once (queue any slow work) and should
+    not raise; an exception is logged and ingest carries on."""
+
+    def committed(self, batches: Sequence[IngestBatch], seconds: float) -> None:
+        """`batches` were committed in one transaction that took `seconds`."""
+
+    def state(self, gateway: str, state: GatewayState, applied: bool) -> None:
+        """A state message was recorded (`applied` False: older than the one recorded)."""
+
+
 class _LogLimiter:
     """At most `burst` warnings per `period` seconds; the rest are counted and summarised."""
 
@@ -155,8 +169,26 @@ class IngestWorker:
         self.stats = stats or IngestStats()
         self.settings = settings or IngestSettings()
         self.connected = connected or asyncio.Event()
+        self.observers: list[IngestObserver] = []
         self._limiter = _LogLimiter()
         self._identifier = f"estran-hub-{socket.gethostname()[:20]}-{os.getpid()}-{name}"
+
+    def add_observer(self, observer: IngestObserver) -> None:
+        self.observers.append(observer)
+
+    def _notify_committed(self, batches: Sequence[IngestBatch], seconds: float) -> None:
+        for observer in self.observers:
+            try:
+                observer.committed(batches, seconds)
+            except Exception:
+                log.exception("%s: ingest observer failed", self.name)
+
+    def _notify_state(self, gateway: str, state: GatewayState, applied: bool) -> None:
+        for observer in self.observers:
+            try:
+                observer.state(gateway, state, applied)
+            except Exception:
+                log.exception("%s: ingest observer failed", self.name)
 
     async def run(self) -> None:
         delay = self.settings.reconnect_min
@@ -280,12 +312,14 @@ class IngestWorker:
             acks: list[tuple[str, wire.Ack]] = []
             try:
                 if group.batches:
+                    started = time.perf_counter()
                     result = await self.storage.call(
                         self.storage.storage.ingest,
                         group.batches,
                         now_ms(),
                         timeout=s.storage_timeout,
                     )
+                    self._notify_committed(group.batches, time.perf_counter() - started)
                     self.stats.batches += len(group.batches)
                     self.stats.readings += sum(len(b) for b in group.batches)
                     self.stats.inserted += result.inserted
@@ -295,10 +329,11 @@ class IngestWorker:
                         for b in group.batches
                     )
                 for gateway, state in group.states:
-                    await self.storage.call(
+                    applied = await self.storage.call(
                         self.storage.storage.record_state, gateway, state, now_ms()
                     )
                     self.stats.states += 1
+                    self._notify_state(gateway, state, applied)
                 for rej in group.rejections:
                     if rej.gateway is not None:
                         await self.storage.call(
@@ -338,4 +373,4 @@ class IngestWorker:
         self.stats.acks += len(acks)
 
 
-__all__ = ["SHARE_GROUP", "IngestSettings", "IngestStats", "IngestWorker"]
+__all__ = ["SHARE_GROUP", "IngestObserver", "IngestSettings", "IngestStats", "IngestWorker"]

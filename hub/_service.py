@@ -21,6 +21,7 @@ from hub._broker import EmbeddedBroker
 from hub._errors import ConfigError
 from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
+from hub.alerts import Alerting, AlertSettings, DeliverySettings, bearer_admin
 from hub.fleet_api import FleetHub
 from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_path
 
@@ -79,6 +80,8 @@ class HubConfig:
     mosquitto_pid: Path | None = None  # SIGHUP it when they change
     tls_listen: str | None = None  # HOST:PORT of an MQTT TLS listener (embedded broker)
     https: bool = False  # the HTTP API over TLS (files of `estran fleet tls init`)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
     @property
     def embedded(self) -> bool:
@@ -113,6 +116,7 @@ class Hub:
         self.stats = IngestStats()
         self.ready = asyncio.Event()
         self.broker_address: BrokerAddress | None = None
+        self.alerting: Alerting | None = None
 
     def health(self) -> dict[str, object]:
         return {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
@@ -169,6 +173,16 @@ class Hub:
                 )
                 for i in range(workers)
             ]
+            alerting = self.alerting = Alerting(
+                self._open,
+                cfg.alerts,
+                cfg.delivery,
+                broker=lambda: self.broker_address,
+                gateway_group=lambda: {g.id: g.group for g in fleet.fleet.gateways()},
+            )
+            stack.callback(alerting.close)
+            for w in ingest:
+                w.add_observer(alerting.engine)
             server: _Server | None = None
             if cfg.http is not None:
                 api_storage = self._open(readers=API_READERS)
@@ -177,6 +191,11 @@ class Hub:
                 app = create_app(api_storage, self.health)
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
+                admin = bearer_admin(fleet.fleet.check_admin)
+                app.state.alerts = alerting.service(api_storage)
+                app.include_router(
+                    alerting.router(app.state.alerts, read=admin, operate=admin, admin=admin)
+                )
                 server = _Server(
                     uvicorn.Config(
                         app,
@@ -204,6 +223,7 @@ class Hub:
                         tg.create_task(server.serve(sockets=[http_socket]), name="http")
                     tg.create_task(self._signal_ready(events, server), name="ready")
                     tg.create_task(self._log_stats(), name="stats")
+                    tg.create_task(alerting.run(), name="alerts")
                     # Only a fleet-guarded broker disconnects clients the registry does not
                     # know; with open access anyone may stay connected.
                     guarded = embedded is not None and cfg.broker_access == "fleet"

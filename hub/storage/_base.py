@@ -415,6 +415,15 @@ class Storage(abc.ABC):
         read pool, never the ingest one; every row."""
 
     @abc.abstractmethod
+    def _write(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements (parameters marked with `placeholder`) in one transaction; the
+        row count of each."""
+
+    def size_bytes(self) -> int | None:
+        """The database's size on disk (None when unknown)."""
+        return None
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the connection."""
 

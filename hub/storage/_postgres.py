@@ -18,6 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from hub._errors import StorageError
+from hub.storage import _alerts
 from hub.storage._base import (
     Storage,
     batch_rows,
@@ -103,6 +104,8 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT DISTINCT ON (series_id) series_id, gateway_id, seq, ts_ms, value, text, flags
         FROM readings ORDER BY series_id, ts_ms DESC, seq DESC;
     """,
+    # 5: alerts and numériscore (hub/storage/_alerts.py)
+    _alerts.POSTGRES,
 )
 # Migrations that need more than SQL: run after the script of the same version.
 _MIGRATION_STEPS: dict[int, str] = {4: "_partition_readings"}
@@ -483,6 +486,18 @@ class PostgresStorage(Storage):
                 return db.execute(query.encode(), params).fetchall()
             except psycopg.Error as e:
                 raise StorageError(f"query failed: {e}") from e
+
+    def size_bytes(self) -> int | None:
+        rows = self._fetch("SELECT pg_database_size(current_database())")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def _write(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    return [self._db.execute(q.encode(), params).rowcount for q, params in ops]
+            except psycopg.Error as e:
+                raise StorageError(f"write failed: {e}") from e
 
     def close(self) -> None:
         self._readers.close()

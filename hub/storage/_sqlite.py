@@ -9,6 +9,7 @@ floats (exact values, no REAL coercion).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hub._errors import StorageError
+from hub.storage import _alerts
 from hub.storage._base import (
     Storage,
     batch_rows,
@@ -104,6 +106,8 @@ MIGRATIONS: tuple[str, ...] = (
             FROM readings)
         WHERE rn = 1;
     """,
+    # 5: alerts and numériscore (hub/storage/_alerts.py)
+    _alerts.SQLITE,
 )
 
 _INSERT = (
@@ -312,6 +316,24 @@ class SqliteStorage(Storage):
                 return db.execute(query, params).fetchall()
             except sqlite3.Error as e:
                 raise StorageError(f"query failed: {e}") from e
+
+    def size_bytes(self) -> int | None:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total or None
+
+    def _write(self, ops: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                counts = [self._db.execute(q, params).rowcount for q, params in ops]
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback()
+                raise StorageError(f"write failed: {e}") from e
+        return counts
 
     def close(self) -> None:
         self._readers.close()
