@@ -19,6 +19,15 @@ def hub() -> None:
     """The hub: run the central service (broker, ingest, storage, HTTP API)."""
 
 
+def _alert_commands() -> None:
+    from hub.alerts._cli import alert
+
+    hub.add_command(alert)
+
+
+_alert_commands()
+
+
 @hub.command("run")
 @click.option(
     "--data",
