@@ -58,7 +58,7 @@ from hub.storage import GatewayState, IngestBatch, StorageThread
 log = logging.getLogger("estran.hub.alerts")
 
 SYSTEM = "system"  # the actor of what the engine does by itself
-SOURCE_DOWN_STATES = frozenset({"down", "restarting", "failed", "error"})
+SOURCE_DOWN_STATES = frozenset({"down"})  # protocols.wire SourceHealth: ok, degraded, down
 
 
 def wall_ms() -> int:
@@ -483,25 +483,22 @@ class AlertEngine:
         )
 
     def _sources(self, rule: Rule, gateway: str, state: GatewayState, now: int) -> None:
-        sources = state.info.get("sources")
-        if not isinstance(sources, dict):
+        """Per-source health from the gateway's state message (None: not reported, keep)."""
+        if state.sources is None:
             return
         wanted = rule.params["source"]
-        for name, health in sources.items():
-            if wanted is not None and name != wanted:
+        for source in state.sources:
+            if wanted is not None and source.name != wanted:
                 continue
-            st = health.get("state") if isinstance(health, dict) else health
-            if not isinstance(st, str):
-                continue
-            down = st in SOURCE_DOWN_STATES
-            detail = health.get("detail", "") if isinstance(health, dict) else ""
+            down = source.status in SOURCE_DOWN_STATES
             self._observe(
                 rule,
-                f"{gateway}/{name}",
+                f"{gateway}/{source.name}",
                 down if state.online else None,
                 now,
-                {"state": st, "detail": detail},
-                f"gateway {gateway}: source {name} is {st}",
+                {"status": source.status, "detail": source.detail, "errors": source.errors},
+                f"gateway {gateway}: source {source.name} is {source.status}"
+                + (f" ({source.detail})" if source.detail else ""),
                 None,
                 gateway,
                 rule.params["after_s"],

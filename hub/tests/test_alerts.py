@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hub.alerts import RuleError, parse_rule
-from hub.storage import GatewayState
+from hub.storage import GatewayState, SourceStatus
 from hub.tests.alert_support import MIN, T0, batch, running_engine
 
 BIN_RULE = {
@@ -214,10 +214,8 @@ async def test_gateway_offline_buffer_quota_source_down(tmp_path: Path) -> None:
     async with running_engine("sqlite", tmp_path, rules) as (engine, _notes, service):
         engine.committed([batch("gw-1", [("x-001", "v", None, T0, 1)])], 0.0)
         fp = {"buffer_bytes": 900, "quota_bytes": 1000}
-        sources = {"serial0": {"state": "up"}, "ble": {"state": "down", "detail": "no adapter"}}
-        engine.state(
-            "gw-1", GatewayState(True, 1, T0, footprint=fp, info={"sources": sources}), True
-        )
+        sources = (SourceStatus("serial0", "ok"), SourceStatus("ble", "down", detail="no adapter"))
+        engine.state("gw-1", GatewayState(True, 1, T0, footprint=fp, sources=sources), True)
         engine.state("gw-2", GatewayState(False, 1, T0), True)
         engine.state("gw-3", GatewayState(False, 1, T0), False)  # not applied: an old Will
         engine.tick(T0 + 1 * MIN)
@@ -230,7 +228,7 @@ async def test_gateway_offline_buffer_quota_source_down(tmp_path: Path) -> None:
         await engine.drain()
         assert ("gw-off", "gw-2") in {(a.rule_id, a.subject) for a in service.alerts("open")}
         engine.committed([batch("gw-1", [("x-001", "v", None, T0 + 3 * MIN, 1)], 2)], 0.0)
-        sources["ble"] = {"state": "up"}
+        sources = (SourceStatus("serial0", "ok"), SourceStatus("ble", "degraded"))
         engine.state(
             "gw-1",
             GatewayState(
@@ -238,7 +236,7 @@ async def test_gateway_offline_buffer_quota_source_down(tmp_path: Path) -> None:
                 1,
                 T0,
                 footprint={"buffer_bytes": 100, "quota_bytes": 1000},
-                info={"sources": sources},
+                sources=sources,
             ),
             True,
         )
