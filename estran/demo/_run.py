@@ -442,6 +442,7 @@ class Demo:
         )
         marina = next(gw for gw in self.gateways if gw.plan.key == "marina")
         lines = [
+            f"  dashboard  {url}/  (open it in a browser)",
             f"  hub        {url}  (API docs {url}/api/docs)",
             f"  broker     mqtt://127.0.0.1:{self.mqtt_port}, embedded, {access}",
             f"  gateways   {gateways}",

@@ -110,11 +110,27 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "col.downloads": ("Téléchargements", "Downloads"),
     "drift.yes": ("en retard sur la configuration voulue", "behind the wanted configuration"),
     "drift.no": ("à jour", "up to date"),
-    "restart.not_reported": ("non signalé", "not reported"),
-    "sources.not_reported": (
-        "pas encore remonté par les passerelles",
-        "not reported by the gateways yet",
+    "restart.none": ("non", "no"),
+    "restart.pending": (
+        "oui, pour appliquer : {names}",
+        "yes, to apply: {names}",
     ),
+    "sources.not_reported": ("non signalé", "not reported"),
+    "sources.summary": (
+        "{ok} en marche, {degraded} avec erreurs, {down} arrêtées",
+        "{ok} working, {degraded} with errors, {down} down",
+    ),
+    "source.ok": ("en marche", "working"),
+    "source.degraded": ("avec erreurs", "with errors"),
+    "source.down": ("arrêtée", "down"),
+    "gateway.sources": ("Sources de mesure", "Sensor readers"),
+    "gateway.sources_intro": (
+        "Chaque source lit un port série ou la radio Bluetooth de la passerelle.",
+        "Each reader listens to one serial port or to the gateway's Bluetooth radio.",
+    ),
+    "col.last_reading": ("Dernière mesure", "Last reading"),
+    "col.errors": ("Erreurs (depuis le démarrage)", "Errors (since start)"),
+    "col.detail": ("Détail", "Detail"),
     "not_enrolled": ("non inscrite", "not enrolled"),
     # gateway page
     "gateway.title": ("Passerelle {id}", "Gateway {id}"),

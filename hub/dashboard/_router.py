@@ -280,7 +280,7 @@ def router(storage: Storage) -> APIRouter:
     @r.get("/map")
     def map_page(request: Request, p: Viewer) -> Response:
         t = Translator(language(request))
-        return page(request, p, "pending.html", t("map.title"))
+        return page(request, p, "map.html", t("map.title"), picture=None)
 
     @r.get("/open-data")
     def open_data_page(request: Request, p: Viewer) -> Response:

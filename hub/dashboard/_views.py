@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fleet import AuditEntry, Fleet, NotFound
 from fleet import Gateway as Enrolled
-from hub.storage import GatewayInfo, SensorLatest, Storage
+from hub.storage import GatewayInfo, SensorLatest, SourceStatus, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,21 @@ class GatewayRow:
     @property
     def rejected(self) -> dict[str, int]:
         return self.link.rejected if self.link else {}
+
+    @property
+    def sources(self) -> tuple[SourceStatus, ...] | None:
+        """Per-source health from the gateway's latest state (None: not reported)."""
+        return self.link.sources if self.link else None
+
+    @property
+    def restart_pending(self) -> tuple[str, ...]:
+        return self.link.restart_pending if self.link else ()
+
+    def source_counts(self) -> dict[str, int]:
+        counts = {"ok": 0, "degraded": 0, "down": 0}
+        for source in self.sources or ():
+            counts[source.status] = counts.get(source.status, 0) + 1
+        return counts
 
     def figure(self, name: str) -> int | float | None:
         """A figure of the gateway's latest footprint (its state messages)."""

@@ -4,6 +4,7 @@ who sees what, languages, escaping, the static assets and their bounds."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -233,3 +234,40 @@ def test_static_assets_are_served_and_nothing_else(http: TestClient) -> None:
         "/static/nothing.js",
     ):
         assert http.get(path).status_code == 404, path
+
+
+# -- the map ---------------------------------------------------------------------------------
+
+
+def test_map_places_sensors_north_up_at_one_scale() -> None:
+    from hub.dashboard._svgmap import HEIGHT, PAD, WIDTH, Place, draw, round_distance
+
+    places = [
+        Place("mast", 5.3663, 43.2951, "marina"),
+        Place("meter", 5.3698, 43.2965, "town hall"),
+        Place("bin-2", 5.3776, 43.2899, "rue Paradis 12"),
+        Place("bin-3", 5.3777, 43.2897, "rue Paradis 14"),
+        Place("nowhere", float("nan"), 43.0, "broken"),
+        Place("off", 500.0, 43.0, "broken"),
+    ]
+    picture = draw(places, "en")
+    dots = {d.place.id: d for d in picture.dots}
+    assert set(dots) == {"mast", "meter", "bin-2", "bin-3"}
+    for d in dots.values():
+        assert PAD - 0.5 <= d.x <= WIDTH - PAD + 0.5 and PAD - 0.5 <= d.y <= HEIGHT - PAD + 0.5
+    assert dots["meter"].y < dots["mast"].y < dots["bin-2"].y  # north is up
+    assert dots["mast"].x < dots["meter"].x < dots["bin-2"].x  # east is right
+    # one scale both ways: on the ground (and so on a conformal map) 1° of longitude is
+    # cos(latitude) of 1° of latitude
+    dx = dots["bin-2"].x - dots["mast"].x
+    dy = dots["bin-2"].y - dots["mast"].y
+    assert abs(dx / dy - (0.0113 / 0.0052) * math.cos(math.radians(43.29))) < 0.01
+    # labels of the two bins, 20 m apart, do not overlap
+    assert abs(dots["bin-2"].label_y - dots["bin-3"].label_y) >= 16
+    assert picture.scale is not None and picture.scale.text.endswith("m")
+    assert (
+        round_distance(737) == 500 and round_distance(0.3) == 0.2 and round_distance(2500) == 2000
+    )
+    alone = draw([Place("a", 2.35, 48.85, "Paris")])
+    assert (alone.dots[0].x, alone.dots[0].y) == (WIDTH / 2, HEIGHT / 2)
+    assert draw([]).dots == []

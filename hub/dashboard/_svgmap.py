@@ -1,0 +1,118 @@
+"""A plain map drawn on the server: sensors placed by longitude and latitude on a Web
+Mercator plane (the projection of web maps, so that the shapes look familiar), fitted into the
+picture, with a scale bar. No tiles, no third-party server: an SVG the page embeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WIDTH = 800
+HEIGHT = 500
+PAD = 50
+EARTH_M = 40_075_016.686  # equator length, metres
+MIN_SPAN_M = 400.0  # one sensor alone (or sensors a few metres apart): this much around it
+LABEL_H = 16
+STEPS = (1, 2, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    id: str
+    lon: float
+    lat: float
+    label: str
+    href: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dot:
+    place: Place
+    x: float
+    y: float
+    label_y: float  # where its label goes (nudged so labels do not overlap)
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    x: float
+    y: float
+    length: float  # in picture units
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MapPicture:
+    width: int
+    height: int
+    dots: list[Dot]
+    scale: Scale | None
+
+
+def mercator(lon: float, lat: float) -> tuple[float, float]:
+    """(x, y) in [0, 1): x east, y south."""
+    lat = max(-85.05112878, min(85.05112878, lat))
+    s = math.sin(math.radians(lat))
+    return (lon + 180.0) / 360.0, 0.5 - math.log((1 + s) / (1 - s)) / (4 * math.pi)
+
+
+def valid(lon: float, lat: float) -> bool:
+    return math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90
+
+
+def round_distance(metres: float) -> float:
+    """The largest 1, 2 or 5 times 10^n metres not above `metres`."""
+    if metres <= 0:
+        return 0.0
+    power = 10 ** math.floor(math.log10(metres))
+    best = float(power)
+    for step in STEPS:
+        if step * power <= metres:
+            best = float(step * power)
+    return best
+
+
+def distance_text(metres: float, lang: str) -> str:
+    if metres >= 1000:
+        km = metres / 1000
+        text = f"{km:g} km"
+        return text.replace(".", ",") if lang == "fr" else text
+    return f"{metres:g} m"
+
+
+def draw(places: Sequence[Place], lang: str = "fr") -> MapPicture:
+    """The places fitted into WIDTH by HEIGHT (north up, same scale both ways)."""
+    good = [p for p in places if valid(p.lon, p.lat)]
+    if not good:
+        return MapPicture(WIDTH, HEIGHT, [], None)
+    xy = [mercator(p.lon, p.lat) for p in good]
+    xs, ys = [x for x, _ in xy], [y for _, y in xy]
+    mid_lat = sum(p.lat for p in good) / len(good)
+    metres_per_unit = EARTH_M * math.cos(math.radians(mid_lat))
+    min_span = MIN_SPAN_M / metres_per_unit
+    span_x = max(max(xs) - min(xs), min_span)
+    span_y = max(max(ys) - min(ys), min_span)
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    k = min((WIDTH - 2 * PAD) / span_x, (HEIGHT - 2 * PAD) / span_y)  # picture units per unit
+    dots = []
+    for p, (x, y) in zip(good, xy, strict=True):
+        dots.append(Dot(p, WIDTH / 2 + (x - cx) * k, HEIGHT / 2 + (y - cy) * k, 0.0))
+    # labels right of their dot, pushed down while they would overlap one above them
+    dots.sort(key=lambda d: (d.y, d.x))
+    placed: list[Dot] = []
+    for d in dots:
+        label_y = d.y + 5
+        for other in placed:
+            if abs(other.x - d.x) < 160 and abs(other.label_y - label_y) < LABEL_H:
+                label_y = other.label_y + LABEL_H
+        placed.append(Dot(d.place, round(d.x, 1), round(d.y, 1), round(label_y, 1)))
+    metres_per_px = metres_per_unit / k
+    metres = round_distance(metres_per_px * WIDTH / 4)
+    scale = Scale(
+        PAD / 2, HEIGHT - PAD / 2, round(metres / metres_per_px, 1), distance_text(metres, lang)
+    )
+    return MapPicture(WIDTH, HEIGHT, placed, scale)
+
+
+__all__ = ["Dot", "MapPicture", "Place", "Scale", "draw", "mercator", "round_distance"]
