@@ -19,7 +19,7 @@ import fleet
 from hub._api import create_app
 from hub.dashboard import _format
 from hub.dashboard._i18n import TEXTS, Translator, negotiate
-from hub.storage import GatewayState, SeriesKey, Storage, Value, open_storage
+from hub.storage import GatewayState, SeriesKey, SourceStatus, Storage, Value, open_storage
 from hub.tests.fleet_support import enroll_directly
 from hub.tests.test_storage import batch
 
@@ -160,15 +160,23 @@ def test_fleet_overview_joins_the_link_and_the_registry(
     feed(storage, "stray-gw")  # heard from, never enrolled
     time.sleep(0.002)
     feed(storage, gid)  # the latest readings of soil-001 come from it
+    down = SourceStatus("serial-ttyUSB0", "down", None, {"timeout": 3}, "port missing")
+    ok = SourceStatus("ble", "ok", int(time.time() * 1000))
+    state = GatewayState(True, 1, 1, sources=(down, ok), restart_pending=("buffer",))
+    assert storage.record_state(gid, state, now_ms=int(time.time() * 1000))
     r = http.get("/fleet", headers={**admin, "Accept-Language": "en"})
     assert r.status_code == 200, r.text
     assert f'href="/gateways/{gid}"' in r.text
     assert "group marina" in r.text
     assert "not enrolled" in r.text  # the stray one
     assert "2 online, 0 offline" in r.text
+    assert "1 working, 0 with errors, 1 down" in r.text
+    assert "serial-ttyUSB0: down" in r.text
+    assert "yes, to apply: buffer" in r.text
     page = http.get(f"/gateways/{gid}", headers={**admin, "Accept-Language": "en"})
     assert page.status_code == 200
     assert "gateway.enroll" in page.text  # its history
+    assert "port missing" in page.text and "timeout: 3" in page.text
     assert 'href="/sensors/soil-001"' in page.text
     assert http.get("/gateways/nope", headers=admin).status_code == 404
 
