@@ -146,7 +146,7 @@ TEXTS: Mapping[str, tuple[str, str]] = {
         "valeurs réservées aux personnes autorisées",
         "values shown to authorised users only",
     ),
-    "gateway.all_values": ("Les {n} valeurs", "All {n} values"),
+    "gateway.all_values": ("{n} autres valeurs", "{n} more values"),
     "gateway.errors": ("Messages refusés, par motif", "Messages refused, by reason"),
     "gateway.no_errors": ("Aucun message refusé.", "No message refused."),
     "gateway.config_history": ("Historique de configuration", "Configuration history"),
