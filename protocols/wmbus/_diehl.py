@@ -28,6 +28,8 @@ from protocols.reading import Measurement
 
 MANUFACTURERS = ("DME", "EWT", "HYD", "SAP", "SPL")
 DEFAULT_KEYS = (bytes.fromhex("39BC8A10E66D83F8"), bytes.fromhex("51728910E66D83F8"))
+# Diehl meters sending OMS mode 5 telegrams with no key set use this AES key.
+DEFAULT_OMS_KEY = DEFAULT_KEYS[1] + DEFAULT_KEYS[1]
 CHECK_BYTE = 0x4B
 
 
@@ -74,6 +76,8 @@ def real_data(frame: "bytes", key: "bytes | None", meter: "str") -> "bytes":
     """The plain data records of a Diehl "real data" telegram (CI 0x7A, mode 16..31)."""
     if len(frame) < 16:
         raise RemoteProtocolError(DECRYPTION, "Diehl real-data telegram too short")
+    if (sum(frame[15:]) & 0xEF) == (frame[14] & 0xEF):
+        return frame[15:]  # forwarded already unscrambled (by a gateway or a log)
     for k in _keys(key):
         plain = lfsr(frame, k)
         if (sum(plain) & 0xEF) == (frame[14] & 0xEF):
@@ -143,6 +147,7 @@ def swap_address(frame: "bytes") -> "tuple[str, int, int]":
 
 __all__ = [
     "DEFAULT_KEYS",
+    "DEFAULT_OMS_KEY",
     "MANUFACTURERS",
     "fold_key",
     "is_prios",

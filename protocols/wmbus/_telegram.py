@@ -117,6 +117,7 @@ class WmbusTelegram:
         "manufacturer",
         "manufacturer_data",
         "payload",
+        "proprietary",
         "records",
         "security_mode",
         "status",
@@ -146,6 +147,7 @@ class WmbusTelegram:
         self.security_mode = MODE_NONE
         self.encrypted_blocks = 0
         self.payload = b""  # the application data after decryption
+        self.proprietary: "str | None" = None  # the driver that decoded a proprietary payload
         self.records: "list[Record]" = []
         self.extra: "list[Measurement]" = []
         self.manufacturer_data = b""
@@ -343,12 +345,22 @@ class Decoder:
         """Decode `frame` into `telegram`, so that a caller catching the error keeps the
         header and the records decoded before it."""
         frame = bytes(frame)
-        if len(frame) >= 6 and frame[0] == 0x68 and frame[3] == 0x68:
-            self._wired(telegram, frame)
-        else:
-            self._wireless(telegram, frame)
+        error = None
+        try:
+            if len(frame) >= 6 and frame[0] == 0x68 and frame[3] == 0x68:
+                self._wired(telegram, frame)
+            else:
+                self._wireless(telegram, frame)
+        except RemoteProtocolError as e:
+            if not telegram.payload:
+                raise
+            error = e  # the records did not parse: a proprietary payload, perhaps
         for driver in self._drivers:
             driver(telegram)
+        if error is not None:
+            if telegram.proprietary is None:
+                raise error
+            telegram.records = []  # what parsed as records was the proprietary payload
         if telegram.status is not None:
             telegram.set_alarm("battery_low", bool(telegram.status & STATUS_POWER_LOW))
 
@@ -443,6 +455,8 @@ class Decoder:
             raise RemoteProtocolError(UNSUPPORTED, "CI field 0x%02X is not supported" % ci)
         body = telegram.payload
         if ci in (CI_LONG_COMPACT, CI_SHORT_COMPACT, CI_NONE_COMPACT):
+            if telegram.security_mode and body[:2] == CHECK_BYTES:
+                body = body[2:]  # the decryption check bytes precede the signature
             signature = cursor_u16(body, 0)
             fmt = self._formats.get(signature)
             if fmt is None:
@@ -527,6 +541,13 @@ class Decoder:
             mac = body.take(mac_size, "AFL MAC")
         return mcl, counter, mac
 
+    @staticmethod
+    def _diehl_oms(telegram: "WmbusTelegram") -> "bool":
+        return (
+            telegram.link_manufacturer in _diehl.MANUFACTURERS
+            or telegram.manufacturer in _diehl.MANUFACTURERS
+        ) and telegram.c_field in (0x44, 0x46)
+
     def _security(
         self,
         telegram: "WmbusTelegram",
@@ -541,8 +562,8 @@ class Decoder:
         if mode == MODE_AES_CBC_NO_IV:
             cursor.take(1, "configuration field extension")
         rest = cursor.rest()
-        telegram.payload = rest
         if mode == MODE_NONE:
+            telegram.payload = rest
             return
         if _diehl.is_real_data(telegram.manufacturer, telegram.c_field, mode):
             key = self.key_for(telegram.manufacturer, telegram.id)
@@ -565,7 +586,12 @@ class Decoder:
                     "meter %s sent in clear a telegram its header marks encrypted (mode %d),"
                     " and a key is configured for it" % (telegram.meter, mode),
                 )
+            telegram.payload = rest
             return
+        default_key = False
+        if key is None and mode == MODE_AES_CBC_IV and self._diehl_oms(telegram):
+            key = _diehl.DEFAULT_OMS_KEY  # Diehl's published factory key
+            default_key = True
         if key is None:
             raise MissingKeyError(
                 telegram.meter,
@@ -600,6 +626,13 @@ class Decoder:
                     "mismatch: wrong key or altered telegram)" % telegram.meter,
                 )
             plain = _aes.cbc_decrypt(k_enc, bytes(16), rest[:size])
+        if plain[:2] != CHECK_BYTES and default_key:
+            raise MissingKeyError(
+                telegram.meter,
+                mode,
+                "no key for meter %s (security mode %d; Diehl's factory key does not "
+                "decrypt it)" % (telegram.meter, mode),
+            )
         if plain[:2] != CHECK_BYTES:
             raise WrongKeyError(
                 telegram.meter,
