@@ -6,6 +6,18 @@ access control.
         token = f.create_token("marina", ttl_s=3600, actor="alice").token
 """
 
+from fleet._accounts import (
+    MAX_TOKEN_TTL_S,
+    ROLES,
+    SCOPES,
+    Accounts,
+    ApiToken,
+    AuthRefused,
+    Identity,
+    IssuedApiToken,
+    User,
+    check_name,
+)
 from fleet._acl import (
     BrokerAccess,
     gateway_may,
@@ -43,7 +55,13 @@ from fleet._tls import TlsFiles, init_tls, tls_files
 
 __all__ = [
     "HUB_USER",
+    "MAX_TOKEN_TTL_S",
+    "ROLES",
+    "SCOPES",
+    "Accounts",
+    "ApiToken",
     "AuditEntry",
+    "AuthRefused",
     "BrokerAccess",
     "BrokerAccount",
     "ConfigRejected",
@@ -53,6 +71,8 @@ __all__ = [
     "FleetError",
     "Gateway",
     "Group",
+    "Identity",
+    "IssuedApiToken",
     "IssuedToken",
     "Keyring",
     "NotFound",
@@ -62,9 +82,11 @@ __all__ = [
     "TlsFiles",
     "TokenInfo",
     "TokenRefused",
+    "User",
     "b64",
     "changed_sections",
     "check_config",
+    "check_name",
     "diff",
     "effective",
     "enroll_proof_payload",

@@ -13,6 +13,7 @@ passwords in Mosquitto's `$7$` form. A token or a password is shown once, when i
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from fleet import _layers, _schema
+from fleet._accounts import Accounts
 from fleet._errors import Conflict, FleetError, NotFound, TokenRefused
 from fleet._keys import Keyring, verify
 from fleet._passwd import hash_password, new_password
@@ -74,6 +76,12 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
 """
+# Columns added after the first release (ALTER TABLE when missing).
+_ADDED_COLUMNS = (
+    ("gateways", "sources", "TEXT"),
+    ("gateways", "restart_pending", "TEXT"),
+    ("audit", "remote", "TEXT"),
+)
 
 
 def _sources(text: str | None) -> tuple[SourceState, ...] | None:
@@ -213,6 +221,8 @@ class AuditEntry:
     action: str
     target: str
     detail: dict[str, object]
+    id: int = 0
+    remote: str | None = None  # where the actor acted from (None: on the hub's machine)
 
 
 def parse_token(text: str) -> tuple[str, str, str]:
@@ -248,12 +258,15 @@ class Fleet:
         for stmt in _SCHEMA_SQL.split(";"):
             if stmt.strip():
                 self._db.execute(stmt)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(gateways)")}
-        for column in ("sources", "restart_pending"):  # added after the first release
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE gateways ADD COLUMN {column} TEXT")
+        for table, column, kind in _ADDED_COLUMNS:
+            names = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         (self.directory / "fleet.sqlite").chmod(0o600)
         self.keys.ensure()
+        self._origin = threading.local()
+        self.accounts = Accounts(self)
 
     def close(self) -> None:
         with self._lock:
@@ -292,13 +305,38 @@ class Fleet:
     def _bump(self, db: sqlite3.Connection) -> None:
         self._set_meta(db, "revision", str(int(self._meta(db, "revision", "0") or 0) + 1))
 
+    @contextmanager
+    def origin(self, remote: str | None) -> Iterator[None]:
+        """Audit entries written by this thread inside the block say they came from
+        `remote` (the client address of an HTTP request)."""
+        previous = getattr(self._origin, "remote", None)
+        self._origin.remote = remote
+        try:
+            yield
+        finally:
+            self._origin.remote = previous
+
     def _audit(
         self, db: sqlite3.Connection, actor: str, action: str, target: str, **detail: object
     ) -> None:
         db.execute(
-            "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-            (self._now_ms(), actor, action, target, json.dumps(detail, sort_keys=True)),
+            "INSERT INTO audit (ts_ms, actor, action, target, detail, remote)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                self._now_ms(),
+                actor,
+                action,
+                target,
+                json.dumps(detail, sort_keys=True, default=str),
+                getattr(self._origin, "remote", None),
+            ),
         )
+
+    def record(self, actor: str, action: str, target: str, **detail: object) -> None:
+        """Write one audit entry (for actions done outside the registry: datasets,
+        deletions)."""
+        with self._tx() as db:
+            self._audit(db, actor, action, target, **detail)
 
     def revision(self) -> int:
         """Grows on every change: the hub reloads what it derived when it moves."""
@@ -308,19 +346,20 @@ class Fleet:
     # -- admin credential ---------------------------------------------------------------------
 
     def ensure_admin(self) -> str | None:
-        """The admin credential, made on first start and returned that once (None after)."""
-        with self._tx() as db:
-            if self._meta(db, "admin_hash") is not None:
-                return None
-            credential = "ea1." + secrets.token_urlsafe(32)
-            self._set_meta(db, "admin_hash", _sha256(credential))
-            self._audit(db, "hub", "admin.create", "admin")
-            return credential
+        """The first admin: the user `admin` with an API token, made on first start and
+        returned that once (None after). The credential of a first-release registry
+        (`admin_hash`) becomes a token of that user (fleet._accounts)."""
+        with self._lock:
+            legacy = self._meta(self._db, "admin_hash")
+        return self.accounts.ensure_admin(legacy)
 
     def check_admin(self, credential: str) -> bool:
-        with self._lock:
-            stored = self._meta(self._db, "admin_hash")
-        return stored is not None and hmac.compare_digest(stored, _sha256(credential))
+        """Whether `credential` is a valid API token of an admin with the write scope."""
+        try:
+            identity = self.accounts.authenticate_token(credential)
+        except FleetError:
+            return False
+        return identity.user.role == "admin" and "write" in identity.scopes
 
     # -- groups ------------------------------------------------------------------------------
 
@@ -917,14 +956,40 @@ class Fleet:
 
     # -- audit ----------------------------------------------------------------------------------
 
-    def audit(self, limit: int = 100, target: str | None = None) -> list[AuditEntry]:
+    def audit(
+        self,
+        limit: int = 100,
+        target: str | None = None,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        before: int | None = None,
+    ) -> list[AuditEntry]:
+        """The latest `limit` entries (oldest first), optionally of one target, actor or
+        action (a prefix such as `user.`), and with an id below `before` (paging back)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT ts_ms, actor, action, target, detail FROM audit"
-                " WHERE ? IS NULL OR target = ? ORDER BY id DESC LIMIT ?",
-                (target, target, limit),
+                "SELECT ts_ms, actor, action, target, detail, id, remote FROM audit"
+                " WHERE (? IS NULL OR target = ?) AND (? IS NULL OR actor = ?)"
+                " AND (? IS NULL OR action = ? OR substr(action, 1, length(?)) = ?)"
+                " AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+                (
+                    target,
+                    target,
+                    actor,
+                    actor,
+                    action,
+                    action,
+                    action,
+                    action,
+                    before,
+                    before,
+                    limit,
+                ),
             ).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+        return [
+            AuditEntry(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in reversed(rows)
+        ]
 
 
 def b64(data: bytes) -> str:

@@ -44,9 +44,21 @@ def estran_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", "from estran.cli import main; main()", *args]
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=2) as response:
+def get(url: str, token: str = "") -> Any:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=2) as response:
         return json.loads(response.read())
+
+
+def printed_token(path: Path) -> str:
+    """The API token the demo prints (`  token      eat1....`), or ""."""
+    for line in path.read_text(errors="replace").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "token" and words[1].startswith("eat1."):
+            return words[1]
+    return ""
 
 
 def proc_table() -> dict[int, tuple[int, int]]:
@@ -134,15 +146,18 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     sensors: dict[str, dict[str, Any]] = {}
     quantities: dict[str, set[str]] = {}
     gateways: dict[str, dict[str, Any]] = {}
+    token = ""
     try:
         deadline = time.monotonic() + DURATION_S + EXIT_GRACE_S
         while proc.poll() is None and time.monotonic() < deadline:
             seen_processes |= descendants(proc.pid)
+            token = token or printed_token(tmp_path / "demo.out")
             try:
-                for row in get(url + "/api/v1/sensors"):
+                for row in get(url + "/api/v1/sensors", token):
                     sensors.setdefault(row["sensor"], row)
                     quantities.setdefault(row["sensor"], set()).add(row["quantity"])
-                gateways = {g["id"]: g for g in get(url + "/api/v1/gateways")}
+                if token:
+                    gateways = {g["id"]: g for g in get(url + "/api/v1/gateways", token)}
             except (OSError, ValueError, urllib.error.URLError):
                 pass  # not up yet, or stopping
             time.sleep(0.5)
@@ -157,6 +172,7 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     assert status == 0, output
     assert "demo stopped" in output, output
     assert "fleet access" in output, output  # gateways enrolled, not an open broker
+    assert token, f"the demo printed no API token\n{output}"
 
     # every sensor of the territory reached the hub, through its own gateway
     missing = sorted(set(gateway_of) - set(sensors))

@@ -1,17 +1,29 @@
-"""The first read API (FastAPI). Endpoints are plain functions: FastAPI runs them in its
-thread pool, on a storage connection of their own (never the ingest one)."""
+"""The read API (FastAPI). Endpoints are plain functions: FastAPI runs them in its thread
+pool, on a storage connection of their own (never the ingest one). Every endpoint declares
+what it needs (`hub.auth`): the fleet's gateways are staff's (admin, technician)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from hub import dashboard
 from hub._errors import StorageError
+from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
+from hub.auth import Access, Principal, require_role
+from hub.auth import router as access_router
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
+
+# The range of a time parameter: what a datetime can say (years 1 to 9999), in ms.
+MIN_TIME_MS = -62_135_596_800_000
+MAX_TIME_MS = 253_402_300_799_999
+
+Staff = Annotated[Principal, Depends(require_role("admin", "technician"))]
 
 PER_READING = ("bytes_sent", "flash_write_bytes")  # footprint figures also shown per reading
 
@@ -48,17 +60,24 @@ def parse_time(value: str | None, name: str) -> int | None:
     """Milliseconds since the epoch, or an ISO 8601 date-time (UTC unless it says so)."""
     if value is None or value == "":
         return None
+    if len(value) > 40:
+        raise HTTPException(422, f"{name}: expected epoch milliseconds or ISO 8601")
     try:
-        return int(value)
+        ms = int(value)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{name}: expected epoch milliseconds or ISO 8601") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(422, f"{name}: expected epoch milliseconds or ISO 8601") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        try:
+            ms = int(dt.timestamp() * 1000)
+        except (OverflowError, ValueError):
+            raise HTTPException(422, f"{name}: out of range") from None
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise HTTPException(422, f"{name}: out of range (years 1 to 9999)")
+    return ms
 
 
 MAX_PAGE = 10_000  # rows of one page of a list (sensors, gateways)
@@ -80,10 +99,26 @@ def paginate(request: Request, response: Response, total: int, offset: int, limi
         )
 
 
-def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None = None) -> FastAPI:
+def create_app(
+    storage: Storage,
+    health: Callable[[], dict[str, object]] | None = None,
+    access: Access | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """The hub's app: the read API, and with `access` the users, tokens, audit and session
+    endpoints (without it, every endpoint that needs a principal answers 503)."""
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
+    app.add_middleware(
+        BodyLimit,
+        limit=max_body,
+        paths={"/api/v1/enroll": ENROLL_MAX_BODY, "/api/v1/enroll/challenge": ENROLL_MAX_BODY},
+    )
+    app.add_exception_handler(RequestValidationError, validation_error)
+    if access is not None:
+        access.install(app)
+        app.include_router(access_router(access))
 
     @app.get("/api/v1/health")
     def get_health() -> dict[str, object]:
@@ -92,12 +127,13 @@ def create_app(storage: Storage, health: Callable[[], dict[str, object]] | None 
 
     @app.get("/api/v1/gateways")
     def gateways(
+        _: Staff,
         request: Request,
         response: Response,
         limit: int = Query(1000, ge=1, le=MAX_PAGE),
         offset: int = Query(0, ge=0),
     ) -> list[dict[str, object]]:
-        """Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
+        """(admin, technician) Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
         readings held, its latest footprint and the footprint per reading, each source's
         health (ok, degraded, down) and the settings waiting for a daemon restart. One page,
         by id;

@@ -19,9 +19,11 @@ import uvicorn
 from hub._api import create_app
 from hub._broker import EmbeddedBroker
 from hub._errors import ConfigError
+from hub._http import DEFAULT_MAX_BODY, limit_error_logs, parse_networks
 from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
 from hub.alerts import Alerting, AlertSettings, DeliverySettings, bearer_admin
+from hub.auth import Access, AccessSettings
 from hub.fleet_api import FleetHub
 from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_path
 
@@ -82,6 +84,8 @@ class HubConfig:
     https: bool = False  # the HTTP API over TLS (files of `estran fleet tls init`)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are believed
+    max_body: int = DEFAULT_MAX_BODY  # bytes of an HTTP request body (413 above)
 
     @property
     def embedded(self) -> bool:
@@ -96,6 +100,10 @@ class HubConfig:
             parse_host_port(self.http, "--http")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 or more")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as e:
+            raise ConfigError(f"--trusted-proxy: {e}") from e
 
 
 class _Server(uvicorn.Server):
@@ -117,9 +125,13 @@ class Hub:
         self.ready = asyncio.Event()
         self.broker_address: BrokerAddress | None = None
         self.alerting: Alerting | None = None
+        self.access: Access | None = None
 
     def health(self) -> dict[str, object]:
-        return {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
+        out: dict[str, object] = {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
+        if self.access is not None:
+            out["auth"] = self.access.stats.as_dict()
+        return out
 
     def _open(self, readers: int = 1) -> Storage:
         return open_storage(self.config.db, self.config.data_dir, readers=readers)
@@ -188,7 +200,7 @@ class Hub:
                 api_storage = self._open(readers=API_READERS)
                 stack.callback(api_storage.close)
                 host, port = parse_host_port(cfg.http, "--http")
-                app = create_app(api_storage, self.health)
+                app = create_app(api_storage, self.health, fleet.access, cfg.max_body)
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
                 admin = bearer_admin(fleet.fleet.check_admin)
@@ -196,6 +208,7 @@ class Hub:
                 app.include_router(
                     alerting.router(app.state.alerts, read=admin, operate=admin, admin=admin)
                 )
+                limit_error_logs()
                 server = _Server(
                     uvicorn.Config(
                         app,
@@ -204,6 +217,7 @@ class Hub:
                         **fleet.https_options(cfg.https),
                         log_level="warning",
                         lifespan="off",
+                        proxy_headers=False,  # hub._http reads them, from trusted proxies only
                     )
                 )
             log.info(
@@ -244,11 +258,16 @@ class Hub:
             mqtt_port=port,
             mosquitto_dir=cfg.mosquitto_dir,
             mosquitto_pid=cfg.mosquitto_pid,
+            access_settings=AccessSettings(
+                trusted_proxies=parse_networks(cfg.trusted_proxies),
+                secure_cookies=True if cfg.https else None,
+            ),
         )
+        self.access = fleet.access
         if fleet.new_admin_credential is not None:  # first start: shown this once
             sys.stderr.write(
-                "\nfleet admin credential (shown once, keep it safe; HTTP: Authorization: "
-                f"Bearer ...):\n  {fleet.new_admin_credential}\n\n"
+                "\nAPI token of the user admin (shown once, keep it safe; HTTP: Authorization: "
+                f"Bearer ...; lost: estran hub admin-reset):\n  {fleet.new_admin_credential}\n\n"
             )
         log.info("hub signing key %s (enrollment tokens name it)", fleet.hub_key)
         if cfg.broker_access != "fleet":

@@ -95,6 +95,12 @@ _alert_commands()
     help="HOST:PORT of an MQTT TLS listener on the embedded broker (estran fleet tls init).",
 )
 @click.option("--https", is_flag=True, help="Serve the HTTP API over TLS (estran fleet tls init).")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="CIDR of a reverse proxy whose X-Forwarded-For/-Proto are believed (repeat).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -109,6 +115,7 @@ def run(
     mosquitto_pid: Path | None,
     mqtt_tls_listen: str | None,
     https: bool,
+    trusted_proxies: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -138,11 +145,22 @@ def run(
         mosquitto_pid=mosquitto_pid,
         tls_listen=mqtt_tls_listen,
         https=https,
+        trusted_proxies=trusted_proxies,
     )
     try:
         asyncio.run(_serve(Hub(config)))
     except (HubError, FleetError) as e:
         raise click.ClickException(str(e)) from e
+
+
+def _add_access_commands() -> None:
+    from hub._access_cli import admin_reset, token, user
+
+    for command in (user, token, admin_reset):
+        hub.add_command(command)
+
+
+_add_access_commands()
 
 
 async def _serve(hub_service: Hub) -> None:

@@ -11,7 +11,8 @@ once, in `new_admin_credential`), and offers:
   access snapshot, revoked clients disconnected, Mosquitto files rewritten and reloaded) and
   `fleet-mqtt` (outbox published, reports recorded).
 
-Admin endpoints take `Authorization: Bearer <admin credential>`.
+Admin endpoints take a credential of `hub.auth` (an admin's API token or session);
+technicians read the fleet and command the gateways of their groups.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import aiomqtt
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from fleet import (
@@ -47,8 +46,10 @@ from fleet import (
     write_mosquitto_files,
 )
 from fleet import diff as diff_docs
+from hub._http import RateLimit
 from hub._mqtt import BrokerAddress, session
 from hub.acl import BrokerAccessHolder, disconnect_unknown, plugins
+from hub.auth import Access, AccessSettings, Principal, require_role
 from protocols import wire
 from protocols.errors import ProtocolError
 
@@ -56,34 +57,14 @@ log = logging.getLogger("estran.hub.fleet")
 
 T = TypeVar("T")
 
+# Module level: FastAPI resolves the endpoints' (string) annotations in this namespace.
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Staff = Annotated[Principal, Depends(require_role("admin", "technician"))]
+GatewayId = Annotated[str, PathParam(max_length=64)]
+
 POLL_S = 0.5
 MQTT_TIMEOUT_S = 10.0
 RECONNECT_MAX_S = 30.0
-
-
-class RateLimit:
-    """At most `per_minute` requests per client address; the table of addresses is bounded
-    (the oldest forgotten first). Thread-safe: FastAPI runs plain endpoints in threads."""
-
-    def __init__(self, per_minute: int = 60, max_clients: int = 4096) -> None:
-        self.per_minute = per_minute
-        self.max_clients = max_clients
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, client: str, now: float | None = None) -> bool:
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._hits.pop(client, None) or deque(maxlen=self.per_minute)
-            while hits and hits[0] <= t - 60.0:
-                hits.popleft()
-            ok = len(hits) < self.per_minute
-            if ok:
-                hits.append(t)
-            self._hits[client] = hits
-            while len(self._hits) > self.max_clients:
-                self._hits.popitem(last=False)
-            return ok
 
 
 class ChallengeRequest(BaseModel):
@@ -120,6 +101,7 @@ class FleetHub:
         mosquitto_dir: Path | None = None,
         mosquitto_pid: Path | None = None,
         poll_s: float = POLL_S,
+        access_settings: AccessSettings | None = None,
     ) -> None:
         self.fleet = Fleet(data_dir)
         self.broker_url = broker_url
@@ -129,6 +111,7 @@ class FleetHub:
         self.poll_s = poll_s
         self.credentials = self.fleet.hub_credentials()
         self.new_admin_credential = self.fleet.ensure_admin()
+        self.access = Access(self.fleet, access_settings)
         self.holder = BrokerAccessHolder(BrokerAccess(self.fleet.broker_accounts()))
         self.hub_key = self.fleet.keys.ensure()
         self.connected = asyncio.Event()
@@ -309,27 +292,27 @@ class FleetHub:
         fleet = self.fleet
         router = APIRouter()
 
-        def admin(authorization: Annotated[str | None, Header()] = None) -> str:
-            scheme, _, credential = (authorization or "").partition(" ")
-            if scheme.lower() != "bearer" or not fleet.check_admin(credential.strip()):
-                raise HTTPException(401, "admin credential required (Authorization: Bearer ...)")
-            return "admin"
+        access = self.access
+
+        def acting(request: Request, who: Principal, fn: Callable[[str], T]) -> T:
+            with fleet.origin(access.address(request)):
+                return call(lambda: fn(who.user or "anonymous"))
 
         def call(fn: Callable[[], T]) -> T:
             try:
                 return fn()
             except TokenRefused as e:
-                raise HTTPException(403, str(e)) from e
+                raise HTTPException(403, str(e)[:300]) from e
             except NotFound as e:
-                raise HTTPException(404, str(e)) from e
+                raise HTTPException(404, str(e)[:300]) from e
             except Conflict as e:
-                raise HTTPException(409, str(e)) from e
+                raise HTTPException(409, str(e)[:300]) from e
             except ConfigRejected as e:
                 raise HTTPException(
                     422, {"message": str(e), "issues": [str(i) for i in e.issues]}
                 ) from e
             except FleetError as e:
-                raise HTTPException(400, str(e)) from e
+                raise HTTPException(400, str(e)[:300]) from e
 
         @router.get("/api/v1/fleet/identity")
         def identity() -> dict[str, object]:
@@ -337,9 +320,9 @@ class FleetHub:
             return {"fingerprint": self.hub_key, "keys": sorted(fleet.keys.public_keys())}
 
         def limited(request: Request) -> None:
-            client = request.client.host if request.client is not None else "?"
+            client = access.address(request)
             if not self.enroll_limit.allow(client):
-                raise HTTPException(429, "too many enrollment attempts: wait a minute")
+                raise self.enroll_limit.too_many(client, "enrollment attempts")
 
         @router.post("/api/v1/enroll/challenge")
         def challenge(body: ChallengeRequest, request: Request) -> dict[str, str]:
@@ -370,11 +353,11 @@ class FleetHub:
             }
 
         @router.get("/api/v1/fleet/gateways")
-        def gateways(_: str = Depends(admin)) -> list[dict[str, object]]:
+        def gateways(_: Staff) -> list[dict[str, object]]:
             return [g.as_dict() for g in fleet.gateways()]
 
         @router.get("/api/v1/fleet/gateways/{gateway_id}/config")
-        def gateway_config(gateway_id: str, _: str = Depends(admin)) -> dict[str, object]:
+        def gateway_config(gateway_id: GatewayId, _: Staff) -> dict[str, object]:
             """Desired and applied documents of one gateway, and what differs."""
             g = call(lambda: fleet.gateway(gateway_id))
             version, desired = call(lambda: fleet.desired(gateway_id))
@@ -396,15 +379,19 @@ class FleetHub:
             }
 
         @router.get("/api/v1/fleet/groups")
-        def groups(_: str = Depends(admin)) -> list[dict[str, object]]:
+        def groups(_: Staff) -> list[dict[str, object]]:
             return [
                 {"name": g.name, "description": g.description, "gateways": g.gateways}
                 for g in fleet.groups()
             ]
 
         @router.post("/api/v1/fleet/tokens")
-        def token(body: TokenRequest, actor: str = Depends(admin)) -> dict[str, object]:
-            issued = call(lambda: fleet.create_token(body.group, body.ttl_s, actor, body.site))
+        def token(body: TokenRequest, request: Request, who: Admin) -> dict[str, object]:
+            issued = acting(
+                request,
+                who,
+                lambda actor: fleet.create_token(body.group, body.ttl_s, actor, body.site),
+            )
             return {
                 "token": issued.token,
                 "id": issued.info.id,
@@ -413,29 +400,43 @@ class FleetHub:
             }
 
         @router.post("/api/v1/fleet/gateways/{gateway_id}/revoke")
-        def revoke(gateway_id: str, actor: str = Depends(admin)) -> dict[str, str]:
-            call(lambda: fleet.revoke(gateway_id, actor))
+        def revoke(gateway_id: GatewayId, request: Request, who: Admin) -> dict[str, str]:
+            acting(request, who, lambda actor: fleet.revoke(gateway_id, actor))
             return {"revoked": gateway_id}
 
         @router.post("/api/v1/fleet/gateways/{gateway_id}/commands")
         def command(
-            gateway_id: str, body: CommandRequest, actor: str = Depends(admin)
+            gateway_id: GatewayId, body: CommandRequest, request: Request, who: Staff
         ) -> dict[str, object]:
-            seq = call(lambda: fleet.command(gateway_id, body.name, actor, body.args, body.ttl_s))
+            """A signed command; a technician commands the gateways of their groups only."""
+            g = call(lambda: fleet.gateway(gateway_id))
+            if not who.can_command(g.group):
+                raise HTTPException(403, f"{who.user} does not command group {g.group}")
+            seq = acting(
+                request,
+                who,
+                lambda actor: fleet.command(gateway_id, body.name, actor, body.args, body.ttl_s),
+            )
             return {"gateway": gateway_id, "seq": seq}
 
         @router.put("/api/v1/fleet/config/{scope}")
         def set_config(
             scope: Literal["fleet", "group", "gateway"],
             document: dict[str, Any],
-            actor: str = Depends(admin),
-            name: str | None = None,
+            request: Request,
+            who: Admin,
+            name: Annotated[str | None, Query(max_length=64)] = None,
         ) -> dict[str, object]:
-            changed = call(lambda: fleet.set_layer(scope, name, document, actor))
+            changed = acting(
+                request, who, lambda actor: fleet.set_layer(scope, name, document, actor)
+            )
             return {"changed": [g.as_dict() for g in changed]}
 
         @router.get("/api/v1/fleet/audit")
-        def audit(_: str = Depends(admin), limit: int = 100) -> list[dict[str, object]]:
+        def audit(
+            _: Admin, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+        ) -> list[dict[str, object]]:
+            """The audit log as the first release gave it (GET /api/v1/audit pages it)."""
             return [
                 {
                     "ts_ms": e.ts_ms,
@@ -444,7 +445,7 @@ class FleetHub:
                     "target": e.target,
                     **e.detail,
                 }
-                for e in fleet.audit(min(max(limit, 1), 10_000))
+                for e in fleet.audit(limit)
             ]
 
         return router

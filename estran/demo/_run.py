@@ -134,6 +134,7 @@ class Demo:
         self.mqtt_port = 0
         self.fleet_access = False
         self.hub: Child | None = None
+        self.api_token = ""
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class Demo:
         tokens: dict[str, str] = {}
         if self.fleet_access:
             tokens = await asyncio.wait_for(asyncio.to_thread(self._prepare_fleet), 30)
+        self.api_token = await asyncio.wait_for(asyncio.to_thread(self._prepare_access), 30)
         self._say(f"[bold]Estran demo[/]: the territory on this machine, in {self.workdir}")
         self._say("  starting the hub, the radio world and the serial simulators …")
         self.hub = self._child(
@@ -292,7 +294,7 @@ class Demo:
 
     async def _wait_hub(self) -> None:
         assert self.hub is not None
-        poller = HubPoller(self.base_url)
+        poller = HubPoller(self.base_url, self.api_token)
         deadline = time.monotonic() + HUB_READY_S
         while time.monotonic() < deadline:
             if not self.hub.alive():
@@ -317,6 +319,20 @@ class Demo:
             raise DemoError(f"the BLE radio world said {line!r}: {e}") from e
 
     # -- enrollment ----------------------------------------------------------------------------
+
+    def _prepare_access(self) -> str:
+        """The demo's admin (`estran hub user add demo --role admin`) and an API token of it
+        for this run (`estran hub token create demo`): the gateways' view needs one."""
+        from fleet import Fleet, NotFound
+
+        with Fleet(self.hub_dir) as fleet:
+            try:
+                fleet.accounts.user("demo")
+            except NotFound:
+                fleet.accounts.add_user("demo", "admin", "estran-demo")
+            return fleet.accounts.create_token(
+                "demo", "estran-demo", name="estran demo", ttl_s=86400.0
+            ).token
 
     def _prepare_fleet(self) -> dict[str, str]:
         """Groups and one-time tokens, in the hub's registry (what `estran fleet group create`
@@ -447,6 +463,8 @@ class Demo:
             f"  broker     mqtt://127.0.0.1:{self.mqtt_port}, embedded, {access}",
             f"  gateways   {gateways}",
             f"  data       {self.workdir}  ({keep}); logs in {self.log_dir}",
+            f"  token      {self.api_token}",
+            "             (the demo's admin; header Authorization: Bearer TOKEN)",
             f"  try        curl -s {url}/api/v1/sensors",
             f"             curl -s '{url}/api/v1/readings?sensor=marina-berth-02&limit=5'",
             f"             estran edge status --data {marina.data_dir}",
@@ -510,7 +528,7 @@ class Demo:
                     self._event(f"simulator of {name} failed: {sim.error}")
 
     async def _show(self) -> None:
-        poller = HubPoller(self.base_url)
+        poller = HubPoller(self.base_url, self.api_token)
         state = ViewState()
         infos = self.sensor_infos()
         gateways = {gw.gateway_id: (gw.plan.title, gw.plan.site) for gw in self.gateways}
@@ -592,7 +610,7 @@ class Demo:
 
     async def _final_summary(self) -> None:
         """What reached the hub, from its API, before anything stops."""
-        snap = await HubPoller(self.base_url).poll()
+        snap = await HubPoller(self.base_url, self.api_token).poll()
         if not snap.ok:
             return
         seen = snap.by_sensor()

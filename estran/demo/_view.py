@@ -62,22 +62,26 @@ class Snapshot:
         return out
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_S) as response:
+def _get_json(url: str, token: str = "") -> Any:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
         return json.loads(response.read())
 
 
 class HubPoller:
-    """Reads the hub's HTTP API."""
+    """Reads the hub's HTTP API (with an API token: the gateways are staff's)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str = "") -> None:
         self.base = base_url.rstrip("/")
+        self.token = token
 
     def _poll(self) -> Snapshot:
         try:
             health = _get_json(self.base + "/api/v1/health")
-            gateways = _get_json(self.base + "/api/v1/gateways")
-            sensors = _get_json(self.base + "/api/v1/sensors")
+            gateways = _get_json(self.base + "/api/v1/gateways", self.token)
+            sensors = _get_json(self.base + "/api/v1/sensors", self.token)
         except (OSError, ValueError, urllib.error.URLError) as e:
             return Snapshot(ok=False, error=str(e), at=time.time())
         return Snapshot(

@@ -32,6 +32,7 @@ def hub(tmp_path: Path) -> FleetHub:
 @pytest.fixture
 def http(hub: FleetHub) -> TestClient:
     app = FastAPI()
+    hub.access.install(app)
     app.include_router(hub.router())
     return TestClient(app)
 

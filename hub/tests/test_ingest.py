@@ -62,6 +62,13 @@ async def running_hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, int, int]]:
             await asyncio.wait_for(task, 20)
 
 
+def admin_headers(hub: Hub) -> dict[str, str]:
+    """An admin's API token (the gateways are staff's)."""
+    assert hub.access is not None
+    token = hub.access.accounts.create_token("admin", "test").token
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def next_ack(client: aiomqtt.Client) -> wire.Ack:
     async def first() -> wire.Ack:
         async for message in client.messages:
@@ -103,7 +110,9 @@ async def test_commit_then_ack_idempotent_resend_and_api(tmp_path: Path) -> None
             await gw.publish(wire.topic("gw-1", "data"), two, qos=1)
             assert (await next_ack(gw)).ranges == [(101, 110), (5000, 5000)]
 
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{http_port}", headers=admin_headers(hub)
+            ) as http:
                 health = (await http.get("/api/v1/health")).json()
                 assert health["ready"] and health["ingest"]["inserted"] == 111
                 gateways = (await http.get("/api/v1/gateways")).json()
@@ -160,7 +169,9 @@ async def test_hostile_payloads_are_counted_and_dropped(tmp_path: Path) -> None:
             await gw.publish(topic, data(1, 5, batch=4), qos=1)
             assert (await next_ack(gw)) == wire.Ack(1, 4, [(1, 5)])
         assert sum(hub.stats.rejected.values()) == 7
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{http_port}", headers=admin_headers(hub)
+        ) as http:
             (gw2,) = (await http.get("/api/v1/gateways")).json()
             assert sum(gw2["rejected"].values()) == 6  # the wrong-topic one has no gateway
             assert gw2["last_error"]

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleet import Fleet
 from hub._api import create_app
+from hub.auth import Access
 from hub.storage import (
     GatewayState,
     IngestBatch,
@@ -205,7 +207,9 @@ def test_gateway_state_birth_death_and_stale_will(storage: Storage) -> None:
     assert (gw2.state, gw2.last_seen_ms, gw2.backlog, gw2.batches) == ("unknown", T0 + 20, 7, 1)
 
 
-async def test_footprint_and_readings_per_gateway_in_the_api(storage: Storage) -> None:
+async def test_footprint_and_readings_per_gateway_in_the_api(
+    storage: Storage, tmp_path: Path
+) -> None:
     figures = {"bytes_sent": 4000, "flash_write_bytes": 1000, "cpu_s": 1.5, "rss_bytes": 31_000_000}
     rows: list[tuple[SeriesKey, int, Value]] = [(SOIL, T0 + i, i) for i in range(80)]
     storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
@@ -222,9 +226,14 @@ async def test_footprint_and_readings_per_gateway_in_the_api(storage: Storage) -
     assert storage.record_state("gw-1", GatewayState(False, 6, T0 + 3), now_ms=T0 + 3)
     assert storage.gateways()[0].footprint == figures
 
-    transport = httpx.ASGITransport(app=create_app(storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
-        got = {g["id"]: g for g in (await http.get("/api/v1/gateways")).json()}
+    with Fleet(tmp_path / "hub") as registry:
+        access = Access(registry)
+        token = registry.accounts.reset_admin("test").token
+        transport = httpx.ASGITransport(app=create_app(storage, access=access))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            assert (await http.get("/api/v1/gateways")).status_code == 401
+            admin = {"Authorization": f"Bearer {token}"}
+            got = {g["id"]: g for g in (await http.get("/api/v1/gateways", headers=admin)).json()}
     assert got["gw-1"]["state"] == "offline"
     assert got["gw-1"]["readings"] == 100
     assert got["gw-1"]["footprint"] == figures
