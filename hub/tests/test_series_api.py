@@ -6,21 +6,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from hub._api import create_app
 from hub.storage import ReadingRow, SeriesKey, Storage, Value
+from hub.tests.access_support import admin_client
 from hub.tests.test_storage import SOIL, STATE, T0, TEMP, batch
 
 HOUR = 3_600_000
 
 
 @pytest.fixture
-async def http(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+async def http(storage: Storage, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with admin_client(storage, tmp_path) as client:
         yield client
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
-from fleet import Fleet
-from hub._api import create_app
-from hub.auth import Access
 from hub.storage import (
     GatewayState,
     IngestBatch,
@@ -20,6 +16,7 @@ from hub.storage import (
     Value,
     open_storage,
 )
+from hub.tests.access_support import admin_client
 
 T0 = 1_764_547_200_000
 
@@ -226,14 +223,11 @@ async def test_footprint_and_readings_per_gateway_in_the_api(
     assert storage.record_state("gw-1", GatewayState(False, 6, T0 + 3), now_ms=T0 + 3)
     assert storage.gateways()[0].footprint == figures
 
-    with Fleet(tmp_path / "hub") as registry:
-        access = Access(registry)
-        token = registry.accounts.reset_admin("test").token
-        transport = httpx.ASGITransport(app=create_app(storage, access=access))
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
-            assert (await http.get("/api/v1/gateways")).status_code == 401
-            admin = {"Authorization": f"Bearer {token}"}
-            got = {g["id"]: g for g in (await http.get("/api/v1/gateways", headers=admin)).json()}
+    async with admin_client(storage, tmp_path) as http:
+        assert (
+            await http.get("/api/v1/gateways", headers={"Authorization": ""})
+        ).status_code == 401
+        got = {g["id"]: g for g in (await http.get("/api/v1/gateways")).json()}
     assert got["gw-1"]["state"] == "offline"
     assert got["gw-1"]["readings"] == 100
     assert got["gw-1"]["footprint"] == figures
@@ -245,7 +239,9 @@ async def test_footprint_and_readings_per_gateway_in_the_api(
     )
 
 
-async def test_source_health_and_restart_pending_per_gateway(storage: Storage) -> None:
+async def test_source_health_and_restart_pending_per_gateway(
+    storage: Storage, tmp_path: Path
+) -> None:
     """A sensor unplugged: the hub no longer says only "online" (issue 9)."""
     linky_down = SourceStatus("linky", "down", T0 - 5000, {"timeout": 3}, "no such port")
     sources = (SourceStatus("ble", "ok", T0, {}), linky_down)
@@ -265,8 +261,7 @@ async def test_source_health_and_restart_pending_per_gateway(storage: Storage) -
     assert gw.sources == up and gw.restart_pending == ()
     assert storage.record_state("gw-1", GatewayState(True, 7, T0 + 4, sources=sources), T0 + 4)
 
-    transport = httpx.ASGITransport(app=create_app(storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+    async with admin_client(storage, tmp_path) as http:
         (got,) = (await http.get("/api/v1/gateways")).json()
     assert got["sources"][1] == {
         "name": "linky",
