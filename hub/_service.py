@@ -266,7 +266,8 @@ class Hub:
         self.access = fleet.access
         if fleet.new_admin_credential is not None:  # first start: shown this once
             sys.stderr.write(
-                "\nAPI token of the user admin (shown once, keep it safe; HTTP: Authorization: "
+                "\nfleet admin credential, an API token of the user admin (shown once, keep it"
+                " safe; HTTP: Authorization: "
                 f"Bearer ...; lost: estran hub admin-reset):\n  {fleet.new_admin_credential}\n\n"
             )
         log.info("hub signing key %s (enrollment tokens name it)", fleet.hub_key)

@@ -321,15 +321,16 @@ class Demo:
     # -- enrollment ----------------------------------------------------------------------------
 
     def _prepare_access(self) -> str:
-        """The demo's admin (`estran hub user add demo --role admin`) and an API token of it
-        for this run (`estran hub token create demo`): the gateways' view needs one."""
+        """The demo's viewer (`estran hub user add demo --role technician`) and an API token
+        of it for this run (`estran hub token create demo`): the gateways' view needs one.
+        The hub still makes its own admin at first start (its log shows the token)."""
         from fleet import Fleet, NotFound
 
         with Fleet(self.hub_dir) as fleet:
             try:
                 fleet.accounts.user("demo")
             except NotFound:
-                fleet.accounts.add_user("demo", "admin", "estran-demo")
+                fleet.accounts.add_user("demo", "technician", "estran-demo")
             return fleet.accounts.create_token(
                 "demo", "estran-demo", name="estran demo", ttl_s=86400.0
             ).token
@@ -464,7 +465,7 @@ class Demo:
             f"  gateways   {gateways}",
             f"  data       {self.workdir}  ({keep}); logs in {self.log_dir}",
             f"  token      {self.api_token}",
-            "             (the demo's admin; header Authorization: Bearer TOKEN)",
+            "             (a technician's; header Authorization: Bearer TOKEN)",
             f"  try        curl -s {url}/api/v1/sensors",
             f"             curl -s '{url}/api/v1/readings?sensor=marina-berth-02&limit=5'",
             f"             estran edge status --data {marina.data_dir}",
