@@ -73,6 +73,11 @@ class Storage(abc.ABC):
         gateway and seq) are left as they are and counted as duplicates. Returns once
         committed: only then may the hub acknowledge."""
 
+    def prepare_time_range(self, from_ms: int, to_ms: int) -> None:
+        """Make ready to hold readings of [from_ms, to_ms) (PostgreSQL: the monthly
+        partitions; nothing to do elsewhere). Ingest does this by itself; bulk loaders
+        call it first."""
+
     @abc.abstractmethod
     def record_state(self, gateway: str, state: GatewayState, now_ms: int) -> bool:
         """Apply a birth or death. A state from an older session than the one recorded is

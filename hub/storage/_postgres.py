@@ -265,6 +265,14 @@ class PostgresStorage(Storage):
 
     # -- partitions -------------------------------------------------------------------------
 
+    def prepare_time_range(self, from_ms: int, to_ms: int) -> None:
+        with self._lock:
+            try:
+                self._ensure_months(month_index(from_ms), month_index(to_ms))
+            except psycopg.Error as e:
+                self._forget()
+                raise StorageError(f"cannot make partitions: {e}") from e
+
     def _is_partitioned(self) -> bool:
         if self._partitioned is None:
             row = self._db.execute(

@@ -1,0 +1,606 @@
+"""`estran bench api`: the hub's reads at city scale, the query they replaced beside them.
+
+    estran bench api [--backend sqlite|postgresql|both] [--sensors 10000] [--readings N]
+                     [--cache DIR] [--pg URL] [--clients 20] [--seconds 10] [--json]
+
+1. The data set, generated once and reused: S sensors (one series each) on S/100 gateways,
+   N readings spread evenly over the year before the generation (default N: 100 million on
+   PostgreSQL, 10 million on SQLite). SQLite: a file in the cache directory
+   (~/.cache/estran/bench-api); PostgreSQL: a database `estran_bench_api_S_N` on the server
+   of --pg. The rows are made by the database itself (generate_series, a recursive CTE), the
+   (series, ts) index built afterwards and `latest` filled from the last reading of each
+   series: the tables ingest would have written, in minutes instead of hours. Not timed.
+2. Storage, in this process: the latest value of every series with the query the hub used
+   before schema 4 (the anchor: a correlated subquery on SQLite, a LATERAL per series on
+   PostgreSQL, through one shared connection as the API had) and with `Storage.sensors`
+   (the `latest` table, a pool of read connections): one client, then `--clients` threads.
+3. HTTP, against `estran hub run` in a child process (embedded broker): GET
+   /api/v1/sensors?limit=S (every latest value), /api/v1/series (a random sensor over the
+   year in 1,000 points), and the open-data GeoJSON when the hub has one (found in its
+   OpenAPI document): one client, then `--clients` concurrent clients for --seconds each;
+   p50, p99 and requests/s.
+4. Ingest lag: gateways of the data set publish over MQTT at --ingest-rate readings/s
+   (batches of 100) for --ingest-seconds while `--clients` clients keep reading; the lag of
+   a batch is from its publication to its acknowledgement (the hub acks after COMMIT).
+
+With `--json` the last line is the result object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from estran.bench_sync import Child, estran_argv, free_port, wait_hub_ready
+
+YEAR_MS = 365 * 86_400_000
+PER_GATEWAY = 100  # sensors per gateway
+DEFAULT_PG = os.environ.get("ESTRAN_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+QUANTITIES = ("temperature", "moisture", "level", "energy")
+UNITS = ("Cel", "%RH", "mm", "Wh")
+
+# The latest-per-series queries of schema 3 (hub.storage before the `latest` table).
+ANCHOR_LATEST = {
+    "sqlite": (
+        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+        " FROM series s"
+        " JOIN readings r ON r.series_id = s.id AND r.ts_ms = ("
+        "   SELECT max(ts_ms) FROM readings WHERE series_id = s.id)"
+        " JOIN gateways g ON g.id = r.gateway_id"
+        " ORDER BY s.sensor, s.quantity, s.unit, r.seq DESC"
+    ),
+    "postgresql": (
+        "SELECT s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags, g.name"
+        " FROM series s CROSS JOIN LATERAL ("
+        "   SELECT * FROM readings WHERE series_id = s.id"
+        "   ORDER BY ts_ms DESC, seq DESC LIMIT 1) r"
+        " JOIN gateways g ON g.id = r.gateway_id"
+        " ORDER BY s.sensor, s.quantity, s.unit"
+    ),
+}
+
+
+def say(msg: str) -> None:
+    click.echo(f"[bench api {time.strftime('%H:%M:%S')}] {msg}", err=True)
+
+
+def figures(samples: list[float], wall: float | None = None) -> dict[str, object]:
+    """p50/p99/max in ms of latencies in seconds, and requests/s over `wall`."""
+    if not samples:
+        return {"requests": 0}
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+
+    out: dict[str, object] = {
+        "requests": len(samples),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
+    }
+    if wall:
+        out["requests_per_s"] = round(len(samples) / wall, 1)
+    return out
+
+
+# -- the data set -----------------------------------------------------------------------
+
+
+def sensor_name(i: int) -> str:
+    return f"bench-{i:05d}"
+
+
+def gateway_name(g: int) -> str:
+    return f"bench-gw-{g:03d}"
+
+
+class Dataset:
+    """Where the data set lives and its shape; `ensure()` makes it once."""
+
+    def __init__(self, backend: str, sensors: int, readings: int, cache: Path, pg: str) -> None:
+        if sensors % PER_GATEWAY:
+            raise click.BadParameter(f"a multiple of {PER_GATEWAY}", param_hint="--sensors")
+        self.backend = backend
+        self.sensors = sensors
+        self.per_sensor = max(1, readings // sensors)
+        self.readings = self.per_sensor * sensors
+        self.gateways = sensors // PER_GATEWAY
+        name = f"estran_bench_api_{sensors}_{self.readings}"
+        if backend == "sqlite":
+            self.spec = f"sqlite:///{cache / (name + '.sqlite3')}"
+            self.path: Path | None = cache / (name + ".sqlite3")
+        else:
+            base, _, _ = pg.rpartition("/")
+            self.admin = pg
+            self.dbname = name
+            self.spec = f"{base}/{name}"
+            self.path = None
+        self.end_ms = 0
+        self.generated_s: float | None = None
+
+    @property
+    def step_ms(self) -> int:
+        return YEAR_MS // self.per_sensor
+
+    def _meta(self) -> int | None:
+        """The data set's end time when it is complete, else None."""
+        from hub.storage import open_storage
+
+        try:
+            if self.backend == "sqlite":
+                assert self.path is not None
+                if not self.path.exists():
+                    return None
+            elif not self._pg_exists():
+                return None
+            s = open_storage(self.spec, Path("."), migrate=False, readers=1)
+        except Exception:
+            return None
+        try:
+            rows = s._fetch("SELECT v FROM bench_meta WHERE k = 'end_ms'")
+            return int(rows[0][0]) if rows else None
+        except Exception:
+            return None
+        finally:
+            s.close()
+
+    def _pg_exists(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as db:
+            row = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,))
+            return row.fetchone() is not None
+
+    def ensure(self) -> None:
+        end = self._meta()
+        if end is not None:
+            self.end_ms = end
+            say(f"{self.backend}: reusing the data set {self.spec}")
+            return
+        self._drop()
+        t = time.monotonic()
+        self._generate()
+        self.generated_s = round(time.monotonic() - t, 1)
+        say(f"{self.backend}: generated in {self.generated_s} s")
+
+    def _drop(self) -> None:
+        if self.backend == "sqlite":
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(self.path) + suffix).unlink()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.admin, autocommit=True) as db:
+                db.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+                db.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def _generate(self) -> None:
+        from hub.storage import open_storage
+
+        storage = open_storage(self.spec, Path("."), readers=1)
+        self.end_ms = end = (int(time.time() * 1000) // 86_400_000) * 86_400_000
+        t0 = end - YEAR_MS
+        storage.prepare_time_range(t0, end)
+        db: Any = storage._db  # type: ignore[attr-defined]  # bulk load on the writer
+        pg = self.backend == "postgresql"
+        run = db.execute
+        try:
+            if not pg:
+                run("PRAGMA synchronous=OFF")
+                run("BEGIN")
+            run("DROP INDEX readings_series_ts")
+            for g in range(self.gateways):
+                run(
+                    "INSERT INTO gateways (name) VALUES (" + ("%s" if pg else "?") + ")",
+                    (gateway_name(g),),
+                )
+            for i in range(self.sensors):
+                q = i % len(QUANTITIES)
+                run(
+                    "INSERT INTO series (sensor, quantity, unit) VALUES "
+                    + ("(%s, %s, %s)" if pg else "(?, ?, ?)"),
+                    (sensor_name(i), QUANTITIES[q], UNITS[q]),
+                )
+            per, step, p = self.per_sensor, self.step_ms, PER_GATEWAY
+            chunk = max(1, 1_000_000 // p)  # readings steps per statement
+            done = 0
+            last_say = time.monotonic()
+            for g in range(self.gateways):
+                for a in range(0, per, chunk):
+                    b = min(per, a + chunk) - 1
+                    value = f"20 + ((x * 7 + y * 13) % 1000) / 100.0"
+                    select = (
+                        f"SELECT {g + 1}, x * {p} + y + 1, {g * p} + y + 1,"
+                        f" {t0} + x * {step} + y * {step // p}, {value}, NULL, 0"
+                    )
+                    if pg:
+                        run(
+                            "INSERT INTO readings (gateway_id, seq, series_id, ts_ms, value,"
+                            f" text, flags) {select}"
+                            f" FROM generate_series({a}::bigint, {b}) x, generate_series(0::bigint, {p - 1}) y"
+                            " ORDER BY x, y"
+                        )
+                    else:
+                        run(
+                            f"WITH RECURSIVE xs(x) AS (SELECT {a} UNION ALL SELECT x + 1 FROM xs"
+                            f" WHERE x < {b}), ys(y) AS (SELECT 0 UNION ALL SELECT y + 1 FROM ys"
+                            f" WHERE y < {p - 1}) INSERT INTO readings (gateway_id, seq,"
+                            f" series_id, ts_ms, value, text, flags) {select}"
+                            " FROM xs, ys ORDER BY x, y"
+                        )
+                    done += (b - a + 1) * p
+                    if time.monotonic() - last_say > 30:
+                        say(f"{self.backend}: {done:,} / {self.readings:,} readings")
+                        last_say = time.monotonic()
+            say(f"{self.backend}: {done:,} readings; indexing (series, ts)")
+            run("CREATE INDEX readings_series_ts ON readings (series_id, ts_ms)")
+            last = (per - 1) * p
+            run(
+                "INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)"
+                " SELECT series_id, gateway_id, seq, ts_ms, value, text, flags FROM readings"
+                f" WHERE seq > {last}"
+                + ("" if not pg else f" AND ts_ms >= {t0 + (per - 1) * step}")
+            )
+            run(f"UPDATE gateways SET readings = {per * p}")
+            run("CREATE TABLE bench_meta (k text PRIMARY KEY, v text)")
+            run(f"INSERT INTO bench_meta VALUES ('end_ms', '{end}')")
+            if not pg:
+                run("COMMIT")
+                run("ANALYZE")
+            else:
+                run("VACUUM ANALYZE readings")
+                run("ANALYZE")
+        finally:
+            storage.close()
+
+
+# -- storage-level timing ---------------------------------------------------------------
+
+
+def time_calls(
+    fn: Callable[[], object], clients: int, seconds: float, max_calls: int = 100_000
+) -> dict[str, object]:
+    """Call fn from `clients` threads for `seconds` (each at least once)."""
+    samples: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        first = True
+        while first or (time.monotonic() < deadline and len(samples) < max_calls):
+            first = False
+            t = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t
+            with lock:
+                samples.append(dt)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return figures(samples, time.monotonic() - start)
+
+
+def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, object]:
+    from hub.storage import open_storage
+
+    storage = open_storage(ds.spec, Path("."), migrate=False, readers=8)
+    try:
+        shared = threading.Lock()  # the old API: one connection, one query at a time
+        anchor_sql = ANCHOR_LATEST[ds.backend]
+
+        def anchor() -> object:
+            with shared:
+                return storage._fetch(anchor_sql)
+
+        def latest() -> object:
+            return storage.sensors(limit=ds.sensors)
+
+        out: dict[str, object] = {}
+        say(f"{ds.backend}: storage, anchor query, 1 client")
+        rows = len(storage._fetch(anchor_sql))
+        out["anchor_latest_1"] = time_calls(anchor, 1, seconds, max_calls=20)
+        say(f"{ds.backend}: storage, anchor query, {clients} clients")
+        out[f"anchor_latest_{clients}"] = time_calls(anchor, clients, seconds, max_calls=200)
+        say(f"{ds.backend}: storage, latest table")
+        got = len(storage.sensors(limit=ds.sensors))
+        out["latest_1"] = time_calls(latest, 1, seconds)
+        out[f"latest_{clients}"] = time_calls(latest, clients, seconds)
+        out["rows"] = {"anchor": rows, "latest": got}
+        return out
+    finally:
+        storage.close()
+
+
+# -- HTTP -------------------------------------------------------------------------------
+
+
+async def http_load(
+    make: Callable[[], Awaitable[Any]], clients: int, seconds: float, max_requests: int = 50_000
+) -> dict[str, object]:
+    samples: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        while time.monotonic() < deadline and len(samples) < max_requests:
+            t = time.perf_counter()
+            r = await make()
+            samples.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    out = figures(samples, time.monotonic() - start)
+    out["errors"] = errors
+    return out
+
+
+def geojson_path(openapi: dict[str, Any]) -> str | None:
+    paths = [p for p in openapi.get("paths", {}) if "geojson" in p.lower() and "{" not in p]
+    return sorted(paths)[0] if paths else None
+
+
+async def http_figures(
+    ds: Dataset, clients: int, seconds: float, ingest: dict[str, float]
+) -> dict[str, object]:
+    import httpx
+
+    workdir = Path(tempfile.mkdtemp(prefix="estran-bench-api-"))
+    http_port, mqtt_port = free_port(), free_port()
+    hub = Child(
+        "hub",
+        estran_argv(
+            "hub",
+            "run",
+            "--data",
+            str(workdir),
+            "--db",
+            ds.spec,
+            "--broker",
+            "embedded",
+            "--mqtt-listen",
+            f"127.0.0.1:{mqtt_port}",
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--broker-access",
+            "open",
+            "--log-level",
+            "warning",
+        ),
+        workdir,
+    )
+    await hub.start()
+    out: dict[str, object] = {}
+    try:
+        await wait_hub_ready(http_port, hub, timeout=120)
+        base = f"http://127.0.0.1:{http_port}"
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+            rnd = random.Random(1)
+            frm, to = ds.end_ms - YEAR_MS, ds.end_ms
+
+            def sensors() -> Awaitable[Any]:
+                return http.get("/api/v1/sensors", params={"limit": ds.sensors})
+
+            def series() -> Awaitable[Any]:
+                i = rnd.randrange(ds.sensors)
+                return http.get(
+                    "/api/v1/series",
+                    params={
+                        "sensor": sensor_name(i),
+                        "quantity": QUANTITIES[i % len(QUANTITIES)],
+                        "from": frm,
+                        "to": to,
+                        "points": 1000,
+                    },
+                )
+
+            endpoints: dict[str, Callable[[], Awaitable[Any]]] = {
+                "sensors_all": sensors,
+                "series_year_1000": series,
+            }
+            geo = geojson_path((await http.get("/api/openapi.json")).json())
+            if geo is not None:
+                endpoints["open_geojson"] = lambda: http.get(geo)
+            out["geojson_endpoint"] = geo
+            first = await sensors()
+            out["sensors_rows"] = len(first.json())
+            out["sensors_bytes"] = len(first.content)
+            p = (await series()).json()
+            out["series_points"] = len(p.get("points", []))
+            for name, make in endpoints.items():
+                say(f"{ds.backend}: http {name}, 1 client")
+                one = await http_load(make, 1, seconds, max_requests=200)
+                say(f"{ds.backend}: http {name}, {clients} clients")
+                many = await http_load(make, clients, seconds)
+                out[name] = {"1": one, str(clients): many}
+            say(f"{ds.backend}: ingest at {ingest['rate']:.0f} readings/s with {clients} readers")
+            lag_task = asyncio.create_task(
+                ingest_lag(ds, mqtt_port, ingest["rate"], ingest["seconds"])
+            )
+            mixed = [sensors, series]
+            load = asyncio.create_task(
+                http_load(lambda: rnd.choice(mixed)(), clients, ingest["seconds"])
+            )
+            out["ingest"] = await lag_task
+            out["ingest"]["reads_meanwhile"] = await load  # type: ignore[index]
+    finally:
+        await hub.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -> dict[str, object]:
+    """Publish batches of 100 readings (one per sensor of a gateway) at `rate` readings/s;
+    the lag of each is publication to acknowledgement."""
+    import aiomqtt
+
+    from protocols import wire
+    from protocols.block import encode_block
+    from protocols.reading import Reading
+
+    per_batch = PER_GATEWAY
+    interval = per_batch / rate
+    sent: dict[tuple[str, int], float] = {}
+    lags: list[float] = []
+    seq0 = ds.per_sensor * PER_GATEWAY + 1  # after the data set's last
+    next_seq = [seq0] * ds.gateways
+    batch_no = 0
+    total = int(rate * seconds / per_batch)
+    async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier="bench-api-gateways") as client:
+        await client.subscribe("estran/v1/gw/+/ack", qos=1)
+
+        async def receive() -> None:
+            async for message in client.messages:
+                gw, _ = wire.parse_topic(message.topic.value)
+                assert isinstance(message.payload, bytes)
+                ack = wire.decode_ack(message.payload)
+                t = sent.pop((gw, ack.batch), None)
+                if t is not None:
+                    lags.append(time.perf_counter() - t)
+                if not sent and len(lags) >= total:
+                    return
+
+        receiver = asyncio.create_task(receive())
+        start = time.perf_counter()
+        for k in range(total):
+            g = k % ds.gateways
+            gw = gateway_name(g)
+            seq = next_seq[g]
+            now = int(time.time() * 1000)
+            readings = [
+                Reading(
+                    sensor_name(g * PER_GATEWAY + j),
+                    QUANTITIES[(g * PER_GATEWAY + j) % len(QUANTITIES)],
+                    UNITS[(g * PER_GATEWAY + j) % len(UNITS)],
+                    round(20 + random.random() * 10, 2),
+                    now,
+                )
+                for j in range(per_batch)
+            ]
+            batch_no += 1
+            payload = wire.encode_data(
+                wire.DataBatch(
+                    1, batch_no, seq, seq + per_batch - 1, per_batch, [encode_block(seq, readings)]
+                )
+            )
+            next_seq[g] = seq + per_batch
+            sent[(gw, batch_no)] = time.perf_counter()
+            await client.publish(wire.topic(gw, "data"), payload, qos=1)
+            delay = start + (k + 1) * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        wall = time.perf_counter() - start
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receiver, 30)
+        receiver.cancel()
+    out = figures(lags)
+    out.update(
+        {
+            "target_readings_per_s": rate,
+            "published_readings_per_s": round(total * per_batch / wall, 1),
+            "batches": total,
+            "unacknowledged": len(sent),
+        }
+    )
+    return out
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+@click.command("api")
+@click.option(
+    "--backend",
+    type=click.Choice(["sqlite", "postgresql", "both"]),
+    default="both",
+    show_default=True,
+)
+@click.option("--sensors", type=int, default=10_000, show_default=True)
+@click.option(
+    "--readings",
+    type=int,
+    default=None,
+    help="default: 100,000,000 on PostgreSQL, 10,000,000 on SQLite",
+)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=Path.home() / ".cache" / "estran" / "bench-api",
+    show_default=True,
+)
+@click.option("--pg", default=DEFAULT_PG, show_default=True, help="PostgreSQL server (admin URL)")
+@click.option("--clients", type=int, default=20, show_default=True)
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="per measurement")
+@click.option("--ingest-rate", type=float, default=10_000.0, show_default=True)
+@click.option("--ingest-seconds", type=float, default=30.0, show_default=True)
+@click.option("--no-http", is_flag=True, help="storage figures only")
+@click.option("--json", "as_json", is_flag=True)
+def bench_api(
+    backend: str,
+    sensors: int,
+    readings: int | None,
+    cache: Path,
+    pg: str,
+    clients: int,
+    seconds: float,
+    ingest_rate: float,
+    ingest_seconds: float,
+    no_http: bool,
+    as_json: bool,
+) -> None:
+    """The hub's read API at city scale, the pre-schema-4 query as anchor."""
+    result: dict[str, object] = {"sensors": sensors, "clients": clients, "cpus": os.cpu_count()}
+    for name in ("sqlite", "postgresql") if backend == "both" else (backend,):
+        n = (
+            readings
+            if readings is not None
+            else (100_000_000 if name == "postgresql" else 10_000_000)
+        )
+        ds = Dataset(name, sensors, n, cache, pg)
+        ds.ensure()
+        part: dict[str, object] = {
+            "readings": ds.readings,
+            "gateways": ds.gateways,
+            "span_days": 365,
+            "generated_s": ds.generated_s,
+            "load_1m": round(os.getloadavg()[0], 2),
+        }
+        part["storage"] = storage_figures(ds, clients, seconds)
+        if not no_http:
+            part["http"] = asyncio.run(
+                http_figures(ds, clients, seconds, {"rate": ingest_rate, "seconds": ingest_seconds})
+            )
+        part["load_1m_after"] = round(os.getloadavg()[0], 2)
+        result[name] = part
+        if not as_json:
+            click.echo(json.dumps({name: part}, indent=2))
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+__all__ = ["ANCHOR_LATEST", "Dataset", "bench_api"]
