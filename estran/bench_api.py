@@ -226,7 +226,7 @@ class Dataset:
             for g in range(self.gateways):
                 for a in range(0, per, chunk):
                     b = min(per, a + chunk) - 1
-                    value = f"20 + ((x * 7 + y * 13) % 1000) / 100.0"
+                    value = "20 + ((x * 7 + y * 13) % 1000) / 100.0"
                     select = (
                         f"SELECT {g + 1}, x * {p} + y + 1, {g * p} + y + 1,"
                         f" {t0} + x * {step} + y * {step // p}, {value}, NULL, 0"
@@ -315,7 +315,7 @@ def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, obje
                 return storage._fetch(anchor_sql)
 
         def latest() -> object:
-            return storage.sensors(limit=ds.sensors)
+            return storage.sensors_json(ds.sensors)
 
         out: dict[str, object] = {}
         say(f"{ds.backend}: storage, anchor query, 1 client")
@@ -324,7 +324,7 @@ def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, obje
         say(f"{ds.backend}: storage, anchor query, {clients} clients")
         out[f"anchor_latest_{clients}"] = time_calls(anchor, clients, seconds, max_calls=200)
         say(f"{ds.backend}: storage, latest table")
-        got = len(storage.sensors(limit=ds.sensors))
+        got = len(json.loads(storage.sensors_json(ds.sensors)))
         out["latest_1"] = time_calls(latest, 1, seconds)
         out[f"latest_{clients}"] = time_calls(latest, clients, seconds)
         out["rows"] = {"anchor": rows, "latest": got}

@@ -5,9 +5,11 @@ what it needs (`hub.auth`): the fleet's gateways are staff's (admin, technician)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +19,10 @@ from hub._errors import StorageError
 from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
 from hub.auth import Access, Principal, require_role
 from hub.auth import router as access_router
-from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
+from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage, write_generation
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 # The range of a time parameter: what a datetime can say (years 1 to 9999), in ms.
 MIN_TIME_MS = -62_135_596_800_000
@@ -81,6 +86,7 @@ def parse_time(value: str | None, name: str) -> int | None:
 
 
 MAX_PAGE = 10_000  # rows of one page of a list (sensors, gateways)
+LATEST_TTL = 1.0  # seconds a page of latest values may be served again
 
 
 def paginate(request: Request, response: Response, total: int, offset: int, limit: int) -> None:
@@ -99,6 +105,44 @@ def paginate(request: Request, response: Response, total: int, offset: int, limi
         )
 
 
+class FreshCache(Generic[K, V]):
+    """Values computed at most once per `ttl` seconds per key and per write generation of
+    this process (`hub.storage.write_generation()`), for endpoints many clients poll (the
+    latest values). A write through any storage of this process makes the next read
+    recompute; a write by another process (another ingest worker) is seen within `ttl`.
+    When an entry is out of date, the first caller recomputes it while the others are
+    still served the previous value (stale while revalidating), so a burst of clients
+    never queues behind one query. At most `size` keys."""
+
+    def __init__(self, ttl: float, size: int = 256) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[K, tuple[float, int, V]] = {}
+        self._refreshing: set[K] = set()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        now = time.monotonic()
+        generation = write_generation()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                fresh = now - entry[0] < self.ttl and entry[1] == generation
+                if fresh or key in self._refreshing:
+                    return entry[2]
+            self._refreshing.add(key)
+        try:
+            value = compute()
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+        with self._lock:
+            if len(self._entries) >= self.size and key not in self._entries:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (now, generation, value)
+        return value
+
+
 def create_app(
     storage: Storage,
     health: Callable[[], dict[str, object]] | None = None,
@@ -107,6 +151,7 @@ def create_app(
 ) -> FastAPI:
     """The hub's app: the read API, and with `access` the users, tokens, audit and session
     endpoints (without it, every endpoint that needs a principal answers 503)."""
+    latest_pages: FreshCache[tuple[int, int], tuple[str, int]] = FreshCache(LATEST_TTL)
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
@@ -171,33 +216,27 @@ def create_app(
             for g in rows
         ]
 
-    @app.get("/api/v1/sensors")
+    @app.get("/api/v1/sensors", response_model=list[dict[str, object]])
     def sensors(
         request: Request,
-        response: Response,
         limit: int = Query(1000, ge=1, le=MAX_PAGE),
         offset: int = Query(0, ge=0),
-    ) -> list[dict[str, object]]:
-        """The latest value of each sensor quantity (kept on ingest, not searched for). One
-        page, by sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next")."""
+    ) -> Response:
+        """The latest value of each sensor quantity (kept on ingest, not searched for):
+        `sensor`, `quantity`, `unit`, `value`, `ts`, `ts_ms`, `flags`, `gateway`. One page,
+        by sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next"). The JSON is
+        built by the database in one query; a page is served again until this process
+        writes, or for up to 1 s (another process's writes)."""
         try:
-            rows = storage.sensors(limit, offset)
-            paginate(request, response, storage.count_series(), offset, limit)
+            body, total = latest_pages.get(
+                (limit, offset),
+                lambda: (storage.sensors_json(limit, offset), storage.count_series()),
+            )
+            response = Response(body, media_type="application/json")
+            paginate(request, response, total, offset, limit)
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
-        return [
-            {
-                "sensor": s.sensor,
-                "quantity": s.quantity,
-                "unit": s.unit,
-                "value": jsonable(s.value),
-                "ts": iso(s.ts_ms),
-                "ts_ms": s.ts_ms,
-                "flags": s.flags,
-                "gateway": s.gateway,
-            }
-            for s in rows
-        ]
+        return response
 
     @app.get("/api/v1/readings")
     def readings(
@@ -244,4 +283,4 @@ def create_app(
     return app
 
 
-__all__ = ["MAX_PAGE", "create_app", "iso", "jsonable", "paginate", "parse_time"]
+__all__ = ["MAX_PAGE", "FreshCache", "create_app", "iso", "jsonable", "paginate", "parse_time"]

@@ -14,7 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub._errors import ConfigError
-from hub.storage._base import MAX_QUERY_ROWS, MAX_SERIES_POINTS, Storage, bucket_for
+from hub.storage._base import (
+    MAX_QUERY_ROWS,
+    MAX_SERIES_POINTS,
+    Storage,
+    bucket_for,
+    write_generation,
+)
 from hub.storage._pool import ReadPool
 from hub.storage._predicate import BoolOp, Cmp, Not, Predicate, obs_id, split_obs_id
 from hub.storage._sqlite import SqliteStorage
@@ -109,4 +115,5 @@ __all__ = [
     "open_storage",
     "split_obs_id",
     "sqlite_path",
+    "write_generation",
 ]

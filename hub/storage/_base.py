@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from itertools import repeat
@@ -53,6 +54,22 @@ def bucket_for(from_ms: int, to_ms: int, points: int) -> int:
     return -(-need // day) * day
 
 
+_generation = 0
+_generation_lock = threading.Lock()
+
+
+def write_generation() -> int:
+    """A number that changes each time a storage of this process commits a write (readers'
+    caches compare it)."""
+    return _generation
+
+
+def bump_generation() -> None:
+    global _generation
+    with _generation_lock:
+        _generation += 1
+
+
 class Storage(abc.ABC):
     """Where committed readings live. Inserts are idempotent on (gateway, seq)."""
 
@@ -77,6 +94,7 @@ class Storage(abc.ABC):
         """Make ready to hold readings of [from_ms, to_ms) (PostgreSQL: the monthly
         partitions; nothing to do elsewhere). Ingest does this by itself; bulk loaders
         call it first."""
+        del from_ms, to_ms  # nothing to make
 
     @abc.abstractmethod
     def record_state(self, gateway: str, state: GatewayState, now_ms: int) -> bool:
@@ -152,6 +170,17 @@ class Storage(abc.ABC):
                 params,
             )
         ]
+
+    # One query that returns the page of `sensors()` as a JSON array (text), built by the
+    # database: what /api/v1/sensors sends, without a Python object per row.
+    latest_json_query: str
+
+    def sensors_json(self, limit: int, offset: int = 0) -> str:
+        """The page of `sensors(limit, offset)` as JSON text: objects with sensor, quantity,
+        unit, value (text or number, null when not finite), ts (ISO 8601, ms, UTC), ts_ms,
+        flags, gateway."""
+        rows = self._fetch(self.latest_json_query, (max(0, limit), max(0, offset)))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else "[]"
 
     def count_series(self) -> int:
         """How many series have a latest value (the length of `sensors()`)."""
@@ -579,6 +608,7 @@ __all__ = [
     "batch_rows",
     "batch_tallies",
     "bucket_for",
+    "bump_generation",
     "clamp_limit",
     "footprint_text",
     "footprint_value",
@@ -589,4 +619,5 @@ __all__ = [
     "sources_text",
     "sources_value",
     "split_values",
+    "write_generation",
 ]

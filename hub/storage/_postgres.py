@@ -23,6 +23,7 @@ from hub.storage._base import (
     Storage,
     batch_rows,
     batch_tallies,
+    bump_generation,
     footprint_text,
     names_text,
     sources_text,
@@ -163,6 +164,20 @@ class PostgresStorage(Storage):
 
     name = "postgresql"
     placeholder = "%s"
+    latest_json_query = (
+        "SELECT coalesce(json_agg(json_build_object('sensor', sensor, 'quantity', quantity,"
+        " 'unit', NULLIF(unit, ''), 'value', CASE WHEN text IS NOT NULL THEN to_json(text)"
+        "   WHEN value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE to_json(value) END,"
+        " 'ts', to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC',"
+        "   'YYYY-MM-DD\"T\"HH24:MI:SS') || '.' || lpad((ts_ms %% 1000)::text, 3, '0')"
+        "   || '+00:00',"
+        " 'ts_ms', ts_ms, 'flags', flags, 'gateway', name)"
+        " ORDER BY sensor, quantity, unit), '[]')::text FROM ("
+        "   SELECT s.sensor, s.quantity, s.unit, l.value, l.text, l.ts_ms, l.flags, g.name"
+        "   FROM latest l JOIN series s ON s.id = l.series_id"
+        "   JOIN gateways g ON g.id = l.gateway_id"
+        "   ORDER BY s.sensor, s.quantity, s.unit LIMIT %s OFFSET %s) page"
+    )
 
     def __init__(self, url: str, *, readers: int = 4) -> None:
         self.url = url
@@ -392,6 +407,7 @@ class PostgresStorage(Storage):
             except psycopg.Error:  # bookkeeping only: the readings are committed
                 self._forget()
         inserted = sum(by_gateway.values())
+        bump_generation()
         return IngestResult(inserted=inserted, duplicates=attempted - inserted)
 
     def _forget(self) -> None:

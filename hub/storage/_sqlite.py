@@ -22,6 +22,7 @@ from hub.storage._base import (
     Storage,
     batch_rows,
     batch_tallies,
+    bump_generation,
     footprint_text,
     names_text,
     newest_per_series,
@@ -132,6 +133,18 @@ class SqliteStorage(Storage):
     read-only connections for queries: WAL lets them read while the writer commits."""
 
     name = "sqlite"
+    latest_json_query = (
+        "SELECT json_group_array(json_object('sensor', sensor, 'quantity', quantity,"
+        " 'unit', NULLIF(unit, ''), 'value', CASE WHEN text IS NOT NULL THEN text"
+        "   WHEN abs(value) > 1.7976931348623157e308 THEN NULL ELSE value END,"
+        " 'ts', strftime('%Y-%m-%dT%H:%M:%S', ts_ms / 1000, 'unixepoch') || '.'"
+        "   || printf('%03d', ts_ms % 1000) || '+00:00',"
+        " 'ts_ms', ts_ms, 'flags', flags, 'gateway', name)) FROM ("
+        "   SELECT s.sensor, s.quantity, s.unit, l.value, l.text, l.ts_ms, l.flags, g.name"
+        "   FROM latest l JOIN series s ON s.id = l.series_id"
+        "   JOIN gateways g ON g.id = l.gateway_id"
+        "   ORDER BY s.sensor, s.quantity, s.unit LIMIT ? OFFSET ?)"
+    )
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = Path(path)
@@ -240,6 +253,7 @@ class SqliteStorage(Storage):
                 self._series.clear()
                 self._gateways.clear()
                 raise StorageError(f"ingest failed: {e}") from e
+        bump_generation()
         return IngestResult(inserted=inserted, duplicates=attempted - inserted)
 
     def _touch_gateways(

@@ -142,3 +142,44 @@ def test_csv_is_produced_as_it_is_read(storage: Storage) -> None:
     assert first.startswith("ts,ts_ms,") and first.count("\n") == 51
     assert pulled == 50
     assert sum(c.count("\n") for c in body) == 24 * 60 + 1 - 50
+
+
+async def test_latest_values_are_fresh_after_a_write_in_this_process(
+    storage: Storage, http: httpx.AsyncClient
+) -> None:
+    storage.ingest([batch("gw-1", 1, [(SOIL, T0, 1)])], now_ms=T0)
+    assert [s["value"] for s in (await http.get("/api/v1/sensors")).json()] == [1]
+    storage.ingest([batch("gw-1", 2, [(SOIL, T0 + 1, 2)])], now_ms=T0)
+    assert [s["value"] for s in (await http.get("/api/v1/sensors")).json()] == [2]
+
+
+def test_fresh_cache_serves_stale_while_one_caller_recomputes() -> None:
+    import threading
+    import time
+
+    from hub._api import FreshCache
+    from hub.storage._base import bump_generation
+
+    cache: FreshCache[str, int] = FreshCache(ttl=60)
+    calls = []
+    assert cache.get("k", lambda: calls.append(1) or 1) == 1
+    assert cache.get("k", lambda: calls.append(2) or 2) == 1  # fresh: not recomputed
+    bump_generation()  # a write in this process
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> int:
+        entered.set()
+        release.wait(5)
+        return 3
+
+    t = threading.Thread(target=lambda: cache.get("k", slow))
+    t.start()
+    assert entered.wait(5)
+    assert cache.get("k", lambda: 99) == 1  # the previous value while it recomputes
+    release.set()
+    t.join(5)
+    assert cache.get("k", lambda: 99) == 3
+    short: FreshCache[str, int] = FreshCache(ttl=0.05)
+    short.get("k", lambda: 1)
+    time.sleep(0.06)
+    assert short.get("k", lambda: 2) == 2  # another process's writes: seen after ttl

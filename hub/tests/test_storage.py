@@ -549,3 +549,39 @@ def test_postgres_readings_are_partitioned_by_month(
         assert "readings_default" not in plan and _postgres.partition_name(this) not in plan
     finally:
         storage.close()
+
+
+def test_sensors_json_is_the_sensors_list(storage: Storage) -> None:
+    """The JSON the database builds says what the rows say, value for value."""
+    import json
+
+    from hub._api import iso
+
+    rows: list[tuple[SeriesKey, int, Value]] = [
+        (SOIL, T0 + 1, 35.27),
+        (TEMP, T0 + 999, 12),
+        (METER, T0 + 1000, 1_000_123),
+        (STATE, T0 + 5, 'occupied "A", quay 2'),
+        (("neg-1", "level", "mm"), 1_000_000_000_007, -0.5),
+        (("inf-1", "level", "mm"), T0, float("inf")),
+    ]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    got = json.loads(storage.sensors_json(100))
+    want = [
+        {
+            "sensor": s.sensor,
+            "quantity": s.quantity,
+            "unit": s.unit,
+            "value": None
+            if isinstance(s.value, float) and abs(s.value) == float("inf")
+            else s.value,
+            "ts": iso(s.ts_ms),
+            "ts_ms": s.ts_ms,
+            "flags": s.flags,
+            "gateway": s.gateway,
+        }
+        for s in storage.sensors()
+    ]
+    assert got == want
+    assert json.loads(storage.sensors_json(2, 2)) == want[2:4]
+    assert json.loads(storage.sensors_json(10, 100)) == []
