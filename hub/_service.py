@@ -25,6 +25,7 @@ from hub._mqtt import BrokerAddress
 from hub.alerts import Alerting, AlertSettings, DeliverySettings, bearer_admin
 from hub.auth import Access, AccessSettings
 from hub.fleet_api import FleetHub
+from hub.metrics import HubMetrics
 from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_path
 
 log = logging.getLogger("estran.hub")
@@ -126,6 +127,7 @@ class Hub:
         self.broker_address: BrokerAddress | None = None
         self.alerting: Alerting | None = None
         self.access: Access | None = None
+        self.metrics: HubMetrics | None = None
 
     def health(self) -> dict[str, object]:
         out: dict[str, object] = {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
@@ -193,14 +195,18 @@ class Hub:
                 gateway_group=lambda: {g.id: g.group for g in fleet.fleet.gateways()},
             )
             stack.callback(alerting.close)
+            metrics = self.metrics = HubMetrics(self.stats, alerting=alerting)
             for w in ingest:
                 w.add_observer(alerting.engine)
+                w.add_observer(metrics)
             server: _Server | None = None
             if cfg.http is not None:
                 api_storage = self._open(readers=API_READERS)
                 stack.callback(api_storage.close)
                 host, port = parse_host_port(cfg.http, "--http")
                 app = create_app(api_storage, self.health, fleet.access, cfg.max_body)
+                metrics.storage = api_storage
+                metrics.install(app)
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
                 admin = bearer_admin(fleet.fleet.check_admin)
