@@ -26,6 +26,12 @@ from hub.alerts import Alerting, AlertSettings, DeliverySettings, bearer_admin
 from hub.auth import Access, AccessSettings
 from hub.fleet_api import FleetHub
 from hub.metrics import HubMetrics
+from hub.numeriscore import (
+    Numeriscore,
+    NumeriscoreSettings,
+    NumeriscoreTracker,
+    numeriscore_router,
+)
 from hub.storage import Storage, StorageThread, check_db, open_storage, sqlite_path
 
 log = logging.getLogger("estran.hub")
@@ -87,6 +93,7 @@ class HubConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are believed
     max_body: int = DEFAULT_MAX_BODY  # bytes of an HTTP request body (413 above)
+    numeriscore: NumeriscoreSettings = field(default_factory=NumeriscoreSettings)
 
     @property
     def embedded(self) -> bool:
@@ -128,6 +135,7 @@ class Hub:
         self.alerting: Alerting | None = None
         self.access: Access | None = None
         self.metrics: HubMetrics | None = None
+        self.numeriscore: NumeriscoreTracker | None = None
 
     def health(self) -> dict[str, object]:
         out: dict[str, object] = {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
@@ -196,9 +204,14 @@ class Hub:
             )
             stack.callback(alerting.close)
             metrics = self.metrics = HubMetrics(self.stats, alerting=alerting)
+            books = self.numeriscore = NumeriscoreTracker(
+                StorageThread(self._open(), name="numeriscore"), cfg.numeriscore
+            )
+            stack.callback(books.close)
             for w in ingest:
                 w.add_observer(alerting.engine)
                 w.add_observer(metrics)
+                w.add_observer(books)
             server: _Server | None = None
             if cfg.http is not None:
                 api_storage = self._open(readers=API_READERS)
@@ -207,6 +220,8 @@ class Hub:
                 app = create_app(api_storage, self.health, fleet.access, cfg.max_body)
                 metrics.storage = api_storage
                 metrics.install(app)
+                app.state.numeriscore = Numeriscore(api_storage, cfg.numeriscore)
+                app.include_router(numeriscore_router(app.state.numeriscore))
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
                 admin = bearer_admin(fleet.fleet.check_admin)
@@ -244,6 +259,7 @@ class Hub:
                     tg.create_task(self._signal_ready(events, server), name="ready")
                     tg.create_task(self._log_stats(), name="stats")
                     tg.create_task(alerting.run(), name="alerts")
+                    tg.create_task(books.run(), name="numeriscore")
                     # Only a fleet-guarded broker disconnects clients the registry does not
                     # know; with open access anyone may stay connected.
                     guarded = embedded is not None and cfg.broker_access == "fleet"

@@ -123,6 +123,14 @@ async def test_metrics_scrape(tmp_path: Path) -> None:
             == 2
         )
 
+        # the numériscore's books, written, served as JSON
+        assert hub.numeriscore is not None
+        await hub.numeriscore.flush()
+        days = (await http.get("/api/v1/numeriscore")).json()["days"]
+        [gw1] = [g for g in days[0]["gateways"] if g["gateway"] == "gw-1"]
+        assert gw1["readings"] == 100
+        assert days[0]["hub"]["readings"] == 100
+
         promtool = shutil.which("promtool")
         if promtool is not None:
             check = subprocess.run(
