@@ -22,7 +22,7 @@ from hub._errors import ConfigError
 from hub._http import DEFAULT_MAX_BODY, limit_error_logs, parse_networks
 from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
-from hub.alerts import Alerting, AlertSettings, DeliverySettings, bearer_admin
+from hub.alerts import Alerting, AlertSettings, DeliverySettings
 from hub.auth import Access, AccessSettings
 from hub.fleet_api import FleetHub
 from hub.metrics import HubMetrics
@@ -224,11 +224,8 @@ class Hub:
                 app.include_router(numeriscore_router(app.state.numeriscore))
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
-                admin = bearer_admin(fleet.fleet.check_admin)
                 app.state.alerts = alerting.service(api_storage)
-                app.include_router(
-                    alerting.router(app.state.alerts, read=admin, operate=admin, admin=admin)
-                )
+                app.include_router(alerting.router(app.state.alerts))
                 limit_error_logs()
                 server = _Server(
                     uvicorn.Config(

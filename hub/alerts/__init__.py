@@ -31,7 +31,7 @@ from hub.alerts._engine import (
     Notification,
     default_kind,
 )
-from hub.alerts._hub import Alerting, bearer_admin
+from hub.alerts._hub import Alerting
 from hub.alerts._rules import (
     GATEWAY_KINDS,
     KINDS,
@@ -92,7 +92,6 @@ __all__ = [
     "RuleError",
     "RuleVersion",
     "Scope",
-    "bearer_admin",
     "default_kind",
     "parse_rule",
     "sign",

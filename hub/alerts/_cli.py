@@ -37,19 +37,28 @@ def _iso(ms: int | None) -> str:
 
 @contextmanager
 def _service(ctx: click.Context) -> Iterator[AlertService]:
+    from fleet import Fleet, FleetError
     from hub.storage import open_storage
 
     data: Path = ctx.obj["data"]
+    if not data.is_dir():
+        raise click.ClickException(f"{data}: no hub data directory here (--data DIR)")
     try:
         storage = open_storage(ctx.obj["db"], data)
-    except HubError as e:
+        fleet = Fleet(data)  # the hub's audit log
+    except (HubError, FleetError) as e:
         raise click.ClickException(str(e)) from e
+
+    def audit(actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        fleet.record(actor, action, target, origin="cli", **detail)
+
     try:
-        yield AlertService(storage)
-    except HubError as e:
+        yield AlertService(storage, audit=audit)
+    except (HubError, FleetError) as e:
         raise click.ClickException(str(e)) from e
     finally:
         storage.close()
+        fleet.close()
 
 
 def _read_doc(source: str) -> Any:

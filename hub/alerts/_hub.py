@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter
 
 from hub._mqtt import BrokerAddress
 from hub.alerts._api import alerts_router
@@ -53,27 +52,8 @@ class Alerting:
     def service(self, storage: Storage) -> AlertService:
         return AlertService(storage, self.engine, self.dispatcher, default_tz=self.settings.tz)
 
-    def router(
-        self,
-        service: AlertService,
-        *,
-        read: Callable[..., str],
-        operate: Callable[..., str],
-        admin: Callable[..., str],
-    ) -> APIRouter:
-        return alerts_router(service, read=read, operate=operate, admin=admin)
+    def router(self, service: AlertService) -> APIRouter:
+        return alerts_router(service)
 
 
-def bearer_admin(check: Callable[[str], bool]) -> Callable[..., str]:
-    """A dependency accepting the fleet admin credential (until hub.auth's roles)."""
-
-    def admin(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, credential = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not check(credential.strip()):
-            raise HTTPException(401, "admin credential required (Authorization: Bearer ...)")
-        return "admin"
-
-    return admin
-
-
-__all__ = ["Alerting", "bearer_admin"]
+__all__ = ["Alerting"]

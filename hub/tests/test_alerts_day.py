@@ -130,8 +130,7 @@ def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
 @contextlib.asynccontextmanager
 async def running_hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, int, int, str]]:
     with Fleet(tmp_path) as fleet:
-        credential = fleet.ensure_admin()
-    assert credential is not None
+        credential = fleet.ensure_admin() or fleet.accounts.create_token("admin", "test").token
     mqtt_port, http_port = free_port(), free_port()
     hub = Hub(
         HubConfig(
@@ -361,3 +360,61 @@ async def test_a_day_of_readings_raises_exactly_the_expected_alerts_delivered_th
                 await http.get("/api/v1/alert-rules/bin-full/versions", headers=admin)
             ).json()
             assert [(v["version"], v["action"]) for v in versions] == [(1, "created")]
+
+
+async def test_roles_on_the_alert_routes(tmp_path: Path) -> None:
+    """Anonymous: 401; a reader reads but may not acknowledge nor manage rules (403); a
+    technician acknowledges; only an admin manages rules. Changes land in the audit log."""
+    with Fleet(tmp_path) as fleet:
+        fleet.ensure_admin()
+        tokens = {}
+        for name, role in (("rita", "reader"), ("theo", "technician")):
+            fleet.accounts.add_user(name, role, "test")
+            tokens[role] = fleet.accounts.create_token(name, "test").token
+    async with (
+        running_hub(tmp_path) as (_hub, mqtt_port, http_port, credential),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
+        aiomqtt.Client("127.0.0.1", mqtt_port, identifier="gw-roles") as gw,
+    ):
+        admin = {"Authorization": f"Bearer {credential}"}
+        reader = {"Authorization": f"Bearer {tokens['reader']}"}
+        tech = {"Authorization": f"Bearer {tokens['technician']}"}
+        rule = {"id": "gw-off", "kind": "gateway_offline", "params": {"after": 0}, "damping": 0}
+        assert (await http.get("/api/v1/alerts")).status_code == 401
+        assert (
+            await http.post("/api/v1/alert-rules", json=rule, headers=reader)
+        ).status_code == 403
+        assert (await http.post("/api/v1/alert-rules", json=rule, headers=tech)).status_code == 403
+        assert (await http.post("/api/v1/alert-rules", json=rule, headers=admin)).status_code == 201
+        bad = dict(rule, id="other", params={"after": "soon"})
+        r = await http.post("/api/v1/alert-rules", json=bad, headers=admin)
+        assert r.status_code == 422 and r.json()["detail"]["reason"] == "after"
+        assert (await http.get("/api/v1/alert-channels", headers=reader)).status_code == 403
+        await gw.publish(
+            wire.topic("gw-9", "state"), wire.encode_state(wire.State(False, 1, 0)), qos=1
+        )
+        for _ in range(100):
+            body = (await http.get("/api/v1/alerts", headers=reader)).json()
+            if body["alerts"]:
+                break
+            await asyncio.sleep(0.05)
+        [alert] = body["alerts"]
+        assert alert["subject"] == "gw-9" and alert["state"] == "firing"
+        r = await http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=reader)
+        assert r.status_code == 403
+        r = await http.post(
+            f"/api/v1/alerts/{alert['id']}/ack", json={"note": "on it"}, headers=tech
+        )
+        assert r.status_code == 200 and r.json()["ack_by"] == "theo"
+        r = await http.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=tech)
+        assert r.status_code == 200 and r.json()["resolved_by"] == "theo"
+        r = await http.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=tech)
+        assert r.status_code == 409
+        log = (await http.get("/api/v1/audit", headers=admin)).json()
+        entries = log if isinstance(log, list) else log.get("entries", log)
+        actions = {(e["actor"], e["action"]) for e in entries}
+        assert {
+            ("admin", "alert_rule.create"),
+            ("theo", "alert.acknowledge"),
+            ("theo", "alert.resolve"),
+        } <= actions
