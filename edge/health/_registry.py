@@ -222,6 +222,9 @@ class HealthRegistry:
             "reported": sum(s.reported for s in self.sensors.values()),
             "dropped": self.queue_dropped + _int(buffer.get("dropped")),
             "uptime_s": round((_now_ms() - self.started_ms) / 1000, 1),
+            # the hub's buffer_quota alert rule compares these two
+            "buffer_bytes": buffer.get("bytes"),
+            "quota_bytes": buffer.get("quota_bytes"),
         }
 
     def source_health(self) -> list[wire.SourceHealth]:
