@@ -5,6 +5,8 @@ failures, alerts, and each gateway's figures from its state messages."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +15,7 @@ import aiomqtt
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from hub.metrics import GATEWAY_FIGURES
 from hub.tests.test_alerts_day import running_hub
 from hub.tests.test_ingest import data, next_ack
 from protocols import wire
@@ -130,6 +133,22 @@ async def test_metrics_scrape(tmp_path: Path) -> None:
         [gw1] = [g for g in days[0]["gateways"] if g["gateway"] == "gw-1"]
         assert gw1["readings"] == 100
         assert days[0]["hub"]["readings"] == 100
+
+        # every metric the sample Grafana dashboard queries exists
+        dashboard = json.loads(
+            (Path(__file__).parents[2] / "docs" / "grafana-hub.json").read_text()
+        )
+        queried = set()
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                queried |= set(re.findall(r"estran_[a-z_]+", target["expr"]))
+        families = {
+            f.name + ("_total" if f.type == "counter" else "")
+            for f in text_string_to_metric_families(text)
+        }
+        known = {name for name, _labels in got} | families
+        known |= {name for name, _kind, _text in GATEWAY_FIGURES.values()}
+        assert queried <= known, queried - known
 
         promtool = shutil.which("promtool")
         if promtool is not None:
