@@ -9,11 +9,12 @@ directly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from protocols import modbus, sdi12, tic, ultrasonic
 from protocols.errors import LocalProtocolError
+from protocols.wmbus import dongles
 
 TIC: Final = "tic"
 MODBUS: Final = "modbus"
@@ -21,8 +22,11 @@ MBUS: Final = "mbus"
 SDI12: Final = "sdi12"
 ULTRASONIC: Final = "ultrasonic"
 NMEA: Final = "nmea"
-PROTOCOLS: Final = (TIC, MODBUS, MBUS, SDI12, ULTRASONIC, NMEA)
-STREAMS: Final = (TIC, ULTRASONIC, NMEA)  # passive: the device talks, we listen
+WMBUS: Final = "wmbus"
+PROTOCOLS: Final = (TIC, MODBUS, MBUS, SDI12, ULTRASONIC, NMEA, WMBUS)
+STREAMS: Final = (TIC, ULTRASONIC, NMEA, WMBUS)  # passive: the device talks, we listen
+# Radio modes a wireless M-Bus dongle can be set to listen in.
+LINK_MODES: Final = ("t1c1", "t1", "c1", "s1")
 
 PARITIES: Final = ("N", "E", "O")
 WAKE_METHODS: Final = ("auto", "break", "nul")
@@ -85,10 +89,11 @@ DEFAULT_LINES: Final[dict[str, LineSettings]] = {
     SDI12: LineSettings(sdi12.BAUD_RATE, 7, "E", 1),
     ULTRASONIC: LineSettings(9600, 8, "N", 1),
     NMEA: LineSettings(4800, 8, "N", 1),
+    WMBUS: LineSettings(dongles.BAUD[dongles.IM871A], 8, "N", 1),  # by dongle: see `line`
 }
 
 # Seconds without a frame before a passive stream counts a `silence` error.
-DEFAULT_SILENCE: Final[dict[str, float]] = {TIC: 10.0, ULTRASONIC: 5.0, NMEA: 5.0}
+DEFAULT_SILENCE: Final[dict[str, float]] = {TIC: 10.0, ULTRASONIC: 5.0, NMEA: 5.0, WMBUS: 300.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,10 @@ class DeviceConfig:
     - `measurement`: SDI-12 command to start a measurement: M, MC, C, CC, M1..M9...
     - `names`: SDI-12 value names and units, ``"moisture:%,temperature:Cel"``.
     - `max_telegrams`: M-Bus telegrams read per poll when the meter says more follow.
+    - `key`: wireless M-Bus: the meter's AES-128 key (16 bytes; 32 hex digits in the
+      configuration file). A secret: never in a repr, a log, a snippet or a report.
+      Wireless M-Bus `address` is the meter's id (8 digits) or manufacturer and id
+      (``DME-12345678``).
     """
 
     sensor: str
@@ -120,6 +129,7 @@ class DeviceConfig:
     measurement: str = "M"
     names: str | None = None
     max_telegrams: int = 8
+    key: bytes | None = field(default=None, repr=False)
 
     def resolved_map(self) -> modbus.RegisterMap:
         if isinstance(self.register_map, modbus.RegisterMap):
@@ -173,6 +183,9 @@ class SerialPortConfig:
     reconnect_max: float = 60.0
     wake: str = "auto"
     echo: bool = False
+    dongle: str = dongles.IM871A
+    link_mode: str = "t1c1"
+    rssi: bool = True
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -183,6 +196,15 @@ class SerialPortConfig:
             )
         if self.mode is not None and self.protocol == TIC and self.mode not in tic.MODES:
             raise SerialConfigError("mode", f"historique or standard, not {self.mode!r}")
+        if self.protocol == WMBUS:
+            if self.dongle not in dongles.DONGLES:
+                raise SerialConfigError(
+                    "dongle", f"one of {', '.join(dongles.DONGLES)}, not {self.dongle!r}"
+                )
+            if self.link_mode not in LINK_MODES:
+                raise SerialConfigError(
+                    "link_mode", f"one of {', '.join(LINK_MODES)}, not {self.link_mode!r}"
+                )
         if self.wake not in WAKE_METHODS:
             raise SerialConfigError("wake", f"one of {', '.join(WAKE_METHODS)}, not {self.wake!r}")
         for label, value in (
@@ -202,7 +224,9 @@ class SerialPortConfig:
         seen: set[object] = set()
         for i, device in enumerate(self.devices):
             _check_device(self.protocol, device, f"devices[{i}]")
-            key = device.address if self.protocol in (MODBUS, MBUS, SDI12) else device.sensor
+            key = device.address if self.protocol in (MODBUS, MBUS, SDI12, WMBUS) else device.sensor
+            if self.protocol == WMBUS and isinstance(key, str):
+                key = key.upper().rpartition("-")[2]  # one meter id once, with or without MAN-
             if key in seen:
                 raise SerialConfigError(f"devices[{i}].address", f"{key!r} twice on one port")
             seen.add(key)
@@ -214,6 +238,8 @@ class SerialPortConfig:
     @property
     def line(self) -> LineSettings:
         default = DEFAULT_LINES[self.protocol]
+        if self.protocol == WMBUS:
+            default = LineSettings(dongles.BAUD.get(self.dongle, default.baud), 8, "N", 1)
         if self.protocol == TIC and self.mode == tic.STANDARD and self.baud is None:
             default = LineSettings(tic.BAUDRATE[tic.STANDARD], 7, "E", 1)
         return LineSettings(
@@ -299,10 +325,28 @@ def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
             device.geometry()
         except SerialConfigError as e:
             raise SerialConfigError(f"{where}.{e.field}", e.message) from e
+    elif protocol == WMBUS:
+        if not isinstance(address, str) or wmbus_meter(address) is None:
+            raise SerialConfigError(
+                f"{where}.address", "a meter id: 8 digits, or MAN-12345678 (manufacturer and id)"
+            )
+        if device.key is not None and len(device.key) != 16:
+            raise SerialConfigError(f"{where}.key", "an AES-128 key: 32 hex digits")
     elif protocol == NMEA and (
         address is not None and (not isinstance(address, str) or len(address) not in (1, 2))
     ):
         raise SerialConfigError(f"{where}.address", "a talker id such as II or GP")
+
+
+def wmbus_meter(address: str) -> tuple[str | None, str] | None:
+    """(manufacturer or None, 8-digit id) of a wireless M-Bus meter address, or None."""
+    text = address.strip().upper()
+    manufacturer, _, ident = text.rpartition("-")
+    if manufacturer and (len(manufacturer) != 3 or not manufacturer.isalpha()):
+        return None
+    if len(ident) != 8 or any(c not in "0123456789ABCDEF" for c in ident):
+        return None
+    return (manufacturer or None), ident
 
 
 MbusSelection = tuple[str, str | None, int | None, int | None]
@@ -373,6 +417,9 @@ _PORT_KEYS = {
     "reconnect_max",
     "wake",
     "echo",
+    "dongle",
+    "link_mode",
+    "rssi",
 }
 _DEVICE_KEYS = {
     "sensor",
@@ -386,6 +433,7 @@ _DEVICE_KEYS = {
     "measurement",
     "names",
     "max_telegrams",
+    "key",
 }
 
 
@@ -442,6 +490,17 @@ def _device_from_mapping(data: object, where: str) -> DeviceConfig:
             raise SerialConfigError(f"{where}.map", str(e)) from e
     elif raw_map is not None:
         raise SerialConfigError(f"{where}.map", "a map name or a register map table")
+    key: bytes | None = None
+    key_text = data.get("key")
+    if key_text is not None:
+        if not isinstance(key_text, str):
+            raise SerialConfigError(f"{where}.key", "an AES-128 key: 32 hex digits")
+        try:
+            key = bytes.fromhex(key_text.replace(" ", ""))
+        except ValueError:
+            key = b""  # the key is a secret: the error never echoes it
+        if len(key) != 16:
+            raise SerialConfigError(f"{where}.key", "an AES-128 key: 32 hex digits")
     empty = _get(data, "empty_mm", (int, float), where)
     full = _get(data, "full_mm", (int, float), where)
     return DeviceConfig(
@@ -455,6 +514,7 @@ def _device_from_mapping(data: object, where: str) -> DeviceConfig:
         measurement=_optional_str(data, "measurement", where) or "M",
         names=_optional_str(data, "names", where),
         max_telegrams=_optional_int(data, "max_telegrams", where) or 8,
+        key=key,
     )
 
 
@@ -475,6 +535,7 @@ def _port_from_mapping(data: Mapping[str, object], where: str) -> SerialPortConf
         _device_from_mapping(d, f"{where}.devices[{i}]") for i, d in enumerate(raw_devices)
     )
     echo = _get(data, "echo", bool, where)
+    rssi = _get(data, "rssi", bool, where)
     try:
         return SerialPortConfig(
             path=path,
@@ -496,6 +557,9 @@ def _port_from_mapping(data: Mapping[str, object], where: str) -> SerialPortConf
             reconnect_max=_number(data, "reconnect_max", where, 60.0),
             wake=_optional_str(data, "wake", where) or "auto",
             echo=bool(echo),
+            dongle=_optional_str(data, "dongle", where) or dongles.IM871A,
+            link_mode=_optional_str(data, "link_mode", where) or "t1c1",
+            rssi=True if rssi is None else bool(rssi),
         )
     except SerialConfigError as e:
         raise SerialConfigError(f"{where}.{e.field}", e.message) from e
@@ -520,6 +584,7 @@ def _snippet(config: SerialPortConfig) -> str:
         config.line,
         config.tic_mode if config.protocol == TIC else None,
         config.devices,
+        dongle=config.dongle if config.protocol == WMBUS else None,
     )
 
 
@@ -544,12 +609,15 @@ def config_snippet(
     line: LineSettings,
     mode: str | None,
     devices: Sequence[DeviceConfig],
+    dongle: str | None = None,
 ) -> str:
     """A ``[[serial]]`` TOML table for the gateway configuration. Not validated: a Modbus
     device whose register map is unknown gets a placeholder to fill in."""
     lines = ["[[serial]]", f"path = {_toml(path)}", f"protocol = {_toml(protocol)}"]
     if protocol == TIC and mode is not None:
         lines.append(f"mode = {_toml(mode)}")
+    if protocol == WMBUS and dongle is not None:
+        lines.append(f"dongle = {_toml(dongle)}")
     lines += [
         f"baud = {line.baud}",
         f"bytesize = {line.bytesize}",
@@ -568,6 +636,8 @@ def config_snippet(
             lines.append(f"model = {_toml(device.model)}")
         if protocol == ULTRASONIC:
             lines += _geometry_lines(device)
+        if protocol == WMBUS:  # the key is a secret: never written out
+            lines.append('# key = "..."   # the meter\'s AES key (32 hex digits) if it encrypts')
         if protocol == SDI12:
             lines.append(f"measurement = {_toml(device.measurement)}")
             if device.names:
@@ -586,6 +656,7 @@ __all__ = [
     "STREAMS",
     "TIC",
     "ULTRASONIC",
+    "WMBUS",
     "DeviceConfig",
     "LineSettings",
     "MbusSelection",
@@ -595,4 +666,5 @@ __all__ = [
     "config_snippet",
     "mbus_selection",
     "sdi12_command",
+    "wmbus_meter",
 ]

@@ -5,11 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 
-from edge.serial._config import MBUS, MODBUS, NMEA, SDI12, TIC, ULTRASONIC, SerialPortConfig
+from edge.serial._config import (
+    MBUS,
+    MODBUS,
+    NMEA,
+    SDI12,
+    TIC,
+    ULTRASONIC,
+    WMBUS,
+    SerialPortConfig,
+)
 from edge.serial._masters import MbusSession, ModbusSession, Sdi12Session
 from edge.serial._session import UNAVAILABLE, UNPLUGGED, Clock, Session, utc_ms
 from edge.serial._streams import NmeaSession, TicSession, UltrasonicSession
 from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
+from edge.serial._wmbus import WmbusSession
 from edge.sources import ReadingSink, SourceState
 
 _SESSIONS: dict[str, type[Session]] = {
@@ -19,6 +29,7 @@ _SESSIONS: dict[str, type[Session]] = {
     MODBUS: ModbusSession,
     MBUS: MbusSession,
     SDI12: Sdi12Session,
+    WMBUS: WmbusSession,
 }
 
 

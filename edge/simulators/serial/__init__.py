@@ -31,6 +31,7 @@ from edge.simulators.serial.nmea import NmeaSimulator
 from edge.simulators.serial.sdi12 import Sdi12Simulator
 from edge.simulators.serial.tic import LinkySimulator
 from edge.simulators.serial.ultrasonic import A02yyuwSimulator, MaxBotixSimulator
+from edge.simulators.serial.wmbus import RadioMeter, WmbusDongleSimulator
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -48,12 +49,14 @@ __all__ = [
     "ModbusSimulator",
     "ModbusSlave",
     "NmeaSimulator",
+    "RadioMeter",
     "Sdi12Simulator",
     "SerialSimulator",
     "SimOptions",
     "SpecError",
     "StreamSimulator",
     "WaterMeter",
+    "WmbusDongleSimulator",
     "create_simulator",
     "parse_spec",
     "send_request",

@@ -27,6 +27,7 @@ from edge.simulators.serial.nmea import NmeaSimulator
 from edge.simulators.serial.sdi12 import Sdi12Simulator
 from edge.simulators.serial.tic import LinkySimulator
 from edge.simulators.serial.ultrasonic import A02yyuwSimulator, MaxBotixSimulator
+from edge.simulators.serial.wmbus import WmbusDongleSimulator
 from protocols import modbus
 from protocols.errors import LocalProtocolError
 
@@ -45,6 +46,9 @@ KINDS: dict[str, str] = {
     "maxbotix": "MaxBotix HRLV level sensor, ASCII mm (9600 8N1)",
     "a02yyuw": "DFRobot A02YYUW level sensor, binary mm (9600 8N1)",
     "nmea": "NMEA 0183 weather and depth instrument (4800 8N1)",
+    "wmbus-im871a": "wireless M-Bus, IMST iM871A dongle (57600 8N1), 3 water meters",
+    "wmbus-amb8465": "wireless M-Bus, Amber AMB8465 dongle (9600 8N1), 3 water meters",
+    "wmbus-rtlwmbus": "wireless M-Bus, rtl-wmbus text output (115200 8N1), 3 water meters",
 }
 
 _DEFAULT_NAMES = {
@@ -62,6 +66,9 @@ _DEFAULT_NAMES = {
     "maxbotix": "ttyMAXBOTIX0",
     "a02yyuw": "ttyA02YYUW0",
     "nmea": "ttyNMEA0",
+    "wmbus-im871a": "ttyIM871A0",
+    "wmbus-amb8465": "ttyAMB8465-0",
+    "wmbus-rtlwmbus": "ttyRTLWMBUS0",
 }
 
 
@@ -82,6 +89,9 @@ _DEFAULT_LINES = {
     "maxbotix": LineFormat(9600),
     "a02yyuw": LineFormat(9600),
     "nmea": LineFormat(4800),
+    "wmbus-im871a": LineFormat(57600),
+    "wmbus-amb8465": LineFormat(9600),
+    "wmbus-rtlwmbus": LineFormat(115200),
 }
 
 
@@ -187,6 +197,15 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
         "maxbotix": lambda: MaxBotixSimulator(name, interval=interval, **common),
         "a02yyuw": lambda: A02yyuwSimulator(name, interval=interval, **common),
         "nmea": lambda: NmeaSimulator(name, interval=interval, **common),
+        "wmbus-im871a": lambda: WmbusDongleSimulator(
+            name, dongle="im871a", interval=interval or 5.0, **common
+        ),
+        "wmbus-amb8465": lambda: WmbusDongleSimulator(
+            name, dongle="amb8465", interval=interval or 5.0, **common
+        ),
+        "wmbus-rtlwmbus": lambda: WmbusDongleSimulator(
+            name, dongle="rtlwmbus", interval=interval or 5.0, **common
+        ),
     }
     try:
         simulator = builders[kind]()
