@@ -15,3 +15,4 @@ from edge import status_cmd as _status_cmd  # noqa: E402, F401  (registers `estr
 from edge.ble import scan_cmd as _scan_cmd  # noqa: E402, F401  (registers `estran edge scan`)
 from edge.doctor import _cmd as _doctor_cmd  # noqa: E402, F401  (registers `estran edge doctor`)
 from edge.serial import probe_cmd as _probe_cmd  # noqa: E402, F401  (registers `estran edge probe`)
+from edge.serial import wmbus_cmd as _wmbus_cmd  # noqa: E402, F401  (registers `estran edge wmbus`)

@@ -57,7 +57,7 @@ def setup_request(dongle: str, link_mode: str) -> tuple[bytes, int] | None:
 class HeardMeter:
     """What the session knows of a meter it heard: for the technician's listen command."""
 
-    __slots__ = ("count", "device_type", "encryption", "error", "last", "meter", "rssi")
+    __slots__ = ("count", "device_type", "encryption", "error", "frame", "last", "meter", "rssi")
 
     def __init__(self, meter: str) -> None:
         self.meter = meter
@@ -67,6 +67,7 @@ class HeardMeter:
         self.device_type = ""
         self.encryption = 0
         self.error = ""  # the last error ("" when the last telegram decoded)
+        self.frame = b""  # the last telegram
 
 
 class WmbusSession(Session):
@@ -169,6 +170,7 @@ class WmbusSession(Session):
         heard.count += 1
         heard.last = time.time()
         heard.rssi = event.rssi
+        heard.frame = event.frame
         device = self.device_for(manufacturer, ident) if ident else None
         if telegram is not None:
             heard.device_type = telegram.device_type_name
@@ -236,4 +238,55 @@ async def listen(
     return session.heard
 
 
-__all__ = ["HeardMeter", "WmbusSession", "listen", "setup_request"]
+def identify_request(dongle: str) -> tuple[bytes, int] | None:
+    """(a harmless request, the reply code that proves the dongle is there): iM871A ping,
+    AMB8465 serial number request; None for rtl-wmbus (it only talks)."""
+    if dongle == dongles.IM871A:
+        return dongles.im871a_ping(), (dongles.IM871A_DEVMGMT << 8) | dongles.IM871A_PING_RSP
+    if dongle == dongles.AMB8465:
+        return dongles.amber_serialno_request(), 0x80 | dongles.AMBER_SERIALNO_REQ
+    return None
+
+
+async def ask_dongle(
+    transport: SerialTransport, dongle: str, timeout: float, listen_for: float
+) -> tuple[bool, dict[str, HeardMeter]]:
+    """Whether a `dongle` answers its identify request on `transport` (already set to its
+    line), then the meters heard in `listen_for` seconds (for the probe's snippet)."""
+    ask = identify_request(dongle)
+    if ask is None:
+        return False, {}
+    request, expected = ask
+    config = SerialPortConfig(
+        path=transport.path,
+        protocol="wmbus",
+        devices=(DeviceConfig("probe", address="00000000"),),
+        dongle=dongle,
+    )
+    session = WmbusSession(config, _QuietSink(), lambda: 0)
+    transport.take()
+    await transport.write(request)
+    deadline = time.monotonic() + timeout
+    answered = False
+    while not answered and (left := deadline - time.monotonic()) > 0:
+        data = await transport.read(left)
+        if data:
+            answered = await session.feed(data, want=expected)
+    if not answered:
+        return False, {}
+    end = time.monotonic() + listen_for
+    while (left := end - time.monotonic()) > 0:
+        data = await transport.read(min(POLL, left))
+        if data:
+            await session.feed(data)
+    return True, session.heard
+
+
+__all__ = [
+    "HeardMeter",
+    "WmbusSession",
+    "ask_dongle",
+    "identify_request",
+    "listen",
+    "setup_request",
+]

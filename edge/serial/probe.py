@@ -10,10 +10,15 @@ ends, `result` holds the `ProbeResult`. `probe(path)` does both and returns the 
    rest of that frame and then the whole frames its finder wants (a Linky historique at
    1200 7E1 sends frames of up to ~300 bytes, 2.5 s each, back to back: 5.3 s). A line
    where nothing at all arrives has no talker: the other speeds are skipped.
-2. SDI-12: a break and ``?!`` at 1200 7E1; then ``aI!`` and one measurement for a sample.
-3. M-Bus: SND_NKE and REQ_UD2 to the test address 0xFE at 2400 and 300 baud 8E1; when
+   rtl-wmbus's text lines (wireless M-Bus telegrams heard by an RTL-SDR) at 115200.
+2. Wireless M-Bus dongles: an iM871A ping at 57600 8N1, an AMB8465 serial number request
+   at 9600 8N1; a dongle that answers is then listened to for a few seconds, and the
+   meters it hears go in the configuration snippet (their keys are for the technician to
+   add: `estran edge wmbus listen` says which meters encrypt).
+3. SDI-12: a break and ``?!`` at 1200 7E1; then ``aI!`` and one measurement for a sample.
+4. M-Bus: SND_NKE and REQ_UD2 to the test address 0xFE at 2400 and 300 baud 8E1; when
    several meters answer at once (a collision), a bounded scan of primary addresses.
-4. Modbus RTU: at the common speeds and parities, FC03 of one register to a bounded list of
+5. Modbus RTU: at the common speeds and parities, FC03 of one register to a bounded list of
    addresses; any answer with a good CRC (an exception too) is a device. Then each known
    register map's first request finds the map whose values make sense.
 
@@ -37,15 +42,18 @@ from edge.serial._config import (
     SDI12,
     TIC,
     ULTRASONIC,
+    WMBUS,
     DeviceConfig,
     LineSettings,
     config_snippet,
 )
 from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
-from protocols import mbus, modbus, nmea, sdi12, tic, ultrasonic
+from edge.serial._wmbus import ask_dongle
+from protocols import mbus, modbus, nmea, sdi12, tic, ultrasonic, wmbus
 from protocols.describe import describe
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
 from protocols.reading import Measurement
+from protocols.wmbus import dongles
 
 MAX_CAPTURE = 65536
 
@@ -92,6 +100,9 @@ TALKERS: tuple[Talker, ...] = (
     # 4-byte frames every 100-300 ms; the finder wants three frames.
     Talker("MaxBotix", 9600, 10, 6, 0.2, 3),
     Talker("A02YYUW", 9600, 10, 4, 0.3, 3),
+    # rtl-wmbus: a text line per telegram heard (at most ~600 characters); meters send every
+    # few seconds to minutes, so a quiet street may need a second probe.
+    Talker("rtl-wmbus", 115200, 10, 600, 1.0),
 )
 LISTEN_MARGIN = 0.3  # seconds: the OS and the simulator's scheduling
 
@@ -130,6 +141,8 @@ class ProbeOptions:
     )
     modbus_addresses: tuple[int, ...] = (*range(1, 12), 80)
     modbus_timeout: float = 0.15
+    wmbus_timeout: float = 0.5  # for a dongle's answer
+    wmbus_listen: float = 3.0  # then the meters it hears, for the snippet
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +174,10 @@ class ProbeResult:
     def config(self) -> str | None:
         if self.protocol is None or self.line is None:
             return None
-        return config_snippet(self.port, self.protocol, self.line, self.mode, self.devices)
+        dongle = self.mode if self.protocol == WMBUS else None
+        return config_snippet(
+            self.port, self.protocol, self.line, self.mode, self.devices, dongle=dongle
+        )
 
     def as_json(self) -> dict[str, object]:
         params: dict[str, object] | None = None
@@ -303,10 +319,56 @@ def _find_ultrasonic(data: bytes, baud: int) -> _Found | None:
     return None
 
 
+def _wmbus_found(
+    dongle: str, baud: int, heard: dict[str, object], frames: list[bytes], detail: str
+) -> _Found:
+    """A wireless M-Bus dongle: the meters it heard as devices, the first one as sample."""
+    devices = [
+        DeviceConfig(f"water-{meter.rpartition('-')[2]}", address=meter, interval=0)
+        for meter in sorted(heard)
+        if meter != "?"
+    ] or [DeviceConfig("water-meter", address="00000000", interval=0)]
+    sample = None
+    for frame in frames:
+        sample = _first_valid(wmbus.describe(frame, {})) or sample
+        if sample is not None:
+            break
+    return _Found(WMBUS, LineSettings(baud), dongle, sample, devices, detail)
+
+
+def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
+    stream = dongles.RtlWmbusStream()
+    frames: list[bytes] = []
+    for line in data.split(b"\n")[:-1]:
+        stream.receive_data(line + b"\n")
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError:
+            continue
+        if isinstance(event, dongles.RadioTelegram):
+            frames.append(event.frame)
+    if not frames:
+        return None
+    if len(frames) < 2 and _first_valid(wmbus.describe(frames[0], {})) is None:
+        return None  # one telegram we cannot read (encrypted?): let a second one come
+    heard: dict[str, object] = {}
+    for frame in frames:
+        try:
+            meter = wmbus.decode(frame).meter
+        except wmbus.MissingKeyError as e:
+            meter = e.meter
+        except RemoteProtocolError:
+            continue
+        heard[meter] = True
+    detail = f"rtl-wmbus: {len(frames)} telegrams, {len(heard)} meters"
+    return _wmbus_found(dongles.RTLWMBUS, baud, heard, frames, detail)
+
+
 _FINDERS: tuple[Callable[[bytes, int], _Found | None], ...] = (
     _find_tic,
     _find_nmea,
     _find_ultrasonic,
+    _find_rtlwmbus,
 )
 
 
@@ -372,7 +434,7 @@ class Prober:
         opts = self.options
         quiet = False
         for baud, window in opts.listen:
-            label = f"listen {baud} 8N1 (TIC, NMEA, ultrasonic)"
+            label = f"listen {baud} 8N1 (TIC, NMEA, ultrasonic, rtl-wmbus)"
             if quiet:
                 yield self._record(ProbeStep(label, SKIPPED, 0, "the line is silent"))
                 continue
@@ -393,6 +455,8 @@ class Prober:
             detail = "silence" if heard == 0 else f"{heard} bytes, nothing known"
             yield self._record(ProbeStep(label, NOTHING, seconds, detail))
         for label, attempt in (
+            ("wireless M-Bus iM871A ping at 57600 8N1", self._wmbus_at(dongles.IM871A)),
+            ("wireless M-Bus AMB8465 at 9600 8N1", self._wmbus_at(dongles.AMB8465)),
             ("SDI-12 ?! at 1200 7E1", self._sdi12),
             *((f"M-Bus SND_NKE/REQ_UD2 at {b} 8E1", self._mbus_at(b)) for b in opts.mbus_bauds),
             *(
@@ -443,6 +507,25 @@ class Prober:
                 found = finder(data, baud)
                 if found is not None:
                     return found, len(capture)
+
+    # -- wireless M-Bus dongles ------------------------------------------------------------
+
+    def _wmbus_at(self, dongle: str) -> Callable[[SerialTransport], Awaitable[_Found | None]]:
+        async def attempt(transport: SerialTransport) -> _Found | None:
+            baud = dongles.BAUD[dongle]
+            transport.configure(LineSettings(baud))
+            transport.reset_input()
+            answered, heard = await ask_dongle(
+                transport, dongle, self.options.wmbus_timeout, self.options.wmbus_listen
+            )
+            if not answered:
+                return None
+            meters = [f"{m} ({h.count} telegrams)" for m, h in sorted(heard.items())]
+            detail = f"{dongle} answered; meters heard: {', '.join(meters) or 'none yet'}"
+            frames = [h.frame for h in heard.values()]
+            return _wmbus_found(dongle, baud, dict(heard), frames, detail)
+
+        return attempt
 
     # -- SDI-12 ----------------------------------------------------------------------------
 

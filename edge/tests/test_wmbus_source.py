@@ -75,9 +75,11 @@ async def test_missing_and_wrong_keys_are_counted_never_shown(tmp_path: Path) ->
         source = SerialSource(SerialPortConfig.from_mapping(data))
         async with running(source, sink):
             await sink.wait_for(
-                lambda: sink.errors[("w-44556677", "decryption")] >= 1
-                and sink.errors[("w-22862420", "decryption")] >= 1
-                and bool(sink.values("w-21242472", "volume")),
+                lambda: (
+                    sink.errors[("w-44556677", "decryption")] >= 1
+                    and sink.errors[("w-22862420", "decryption")] >= 1
+                    and bool(sink.values("w-21242472", "volume"))
+                ),
                 10,
                 "both key errors and the IZAR's volume",
             )

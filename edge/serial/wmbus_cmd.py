@@ -1,0 +1,195 @@
+"""`estran edge wmbus listen`: which meters a wireless M-Bus dongle hears, and which lack a key.
+
+    estran edge wmbus listen --port /dev/ttyUSB0 --dongle im871a --seconds 60
+    estran edge wmbus listen --port /dev/ttyUSB0 --config /etc/estran/edge.toml --json
+
+Sets the dongle's radio mode, listens for `--seconds`, then prints one row per meter heard:
+its manufacturer and id, device type, telegrams heard, signal strength, encryption mode,
+the sensor it is configured as (with `--config`: the `[[serial]]` table of that port gives
+the dongle, its line, the meters and their keys) and its key status:
+
+- ``clear``: not encrypted; ``ok``: decrypted with the configured key;
+- ``missing``: encrypted and no key configured: ask the water utility for it;
+- ``wrong``: a key is configured but does not decrypt (or authenticate) its telegrams;
+- ``error``: the telegram could not be decoded (the reason is shown).
+
+Keys are read from the configuration and never printed. Exit status: 0 when every meter
+heard can be read, 1 when one lacks a key or fails, 2 when the port cannot be opened or
+the configuration is wrong. The daemon must not be using the port at the same time.
+Importing this module registers the command on the `estran edge` group (edge/cli.py does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from edge.cli import edge
+
+
+@edge.group("wmbus")
+def wmbus_group() -> None:
+    """Wireless M-Bus dongles: what they hear."""
+
+
+def _status(error: str, encryption: int, configured: bool) -> str:
+    if not error:
+        return "ok" if encryption else "clear"
+    if error.startswith("decryption") and "no key" in error:
+        return "missing"
+    if error.startswith("decryption"):
+        return "wrong" if configured else "missing"
+    return "error"
+
+
+@wmbus_group.command("listen")
+@click.option("--port", "port", help="The dongle's serial port (or take it from --config).")
+@click.option(
+    "--dongle",
+    type=click.Choice(["im871a", "amb8465", "rtlwmbus"]),
+    help="The dongle (default: from --config, else im871a).",
+)
+@click.option(
+    "--seconds", type=click.FloatRange(min=1.0, max=3600.0), default=60.0, show_default=True
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Gateway configuration: the port's meters and their keys.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def listen_cmd(
+    port: str | None,
+    dongle: str | None,
+    seconds: float,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """List the meters the dongle hears in SECONDS, and which lack a key."""
+    from edge.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
+    from edge.serial._transport import PortUnavailable, SerialTransport
+    from edge.serial._wmbus import listen
+
+    config: SerialPortConfig | None = None
+    if config_path is not None:
+        from edge.config import ConfigError, load_config
+
+        try:
+            loaded = load_config(config_path)
+        except ConfigError as e:
+            click.echo(f"error: {config_path}: {e}", err=True)
+            sys.exit(2)
+        ports = [
+            p for p in loaded.serial if p.protocol == WMBUS and (port is None or p.path == port)
+        ]
+        if not ports:
+            click.echo(
+                f"error: {config_path} has no wmbus port{' ' + port if port else ''}", err=True
+            )
+            sys.exit(2)
+        config = ports[0]
+    if config is None:
+        if port is None:
+            click.echo("error: give --port (or --config)", err=True)
+            sys.exit(2)
+        try:
+            config = SerialPortConfig(
+                path=port,
+                protocol=WMBUS,
+                devices=(DeviceConfig("listen", address="00000000"),),
+                dongle=dongle or "im871a",
+            )
+        except SerialConfigError as e:
+            raise click.UsageError(str(e)) from e
+    elif dongle is not None and dongle != config.dongle:
+        raise click.UsageError(f"--dongle {dongle}, but the configuration says {config.dongle}")
+    sensors: dict[str, str] = {}
+    for device in config.devices:
+        address = str(device.address).upper()
+        if device.sensor != "listen":
+            sensors[address] = device.sensor
+            sensors[address.rpartition("-")[2]] = device.sensor
+
+    async def run() -> dict[str, object]:
+        transport = SerialTransport(config.path, config.line)
+        transport.open()
+        try:
+            heard = await listen(config, seconds, transport)
+        finally:
+            transport.close()
+        return heard  # type: ignore[return-value]
+
+    try:
+        heard = asyncio.run(run())
+    except PortUnavailable as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    rows = []
+    for name, meter in sorted(heard.items()):
+        sensor = sensors.get(name) or sensors.get(name.rpartition("-")[2])
+        error = meter.error  # type: ignore[attr-defined]
+        status = _status(error, meter.encryption, sensor is not None)  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "meter": name,
+                "device_type": meter.device_type,  # type: ignore[attr-defined]
+                "telegrams": meter.count,  # type: ignore[attr-defined]
+                "rssi": meter.rssi,  # type: ignore[attr-defined]
+                "encryption_mode": meter.encryption,  # type: ignore[attr-defined]
+                "sensor": sensor,
+                "key": status,
+                "error": error if status == "error" else None,
+            }
+        )
+    missing = [r["meter"] for r in rows if r["key"] in ("missing", "wrong", "error")]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "port": config.path,
+                    "dongle": config.dongle,
+                    "seconds": seconds,
+                    "meters": rows,
+                    "without_key": [r["meter"] for r in rows if r["key"] == "missing"],
+                }
+            )
+        )
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(
+            "meter",
+            "type",
+            "telegrams",
+            "RSSI",
+            "mode",
+            "sensor",
+            "key",
+            box=None,
+            title=f"{config.dongle} on {config.path}: {len(rows)} meters in {seconds:g} s",
+        )
+        style = {"ok": "green", "clear": "green", "missing": "bold red", "wrong": "bold red"}
+        for r in rows:
+            rssi = r["rssi"]
+            table.add_row(
+                str(r["meter"]),
+                str(r["device_type"] or ""),
+                str(r["telegrams"]),
+                "" if rssi is None else f"{rssi:g}",
+                str(r["encryption_mode"]),
+                str(r["sensor"] or "-"),
+                f"[{style.get(str(r['key']), 'yellow')}]{r['key']}[/]"
+                + (f" ({r['error']})" if r["error"] else ""),
+            )
+        Console().print(table)
+        if not rows:
+            click.echo("no meter heard: is the dongle in the right mode, and a meter in range?")
+    sys.exit(1 if missing else 0)
+
+
+__all__ = ["listen_cmd", "wmbus_group"]

@@ -1,0 +1,69 @@
+"""`estran edge wmbus listen` from outside: the installed command against a simulated
+dongle on a pty, with keys from a gateway configuration file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from edge.simulators.serial import RadioMeter, WmbusDongleSimulator
+
+ESTRAN = os.path.join(os.path.dirname(sys.executable), "estran")
+KEY5 = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+KEY7 = bytes.fromhex("0F0E0D0C0B0A09080706050403020100")
+
+
+async def _estran(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        ESTRAN, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_listen_lists_meters_and_the_ones_without_a_key(tmp_path: Path) -> None:
+    meters = [
+        RadioMeter("izar", "21242472"),
+        RadioMeter("oms5", "44556677", key=KEY5),
+        RadioMeter("oms7", "22862420", key=KEY7),
+    ]
+    sim = WmbusDongleSimulator(
+        "ttyLISTEN", dongle="amb8465", meters=meters, interval=0.5, directory=tmp_path
+    )
+    async with sim:
+        config = tmp_path / "edge.toml"
+        config.write_text(
+            '[gateway]\nid = "gw-town-hall"\n\n'
+            f'[[serial]]\npath = "{sim.path}"\nprotocol = "wmbus"\ndongle = "amb8465"\n\n'
+            '[[serial.devices]]\nsensor = "water-oms7"\naddress = "EFE-22862420"\n'
+            f'key = "{KEY7.hex()}"\n\n'
+            '[[serial.devices]]\nsensor = "water-kam"\naddress = "44556677"\n'
+        )
+        code, out, err = await _estran(
+            "edge", "wmbus", "listen", "--config", str(config), "--seconds", "3", "--json"
+        )
+        assert code == 1, err  # one meter lacks its key
+        report = json.loads(out)
+        rows = {r["meter"]: r for r in report["meters"]}
+        assert rows["KAM-44556677"]["key"] == "missing"
+        assert rows["KAM-44556677"]["sensor"] == "water-kam"
+        assert rows["KAM-44556677"]["encryption_mode"] == 5
+        assert rows["EFE-22862420"]["key"] == "ok"
+        assert rows["DME-21242472"]["key"] == "clear"
+        assert rows["DME-21242472"]["sensor"] is None
+        assert report["without_key"] == ["KAM-44556677"]
+        assert KEY7.hex() not in out.lower() and KEY7.hex() not in err.lower()
+
+        code, out, err = await _estran(
+            "edge", "wmbus", "listen", "--port", sim.path, "--dongle", "amb8465", "--seconds", "2"
+        )
+        assert code == 1 and "missing" in out and "Traceback" not in err
+
+    code, _out, err = await _estran(
+        "edge", "wmbus", "listen", "--port", str(tmp_path / "absent"), "--seconds", "1"
+    )
+    assert code == 2 and "cannot open" in err and "Traceback" not in err
