@@ -180,8 +180,8 @@ def swap_address(frame: "bytes") -> "tuple[str, int, int]":
 __all__ = [
     "DEFAULT_KEYS",
     "DEFAULT_OMS_KEY",
-    "build_prios",
     "MANUFACTURERS",
+    "build_prios",
     "fold_key",
     "is_prios",
     "is_real_data",

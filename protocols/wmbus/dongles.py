@@ -223,7 +223,9 @@ class AmberStream(_Stream):
                     rssi = amber_rssi_dbm(payload[-1])
                     payload = payload[:-1]
                 if len(payload) < HEADER_SIZE - 1:
-                    raise RemoteProtocolError(TRUNCATED, "AMB8465 telegram of %d bytes" % len(payload))
+                    raise RemoteProtocolError(
+                        TRUNCATED, "AMB8465 telegram of %d bytes" % len(payload)
+                    )
                 return RadioTelegram(AMB8465, bytes([len(payload)]) + payload, rssi)
             return DongleReply(AMB8465, command, payload)
         # transparent mode: a bare telegram, L-field first
@@ -370,7 +372,9 @@ def rtlwmbus_line(
 ) -> "bytes":
     """The line rtl-wmbus prints for `telegram` (L-field first, no CRCs)."""
     link_id = "".join(["%02x" % telegram[i] for i in (7, 6, 5, 4)]) if len(telegram) > 7 else ""
-    return ("%s;1;1;%s;%d;%d;%s;0x%s\n" % (mode, when, rssi, rssi + 51, link_id, telegram.hex())).encode()
+    return (
+        "%s;1;1;%s;%d;%d;%s;0x%s\n" % (mode, when, rssi, rssi + 51, link_id, telegram.hex())
+    ).encode()
 
 
 __all__ = [
@@ -384,8 +388,8 @@ __all__ = [
     "RTLWMBUS",
     "AmberStream",
     "DongleReply",
-    "NeedData",
     "Im871aStream",
+    "NeedData",
     "RadioTelegram",
     "RtlWmbusStream",
     "amber_message",
