@@ -4,7 +4,6 @@ what it needs (`hub.auth`): the fleet's gateways are staff's (admin, technician)
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -17,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from hub import dashboard
 from hub._errors import StorageError
 from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
+from hub._plausibility import special
 from hub.auth import Access, Principal, require_role
 from hub.auth import router as access_router
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage, write_generation
@@ -43,10 +43,16 @@ def iso(ts_ms: int | None) -> str | None:
 
 
 def jsonable(value: object) -> object:
-    """JSON has no NaN or infinity: those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """A number JSON can carry: a non-finite one (an aggregate over NaN) becomes null."""
+    return None if special(value) is not None else value
+
+
+def value_fields(value: object) -> dict[str, object]:
+    """`value` and `value_special`: JSON has no NaN or infinity, so a non-finite float is
+    `"value": null` with `value_special` "NaN", "+Inf" or "-Inf", never mistaken for a
+    real null (whose `value_special` is null)."""
+    shown = special(value)
+    return {"value": None if shown is not None else value, "value_special": shown}
 
 
 def per_reading(g: GatewayInfo) -> dict[str, float | None] | None:
@@ -265,7 +271,7 @@ def create_app(
                 {
                     "quantity": r.quantity,
                     "unit": r.unit,
-                    "value": jsonable(r.value),
+                    **value_fields(r.value),
                     "ts": iso(r.ts_ms),
                     "ts_ms": r.ts_ms,
                     "flags": r.flags,
@@ -283,4 +289,13 @@ def create_app(
     return app
 
 
-__all__ = ["MAX_PAGE", "FreshCache", "create_app", "iso", "jsonable", "paginate", "parse_time"]
+__all__ = [
+    "MAX_PAGE",
+    "FreshCache",
+    "create_app",
+    "iso",
+    "jsonable",
+    "paginate",
+    "parse_time",
+    "value_fields",
+]

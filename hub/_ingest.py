@@ -38,6 +38,7 @@ import aiomqtt
 from hub import _decode
 from hub._errors import StorageError
 from hub._mqtt import BrokerAddress, connect
+from hub._plausibility import CONFLICT, check_session, mark_batch
 from hub.storage import GatewayState, IngestBatch, StorageThread
 from protocols import wire
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
@@ -63,6 +64,9 @@ class IngestStats:
     states: int = 0
     acks: int = 0
     storage_errors: int = 0
+    implausible_time: int = 0  # readings stored but never "latest" (hub/_plausibility.py)
+    not_a_number: int = 0
+    conflicts: int = 0  # resent sequences whose values differ from the stored ones
     rejected: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -75,6 +79,9 @@ class IngestStats:
             "states": self.states,
             "acks": self.acks,
             "storage_errors": self.storage_errors,
+            "implausible_time": self.implausible_time,
+            "not_a_number": self.not_a_number,
+            "conflicts": self.conflicts,
             "rejected": dict(self.rejected),
         }
 
@@ -262,11 +269,17 @@ class IngestWorker:
             if not isinstance(payload, bytes | bytearray):
                 raise RemoteProtocolError("malformed", "payload is not bytes")
             if kind == "data":
-                group.batches.append(_decode.decode_data(gateway, bytes(payload)))
+                batch = _decode.decode_data(gateway, bytes(payload))
+                marks = mark_batch(batch, now_ms())
+                self.stats.implausible_time += marks.implausible_time
+                self.stats.not_a_number += marks.not_a_number
+                group.batches.append(batch)
             elif kind == "state":
                 if not payload:  # a cleared retained message
                     return
-                group.states.append((gateway, _decode.decode_state(bytes(payload))))
+                state = _decode.decode_state(bytes(payload))
+                check_session(state, now_ms())
+                group.states.append((gateway, state))
             else:
                 raise RemoteProtocolError("malformed", f"unexpected {kind} message")
         except RemoteProtocolError as e:
@@ -324,6 +337,8 @@ class IngestWorker:
                     self.stats.readings += sum(len(b) for b in group.batches)
                     self.stats.inserted += result.inserted
                     self.stats.duplicates += result.duplicates
+                    if result.duplicates:
+                        await self._record_conflicts(group.batches)
                     acks.extend(
                         (b.gateway, wire.Ack(b.session, b.batch_no, b.ranges))
                         for b in group.batches
@@ -357,6 +372,28 @@ class IngestWorker:
                 await asyncio.sleep(1.0)
                 continue
             await self._publish_acks(client, acks)
+
+    async def _record_conflicts(self, batches: list[IngestBatch]) -> None:
+        """Resent readings that differ from the stored ones: the stored ones stay (the first
+        commit won), and the admin sees each conflict as a rejection of the gateway."""
+        storage = self.storage.storage
+        timeout = self.settings.storage_timeout
+        for batch in batches:
+            found = await self.storage.call(storage.conflicts, batch, timeout=timeout)
+            for seq, stored, resent in found:
+                self.stats.conflicts += 1
+                detail = f"seq {seq}: stored {stored}, resent {resent}"[:500]
+                self._limiter.warn(
+                    "%s: %s: conflicting duplicate, %s", self.name, batch.gateway, detail
+                )
+                await self.storage.call(
+                    storage.record_rejection,
+                    batch.gateway,
+                    CONFLICT,
+                    detail,
+                    now_ms(),
+                    timeout=timeout,
+                )
 
     async def _publish_acks(self, client: aiomqtt.Client, acks: list[tuple[str, wire.Ack]]) -> None:
         if not acks:

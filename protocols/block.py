@@ -58,6 +58,10 @@ MAX_STRING = 256  # characters of a sensor id, quantity or unit
 MAX_TEXT_VALUE = 4096  # characters of a text value
 MAX_DECIMALS = 22  # 10.0**22 is the largest power of ten a double holds exactly
 MAX_FLAGS = (1 << 31) - 1
+# Integer values are signed 64-bit (what a database column holds): the encoder refuses, and
+# the decoder rejects, anything wider, so both accept exactly the same readings.
+MIN_INT = -(1 << 63)
+MAX_INT = (1 << 63) - 1
 
 KIND_RAW = 0
 KIND_INT = 1
@@ -333,12 +337,7 @@ class _BlockState:
         return j
 
     def _check_raw(self, v: "object") -> "None":
-        t = type(v)
-        if t is str:
-            if len(v) > MAX_TEXT_VALUE:  # type: ignore[arg-type]
-                raise LocalProtocolError("text value longer than %d" % MAX_TEXT_VALUE)
-        elif not (v is None or t is bool or t is int or t is float):
-            raise LocalProtocolError("cannot keep a value of type %s" % t.__name__)
+        _check_value(v)
 
     def encode(self, first_seq: "int", readings: "list[Reading]") -> "bytes":
         index = self.index
@@ -465,13 +464,19 @@ def check_reading(r: "object") -> "None":
     f = r.flags
     if type(f) is not int or not 0 <= f <= MAX_FLAGS:
         raise LocalProtocolError("flags %r out of range" % (f,))
-    v = r.value
-    tv = type(v)
-    if tv is str:
+    _check_value(r.value)
+
+
+def _check_value(v: "object") -> "None":
+    t = type(v)
+    if t is str:
         if len(v) > MAX_TEXT_VALUE:  # type: ignore[arg-type]
             raise LocalProtocolError("text value longer than %d" % MAX_TEXT_VALUE)
-    elif not (tv is float or tv is int or tv is bool or v is None):
-        raise LocalProtocolError("cannot keep a value of type %s" % tv.__name__)
+    elif t is int:
+        if not MIN_INT <= v <= MAX_INT:  # type: ignore[operator]
+            raise LocalProtocolError("integer value %r outside 64 bits" % (v,))
+    elif not (t is float or t is bool or v is None):
+        raise LocalProtocolError("cannot keep a value of type %s" % t.__name__)
 
 
 def encode_block(first_seq: "int", readings: "list[Reading]") -> "bytes":
@@ -670,7 +675,10 @@ def _decode_block(data: "bytes") -> "tuple[int, list[Reading]]":
         if t is str:
             if len(v) > MAX_TEXT_VALUE:
                 raise RemoteProtocolError(OVERFLOW, "text value too long")
-        elif not (v is None or t is bool or t is int or t is float):
+        elif t is int:
+            if not MIN_INT <= v <= MAX_INT:
+                raise RemoteProtocolError(OVERFLOW, "integer value outside 64 bits")
+        elif not (v is None or t is bool or t is float):
             raise RemoteProtocolError(MALFORMED, "raw value of type %s" % t.__name__)
     vals = unpack_svarints(val_col, numeric)
     readings = []  # type: list[Reading]
@@ -718,9 +726,12 @@ def _decode_block(data: "bytes") -> "tuple[int, list[Reading]]":
 
 
 __all__ = [
+    "MAX_FLAGS",
+    "MAX_INT",
     "MAX_READINGS",
     "MAX_STRING",
     "MAX_TEXT_VALUE",
+    "MIN_INT",
     "VERSION",
     "BlockEncoder",
     "BlockHeader",

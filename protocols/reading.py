@@ -12,6 +12,10 @@ Plain classes with __slots__ (no dataclasses: MicroPython), compared by value.
 FLAG_HISTORICAL = 1  # sent from the backlog, not live
 FLAG_ALARM = 2  # outranks bulk backlog
 FLAG_ESTIMATED = 4  # derived or aggregated rather than sampled
+# Set by the hub only (a gateway's own bits there are cleared on ingest; docs/hub.md):
+FLAG_IMPLAUSIBLE_TIME = 8  # timestamp outside the plausible window: stored, never "latest"
+FLAG_NOT_A_NUMBER = 16  # the value was NaN (SQLite would otherwise store it as NULL)
+HUB_FLAGS = FLAG_IMPLAUSIBLE_TIME | FLAG_NOT_A_NUMBER
 
 
 class Measurement:
@@ -73,4 +77,13 @@ class Reading:
         return "Reading(%r, %r, %r, %r, %r, %r)" % self.key()
 
 
-__all__ = ["FLAG_ALARM", "FLAG_ESTIMATED", "FLAG_HISTORICAL", "Measurement", "Reading"]
+__all__ = [
+    "FLAG_ALARM",
+    "FLAG_ESTIMATED",
+    "FLAG_HISTORICAL",
+    "FLAG_IMPLAUSIBLE_TIME",
+    "FLAG_NOT_A_NUMBER",
+    "HUB_FLAGS",
+    "Measurement",
+    "Reading",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -27,9 +28,11 @@ from hub.storage._types import (
     ReadingRow,
     SensorLatest,
     SeriesInfo,
+    SeriesKey,
     SeriesPoint,
     SourceStatus,
 )
+from protocols.reading import FLAG_IMPLAUSIBLE_TIME, FLAG_NOT_A_NUMBER
 
 # Bounds of the read API.
 MAX_QUERY_ROWS = 100_000
@@ -161,7 +164,7 @@ class Storage(abc.ABC):
         page = "" if limit is None else f" LIMIT {p} OFFSET {p}"
         params: tuple[int, ...] = () if limit is None else (max(0, limit), max(0, offset))
         return [
-            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw)
+            SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t, flags), flags, gw)
             for sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(
                 "SELECT s.sensor, s.quantity, s.unit, l.ts_ms, l.value, l.text, l.flags, g.name"
                 " FROM latest l JOIN series s ON s.id = l.series_id"
@@ -215,7 +218,7 @@ class Storage(abc.ABC):
                 chunk,
             ):
                 out[int(sid)] = SensorLatest(
-                    sensor, quantity, unit or None, ts, merge_value(v, t), flags, gw
+                    sensor, quantity, unit or None, ts, merge_value(v, t, flags), flags, gw
                 )
         return out
 
@@ -256,7 +259,7 @@ class Storage(abc.ABC):
             ),
         )
         return [
-            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t), fl)
+            ReadingRow(gw, seq, s, q, u or None, ts, merge_value(v, t, fl), fl)
             for gw, seq, s, q, u, ts, v, t, fl in rows
         ]
 
@@ -296,7 +299,9 @@ class Storage(abc.ABC):
                 if gw is None:  # a gateway registered after the names were read
                     names = {int(i): n for i, n in self._fetch("SELECT id, name FROM gateways")}
                     gw = names.get(int(gid), str(gid))
-                yield ReadingRow(gw, seq, s.sensor, s.quantity, s.unit, ts, merge_value(v, t), fl)
+                yield ReadingRow(
+                    gw, seq, s.sensor, s.quantity, s.unit, ts, merge_value(v, t, fl), fl
+                )
             if len(rows) < chunk:
                 return
             last = rows[-1]
@@ -382,7 +387,7 @@ class Storage(abc.ABC):
             (*params, clamp_limit(limit), max(0, int(offset))),
         )
         return [
-            Observation(int(sid), int(gid), int(seq), int(ts), merge_value(v, t), int(fl))
+            Observation(int(sid), int(gid), int(seq), int(ts), merge_value(v, t, int(fl)), int(fl))
             for sid, gid, seq, ts, v, t, fl in rows
         ]
 
@@ -413,6 +418,32 @@ class Storage(abc.ABC):
             params += more
         return (" AND ".join(parts) or "1 = 1"), params
 
+    def conflicts(self, batch: IngestBatch, limit: int = 10) -> list[tuple[int, str, str]]:
+        """Readings of `batch` already stored under the same (gateway, seq) with another
+        series, time or value: (seq, stored, resent), at most `limit`."""
+        p = self.placeholder
+        want = {
+            seq: (batch.series[batch.series_index[i]], batch.ts_ms[i], batch.values[i])
+            for i, seq in enumerate(batch.seqs)
+        }
+        out: list[tuple[int, str, str]] = []
+        for first, last in batch.ranges:
+            rows = self._fetch(
+                "SELECT r.seq, s.sensor, s.quantity, s.unit, r.ts_ms, r.value, r.text, r.flags"
+                " FROM readings r JOIN series s ON s.id = r.series_id"
+                " JOIN gateways g ON g.id = r.gateway_id"
+                f" WHERE g.name = {p} AND r.seq >= {p} AND r.seq <= {p} ORDER BY r.seq",
+                (batch.gateway, first, last),
+            )
+            for seq, sensor, quantity, unit, ts, v, t, fl in rows:
+                stored = ((sensor, quantity, unit or None), ts, merge_value(v, t, fl))
+                resent = want.get(seq)
+                if resent is not None and not _same(stored, resent):
+                    out.append((seq, _show(stored), _show(resent)))
+                    if len(out) >= limit:
+                        return out
+        return out
+
     def count_readings(self, gateway: str | None = None) -> int:
         """How many readings are stored (for one gateway, or all)."""
         if gateway is None:
@@ -440,7 +471,7 @@ class Storage(abc.ABC):
             if not rows:
                 return
             for seq, s, q, u, ts, v, t, fl in rows:
-                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t), fl)
+                yield ReadingRow(gateway, seq, s, q, u or None, ts, merge_value(v, t, fl), fl)
             after = rows[-1][0]
 
     @abc.abstractmethod
@@ -513,9 +544,12 @@ def batch_tallies(batches: Sequence[IngestBatch]) -> list[tuple[str, int, int | 
     return [(name, counts[name], latest[name].backlog) for name in sorted(latest)]
 
 
-def merge_value(num: object, text: str | None) -> int | float | str | bool | None:
+def merge_value(num: object, text: str | None, flags: int = 0) -> int | float | str | bool | None:
     """One value from the (number, text) columns. PostgreSQL numerics come back as Decimal:
-    integral ones are given as int, the others as float (their shortest repr round-trips)."""
+    integral ones are given as int, the others as float (their shortest repr round-trips).
+    A NaN is flagged at ingest (SQLite stores it as NULL): the flag brings it back."""
+    if flags & FLAG_NOT_A_NUMBER:
+        return math.nan
     if text is not None:
         return text
     if num is None or isinstance(num, int | float):
@@ -525,6 +559,28 @@ def merge_value(num: object, text: str | None) -> int | float | str | bool | Non
             return int(num)
         return float(num)
     raise TypeError(f"unexpected stored value {num!r}")
+
+
+def _same(a: tuple[SeriesKey, int, object], b: tuple[SeriesKey, int, object]) -> bool:
+    """The same reading as stored: booleans come back as 0 and 1, PostgreSQL's numeric
+    gives 21.0 back as 21, and NaN equals NaN."""
+    (ka, ta, va), (kb, tb, vb) = a, b
+    return ka == (kb[0], kb[1], kb[2] or None) and ta == tb and _value_key(va) == _value_key(vb)
+
+
+def _value_key(v: object) -> object:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        return ("nan",) if math.isnan(v) else (int(v) if v.is_integer() else v)
+    if isinstance(v, int):
+        return v
+    return (type(v).__name__, v)  # text and None: never equal to a number
+
+
+def _show(reading: tuple[SeriesKey, int, object]) -> str:
+    (sensor, quantity, unit), ts, value = reading
+    return f"{sensor}/{quantity}={value!r}{' ' + unit if unit else ''}@{ts}"
 
 
 def footprint_text(footprint: Footprint | None) -> str | None:
@@ -589,10 +645,14 @@ def newest_per_series(
     gateway_id: int, series_ids: list[int], batch: IngestBatch
 ) -> dict[int, tuple[int, int, int]]:
     """For each series of a batch, (ts_ms, seq, gateway_id) of its newest reading: the
-    candidate for the `latest` table (newest = greatest (ts_ms, seq))."""
+    candidate for the `latest` table (newest = greatest (ts_ms, seq)); a reading of
+    implausible time is never one (hub/_plausibility.py)."""
     best: dict[int, tuple[int, int, int]] = {}
     ids = [series_ids[i] for i in range(len(batch.series))]
-    for index, ts, seq in zip(batch.series_index, batch.ts_ms, batch.seqs, strict=True):
+    rows = zip(batch.series_index, batch.ts_ms, batch.seqs, batch.flags, strict=True)
+    for index, ts, seq, flags in rows:
+        if flags & FLAG_IMPLAUSIBLE_TIME:
+            continue
         sid = ids[index]
         current = best.get(sid)
         if current is None or (ts, seq) > (current[0], current[1]):

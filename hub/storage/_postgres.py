@@ -35,6 +35,7 @@ from hub.storage._types import (
     IngestResult,
     SeriesKey,
 )
+from protocols.reading import FLAG_IMPLAUSIBLE_TIME, FLAG_NOT_A_NUMBER
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: gateways, series, readings
@@ -119,13 +120,14 @@ CHUNK_MS = 7 * 86_400_000  # TimescaleDB chunk width
 _RETRIES = 3
 _COLUMNS = "gateway_id, seq, series_id, ts_ms, value, text, flags"
 # One statement: the staged rows into readings (resends ignored), the newest of those
-# inserted into `latest` when newer than what it holds, and the count inserted per gateway.
+# inserted into `latest` when newer than what it holds (never one of implausible time:
+# hub/_plausibility.py), and the count inserted per gateway.
 _INSERT = (
     f"WITH inserted AS (INSERT INTO readings ({_COLUMNS})"
     f" SELECT {_COLUMNS} FROM ingest_staging"
     f" ORDER BY gateway_id, seq ON CONFLICT DO NOTHING RETURNING {_COLUMNS}),"
     f" newest AS (SELECT DISTINCT ON (series_id) {_COLUMNS} FROM inserted"
-    "   ORDER BY series_id, ts_ms DESC, seq DESC),"
+    f"   WHERE flags & {FLAG_IMPLAUSIBLE_TIME} = 0 ORDER BY series_id, ts_ms DESC, seq DESC),"
     f" kept AS (INSERT INTO latest AS l ({_COLUMNS}) SELECT {_COLUMNS} FROM newest"
     "   ORDER BY series_id ON CONFLICT (series_id) DO UPDATE SET"
     "   gateway_id = EXCLUDED.gateway_id, seq = EXCLUDED.seq, ts_ms = EXCLUDED.ts_ms,"
@@ -168,6 +170,9 @@ class PostgresStorage(Storage):
         "SELECT coalesce(json_agg(json_build_object('sensor', sensor, 'quantity', quantity,"
         " 'unit', NULLIF(unit, ''), 'value', CASE WHEN text IS NOT NULL THEN to_json(text)"
         "   WHEN value IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE to_json(value) END,"
+        f" 'value_special', CASE WHEN flags & {FLAG_NOT_A_NUMBER} <> 0 OR value = 'NaN'"
+        "   THEN 'NaN' WHEN value = 'Infinity' THEN '+Inf' WHEN value = '-Infinity' THEN '-Inf'"
+        "   END,"
         " 'ts', to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC',"
         "   'YYYY-MM-DD\"T\"HH24:MI:SS') || '.' || lpad((ts_ms %% 1000)::text, 3, '0')"
         "   || '+00:00',"

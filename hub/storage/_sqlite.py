@@ -35,6 +35,7 @@ from hub.storage._types import (
     IngestResult,
     SeriesKey,
 )
+from protocols.reading import FLAG_NOT_A_NUMBER
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: gateways, series, readings
@@ -116,7 +117,8 @@ _INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 # The stored reading (gateway, seq) becomes its series' latest if it is newer: read back from
-# `readings`, so a resend that was ignored cannot put other values there.
+# `readings`, so a resend that was ignored cannot put other values there (the candidates
+# come from newest_per_series, which skips readings of implausible time).
 _LATEST = (
     "INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)"
     " SELECT series_id, gateway_id, seq, ts_ms, value, text, flags FROM readings"
@@ -137,6 +139,9 @@ class SqliteStorage(Storage):
         "SELECT json_group_array(json_object('sensor', sensor, 'quantity', quantity,"
         " 'unit', NULLIF(unit, ''), 'value', CASE WHEN text IS NOT NULL THEN text"
         "   WHEN abs(value) > 1.7976931348623157e308 THEN NULL ELSE value END,"
+        f" 'value_special', CASE WHEN flags & {FLAG_NOT_A_NUMBER} THEN 'NaN'"
+        "   WHEN value > 1.7976931348623157e308 THEN '+Inf'"
+        "   WHEN value < -1.7976931348623157e308 THEN '-Inf' END,"
         " 'ts', strftime('%Y-%m-%dT%H:%M:%S', ts_ms / 1000, 'unixepoch') || '.'"
         "   || printf('%03d', ts_ms % 1000) || '+00:00',"
         " 'ts_ms', ts_ms, 'flags', flags, 'gateway', name)) FROM ("

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from hub import _decode
 from protocols import wire
-from protocols.block import encode_block
-from protocols.errors import RemoteProtocolError
+from protocols.block import MAX_STRING, MAX_TEXT_VALUE, check_reading, encode_block
+from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.reading import FLAG_ALARM, FLAG_HISTORICAL, Reading
 
 T0 = 1_764_547_200_000
@@ -100,9 +100,57 @@ def test_inconsistent_batches_are_rejected() -> None:
     assert reason(data([b"garbage"], 100, 104, 5)) == "malformed"
 
 
-def test_big_integers_are_refused() -> None:
-    big = encode_block(1, [Reading("s", "q", None, 2**70, T0)])
-    assert reason(data([big], 1, 1, 1)) == "overflow"
+def test_big_integers_are_refused_by_the_encoder_and_the_decoder() -> None:
+    # The encoder used to accept what the hub then refused, losing the whole batch.
+    with pytest.raises(LocalProtocolError, match="outside 64 bits"):
+        encode_block(1, [Reading("s", "q", None, 2**70, T0)])
+    near = 2**62 + 5  # kept raw (beyond the mantissa range), inside 64 bits
+    block = encode_block(1, [Reading("s", "q", None, near, T0)])
+    assert _decode.decode_data("gw-1", data([block], 1, 1, 1)).values == [near]
+    hostile = block.replace(cbor2.dumps(near), cbor2.dumps(2**64 - 1))  # same length
+    assert hostile != block
+    assert reason(data([hostile], 1, 1, 1)) == "overflow"
+
+
+names = st.text(min_size=1, max_size=MAX_STRING)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(),
+    st.text(max_size=MAX_TEXT_VALUE + 8),
+)
+any_reading = st.builds(
+    Reading,
+    names,
+    names,
+    st.one_of(st.none(), names),
+    values,
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.integers(min_value=0, max_value=2**32),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(any_reading, min_size=1, max_size=6))
+def test_what_the_encoder_accepts_the_hub_decodes(rs: list[Reading]) -> None:
+    """The encoder's whole domain goes through the hub's decoder: a batch a gateway could
+    write is never one the hub refuses (and what the encoder refuses, check_reading
+    refuses first, so the daemon drops and counts that one reading, not a batch)."""
+    refused = False
+    for r in rs:
+        try:
+            check_reading(r)
+        except LocalProtocolError:
+            refused = True
+    try:
+        block = encode_block(1, rs)
+    except LocalProtocolError:
+        assert refused
+        return
+    assert not refused
+    batch = _decode.decode_data("gw-1", data([block], 1, len(rs), len(rs)))
+    assert len(batch) == len(rs)
 
 
 def test_peek_batch_reads_the_envelope_of_a_bad_batch() -> None:

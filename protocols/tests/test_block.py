@@ -65,7 +65,8 @@ VALUES: list[object] = [
     2**61,
     -(2**61),
     2**62,  # beyond the integer column: kept raw
-    2**70,
+    2**63 - 1,  # the largest a block (and the hub's column) holds
+    -(2**63),
     35.12,
     35.1,
     35.0,
@@ -98,7 +99,7 @@ def test_every_kind_of_value_round_trips(value: object) -> None:
 
 
 def test_a_series_whose_values_change_type_and_precision() -> None:
-    values: list[object] = [20, 20.5, 20.25, "error", 21, 21.125, True, 2**63, 19.0, math.nan]
+    values: list[object] = [20, 20.5, 20.25, "error", 21, 21.125, True, 2**63 - 1, 19.0, math.nan]
     readings = [Reading("probe", "temperature", "Cel", v, 1000 + i) for i, v in enumerate(values)]
     assert_round_trip(7, readings)
 
@@ -151,11 +152,14 @@ def test_misuse_is_a_local_error() -> None:
         encode_block(1, [Reading("s", "q", "u", 1, 1.5)])  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError):
         encode_block(1, [Reading("s", "q", "u", 1, 0, -1)])
+    for wide in (2**63, -(2**63) - 1, 2**70):  # what the hub could not store
+        with pytest.raises(LocalProtocolError, match="outside 64 bits"):
+            encode_block(1, [Reading("s", "q", "u", wide, 0)])
 
 
 names = st.text(min_size=1, max_size=12)
 values = (
-    st.integers(min_value=-(2**64), max_value=2**64)
+    st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.decimals(
         places=3, min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False
