@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import time
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,11 @@ class HubConfig:
             parse_networks(self.trusted_proxies)
         except ValueError as e:
             raise ConfigError(f"--trusted-proxy: {e}") from e
+        try:
+            zoneinfo.ZoneInfo(self.alerts.tz)
+            zoneinfo.ZoneInfo(self.numeriscore.tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+            raise ConfigError(f"--tz: unknown time zone {self.alerts.tz!r}") from e
 
 
 class _Server(uvicorn.Server):

@@ -101,6 +101,19 @@ _alert_commands()
     multiple=True,
     help="CIDR of a reverse proxy whose X-Forwarded-For/-Proto are believed (repeat).",
 )
+@click.option(
+    "--tz",
+    default="Europe/Paris",
+    show_default=True,
+    help="Local time of alert night windows and of the numériscore's days.",
+)
+@click.option(
+    "--gateway-hardware",
+    type=click.Choice(["rpi4", "rpi3b+", "rpi-zero-2w", "cm4"]),
+    default="rpi4",
+    show_default=True,
+    help="The gateways' hardware class, for the numériscore's energy (docs/numeriscore.md).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -116,6 +129,8 @@ def run(
     mqtt_tls_listen: str | None,
     https: bool,
     trusted_proxies: tuple[str, ...],
+    tz: str,
+    gateway_hardware: str,
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -127,6 +142,8 @@ def run(
     from fleet import FleetError
     from hub._errors import HubError
     from hub._service import Hub, HubConfig
+    from hub.alerts import AlertSettings
+    from hub.numeriscore import NumeriscoreSettings
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -146,6 +163,8 @@ def run(
         tls_listen=mqtt_tls_listen,
         https=https,
         trusted_proxies=trusted_proxies,
+        alerts=AlertSettings(tz=tz),
+        numeriscore=NumeriscoreSettings(tz=tz, gateway_hardware=gateway_hardware),
     )
     try:
         asyncio.run(_serve(Hub(config)))
