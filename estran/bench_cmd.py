@@ -8,6 +8,7 @@ from estran._lazy import LazyGroup
 @click.group(
     cls=LazyGroup,
     lazy={
+        "alerts": "estran.bench_alerts:bench_alerts",
         "api": "estran.bench_api:bench_api",
         "buffer": "estran.bench_buffer:bench_buffer",
         "decode": "estran.bench_decode:bench_decode",
