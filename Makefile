@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/estran bench buffer --readings 1000000 --json
 	$(BIN)/estran bench sync --readings 1000000 --broker mosquitto --json
 	$(BIN)/estran bench edge --json
+	$(BIN)/estran bench alerts --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
