@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,24 @@ DEMO_S = 900  # the demo stops on its own after this, whatever happens to the te
 READY_S = 150.0
 SENSORS = 13  # the territory's
 STOP_S = 60.0
+RULES = [
+    {
+        "id": "townhall-power",
+        "kind": "threshold",
+        "scope": {"sensor": "townhall-linky"},
+        "params": {"quantity": "apparent_power", "op": ">=", "value": 100},
+        "severity": "warning",
+        "description": "The town hall draws more than 100 VA",
+    },
+    {
+        "id": "bin-03-distance",
+        "kind": "threshold",
+        "scope": {"sensor": "street-bin-03"},
+        "params": {"quantity": "distance", "op": ">=", "value": 0},
+        "severity": "critical",
+        "description": "Every distance of street-bin-03 (a rule to see one firing)",
+    },
+]
 
 
 @dataclass
@@ -61,6 +80,24 @@ class Territory:
 
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=3) as response:
+        body: bytes = response.read()
+        return body
+
+
+def _post(url: str, body: object, credential: str) -> object:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {credential}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _get_with(url: str, credential: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {credential}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         body: bytes = response.read()
         return body
 
@@ -109,6 +146,8 @@ def territory() -> Iterator[Territory]:
         assert len(sensors) >= SENSORS, f"{sorted(sensors)}\n{log.read_text()}"
         time.sleep(15)  # a few more readings: the charts need more than one point
         credential = _admin_credential(root / "d" / "logs" / "hub.log")
+        for rule in RULES:  # what an admin would set up: alerts to look at
+            _post(url + "/api/v1/alert-rules", rule, credential)
         yield Territory(url, root / "d", credential, log)
     finally:
         if proc.poll() is None:
@@ -293,3 +332,37 @@ def test_axe_check_can_fail(browser: Any) -> None:
     violations = "\n".join(axe_violations(browser, bad, {}))
     for rule in ("html-has-lang", "image-alt", "button-name"):
         assert rule in violations, violations
+
+
+def test_admin_acknowledges_an_alert(territory: Territory, browser: Any) -> None:
+    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        row = page.locator("#h-firing ~ div tr", has_text="townhall-linky")
+        deadline = time.monotonic() + 60
+        while True:  # the rule fires on the next readings of the Linky
+            page.goto(territory.url + "/alerts", wait_until="load")
+            if row.count() or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert row.count() == 1, page.content()
+        row.get_by_label("Note").first.fill("checked on site")
+        row.get_by_role("button", name=re.compile("Acknowledge|Je m'en occupe")).click()
+        page.wait_for_load_state("load")
+        assert page.locator("[role=status]").count() == 1
+        acked = page.locator("#h-acknowledged ~ div tr", has_text="townhall-linky")
+        assert acked.count() == 1
+        assert "admin" in acked.inner_text()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "alerts-acknowledged.png"), full_page=True)
+        assert not problems, problems
+    finally:
+        context.close()
+    # the hub says so too, with who and the note
+    alerts = json.loads(
+        _get_with(territory.url + "/api/v1/alerts?state=acknowledged", territory.admin_credential)
+    )
+    mine = [a for a in alerts["alerts"] if a["sensor"] == "townhall-linky"]
+    assert mine and mine[0]["ack_by"] == "admin", alerts

@@ -38,4 +38,15 @@ def current_principal(request: Request) -> Principal:
     return ANONYMOUS
 
 
-__all__ = ["ANONYMOUS", "Principal", "current_principal"]
+def csrf_token(request: Request, principal: Principal) -> str | None:
+    """The token a state-changing form carries (none with a Bearer credential: a browser
+    never sends one by itself, so there is nothing to forge)."""
+    return None
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+__all__ = ["ANONYMOUS", "Principal", "csrf_token", "current_principal", "form_fields"]

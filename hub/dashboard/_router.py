@@ -6,6 +6,7 @@ connection (never the ingest one), as hub._api does.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import time
 from importlib import resources
@@ -14,12 +15,15 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from fleet import Fleet
 from hub._errors import StorageError
+from hub.alerts import AlertService, NotOpen
+from hub.alerts import NotFound as AlertNotFound
 from hub.dashboard import _views
-from hub.dashboard._access import Principal, current_principal
+from hub.dashboard._access import Principal, csrf_token, current_principal, form_fields
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
 from hub.dashboard._pages import HEADERS, NavItem, language, render
 from hub.storage import SeriesPoint, Storage
@@ -34,6 +38,9 @@ RANGES: dict[str, int] = {  # the period choices of a sensor page, in seconds
     "30d": 30 * 86400,
 }
 DEFAULT_RANGE = "24h"
+ALERTS_SHOWN = 200
+RESOLVED_SHOWN = 50
+ALERT_ERRORS = ("gone", "closed", "engine")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 Viewer = Annotated[Principal, Depends(current_principal)]
@@ -270,12 +277,71 @@ def router(storage: Storage) -> APIRouter:
 
     # -- pages whose data come from features still to land -------------------------------------
 
+    def alert_service(request: Request) -> AlertService | None:
+        service: AlertService | None = getattr(request.app.state, "alerts", None)
+        return service
+
     @r.get("/alerts")
-    def alerts_page(request: Request, p: Viewer) -> Response:
+    def alerts_page(
+        request: Request,
+        p: Viewer,
+        done: Annotated[str | None, Query(max_length=16)] = None,
+        error: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> Response:
         if p.role not in FLEET_ROLES:
             return refuse(request, p)
         t = Translator(language(request))
-        return page(request, p, "pending.html", t("alerts.title"))
+        service = alert_service(request)
+        if service is None:
+            return page(request, p, "alerts.html", t("alerts.title"), service=False)
+        try:
+            open_alerts = service.alerts("open", limit=ALERTS_SHOWN)
+            resolved = service.alerts("resolved", limit=RESOLVED_SHOWN)
+            counts = service.counts()
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        return page(
+            request,
+            p,
+            "alerts.html",
+            t("alerts.title"),
+            service=True,
+            firing=[a for a in open_alerts if a.state == "firing"],
+            acknowledged=[a for a in open_alerts if a.state == "acknowledged"],
+            resolved=resolved,
+            counts=counts,
+            done=done if done in ("acknowledged", "resolved") else None,
+            error=error if error in ALERT_ERRORS else None,
+            csrf=csrf_token(request, p),
+            loop_id=lambda a: hashlib.sha1(a.id.encode()).hexdigest()[:12],
+        )
+
+    async def alert_action(alert_id: str, request: Request, p: Principal, action: str) -> Response:
+        if p.role not in FLEET_ROLES:
+            return refuse(request, p)
+        service = alert_service(request)
+        if service is None:
+            return RedirectResponse("/alerts", status_code=303)
+        note = (await form_fields(request)).get("note", "")[:500]
+        actor = p.user or p.role
+        act = service.acknowledge if action == "acknowledged" else service.resolve
+        try:
+            await run_in_threadpool(act, alert_id[:128], actor, note)
+        except AlertNotFound:
+            return RedirectResponse("/alerts?error=gone", status_code=303)
+        except NotOpen:
+            return RedirectResponse("/alerts?error=closed", status_code=303)
+        except (RuntimeError, TimeoutError, StorageError):
+            return RedirectResponse("/alerts?error=engine", status_code=303)
+        return RedirectResponse(f"/alerts?done={action}", status_code=303)
+
+    @r.post("/alerts/{alert_id}/acknowledge")
+    async def acknowledge(alert_id: str, request: Request, p: Viewer) -> Response:
+        return await alert_action(alert_id, request, p, "acknowledged")
+
+    @r.post("/alerts/{alert_id}/resolve")
+    async def resolve(alert_id: str, request: Request, p: Viewer) -> Response:
+        return await alert_action(alert_id, request, p, "resolved")
 
     @r.get("/map")
     def map_page(request: Request, p: Viewer) -> Response:

@@ -279,3 +279,47 @@ def test_map_places_sensors_north_up_at_one_scale() -> None:
     alone = draw([Place("a", 2.35, 48.85, "Paris")])
     assert (alone.dots[0].x, alone.dots[0].y) == (WIDTH / 2, HEIGHT / 2)
     assert draw([]).dots == []
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def test_alerts_page_lists_and_refuses_what_it_cannot_do(
+    http: TestClient, storage: Storage, admin: dict[str, str]
+) -> None:
+    from hub.alerts import Alert, AlertService
+
+    assert "not available" in http.get("/alerts", headers={**admin, "Accept-Language": "en"}).text
+    service = AlertService(storage)  # no engine running: listing works, changes cannot
+    http.app.state.alerts = service  # type: ignore[attr-defined]
+    now = int(time.time() * 1000)
+    fired = Alert(
+        "a1",
+        "bin-full",
+        1,
+        "threshold",
+        "street-bin-02/fill",
+        "street-bin-02",
+        "street-001",
+        "warning",
+        "firing",
+        "street-bin-02: fill 91 >= 80",
+        91,
+        now - 60_000,
+        now,
+    )
+    service.store.record([fired], [])
+    r = http.get("/alerts", headers={**admin, "Accept-Language": "en"})
+    assert r.status_code == 200
+    assert "street-bin-02: fill 91 &gt;= 80" in r.text
+    assert 'action="/alerts/a1/acknowledge"' in r.text
+    assert "1 firing, 0 acknowledged, 0 resolved." in r.text
+    r = http.post("/alerts/a1/acknowledge", data={"note": "x"}, headers=admin)
+    assert (r.status_code, r.headers["location"]) == (303, "/alerts?error=engine")
+    r = http.post("/alerts/nope/resolve", headers=admin)
+    assert r.headers["location"] == "/alerts?error=gone"
+    r = http.post("/alerts/a1/acknowledge")  # nobody signed in
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert service.alert("a1").state == "firing"
+    page = http.get("/alerts?error=engine&done=<b>", headers={**admin, "Accept-Language": "en"})
+    assert "alert engine does not answer" in page.text and "<b>" not in page.text
