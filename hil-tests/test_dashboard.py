@@ -50,6 +50,8 @@ DEMO_S = 900  # the demo stops on its own after this, whatever happens to the te
 READY_S = 150.0
 SENSORS = 13  # the territory's
 STOP_S = 60.0
+PASSWORD = "tide-comes-in-twice"
+USERS = {"alice": "admin", "rita": "reader"}
 RULES = [
     {
         "id": "townhall-power",
@@ -146,6 +148,25 @@ def territory() -> Iterator[Territory]:
         assert len(sensors) >= SENSORS, f"{sorted(sensors)}\n{log.read_text()}"
         time.sleep(15)  # a few more readings: the charts need more than one point
         credential = _admin_credential(root / "d" / "logs" / "hub.log")
+        for name, role in USERS.items():  # as the territory's admin makes them
+            subprocess.run(
+                estran_argv(
+                    "hub",
+                    "user",
+                    "--data",
+                    str(root / "d" / "hub"),
+                    "add",
+                    name,
+                    "--role",
+                    role,
+                    "--password",
+                ),
+                input=PASSWORD + "\n",
+                text=True,
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
         for rule in RULES:  # what an admin would set up: alerts to look at
             _post(url + "/api/v1/alert-rules", rule, credential)
         yield Territory(url, root / "d", credential, log)
@@ -203,18 +224,17 @@ def visit(context: Any, url: str, shot: str | None = None) -> Visit:
     return Visit(page, response.status if response is not None else 0, problems)
 
 
-def axe_violations(browser: Any, url: str, headers: dict[str, str]) -> list[str]:
-    """axe-core's serious and critical violations of the page at `url` (run in a context
-    that lets the test inject axe: the page's CSP allows only its own scripts)."""
+def axe_violations(context: Any, url: str) -> list[str]:
+    """axe-core's serious and critical violations of the page at `url`. `context` must be
+    made with bypass_csp=True: the page's CSP lets only its own scripts run."""
     axe = (resources.files("axe_playwright_python") / "axe.min.js").read_text()
-    context = browser.new_context(bypass_csp=True, extra_http_headers=headers)
+    page = context.new_page()
     try:
-        page = context.new_page()
         page.goto(url, wait_until="networkidle")
         page.add_script_tag(content=axe)
         result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     finally:
-        context.close()
+        page.close()
     return [
         f"{v['impact']} {v['id']}: {v['help']} ({len(v['nodes'])}x: {v['nodes'][0]['target']})"
         for v in result["violations"]
@@ -222,8 +242,25 @@ def axe_violations(browser: Any, url: str, headers: dict[str, str]) -> list[str]
     ]
 
 
-def admin_headers(t: Territory) -> dict[str, str]:
-    return {"Authorization": f"Bearer {t.admin_credential}"}
+_sessions: dict[tuple[str, str], Any] = {}
+
+
+def signed_in(browser: Any, t: Territory, user: str, **options: Any) -> Any:
+    """A browser context signed in as `user`: through the login form, as a person does, the
+    first time; then with the same session cookie."""
+    state = _sessions.get((t.url, user))
+    if state is None:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(t.url + "/login", wait_until="load")
+        page.locator("#username").fill(user)
+        page.locator("#password").fill(PASSWORD)
+        page.locator("form.login button[type=submit]").click()
+        page.wait_for_load_state("load")
+        assert "/login" not in page.url, page.url
+        state = _sessions[(t.url, user)] = context.storage_state()
+        context.close()
+    return browser.new_context(storage_state=state, **options)
 
 
 ADMIN_PAGES = [
@@ -241,10 +278,7 @@ ADMIN_PAGES = [
 def test_page_loads_cleanly_and_passes_axe(
     territory: Territory, browser: Any, path: str, name: str
 ) -> None:
-    headers = admin_headers(territory)
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, extra_http_headers=headers
-    )
+    context = signed_in(browser, territory, "alice", viewport={"width": 1280, "height": 900})
     try:
         v = visit(context, territory.url + path, shot=name)
         assert v.status in (200, 503), (path, v.status)
@@ -253,12 +287,16 @@ def test_page_loads_cleanly_and_passes_axe(
         assert v.page.get_attribute("html", "lang") in ("fr", "en")
     finally:
         context.close()
-    violations = axe_violations(browser, territory.url + path, headers)
+    context = signed_in(browser, territory, "alice", bypass_csp=True)
+    try:
+        violations = axe_violations(context, territory.url + path)
+    finally:
+        context.close()
     assert not violations, "\n".join(violations)
 
 
 def test_chart_draws_the_readings(territory: Territory, browser: Any) -> None:
-    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    context = signed_in(browser, territory, "alice")
     try:
         v = visit(context, territory.url + "/sensors/street-bin-02?range=1h&quantity=distance")
         assert not v.problems, v.problems
@@ -282,6 +320,28 @@ def test_chart_draws_the_readings(territory: Territory, browser: Any) -> None:
         context.close()
 
 
+def test_reader_cannot_open_fleet_pages(territory: Territory, browser: Any) -> None:
+    context = signed_in(browser, territory, "rita", locale="en-GB")
+    try:
+        home = visit(context, territory.url + "/")
+        assert not home.problems, home.problems
+        nav = home.page.locator("nav").inner_text()
+        assert "Gateways" not in nav and "Alerts" not in nav, nav
+        for path in ("/fleet", "/gateways/townhall-001", "/alerts"):
+            v = visit(
+                context, territory.url + path, shot="reader-refused" if path == "/fleet" else None
+            )
+            assert v.status == 403, (path, v.status)
+            assert "Your account cannot open this page." in v.page.locator("main").inner_text()
+        # nor act by posting a form (no session CSRF token to give: refused before anything)
+        response = context.request.post(
+            territory.url + "/gateways/townhall-001/commands", form={"name": "reboot"}
+        )
+        assert response.status == 403
+    finally:
+        context.close()
+
+
 def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: Any) -> None:
     context = browser.new_context()
     try:
@@ -293,12 +353,21 @@ def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: An
         for path in ("/fleet", "/gateways/townhall-001", "/alerts", "/numeriscore"):
             page = visit(context, territory.url + path).page
             assert "/login" in page.url, (path, page.url)
+        login = visit(context, territory.url + "/login?next=/fleet", shot="login")
+        assert not login.problems, login.problems
+    finally:
+        context.close()
+    context = browser.new_context(bypass_csp=True)
+    try:
+        for path in ("/login", "/open-data", "/map"):
+            violations = axe_violations(context, territory.url + path)
+            assert not violations, (path, violations)
     finally:
         context.close()
 
 
 def test_language_follows_the_browser_and_the_switch(territory: Territory, browser: Any) -> None:
-    context = browser.new_context(locale="en-GB", extra_http_headers=admin_headers(territory))
+    context = signed_in(browser, territory, "alice", locale="en-GB")
     try:
         page = visit(context, territory.url + "/fleet").page
         assert page.get_attribute("html", "lang") == "en"
@@ -313,7 +382,7 @@ def test_language_follows_the_browser_and_the_switch(territory: Territory, brows
 
 
 def test_keyboard_reaches_the_content_first(territory: Territory, browser: Any) -> None:
-    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    context = signed_in(browser, territory, "alice")
     try:
         page = visit(context, territory.url + "/fleet").page
         page.keyboard.press("Tab")
@@ -329,13 +398,17 @@ def test_axe_check_can_fail(browser: Any) -> None:
     """The accessibility check above is a real one: a page without a language, with an image
     without text and a button without a name is caught."""
     bad = "data:text/html,<title>x</title><img src='data:,'><button></button>"
-    violations = "\n".join(axe_violations(browser, bad, {}))
+    context = browser.new_context(bypass_csp=True)
+    try:
+        violations = "\n".join(axe_violations(context, bad))
+    finally:
+        context.close()
     for rule in ("html-has-lang", "image-alt", "button-name"):
         assert rule in violations, violations
 
 
 def test_admin_acknowledges_an_alert(territory: Territory, browser: Any) -> None:
-    context = browser.new_context(extra_http_headers=admin_headers(territory))
+    context = signed_in(browser, territory, "alice")
     try:
         page = context.new_page()
         problems: list[str] = []
@@ -354,7 +427,7 @@ def test_admin_acknowledges_an_alert(territory: Territory, browser: Any) -> None
         assert page.locator("[role=status]").count() == 1
         acked = page.locator("#h-acknowledged ~ div tr", has_text="townhall-linky")
         assert acked.count() == 1
-        assert "admin" in acked.inner_text()
+        assert "alice" in acked.inner_text()
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "alerts-acknowledged.png"), full_page=True)
         assert not problems, problems
@@ -365,4 +438,4 @@ def test_admin_acknowledges_an_alert(territory: Territory, browser: Any) -> None
         _get_with(territory.url + "/api/v1/alerts?state=acknowledged", territory.admin_credential)
     )
     mine = [a for a in alerts["alerts"] if a["sensor"] == "townhall-linky"]
-    assert mine and mine[0]["ack_by"] == "admin", alerts
+    assert mine and mine[0]["ack_by"] == "alice", alerts

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
 import socket
@@ -135,6 +136,7 @@ class Demo:
         self.fleet_access = False
         self.hub: Child | None = None
         self.api_token = ""
+        self.demo_password = ""
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -321,16 +323,21 @@ class Demo:
     # -- enrollment ----------------------------------------------------------------------------
 
     def _prepare_access(self) -> str:
-        """The demo's viewer (`estran hub user add demo --role technician`) and an API token
-        of it for this run (`estran hub token create demo`): the gateways' view needs one.
-        The hub still makes its own admin at first start (its log shows the token)."""
+        """The demo's viewer (`estran hub user add demo --role technician --group ...
+        --password`: it may command the territory's gateways), a password of it for this
+        run (the dashboard's login) and an API token (`estran hub token create demo`): the
+        gateways' view needs one. The hub still makes its own admin at first start (its log
+        shows the token)."""
         from fleet import Fleet, NotFound
 
         with Fleet(self.hub_dir) as fleet:
             try:
                 fleet.accounts.user("demo")
             except NotFound:
-                fleet.accounts.add_user("demo", "technician", "estran-demo")
+                groups = tuple(sorted({plan.group for plan in TERRITORY}))
+                fleet.accounts.add_user("demo", "technician", "estran-demo", groups=groups)
+            self.demo_password = secrets.token_urlsafe(12)
+            fleet.accounts.set_password("demo", self.demo_password, "estran-demo")
             return fleet.accounts.create_token(
                 "demo", "estran-demo", name="estran demo", ttl_s=86400.0
             ).token
@@ -459,7 +466,7 @@ class Demo:
         )
         marina = next(gw for gw in self.gateways if gw.plan.key == "marina")
         lines = [
-            f"  dashboard  {url}/  (open it in a browser)",
+            f"  dashboard  {url}/  (in a browser; sign in as demo, password {self.demo_password})",
             f"  hub        {url}  (API docs {url}/api/docs)",
             f"  broker     mqtt://127.0.0.1:{self.mqtt_port}, embedded, {access}",
             f"  gateways   {gateways}",

@@ -1,52 +1,38 @@
-"""Who is looking: the one seam between the pages and the hub's users and roles.
+"""Who is looking: the pages' one seam with the hub's users, roles and sessions (hub.auth).
 
-INTERIM until hub.auth lands (HUB-CONTRACTS.md): the fleet admin credential, sent as
-`Authorization: Bearer ...`, is an admin; everyone else is anonymous. Replaced by
-`hub.auth.current_principal` (sessions, roles, datasets) when it exists.
+A browser signs in at /login (the form is the dashboard's, the check and the session cookie
+are hub.auth's); an API token (`Authorization: Bearer ...`) works too. Every state-changing
+form carries the session's CSRF token: hub.auth refuses a cookie-authenticated POST without it
+(403) before the page's code runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from fastapi import Request, Response
 
-from fastapi import Request
-
-from fleet import Fleet
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user: str | None
-    role: str
-    datasets: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset()
-
-    def can_read(self, dataset: str | None, is_open: bool) -> bool:
-        if self.role == "admin" or is_open:
-            return True
-        return dataset is not None and dataset in self.datasets
-
-
-ANONYMOUS = Principal(None, "anonymous")
-
-
-def current_principal(request: Request) -> Principal:
-    fleet: Fleet | None = getattr(request.app.state, "fleet", None)
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    if fleet is not None and scheme.lower() == "bearer" and fleet.check_admin(credential.strip()):
-        return Principal("admin", "admin")
-    return ANONYMOUS
+from hub.auth import ANONYMOUS, Principal, current_principal, get_access, login_csrf
+from hub.auth._access import form_fields
 
 
 def csrf_token(request: Request, principal: Principal) -> str | None:
-    """The token a state-changing form carries (none with a Bearer credential: a browser
-    never sends one by itself, so there is nothing to forge)."""
-    return None
+    """The token a state-changing form carries: the session's; none with an API token (a
+    browser never sends one by itself, so there is nothing to forge)."""
+    if principal.session is None:
+        return None
+    return get_access(request).accounts.csrf_token(principal.session)
 
 
-async def form_fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+def login_token(request: Request, response: Response) -> str:
+    """The login form's CSRF token (its cookie set on `response` when new)."""
+    return login_csrf(request, response)
 
 
-__all__ = ["ANONYMOUS", "Principal", "csrf_token", "current_principal", "form_fields"]
+__all__ = [
+    "ANONYMOUS",
+    "Principal",
+    "csrf_token",
+    "current_principal",
+    "form_fields",
+    "get_access",
+    "login_token",
+]

@@ -168,10 +168,37 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "gateway.bytes_per_reading": ("Octets envoyés par mesure", "Bytes sent per reading"),
     "gateway.enrolled": ("Inscrite le", "Enrolled on"),
     "cmd.reload": ("Relire sa configuration", "Reload its configuration"),
+    "cmd.reload.help": (
+        "relit son fichier de configuration ; seules les sources modifiées redémarrent",
+        "reads its configuration file again; only the readers whose settings changed restart",
+    ),
     "cmd.status": ("Envoyer son état", "Send its status"),
+    "cmd.status.help": ("renvoie son état tout de suite", "sends its state right away"),
     "cmd.rescan": ("Relancer les capteurs", "Restart its sensor readers"),
+    "cmd.rescan.help": (
+        "relance la lecture des ports série et de la radio (après un branchement)",
+        "restarts reading the serial ports and the radio (after plugging something in)",
+    ),
     "cmd.flush": ("Envoyer tout de suite ce qui attend", "Send what is waiting now"),
+    "cmd.flush.help": (
+        "enregistre sa mémoire tampon et envoie les mesures en attente sans attendre",
+        "commits its buffer and sends the waiting readings without delay",
+    ),
     "cmd.reboot": ("Redémarrer le programme", "Restart the program"),
+    "cmd.reboot.help": (
+        "arrête proprement le programme, que le système relance (pas la machine)",
+        "stops the program cleanly and the system starts it again (not the machine)",
+    ),
+    "gateway.no_commands": (
+        "Votre compte ne peut pas envoyer de commande à cette passerelle.",
+        "Your account cannot send commands to this gateway.",
+    ),
+    "gateway.command_error.unknown": ("Commande inconnue.", "Unknown command."),
+    "gateway.command_error.gone": ("Passerelle inconnue.", "Unknown gateway."),
+    "gateway.command_error.refused": (
+        "Commande refusée : la passerelle est retirée, ou le registre est occupé.",
+        "Command refused: the gateway is revoked, or the registry is busy.",
+    ),
     # sensor page
     "sensor.title": ("Capteur {id}", "Sensor {id}"),
     "sensor.not_found": ("Capteur inconnu : {id}", "Unknown sensor: {id}"),
@@ -265,9 +292,21 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "login.user": ("Identifiant", "User name"),
     "login.password": ("Mot de passe", "Password"),
     "login.submit": ("Se connecter", "Log in"),
-    "login.failed": (
+    "login.error.credentials": (
         "Identifiant ou mot de passe incorrect.",
         "Wrong user name or password.",
+    ),
+    "login.error.csrf": (
+        "Le formulaire a expiré : saisissez à nouveau vos identifiants.",
+        "The form had expired: please enter your details again.",
+    ),
+    "login.error.rate": (
+        "Trop d'essais : attendez une minute avant de réessayer.",
+        "Too many attempts: wait a minute before trying again.",
+    ),
+    "login.help": (
+        "Pas de compte ? L'administrateur du territoire en crée un (estran hub user add).",
+        "No account? The territory's administrator makes one (estran hub user add).",
     ),
     "login.needed": (
         "Cette page est réservée aux personnes connectées.",

@@ -18,15 +18,24 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from fleet import Fleet
+from fleet import Fleet, FleetError
+from fleet import NotFound as FleetNotFound
 from hub._errors import StorageError
 from hub.alerts import AlertService, NotOpen
 from hub.alerts import NotFound as AlertNotFound
 from hub.dashboard import _views
-from hub.dashboard._access import Principal, csrf_token, current_principal, form_fields
+from hub.dashboard._access import (
+    Principal,
+    csrf_token,
+    current_principal,
+    form_fields,
+    get_access,
+    login_token,
+)
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
-from hub.dashboard._pages import HEADERS, NavItem, language, render
+from hub.dashboard._pages import NavItem, language, render
 from hub.storage import SeriesPoint, Storage
+from protocols import signed
 
 FLEET_ROLES = frozenset({"admin", "technician"})
 CHART_POINTS = 300
@@ -41,6 +50,9 @@ DEFAULT_RANGE = "24h"
 ALERTS_SHOWN = 200
 RESOLVED_SHOWN = 50
 ALERT_ERRORS = ("gone", "closed", "engine")
+LOGIN_ERRORS = ("credentials", "csrf", "rate")
+COMMANDS = signed.COMMANDS  # what a gateway runs: reload, status, rescan, flush, reboot
+COMMAND_ERRORS = ("unknown", "gone", "refused")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 Viewer = Annotated[Principal, Depends(current_principal)]
@@ -71,8 +83,14 @@ def nav_for(p: Principal) -> list[NavItem]:
     return items
 
 
-def viewer_info(p: Principal) -> dict[str, object]:
-    return {"user": p.user, "role": p.role, "anonymous": p.role == "anonymous"}
+def viewer_info(p: Principal, csrf: str | None) -> dict[str, object]:
+    return {
+        "user": p.user,
+        "role": p.role,
+        "anonymous": p.role == "anonymous",
+        "session": p.session is not None,
+        "csrf": csrf,
+    }
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -100,7 +118,7 @@ def router(storage: Storage) -> APIRouter:
             template,
             title=title,
             nav=nav_for(p),
-            viewer=viewer_info(p),
+            viewer=viewer_info(p, csrf_token(request, p)),
             status=status,
             **ctx,
         )
@@ -172,7 +190,14 @@ def router(storage: Storage) -> APIRouter:
         )
 
     @r.get("/gateways/{gateway_id}")
-    def gateway_page(gateway_id: str, request: Request, p: Viewer) -> Response:
+    def gateway_page(
+        gateway_id: str,
+        request: Request,
+        p: Viewer,
+        sent: Annotated[str | None, Query(max_length=16)] = None,
+        seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+        command_error: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> Response:
         if p.role not in FLEET_ROLES:
             return refuse(request, p)
         t = Translator(language(request))
@@ -200,8 +225,45 @@ def router(storage: Storage) -> APIRouter:
             sensors=sensor_views,
             readable=lambda sensor: p.can_read(None, False),
             history=_views.history(fleet, gateway_id),
-            commands=(),
+            commands=COMMANDS if row.group is not None and p.can_command(row.group) else (),
+            csrf=csrf_token(request, p),
+            sent=sent if sent in COMMANDS else None,
+            sent_seq=seq,
+            command_error=command_error if command_error in COMMAND_ERRORS else None,
         )
+
+    @r.post("/gateways/{gateway_id}/commands")
+    async def gateway_command(gateway_id: str, request: Request, p: Viewer) -> Response:
+        """A signed command to one gateway, as `estran fleet cmd` sends it (audited with
+        who and from where)."""
+        if p.role not in FLEET_ROLES:
+            return refuse(request, p)
+        fleet = fleet_of(request)
+        name = (await form_fields(request)).get("name", "")
+        back = f"/gateways/{quote(gateway_id, safe='')}"
+        if fleet is None or name not in COMMANDS:
+            return RedirectResponse(f"{back}?command_error=unknown", status_code=303)
+        address = get_access(request).address(request)
+
+        def send() -> int:
+            group = fleet.gateway(gateway_id).group
+            if not p.can_command(group):
+                raise PermissionError(group)
+            with fleet.origin(address):
+                return fleet.command(gateway_id, name, p.user or p.role)
+
+        try:
+            seq = await run_in_threadpool(send)
+        except PermissionError:
+            t = Translator(language(request))
+            return page(
+                request, p, "error.html", t("error.title"), 403, message=t("error.forbidden")
+            )
+        except FleetNotFound:
+            return RedirectResponse(f"{back}?command_error=gone", status_code=303)
+        except FleetError:  # revoked, or the registry busy
+            return RedirectResponse(f"{back}?command_error=refused", status_code=303)
+        return RedirectResponse(f"{back}?sent={name}&seq={seq}", status_code=303)
 
     # -- sensors ----------------------------------------------------------------------------
 
@@ -361,11 +423,33 @@ def router(storage: Storage) -> APIRouter:
         return page(request, p, "pending.html", t("num.title"))
 
     @r.get("/login")
-    def login_page(request: Request, p: Viewer) -> Response:
+    def login_page(
+        request: Request,
+        p: Viewer,
+        next_: Annotated[str | None, Query(alias="next", max_length=512)] = None,
+        error: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> Response:
+        target = safe_next(next_)
+        if p.session is not None:  # signed in already
+            return RedirectResponse(target, status_code=303)
         t = Translator(language(request))
-        return page(request, p, "pending.html", t("login.title"))
+        cookies = Response()
+        token = login_token(request, cookies)
+        response = page(
+            request,
+            p,
+            "login.html",
+            t("login.title"),
+            login_csrf=token,
+            next=target,
+            error=error if error in LOGIN_ERRORS else None,
+            needed=next_ is not None and target != "/",
+        )
+        for name, value in cookies.raw_headers:
+            if name == b"set-cookie":
+                response.raw_headers.append((name, value))
+        return response
 
-    _ = HEADERS
     return r
 
 

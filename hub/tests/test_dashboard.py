@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 import fleet
 from hub._api import create_app
+from hub.auth import Access
 from hub.dashboard import _format
 from hub.dashboard._i18n import TEXTS, Translator, negotiate
 from hub.storage import GatewayState, SeriesKey, SourceStatus, Storage, Value, open_storage
@@ -44,7 +45,7 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
 
 @pytest.fixture
 def http(storage: Storage, registry: fleet.Fleet) -> Iterator[TestClient]:
-    app = create_app(storage)
+    app = create_app(storage, access=Access(registry))
     app.state.fleet = registry
     with TestClient(app, base_url="http://hub", follow_redirects=False) as client:
         yield client
@@ -52,10 +53,32 @@ def http(storage: Storage, registry: fleet.Fleet) -> Iterator[TestClient]:
 
 @pytest.fixture
 def admin(registry: fleet.Fleet) -> dict[str, str]:
-    """Headers of a signed-in admin."""
-    credential = registry.ensure_admin()
-    assert credential is not None
-    return {"Authorization": f"Bearer {credential}"}
+    """Headers of an admin's API token."""
+    return {"Authorization": f"Bearer {registry.accounts.reset_admin('test').token}"}
+
+
+PASSWORD = "correct horse battery"
+
+
+def sign_in(http: TestClient, registry: fleet.Fleet, name: str, role: str, **grants: object) -> str:
+    """A user made with a password, signed in through the login form as a browser does;
+    returns the session's CSRF token (for the forms)."""
+    registry.accounts.add_user(name, role, "test", password=PASSWORD, **grants)  # type: ignore[arg-type]
+    form = http.get("/login?next=/fleet")
+    assert form.status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    r = http.post(
+        "/login",
+        data={"username": name, "password": PASSWORD, "csrf_token": token.group(1), "next": "/x"},
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/x"), r.text
+    page = http.get("/open-data")
+    csrf = re.search(
+        r'action="/logout"><input type="hidden" name="csrf_token" value="([^"]+)"', page.text
+    )
+    assert csrf is not None, page.text
+    return csrf.group(1)
 
 
 def feed(storage: Storage, gateway: str = "marina-001", n: int = 60) -> int:
@@ -323,3 +346,71 @@ def test_alerts_page_lists_and_refuses_what_it_cannot_do(
     assert service.alert("a1").state == "firing"
     page = http.get("/alerts?error=engine&done=<b>", headers={**admin, "Accept-Language": "en"})
     assert "alert engine does not answer" in page.text and "<b>" not in page.text
+
+
+# -- sessions, roles and forms ---------------------------------------------------------------
+
+
+def test_reader_signs_in_and_cannot_open_fleet_pages(
+    http: TestClient, registry: fleet.Fleet
+) -> None:
+    sign_in(http, registry, "rita", "reader")
+    assert http.get("/").headers["location"] == "/map"
+    for path in ("/fleet", "/gateways/x", "/alerts"):
+        r = http.get(path, headers={"Accept-Language": "en"})
+        assert r.status_code == 403, path
+        assert "Your account cannot open this page." in r.text
+    assert http.get("/numeriscore").status_code in (200, 503)
+    assert http.get("/login").status_code == 303  # signed in already
+
+
+def test_wrong_password_and_stale_form_say_so(http: TestClient, registry: fleet.Fleet) -> None:
+    registry.accounts.add_user("ada", "admin", "test", password=PASSWORD)
+    form = http.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    r = http.post(
+        "/login", data={"username": "ada", "password": "nope", "csrf_token": token.group(1)}
+    )
+    assert r.headers["location"] == "/login?error=credentials"
+    page = http.get(r.headers["location"], headers={"Accept-Language": "en"})
+    assert "Wrong user name or password." in page.text
+    r = http.post("/login", data={"username": "ada", "password": PASSWORD, "csrf_token": "forged"})
+    assert r.headers["location"] == "/login?error=csrf"
+    assert "error=<script>" not in http.get("/login?error=<script>").text
+
+
+def test_commands_from_the_gateway_page(
+    http: TestClient, storage: Storage, registry: fleet.Fleet
+) -> None:
+    gid, _ = enroll_directly(registry, "marina")
+    other, _ = enroll_directly(registry, "street")
+    csrf = sign_in(http, registry, "tom", "technician", groups=("marina",))
+    page = http.get(f"/gateways/{gid}")
+    assert page.status_code == 200
+    assert f'action="/gateways/{gid}/commands"' in page.text
+    # without the session's CSRF token hub.auth refuses before anything is sent
+    assert http.post(f"/gateways/{gid}/commands", data={"name": "flush"}).status_code == 403
+    before = len(registry.pending())
+    r = http.post(f"/gateways/{gid}/commands", data={"name": "flush", "csrf_token": csrf})
+    assert (r.status_code, r.headers["location"]) == (303, f"/gateways/{gid}?sent=flush&seq=1")
+    assert len(registry.pending()) == before + 1
+    entry = registry.audit(1, target=gid)[-1]
+    assert (entry.actor, entry.action) == ("tom", "cmd.flush")
+    assert (
+        "Command “Send what is waiting now” sent (no. 1)."
+        in http.get(r.headers["location"], headers={"Accept-Language": "en"}).text
+    )
+    # not his group: no form, and a forged post is refused
+    theirs = http.get(f"/gateways/{other}", headers={"Accept-Language": "en"}).text
+    assert "cannot send commands to this gateway" in theirs
+    assert f'action="/gateways/{other}/commands"' not in theirs
+    r = http.post(f"/gateways/{other}/commands", data={"name": "reboot", "csrf_token": csrf})
+    assert r.status_code == 403
+    r = http.post(f"/gateways/{gid}/commands", data={"name": "rm -rf", "csrf_token": csrf})
+    assert r.headers["location"].endswith("command_error=unknown")
+    assert len(registry.pending()) == before + 1
+    # logging out (the button on every page) needs the session's CSRF token too
+    assert http.post("/logout").status_code == 403
+    assert http.post("/logout", data={"csrf_token": csrf}).status_code == 303
+    assert http.get("/").headers["location"] == "/open-data"
