@@ -282,9 +282,11 @@ def create_app(
             ],
         }
 
-    from hub._series_api import series_router  # it uses the helpers above
+    from hub._series_api import series_router  # they use the helpers above
+    from hub.sta import sta_router
 
     app.include_router(series_router(storage))
+    app.include_router(sta_router(storage))
     app.include_router(dashboard.router(storage))
     return app
 
