@@ -134,8 +134,8 @@ class AlertEngine:
         *,
         notify: Callable[[Notification], None] | None = None,
         gateway_group: Callable[[], dict[str, str]] | None = None,
-        sensor_kind: Callable[[str], str] = default_kind,
-        sensor_dataset: Callable[[str], str | None] = lambda _s: None,
+        sensor_kind: Callable[[str], str] | None = None,
+        sensor_dataset: Callable[[str], str | None] | None = None,
     ) -> None:
         self.thread = storage
         self.store = AlertStore(storage.storage)
@@ -143,8 +143,12 @@ class AlertEngine:
         self.notify = notify
         self._group_source = gateway_group
         self._groups: dict[str, str] = {}
-        self.sensor_kind = sensor_kind
-        self.sensor_dataset = sensor_dataset
+        # kinds and datasets: the hub's sensor catalogue when its storage has one
+        # (sensor_catalogue()), re-read with the rules; else kinds from the sensor ids
+        self._kinds: dict[str, str] = {}
+        self._datasets: dict[str, str] = {}
+        self.sensor_kind = sensor_kind or (lambda s: self._kinds.get(s) or default_kind(s))
+        self.sensor_dataset = sensor_dataset or self._datasets.get
         self.stats = EngineStats()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
@@ -206,12 +210,26 @@ class AlertEngine:
         self.set_rules(await self.thread.call(self.store.rules))
 
     async def _refresh_groups(self) -> None:
+        """Re-read the gateways' groups and the sensors' kinds and datasets."""
         if self._group_source is not None:
             try:
                 self._groups = await asyncio.to_thread(self._group_source)
             except Exception:
                 log.exception("alerts: reading the gateway groups failed")
-            self._scope_cache.clear()
+        catalogue = getattr(self.thread.storage, "sensor_catalogue", None)
+        if catalogue is not None:
+            try:
+                entries = await self.thread.call(catalogue)
+            except Exception as e:
+                log.warning("alerts: reading the sensor catalogue failed: %s", e)
+            else:
+                kinds = {e.sensor: e.kind for e in entries if getattr(e, "kind", None)}
+                datasets = {e.sensor: e.dataset for e in entries if getattr(e, "dataset", None)}
+                self._kinds.clear()
+                self._kinds.update(kinds)
+                self._datasets.clear()
+                self._datasets.update(datasets)
+        self._scope_cache.clear()
 
     # -- the observer interface (hub._ingest.IngestObserver) --------------------------------
 
