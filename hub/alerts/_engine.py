@@ -189,7 +189,7 @@ class AlertEngine:
         """Rules, open alerts and the saved evaluator state, from storage."""
         rules = await self.thread.call(self.store.rules)
         self.set_rules(rules)
-        alerts = await self.thread.call(lambda: self.store.alerts("open", limit=1000))
+        alerts = await self.thread.call(self.store.open_alerts)
         self._open = {(a.rule_id, a.subject): a for a in alerts}
         snapshot = await self.thread.call(self.store.load_snapshot)
         if snapshot:

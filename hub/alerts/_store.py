@@ -312,6 +312,13 @@ class AlertStore:
         )
         return [_alert(r) for r in rows]
 
+    def open_alerts(self) -> list[Alert]:
+        """Every open alert (the engine's working set at start), without a limit."""
+        rows = self._fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state IN ('firing', 'acknowledged')"
+        )
+        return [_alert(r) for r in rows]
+
     def alert(self, alert_id: str) -> Alert | None:
         rows = self._fetch(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
         return _alert(rows[0]) if rows else None
