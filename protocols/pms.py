@@ -52,6 +52,7 @@ CMD_SLEEP = 0xE4
 COMMANDS = {CMD_READ: "read", CMD_MODE: "mode", CMD_SLEEP: "sleep"}
 MODE_PASSIVE = 0
 MODE_ACTIVE = 1
+WARMUP = 30.0  # seconds after a wake-up before the values are stable (data manual)
 
 PMS5003 = "pms5003"
 PMS7003 = "pms7003"
@@ -409,6 +410,7 @@ __all__ = [
     "CMD_MODE",
     "CMD_READ",
     "CMD_SLEEP",
+    "MAX_FRAME",
     "MODELS",
     "MODE_ACTIVE",
     "MODE_PASSIVE",
@@ -417,6 +419,7 @@ __all__ = [
     "PMS5003ST",
     "PMS5003T",
     "PMS7003",
+    "WARMUP",
     "NeedData",
     "PmsFrame",
     "PmsReply",

@@ -1,4 +1,5 @@
-"""Serial sources: TIC, Modbus RTU, M-Bus, SDI-12, ultrasonic and NMEA over pyserial.
+"""Serial sources: TIC, Modbus RTU, M-Bus, SDI-12, ultrasonic, NMEA and particulate-matter
+sensors (PMS, SDS011, SPS30) over pyserial.
 
     from edge.serial import SerialPortConfig, DeviceConfig, SerialSource
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocols import modbus, sdi12, tic, ultrasonic
+from protocols import level, modbus, pms, sdi12, sds011, sps30, tic, ultrasonic
 from protocols.errors import LocalProtocolError
 from protocols.wmbus import dongles
 
@@ -23,8 +23,12 @@ SDI12: Final = "sdi12"
 ULTRASONIC: Final = "ultrasonic"
 NMEA: Final = "nmea"
 WMBUS: Final = "wmbus"
-PROTOCOLS: Final = (TIC, MODBUS, MBUS, SDI12, ULTRASONIC, NMEA, WMBUS)
+PMS: Final = "pms"
+SDS011: Final = "sds011"
+SPS30: Final = "sps30"
+PROTOCOLS: Final = (TIC, MODBUS, MBUS, SDI12, ULTRASONIC, NMEA, WMBUS, PMS, SDS011, SPS30)
 STREAMS: Final = (TIC, ULTRASONIC, NMEA, WMBUS)  # passive: the device talks, we listen
+SINGLE_DEVICE: Final = (TIC, ULTRASONIC, PMS, SDS011, SPS30)  # one device per port
 # Radio modes a wireless M-Bus dongle can be set to listen in.
 LINK_MODES: Final = ("t1c1", "t1", "c1", "s1")
 
@@ -90,10 +94,20 @@ DEFAULT_LINES: Final[dict[str, LineSettings]] = {
     ULTRASONIC: LineSettings(9600, 8, "N", 1),
     NMEA: LineSettings(4800, 8, "N", 1),
     WMBUS: LineSettings(dongles.BAUD[dongles.IM871A], 8, "N", 1),  # by dongle: see `line`
+    PMS: LineSettings(pms.BAUD_RATE, 8, "N", 1),
+    SDS011: LineSettings(sds011.BAUD_RATE, 8, "N", 1),
+    SPS30: LineSettings(sps30.BAUD_RATE, 8, "N", 1),
 }
 
 # Seconds without a frame before a passive stream counts a `silence` error.
-DEFAULT_SILENCE: Final[dict[str, float]] = {TIC: 10.0, ULTRASONIC: 5.0, NMEA: 5.0, WMBUS: 300.0}
+DEFAULT_SILENCE: Final[dict[str, float]] = {
+    TIC: 10.0,
+    ULTRASONIC: 5.0,
+    NMEA: 5.0,
+    WMBUS: 300.0,
+    PMS: 10.0,
+    SDS011: 10.0,  # plus the working period when the sensor duty-cycles itself
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +131,14 @@ class DeviceConfig:
       configuration file). A secret: never in a repr, a log, a snippet or a report.
       Wireless M-Bus `address` is the meter's id (8 digits) or manufacturer and id
       (``DME-12345678``).
+    - `passive`, `sleep`: PMS passive mode (read every `interval`), and sleeping between
+      reads (woken `pms.WARMUP` seconds before each read) to spare its laser and fan.
+    - `duty_cycle`: SDS011 working period in minutes (0: continuous; 1..30: the sensor
+      works 30 s then sleeps), set when the port opens; None leaves the sensor as it is.
+    - `datum`, `level_from`, `density`: water level above a reference datum (m) from a
+      Modbus or SDI-12 level transmitter (`protocols.level`); `level_from` defaults to the
+      model's (`distance`, `depth`, `pressure`). `model` names a level transmitter
+      (`fmr20`, `keller30`, `ott_pls`, `vegapuls_c21`): its register map or SDI-12 names.
     """
 
     sensor: str
@@ -130,16 +152,55 @@ class DeviceConfig:
     names: str | None = None
     max_telegrams: int = 8
     key: bytes | None = field(default=None, repr=False)
+    passive: bool = False
+    sleep: bool = False
+    duty_cycle: int | None = None
+    datum: float | None = None
+    level_from: str | None = None
+    density: float = level.FRESH_WATER
 
     def resolved_map(self) -> modbus.RegisterMap:
         if isinstance(self.register_map, modbus.RegisterMap):
             return self.register_map
+        if self.register_map is None and self.model in level.MODELS:
+            bus, how, _, _ = level.MODELS[self.model]
+            if bus == MODBUS and isinstance(how, str):
+                return modbus.get_map(how)
         if self.register_map is None:
             raise SerialConfigError("register_map", "a Modbus device needs a register map")
         try:
             return modbus.get_map(self.register_map)
         except LocalProtocolError as e:
             raise SerialConfigError("register_map", str(e)) from e
+
+    def sdi12_names(self) -> str | None:
+        """The SDI-12 value names: as configured, else the level model's."""
+        if self.names is not None or self.model not in level.MODELS:
+            return self.names
+        bus, how, _, _ = level.MODELS[self.model]
+        if bus == SDI12 and isinstance(how, tuple):
+            return str(how[1])
+        return None
+
+    def level_datum(self) -> level.Datum | None:
+        """The datum that turns this device's readings into a `level` (None: no datum)."""
+        if self.datum is None:
+            return None
+        source = self.level_from
+        if source is None:
+            name = self.model
+            if name is None and isinstance(self.register_map, str):
+                name = self.register_map
+            if name in level.MODELS:
+                source = level.MODELS[name][2]
+        if source is None:
+            raise SerialConfigError(
+                "level_from", "distance, depth or pressure (no known level model says which)"
+            )
+        try:
+            return level.Datum(self.datum, source, self.density)
+        except LocalProtocolError as e:
+            raise SerialConfigError("datum", str(e)) from e
 
     def geometry(self) -> ultrasonic.BinGeometry | None:
         if self.empty_mm is None:
@@ -218,7 +279,7 @@ class SerialPortConfig:
             raise SerialConfigError("silence_timeout", "a positive number of seconds")
         if not self.devices:
             raise SerialConfigError("devices", "at least one device")
-        if self.protocol in (TIC, ULTRASONIC) and len(self.devices) != 1:
+        if self.protocol in SINGLE_DEVICE and len(self.devices) != 1:
             raise SerialConfigError("devices", f"a {self.protocol} port carries exactly one device")
         self.line  # noqa: B018 - validates the line settings
         seen: set[object] = set()
@@ -282,6 +343,15 @@ def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
     if not device.interval >= 0:
         raise SerialConfigError(f"{where}.interval", "a number of seconds >= 0")
     address = device.address
+    if protocol in (MODBUS, SDI12) and device.model is not None:
+        if device.model not in level.MODELS:
+            raise SerialConfigError(
+                f"{where}.model", f"a level transmitter: {', '.join(sorted(level.MODELS))}"
+            )
+        if level.MODELS[device.model][0] != protocol:
+            raise SerialConfigError(
+                f"{where}.model", f"{device.model} is a {level.MODELS[device.model][0]} device"
+            )
     if protocol in (MODBUS, MBUS, SDI12) and not device.interval > 0:
         raise SerialConfigError(f"{where}.interval", "a poll interval > 0 seconds")
     if protocol == MODBUS:
@@ -313,7 +383,7 @@ def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
             raise SerialConfigError(f"{where}.address", "'?' is not a sensor address")
         _sdi12_command(device.measurement, f"{where}.measurement")
         try:
-            sdi12.parse_names(device.names)
+            sdi12.parse_names(device.sdi12_names())
         except LocalProtocolError as e:
             raise SerialConfigError(f"{where}.names", str(e)) from e
     elif protocol == ULTRASONIC:
@@ -336,6 +406,50 @@ def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
         address is not None and (not isinstance(address, str) or len(address) not in (1, 2))
     ):
         raise SerialConfigError(f"{where}.address", "a talker id such as II or GP")
+    elif protocol == PMS:
+        if device.model is not None and device.model not in pms.MODELS:
+            raise SerialConfigError(f"{where}.model", f"one of {', '.join(sorted(pms.MODELS))}")
+        if device.sleep and not device.passive:
+            raise SerialConfigError(f"{where}.sleep", "sleeping between reads needs passive = true")
+        if device.passive and not device.interval > 0:
+            raise SerialConfigError(f"{where}.interval", "a read interval > 0 seconds")
+        if device.sleep and device.interval < 2 * pms.WARMUP:
+            raise SerialConfigError(
+                f"{where}.interval",
+                f"at least {2 * pms.WARMUP:g} s with sleep = true (the fan needs {pms.WARMUP:g} s"
+                " after waking)",
+            )
+    elif protocol == SPS30 and not device.interval >= 1:
+        raise SerialConfigError(f"{where}.interval", "at least 1 s (a new value every second)")
+    if device.duty_cycle is not None and (
+        protocol != SDS011 or not 0 <= device.duty_cycle <= sds011.MAX_PERIOD
+    ):
+        raise SerialConfigError(
+            f"{where}.duty_cycle",
+            "SDS011 only: the working period, 0..30 minutes"
+            if protocol == SDS011
+            else "SDS011 only (the working period)",
+        )
+    if (device.passive or device.sleep) and protocol != PMS:
+        raise SerialConfigError(f"{where}.passive", "PMS sensors only")
+    if protocol not in (MODBUS, SDI12):
+        if device.datum is not None or device.level_from is not None:
+            raise SerialConfigError(
+                f"{where}.datum", "a level datum needs a Modbus or SDI-12 level transmitter"
+            )
+        if device.model in level.MODELS:
+            raise SerialConfigError(
+                f"{where}.model", f"{device.model} is a {level.MODELS[device.model][0]} device"
+            )
+    else:
+        if device.level_from is not None and device.level_from not in level.SOURCES:
+            raise SerialConfigError(f"{where}.level_from", f"one of {', '.join(level.SOURCES)}")
+        if device.level_from is not None and device.datum is None:
+            raise SerialConfigError(f"{where}.datum", "level_from needs a datum")
+        try:
+            device.level_datum()
+        except SerialConfigError as e:
+            raise SerialConfigError(f"{where}.{e.field}", e.message) from e
 
 
 def wmbus_meter(address: str) -> tuple[str | None, str] | None:
@@ -434,6 +548,12 @@ _DEVICE_KEYS = {
     "names",
     "max_telegrams",
     "key",
+    "passive",
+    "sleep",
+    "duty_cycle",
+    "datum",
+    "level_from",
+    "density",
 }
 
 
@@ -503,6 +623,8 @@ def _device_from_mapping(data: object, where: str) -> DeviceConfig:
             raise SerialConfigError(f"{where}.key", "an AES-128 key: 32 hex digits")
     empty = _get(data, "empty_mm", (int, float), where)
     full = _get(data, "full_mm", (int, float), where)
+    datum = _get(data, "datum", (int, float), where)
+    density = _get(data, "density", (int, float), where)
     return DeviceConfig(
         sensor=sensor,
         address=address if isinstance(address, (int, str)) else None,
@@ -515,6 +637,12 @@ def _device_from_mapping(data: object, where: str) -> DeviceConfig:
         names=_optional_str(data, "names", where),
         max_telegrams=_optional_int(data, "max_telegrams", where) or 8,
         key=key,
+        passive=bool(_get(data, "passive", bool, where)),
+        sleep=bool(_get(data, "sleep", bool, where)),
+        duty_cycle=_optional_int(data, "duty_cycle", where),
+        datum=float(datum) if isinstance(datum, (int, float)) else None,
+        level_from=_optional_str(data, "level_from", where),
+        density=float(density) if isinstance(density, (int, float)) else level.FRESH_WATER,
     )
 
 
@@ -634,6 +762,14 @@ def config_snippet(
             lines.append('map = "CHANGE-ME"  # no known register map answered: describe it')
         if device.model is not None:
             lines.append(f"model = {_toml(device.model)}")
+        if device.passive:
+            lines.append("passive = true")
+        if device.duty_cycle is not None:
+            lines.append(f"duty_cycle = {device.duty_cycle}  # minutes: works 30 s, then sleeps")
+        if device.datum is not None:
+            lines.append(f"datum = {_toml(device.datum)}")
+        elif device.model in level.MODELS or device.register_map in level.MODELS:
+            lines.append("# datum = 0.0  # m above the reference datum: gives a `level` reading")
         if protocol == ULTRASONIC:
             lines += _geometry_lines(device)
         if protocol == WMBUS:  # the key is a secret: never written out
@@ -651,8 +787,12 @@ __all__ = [
     "MBUS",
     "MODBUS",
     "NMEA",
+    "PMS",
     "PROTOCOLS",
     "SDI12",
+    "SDS011",
+    "SINGLE_DEVICE",
+    "SPS30",
     "STREAMS",
     "TIC",
     "ULTRASONIC",

@@ -230,7 +230,7 @@ class Sdi12Session(_Master):
         while True:
             try:
                 if isinstance(action, sdi12.Done):
-                    await self.emit(device, sdi12.readings(action.values, device.names), ts)
+                    await self.emit(device, sdi12.readings(action.values, device.sdi12_names()), ts)
                     return
                 if isinstance(action, sdi12.Wait):
                     action = await self.wait(transport, lines, sequence, action, device.sensor)

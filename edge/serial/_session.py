@@ -56,6 +56,12 @@ class Session:
         self, device: DeviceConfig, measurements: Iterable[Measurement], ts_ms: int | None = None
     ) -> None:
         ts = self.clock() if ts_ms is None else ts_ms
+        measurements = list(measurements)
+        datum = device.level_datum()
+        if datum is not None:
+            found = datum.level(measurements)
+            if found is not None:
+                measurements.append(found)
         for m in measurements:
             await self.sink.put(Reading(device.sensor, m.name, m.unit, m.value, ts))
             self.readings += 1

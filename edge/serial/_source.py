@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+from edge.serial._air import PmsSession, Sds011Session, Sps30Session
 from edge.serial._config import (
     MBUS,
     MODBUS,
     NMEA,
+    PMS,
     SDI12,
+    SDS011,
+    SPS30,
     TIC,
     ULTRASONIC,
     WMBUS,
@@ -30,6 +34,9 @@ _SESSIONS: dict[str, type[Session]] = {
     MBUS: MbusSession,
     SDI12: Sdi12Session,
     WMBUS: WmbusSession,
+    PMS: PmsSession,
+    SDS011: Sds011Session,
+    SPS30: Sps30Session,
 }
 
 

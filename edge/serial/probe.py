@@ -4,14 +4,16 @@
 ends, `result` holds the `ProbeResult`. `probe(path)` does both and returns the result.
 
 1. Listen (8N1, so that a 7-bit line's parity bits show in bit 7) at 1200, 4800 and 9600
-   baud for a TIC frame, an NMEA sentence with a good checksum, or a run of ultrasonic
-   frames. Each window is sized from the real frame time of the talkers at that speed
+   baud for a TIC frame, an NMEA sentence with a good checksum, a run of ultrasonic
+   frames, a Plantower PMS or an SDS011 frame. Each window is sized from the real frame time of the talkers at that speed
    (`TALKERS`): a listener that starts just after a frame began loses it, so it needs the
    rest of that frame and then the whole frames its finder wants (a Linky historique at
    1200 7E1 sends frames of up to ~300 bytes, 2.5 s each, back to back: 5.3 s). A line
-   where nothing at all arrives has no talker: the other speeds are skipped.
+   where nothing at all arrives has no talker: the other speeds are skipped. Also
    rtl-wmbus's text lines (wireless M-Bus telegrams heard by an RTL-SDR) at 115200.
-2. Wireless M-Bus dongles: an iM871A ping at 57600 8N1, an AMB8465 serial number request
+2. Particulate-matter sensors that only answer: an SPS30's device information (SHDLC at
+   115200), an SDS011's working period (answered asleep too), a PMS passive read. Then
+   wireless M-Bus dongles: an iM871A ping at 57600 8N1, an AMB8465 serial number request
    at 9600 8N1; a dongle that answers is then listened to for a few seconds, and the
    meters it hears go in the configuration snippet (their keys are for the technician to
    add: `estran edge wmbus listen` says which meters encrypt).
@@ -39,7 +41,10 @@ from edge.serial._config import (
     MBUS,
     MODBUS,
     NMEA,
+    PMS,
     SDI12,
+    SDS011,
+    SPS30,
     TIC,
     ULTRASONIC,
     WMBUS,
@@ -49,7 +54,8 @@ from edge.serial._config import (
 )
 from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
 from edge.serial._wmbus import ask_dongle
-from protocols import mbus, modbus, nmea, sdi12, tic, ultrasonic, wmbus
+from protocols import mbus, modbus, nmea, pms, sdi12, sds011, sps30, tic, ultrasonic, wmbus
+from protocols._stream import NeedData
 from protocols.describe import describe
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
 from protocols.reading import Measurement
@@ -100,6 +106,11 @@ TALKERS: tuple[Talker, ...] = (
     # 4-byte frames every 100-300 ms; the finder wants three frames.
     Talker("MaxBotix", 9600, 10, 6, 0.2, 3),
     Talker("A02YYUW", 9600, 10, 4, 0.3, 3),
+    # Plantower PMS in active mode: 32-byte frames (40 for the PMS5003ST), every 200 ms to
+    # 2.3 s (the data manual's "stable mode"); one frame with a good checksum is enough.
+    Talker("PMS", 9600, 10, 40, 2.3),
+    # Nova SDS011 reporting continuously: a 10-byte frame every second.
+    Talker("SDS011", 9600, 10, 10, 1.0),
     # rtl-wmbus: a text line per telegram heard (at most ~600 characters); meters send every
     # few seconds to minutes, so a quiet street may need a second probe.
     Talker("rtl-wmbus", 115200, 10, 600, 1.0),
@@ -124,7 +135,7 @@ class ProbeOptions:
 
     listen: tuple[tuple[int, float], ...] = listen_windows()
     # nothing at all for this long: no talker on this line (longer than any talker's gap)
-    quiet_line: float = 1.5
+    quiet_line: float = 2.5  # a PMS in stable mode pauses 2.3 s between frames
     budget: float = 45.0  # seconds for the whole probe of one port; what is left is skipped
     sdi12_timeout: float = 0.4
     mbus_bauds: tuple[int, ...] = (2400, 300)
@@ -139,10 +150,11 @@ class ProbeOptions:
         (2400, "N"),
         (38400, "N"),
     )
-    modbus_addresses: tuple[int, ...] = (*range(1, 12), 80)
+    modbus_addresses: tuple[int, ...] = (*range(1, 12), 80, 200)
     modbus_timeout: float = 0.15
     wmbus_timeout: float = 0.5  # for a dongle's answer
     wmbus_listen: float = 3.0  # then the meters it hears, for the snippet
+    query_timeout: float = 0.5  # SPS30, SDS011 and PMS queries (a read: nothing changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,11 +376,58 @@ def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
     return _wmbus_found(dongles.RTLWMBUS, baud, heard, frames, detail)
 
 
+def _find_pms(data: bytes, baud: int) -> _Found | None:
+    """A PMS data frame: start, length and 16-bit checksum all right (active mode)."""
+    stream = pms.PmsStream(max_buffer=len(data) + pms.MAX_FRAME)
+    stream.receive_data(data)
+    while True:
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError:
+            continue
+        if isinstance(event, pms.PmsFrame):
+            model = pms.model_for(event)
+            return _Found(
+                PMS,
+                LineSettings(baud),
+                None,
+                _first_valid(pms.describe(event.data, {})),
+                [DeviceConfig("air-pms", model=model, interval=10.0)],
+                f"Plantower {len(event.data)}-byte frames (active mode)",
+            )
+        if not isinstance(event, pms.PmsReply):
+            return None
+
+
+def _find_sds011(data: bytes, baud: int) -> _Found | None:
+    """An SDS011 measurement frame (head, tail and checksum right: active reporting)."""
+    stream = sds011.SdsStream(max_buffer=len(data) + sds011.COMMAND_LEN)
+    stream.receive_data(data)
+    while True:
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError:
+            continue
+        if not isinstance(event, sds011.SdsFrame):
+            return None
+        if event.kind == sds011.DATA:
+            return _Found(
+                SDS011,
+                LineSettings(baud),
+                None,
+                _first_valid(sds011.describe(event.data, {})),
+                [DeviceConfig("air-sds011", interval=0)],
+                f"SDS011 measurements, device id {event.device_id:04X}",
+            )
+
+
 _FINDERS: tuple[Callable[[bytes, int], _Found | None], ...] = (
     _find_tic,
     _find_nmea,
     _find_ultrasonic,
     _find_rtlwmbus,
+    _find_pms,
+    _find_sds011,
 )
 
 
@@ -387,8 +446,21 @@ _PLAUSIBLE: dict[str, Callable[[dict[str, object]], bool]] = {
     "soil": lambda v: _within(v, "moisture", 0, 100) and _within(v, "temperature", -40, 85),
     "level": lambda v: _within(v, "distance", 0, 15),
     "level_sen0310": lambda v: _within(v, "distance", 0, 15),
+    "fmr20": lambda v: _within(v, "distance", 0.001, 30) and _within(v, "temperature", -40, 85),
+    "keller30": lambda v: (
+        _within(v, "pressure", -1.1e5, 1e8) and _within(v, "temperature", -40, 120)
+    ),
 }
-MAP_ORDER = ("sdm630", "sdm120", "soil_es103", "soil", "level", "level_sen0310")
+MAP_ORDER = (
+    "sdm630",
+    "sdm120",
+    "soil_es103",
+    "soil",
+    "level",
+    "level_sen0310",
+    "fmr20",
+    "keller30",
+)
 
 
 class Prober:
@@ -455,6 +527,9 @@ class Prober:
             detail = "silence" if heard == 0 else f"{heard} bytes, nothing known"
             yield self._record(ProbeStep(label, NOTHING, seconds, detail))
         for label, attempt in (
+            ("SPS30 device information at 115200 8N1", self._sps30),
+            ("SDS011 working-period query at 9600 8N1", self._sds011),
+            ("PMS passive read at 9600 8N1", self._pms),
             ("wireless M-Bus iM871A ping at 57600 8N1", self._wmbus_at(dongles.IM871A)),
             ("wireless M-Bus AMB8465 at 9600 8N1", self._wmbus_at(dongles.AMB8465)),
             ("SDI-12 ?! at 1200 7E1", self._sdi12),
@@ -526,6 +601,76 @@ class Prober:
             return _wmbus_found(dongle, baud, dict(heard), frames, detail)
 
         return attempt
+
+    # -- particulate-matter sensors that only answer ------------------------------------------
+
+    async def _ask(self, transport: SerialTransport, request: bytes, line: LineSettings) -> bytes:
+        """Send `request` on `line`; every byte heard until the line is quiet or the query
+        timeout (a read command: it changes nothing on the device)."""
+        transport.configure(line)
+        transport.reset_input()
+        transport.take()
+        await transport.write(request)
+        heard = bytearray()
+        deadline = time.monotonic() + self.options.query_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(heard)
+            chunk = await transport.read(remaining if not heard else min(remaining, 0.05))
+            if chunk:
+                heard += chunk
+                del heard[:-MAX_CAPTURE]
+            elif heard:
+                return bytes(heard)
+
+    async def _sps30(self, transport: SerialTransport) -> _Found | None:
+        line = LineSettings(sps30.BAUD_RATE)
+        heard = await self._ask(transport, sps30.device_info(0), line)
+        stream = sps30.ShdlcStream(sps30.MISO, max_buffer=len(heard) + sps30.MAX_STUFFED)
+        stream.receive_data(heard)
+        for event in _events(stream):
+            if isinstance(event, sps30.ShdlcFrame) and event.command == sps30.DEVICE_INFO:
+                sample = _first_valid(sps30.describe(event.raw, {"direction": "miso"}))
+                fields = sample.get("fields") if sample else None
+                info = fields.get("info") if isinstance(fields, dict) else None
+                device = DeviceConfig("air-sps30", interval=10.0)
+                return _Found(SPS30, line, None, sample, [device], f"SPS30, product {info}")
+        return None
+
+    async def _sds011(self, transport: SerialTransport) -> _Found | None:
+        line = LineSettings(sds011.BAUD_RATE)
+        heard = await self._ask(transport, sds011.query_working_period(), line)
+        stream = sds011.SdsStream(max_buffer=len(heard) + sds011.COMMAND_LEN)
+        stream.receive_data(heard)
+        for event in _events(stream):
+            if not isinstance(event, sds011.SdsFrame):
+                continue
+            if event.kind == sds011.REPLY and event.command == sds011.WORKING_PERIOD:
+                minutes = event.payload[2]
+                sample = _first_valid(sds011.describe(event.data, {}))
+                device = DeviceConfig("air-sds011", interval=0, duty_cycle=minutes)
+                what = f"every {minutes} min" if minutes else "continuous"
+                return _Found(SDS011, line, None, sample, [device], f"SDS011 ({what})")
+            if event.kind == sds011.DATA:
+                sample = _first_valid(sds011.describe(event.data, {}))
+                device = DeviceConfig("air-sds011", interval=0)
+                return _Found(SDS011, line, None, sample, [device], "SDS011 measurements")
+        return None
+
+    async def _pms(self, transport: SerialTransport) -> _Found | None:
+        line = LineSettings(pms.BAUD_RATE)
+        heard = await self._ask(transport, pms.read_passive(), line)
+        stream = pms.PmsStream(max_buffer=len(heard) + pms.MAX_FRAME)
+        stream.receive_data(heard)
+        for event in _events(stream):
+            if isinstance(event, pms.PmsFrame):
+                sample = _first_valid(pms.describe(event.data, {}))
+                device = DeviceConfig(
+                    "air-pms", model=pms.model_for(event), passive=True, interval=60.0
+                )
+                return _Found(PMS, line, None, sample, [device], "Plantower in passive mode")
+        return None
 
     # -- SDI-12 ----------------------------------------------------------------------------
 
@@ -788,6 +933,19 @@ def _loop_time(deadline: float) -> float:
     """A `time.monotonic()` deadline on the running loop's clock."""
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - time.monotonic())
+
+
+def _events(stream: pms.PmsStream | sds011.SdsStream | sps30.ShdlcStream) -> list[object]:
+    """Every frame a stream holds (bad ones skipped)."""
+    out: list[object] = []
+    while True:
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError:
+            continue
+        if isinstance(event, NeedData):
+            return out
+        out.append(event)
 
 
 def _response_bytes(response: modbus.Response) -> bytes:

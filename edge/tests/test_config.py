@@ -32,7 +32,7 @@ def doc_examples() -> list[str]:
 def test_the_documentation_has_an_example_for_every_sensor_kind() -> None:
     blocks = doc_examples()
     text = "\n".join(blocks)
-    for protocol in ("tic", "modbus", "mbus", "sdi12", "ultrasonic", "nmea"):
+    for protocol in ("tic", "modbus", "mbus", "sdi12", "ultrasonic", "nmea", "pms", "sds011"):
         assert f'protocol = "{protocol}"' in text, protocol
     for kind in ("bthome", "miflora"):
         assert f'kind = "{kind}"' in text, kind

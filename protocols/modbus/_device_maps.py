@@ -134,7 +134,40 @@ LEVEL_SEN0310 = RegisterMap(
     description="RS-485 ultrasonic level sensor, DFRobot SEN0310 (address 0x0B), FC03",
 )
 
-MAPS = {m.name: m for m in (SDM120, SDM630, SOIL, SOIL_ES103, LEVEL, LEVEL_SEN0310)}
+# Endress+Hauser Micropilot FMR20 radar level transmitter (Modbus RTU; factory address 200,
+# 9600 8E1): FC03 from 5000 (0x1388), big-endian floats: level (in the unit and with the
+# empty calibration set in the device), distance from the sensor's reference point (m),
+# signal strength (dB), electronics temperature (degC). Frames: docs/protocols/water-level.md.
+FMR20 = RegisterMap(
+    "fmr20",
+    [
+        Register("device_level", 0x1388, "f32", 1, "m"),
+        Register("distance", 0x138A, "f32", 1, "m"),
+        Register("signal", 0x138C, "f32", 1, "dB"),
+        Register("temperature", 0x138E, "f32", 1, "Cel"),
+    ],
+    function=READ_HOLDING_REGISTERS,
+    address=200,
+    description="Endress+Hauser Micropilot FMR20 radar level (address 200), FC03 f32",
+)
+
+# KELLER Series 30 transmitters (PR-36XW, Acculevel; Modbus RTU, address 1 by default):
+# FC03 from 0x0100, big-endian floats: P1 (bar; relative to the air for vented probes)
+# and TOB1 (temperature of the pressure sensor, degC). bar -> Pa (x100000).
+KELLER30 = RegisterMap(
+    "keller30",
+    [
+        Register("pressure", 0x0100, "f32", 100000, "Pa"),
+        Register("temperature", 0x0102, "f32", 1, "Cel"),
+    ],
+    function=READ_HOLDING_REGISTERS,
+    address=1,
+    description="KELLER Series 30 pressure / level transmitter (P1, TOB1), FC03 f32",
+)
+
+MAPS = {
+    m.name: m for m in (SDM120, SDM630, SOIL, SOIL_ES103, LEVEL, LEVEL_SEN0310, FMR20, KELLER30)
+}
 
 
 def get_map(name: "str") -> "RegisterMap":
@@ -147,4 +180,15 @@ def get_map(name: "str") -> "RegisterMap":
     return found
 
 
-__all__ = ["LEVEL", "LEVEL_SEN0310", "MAPS", "SDM120", "SDM630", "SOIL", "SOIL_ES103", "get_map"]
+__all__ = [
+    "FMR20",
+    "KELLER30",
+    "LEVEL",
+    "LEVEL_SEN0310",
+    "MAPS",
+    "SDM120",
+    "SDM630",
+    "SOIL",
+    "SOIL_ES103",
+    "get_map",
+]

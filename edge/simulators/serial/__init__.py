@@ -25,6 +25,12 @@ from edge.simulators.serial._base import (
 from edge.simulators.serial._control import ControlServer, send_request
 from edge.simulators.serial._factory import KINDS, SpecError, create_simulator, parse_spec
 from edge.simulators.serial._link import LineFormat
+from edge.simulators.serial.air import (
+    OttPlsSimulator,
+    PmsSimulator,
+    Sds011Simulator,
+    Sps30Simulator,
+)
 from edge.simulators.serial.mbus import HeatMeter, MbusMeter, MbusSimulator, WaterMeter
 from edge.simulators.serial.modbus import ModbusSimulator, ModbusSlave
 from edge.simulators.serial.nmea import NmeaSimulator
@@ -49,11 +55,15 @@ __all__ = [
     "ModbusSimulator",
     "ModbusSlave",
     "NmeaSimulator",
+    "OttPlsSimulator",
+    "PmsSimulator",
     "RadioMeter",
     "Sdi12Simulator",
+    "Sds011Simulator",
     "SerialSimulator",
     "SimOptions",
     "SpecError",
+    "Sps30Simulator",
     "StreamSimulator",
     "WaterMeter",
     "WmbusDongleSimulator",

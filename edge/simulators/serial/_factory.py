@@ -10,6 +10,8 @@ A spec is ``KIND[,key=value]...``::
     sdi12-soil,address=0,measure_time=1
     maxbotix,interval=0.2
     nmea,pace=1
+    sds011,period=5
+    canal-radar
 
 Common keys: name, dir, pace, seed, interval (streams), baud, bytesize, parity, stopbits.
 """
@@ -21,6 +23,12 @@ from collections.abc import Callable
 
 from edge.simulators.serial._base import DEFAULT_DIRECTORY, SerialSimulator, SimOptions
 from edge.simulators.serial._link import LineFormat
+from edge.simulators.serial.air import (
+    OttPlsSimulator,
+    PmsSimulator,
+    Sds011Simulator,
+    Sps30Simulator,
+)
 from edge.simulators.serial.mbus import HeatMeter, MbusMeter, MbusSimulator, WaterMeter
 from edge.simulators.serial.modbus import ModbusSimulator, ModbusSlave
 from edge.simulators.serial.nmea import NmeaSimulator
@@ -49,6 +57,12 @@ KINDS: dict[str, str] = {
     "wmbus-im871a": "wireless M-Bus, IMST iM871A dongle (57600 8N1), 3 water meters",
     "wmbus-amb8465": "wireless M-Bus, Amber AMB8465 dongle (9600 8N1), 3 water meters",
     "wmbus-rtlwmbus": "wireless M-Bus, rtl-wmbus text output (115200 8N1), 3 water meters",
+    "pms5003": "Plantower PMS5003 particulate sensor (9600 8N1), interval= s between frames",
+    "sds011": "Nova SDS011 particulate sensor (9600 8N1), period= working period (minutes)",
+    "sps30": "Sensirion SPS30 particulate sensor over UART (SHDLC, 115200 8N1)",
+    "canal-radar": "E+H Micropilot FMR20 radar level at address 200 (Modbus RTU 9600 8E1)",
+    "canal-pressure": "KELLER Series 30 pressure level probe at address 1 (Modbus RTU 9600 8N1)",
+    "ott-pls": "OTT PLS pressure level probe at address 0 (SDI-12 1200 7E1)",
 }
 
 _DEFAULT_NAMES = {
@@ -69,6 +83,12 @@ _DEFAULT_NAMES = {
     "wmbus-im871a": "ttyIM871A0",
     "wmbus-amb8465": "ttyAMB8465-0",
     "wmbus-rtlwmbus": "ttyRTLWMBUS0",
+    "pms5003": "ttyPMS0",
+    "sds011": "ttySDS0",
+    "sps30": "ttySPS30",
+    "canal-radar": "ttyCANAL485",
+    "canal-pressure": "ttyKELLER485",
+    "ott-pls": "ttySDI12-PLS",
 }
 
 
@@ -92,7 +112,20 @@ _DEFAULT_LINES = {
     "wmbus-im871a": LineFormat(57600),
     "wmbus-amb8465": LineFormat(9600),
     "wmbus-rtlwmbus": LineFormat(115200),
+    "pms5003": LineFormat(9600),
+    "sds011": LineFormat(9600),
+    "sps30": LineFormat(115200),
+    "canal-radar": LineFormat(9600, 8, "E", 1),
+    "canal-pressure": _RS485,
+    "ott-pls": LineFormat(1200, 7, "E", 1),
 }
+
+
+def _with_line(common: SimOptions, line: LineFormat) -> SimOptions:
+    """`common` with the device's factory line unless the spec gave one."""
+    out: SimOptions = {**common}
+    out.setdefault("line", line)
+    return out
 
 
 class SpecError(ValueError):
@@ -205,6 +238,31 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
         ),
         "wmbus-rtlwmbus": lambda: WmbusDongleSimulator(
             name, dongle="rtlwmbus", interval=interval or 5.0, **common
+        ),
+        "pms5003": lambda: PmsSimulator(
+            name, interval=1.0 if interval is None else interval, **common
+        ),
+        "sds011": lambda: Sds011Simulator(
+            name,
+            period=int(opts.pop("period", "0")),
+            minute=float(opts.pop("minute", "60")),
+            work=float(opts.pop("work", "30")),
+            **common,
+        ),
+        "sps30": lambda: Sps30Simulator(name, **common),
+        "canal-radar": lambda: ModbusSimulator(
+            name,
+            slaves=[ModbusSlave(int(opts.pop("address", "200")), "fmr20")],
+            **_with_line(common, LineFormat(9600, 8, "E", 1)),
+        ),
+        "canal-pressure": lambda: ModbusSimulator(
+            name, slaves=[ModbusSlave(int(opts.pop("address", "1")), "keller30")], **common
+        ),
+        "ott-pls": lambda: OttPlsSimulator(
+            name,
+            address=opts.pop("address", "0"),
+            measure_time=float(opts.pop("measure_time", "1")),
+            **common,
         ),
     }
     try:

@@ -1,4 +1,5 @@
-"""Modbus RTU slaves on one RS-485 bus: SDM120, SDM630, soil probes, level sensors.
+"""Modbus RTU slaves on one RS-485 bus: SDM120, SDM630, soil probes, level sensors, and the
+water level transmitters of a canal gauge (FMR20 radar, KELLER Series 30 pressure probe).
 
 The slaves answer FC03/FC04 reads of the registers of their map (`protocols.modbus` maps,
 values encoded with `encode_value`), FC06/FC16 writes of their settings registers (bus
@@ -28,6 +29,19 @@ SDM_ADDRESS = 0x0014  # Eastron holding registers (f32): meter bus address
 SDM_BAUD = 0x001C  # baud code
 
 Gauss = Callable[[float, float], float]
+
+TIDE_PERIOD = 44712.0  # s: the semi-diurnal lunar tide, 12 h 25 min
+WATER_MEAN = 0.45  # m above the canal's datum
+WATER_AMPLITUDE = 0.15  # m (a Mediterranean harbour: a small tide)
+WATER_MOUNT = 3.2  # m: the radar's flange above the datum
+WATER_PROBE = -1.5  # m: the pressure probe's membrane (below the datum)
+WATER_DATUMS = {"fmr20": WATER_MOUNT, "keller30": WATER_PROBE}
+
+
+def canal_level(t: float, gauss: Gauss) -> float:
+    """The water level (m above the datum) at `t` seconds, with ripple."""
+    tide = WATER_AMPLITUDE * math.sin(2 * math.pi * t / TIDE_PERIOD)
+    return WATER_MEAN + tide + gauss(0, 0.004)
 
 
 def request_length(frame: bytes) -> int | None:
@@ -63,6 +77,7 @@ class ModbusSlave:
         self._power = [420.0, 380.0, 510.0]
         self._moisture = 31.0
         self._distance = 0.9
+        self._phase = float(address) * 997.0  # each gauge at its own point of the tide
         self.holding: dict[int, int] = {}
         if self.map.name.startswith("sdm"):
             for i, word in enumerate(modbus.encode_value(float(address), "f32")):
@@ -88,6 +103,8 @@ class ModbusSlave:
             self._soil(gauss)
         elif name.startswith("level"):
             self._level(gauss)
+        elif name in ("fmr20", "keller30"):
+            self._water(gauss, name)
         for r in self.map.registers:
             self.values.setdefault(r.name, 1.0)
 
@@ -165,6 +182,21 @@ class ModbusSlave:
             self._distance = 1.15
         self.values["distance"] = round(max(self._distance + gauss(0, 0.002), 0.0), 3)
         self.values["temperature"] = round(12.0 + gauss(0, 0.1), 1)
+
+    def _water(self, gauss: Gauss, name: str) -> None:
+        """A canal at the sea: the level above the canal's datum follows a small
+        semi-diurnal tide (12 h 25 min) with wind ripple; the radar's flange sits
+        `WATER_MOUNT` m above the datum, the pressure probe's membrane at `WATER_PROBE`."""
+        water = canal_level(self._t + self._phase, gauss)
+        v = self.values
+        if name == "fmr20":
+            v["distance"] = round(WATER_MOUNT - water, 4)
+            v["device_level"] = round(water, 4)  # its empty calibration set to the datum
+            v["signal"] = round(38.0 + gauss(0, 0.5), 2)
+            v["temperature"] = round(14.0 + gauss(0, 0.1), 2)
+        else:
+            v["pressure"] = round((water - WATER_PROBE) * 1000.0 * 9.80665, 1)
+            v["temperature"] = round(13.0 + gauss(0, 0.05), 2)
 
     # -- registers -------------------------------------------------------------------------
 
@@ -313,15 +345,18 @@ class ModbusSimulator(SerialSimulator):
 
     def port_config(self, sensor_prefix: str | None = None) -> dict[str, object]:
         prefix = sensor_prefix or self.name.lower()
-        devices: list[dict[str, object]] = [
-            {
+        devices: list[dict[str, object]] = []
+        for s in self.slaves:
+            device: dict[str, object] = {
                 "sensor": f"{prefix}-{s.map.name}-{s.address}",
                 "address": s.address,
                 "map": s.map.name,
                 "interval": 10.0,
             }
-            for s in self.slaves
-        ]
+            datum = WATER_DATUMS.get(s.map.name)
+            if datum is not None:  # where the simulated gauge sits: its level is the canal's
+                device["datum"] = datum
+            devices.append(device)
         return self._port("modbus", devices)
 
 

@@ -35,6 +35,8 @@ class Sdi12Simulator(SerialSimulator):
 
     kind: ClassVar[str] = "sdi12"
     default_line: ClassVar[LineFormat] = LineFormat(sdi12.BAUD_RATE, 7, "E", 1)
+    identity: ClassVar[tuple[str, str, str, str]] = ("ESTRAN", "SOIL01", "100", "SN0042")
+    values_count: ClassVar[int] = 3  # values of aM! (sample(0))
 
     def __init__(
         self,
@@ -123,12 +125,12 @@ class Sdi12Simulator(SerialSimulator):
         if kind == sdi12.ACKNOWLEDGE:
             reply = (a + "\r\n").encode()
         elif kind == sdi12.IDENTIFY:
-            reply = sdi12.format_identification(a, "ESTRAN", "SOIL01", "100", "SN0042")
+            reply = sdi12.format_identification(a, *self.identity)
         elif kind == sdi12.CHANGE_ADDRESS and cmd.new_address is not None:
             self.address = cmd.new_address
             reply = (self.address + "\r\n").encode()
         elif kind in (sdi12.MEASURE, sdi12.CONCURRENT, sdi12.VERIFY):
-            count = 1 if kind == sdi12.VERIFY or cmd.index == 1 else 3
+            count = 1 if kind == sdi12.VERIFY or cmd.index == 1 else self.values_count
             seconds = math.ceil(self.measure_time)
             self._measuring_index = 9 if kind == sdi12.VERIFY else cmd.index
             self._measuring_crc = cmd.crc

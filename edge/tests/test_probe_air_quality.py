@@ -1,0 +1,100 @@
+"""`estran edge probe` recognises the particulate-matter sensors and the canal level
+transmitters at their real speed: the simulators talk at pace 1 and the probe listens with
+its default windows; only the Modbus scan is shortened to the addresses under test."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge.serial import SerialPortConfig
+from edge.serial.probe import FOUND, ProbeOptions, probe
+from edge.simulators.serial import (
+    LineFormat,
+    ModbusSimulator,
+    ModbusSlave,
+    PmsSimulator,
+    Sds011Simulator,
+    SerialSimulator,
+    Sps30Simulator,
+)
+
+REAL = ProbeOptions(modbus_lines=((9600, "N"), (9600, "E")), modbus_addresses=(1, 200))
+
+Case = tuple[Callable[[Path], SerialSimulator], str, tuple[int, int, str], dict[str, object]]
+
+CASES: dict[str, Case] = {
+    "pms5003-active": (
+        lambda d: PmsSimulator("ttyPA", directory=d),
+        "pms",
+        (9600, 8, "N"),
+        {"model": "pms5003"},
+    ),
+    "sds011-continuous": (
+        lambda d: Sds011Simulator("ttySC", directory=d),
+        "sds011",
+        (9600, 8, "N"),
+        {},
+    ),
+    "sds011-asleep-in-its-duty-cycle": (
+        # working period 5 min and just started: asleep, silent, but it answers queries
+        lambda d: Sds011Simulator("ttySD", period=5, directory=d),
+        "sds011",
+        (9600, 8, "N"),
+        {"duty_cycle": 5},
+    ),
+    "sps30": (
+        lambda d: Sps30Simulator("ttySP", directory=d),
+        "sps30",
+        (115200, 8, "N"),
+        {},
+    ),
+    "fmr20-radar-factory-settings": (
+        lambda d: ModbusSimulator(
+            "ttyFM",
+            slaves=[ModbusSlave(200, "fmr20")],
+            line=LineFormat(9600, 8, "E", 1),
+            directory=d,
+        ),
+        "modbus",
+        (9600, 8, "E"),
+        {"address": 200, "map": "fmr20"},
+    ),
+    "keller30-pressure-probe": (
+        lambda d: ModbusSimulator("ttyKE", slaves=[ModbusSlave(1, "keller30")], directory=d),
+        "modbus",
+        (9600, 8, "N"),
+        {"address": 1, "map": "keller30"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_probe_recognises_at_real_speed(tmp_path: Path, case: str) -> None:
+    make, protocol, (baud, bytesize, parity), device = CASES[case]
+    async with make(tmp_path) as sim:
+        assert sim.pace == 1.0
+        result = await probe(sim.path, REAL)
+    report = result.as_json()
+    assert report["protocol"] == protocol, (result.note, result.steps)
+    params = report["params"]
+    assert isinstance(params, dict)
+    assert (params["baud"], params["bytesize"], params["parity"]) == (baud, bytesize, parity)
+    assert result.steps[-1].state == FOUND
+    assert all(step.state != FOUND for step in result.steps[:-1])
+    sample = report["sample"]
+    assert isinstance(sample, dict) and sample["valid"], sample
+    config = report["config"]
+    assert isinstance(config, str)
+    table = tomllib.loads(config)["serial"][0]
+    for key, value in device.items():
+        assert table["devices"][0][key] == value, (key, config)
+    SerialPortConfig.from_mapping(table)  # the daemon accepts the snippet as it is
+
+
+def test_default_scan_includes_the_fmr20_factory_address() -> None:
+    options = ProbeOptions()
+    assert 200 in options.modbus_addresses and (9600, "E") in options.modbus_lines
