@@ -596,6 +596,8 @@ def test_register_map_from_and_to_dict() -> None:
 
 def test_every_named_map_is_usable() -> None:
     assert sorted(modbus.MAPS) == [
+        "fmr20",
+        "keller30",
         "level",
         "level_sen0310",
         "sdm120",
@@ -620,6 +622,8 @@ def test_every_named_map_is_usable() -> None:
         "pH",
         "kg/m3",
         "m",
+        "dB",
+        "Pa",
     }
     for name, device in modbus.MAPS.items():
         assert modbus.get_map(name.upper()) is device
