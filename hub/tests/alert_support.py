@@ -45,7 +45,11 @@ def batch(
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    spec: str, tmp_path: Path, rules: Sequence[dict[str, object]] = (), **settings: object
+    spec: str,
+    tmp_path: Path,
+    rules: Sequence[dict[str, object]] = (),
+    groups: dict[str, str] | None = None,
+    **settings: object,
 ) -> AsyncIterator[tuple[AlertEngine, list[Notification], AlertService]]:
     """An engine on its own storage (event clock unless told), with `rules` created."""
     storage = open_storage(spec, tmp_path)
@@ -54,7 +58,12 @@ async def running_engine(
     notes: list[Notification] = []
     opts: dict[str, object] = {"clock": "event", "tick_s": 3600.0}
     opts.update(settings)
-    engine = AlertEngine(thread, AlertSettings(**opts), notify=notes.append)  # type: ignore[arg-type]
+    engine = AlertEngine(
+        thread,
+        AlertSettings(**opts),  # type: ignore[arg-type]
+        notify=notes.append,
+        gateway_group=None if groups is None else (lambda: groups),
+    )
     service = AlertService(api, engine)
     for doc in rules:
         service.store.save_rule(parse_rule(doc), "test", 1, create=True)

@@ -345,3 +345,41 @@ def test_rule_validation(doc: object, reason: str) -> None:
     with pytest.raises(RuleError) as e:
         parse_rule(doc)
     assert e.value.reason == reason
+
+
+async def test_scopes_sensor_kind_group_gateway(tmp_path: Path) -> None:
+    def rule(rule_id: str, scope: dict[str, str]) -> dict[str, object]:
+        return {
+            "id": rule_id,
+            "kind": "threshold",
+            "scope": scope,
+            "damping": 0,
+            "params": {"quantity": "moisture", "op": "<", "value": 10},
+        }
+
+    rules = [
+        rule("one-sensor", {"sensor": "soil-002"}),
+        rule("kind", {"kind": "soil"}),
+        rule("parks", {"group": "parks"}),
+        rule("gateway", {"gateway": "gw-2"}),
+        rule("everything", {}),
+        rule("dataset", {"dataset": "open-parks"}),  # no catalogue here: matches nothing
+    ]
+    groups = {"gw-1": "parks", "gw-2": "harbour"}
+    async with running_engine("sqlite", tmp_path, rules, groups) as (engine, _notes, service):
+        engine.committed([batch("gw-1", [("soil-001", "moisture", "%RH", T0, 5.0)])], 0.0)
+        engine.committed([batch("gw-2", [("soil-002", "moisture", "%RH", T0, 5.0)])], 0.0)
+        engine.committed([batch("gw-2", [("probe-9", "moisture", "%RH", T0, 5.0)])], 0.0)
+        await engine.drain()
+        got = sorted((a.rule_id, a.subject) for a in service.alerts())
+        assert got == [
+            ("everything", "probe-9"),
+            ("everything", "soil-001"),
+            ("everything", "soil-002"),
+            ("gateway", "probe-9"),
+            ("gateway", "soil-002"),
+            ("kind", "soil-001"),
+            ("kind", "soil-002"),
+            ("one-sensor", "soil-002"),
+            ("parks", "soil-001"),
+        ]
