@@ -27,7 +27,7 @@ ESTRAN = str(Path(sys.executable).with_name("estran"))
 
 
 @contextlib.contextmanager
-def hub_process(data: Path, http: int, mqtt: int) -> Iterator[subprocess.Popen[bytes]]:
+def hub_process(data: Path, db: str, http: int, mqtt: int) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         [
             ESTRAN,
@@ -35,6 +35,8 @@ def hub_process(data: Path, http: int, mqtt: int) -> Iterator[subprocess.Popen[b
             "run",
             "--data",
             str(data),
+            "--db",
+            db,
             "--http",
             f"127.0.0.1:{http}",
             "--mqtt-listen",
@@ -80,14 +82,14 @@ async def offline(port: int, gateway: str, online: bool, session: int) -> None:
         await gw.publish(wire.topic(gateway, "state"), state, qos=1)
 
 
-async def test_an_open_alert_survives_sigkill(tmp_path: Path) -> None:
+async def test_an_open_alert_survives_sigkill(storage_spec: str, tmp_path: Path) -> None:
     with Fleet(tmp_path) as fleet:
         token = fleet.ensure_admin()
     assert token is not None
     headers = {"Authorization": f"Bearer {token}"}
     rule = {"id": "gw-off", "kind": "gateway_offline", "params": {"after": 0}, "damping": 0}
     added = subprocess.run(
-        [ESTRAN, "hub", "alert", "--data", str(tmp_path), "rule", "add", "-"],
+        [ESTRAN, "hub", "alert", "--data", str(tmp_path), "--db", storage_spec, "rule", "add", "-"],
         input=json.dumps(rule),
         capture_output=True,
         text=True,
@@ -97,14 +99,14 @@ async def test_an_open_alert_survives_sigkill(tmp_path: Path) -> None:
     assert added.stdout.strip() == "rule gw-off created (version 1)"
     http_port, mqtt_port = free_port(), free_port()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
-        with hub_process(tmp_path, http_port, mqtt_port) as proc:
+        with hub_process(tmp_path, storage_spec, http_port, mqtt_port) as proc:
             await ready(http)
             await offline(mqtt_port, "gw-9", False, 1)
             [first] = await alerts(http, headers, 1)
             assert (first["subject"], first["state"]) == ("gw-9", "firing")
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        with hub_process(tmp_path, http_port, mqtt_port):
+        with hub_process(tmp_path, storage_spec, http_port, mqtt_port):
             await ready(http)
             [again] = await alerts(http, headers, 1)
             assert again["id"] == first["id"] and again["state"] == "firing"
@@ -123,7 +125,17 @@ async def test_an_open_alert_survives_sigkill(tmp_path: Path) -> None:
                 "system",
             )
         listed = subprocess.run(
-            [ESTRAN, "hub", "alert", "--data", str(tmp_path), "list", "--json"],
+            [
+                ESTRAN,
+                "hub",
+                "alert",
+                "--data",
+                str(tmp_path),
+                "--db",
+                storage_spec,
+                "list",
+                "--json",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
