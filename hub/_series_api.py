@@ -14,6 +14,8 @@ from fastapi.responses import StreamingResponse
 
 from hub._api import iso, jsonable, parse_time
 from hub._errors import StorageError
+from hub.auth import CurrentPrincipal, Principal
+from hub.sta import SensorMeta, catalogue_of
 from hub.storage import MAX_SERIES_POINTS, ReadingRow, Storage
 
 DAY_MS = 86_400_000
@@ -47,11 +49,21 @@ def csv_chunks(rows: Iterator[ReadingRow], limit: int, per_chunk: int = 2000) ->
     yield buf.getvalue()
 
 
+def readable(storage: Storage, principal: Principal, sensor: str) -> bool:
+    """Whether the principal may read this sensor's data (its dataset in the catalogue; a
+    sensor in no dataset is closed: admin only)."""
+    if principal.role == "admin":
+        return True
+    meta = catalogue_of(storage).get(sensor, SensorMeta())
+    return principal.can_read(meta.dataset, meta.is_open)
+
+
 def series_router(storage: Storage) -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/v1/series")
     def series(
+        principal: CurrentPrincipal,
         sensor: str = Query(min_length=1, max_length=128),
         quantity: str = Query(min_length=1, max_length=128),
         unit: str | None = Query(None, max_length=64),
@@ -63,7 +75,7 @@ def series_router(storage: Storage) -> APIRouter:
         minimum, maximum, mean and count. The bucket width is chosen from the range (1 s,
         2 s, 5 s … 1 h, 2 h … 1 day, 2 days, 1 week, then whole days) so that at most
         `points` buckets cover it; empty buckets are left out. `to` defaults to now, `from`
-        to a day before `to`."""
+        to a day before `to`. A sensor of a dataset the caller may not read is 404."""
         to_ms = parse_time(to, "to")
         to_ms = int(time.time() * 1000) if to_ms is None else to_ms
         from_ms = parse_time(from_, "from")
@@ -71,6 +83,8 @@ def series_router(storage: Storage) -> APIRouter:
         if from_ms >= to_ms:
             raise HTTPException(422, "from: must be before to")
         try:
+            if not readable(storage, principal, sensor):
+                raise LookupError(f"no series {sensor}/{quantity}")
             got = storage.series(sensor, quantity, from_ms, to_ms, points, unit)
         except LookupError as e:
             raise HTTPException(404, str(e.args[0])) from e
@@ -102,6 +116,7 @@ def series_router(storage: Storage) -> APIRouter:
 
     @router.get("/api/v1/readings.csv", response_class=StreamingResponse)
     def readings_csv(
+        principal: CurrentPrincipal,
         sensor: str = Query(min_length=1, max_length=128),
         quantity: str | None = Query(None, max_length=128),
         from_: str | None = Query(None, alias="from"),
@@ -110,11 +125,12 @@ def series_router(storage: Storage) -> APIRouter:
     ) -> StreamingResponse:
         """Readings of one sensor (or one of its quantities), from <= ts < to, as CSV
         (RFC 4180, UTF-8, header line), in time order, streamed: read in chunks while it is
-        sent, so any range can be exported without the hub holding it."""
+        sent, so any range can be exported without the hub holding it. A sensor of a dataset
+        the caller may not read is 404."""
         from_ms = parse_time(from_, "from")
         to_ms = parse_time(to, "to")
         try:
-            known = storage.series_list(sensor)
+            known = storage.series_list(sensor) if readable(storage, principal, sensor) else []
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
         if not known or (quantity is not None and all(s.quantity != quantity for s in known)):
@@ -132,4 +148,4 @@ def series_router(storage: Storage) -> APIRouter:
     return router
 
 
-__all__ = ["CSV_COLUMNS", "MAX_CSV_ROWS", "csv_chunks", "series_router"]
+__all__ = ["CSV_COLUMNS", "MAX_CSV_ROWS", "csv_chunks", "readable", "series_router"]

@@ -183,3 +183,37 @@ def test_fresh_cache_serves_stale_while_one_caller_recomputes() -> None:
     short.get("k", lambda: 1)
     time.sleep(0.06)
     assert short.get("k", lambda: 2) == 2  # another process's writes: seen after ttl
+
+
+async def test_series_and_csv_of_closed_datasets_need_a_grant(
+    storage: Storage, tmp_path: Path
+) -> None:
+    from fleet import Fleet
+    from hub._api import create_app
+    from hub.auth import Access
+
+    fill(storage)
+    storage.sensor_catalogue = lambda: {  # type: ignore[attr-defined]
+        "soil-001": {"dataset": "parks", "is_open": False}
+    }
+    params = {"sensor": "soil-001", "quantity": "moisture", "from": str(T0), "to": str(T0 + HOUR)}
+    with Fleet(tmp_path / "registry") as registry:
+        registry.accounts.add_user("ana", "reader", "test", datasets=("parks",))
+        registry.accounts.add_user("bob", "reader", "test", datasets=("harbour",))
+        tokens = {u: registry.accounts.create_token(u, "test").token for u in ("ana", "bob")}
+        transport = httpx.ASGITransport(app=create_app(storage, access=Access(registry)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            for who, status in ((None, 404), ("bob", 404), ("ana", 200)):
+                headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
+                r = await http.get("/api/v1/series", params=params, headers=headers)
+                assert r.status_code == status, (who, r.text)
+                r = await http.get(
+                    "/api/v1/readings.csv", params={"sensor": "soil-001"}, headers=headers
+                )
+                assert r.status_code == status, (who, r.text)
+            # berth-001 is in no dataset: admin only
+            headers = {"Authorization": f"Bearer {tokens['ana']}"}
+            r = await http.get(
+                "/api/v1/readings.csv", params={"sensor": "berth-001"}, headers=headers
+            )
+            assert r.status_code == 404
