@@ -350,7 +350,7 @@ def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: An
         assert not v.problems, v.problems
         nav = v.page.locator("nav").inner_text()
         assert "Passerelles" not in nav and "Gateways" not in nav
-        for path in ("/fleet", "/gateways/townhall-001", "/alerts", "/numeriscore"):
+        for path in ("/fleet", "/gateways/townhall-001", "/alerts"):
             page = visit(context, territory.url + path).page
             assert "/login" in page.url, (path, page.url)
         login = visit(context, territory.url + "/login?next=/fleet", shot="login")
@@ -359,7 +359,7 @@ def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: An
         context.close()
     context = browser.new_context(bypass_csp=True)
     try:
-        for path in ("/login", "/open-data", "/map"):
+        for path in ("/login", "/open-data", "/map", "/numeriscore"):
             violations = axe_violations(context, territory.url + path)
             assert not violations, (path, violations)
     finally:

@@ -287,6 +287,66 @@ TEXTS: Mapping[str, tuple[str, str]] = {
         "Ce que coûte chaque mesure en octets, en écritures sur la carte mémoire, en calcul et en énergie.",
         "What each reading costs in bytes, in memory-card writes, in computing and in energy.",
     ),
+    "num.explain": (
+        "Chaque jour, on compte pour chaque passerelle et pour le serveur central ce que "
+        "coûtent les mesures : octets envoyés sur le réseau, octets écrits sur la carte "
+        "mémoire (qui s'use), temps de calcul, et l'énergie qui en découle. Chaque chiffre "
+        "reçoit une note de A (sobre) à E ; la note d'un service est la moyenne de ses notes.",
+        "Every day, for each gateway and for the central server, we count what the readings "
+        "cost: bytes sent over the network, bytes written to the memory card (which wears "
+        "out), computing time, and the energy that follows. Each figure gets a grade from A "
+        "(frugal) to E; a service's score is the mean of its grades.",
+    ),
+    "num.none": (
+        "Pas encore de chiffres : le premier bilan s'écrit une minute après le démarrage.",
+        "No figures yet: the first books are written a minute after the start.",
+    ),
+    "num.latest": ("Le {day}", "On {day}"),
+    "num.fleet_score": ("Note de l'ensemble du service", "Score of the whole service"),
+    "num.caption": ("Ce que coûte une mesure, par service", "What one reading costs, per service"),
+    "num.history": ("Historique (ensemble du service)", "History (whole service)"),
+    "num.formula": ("Comment la note est calculée", "How the score is worked out"),
+    "num.formula_intro": (
+        "Seuils supérieurs de chaque note (au-delà du dernier : E).",
+        "Upper bound of each grade (above the last: E).",
+    ),
+    "num.hardware": (
+        "Énergie estimée : temps de calcul multiplié par la puissance par cœur, plus la consommation au repos "
+        "du matériel ({gw} pour les passerelles : {gw_source} ; serveur : {hub_source}).",
+        "Estimated energy: computing time multiplied by the power per core, plus the idle power of the "
+        "hardware ({gw} for the gateways: {gw_source}; server: {hub_source}).",
+    ),
+    "num.downloads": ("Télécharger les chiffres", "Download the figures"),
+    "num.peer_note": (
+        "La ligne « comparaison » donne les chiffres mesurés de la passerelle ThingsBoard IoT "
+        "dans nos bancs d'essai (une mesure en JSON sur le réseau, 170 octets par mesure écrits).",
+        "The “comparison” line gives the figures measured for the ThingsBoard IoT Gateway in "
+        "our benchmarks (one JSON message per reading, 170 bytes written per reading).",
+    ),
+    "num.service": ("Service", "Service"),
+    "num.score": ("Note", "Score"),
+    "num.day": ("Jour", "Day"),
+    "num.fleet": ("ensemble du service", "whole service"),
+    "num.hub": ("serveur central", "central server"),
+    "num.peer": ("comparaison : ThingsBoard IoT Gateway", "comparison: ThingsBoard IoT Gateway"),
+    "num.gateway": ("passerelle {id}", "gateway {id}"),
+    "fig.readings": ("Mesures", "Readings"),
+    "fig.wire_bytes_per_reading": ("Octets envoyés par mesure", "Bytes sent per reading"),
+    "fig.flash_bytes_per_reading": (
+        "Octets écrits sur la carte mémoire par mesure",
+        "Bytes written to the memory card per reading",
+    ),
+    "fig.cpu_ms_per_reading": ("Calcul par mesure (ms)", "Computing per reading (ms)"),
+    "fig.storage_bytes_per_reading": (
+        "Stockage au serveur par mesure (octets)",
+        "Server storage per reading (bytes)",
+    ),
+    "fig.hub_cpu_ms_per_reading": (
+        "Calcul au serveur par mesure (ms)",
+        "Server computing per reading (ms)",
+    ),
+    "fig.energy_mwh_per_reading": ("Énergie par mesure (mWh)", "Energy per reading (mWh)"),
+    "fig.energy_wh": ("Énergie (Wh)", "Energy (Wh)"),
     # login
     "login.title": ("Se connecter", "Log in"),
     "login.user": ("Identifiant", "User name"),

@@ -34,6 +34,7 @@ from hub.dashboard._access import (
 )
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
 from hub.dashboard._pages import NavItem, language, render
+from hub.numeriscore import Numeriscore
 from hub.storage import SeriesPoint, Storage
 from protocols import signed
 
@@ -51,6 +52,7 @@ ALERTS_SHOWN = 200
 RESOLVED_SHOWN = 50
 ALERT_ERRORS = ("gone", "closed", "engine")
 LOGIN_ERRORS = ("credentials", "csrf", "rate")
+NUMERISCORE_DAYS = 60
 COMMANDS = signed.COMMANDS  # what a gateway runs: reload, status, rescan, flush, reboot
 COMMAND_ERRORS = ("unknown", "gone", "refused")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -77,9 +79,11 @@ def nav_for(p: Principal) -> list[NavItem]:
     items = []
     if p.role in FLEET_ROLES:
         items += [NavItem("/fleet", "nav.fleet"), NavItem("/alerts", "nav.alerts")]
-    items += [NavItem("/map", "nav.map"), NavItem("/open-data", "nav.open_data")]
-    if p.role != "anonymous":
-        items.append(NavItem("/numeriscore", "nav.numeriscore"))
+    items += [
+        NavItem("/map", "nav.map"),
+        NavItem("/open-data", "nav.open_data"),
+        NavItem("/numeriscore", "nav.numeriscore"),
+    ]
     return items
 
 
@@ -417,10 +421,27 @@ def router(storage: Storage) -> APIRouter:
 
     @r.get("/numeriscore")
     def numeriscore_page(request: Request, p: Viewer) -> Response:
-        if p.role == "anonymous":
-            return refuse(request, p)
+        """Public, as /api/v1/numeriscore: the territory publishes what its service costs."""
         t = Translator(language(request))
-        return page(request, p, "pending.html", t("num.title"))
+        books: Numeriscore | None = getattr(request.app.state, "numeriscore", None)
+        if books is None:
+            return page(request, p, "numeriscore.html", t("num.title"), books=False)
+        try:
+            days = books.days()[:NUMERISCORE_DAYS]
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        formula = books.formula()
+        return page(
+            request,
+            p,
+            "numeriscore.html",
+            t("num.title"),
+            books=True,
+            days=days,
+            latest=days[0] if days else None,
+            thresholds=formula["thresholds"],
+            hardware=formula["hardware"],
+        )
 
     @r.get("/login")
     def login_page(

@@ -149,13 +149,14 @@ def test_numbers_read_as_people_write_them() -> None:
 def test_anonymous_visitor_goes_to_open_data_and_is_sent_to_login(http: TestClient) -> None:
     r = http.get("/")
     assert (r.status_code, r.headers["location"]) == (303, "/open-data")
-    for path in ("/fleet", "/gateways/marina-001", "/alerts", "/numeriscore", "/sensors/soil-001"):
+    for path in ("/fleet", "/gateways/marina-001", "/alerts", "/sensors/soil-001"):
         r = http.get(path)
         assert r.status_code == 303, path
         assert r.headers["location"].startswith("/login?next="), path
     r = http.get("/open-data")
     assert r.status_code == 200
     assert 'href="/fleet"' not in r.text  # no fleet link for a visitor
+    assert http.get("/numeriscore").status_code == 200  # published, as its API
 
 
 def test_admin_home_is_the_fleet(http: TestClient, admin: dict[str, str]) -> None:
@@ -414,3 +415,47 @@ def test_commands_from_the_gateway_page(
     assert http.post("/logout").status_code == 403
     assert http.post("/logout", data={"csrf_token": csrf}).status_code == 303
     assert http.get("/").headers["location"] == "/open-data"
+
+
+# -- numériscore -----------------------------------------------------------------------------
+
+
+async def test_numeriscore_page_shows_the_books_to_everyone(
+    tmp_path: Path, storage: Storage, http: TestClient
+) -> None:
+    from hub.numeriscore import Numeriscore, NumeriscoreSettings, NumeriscoreTracker
+    from hub.storage import StorageThread
+
+    settings = NumeriscoreSettings()
+    books = NumeriscoreTracker(
+        StorageThread(open_storage(f"sqlite:///{tmp_path}/hub.sqlite3", tmp_path)), settings
+    )
+    await books.thread.call(books.load, books.thread.storage)
+    for i, (sent, flash) in enumerate(((1000, 4000), (3000, 8000))):
+        books.state(
+            "gw-1",
+            GatewayState(
+                True,
+                1,
+                i,
+                footprint={
+                    "bytes_sent": sent,
+                    "flash_write_bytes": flash,
+                    "cpu_s": 1.0 + i / 10,
+                    "uptime_s": 100.0 + 600 * i,
+                },
+            ),
+            True,
+        )
+    books.committed([batch("gw-1", 1, [(SOIL, i, float(i)) for i in range(500)])], 0.01)
+    books.close()
+
+    http.app.state.numeriscore = Numeriscore(storage, settings)  # type: ignore[attr-defined]
+    r = http.get("/numeriscore", headers={"Accept-Language": "en"})  # a visitor: published
+    assert r.status_code == 200, r.text
+    assert "gateway gw-1" in r.text
+    assert "Bytes sent per reading" in r.text
+    # 2000 bytes sent for 500 readings: 4 B per reading, grade A (docs/numeriscore.md)
+    assert '<td class="num">4 <span class="grade grade-A">A</span></td>' in r.text
+    assert "comparison: ThingsBoard IoT Gateway" in r.text
+    assert 'href="/api/v1/numeriscore.csv"' in r.text
