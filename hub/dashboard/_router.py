@@ -34,6 +34,7 @@ from hub.dashboard._access import (
 )
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
 from hub.dashboard._pages import NavItem, language, render
+from hub.dashboard._svgmap import Place, draw
 from hub.numeriscore import Numeriscore
 from hub.storage import SeriesPoint, Storage
 from protocols import signed
@@ -53,6 +54,7 @@ RESOLVED_SHOWN = 50
 ALERT_ERRORS = ("gone", "closed", "engine")
 LOGIN_ERRORS = ("credentials", "csrf", "rate")
 NUMERISCORE_DAYS = 60
+STA = "/sta/v1.1"  # the SensorThings service root (hub.sta)
 COMMANDS = signed.COMMANDS  # what a gateway runs: reload, status, rescan, flush, reboot
 COMMAND_ERRORS = ("unknown", "gone", "refused")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -107,6 +109,8 @@ def safe_next(target: str | None, default: str = "/") -> str:
 def router(storage: Storage) -> APIRouter:
     """The pages, reading `storage` and the fleet registry (`app.state.fleet`, when the hub
     runs one)."""
+    from hub.sta import catalogue_of  # hub.sta imports hub._api, which includes this router
+
     r = APIRouter(include_in_schema=False)
     static = _static_files()
 
@@ -209,6 +213,7 @@ def router(storage: Storage) -> APIRouter:
         try:
             row = _views.gateway_row(storage, fleet, gateway_id)
             sensor_views = _views.sensors(storage, gateway_id) if row else []
+            catalogue = catalogue_of(storage)
         except StorageError:
             return unavailable(request, p, "error.storage")
         if row is None:
@@ -227,7 +232,7 @@ def router(storage: Storage) -> APIRouter:
             t("gateway.title", id=gateway_id),
             gw=row,
             sensors=sensor_views,
-            readable=lambda sensor: p.can_read(None, False),
+            readable=lambda sensor: _views.readable(p, catalogue.get(sensor)),
             history=_views.history(fleet, gateway_id),
             commands=COMMANDS if row.group is not None and p.can_command(row.group) else (),
             csrf=csrf_token(request, p),
@@ -279,13 +284,13 @@ def router(storage: Storage) -> APIRouter:
         range_: Annotated[str, Query(alias="range", max_length=8)] = DEFAULT_RANGE,
         quantity: Annotated[str | None, Query(max_length=128)] = None,
     ) -> Response:
-        if not p.can_read(None, False):
-            return refuse(request, p)
         t = Translator(language(request))
         if range_ not in RANGES:
             range_ = DEFAULT_RANGE
         try:
-            views = [v for v in _views.sensors(storage) if v.id == sensor_id]
+            meta = catalogue_of(storage).get(sensor_id)
+            # a sensor this visitor may not read is answered as one that does not exist
+            views = _views.sensor(storage, sensor_id) if _views.readable(p, meta) else None
         except StorageError:
             return unavailable(request, p, "error.storage")
         if not views:
@@ -297,7 +302,7 @@ def router(storage: Storage) -> APIRouter:
                 404,
                 message=t("sensor.not_found", id=sensor_id),
             )
-        view = views[0]
+        view = views
         numeric = [s.quantity for s in view.latest if _views.is_number(s.value)]
         chosen = quantity if quantity in numeric else (numeric[0] if numeric else None)
         unit = next((s.unit for s in view.latest if s.quantity == chosen), None)
@@ -330,6 +335,7 @@ def router(storage: Storage) -> APIRouter:
             "sensor.html",
             t("sensor.title", id=sensor_id),
             sensor=view,
+            meta=meta,
             ranges=list(RANGES),
             range=range_,
             numeric=numeric,
@@ -411,13 +417,38 @@ def router(storage: Storage) -> APIRouter:
 
     @r.get("/map")
     def map_page(request: Request, p: Viewer) -> Response:
+        """The sensors this visitor may read, where the catalogue places them."""
         t = Translator(language(request))
-        return page(request, p, "map.html", t("map.title"), picture=None)
+        try:
+            catalogue = catalogue_of(storage)
+        except StorageError:
+            return unavailable(request, p, "error.storage")
+        places = [
+            Place(
+                sensor,
+                meta.location[0],
+                meta.location[1],
+                meta.site or meta.description or "",
+                f"/sensors/{quote(sensor, safe='')}",
+            )
+            for sensor, meta in sorted(catalogue.items())
+            if meta.location is not None and _views.readable(p, meta)
+        ]
+        picture = draw(places, language(request)) if catalogue else None
+        return page(request, p, "map.html", t("map.title"), picture=picture)
 
     @r.get("/open-data")
     def open_data_page(request: Request, p: Viewer) -> Response:
         t = Translator(language(request))
-        return page(request, p, "open_data.html", t("open.title"), datasets=None, sta=None)
+        has_sta = any(getattr(rt, "path", "").startswith(STA) for rt in request.app.routes)
+        return page(
+            request,
+            p,
+            "open_data.html",
+            t("open.title"),
+            datasets=None,
+            sta=STA if has_sta else None,
+        )
 
     @r.get("/numeriscore")
     def numeriscore_page(request: Request, p: Viewer) -> Response:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleet import AuditEntry, Fleet, NotFound
 from fleet import Gateway as Enrolled
+from hub.auth import Principal
 from hub.storage import GatewayInfo, SensorLatest, SourceStatus, Storage
+
+if TYPE_CHECKING:  # hub.sta imports hub._api, which includes these pages
+    from hub.sta import SensorMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,25 @@ def sensors(storage: Storage, gateway: str | None = None) -> list[SensorView]:
     return [by_id[k] for k in sorted(by_id)]
 
 
+def sensor(storage: Storage, sensor_id: str) -> SensorView | None:
+    """One sensor's latest values (from its series, not a scan of every sensor)."""
+    series = storage.series_list(sensor_id)
+    latest = storage.latest_of([s.id for s in series])
+    if not latest:
+        return None
+    values = sorted(latest.values(), key=lambda s: (s.quantity, s.unit or ""))
+    newest = max(values, key=lambda s: s.ts_ms)
+    return SensorView(sensor_id, newest.gateway, values)
+
+
+def readable(principal: Principal, meta: SensorMeta | None) -> bool:
+    """Whether `principal` may read a sensor's values: by its dataset in the catalogue (a
+    sensor in no dataset is closed: admin only)."""
+    if meta is None:
+        return principal.can_read(None, False)
+    return principal.can_read(meta.dataset, meta.is_open)
+
+
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -168,5 +192,7 @@ __all__ = [
     "gateway_rows",
     "history",
     "is_number",
+    "readable",
+    "sensor",
     "sensors",
 ]

@@ -149,10 +149,12 @@ def test_numbers_read_as_people_write_them() -> None:
 def test_anonymous_visitor_goes_to_open_data_and_is_sent_to_login(http: TestClient) -> None:
     r = http.get("/")
     assert (r.status_code, r.headers["location"]) == (303, "/open-data")
-    for path in ("/fleet", "/gateways/marina-001", "/alerts", "/sensors/soil-001"):
+    for path in ("/fleet", "/gateways/marina-001", "/alerts"):
         r = http.get(path)
         assert r.status_code == 303, path
         assert r.headers["location"].startswith("/login?next="), path
+    # a sensor in no open dataset: answered as one that does not exist
+    assert http.get("/sensors/soil-001").status_code == 404
     r = http.get("/open-data")
     assert r.status_code == 200
     assert 'href="/fleet"' not in r.text  # no fleet link for a visitor
