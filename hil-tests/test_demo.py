@@ -2,8 +2,9 @@
 
 Runs `estran demo --duration 25 --http 127.0.0.1:PORT` as a subprocess and checks, through the
 hub's HTTP API while it runs, that readings of every sensor of the territory — serial (TIC,
-Modbus, M-Bus, NMEA, SDI-12, ultrasonic) and BLE (BTHome, encrypted BTHome, Mi Flora) — reached
-the hub from all three gateways; then that it stopped on its own, left no process behind and
+Modbus, M-Bus, NMEA, SDI-12, ultrasonic), radio (wireless M-Bus water meters through a dongle)
+and BLE (BTHome, encrypted BTHome, Mi Flora) — reached the hub from all three gateways, and
+that the water meter leaking at night raised its leak alarm at the hub; then that it stopped on its own, left no process behind and
 removed its temporary directory.
 """
 
@@ -110,7 +111,8 @@ def expected_sensors() -> tuple[dict[str, str], set[str]]:
     zones = {plan.ble_zone: plan.default_id for plan in TERRITORY if plan.ble_zone}
     for plan in TERRITORY:
         for sensor in plan.serial:
-            gateway_of[sensor.sensor] = plan.default_id
+            for sensor_id in sensor.sensors:
+                gateway_of[sensor_id] = plan.default_id
     ble = set()
     for t in territory():
         gateway_of[t.sensor_id] = zones[t.zone]
@@ -146,6 +148,8 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     sensors: dict[str, dict[str, Any]] = {}
     quantities: dict[str, set[str]] = {}
     gateways: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    alerts: list[dict[str, Any]] = []
     token = ""
     try:
         deadline = time.monotonic() + DURATION_S + EXIT_GRACE_S
@@ -156,8 +160,10 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
                 for row in get(url + "/api/v1/sensors", token):
                     sensors.setdefault(row["sensor"], row)
                     quantities.setdefault(row["sensor"], set()).add(row["quantity"])
+                    latest[(row["sensor"], row["quantity"])] = row
                 if token:
                     gateways = {g["id"]: g for g in get(url + "/api/v1/gateways", token)}
+                    alerts = get(url + "/api/v1/alerts", token)["alerts"] or alerts
             except (OSError, ValueError, urllib.error.URLError):
                 pass  # not up yet, or stopping
             time.sleep(0.5)
@@ -184,6 +190,15 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
 
     # the encrypted berth decoded with its bind key: an occupancy reading, not an error
     assert "occupancy" in quantities["marina-berth-02"], quantities["marina-berth-02"]
+
+    # water meters heard over the air by the town hall: the one leaking at night raised its
+    # leak alarm (an alarm-flagged reading) and the hub's meter rule fired on it
+    leak = latest[("townhall-water-44556677", "leak")]
+    assert leak["value"] in (True, 1) and leak["flags"] & 2, leak
+    assert latest[("townhall-water-21242472", "leak")]["value"] in (False, 0)
+    assert any(
+        a["subject"] == "townhall-water-44556677/leak" and a["kind"] == "meter_flag" for a in alerts
+    ), alerts
 
     # a clean stop: nothing left behind, the temporary directory removed
     assert len(seen_processes) >= 5, seen_processes  # hub, radio world, three gateways

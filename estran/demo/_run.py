@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -64,6 +65,7 @@ _VIA = {
     "sdi12": "serial · SDI-12",
     "ultrasonic": "serial · ultrasonic",
     "nmea": "serial · NMEA 0183",
+    "wmbus": "radio · wireless M-Bus",
 }
 
 
@@ -225,6 +227,7 @@ class Demo:
         if self.fleet_access:
             tokens = await asyncio.wait_for(asyncio.to_thread(self._prepare_fleet), 30)
         self.api_token = await asyncio.wait_for(asyncio.to_thread(self._prepare_access), 30)
+        await asyncio.wait_for(asyncio.to_thread(self._prepare_alerts), 30)
         self._say(f"[bold]Estran demo[/]: the territory on this machine, in {self.workdir}")
         self._say("  starting the hub, the radio world and the serial simulators …")
         self.hub = self._child(
@@ -342,6 +345,35 @@ class Demo:
                 "demo", "estran-demo", name="estran demo", ttl_s=86400.0
             ).token
 
+    def _prepare_alerts(self) -> None:
+        """The town hall's water meter alarms as a hub alert rule (what `estran hub alert
+        rule add` does): the leaking meter's `leak` reading raises an alert at the hub."""
+        from fleet import Fleet
+        from hub.alerts._service import AlertService
+        from hub.storage import open_storage
+
+        storage = open_storage("sqlite", self.hub_dir)
+        try:
+            with Fleet(self.hub_dir) as fleet:
+
+                def audit(actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+                    fleet.record(actor, action, target, origin="cli", **detail)
+
+                service = AlertService(storage, audit=audit)
+                if "water-meter-alarms" not in {r.id for r in service.rules()}:
+                    service.create_rule(
+                        {
+                            "id": "water-meter-alarms",
+                            "kind": "meter_flag",
+                            "scope": {"group": "townhall"},
+                            "severity": "critical",
+                            "description": "leak, burst, back-flow, tamper... of a water meter",
+                        },
+                        "estran-demo",
+                    )
+        finally:
+            storage.close()
+
     def _prepare_fleet(self) -> dict[str, str]:
         """Groups and one-time tokens, in the hub's registry (what `estran fleet group create`
         and `estran fleet token create` do). Gateways enrolled in an earlier run (--data)
@@ -435,9 +467,13 @@ class Demo:
         for gw in self.gateways:
             for sensor in gw.plan.serial:
                 protocol = str(self.simulators[sensor.sensor].port_config()["protocol"])
-                infos[sensor.sensor] = SensorInfo(
-                    gw.plan.key, _VIA.get(protocol, f"serial · {protocol}"), False, sensor.headline
-                )
+                for sensor_id in sensor.sensors:
+                    infos[sensor_id] = SensorInfo(
+                        gw.plan.key,
+                        _VIA.get(protocol, f"serial · {protocol}"),
+                        False,
+                        sensor.headline,
+                    )
             zone = gw.plan.ble_zone
             if zone is None or self.world is None:
                 continue

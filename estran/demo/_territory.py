@@ -2,7 +2,10 @@
 configuration files (the same TOML a technician writes, docs/configuration.md).
 
 - a public building (the town hall): a Linky meter (TIC historique), an Eastron SDM630 on
-  Modbus RTU, a water meter on wired M-Bus;
+  Modbus RTU, a water meter on wired M-Bus, and three water meters of the street heard over
+  the air (wireless M-Bus, an iM871A dongle): a Diehl IZAR, an OMS meter in security mode 5
+  that leaks at night (its clock starts at 02:00, so its leak alarm shows at once), an OMS
+  meter in mode 7;
 - the marina: two BTHome berth sensors (one encrypted), an NMEA 0183 wind and depth
   instrument, a shore-power pedestal meter (SDM120 on Modbus RTU);
 - a street and its park: two ultrasonic bin sensors (MaxBotix, A02YYUW), an SDI-12 soil
@@ -33,7 +36,9 @@ from edge.simulators.serial import (
     Sdi12Simulator,
     SerialSimulator,
     WaterMeter,
+    WmbusDongleSimulator,
 )
+from edge.simulators.serial.wmbus import demo_meters
 
 TOML = Mapping[str, Any]
 
@@ -48,6 +53,13 @@ class SerialSensor:
     meta: TOML = field(default_factory=dict)  # its [sensors.ID] table
     port: TOML = field(default_factory=dict)  # overrides in its [[serial]] table
     headline: tuple[str, ...] = ()  # quantities the live view shows first
+    # further sensors on the same port (a radio dongle hears several meters): the
+    # simulator's devices after the first, in order, each (sensor id, [sensors.ID] table)
+    also: tuple[tuple[str, TOML], ...] = ()
+
+    @property
+    def sensors(self) -> tuple[str, ...]:
+        return (self.sensor, *(sensor for sensor, _ in self.also))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,21 @@ def _sdm630(d: Path) -> SerialSimulator:
 
 def _water(d: Path) -> SerialSimulator:
     return MbusSimulator("ttyMBUS0", meters=[WaterMeter(5)], directory=d)
+
+
+# The demo meters' AES keys (test keys, printed nowhere; the gateway's configuration has them).
+DEMO_KEY5 = bytes.fromhex("8E2BD0F5A4C3B2A1908F7E6D5C4B3A29")
+DEMO_KEY7 = bytes.fromhex("1F2E3D4C5B6A79880F1E2D3C4B5A6978")
+
+
+def _radio_water(d: Path) -> SerialSimulator:
+    return WmbusDongleSimulator(
+        "ttyIM871A-TOWNHALL",
+        dongle="im871a",
+        meters=demo_meters(DEMO_KEY5, DEMO_KEY7),
+        interval=6.0,
+        directory=d,
+    )
 
 
 def _nmea(d: Path) -> SerialSimulator:
@@ -135,6 +162,23 @@ TERRITORY: tuple[GatewayPlan, ...] = (
                 device={"interval": 10},
                 headline=("volume", "volume_flow", "flow_temperature"),
                 meta={"dataset": "open", "location": "Town hall, basement"},
+            ),
+            SerialSensor(
+                "townhall-water-21242472",
+                _radio_water,
+                device={"interval": 0},
+                headline=("volume", "leak", "remaining_battery_life"),
+                meta={"dataset": "closed", "location": "Rue de la Loge 3, IZAR water meter"},
+                also=(
+                    (
+                        "townhall-water-44556677",
+                        {"dataset": "closed", "location": "Rue de la Loge 5, leaking at night"},
+                    ),
+                    (
+                        "townhall-water-22862420",
+                        {"dataset": "closed", "location": "Rue de la Loge 7"},
+                    ),
+                ),
             ),
         ),
     ),
@@ -315,13 +359,14 @@ def gateway_config(
         sim = simulators[sensor.sensor]
         port = dict(sim.port_config(sensor.sensor))
         devices = port.pop("devices")
-        assert isinstance(devices, list) and len(devices) == 1
+        assert isinstance(devices, list) and len(devices) == len(sensor.sensors)
         port["name"] = f"serial:{sim.name}"
         port.update(sensor.port)
         lines += _table("[[serial]]", port)
-        device = {**devices[0], "sensor": sensor.sensor, **sensor.device}
-        lines += _table("[[serial.devices]]", device)
-        meta[sensor.sensor] = sensor.meta
+        tables = (sensor.meta, *(table for _, table in sensor.also))
+        for device, sensor_id, table in zip(devices, sensor.sensors, tables, strict=True):
+            lines += _table("[[serial.devices]]", {**device, "sensor": sensor_id, **sensor.device})
+            meta[sensor_id] = table
     if plan.ble_zone is not None:
         if world is None or plan.ble_zone not in world.transports:
             raise ValueError(f"the radio world has no gateway for zone {plan.ble_zone!r}")
