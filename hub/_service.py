@@ -25,6 +25,7 @@ from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
 from hub.alerts import Alerting, AlertSettings, DeliverySettings
 from hub.auth import Access, AccessSettings
+from hub.dashboard import check_tiles
 from hub.fleet_api import FleetHub
 from hub.metrics import HubMetrics
 from hub.numeriscore import (
@@ -95,6 +96,8 @@ class HubConfig:
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto are believed
     max_body: int = DEFAULT_MAX_BODY  # bytes of an HTTP request body (413 above)
     numeriscore: NumeriscoreSettings = field(default_factory=NumeriscoreSettings)
+    map_tiles: str | None = None  # the dashboard map's tile server ({z}/{x}/{y}); None: none
+    map_attribution: str | None = None  # shown under the map when tiles are drawn
 
     @property
     def embedded(self) -> bool:
@@ -107,6 +110,11 @@ class HubConfig:
         parse_host_port(self.mqtt_listen, "--mqtt-listen")
         if self.http is not None:
             parse_host_port(self.http, "--http")
+        if self.map_tiles is not None:
+            try:
+                check_tiles(self.map_tiles)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
         if self.workers < 0:
             raise ConfigError("--workers must be 0 or more")
         try:
@@ -230,6 +238,7 @@ class Hub:
                 app.include_router(numeriscore_router(app.state.numeriscore))
                 app.include_router(fleet.router())
                 app.state.fleet = fleet.fleet  # the dashboard's fleet pages read the registry
+                app.state.map_tiles, app.state.map_attribution = cfg.map_tiles, cfg.map_attribution
                 app.state.alerts = alerting.service(api_storage)
                 app.include_router(alerting.router(app.state.alerts))
                 limit_error_logs()

@@ -114,6 +114,13 @@ _alert_commands()
     show_default=True,
     help="The gateways' hardware class, for the numériscore's energy (docs/numeriscore.md).",
 )
+@click.option(
+    "--map-tiles",
+    default=None,
+    help="Tile server of the dashboard's map, as https://HOST/{z}/{x}/{y}.png (default: none,"
+    " a plain map; the browser then loads tiles from there).",
+)
+@click.option("--map-attribution", default=None, help="Credit shown under tiled maps.")
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -131,6 +138,8 @@ def run(
     trusted_proxies: tuple[str, ...],
     tz: str,
     gateway_hardware: str,
+    map_tiles: str | None,
+    map_attribution: str | None,
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -165,6 +174,8 @@ def run(
         trusted_proxies=trusted_proxies,
         alerts=AlertSettings(tz=tz),
         numeriscore=NumeriscoreSettings(tz=tz, gateway_hardware=gateway_hardware),
+        map_tiles=map_tiles,
+        map_attribution=map_attribution,
     )
     try:
         asyncio.run(_serve(Hub(config)))

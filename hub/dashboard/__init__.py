@@ -3,5 +3,6 @@
 templates, styles, scripts and the vendored uPlot ship inside this package."""
 
 from hub.dashboard._router import router
+from hub.dashboard._svgmap import check_tiles
 
-__all__ = ["router"]
+__all__ = ["check_tiles", "router"]

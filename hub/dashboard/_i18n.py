@@ -324,6 +324,7 @@ TEXTS: Mapping[str, tuple[str, str]] = {
         "our benchmarks (one JSON message per reading, 170 bytes written per reading).",
     ),
     "num.service": ("Service", "Service"),
+    "num.figure": ("Chiffre", "Figure"),
     "num.score": ("Note", "Score"),
     "num.day": ("Jour", "Day"),
     "num.fleet": ("ensemble du service", "whole service"),

@@ -56,8 +56,10 @@ def render(
     nav: list[NavItem],
     viewer: Mapping[str, object],
     status: int = 200,
+    images: str | None = None,
     **context: object,
 ) -> HTMLResponse:
+    """`images`: one more origin the page may load images from (the map's tile server)."""
     lang = language(request)
     t = Translator(lang)
     now_ms = time.time_ns() // 1_000_000
@@ -79,7 +81,15 @@ def render(
         size=lambda n: _format.size(n, lang),
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers=HEADERS)
+    headers = HEADERS
+    if images is not None:
+        headers = {
+            **HEADERS,
+            "Content-Security-Policy": CSP.replace(
+                "img-src 'self' data:", f"img-src 'self' data: {images}"
+            ),
+        }
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 __all__ = ["HEADERS", "NavItem", "language", "render"]

@@ -34,7 +34,7 @@ from hub.dashboard._access import (
 )
 from hub.dashboard._i18n import COOKIE, LANGS, Translator
 from hub.dashboard._pages import NavItem, language, render
-from hub.dashboard._svgmap import Place, draw
+from hub.dashboard._svgmap import Place, draw, tile_origin
 from hub.numeriscore import Numeriscore
 from hub.storage import SeriesPoint, Storage
 from protocols import signed
@@ -119,7 +119,13 @@ def router(storage: Storage) -> APIRouter:
         return fleet
 
     def page(
-        request: Request, p: Principal, template: str, title: str, status: int = 200, **ctx: object
+        request: Request,
+        p: Principal,
+        template: str,
+        title: str,
+        status: int = 200,
+        images: str | None = None,
+        **ctx: object,
     ) -> Response:
         return render(
             request,
@@ -128,6 +134,7 @@ def router(storage: Storage) -> APIRouter:
             nav=nav_for(p),
             viewer=viewer_info(p, csrf_token(request, p)),
             status=status,
+            images=images,
             **ctx,
         )
 
@@ -434,8 +441,17 @@ def router(storage: Storage) -> APIRouter:
             for sensor, meta in sorted(catalogue.items())
             if meta.location is not None and _views.readable(p, meta)
         ]
-        picture = draw(places, language(request)) if catalogue else None
-        return page(request, p, "map.html", t("map.title"), picture=picture)
+        tiles: str | None = getattr(request.app.state, "map_tiles", None)
+        picture = draw(places, language(request), tiles) if catalogue else None
+        return page(
+            request,
+            p,
+            "map.html",
+            t("map.title"),
+            picture=picture,
+            attribution=getattr(request.app.state, "map_attribution", None),
+            images=tile_origin(tiles) if tiles and picture and picture.tiles else None,
+        )
 
     @r.get("/open-data")
     def open_data_page(request: Request, p: Viewer) -> Response:

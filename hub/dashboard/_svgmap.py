@@ -1,12 +1,15 @@
 """A plain map drawn on the server: sensors placed by longitude and latitude on a Web
 Mercator plane (the projection of web maps, so that the shapes look familiar), fitted into the
-picture, with a scale bar. No tiles, no third-party server: an SVG the page embeds."""
+picture, with a scale bar: an SVG the page embeds. No third-party server by default; with a
+tile server configured (`estran hub run --map-tiles URL`), the slippy-map tiles under the
+picture are drawn beneath the dots."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 WIDTH = 800
 HEIGHT = 500
@@ -43,11 +46,62 @@ class Scale:
 
 
 @dataclass(frozen=True, slots=True)
+class Tile:
+    href: str
+    x: float
+    y: float
+    size: float
+
+
+@dataclass(frozen=True, slots=True)
 class MapPicture:
     width: int
     height: int
     dots: list[Dot]
     scale: Scale | None
+    tiles: list[Tile] = field(default_factory=list)
+
+
+MAX_ZOOM = 19
+MAX_TILES = 64
+
+
+def check_tiles(template: str) -> str:
+    """A tile URL template as `--map-tiles` takes it: http(s), with {z}, {x} and {y}."""
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("--map-tiles: an http(s) URL template")
+    if not all(f"{{{k}}}" in template for k in "zxy"):
+        raise ValueError("--map-tiles: the template must hold {z}, {x} and {y}")
+    return template
+
+
+def tile_origin(template: str) -> str:
+    """scheme://host[:port] of the tile server (what the page's CSP must allow)."""
+    parts = urlsplit(template)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def tiles_under(
+    template: str, cx: float, cy: float, k: float, width: int, height: int
+) -> list[Tile]:
+    """The tiles covering the picture centred on (cx, cy) at `k` picture units per Mercator
+    unit, at the zoom whose 256-pixel tiles come closest to 256 picture units."""
+    z = max(0, min(MAX_ZOOM, round(math.log2(max(k, 1.0) / 256))))
+    n = 2**z
+    size = k / n  # one tile, in picture units
+    x0, x1 = cx - width / 2 / k, cx + width / 2 / k
+    y0, y1 = cy - height / 2 / k, cy + height / 2 / k
+    out = []
+    for ty in range(max(0, math.floor(y0 * n)), min(n - 1, math.floor(y1 * n)) + 1):
+        for tx in range(max(0, math.floor(x0 * n)), min(n - 1, math.floor(x1 * n)) + 1):
+            href = template.replace("{z}", str(z)).replace("{x}", str(tx)).replace("{y}", str(ty))
+            x = width / 2 + (tx / n - cx) * k
+            y = height / 2 + (ty / n - cy) * k
+            out.append(Tile(href, round(x, 2), round(y, 2), round(size, 2)))
+            if len(out) >= MAX_TILES:
+                return out
+    return out
 
 
 def mercator(lon: float, lat: float) -> tuple[float, float]:
@@ -81,8 +135,9 @@ def distance_text(metres: float, lang: str) -> str:
     return f"{metres:g} m"
 
 
-def draw(places: Sequence[Place], lang: str = "fr") -> MapPicture:
-    """The places fitted into WIDTH by HEIGHT (north up, same scale both ways)."""
+def draw(places: Sequence[Place], lang: str = "fr", tiles: str | None = None) -> MapPicture:
+    """The places fitted into WIDTH by HEIGHT (north up, same scale both ways), over the
+    tiles of the `tiles` URL template when given."""
     good = [p for p in places if valid(p.lon, p.lat)]
     if not good:
         return MapPicture(WIDTH, HEIGHT, [], None)
@@ -112,7 +167,20 @@ def draw(places: Sequence[Place], lang: str = "fr") -> MapPicture:
     scale = Scale(
         PAD / 2, HEIGHT - PAD / 2, round(metres / metres_per_px, 1), distance_text(metres, lang)
     )
-    return MapPicture(WIDTH, HEIGHT, placed, scale)
+    under = tiles_under(tiles, cx, cy, k, WIDTH, HEIGHT) if tiles else []
+    return MapPicture(WIDTH, HEIGHT, placed, scale, under)
 
 
-__all__ = ["Dot", "MapPicture", "Place", "Scale", "draw", "mercator", "round_distance"]
+__all__ = [
+    "Dot",
+    "MapPicture",
+    "Place",
+    "Scale",
+    "Tile",
+    "check_tiles",
+    "draw",
+    "mercator",
+    "round_distance",
+    "tile_origin",
+    "tiles_under",
+]

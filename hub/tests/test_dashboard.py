@@ -461,3 +461,32 @@ async def test_numeriscore_page_shows_the_books_to_everyone(
     assert '<td class="num">4 <span class="grade grade-A">A</span></td>' in r.text
     assert "comparison: ThingsBoard IoT Gateway" in r.text
     assert 'href="/api/v1/numeriscore.csv"' in r.text
+
+
+def test_map_tiles_only_when_configured() -> None:
+    from hub.dashboard._svgmap import Place, check_tiles, draw, tile_origin
+
+    places = [Place("a", 5.3663, 43.2951, "x"), Place("b", 5.3777, 43.2897, "y")]
+    assert draw(places, "fr").tiles == []  # by default: no tile, no third-party server
+    template = "https://tiles.example:8443/osm/{z}/{x}/{y}.png"
+    picture = draw(places, "fr", check_tiles(template))
+    assert 1 <= len(picture.tiles) <= 64
+    z = {t.href.split("/")[4] for t in picture.tiles}
+    assert len(z) == 1 and 14 <= int(z.pop()) <= 17  # a street-level zoom for ~1 km
+    # the tiles cover the whole picture, and each sits where the projection puts it
+    assert min(t.x for t in picture.tiles) <= 0 and min(t.y for t in picture.tiles) <= 0
+    assert max(t.x + t.size for t in picture.tiles) >= picture.width
+    assert max(t.y + t.size for t in picture.tiles) >= picture.height
+    assert tile_origin(template) == "https://tiles.example:8443"
+    for bad in ("ftp://x/{z}/{x}/{y}", "https://x/{z}/{x}.png", "/{z}/{x}/{y}"):
+        with pytest.raises(ValueError):
+            check_tiles(bad)
+
+
+def test_map_page_allows_the_tile_server_in_its_csp(http: TestClient) -> None:
+    r = http.get("/map")
+    assert "tiles.example" not in r.headers["content-security-policy"]
+    http.app.state.map_tiles = "https://tiles.example/{z}/{x}/{y}.png"  # type: ignore[attr-defined]
+    r = http.get("/map")
+    # no sensor with a position yet: no tile drawn, nothing more allowed
+    assert "tiles.example" not in r.headers["content-security-policy"]
