@@ -200,6 +200,10 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
         a["subject"] == "townhall-water-44556677/leak" and a["kind"] == "meter_flag" for a in alerts
     ), alerts
 
+    # the canal gauge's level above the datum and the street's particulate matter
+    assert {"level", "distance"} <= quantities["marina-canal-level"], quantities
+    assert {"pm25", "pm10"} <= quantities["street-air-01"], quantities
+
     # a clean stop: nothing left behind, the temporary directory removed
     assert len(seen_processes) >= 5, seen_processes  # hub, radio world, three gateways
     deadline = time.monotonic() + 5

@@ -7,9 +7,11 @@ configuration files (the same TOML a technician writes, docs/configuration.md).
   that leaks at night (its clock starts at 02:00, so its leak alarm shows at once), an OMS
   meter in mode 7;
 - the marina: two BTHome berth sensors (one encrypted), an NMEA 0183 wind and depth
-  instrument, a shore-power pedestal meter (SDM120 on Modbus RTU);
+  instrument, a shore-power pedestal meter (SDM120 on Modbus RTU), and the canal's level
+  gauge (an E+H FMR20 radar on Modbus RTU, its level above the canal's datum);
 - a street and its park: two ultrasonic bin sensors (MaxBotix, A02YYUW), an SDI-12 soil
-  probe, and over BLE a BTHome soil probe, a BTHome bin sensor and a Mi Flora.
+  probe, a street air-quality station (a Plantower PMS5003 read in passive mode), and over
+  BLE a BTHome soil probe, a BTHome bin sensor and a Mi Flora.
 
 Serial sensors are pty simulators (edge.simulators.serial) in the demo's process; BLE sensors
 live in a radio world (edge.simulators.ble) in its own process, reached by each gateway's
@@ -27,12 +29,14 @@ from typing import Any
 
 from edge.simulators.serial import (
     A02yyuwSimulator,
+    LineFormat,
     LinkySimulator,
     MaxBotixSimulator,
     MbusSimulator,
     ModbusSimulator,
     ModbusSlave,
     NmeaSimulator,
+    PmsSimulator,
     Sdi12Simulator,
     SerialSimulator,
     WaterMeter,
@@ -112,6 +116,20 @@ def _nmea(d: Path) -> SerialSimulator:
 
 def _pedestal(d: Path) -> SerialSimulator:
     return ModbusSimulator("ttyRS485-PONTOON", slaves=[ModbusSlave(12, "sdm120")], directory=d)
+
+
+def _canal_radar(d: Path) -> SerialSimulator:
+    # the FMR20 as it leaves the factory: address 200, 9600 8E1
+    return ModbusSimulator(
+        "ttyRS485-CANAL",
+        slaves=[ModbusSlave(200, "fmr20")],
+        line=LineFormat(9600, 8, "E", 1),
+        directory=d,
+    )
+
+
+def _air(d: Path) -> SerialSimulator:
+    return PmsSimulator("ttyPMS0", directory=d)
 
 
 def _maxbotix(d: Path) -> SerialSimulator:
@@ -215,6 +233,20 @@ TERRITORY: tuple[GatewayPlan, ...] = (
                 headline=("active_power", "voltage", "import_active_energy"),
                 meta={"dataset": "closed", "location": "Marina, pontoon B, pedestal 12"},
             ),
+            SerialSensor(
+                "marina-canal-level",
+                _canal_radar,
+                # the radar's flange 3.20 m above the canal's reference datum (the
+                # simulator's mount): `level` = 3.20 - distance
+                device={"interval": 5, "datum": 3.2},
+                port={"parity": "E"},
+                headline=("level", "distance", "temperature"),
+                meta={
+                    "dataset": "open",
+                    "description": "Canal level above the canal's reference datum (m)",
+                    "location": _place("Marina, canal lock bridge", 43.2948, 5.3672),
+                },
+            ),
         ),
         ble_zone="marina",
         ble_meta={
@@ -255,6 +287,17 @@ TERRITORY: tuple[GatewayPlan, ...] = (
                 headline=("moisture", "temperature", "conductivity"),
                 meta={"dataset": "open", "location": "Park, rose garden"},
                 port={"wake": "nul"},  # a pty carries no break: NUL, as a UART reports one
+            ),
+            SerialSensor(
+                "street-air-01",
+                _air,
+                device={"passive": True, "interval": 10},
+                headline=("pm25", "pm10", "pm1"),
+                meta={
+                    "dataset": "open",
+                    "description": "Particulate matter, Plantower PMS5003 (no humidity correction)",
+                    "location": _place("Rue Paradis 16, lamp post", 43.2896, 5.3778),
+                },
             ),
         ),
         ble_zone="park",
