@@ -233,6 +233,7 @@ class Hub:
                 host, port = parse_host_port(cfg.http, "--http")
                 app = create_app(api_storage, self.health, fleet.access, cfg.max_body)
                 metrics.storage = api_storage
+                metrics.auth = fleet.access.stats.as_dict
                 metrics.install(app)
                 app.state.numeriscore = Numeriscore(api_storage, cfg.numeriscore)
                 app.include_router(numeriscore_router(app.state.numeriscore))

@@ -76,6 +76,7 @@ class HubMetrics:
         self.stats = stats
         self.storage = storage
         self.alerting = alerting
+        self.auth: Callable[[], dict[str, object]] | None = None  # hub.auth AuthStats.as_dict
         r = self.registry
         self.commit_seconds = Histogram(
             "estran_hub_db_commit_seconds",
@@ -177,6 +178,7 @@ class _Collected(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._ingest()
+        yield from self._auth()
         yield from self._alerts()
         yield from self._gateways()
 
@@ -199,6 +201,28 @@ class _Collected(Collector):
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
+
+    def _auth(self) -> Iterator[Metric]:
+        if self.m.auth is None:
+            return
+        stats = self.m.auth()
+        refused = CounterMetricFamily(
+            "estran_hub_auth_refused",
+            "credentials refused, by reason (hub.auth: malformed, unknown, expired, revoked…)",
+            labels=["reason"],
+        )
+        failures = stats.get("failures")
+        if isinstance(failures, dict):
+            for reason, n in sorted(failures.items()):
+                refused.add_metric([str(reason)], float(n))
+        yield refused
+        for key, name, text in (
+            ("rate_limited", "estran_hub_auth_rate_limited", "requests refused after failures"),
+            ("csrf_refused", "estran_hub_auth_csrf_refused", "forms without their CSRF token"),
+        ):
+            value = stats.get(key)
+            if isinstance(value, int):
+                yield CounterMetricFamily(name, text, value=value)
 
     def _alerts(self) -> Iterator[Metric]:
         a = self.m.alerting

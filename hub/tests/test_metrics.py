@@ -59,6 +59,8 @@ async def test_metrics_scrape(tmp_path: Path) -> None:
         )
         assert r.status_code == 201
         assert (await http.get("/api/v1/alerts")).status_code == 401
+        bogus = {"Authorization": "Bearer not-a-token"}
+        assert (await http.get("/api/v1/alerts", headers=bogus)).status_code == 401
         assert (await http.get("/api/v1/alerts/x", headers=admin)).status_code == 404
         await gw.publish(
             wire.topic("gw-2", "state"), wire.encode_state(wire.State(False, 1, 0)), qos=1
@@ -100,7 +102,8 @@ async def test_metrics_scrape(tmp_path: Path) -> None:
         assert value("estran_gateway_rejected_total", gateway="gw-1", reason="malformed") == 1
         assert value("estran_hub_alerts", state="firing", severity="warning") == 1
         assert value("estran_hub_alerts_fired_total") == 1
-        assert value("estran_hub_auth_failures_total", route="/api/v1/alerts", status="401") == 1
+        assert value("estran_hub_auth_failures_total", route="/api/v1/alerts", status="401") == 2
+        assert value("estran_hub_auth_refused_total", reason="malformed") == 1
         assert (
             value(
                 "estran_hub_http_responses_total",
