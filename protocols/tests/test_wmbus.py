@@ -167,3 +167,63 @@ def test_mutated_telegrams_only_raise_the_protocol_error(pos: int, value: int) -
     for data in (bytes(mutated), frame_format_a(bytes(mutated))):
         with contextlib.suppress(RemoteProtocolError):
             decode(data)
+
+
+def test_ell_aes_ctr_round_trip_and_wrong_key() -> None:
+    from protocols.wmbus import _aes
+    from protocols.wmbus._link import crc16 as crc
+
+    # A Kamstrup-style telegram: ELL II (CI 0x8D) with AES-CTR, then CI 0x78 records.
+    header = bytes.fromhex("442D2C78563412") + bytes([0x1B, 0x16])  # C M A (id 12345678)
+    cc, acc = 0x20, 0x55
+    sn = bytes([0x01, 0x00, 0x00, 0x20])  # session 1, security mode 1 (AES-CTR) in bits 29-31
+    plain_payload = bytes([0x78]) + bytes.fromhex("0413") + (4242).to_bytes(4, "little")
+    crc_value = crc(plain_payload)
+    plain = bytes([crc_value & 0xFF, crc_value >> 8]) + plain_payload
+    iv = header[1:9] + bytes([cc & 0xED]) + sn + b"\x00\x00\x00"
+    body = header + bytes([0x8D, cc, acc]) + sn + _aes.ctr_crypt(KEY, iv, plain)
+    telegram = bytes([len(body)]) + body
+    t = Decoder({"*": KEY}).decode(telegram)
+    assert _values(t)["volume"] == 4.242
+    assert t.ell_ci == 0x8D
+    with pytest.raises(MissingKeyError, match="ELL"):
+        decode(telegram)
+    with pytest.raises(WrongKeyError, match="CRC"):
+        Decoder({"*": OTHER}).decode(telegram)
+
+
+def test_compact_frames_decode_once_the_full_telegram_was_heard() -> None:
+    full = build_telegram("ABC", "11223344", 1, 7, bytes.fromhex("0413") + b"\x10\x27\x00\x00")
+    fmt = bytes.fromhex("0413")
+    signature = crc16(fmt)
+    head = build_telegram("ABC", "11223344", 1, 7, b"")[:11]  # L C M A CI=0x7A
+    body = head[1:10] + bytes([0x79, signature & 0xFF, signature >> 8, 0x00, 0x00])
+    body += (20000).to_bytes(4, "little")  # the data of 04 13, without its DIF/VIF
+    compact = bytes([len(body)]) + body
+    decoder = Decoder()
+    with pytest.raises(RemoteProtocolError, match="not yet seen"):
+        decoder.decode(compact)
+    assert _values(decoder.decode(full))["volume"] == 10.0
+    assert _values(decoder.decode(compact))["volume"] == 20.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["im871a", "amb8465", "rtlwmbus"]), st.lists(st.binary(max_size=64), max_size=8)
+)
+def test_dongle_streams_take_random_bytes(dongle: str, chunks: list[bytes]) -> None:
+    from protocols._stream import NeedData
+    from protocols.wmbus import dongles
+
+    stream = dongles.stream(dongle)
+    for chunk in chunks:
+        with contextlib.suppress(RemoteProtocolError):
+            stream.receive_data(chunk)
+        for _ in range(10_000):
+            try:
+                event = stream.next_event()
+            except RemoteProtocolError:
+                continue
+            if isinstance(event, NeedData):
+                break
+        assert stream.buffered <= dongles.MAX_BUFFER
