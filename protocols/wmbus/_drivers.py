@@ -319,6 +319,52 @@ def techem_mk_radio(telegram: "WmbusTelegram") -> "None":
             extra.append(Measurement("volume_month_ago%02d" % (i + 1), scale(halves, -1), "m3"))
 
 
+def techem_compact5(telegram: "WmbusTelegram") -> "None":
+    """Compact V heat meter (CI 0xA1, 0xA2): 3 bytes, the energy of the previous period (3
+    bytes, kWh), a byte, the energy since (3 bytes, kWh); the total is their sum."""
+    if telegram.manufacturer != "TCH" or telegram.ci not in (0xA1, 0xA2):
+        return
+    if (telegram.version, telegram.device_type) not in (
+        (0x45, 0x04),
+        (0x45, 0xC3),
+        (0x22, 0x43),
+        (0x45, 0x43),
+        (0x39, 0x43),
+    ):
+        return
+    p = telegram.manufacturer_data
+    if len(p) < 10:
+        return
+    previous, current = _u(p[3:6]), _u(p[7:10])
+    extra = telegram.extra
+    extra.append(Measurement("energy_storage1", previous * 1000, "Wh"))
+    extra.append(Measurement("energy_period", current * 1000, "Wh"))
+    extra.append(Measurement("energy", (previous + current) * 1000, "Wh"))
+
+
+def techem_fhkv_data_iii(telegram: "WmbusTelegram") -> "None":
+    """FHKV data III heat cost allocator (CI 0xA0): a version byte (0x01, 0x11 or 0x0F), the
+    previous period's date and value, the current date and value, (0x0F: a byte), the room
+    and radiator temperatures (0.01 Cel)."""
+    if telegram.manufacturer != "TCH" or telegram.ci != 0xA0:
+        return
+    p = telegram.manufacturer_data
+    if len(p) < 13 or p[0] not in (0x01, 0x11, 0x0F):
+        return
+    temps = 10 if p[0] == 0x0F else 9
+    if len(p) < temps + 4:
+        return
+    _synthesize(
+        telegram,
+        [
+            ("426E", p[3:5]),
+            ("026E", p[7:9]),
+            ("0265", p[temps : temps + 2]),
+            ("025D", p[temps + 2 : temps + 4]),
+        ],
+    )
+
+
 # -- manufacturer-specific VIFs --------------------------------------------------------------
 
 # (manufacturer, VIF/VIFE hex after the DIB) -> (name, SenML unit, factor on the raw value)
@@ -382,6 +428,8 @@ def schneider_subunits(telegram: "WmbusTelegram") -> "None":
 
 
 DRIVERS: "list[Driver]" = [
+    techem_compact5,
+    techem_fhkv_data_iii,
     techem_mk_radio,
     hydroclima,
     bfw_240_radio,
