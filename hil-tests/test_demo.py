@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from edge.simulators.ble import territory
+from estran.demo._run import territory_meta
 from estran.demo._territory import TERRITORY
 
 DURATION_S = 25
@@ -150,6 +151,8 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     gateways: dict[str, dict[str, Any]] = {}
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     alerts: list[dict[str, Any]] = []
+    anonymous: set[str] = set()
+    geojson: dict[str, Any] = {}
     token = ""
     try:
         deadline = time.monotonic() + DURATION_S + EXIT_GRACE_S
@@ -164,6 +167,8 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
                 if token:
                     gateways = {g["id"]: g for g in get(url + "/api/v1/gateways", token)}
                     alerts = get(url + "/api/v1/alerts", token)["alerts"] or alerts
+                anonymous |= {row["sensor"] for row in get(url + "/api/v1/sensors")}
+                geojson = get(url + "/open/v1/datasets/territory.geojson")
             except (OSError, ValueError, urllib.error.URLError):
                 pass  # not up yet, or stopping
             time.sleep(0.5)
@@ -187,6 +192,14 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
         assert sensors[sensor]["gateway"] == gateway, sensors[sensor]
     assert ble and set(gateway_of) - ble  # both kinds
     assert set(gateways) == set(gateway_of.values()), gateways
+
+    # anonymous: the open dataset only (no closed meter, no berth), as GeoJSON too
+    closed = {sensor for sensor, meta in territory_meta() if meta.get("dataset") != "open"}
+    assert anonymous and not anonymous & closed, anonymous & closed
+    assert {"townhall-linky", "marina-berth-02"} <= closed <= set(sensors)
+    assert geojson["licence"]["id"] == "etalab-2.0", geojson.get("licence")
+    located = [f for f in geojson["features"] if f["geometry"] is not None]
+    assert located and not {f["id"] for f in geojson["features"]} & closed
 
     # the encrypted berth decoded with its bind key: an occupancy reading, not an error
     assert "occupancy" in quantities["marina-berth-02"], quantities["marina-berth-02"]

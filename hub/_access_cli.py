@@ -5,12 +5,22 @@ same operations are /api/v1/users and /api/v1/tokens (an admin's token)."""
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from fleet.cli import _actor, _echo_json, _iso, _open, parse_duration
+
+if TYPE_CHECKING:
+    from fleet import Fleet
+    from hub.storage import Storage
+
+T = TypeVar("T")
 
 _DATA = click.option(
     "--data",
@@ -257,4 +267,294 @@ def admin_reset(ctx: click.Context, data: Path, user_name: str) -> None:
     )
 
 
-__all__ = ["admin_reset", "token", "user"]
+# -- datasets, sensors, erasure (the hub's storage: --db as for `estran hub run`) ----------------
+
+_DB = click.option(
+    "--db",
+    default="sqlite",
+    envvar="ESTRAN_HUB_DB",
+    show_default=True,
+    help="The hub's database, as for `estran hub run`.",
+)
+
+
+@contextmanager
+def _catalogue(ctx: click.Context) -> Iterator[tuple[Storage, Fleet]]:
+    """The hub's storage (migrated) and its registry (for the audit)."""
+    from hub._errors import HubError
+    from hub.storage import open_storage
+
+    data: Path = ctx.obj["data"]
+    if not data.is_dir():
+        raise click.ClickException(f"{data}: no hub data directory here (--data DIR)")
+    try:
+        with open_storage(ctx.obj["db"], data) as storage, _open(ctx) as registry:
+            yield storage, registry
+    except HubError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@click.group("dataset")
+@_DATA
+@_DB
+@click.pass_context
+def dataset(ctx: click.Context, data: Path, db: str) -> None:
+    """Datasets: open (served to everyone, with a licence) or closed (readers granted)."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(data=data, db=db)
+
+
+@dataset.command("set")
+@click.argument("name")
+@click.option("--open/--closed", "is_open", required=True, help="Open data, or closed.")
+@click.option("--licence", default=None, help="Default: etalab-2.0 (open), restricted (closed).")
+@click.option("--description", default="")
+@click.option("--steward", default="", help="Who answers for it (a service, a person).")
+@click.pass_context
+def dataset_set(
+    ctx: click.Context,
+    name: str,
+    is_open: bool,
+    licence: str | None,
+    description: str,
+    steward: str,
+) -> None:
+    """Create or replace a dataset (opening one that holds a personal sensor is refused).
+
+    \b
+    estran hub dataset set parks --open --steward "Parks department"
+    estran hub dataset set water-network --closed --description "water meters"
+    """
+    from fleet import check_name
+    from hub.storage import ETALAB, Dataset
+
+    check = _fleet_checked(lambda: check_name(name, "dataset name"))
+    lic = licence or (ETALAB if is_open else "restricted")
+    with _catalogue(ctx) as (storage, registry):
+        saved = storage.put_dataset(
+            Dataset(check, is_open, lic, description, steward), _actor(), _now_ms()
+        )
+        registry.record(_actor(), "dataset.put", name, open=saved.open, licence=saved.licence)
+    click.echo(f"dataset {saved.name}: {'open' if saved.open else 'closed'}, {saved.licence}")
+
+
+@dataset.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dataset_list(ctx: click.Context, as_json: bool) -> None:
+    """Datasets and how many sensors each holds."""
+    with _catalogue(ctx) as (storage, _):
+        rows = storage.datasets()
+        counts: dict[str, int] = {}
+        for e in storage.sensor_catalogue():
+            key = e.dataset or "-"
+            counts[key] = counts.get(key, 0) + 1
+    if as_json:
+        _echo_json([{**asdict(d), "sensors": counts.get(d.name, 0)} for d in rows])
+        return
+    click.echo(f"{'NAME':<24} {'ACCESS':<7} {'LICENCE':<12} {'SENSORS':>7}  STEWARD")
+    for d in rows:
+        click.echo(
+            f"{d.name:<24} {'open' if d.open else 'closed':<7} {d.licence:<12} "
+            f"{counts.get(d.name, 0):>7}  {d.steward}"
+        )
+    if counts.get("-"):
+        click.echo(f"{'(in no dataset: admin only)':<45} {counts['-']:>7}")
+
+
+@dataset.command("remove")
+@click.argument("name")
+@click.pass_context
+def dataset_remove(ctx: click.Context, name: str) -> None:
+    """Remove a dataset: its sensors are in none afterwards (closed, admin only)."""
+    with _catalogue(ctx) as (storage, registry):
+        moved = _hub_checked(lambda: storage.remove_dataset(name))
+        registry.record(_actor(), "dataset.remove", name, sensors=moved)
+    click.echo(f"dataset {name} removed ({moved} sensors now in none)")
+
+
+@click.group("sensor")
+@_DATA
+@_DB
+@click.pass_context
+def sensor(ctx: click.Context, data: Path, db: str) -> None:
+    """Sensor metadata: dataset, location, site, description, kind, personal."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(data=data, db=db)
+
+
+@sensor.command("set")
+@click.argument("sensor_id")
+@click.option("--dataset", "dataset_name", default=None, help="Its dataset.")
+@click.option("--no-dataset", is_flag=True, help="In no dataset (closed: admin only).")
+@click.option("--lon", type=float, default=None, help="WGS84 longitude.")
+@click.option("--lat", type=float, default=None, help="WGS84 latitude.")
+@click.option("--no-location", is_flag=True)
+@click.option("--site", default=None)
+@click.option("--description", default=None)
+@click.option("--kind", default=None, help="e.g. electricity-meter, soil, bin, berth.")
+@click.option(
+    "--personal/--not-personal",
+    default=None,
+    help="Personal data (a resident's own meter): never in an open dataset.",
+)
+@click.pass_context
+def sensor_set(
+    ctx: click.Context,
+    sensor_id: str,
+    dataset_name: str | None,
+    no_dataset: bool,
+    lon: float | None,
+    lat: float | None,
+    no_location: bool,
+    site: str | None,
+    description: str | None,
+    kind: str | None,
+    personal: bool | None,
+) -> None:
+    """Change what is given of a sensor's metadata (the rest stays).
+
+    \b
+    estran hub sensor set townhall-linky --dataset energy --lon 5.3698 --lat 43.2965 --kind electricity-meter
+    estran hub sensor set flat-12-water --dataset water-network --personal
+    """
+    from dataclasses import replace
+
+    if (lon is None) != (lat is None):
+        raise click.BadParameter("--lon and --lat go together")
+    with _catalogue(ctx) as (storage, registry):
+        meta = storage.sensor_meta(sensor_id)
+        changes: dict[str, object] = {}
+        if no_dataset or dataset_name is not None:
+            changes["dataset"] = None if no_dataset else dataset_name
+        if no_location or lon is not None:
+            changes["location"] = None if no_location or lon is None or lat is None else (lon, lat)
+        for key, value in (("site", site), ("description", description), ("kind", kind)):
+            if value is not None:
+                changes[key] = value
+        if personal is not None:
+            changes["personal"] = personal
+        saved = _hub_checked(
+            lambda: storage.put_sensor_meta(replace(meta, **changes), _actor(), _now_ms())  # type: ignore[arg-type]
+        )
+        registry.record(
+            _actor(), "sensor.meta", sensor_id, dataset=saved.dataset, personal=saved.personal
+        )
+    where = "-" if saved.location is None else f"{saved.location[1]:.5f},{saved.location[0]:.5f}"
+    click.echo(
+        f"{saved.sensor}: dataset {saved.dataset or '- (closed)'}, at {where}, site "
+        f"{saved.site or '-'}{', personal' if saved.personal else ''}"
+    )
+
+
+@sensor.command("list")
+@click.option("--dataset", "dataset_name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sensor_list(ctx: click.Context, dataset_name: str | None, as_json: bool) -> None:
+    """Every sensor the hub knows, with its dataset and location."""
+    with _catalogue(ctx) as (storage, _):
+        rows = storage.sensor_catalogue(dataset=dataset_name)
+    if as_json:
+        _echo_json([asdict(e) for e in rows])
+        return
+    click.echo(f"{'SENSOR':<28} {'DATASET':<20} {'ACCESS':<7} {'LAT,LON':<22} SITE")
+    for e in rows:
+        where = "-" if e.location is None else f"{e.location[1]:.5f},{e.location[0]:.5f}"
+        access = "open" if e.open else "closed"
+        personal = "  (personal)" if e.personal else ""
+        click.echo(
+            f"{e.sensor:<28} {e.dataset or '-':<20} {access:<7} {where:<22} "
+            f"{e.site or '-'}{personal}"
+        )
+
+
+@click.command("erase")
+@_DATA
+@_DB
+@click.option("--sensor", "sensors", multiple=True, help="A sensor (repeat).")
+@click.option(
+    "--site", default=None, help="Every sensor of this site (estran hub sensor set --site)."
+)
+@click.option("--from", "from_", required=True, help="Epoch ms or ISO 8601 (inclusive).")
+@click.option("--to", required=True, help="Epoch ms or ISO 8601 (exclusive).")
+@click.option("--reason", default="", help="Why (kept in the audit and the erasure record).")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def erase(
+    ctx: click.Context,
+    data: Path,
+    db: str,
+    sensors: tuple[str, ...],
+    site: str | None,
+    from_: str,
+    to: str,
+    reason: str,
+    yes: bool,
+) -> None:
+    """Delete readings on request (GDPR): a sensor's or a site's, over [FROM, TO), from the
+    hub's database; audited. Readings a gateway resends in that range are dropped at ingest.
+
+    \b
+    estran hub erase --sensor flat-12-water --from 2026-01-01 --to 2026-07-01 --reason "request 2026-114"
+    """
+    from fastapi import HTTPException
+
+    from hub._api import parse_time
+
+    ctx.ensure_object(dict)
+    ctx.obj.update(data=data, db=db)
+    if bool(sensors) == bool(site):
+        raise click.UsageError("give --sensor or --site")
+    try:
+        from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
+    except HTTPException as e:
+        raise click.BadParameter(str(e.detail)) from e
+    assert from_ms is not None and to_ms is not None
+    with _catalogue(ctx) as (storage, registry):
+        targets = list(sensors) or storage.site_sensors(site or "")
+        if not targets:
+            raise click.ClickException(f"no sensor at site {site!r}")
+        if not yes:
+            click.confirm(
+                f"delete the readings of {', '.join(targets)} from {from_} to {to}?", abort=True
+            )
+        deleted = _hub_checked(
+            lambda: storage.erase_readings(targets, from_ms, to_ms, _actor(), _now_ms(), reason)
+        )
+        registry.record(
+            _actor(),
+            "readings.erase",
+            targets[0] if sensors else f"site:{site}",
+            sensors=targets[:100],
+            from_ms=from_ms,
+            to_ms=to_ms,
+            deleted=deleted,
+            reason=reason,
+        )
+    click.echo(f"{deleted} readings deleted ({', '.join(targets)})")
+
+
+def _hub_checked(fn: Callable[[], T]) -> T:
+    from hub._errors import HubError
+
+    try:
+        return fn()
+    except HubError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _fleet_checked(fn: Callable[[], T]) -> T:
+    from fleet import FleetError
+
+    try:
+        return fn()
+    except FleetError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+__all__ = ["admin_reset", "dataset", "erase", "sensor", "token", "user"]

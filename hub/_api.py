@@ -14,10 +14,11 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from hub import dashboard
+from hub._data_api import data_router, ensure_readable
 from hub._errors import StorageError
 from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
 from hub._plausibility import special
-from hub.auth import Access, Principal, require_role
+from hub.auth import Access, CurrentPrincipal, Principal, require_role
 from hub.auth import router as access_router
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage, write_generation
 
@@ -157,7 +158,9 @@ def create_app(
 ) -> FastAPI:
     """The hub's app: the read API, and with `access` the users, tokens, audit and session
     endpoints (without it, every endpoint that needs a principal answers 503)."""
-    latest_pages: FreshCache[tuple[int, int], tuple[str, int]] = FreshCache(LATEST_TTL)
+    latest_pages: FreshCache[tuple[int, int, frozenset[str] | None], tuple[str, int]] = FreshCache(
+        LATEST_TTL
+    )
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
@@ -224,19 +227,25 @@ def create_app(
 
     @app.get("/api/v1/sensors", response_model=list[dict[str, object]])
     def sensors(
+        who: CurrentPrincipal,
         request: Request,
         limit: int = Query(1000, ge=1, le=MAX_PAGE),
         offset: int = Query(0, ge=0),
     ) -> Response:
-        """The latest value of each sensor quantity (kept on ingest, not searched for):
-        `sensor`, `quantity`, `unit`, `value`, `ts`, `ts_ms`, `flags`, `gateway`. One page,
-        by sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next"). The JSON is
+        """The latest value of each sensor quantity (kept on ingest, not searched for) of
+        the sensors this principal may read (anonymous: open datasets): `sensor`,
+        `quantity`, `unit`, `value`, `ts`, `ts_ms`, `flags`, `gateway`. One page, by
+        sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next"). The JSON is
         built by the database in one query; a page is served again until this process
         writes, or for up to 1 s (another process's writes)."""
+        granted = who.granted
         try:
             body, total = latest_pages.get(
-                (limit, offset),
-                lambda: (storage.sensors_json(limit, offset), storage.count_series()),
+                (limit, offset, granted),
+                lambda: (
+                    storage.sensors_json(limit, offset, granted),
+                    storage.count_series(granted),
+                ),
             )
             response = Response(body, media_type="application/json")
             paginate(request, response, total, offset, limit)
@@ -246,6 +255,7 @@ def create_app(
 
     @app.get("/api/v1/readings")
     def readings(
+        who: CurrentPrincipal,
         sensor: str = Query(min_length=1, max_length=128),
         from_: str | None = Query(None, alias="from"),
         to: str | None = Query(None),
@@ -256,6 +266,7 @@ def create_app(
         (`limit`, `offset`). For whole ranges, `/api/v1/readings.csv` streams them."""
         from_ms = parse_time(from_, "from")
         to_ms = parse_time(to, "to")
+        ensure_readable(storage, who, sensor)
         try:
             rows = storage.readings(sensor, from_ms, to_ms, limit, offset)
         except StorageError as e:
@@ -287,6 +298,7 @@ def create_app(
 
     app.include_router(series_router(storage))
     app.include_router(sta_router(storage))
+    app.include_router(data_router(storage))
     app.include_router(dashboard.router(storage))
     return app
 

@@ -61,6 +61,7 @@ class IngestStats:
     readings: int = 0
     inserted: int = 0
     duplicates: int = 0
+    erased: int = 0  # resent readings of ranges deleted on request, dropped
     states: int = 0
     acks: int = 0
     storage_errors: int = 0
@@ -76,6 +77,7 @@ class IngestStats:
             "readings": self.readings,
             "inserted": self.inserted,
             "duplicates": self.duplicates,
+            "erased": self.erased,
             "states": self.states,
             "acks": self.acks,
             "storage_errors": self.storage_errors,
@@ -339,6 +341,7 @@ class IngestWorker:
                     self.stats.duplicates += result.duplicates
                     if result.duplicates:
                         await self._record_conflicts(group.batches)
+                    self.stats.erased += result.erased
                     acks.extend(
                         (b.gateway, wire.Ack(b.session, b.batch_no, b.ranges))
                         for b in group.batches

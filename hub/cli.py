@@ -184,9 +184,9 @@ def run(
 
 
 def _add_access_commands() -> None:
-    from hub._access_cli import admin_reset, token, user
+    from hub._access_cli import admin_reset, dataset, erase, sensor, token, user
 
-    for command in (user, token, admin_reset):
+    for command in (user, token, admin_reset, dataset, sensor, erase):
         hub.add_command(command)
 
 

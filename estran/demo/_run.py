@@ -120,6 +120,19 @@ class _Gateway:
     credentials: Path | None = None
 
 
+OPEN_DATASET = "territory"
+CLOSED_DATASET = "territory-closed"
+
+
+def territory_meta() -> list[tuple[str, Mapping[str, object]]]:
+    """(sensor, its [sensors.ID] table) of every sensor of the territory."""
+    out: list[tuple[str, Mapping[str, object]]] = []
+    for plan in TERRITORY:
+        out += [(s.sensor, s.meta) for s in plan.serial]
+        out += list(plan.ble_meta.items())
+    return out
+
+
 class Demo:
     def __init__(self, options: DemoOptions, console: Console) -> None:
         self.options = options
@@ -326,19 +339,52 @@ class Demo:
     # -- enrollment ----------------------------------------------------------------------------
 
     def _prepare_access(self) -> str:
-        """The demo's viewer (`estran hub user add demo --role technician --group ...
-        --password`: it may command the territory's gateways), a password of it for this
-        run (the dashboard's login) and an API token (`estran hub token create demo`): the
-        gateways' view needs one. The hub still makes its own admin at first start (its log
-        shows the token)."""
+        """The hub's catalogue and the demo's viewer, before the hub starts: the sensors
+        marked open in the territory go into the open dataset `territory` (Etalab Licence
+        Ouverte 2.0), the others into the closed `territory-closed` (what `estran hub
+        dataset set` and `estran hub sensor set` do); the viewer (`estran hub user add demo
+        --role technician --group ... --dataset territory-closed --password`: it commands
+        the territory's gateways and reads the closed dataset) gets a password for this run
+        (the dashboard's login) and an API token (`estran hub token create demo`). The hub
+        still makes its own admin at first start (its log shows the token)."""
         from fleet import Fleet, NotFound
+        from hub.storage import ETALAB, Dataset, SensorMeta, open_storage
 
+        now = int(time.time() * 1000)
+        with open_storage("sqlite", self.hub_dir) as storage:
+            storage.put_dataset(
+                Dataset(OPEN_DATASET, True, ETALAB, "The demo territory's open sensors", "demo"),
+                "estran-demo",
+                now,
+            )
+            storage.put_dataset(
+                Dataset(CLOSED_DATASET, False, "restricted", "Meters and berths", "demo"),
+                "estran-demo",
+                now,
+            )
+            for sensor, meta in territory_meta():
+                place = meta.get("location")
+                lonlat = None
+                site = place if isinstance(place, str) else None
+                if isinstance(place, dict):
+                    site = str(place.get("name"))
+                    lonlat = (float(place["lon"]), float(place["lat"]))
+                dataset = OPEN_DATASET if meta.get("dataset") == "open" else CLOSED_DATASET
+                storage.put_sensor_meta(
+                    SensorMeta(sensor, dataset, lonlat, site, site or ""), "estran-demo", now
+                )
         with Fleet(self.hub_dir) as fleet:
             try:
                 fleet.accounts.user("demo")
             except NotFound:
                 groups = tuple(sorted({plan.group for plan in TERRITORY}))
-                fleet.accounts.add_user("demo", "technician", "estran-demo", groups=groups)
+                fleet.accounts.add_user(
+                    "demo",
+                    "technician",
+                    "estran-demo",
+                    groups=groups,
+                    datasets=(CLOSED_DATASET,),
+                )
             self.demo_password = secrets.token_urlsafe(12)
             fleet.accounts.set_password("demo", self.demo_password, "estran-demo")
             return fleet.accounts.create_token(
@@ -509,7 +555,8 @@ class Demo:
             f"  data       {self.workdir}  ({keep}); logs in {self.log_dir}",
             f"  token      {self.api_token}",
             "             (a technician's; header Authorization: Bearer TOKEN)",
-            f"  try        curl -s {url}/api/v1/sensors",
+            f"  try        curl -s {url}/open/v1/datasets/{OPEN_DATASET}.geojson",
+            f"             curl -s {url}/api/v1/sensors   (open data; with the token: all)",
             f"             curl -s '{url}/api/v1/readings?sensor=marina-berth-02&limit=5'",
             f"             estran edge status --data {marina.data_dir}",
         ]

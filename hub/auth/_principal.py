@@ -30,6 +30,13 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def granted(self) -> frozenset[str] | None:
+        """What the storage's filters take (`sensors(granted=...)`,
+        `sensor_catalogue(granted=...)`): None for an admin (everything), otherwise the
+        closed datasets granted (open ones are always in)."""
+        return None if self.role == "admin" else self.datasets
+
     def can_read(self, dataset: str | None, is_open: bool) -> bool:
         """Open datasets: everyone. Closed ones: an admin, or a user granted that dataset.
         A sensor in no dataset (`dataset` None) is closed: admin only."""

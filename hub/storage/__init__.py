@@ -21,6 +21,16 @@ from hub.storage._base import (
     bucket_for,
     write_generation,
 )
+from hub.storage._catalogue import (
+    ETALAB,
+    LICENCES,
+    CatalogueEntry,
+    CatalogueError,
+    Dataset,
+    Erasure,
+    NotInCatalogue,
+    SensorMeta,
+)
 from hub.storage._pool import ReadPool
 from hub.storage._predicate import BoolOp, Cmp, Not, Predicate, obs_id, split_obs_id
 from hub.storage._sqlite import SqliteStorage
@@ -85,22 +95,30 @@ def open_storage(spec: str, data_dir: Path, *, migrate: bool = True, readers: in
 
 
 __all__ = [
+    "ETALAB",
+    "LICENCES",
     "MAX_QUERY_ROWS",
     "MAX_SERIES_POINTS",
     "BoolOp",
+    "CatalogueEntry",
+    "CatalogueError",
     "Cmp",
+    "Dataset",
     "Downsampled",
+    "Erasure",
     "Footprint",
     "GatewayInfo",
     "GatewayState",
     "IngestBatch",
     "IngestResult",
     "Not",
+    "NotInCatalogue",
     "Observation",
     "Predicate",
     "ReadPool",
     "ReadingRow",
     "SensorLatest",
+    "SensorMeta",
     "SeriesInfo",
     "SeriesKey",
     "SeriesPoint",

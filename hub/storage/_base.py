@@ -11,11 +11,12 @@ import abc
 import json
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
 
+from hub.storage._catalogue import Catalogue
 from hub.storage._predicate import Cmp, Predicate, render
 from hub.storage._types import (
     Downsampled,
@@ -73,7 +74,7 @@ def bump_generation() -> None:
         _generation += 1
 
 
-class Storage(abc.ABC):
+class Storage(Catalogue):
     """Where committed readings live. Inserts are idempotent on (gateway, seq)."""
 
     name: str = "storage"
@@ -157,37 +158,57 @@ class Storage(abc.ABC):
             ) in rows
         ]
 
-    def sensors(self, limit: int | None = None, offset: int = 0) -> list[SensorLatest]:
+    def sensors(
+        self, limit: int | None = None, offset: int = 0, granted: Collection[str] | None = None
+    ) -> list[SensorLatest]:
         """The latest reading of each series (sensor, quantity, unit), in that order; from
-        the `latest` table ingest maintains, not a scan of the readings."""
+        the `latest` table ingest maintains, not a scan of the readings. `granted` (not
+        None): only sensors of open datasets and of these closed ones."""
         p = self.placeholder
         page = "" if limit is None else f" LIMIT {p} OFFSET {p}"
-        params: tuple[int, ...] = () if limit is None else (max(0, limit), max(0, offset))
+        where, params = self.readable_clause("s.sensor", granted)
+        if limit is not None:
+            params += [max(0, limit), max(0, offset)]
         return [
             SensorLatest(sensor, quantity, unit or None, ts, merge_value(v, t, flags), flags, gw)
             for sensor, quantity, unit, ts, v, t, flags, gw in self._fetch(
                 "SELECT s.sensor, s.quantity, s.unit, l.ts_ms, l.value, l.text, l.flags, g.name"
                 " FROM latest l JOIN series s ON s.id = l.series_id"
                 " JOIN gateways g ON g.id = l.gateway_id"
-                " ORDER BY s.sensor, s.quantity, s.unit" + page,
+                + (f" WHERE {where}" if where else "")
+                + " ORDER BY s.sensor, s.quantity, s.unit"
+                + page,
                 params,
             )
         ]
 
     # One query that returns the page of `sensors()` as a JSON array (text), built by the
-    # database: what /api/v1/sensors sends, without a Python object per row.
+    # database: what /api/v1/sensors sends, without a Python object per row. Its WHERE
+    # clause (which sensors the principal may read) goes where it says /*where*/.
     latest_json_query: str
 
-    def sensors_json(self, limit: int, offset: int = 0) -> str:
-        """The page of `sensors(limit, offset)` as JSON text: objects with sensor, quantity,
-        unit, value (text or number, null when not finite), ts (ISO 8601, ms, UTC), ts_ms,
-        flags, gateway."""
-        rows = self._fetch(self.latest_json_query, (max(0, limit), max(0, offset)))
+    def sensors_json(
+        self, limit: int, offset: int = 0, granted: Collection[str] | None = None
+    ) -> str:
+        """The page of `sensors(limit, offset, granted)` as JSON text: objects with sensor,
+        quantity, unit, value (text or number, null when not finite), ts (ISO 8601, ms,
+        UTC), ts_ms, flags, gateway."""
+        where, params = self.readable_clause("s.sensor", granted)
+        query = self.latest_json_query.replace("/*where*/", f" WHERE {where}" if where else "")
+        rows = self._fetch(query, (*params, max(0, limit), max(0, offset)))
         return str(rows[0][0]) if rows and rows[0][0] is not None else "[]"
 
-    def count_series(self) -> int:
-        """How many series have a latest value (the length of `sensors()`)."""
-        return int(self._fetch("SELECT count(*) FROM latest")[0][0])
+    def count_series(self, granted: Collection[str] | None = None) -> int:
+        """How many series have a latest value (the length of `sensors(granted=...)`)."""
+        if granted is None:
+            return int(self._fetch("SELECT count(*) FROM latest")[0][0])
+        where, params = self.readable_clause("s.sensor", granted)
+        return int(
+            self._fetch(
+                f"SELECT count(*) FROM latest l JOIN series s ON s.id = l.series_id WHERE {where}",
+                params,
+            )[0][0]
+        )
 
     def count_gateways(self) -> int:
         return int(self._fetch("SELECT count(*) FROM gateways")[0][0])

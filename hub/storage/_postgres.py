@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from hub._errors import StorageError
-from hub.storage import _alerts
+from hub.storage import _alerts, _catalogue
 from hub.storage._base import (
     Storage,
     batch_rows,
@@ -108,6 +108,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: alerts and numériscore (hub/storage/_alerts.py)
     _alerts.POSTGRES,
+    # 6: datasets, sensor metadata, erasures on request (hub/storage/_catalogue.py)
+    _catalogue.POSTGRES,
 )
 # Migrations that need more than SQL: run after the script of the same version.
 _MIGRATION_STEPS: dict[int, str] = {4: "_partition_readings"}
@@ -180,7 +182,7 @@ class PostgresStorage(Storage):
         " ORDER BY sensor, quantity, unit), '[]')::text FROM ("
         "   SELECT s.sensor, s.quantity, s.unit, l.value, l.text, l.ts_ms, l.flags, g.name"
         "   FROM latest l JOIN series s ON s.id = l.series_id"
-        "   JOIN gateways g ON g.id = l.gateway_id"
+        "   JOIN gateways g ON g.id = l.gateway_id/*where*/"
         "   ORDER BY s.sensor, s.quantity, s.unit LIMIT %s OFFSET %s) page"
     )
 
@@ -395,6 +397,7 @@ class PostgresStorage(Storage):
             self._staging = True
 
     def ingest(self, batches: Sequence[IngestBatch], now_ms: int) -> IngestResult:
+        batches, erased = self.drop_erased(batches)
         attempted = sum(len(b) for b in batches)
         with self._lock:
             for attempt in range(_RETRIES):
@@ -413,7 +416,7 @@ class PostgresStorage(Storage):
                 self._forget()
         inserted = sum(by_gateway.values())
         bump_generation()
-        return IngestResult(inserted=inserted, duplicates=attempted - inserted)
+        return IngestResult(inserted=inserted, duplicates=attempted - inserted, erased=erased)
 
     def _forget(self) -> None:
         self._series.clear()
@@ -524,9 +527,11 @@ class PostgresStorage(Storage):
         with self._lock:
             try:
                 with self._db.transaction():
-                    return [self._db.execute(q.encode(), params).rowcount for q, params in ops]
+                    counts = [self._db.execute(q.encode(), params).rowcount for q, params in ops]
             except psycopg.Error as e:
                 raise StorageError(f"write failed: {e}") from e
+        bump_generation()
+        return counts
 
     def close(self) -> None:
         self._readers.close()

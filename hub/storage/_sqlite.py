@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hub._errors import StorageError
-from hub.storage import _alerts
+from hub.storage import _alerts, _catalogue
 from hub.storage._base import (
     Storage,
     batch_rows,
@@ -110,6 +110,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: alerts and numériscore (hub/storage/_alerts.py)
     _alerts.SQLITE,
+    # 6: datasets, sensor metadata, erasures on request (hub/storage/_catalogue.py)
+    _catalogue.SQLITE,
 )
 
 _INSERT = (
@@ -147,7 +149,7 @@ class SqliteStorage(Storage):
         " 'ts_ms', ts_ms, 'flags', flags, 'gateway', name)) FROM ("
         "   SELECT s.sensor, s.quantity, s.unit, l.value, l.text, l.ts_ms, l.flags, g.name"
         "   FROM latest l JOIN series s ON s.id = l.series_id"
-        "   JOIN gateways g ON g.id = l.gateway_id"
+        "   JOIN gateways g ON g.id = l.gateway_id/*where*/"
         "   ORDER BY s.sensor, s.quantity, s.unit LIMIT ? OFFSET ?)"
     )
 
@@ -235,6 +237,7 @@ class SqliteStorage(Storage):
         return [cache[k] for k in keys]
 
     def ingest(self, batches: Sequence[IngestBatch], now_ms: int) -> IngestResult:
+        batches, erased = self.drop_erased(batches)
         attempted = sum(len(b) for b in batches)
         with self._lock:
             try:
@@ -259,7 +262,7 @@ class SqliteStorage(Storage):
                 self._gateways.clear()
                 raise StorageError(f"ingest failed: {e}") from e
         bump_generation()
-        return IngestResult(inserted=inserted, duplicates=attempted - inserted)
+        return IngestResult(inserted=inserted, duplicates=attempted - inserted, erased=erased)
 
     def _touch_gateways(
         self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[str, int]
@@ -352,6 +355,7 @@ class SqliteStorage(Storage):
             except sqlite3.Error as e:
                 self._rollback()
                 raise StorageError(f"write failed: {e}") from e
+        bump_generation()
         return counts
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ class IngestBatch:
 class IngestResult:
     inserted: int
     duplicates: int
+    erased: int = 0  # resent readings of a range deleted on request, dropped
 
 
 @dataclass(frozen=True, slots=True)
