@@ -128,7 +128,8 @@ def territory_meta() -> list[tuple[str, Mapping[str, object]]]:
     """(sensor, its [sensors.ID] table) of every sensor of the territory."""
     out: list[tuple[str, Mapping[str, object]]] = []
     for plan in TERRITORY:
-        out += [(s.sensor, s.meta) for s in plan.serial]
+        for s in plan.serial:
+            out += [(s.sensor, s.meta), *s.also]
         out += list(plan.ble_meta.items())
     return out
 
