@@ -311,7 +311,10 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     data = bytes(data)
     step = DEFAULT_MAX_BUFFER // 2
     for offset in range(0, len(data), step):
-        stream.receive_data(data[offset : offset + step])
+        try:
+            stream.receive_data(data[offset : offset + step])
+        except RemoteProtocolError as e:  # bounded: what does not fit is dropped and said
+            out.append(result("sds011", False, str(e), {}, []))
         drain(stream, "sds011", _describe, out)
     try:
         stream.finish()

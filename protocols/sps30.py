@@ -459,9 +459,12 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     data = bytes(data)
     out = []  # type: list[dict[str, object]]
     stream = ShdlcStream(direction if isinstance(direction, str) else None)
-    step = DEFAULT_MAX_BUFFER // 2
+    step = DEFAULT_MAX_BUFFER - MAX_STUFFED  # one partial frame and a step fit
     for offset in range(0, len(data), step):
-        stream.receive_data(data[offset : offset + step])
+        try:
+            stream.receive_data(data[offset : offset + step])
+        except RemoteProtocolError as e:  # bounded: what does not fit is dropped and said
+            out.append(result("sps30", False, str(e), {}, []))
         drain(stream, "sps30", _describe_frame, out)
     try:
         stream.finish()

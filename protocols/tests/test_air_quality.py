@@ -164,7 +164,7 @@ def test_random_bytes_only_raise_remote_protocol_errors(make: object) -> None:
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.binary(max_size=600), st.sampled_from(["pms", "sds011", "sps30"]))
+@given(st.binary(max_size=3000), st.sampled_from(["pms", "sds011", "sps30"]))
 def test_describe_never_raises_on_garbage(data: bytes, protocol: str) -> None:
     module = {"pms": pms, "sds011": sds011, "sps30": sps30}[protocol]
     check_contract(module.describe(data, {}), protocol)
@@ -231,3 +231,23 @@ def test_estran_decode_pms_sds011_sps30() -> None:
     assert code == 1 and out[0]["error"].startswith("truncated:")
     res = CliRunner().invoke(cli, ["decode", "pms", "424d", "--model", "nope", "--json"])
     assert res.exit_code == 2 and "unknown PMS model" in res.output
+
+
+def test_hostile_input_takes_milliseconds() -> None:
+    import time
+
+    hostile = (
+        b"BM" * 50_000,
+        b"BM\x00\x1c" * 25_000,
+        b"\xaa\xc0" * 50_000,
+        b"\xaa\xb4" * 50_000,
+        b"\x7e" * 100_000,
+        b"\x7e\x7d" * 50_000,
+        (b"\x7e" + b"\x00" * 600) * 150,
+    )
+    for data in hostile:
+        for module in (pms, sds011, sps30):
+            t = time.perf_counter()
+            results = module.describe(data, {})
+            assert all(not r["valid"] for r in results) or module is not pms
+            assert time.perf_counter() - t < 5.0  # generous for a loaded CI; typically ms
