@@ -16,7 +16,10 @@ from edge.simulators.serial import (
     OttPlsSimulator,
     PmsSimulator,
     Sds011Simulator,
+    SpecError,
     Sps30Simulator,
+    VegapulsSimulator,
+    parse_spec,
 )
 from edge.simulators.serial.modbus import WATER_AMPLITUDE, WATER_MEAN
 from edge.sources import SourceState
@@ -260,3 +263,50 @@ def test_level_models_give_their_map_and_names() -> None:
     assert datum is not None and datum.source == "distance"
     snippet = radar.snippet()
     assert 'model = "fmr20"' in snippet and "datum = 3.2" in snippet
+
+
+async def test_vegapuls_radar_on_sdi12(tmp_path: Path) -> None:
+    async with VegapulsSimulator("ttySDI12-VEGA", directory=tmp_path) as sim:
+        port = _device(sim.port_config("canal-vega"), interval=2.0)
+        sink = MemorySink()
+        async with running(SerialSource(fast(port)), sink):
+            await sink.wait_for(lambda: len(sink.values("canal-vega", "level")) >= 1, 15, "level")
+        quantities = sink.quantities("canal-vega")
+        assert {"stage", "distance", "temperature", "reliability", "error_code", "level"} <= (
+            quantities
+        )
+        distance = sink.values("canal-vega", "distance")[-1]
+        level = sink.values("canal-vega", "level")[-1]
+        assert level == round(3.2 - float(distance), 3)  # type: ignore[arg-type]
+        assert isinstance(level, float) and LOW <= level <= HIGH
+        assert not sink.errors, sink.details
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "pms5003",
+        "pms5003,interval=2",
+        "sds011,period=5",
+        "sds011,period=1,minute=2,work=1",
+        "sps30",
+        "canal-radar",
+        "canal-pressure,address=7",
+        "ott-pls,address=3",
+        "vegapuls-c21",
+    ],
+)
+def test_runner_specs_give_configs_the_daemon_accepts(spec: str) -> None:
+    sim = parse_spec(spec, "/tmp/estran-sim-specs")
+    config = SerialPortConfig.from_mapping(sim.port_config())
+    assert config.snippet().startswith("[[serial]]")
+    if spec == "canal-radar":
+        assert str(config.line) == "9600 8E1" and config.devices[0].address == 200
+    if spec.startswith("sds011,period=5"):
+        assert config.devices[0].duty_cycle == 5
+
+
+def test_runner_specs_refuse_bad_options() -> None:
+    for bad in ("sds011,period=31", "sds011,period=x", "pms5003,colour=blue"):
+        with pytest.raises(SpecError):
+            parse_spec(bad)

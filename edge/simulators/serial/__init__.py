@@ -30,6 +30,7 @@ from edge.simulators.serial.air import (
     PmsSimulator,
     Sds011Simulator,
     Sps30Simulator,
+    VegapulsSimulator,
 )
 from edge.simulators.serial.mbus import HeatMeter, MbusMeter, MbusSimulator, WaterMeter
 from edge.simulators.serial.modbus import ModbusSimulator, ModbusSlave
@@ -65,6 +66,7 @@ __all__ = [
     "SpecError",
     "Sps30Simulator",
     "StreamSimulator",
+    "VegapulsSimulator",
     "WaterMeter",
     "WmbusDongleSimulator",
     "create_simulator",

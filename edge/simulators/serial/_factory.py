@@ -28,6 +28,7 @@ from edge.simulators.serial.air import (
     PmsSimulator,
     Sds011Simulator,
     Sps30Simulator,
+    VegapulsSimulator,
 )
 from edge.simulators.serial.mbus import HeatMeter, MbusMeter, MbusSimulator, WaterMeter
 from edge.simulators.serial.modbus import ModbusSimulator, ModbusSlave
@@ -63,6 +64,7 @@ KINDS: dict[str, str] = {
     "canal-radar": "E+H Micropilot FMR20 radar level at address 200 (Modbus RTU 9600 8E1)",
     "canal-pressure": "KELLER Series 30 pressure level probe at address 1 (Modbus RTU 9600 8N1)",
     "ott-pls": "OTT PLS pressure level probe at address 0 (SDI-12 1200 7E1)",
+    "vegapuls-c21": "VEGAPULS C 21 radar level at address 0 (SDI-12 1200 7E1)",
 }
 
 _DEFAULT_NAMES = {
@@ -89,6 +91,7 @@ _DEFAULT_NAMES = {
     "canal-radar": "ttyCANAL485",
     "canal-pressure": "ttyKELLER485",
     "ott-pls": "ttySDI12-PLS",
+    "vegapuls-c21": "ttySDI12-VEGA",
 }
 
 
@@ -118,6 +121,7 @@ _DEFAULT_LINES = {
     "canal-radar": LineFormat(9600, 8, "E", 1),
     "canal-pressure": _RS485,
     "ott-pls": LineFormat(1200, 7, "E", 1),
+    "vegapuls-c21": LineFormat(1200, 7, "E", 1),
 }
 
 
@@ -259,6 +263,12 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
             name, slaves=[ModbusSlave(int(opts.pop("address", "1")), "keller30")], **common
         ),
         "ott-pls": lambda: OttPlsSimulator(
+            name,
+            address=opts.pop("address", "0"),
+            measure_time=float(opts.pop("measure_time", "1")),
+            **common,
+        ),
+        "vegapuls-c21": lambda: VegapulsSimulator(
             name,
             address=opts.pop("address", "0"),
             measure_time=float(opts.pop("measure_time", "1")),

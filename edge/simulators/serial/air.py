@@ -12,6 +12,8 @@
   when not measuring), device information, version, status register, sleep and wake-up.
 - `OttPlsSimulator`: an OTT PLS pressure probe on SDI-12 (aM! gives the water column above
   the probe in m and the water temperature), at a canal's tide.
+- `VegapulsSimulator`: a VEGAPULS C 21 radar on SDI-12 (aM! gives stage, distance,
+  temperature, reliability and error code), above the same canal.
 
 A street's particles follow the traffic: a daily cycle with rush-hour peaks and noise.
 """
@@ -27,7 +29,7 @@ from typing import ClassVar, Unpack
 
 from edge.simulators.serial._base import SerialSimulator, SimOptions
 from edge.simulators.serial._link import LineFormat
-from edge.simulators.serial.modbus import WATER_PROBE, canal_level
+from edge.simulators.serial.modbus import WATER_MOUNT, WATER_PROBE, canal_level
 from edge.simulators.serial.sdi12 import Sdi12Simulator
 from protocols import pms, sds011, sps30
 from protocols.errors import RemoteProtocolError
@@ -410,4 +412,46 @@ class OttPlsSimulator(Sdi12Simulator):
         return port
 
 
-__all__ = ["OttPlsSimulator", "PmsSimulator", "Sds011Simulator", "Sps30Simulator"]
+class VegapulsSimulator(Sdi12Simulator):
+    """A VEGAPULS C 21 radar (SDI-12) whose antenna sits `WATER_MOUNT` m above the canal's
+    datum: aM! answers its own stage (its reference set to the datum), the distance to
+    the water (m), its temperature (degC), the echo's reliability (dB) and an error code
+    (0)."""
+
+    kind: ClassVar[str] = "vegapuls-c21"
+    identity: ClassVar[tuple[str, str, str, str]] = ("VEGA    ", "PS21  ", "100", "43210987")
+    values_count: ClassVar[int] = 5
+
+    def sample(self, index: int) -> list[Value]:
+        if index == 1:
+            return [0]
+        water = canal_level(self.elapsed(), self.rng.gauss)
+        distance = round(WATER_MOUNT - water, 3)
+        return [
+            round(WATER_MOUNT - distance, 3),
+            distance,
+            round(14.0 + self.rng.gauss(0, 0.1), 1),
+            round(42.0 + self.rng.gauss(0, 0.5), 1),
+            0,
+        ]
+
+    def port_config(self, sensor_prefix: str | None = None) -> dict[str, object]:
+        device: dict[str, object] = {
+            "sensor": sensor_prefix or f"level-radar-{self.address}",
+            "address": self.address,
+            "model": "vegapuls_c21",
+            "datum": WATER_MOUNT,
+            "interval": 60.0,
+        }
+        port = self._port("sdi12", [device])
+        port["wake"] = "nul"  # a pty carries no break
+        return port
+
+
+__all__ = [
+    "OttPlsSimulator",
+    "PmsSimulator",
+    "Sds011Simulator",
+    "Sps30Simulator",
+    "VegapulsSimulator",
+]
