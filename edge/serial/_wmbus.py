@@ -21,7 +21,6 @@ from edge.serial._config import DeviceConfig, SerialPortConfig, wmbus_meter
 from edge.serial._session import NO_RESPONSE, NOISE, Clock, Session, SilenceWatch
 from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink
-from protocols._stream import NeedData
 from protocols.errors import RemoteProtocolError
 from protocols.reading import FLAG_ALARM, Reading
 from protocols.wmbus import ALARMS, Decoder, dongles
@@ -90,7 +89,9 @@ class WmbusSession(Session):
         self.stream = dongles.stream(config.dongle, config.rssi)
         self.heard: dict[str, HeardMeter] = {}
         self.telegrams = 0
-        self._synced = False  # bytes before the first message are a stream joined mid-way
+        # Until a message checks out (a dongle reply, a telegram that decodes), what comes is
+        # a stream joined mid-way: its garbage and broken telegrams are not counted.
+        self._synced = False
 
     def device_for(self, manufacturer: str, ident: str) -> DeviceConfig | None:
         return self._devices.get(f"{manufacturer}-{ident}") or self._devices.get(ident)
@@ -142,9 +143,8 @@ class WmbusSession(Session):
                 elif self._synced:
                     self.count(fallback, NOISE, e.message)
                 continue
-            if not isinstance(event, NeedData):
-                self._synced = True
             if isinstance(event, dongles.DongleReply):
+                self._synced = True
                 if want is not None and event.code == want:
                     good = True
                 continue
@@ -180,9 +180,11 @@ class WmbusSession(Session):
             mode = getattr(error, "mode", None)
             if mode is not None:
                 heard.encryption = mode
-            if device is not None:
+                self._synced = True  # framed right: only the key is in question
+            if device is not None and self._synced:
                 self.count(device.sensor, error.reason, error.message)
             return False
+        self._synced = True
         if device is None or telegram is None:
             return True  # a neighbour's meter: heard, not ours
         ts = self.clock()

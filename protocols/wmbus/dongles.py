@@ -193,13 +193,18 @@ class Im871aStream(_Stream):
 
 class AmberStream(_Stream):
     """Amber AMB8465 (Metis-II) UART messages; `rssi`: the module appends an RSSI byte to
-    the telegrams it receives (its factory setting in command mode)."""
+    the telegrams it receives (its factory setting in command mode).
 
-    __slots__ = ("rssi",)
+    Once a command-mode message with a good checksum has been seen, the module is known to
+    be in command mode: bytes that do not start one are dropped, never taken for a
+    transparent-mode telegram (a stream joined mid-message would otherwise be misread)."""
+
+    __slots__ = ("command_mode", "rssi")
 
     def __init__(self, rssi: "bool" = True) -> "None":
         super().__init__()
         self.rssi = rssi
+        self.command_mode = False
 
     def next_event(self) -> "RadioTelegram | DongleReply | NeedData":
         buf = self._buf
@@ -216,6 +221,7 @@ class AmberStream(_Stream):
             if _xor(frame[:-1]) != frame[-1]:
                 raise self._drop(1, CHECKSUM, "AMB8465 message with a bad checksum")
             self._consume(size)
+            self.command_mode = True
             payload = frame[3 : 3 + length]
             if command == AMBER_DATA_IND:
                 rssi = None
@@ -228,6 +234,10 @@ class AmberStream(_Stream):
                     )
                 return RadioTelegram(AMB8465, bytes([len(payload)]) + payload, rssi)
             return DongleReply(AMB8465, command, payload)
+        if self.command_mode:
+            start = buf.find(bytes([AMBER_SOF]))
+            n = len(buf) if start < 0 else start
+            raise self._drop(n, MALFORMED, "%d bytes outside AMB8465 messages" % n)
         # transparent mode: a bare telegram, L-field first
         if buf[0] < HEADER_SIZE - 1 or (len(buf) > 1 and buf[1] not in C_FIELDS):
             n = 1

@@ -38,7 +38,12 @@ from edge.simulators.serial.nmea import NmeaSimulator
 from edge.simulators.serial.sdi12 import Sdi12Simulator
 from edge.simulators.serial.tic import LinkySimulator
 from edge.simulators.serial.ultrasonic import A02yyuwSimulator, MaxBotixSimulator
-from edge.simulators.serial.wmbus import RadioMeter, WmbusDongleSimulator
+from edge.simulators.serial.wmbus import (
+    RadioMeter,
+    ReplayMeter,
+    WmbusDongleSimulator,
+    replay_meters,
+)
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -59,6 +64,7 @@ __all__ = [
     "OttPlsSimulator",
     "PmsSimulator",
     "RadioMeter",
+    "ReplayMeter",
     "Sdi12Simulator",
     "Sds011Simulator",
     "SerialSimulator",
@@ -71,5 +77,6 @@ __all__ = [
     "WmbusDongleSimulator",
     "create_simulator",
     "parse_spec",
+    "replay_meters",
     "send_request",
 ]

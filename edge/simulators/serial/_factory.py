@@ -10,6 +10,7 @@ A spec is ``KIND[,key=value]...``::
     sdi12-soil,address=0,measure_time=1
     maxbotix,interval=0.2
     nmea,pace=1
+    wmbus-im871a,replay=captures.hex,interval=2
     sds011,period=5
     canal-radar
 
@@ -36,7 +37,7 @@ from edge.simulators.serial.nmea import NmeaSimulator
 from edge.simulators.serial.sdi12 import Sdi12Simulator
 from edge.simulators.serial.tic import LinkySimulator
 from edge.simulators.serial.ultrasonic import A02yyuwSimulator, MaxBotixSimulator
-from edge.simulators.serial.wmbus import WmbusDongleSimulator
+from edge.simulators.serial.wmbus import ReplayMeter, WmbusDongleSimulator, replay_meters
 from protocols import modbus
 from protocols.errors import LocalProtocolError
 
@@ -55,7 +56,8 @@ KINDS: dict[str, str] = {
     "maxbotix": "MaxBotix HRLV level sensor, ASCII mm (9600 8N1)",
     "a02yyuw": "DFRobot A02YYUW level sensor, binary mm (9600 8N1)",
     "nmea": "NMEA 0183 weather and depth instrument (4800 8N1)",
-    "wmbus-im871a": "wireless M-Bus, IMST iM871A dongle (57600 8N1), 3 water meters",
+    "wmbus-im871a": "wireless M-Bus, IMST iM871A dongle (57600 8N1), 3 water meters"
+    " (replay=FILE: real telegrams, one hex a line, instead)",
     "wmbus-amb8465": "wireless M-Bus, Amber AMB8465 dongle (9600 8N1), 3 water meters",
     "wmbus-rtlwmbus": "wireless M-Bus, rtl-wmbus text output (115200 8N1), 3 water meters",
     "pms5003": "Plantower PMS5003 particulate sensor (9600 8N1), interval= s between frames",
@@ -167,6 +169,12 @@ def _meters(text: str) -> list[MbusMeter]:
     return meters
 
 
+def _replay(opts: dict[str, str]) -> list[ReplayMeter] | None:
+    """`replay=FILE`: real telegrams played back instead of the built-in meters."""
+    path = opts.pop("replay", None)
+    return replay_meters(path) if path else None
+
+
 def create_simulator(kind: str, **options: str) -> SerialSimulator:
     """A simulator of `kind` (see KINDS) from string options (as a spec gives them)."""
     if kind not in KINDS:
@@ -235,13 +243,13 @@ def create_simulator(kind: str, **options: str) -> SerialSimulator:
         "a02yyuw": lambda: A02yyuwSimulator(name, interval=interval, **common),
         "nmea": lambda: NmeaSimulator(name, interval=interval, **common),
         "wmbus-im871a": lambda: WmbusDongleSimulator(
-            name, dongle="im871a", interval=interval or 5.0, **common
+            name, dongle="im871a", meters=_replay(opts), interval=interval or 5.0, **common
         ),
         "wmbus-amb8465": lambda: WmbusDongleSimulator(
-            name, dongle="amb8465", interval=interval or 5.0, **common
+            name, dongle="amb8465", meters=_replay(opts), interval=interval or 5.0, **common
         ),
         "wmbus-rtlwmbus": lambda: WmbusDongleSimulator(
-            name, dongle="rtlwmbus", interval=interval or 5.0, **common
+            name, dongle="rtlwmbus", meters=_replay(opts), interval=interval or 5.0, **common
         ),
         "pms5003": lambda: PmsSimulator(
             name, interval=1.0 if interval is None else interval, **common

@@ -10,7 +10,8 @@ would have received it:
   serial number and set-mode requests;
 - ``rtlwmbus``: rtl-wmbus text lines, 115200 8N1.
 
-Meters (`RadioMeter`): a Diehl IZAR (PRIOS, factory key), a Kamstrup-like OMS water meter
+Meters (`RadioMeter`), or real telegrams played back (`ReplayMeter`, `replay_meters(FILE)`:
+captures, one hex telegram a line): a Diehl IZAR (PRIOS, factory key), a Kamstrup-like OMS water meter
 in security mode 5 and an OMS water meter in mode 7 (AFL counter and MAC), each with its
 own clock. A meter set to leak at night (`leak="night"`) reports a constant night flow and
 its leak alarm while its clock is between 00:00 and 06:00; `clock_start` sets that clock
@@ -148,6 +149,59 @@ class RadioMeter:
         )
 
 
+class ReplayMeter:
+    """Real telegrams of one meter played back in turn (captures, or the shared vectors):
+    `telegrams` L-field first without CRCs, `key` the meter's key if they are encrypted.
+    The meter's name comes from its first telegram's link layer."""
+
+    def __init__(self, telegrams: Sequence[bytes], key: bytes | None = None) -> None:
+        if not telegrams or any(len(t) < 11 for t in telegrams):
+            raise ValueError("a replayed meter needs telegrams of at least 11 bytes")
+        self.telegrams = [bytes(t) for t in telegrams]
+        self.key = key
+        first = self.telegrams[0]
+        code = first[2] | (first[3] << 8)
+        self.manufacturer = "".join(chr(((code >> s) & 0x1F) + 64) for s in (10, 5, 0))
+        self.meter_id = "".join(f"{first[i]:02X}" for i in (7, 6, 5, 4))
+        self._next = 0
+
+    @property
+    def meter(self) -> str:
+        return f"{self.manufacturer}-{self.meter_id}"
+
+    def telegram(self) -> bytes:
+        telegram = self.telegrams[self._next % len(self.telegrams)]
+        self._next += 1
+        return telegram
+
+
+def replay_meters(path: str) -> list[ReplayMeter]:
+    """Meters from a capture file: one telegram a line in hex (``#`` comments), optionally
+    followed by `` key=HEX``; telegrams of one meter are grouped into one ReplayMeter."""
+    grouped: dict[str, tuple[list[bytes], bytes | None]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            hex_text, _, rest = line.partition(" ")
+            try:
+                telegram = bytes.fromhex(hex_text)
+                key = bytes.fromhex(rest.strip()[4:]) if rest.strip().startswith("key=") else None
+            except ValueError as e:
+                raise ValueError(f"{path}:{number}: not hex") from e
+            if len(telegram) < 11:
+                raise ValueError(f"{path}:{number}: a telegram has at least 11 bytes")
+            name = telegram[2:8].hex()
+            telegrams, known = grouped.setdefault(name, ([], key))
+            telegrams.append(telegram)
+            if key is not None and known is None:
+                grouped[name] = (telegrams, key)
+    if not grouped:
+        raise ValueError(f"{path}: no telegram")
+    return [ReplayMeter(t, k) for t, k in grouped.values()]
+
+
 def _type_f(epoch: float) -> bytes:
     """EN 13757-3 data type F (date and time to the minute)."""
     t = time.gmtime(epoch)
@@ -186,7 +240,7 @@ class WmbusDongleSimulator(SerialSimulator):
         name: str = "ttyWMBUS0",
         *,
         dongle: str = dongles.IM871A,
-        meters: Sequence[RadioMeter] | None = None,
+        meters: Sequence[RadioMeter | ReplayMeter] | None = None,
         interval: float = 5.0,
         **options: Unpack[SimOptions],
     ) -> None:
@@ -197,7 +251,8 @@ class WmbusDongleSimulator(SerialSimulator):
         super().__init__(name, **options)
         self.dongle = dongle
         key = bytes(range(16))
-        self.meters = list(meters) if meters is not None else demo_meters(key, key[::-1])
+        self.meters: list[RadioMeter | ReplayMeter] = []
+        self.meters.extend(meters if meters is not None else demo_meters(key, key[::-1]))
         self.interval = interval
         self._next = 0
         self._lock = asyncio.Lock()
@@ -311,4 +366,4 @@ class WmbusDongleSimulator(SerialSimulator):
         return config
 
 
-__all__ = ["RadioMeter", "WmbusDongleSimulator", "demo_meters"]
+__all__ = ["RadioMeter", "ReplayMeter", "WmbusDongleSimulator", "demo_meters", "replay_meters"]
