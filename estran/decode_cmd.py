@@ -107,7 +107,9 @@ def _print_table(console: Console, result: Result) -> None:
 @click.option("--start", help="Modbus: start register of a read response (e.g. 0x0046).")
 @click.option("--mode", type=click.Choice(["historique", "standard"]), help="TIC: force the mode.")
 @click.option("--names", help="SDI-12: reading names (and units) by position: 'vwc:%,temp:Cel'.")
-@click.option("--model", help="Ultrasonic sensor model: lv, xl, hrlv, a02yyuw, ...")
+@click.option(
+    "--model", help="Sensor model: ultrasonic lv, hrlv, a02yyuw, ...; pms pms5003, pms5003t, ..."
+)
 @click.option("--empty-mm", type=float, help="Ultrasonic: distance to the empty bin's floor.")
 @click.option("--full-mm", type=float, help="Ultrasonic: distance when the bin is full.")
 @click.option(
@@ -115,6 +117,11 @@ def _print_table(console: Console, result: Result) -> None:
     "as_text",
     is_flag=True,
     help="Frames as text even if they look like hex (tic, nmea, sdi12, ultrasonic).",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["miso", "mosi"]),
+    help="SPS30: frames from the sensor (miso) or the host (mosi); default: guessed per frame.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per frame.")
 def decode(
@@ -131,6 +138,7 @@ def decode(
     empty_mm: float | None,
     full_mm: float | None,
     as_text: bool,
+    direction: str | None,
     as_json: bool,
 ) -> None:
     """Decode frames of PROTOCOL given as HEX (spaces allowed), as TEXT for the ASCII
@@ -146,6 +154,7 @@ def decode(
         "model": model,
         "empty_mm": empty_mm,
         "full_mm": full_mm,
+        "direction": direction,
     }
     results: list[Result] = []
     for payload in _inputs(protocol, hex_data, file, as_text):

@@ -231,6 +231,12 @@ def test_estran_decode_pms_sds011_sps30() -> None:
     assert code == 1 and out[0]["error"].startswith("truncated:")
     res = CliRunner().invoke(cli, ["decode", "pms", "424d", "--model", "nope", "--json"])
     assert res.exit_code == 2 and "unknown PMS model" in res.output
+    # a frame that reads both ways: the direction decides
+    ambiguous = "7E008001007D5E7E"
+    code, out = _decode("sps30", ambiguous, "--direction", "mosi")
+    assert code == 0 and out[0]["fields"]["direction"] == "mosi", out
+    code, out = _decode("sps30", ambiguous, "--direction", "miso")
+    assert code == 1 and out[0]["error"] == "exception: wrong data length for this command"
 
 
 def test_hostile_input_takes_milliseconds() -> None:
