@@ -93,6 +93,7 @@ def parse_time(value: str | None, name: str) -> int | None:
 
 
 MAX_PAGE = 10_000  # rows of one page of a list (sensors, gateways)
+MAX_OFFSET = 100_000_000  # beyond: 422, not an overflow in the database
 LATEST_TTL = 1.0  # seconds a page of latest values may be served again
 
 
@@ -185,7 +186,7 @@ def create_app(
         request: Request,
         response: Response,
         limit: int = Query(1000, ge=1, le=MAX_PAGE),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> list[dict[str, object]]:
         """(admin, technician) Every gateway: state (online/offline/unknown), last seen, backlog it reported, the
         readings held, its latest footprint and the footprint per reading, each source's
@@ -230,7 +231,7 @@ def create_app(
         who: CurrentPrincipal,
         request: Request,
         limit: int = Query(1000, ge=1, le=MAX_PAGE),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> Response:
         """The latest value of each sensor quantity (kept on ingest, not searched for) of
         the sensors this principal may read (anonymous: open datasets): `sensor`,
