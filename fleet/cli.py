@@ -237,7 +237,8 @@ def audit(ctx: click.Context, limit: int, target: str | None, as_json: bool) -> 
         return
     for e in rows:
         detail = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.detail.items()))
-        click.echo(f"{_iso(e.ts_ms)}  {e.actor:<16} {e.action:<16} {e.target:<20} {detail}")
+        where = f"  from {e.remote}" if e.remote else ""
+        click.echo(f"{_iso(e.ts_ms)}  {e.actor:<16} {e.action:<16} {e.target:<20} {detail}{where}")
 
 
 # -- groups ------------------------------------------------------------------------------------
