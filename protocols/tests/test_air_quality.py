@@ -253,7 +253,7 @@ def test_hostile_input_takes_milliseconds() -> None:
     )
     for data in hostile:
         for module in (pms, sds011, sps30):
-            t = time.perf_counter()
+            t = time.process_time()
             results = module.describe(data, {})
             assert all(not r["valid"] for r in results) or module is not pms
-            assert time.perf_counter() - t < 5.0  # generous for a loaded CI; typically ms
+            assert time.process_time() - t < 5.0  # CPU seconds, whatever else runs; typically ms

@@ -497,5 +497,5 @@ def test_cli_decode_invalid_exit_1() -> None:
     assert objs[1]["error"] == "checksum: sentence says 00, computed 6A"
     res = runner.invoke(cli, ["decode", "nmea", GGA.hex()])
     assert res.exit_code == 0 and "48.1173" in res.output
-    res = runner.invoke(cli, ["decode", "nmea", "abc"])
+    res = runner.invoke(cli, ["decode", "nmea", "abcé"])  # not hex, and not ASCII text either
     assert res.exit_code == 2

@@ -574,5 +574,5 @@ def test_cli_decode_invalid_exit_1() -> None:
     assert obj["valid"] is False and obj["error"].startswith("checksum:")
     res = runner.invoke(cli, ["decode", "sdi12", b"0+3.14\r\n".hex()])
     assert res.exit_code == 0 and "3.14" in res.output
-    res = runner.invoke(cli, ["decode", "sdi12", "zz"])
+    res = runner.invoke(cli, ["decode", "sdi12", "zé"])  # not hex, and not ASCII text either
     assert res.exit_code == 2

@@ -464,9 +464,9 @@ def test_hostile_inputs_are_fast() -> None:
         b"\n\r" * 100_000,
     ]
     for data in hostile:
-        start = time.perf_counter()
+        start = time.process_time()
         check_contract(tic.describe(data, {}))
-        assert time.perf_counter() - start < 2.0
+        assert time.process_time() - start < 2.0  # CPU seconds, whatever else runs
 
 
 # -- the CLI -----------------------------------------------------------------------------
@@ -519,7 +519,9 @@ def test_cli_decode_file_and_usage(tmp_path: object) -> None:
     lines = [json.loads(line) for line in res.output.strip().splitlines()]
     assert [r["valid"] for r in lines] == [True, False]
     assert lines[0]["fields"]["ADCO"] == "021528603314"
-    res = runner.invoke(cli, ["decode", "tic", "zz", "--json"])
+    res = runner.invoke(
+        cli, ["decode", "tic", "zé", "--json"]
+    )  # not hex, and not ASCII text either
     assert res.exit_code == 2
     res = runner.invoke(cli, ["decode", "tic", "--json", "-"], input=HISTORIQUE_FRAME.hex())
     assert res.exit_code == 0 and json.loads(res.output)["valid"] is True

@@ -320,9 +320,11 @@ def test_hostile_input_takes_milliseconds() -> None:
     import time
 
     for data in (b"R" * 100_000, b"\xff" * 100_000, b"R123" * 25_000, bytes(range(256)) * 400):
-        t = time.perf_counter()
+        t = time.process_time()
         describe(data, {})
-        assert time.perf_counter() - t < 2.0  # generous for CI; typical is far below
+        assert (
+            time.process_time() - t < 2.0
+        )  # CPU seconds: other work on the machine does not count
 
 
 # -- estran decode ultrasonic ------------------------------------------------------------
@@ -351,4 +353,5 @@ def test_cli_json_contract_and_exit_codes() -> None:
     res = runner.invoke(cli, ["decode", "ultrasonic", "52 35 30 30 30 0d"])
     assert res.exit_code == 0 and "no_target" in res.output
 
-    assert runner.invoke(cli, ["decode", "ultrasonic", "zz", "--json"]).exit_code == 2
+    # not hex, and not ASCII text either
+    assert runner.invoke(cli, ["decode", "ultrasonic", "zé", "--json"]).exit_code == 2
