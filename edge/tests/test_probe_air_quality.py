@@ -4,6 +4,10 @@ its default windows; only the Modbus scan is shortened to the addresses under te
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +102,44 @@ async def test_probe_recognises_at_real_speed(tmp_path: Path, case: str) -> None
 def test_default_scan_includes_the_fmr20_factory_address() -> None:
     options = ProbeOptions()
     assert 200 in options.modbus_addresses and (9600, "E") in options.modbus_lines
+
+
+def test_probe_command_finds_a_sleeping_sds011(tmp_path: Path) -> None:
+    """`estran edge probe PORT --json` against the runner, as a technician runs them: a
+    duty-cycled SDS011 is silent, the probe asks for its working period."""
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.simulators.serial",
+            "--dir",
+            str(tmp_path),
+            "--spec",
+            "sds011,period=5",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert runner.stdout is not None
+        assert "ttySDS0" in runner.stdout.readline()
+        estran = os.path.join(os.path.dirname(sys.executable), "estran")
+        done = subprocess.run(
+            [estran, "edge", "probe", str(tmp_path / "ttySDS0"), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        runner.terminate()
+        runner.wait(timeout=10)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["protocol"] == "sds011", report
+    assert report["params"]["baud"] == 9600
+    assert report["sample"]["fields"]["working_period_min"] == 5
+    table = tomllib.loads(report["config"])["serial"][0]
+    assert table["devices"][0]["duty_cycle"] == 5
+    SerialPortConfig.from_mapping(table)

@@ -3,6 +3,7 @@ simulator on a real pty, at the real line rate (pace 1), real protocol bytes bot
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 
@@ -310,3 +311,28 @@ def test_runner_specs_refuse_bad_options() -> None:
     for bad in ("sds011,period=31", "sds011,period=x", "pms5003,colour=blue"):
         with pytest.raises(SpecError):
             parse_spec(bad)
+
+
+async def test_pms_sleeps_between_passive_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fan's 30 s settling time shortened to 0.4 s, so that a test sees three cycles;
+    # everything else (line rate, commands, replies) is real
+    monkeypatch.setattr(pms, "WARMUP", 0.4)
+    async with PmsSimulator("ttyPMS3", directory=tmp_path) as sim:
+        port = _device(sim.port_config("air-4"), passive=True, sleep=True, interval=1.2)
+        sink = MemorySink()
+        async with running(SerialSource(fast(port)), sink):
+            await sink.wait_for(lambda: len(sink.values("air-4", "pm25")) >= 4, 15, "reads")
+            asleep_seen = sim.asleep
+            for _ in range(20):  # between two reads it sleeps
+                if sim.asleep:
+                    asleep_seen = True
+                    break
+                await asyncio.sleep(0.05)
+        assert asleep_seen
+        wakes = sim.commands.count((pms.CMD_SLEEP, 1))
+        sleeps = sim.commands.count((pms.CMD_SLEEP, 0))
+        reads = sim.commands.count((pms.CMD_READ, 0))
+        assert reads >= 3 and wakes >= reads and sleeps >= reads, sim.commands
+        assert not sink.errors, sink.details
