@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,8 +235,15 @@ async def test_clock_jumping_backwards_loses_and_reorders_nothing(tmp_path: Path
         await gw.stop()
         tally = audit(s, expected, seq0)
         assert (tally.found, tally.duplicates, tally.corrupt) == (5000, 0, 0)
-        # sequence order is the order they were taken in; the API orders by time
-        async with httpx.AsyncClient() as http:
+        # sequence order is the order they were taken in; the API orders by time. The
+        # sensor is in no dataset (closed): an admin's token reads it
+        token = subprocess.run(
+            estran_argv("hub", "token", "--data", str(s.workdir / "hub"), "create", "admin"),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[0]
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
             r = await http.get(
                 f"http://127.0.0.1:{s.http_port}/api/v1/readings",
                 params={"sensor": "soil-000", "limit": 100_000},
