@@ -72,7 +72,7 @@ def listen_cmd(
     """List the meters the dongle hears in SECONDS, and which lack a key."""
     from edge.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
     from edge.serial._transport import PortUnavailable, SerialTransport
-    from edge.serial._wmbus import listen
+    from edge.serial._wmbus import HeardMeter, listen
 
     config: SerialPortConfig | None = None
     if config_path is not None:
@@ -114,14 +114,13 @@ def listen_cmd(
             sensors[address] = device.sensor
             sensors[address.rpartition("-")[2]] = device.sensor
 
-    async def run() -> dict[str, object]:
+    async def run() -> dict[str, HeardMeter]:
         transport = SerialTransport(config.path, config.line)
         transport.open()
         try:
-            heard = await listen(config, seconds, transport)
+            return await listen(config, seconds, transport)
         finally:
             transport.close()
-        return heard  # type: ignore[return-value]
 
     try:
         heard = asyncio.run(run())
@@ -131,15 +130,15 @@ def listen_cmd(
     rows = []
     for name, meter in sorted(heard.items()):
         sensor = sensors.get(name) or sensors.get(name.rpartition("-")[2])
-        error = meter.error  # type: ignore[attr-defined]
-        status = _status(error, meter.encryption, sensor is not None)  # type: ignore[attr-defined]
+        error = meter.error
+        status = _status(error, meter.encryption, sensor is not None)
         rows.append(
             {
                 "meter": name,
-                "device_type": meter.device_type,  # type: ignore[attr-defined]
-                "telegrams": meter.count,  # type: ignore[attr-defined]
-                "rssi": meter.rssi,  # type: ignore[attr-defined]
-                "encryption_mode": meter.encryption,  # type: ignore[attr-defined]
+                "device_type": meter.device_type,
+                "telegrams": meter.count,
+                "rssi": meter.rssi,
+                "encryption_mode": meter.encryption,
                 "sensor": sensor,
                 "key": status,
                 "error": error if status == "error" else None,
