@@ -365,6 +365,51 @@ def techem_fhkv_data_iii(telegram: "WmbusTelegram") -> "None":
     )
 
 
+# -- Apator NA-1 water meters: an AES-128-CBC block in a manufacturer payload ---------------
+
+
+def apator_na1(telegram: "WmbusTelegram", key: "bytes | None") -> "None":
+    """Apator NA-1 (APA, version 0x14, water; CI 0xA0/0xA1): the access number, a status
+    byte, then one AES-128-CBC block (IV: M and A of the link layer, 8 x the access number)
+    holding a pad byte, the packed total (4 bytes: mantissa and a decimal exponent), the
+    meter's clock (seconds since 2000), the age (hours) and the difference of the last
+    historic value, the current and historic status bytes. The block carries no check:
+    a wrong key gives wrong values, which the clock's plausibility catches most of the time
+    (WrongKeyError)."""
+    from protocols.wmbus import _aes
+    from protocols.wmbus._errors import MissingKeyError, WrongKeyError
+
+    p = telegram.manufacturer_data
+    if len(p) < 18:
+        return
+    if key is None:
+        raise MissingKeyError(
+            telegram.meter, 0, "no key for meter %s (Apator NA-1 payload)" % telegram.meter
+        )
+    iv = telegram.frame[2:10] + bytes([p[0]]) * 8
+    d = _aes.cbc_decrypt(key, iv, p[2:18])
+    raw = _u(d[1:5])
+    seconds = _u(d[5:9])
+    if not 0 < seconds < 50 * 365 * 86400:  # the meter's clock: years 2000 to 2050
+        raise WrongKeyError(
+            telegram.meter,
+            0,
+            "the key for meter %s does not decrypt its Apator NA-1 payload" % telegram.meter,
+        )
+    multiplier = 10 ** ((raw >> 4) & 0x03)
+    mantissa = ((raw >> 8) << 4) | (raw & 0x0F)
+    age_h = ((d[10] >> 2) << 8) | d[9]
+    delta = (d[13] << 18) | (d[12] << 10) | (d[11] << 2) | (d[10] & 0x03)
+    telegram.proprietary = "apatorna1"
+    extra = telegram.extra
+    extra.append(Measurement("volume", scale(mantissa * multiplier, -3), "m3"))
+    extra.append(Measurement("volume_storage1", scale((mantissa - delta) * multiplier, -3), "m3"))
+    extra.append(Measurement("storage1_age", age_h * 3600, "s"))
+    extra.append(Measurement("clock", seconds, "s"))
+    extra.append(Measurement("status", d[14], None))
+    extra.append(Measurement("status_storage1", d[15], None))
+
+
 # -- manufacturer-specific VIFs --------------------------------------------------------------
 
 # (manufacturer, VIF/VIFE hex after the DIB) -> (name, SenML unit, factor on the raw value)

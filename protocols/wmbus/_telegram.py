@@ -425,6 +425,14 @@ class Decoder:
                 telegram.extra.extend(extra)
                 for name, value in alarms.items():
                     telegram.set_alarm(name, value)
+            elif (telegram.manufacturer, telegram.version, telegram.device_type) == (
+                "APA",
+                0x14,
+                0x07,
+            ) and ci in (0xA0, 0xA1):
+                from protocols.wmbus._drivers import apator_na1
+
+                apator_na1(telegram, self.key_for(telegram.manufacturer, telegram.id))
             return
         if ci == CI_ALARM:
             telegram.manufacturer_data = cursor.rest()
