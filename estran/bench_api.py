@@ -280,6 +280,7 @@ def time_calls(
 ) -> dict[str, object]:
     """Call fn from `clients` threads for `seconds` (each at least once)."""
     samples: list[float] = []
+    errors: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -288,7 +289,12 @@ def time_calls(
         while first or (time.monotonic() < deadline and len(samples) < max_calls):
             first = False
             t = time.perf_counter()
-            fn()
+            try:
+                fn()
+            except Exception as e:  # counted: a pool wait that timed out, say
+                with lock:
+                    errors.append(str(e)[:100])
+                continue
             dt = time.perf_counter() - t
             with lock:
                 samples.append(dt)
@@ -299,7 +305,11 @@ def time_calls(
         th.start()
     for th in threads:
         th.join()
-    return figures(samples, time.monotonic() - start)
+    out = figures(samples, time.monotonic() - start)
+    out["errors"] = len(errors)
+    if errors:
+        out["first_error"] = errors[0]
+    return out
 
 
 def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, object]:
