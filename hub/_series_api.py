@@ -15,7 +15,6 @@ from fastapi.responses import StreamingResponse
 from hub._api import iso, jsonable, parse_time
 from hub._errors import StorageError
 from hub.auth import CurrentPrincipal, Principal
-from hub.sta import SensorMeta, catalogue_of
 from hub.storage import MAX_SERIES_POINTS, ReadingRow, Storage
 
 DAY_MS = 86_400_000
@@ -54,8 +53,8 @@ def readable(storage: Storage, principal: Principal, sensor: str) -> bool:
     sensor in no dataset is closed: admin only)."""
     if principal.role == "admin":
         return True
-    meta = catalogue_of(storage).get(sensor, SensorMeta())
-    return principal.can_read(meta.dataset, meta.is_open)
+    dataset, is_open = storage.sensor_access(sensor)
+    return principal.can_read(dataset, is_open)
 
 
 def series_router(storage: Storage) -> APIRouter:

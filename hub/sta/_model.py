@@ -13,7 +13,7 @@ sensor's dataset, from the catalogue; a sensor in no dataset is closed: admin on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,46 +70,21 @@ class SensorMeta:
     kind: str | None = None
 
 
-def catalogue_of(storage: Storage) -> dict[str, SensorMeta]:
-    """The hub's sensor catalogue (datasets and sensor metadata), by sensor id; empty when
-    the storage keeps none."""
-    read: Callable[[], Any] | None = getattr(storage, "sensor_catalogue", None)
-    if read is None:
-        return {}
-    out: dict[str, SensorMeta] = {}
-    entries = read()
-    items = (
-        entries.items()
-        if isinstance(entries, Mapping)
-        else ((_get(e, "id", "sensor"), e) for e in entries)
-    )
-    for sensor, e in items:
-        loc = _get(e, "location")
-        lon, lat = _get(e, "lon"), _get(e, "lat")
-        point = None
-        if isinstance(loc, tuple | list) and len(loc) == 2:
-            point = (float(loc[0]), float(loc[1]))
-        elif isinstance(lon, int | float) and isinstance(lat, int | float):
-            point = (float(lon), float(lat))
-        out[str(sensor)] = SensorMeta(
-            dataset=_get(e, "dataset"),
-            is_open=bool(_get(e, "is_open", "open", "dataset_open")),
-            licence=_get(e, "licence", "license"),
-            location=point,
-            site=_get(e, "site"),
-            description=_get(e, "description"),
-            kind=_get(e, "kind"),
+def catalogue_of(storage: Storage, granted: frozenset[str] | None = None) -> dict[str, SensorMeta]:
+    """The hub's sensor catalogue (hub.storage `sensor_catalogue`) by sensor id: with
+    `granted`, only the sensors of open datasets and of those closed ones."""
+    return {
+        e.sensor: SensorMeta(
+            dataset=e.dataset,
+            is_open=e.open,
+            licence=e.licence,
+            location=e.location,
+            site=e.site,
+            description=e.description or None,
+            kind=e.kind,
         )
-    return out
-
-
-def _get(entry: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(entry, Mapping) and name in entry:
-            return entry[name]
-        if hasattr(entry, name):
-            return getattr(entry, name)
-    return None
+        for e in storage.sensor_catalogue(granted)
+    }
 
 
 class Universe:

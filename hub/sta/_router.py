@@ -368,7 +368,7 @@ def sta_router(storage: Storage) -> APIRouter:
         return Universe(
             base,
             storage.series_list(),
-            catalogue_of(storage),
+            catalogue_of(storage, principal.granted),
             principal.can_read,
             principal.role == "admin",
         )

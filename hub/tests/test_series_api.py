@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.storage import ReadingRow, SeriesKey, Storage, Value
+from hub.storage import Dataset, ReadingRow, SensorMeta, SeriesKey, Storage, Value
 from hub.tests.access_support import admin_client
 from hub.tests.test_storage import SOIL, STATE, T0, TEMP, batch
 
@@ -193,9 +193,8 @@ async def test_series_and_csv_of_closed_datasets_need_a_grant(
     from hub.auth import Access
 
     fill(storage)
-    storage.sensor_catalogue = lambda: {  # type: ignore[attr-defined]
-        "soil-001": {"dataset": "parks", "is_open": False}
-    }
+    storage.put_dataset(Dataset("parks", False, "restricted", "", "parks dept"), "test", T0)
+    storage.put_sensor_meta(SensorMeta("soil-001", "parks"), "test", T0)
     params = {"sensor": "soil-001", "quantity": "moisture", "from": str(T0), "to": str(T0 + HOUR)}
     with Fleet(tmp_path / "registry") as registry:
         registry.accounts.add_user("ana", "reader", "test", datasets=("parks",))

@@ -16,25 +16,31 @@ from hypothesis import strategies as st
 from fleet import Fleet
 from hub._api import create_app
 from hub.auth import Access
-from hub.storage import SeriesKey, Storage, Value
+from hub.storage import Dataset, SensorMeta, SeriesKey, Storage, Value
 from hub.tests.test_storage import METER, SOIL, STATE, T0, TEMP, batch
 
 BASE = "/sta/v1.1"
 MINUTE = 60_000
 
-CATALOGUE = {
-    "soil-001": {
-        "dataset": "parks",
-        "is_open": True,
-        "licence": "etalab-2.0",
-        "location": (-1.1528, 46.1591),
-        "site": "Parc Charruyer",
-        "description": "soil probe by the pond",
-        "kind": "soil",
-    },
-    "meter-001": {"dataset": "buildings", "is_open": False, "kind": "meter"},
-    # berth-001: in no dataset: closed, admin only
-}
+
+def catalogue(storage: Storage) -> None:
+    """soil-001 in an open dataset with a position, meter-001 in a closed one, berth-001 in
+    none (closed: admin only)."""
+    storage.put_dataset(Dataset("parks", True, "etalab-2.0", "", "parks dept"), "test", T0)
+    storage.put_dataset(Dataset("buildings", False, "restricted", "", "energy"), "test", T0)
+    storage.put_sensor_meta(
+        SensorMeta(
+            "soil-001",
+            "parks",
+            (-1.1528, 46.1591),
+            "Parc Charruyer",
+            "soil probe by the pond",
+            "soil",
+        ),
+        "test",
+        T0,
+    )
+    storage.put_sensor_meta(SensorMeta("meter-001", "buildings", kind="meter"), "test", T0)
 
 
 @dataclass
@@ -56,7 +62,7 @@ def fill(storage: Storage) -> None:
 @pytest.fixture
 async def hub(storage: Storage, tmp_path: Path) -> AsyncIterator[Hub]:
     fill(storage)
-    storage.sensor_catalogue = lambda: CATALOGUE  # type: ignore[attr-defined]
+    catalogue(storage)
     with Fleet(tmp_path / "registry") as registry:
         admin_token = registry.accounts.reset_admin("test").token
         registry.accounts.add_user("ana", "reader", "test", datasets=("buildings",))
@@ -407,7 +413,7 @@ def live_hub(storage: Storage, tmp_path: Path) -> Iterator[str]:
     from hub.tests.services import free_port
 
     fill(storage)
-    storage.sensor_catalogue = lambda: CATALOGUE  # type: ignore[attr-defined]
+    catalogue(storage)
     with Fleet(tmp_path / "registry") as registry:
         port = free_port()
         app = create_app(storage, access=Access(registry))
