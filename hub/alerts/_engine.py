@@ -209,6 +209,15 @@ class AlertEngine:
     async def reload_rules(self) -> None:
         self.set_rules(await self.thread.call(self.store.rules))
 
+    async def refresh(self) -> None:
+        """Re-read the rules, the gateways' groups and the sensor catalogue (the ticker does
+        it every `reload_s`)."""
+        try:
+            await self.reload_rules()
+        except Exception as e:
+            log.warning("alerts: reloading the rules failed: %s", e)
+        await self._refresh_groups()
+
     async def _refresh_groups(self) -> None:
         """Re-read the gateways' groups and the sensors' kinds and datasets."""
         if self._group_source is not None:
@@ -794,11 +803,7 @@ class AlertEngine:
                 log.exception("alerts: timer evaluation failed")
             if time.monotonic() - last_groups > self.settings.reload_s:
                 last_groups = time.monotonic()
-                try:
-                    await self.reload_rules()
-                except Exception as e:
-                    log.warning("alerts: reloading the rules failed: %s", e)
-                await self._refresh_groups()
+                await self.refresh()
 
     async def _snapshots(self) -> None:
         while True:

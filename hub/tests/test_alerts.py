@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hub.alerts import RuleError, parse_rule
-from hub.storage import GatewayState, SourceStatus
+from hub.storage import Dataset, GatewayState, SensorMeta, SourceStatus
 from hub.tests.alert_support import MIN, T0, batch, running_engine
 
 BIN_RULE = {
@@ -363,7 +363,7 @@ async def test_scopes_sensor_kind_group_gateway(tmp_path: Path) -> None:
         rule("parks", {"group": "parks"}),
         rule("gateway", {"gateway": "gw-2"}),
         rule("everything", {}),
-        rule("dataset", {"dataset": "open-parks"}),  # no catalogue here: matches nothing
+        rule("dataset", {"dataset": "open-parks"}),
     ]
     groups = {"gw-1": "parks", "gw-2": "harbour"}
     async with running_engine("sqlite", tmp_path, rules, groups) as (engine, _notes, service):
@@ -372,12 +372,23 @@ async def test_scopes_sensor_kind_group_gateway(tmp_path: Path) -> None:
         engine.committed([batch("gw-2", [("probe-9", "moisture", "%RH", T0, 5.0)])], 0.0)
         await engine.drain()
         got = sorted((a.rule_id, a.subject) for a in service.alerts())
+        assert ("kind", "probe-9") not in got and ("dataset", "probe-9") not in got
+        # the catalogue says probe-9 is a soil probe of the dataset open-parks
+        catalogue = service.store.storage
+        catalogue.put_dataset(Dataset("open-parks", True, "etalab-2.0", "", "parks"), "t", 1)
+        catalogue.put_sensor_meta(SensorMeta("probe-9", "open-parks", kind="soil"), "t", 1)
+        await engine.refresh()
+        engine.committed([batch("gw-2", [("probe-9", "moisture", "%RH", T0 + 1, 4.0)], 9)], 0.0)
+        await engine.drain()
+        got = sorted((a.rule_id, a.subject) for a in service.alerts())
         assert got == [
+            ("dataset", "probe-9"),
             ("everything", "probe-9"),
             ("everything", "soil-001"),
             ("everything", "soil-002"),
             ("gateway", "probe-9"),
             ("gateway", "soil-002"),
+            ("kind", "probe-9"),
             ("kind", "soil-001"),
             ("kind", "soil-002"),
             ("one-sensor", "soil-002"),
