@@ -156,7 +156,7 @@ class WmbusSession(Session):
     async def _telegram(self, event: dongles.RadioTelegram) -> bool:
         self.telegrams += 1
         try:
-            telegram = self.decoder.decode(event.frame)
+            telegram = self.decoder.decode(event.frame, crcs=False)
             error: RemoteProtocolError | None = None
         except RemoteProtocolError as e:
             error = e

@@ -47,6 +47,7 @@ from protocols.wmbus._link import (
     C_FIELDS,
     FORMAT_NONE,
     HEADER_SIZE,
+    check_header,
     crc16,
     device_id,
     manufacturer,
@@ -334,14 +335,17 @@ class Decoder:
                 return key
         return None
 
-    def decode(self, frame: "bytes") -> "WmbusTelegram":
+    def decode(self, frame: "bytes", crcs: "bool | None" = None) -> "WmbusTelegram":
         """Decode one telegram; raises RemoteProtocolError (MissingKeyError and
-        WrongKeyError for key problems)."""
+        WrongKeyError for key problems). `crcs`: None when unknown (formats A and B are
+        recognised by their length and CRCs), False when the dongle removed them."""
         telegram = WmbusTelegram()
-        self.decode_into(telegram, frame)
+        self.decode_into(telegram, frame, crcs)
         return telegram
 
-    def decode_into(self, telegram: "WmbusTelegram", frame: "bytes") -> "None":
+    def decode_into(
+        self, telegram: "WmbusTelegram", frame: "bytes", crcs: "bool | None" = None
+    ) -> "None":
         """Decode `frame` into `telegram`, so that a caller catching the error keeps the
         header and the records decoded before it."""
         frame = bytes(frame)
@@ -350,7 +354,7 @@ class Decoder:
             if len(frame) >= 6 and frame[0] == 0x68 and frame[3] == 0x68:
                 self._wired(telegram, frame)
             else:
-                self._wireless(telegram, frame)
+                self._wireless(telegram, frame, crcs)
         except RemoteProtocolError as e:
             if not telegram.payload:
                 raise
@@ -387,8 +391,23 @@ class Decoder:
                 if r.function == FUNCTION_MANUFACTURER:
                     telegram.manufacturer_data = r.data
 
-    def _wireless(self, telegram: "WmbusTelegram", frame: "bytes") -> "None":
-        data, telegram.frame_format = strip_crcs(frame)
+    def _wireless(
+        self, telegram: "WmbusTelegram", frame: "bytes", crcs: "bool | None" = None
+    ) -> "None":
+        if crcs is False:  # the dongle said: CRCs already checked and removed
+            check_header(frame)
+            missing = frame[0] + 1 - len(frame)
+            if missing == (2 if len(frame) <= 126 else 4):  # a format B L-field, CRCs gone
+                telegram.frame_format = "B"
+                frame = bytes([len(frame) - 1]) + frame[1:]
+            if frame[0] + 1 != len(frame):
+                raise RemoteProtocolError(
+                    TRUNCATED if frame[0] + 1 > len(frame) else MALFORMED,
+                    "L-field says %d bytes follow, %d do" % (frame[0], len(frame) - 1),
+                )
+            data = bytes(frame)
+        else:
+            data, telegram.frame_format = strip_crcs(frame)
         telegram.frame = data
         telegram.c_field = data[1]
         telegram.link_manufacturer = telegram.manufacturer = manufacturer(data[2:4])
