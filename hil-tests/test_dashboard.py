@@ -245,7 +245,9 @@ def axe_violations(context: Any, url: str) -> list[str]:
 _sessions: dict[tuple[str, str], Any] = {}
 
 
-def signed_in(browser: Any, t: Territory, user: str, **options: Any) -> Any:
+def signed_in(
+    browser: Any, t: Territory, user: str, password: str = PASSWORD, **options: Any
+) -> Any:
     """A browser context signed in as `user`: through the login form, as a person does, the
     first time; then with the same session cookie."""
     state = _sessions.get((t.url, user))
@@ -254,7 +256,7 @@ def signed_in(browser: Any, t: Territory, user: str, **options: Any) -> Any:
         page = context.new_page()
         page.goto(t.url + "/login", wait_until="load")
         page.locator("#username").fill(user)
-        page.locator("#password").fill(PASSWORD)
+        page.locator("#password").fill(password)
         page.locator("form.login button[type=submit]").click()
         page.wait_for_load_state("load")
         assert "/login" not in page.url, page.url
@@ -439,3 +441,23 @@ def test_admin_acknowledges_an_alert(territory: Territory, browser: Any) -> None
     )
     mine = [a for a in alerts["alerts"] if a["sensor"] == "townhall-linky"]
     assert mine and mine[0]["ack_by"] == "alice", alerts
+
+
+def test_the_demo_login_it_prints_works(territory: Territory, browser: Any) -> None:
+    """`make demo` prints the dashboard's address and a login: a newcomer signs in with it."""
+    printed = re.search(
+        r"dashboard +(http://\S+/) +\(in a browser; sign in as (\S+), password (\S+)\)",
+        territory.log.read_text(),
+    )
+    assert printed is not None, territory.log.read_text()
+    url, user, password = printed.groups()
+    assert url == territory.url + "/"
+    context = signed_in(browser, territory, user, password, locale="en-GB")
+    try:
+        v = visit(context, url)
+        assert v.page.url.endswith("/fleet"), v.page.url  # a technician's first page
+        assert "Signed in: demo (technician)" in v.page.locator("header").inner_text()
+        gateway = visit(context, territory.url + "/gateways/townhall-001").page
+        assert gateway.get_by_role("button", name="Send what is waiting now").count() == 1
+    finally:
+        context.close()
