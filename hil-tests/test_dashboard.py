@@ -357,6 +357,15 @@ def test_anonymous_visitor_sees_only_open_data(territory: Territory, browser: An
             assert "/login" in page.url, (path, page.url)
         login = visit(context, territory.url + "/login?next=/fleet", shot="login")
         assert not login.problems, login.problems
+        # the map shows the open sensors; following one leads to its page and its chart
+        m = visit(context, territory.url + "/map", shot="map-visitor")
+        assert not m.problems, m.problems
+        dots = m.page.locator("svg a")
+        assert dots.count() >= 3, m.page.content()
+        assert m.page.locator("svg a[href='/sensors/townhall-linky']").count() == 0  # closed
+        dots.first.click()
+        m.page.wait_for_load_state("load")
+        assert "/sensors/" in m.page.url and m.page.locator("h1").count() == 1
     finally:
         context.close()
     context = browser.new_context(bypass_csp=True)

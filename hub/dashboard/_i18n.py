@@ -275,12 +275,45 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     ),
     "open.datasets": ("Jeux de données", "Datasets"),
     "open.no_datasets": ("Aucun jeu de données publié.", "No dataset published."),
+    "open.caption": ("Les jeux de données ouverts", "The open datasets"),
+    "open.sensors": ("Capteurs", "Sensors"),
+    "open.steward": ("Responsable", "Steward"),
+    "open.csv_of": ("{name} en CSV", "{name} as CSV"),
+    "open.geojson_of": ("{name} en GeoJSON (carte)", "{name} as GeoJSON (map)"),
+    "open.downloads_help": (
+        "CSV : un tableau des dernières valeurs, lisible par un tableur. GeoJSON : les mêmes "
+        "capteurs avec leur position, lisible par un logiciel de carte. La licence est rappelée "
+        "dans chaque fichier.",
+        "CSV: a table of the latest values, for a spreadsheet. GeoJSON: the same sensors with "
+        "their position, for mapping software. Each file carries its licence.",
+    ),
+    "open.closed": ("Jeux de données fermés que vous pouvez lire", "Closed datasets you may read"),
+    "open.closed_intro": (
+        "Ces données ne sont pas publiques : ne les diffusez pas sans accord.",
+        "These data are not public: do not share them without agreement.",
+    ),
+    "open.closed_caption": ("Les jeux de données fermés", "The closed datasets"),
+    "open.more": ("Aller plus loin", "Going further"),
+    "open.map": ("La carte des capteurs", "The map of the sensors"),
+    "open.api_intro": (
+        "Pour les développeurs : la description de l'API du serveur,",
+        "For developers: the description of the server's API,",
+    ),
+    "open.numeriscore": (
+        "Ce que coûte ce service (numériscore)",
+        "What this service costs (digital footprint score)",
+    ),
     "open.sensorthings": ("Interface SensorThings (OGC)", "SensorThings interface (OGC)"),
     "open.sensorthings_intro": (
         "Pour les logiciels : la norme OGC SensorThings API 1.1, à cette adresse :",
         "For software: the OGC SensorThings API 1.1 standard, at this address:",
     ),
-    "open.api": ("API du serveur", "The server's API"),
+    "open.is_open": ("ouvert", "open"),
+    "open.is_closed": ("fermé", "closed"),
+    "sensor.no_dataset": (
+        "dans aucun jeu de données (réservé aux administrateurs)",
+        "in no dataset (administrators only)",
+    ),
     # numériscore
     "num.title": ("Numériscore", "Digital footprint score"),
     "num.intro": (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Annotated
@@ -54,7 +55,7 @@ RESOLVED_SHOWN = 50
 ALERT_ERRORS = ("gone", "closed", "engine")
 LOGIN_ERRORS = ("credentials", "csrf", "rate")
 NUMERISCORE_DAYS = 60
-STA = "/sta/v1.1"  # the SensorThings service root (hub.sta)
+STA = "/sta/v1.1"  # the SensorThings service root (hub.sta, in every hub app)
 COMMANDS = signed.COMMANDS  # what a gateway runs: reload, status, rescan, flush, reboot
 COMMAND_ERRORS = ("unknown", "gone", "refused")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -109,8 +110,6 @@ def safe_next(target: str | None, default: str = "/") -> str:
 def router(storage: Storage) -> APIRouter:
     """The pages, reading `storage` and the fleet registry (`app.state.fleet`, when the hub
     runs one)."""
-    from hub.sta import catalogue_of  # hub.sta imports hub._api, which includes this router
-
     r = APIRouter(include_in_schema=False)
     static = _static_files()
 
@@ -220,7 +219,7 @@ def router(storage: Storage) -> APIRouter:
         try:
             row = _views.gateway_row(storage, fleet, gateway_id)
             sensor_views = _views.sensors(storage, gateway_id) if row else []
-            catalogue = catalogue_of(storage)
+            readable_ids = {e.sensor for e in storage.sensor_catalogue(granted=p.granted)}
         except StorageError:
             return unavailable(request, p, "error.storage")
         if row is None:
@@ -239,7 +238,7 @@ def router(storage: Storage) -> APIRouter:
             t("gateway.title", id=gateway_id),
             gw=row,
             sensors=sensor_views,
-            readable=lambda sensor: _views.readable(p, catalogue.get(sensor)),
+            readable=lambda sensor: sensor in readable_ids,
             history=_views.history(fleet, gateway_id),
             commands=COMMANDS if row.group is not None and p.can_command(row.group) else (),
             csrf=csrf_token(request, p),
@@ -295,9 +294,10 @@ def router(storage: Storage) -> APIRouter:
         if range_ not in RANGES:
             range_ = DEFAULT_RANGE
         try:
-            meta = catalogue_of(storage).get(sensor_id)
+            dataset, is_open = storage.sensor_access(sensor_id)
             # a sensor this visitor may not read is answered as one that does not exist
-            views = _views.sensor(storage, sensor_id) if _views.readable(p, meta) else None
+            views = _views.sensor(storage, sensor_id) if p.can_read(dataset, is_open) else None
+            meta = storage.sensor_meta(sensor_id) if views is not None else None
         except StorageError:
             return unavailable(request, p, "error.storage")
         if not views:
@@ -343,6 +343,8 @@ def router(storage: Storage) -> APIRouter:
             t("sensor.title", id=sensor_id),
             sensor=view,
             meta=meta,
+            dataset=dataset,
+            is_open=is_open,
             ranges=list(RANGES),
             range=range_,
             numeric=numeric,
@@ -427,22 +429,22 @@ def router(storage: Storage) -> APIRouter:
         """The sensors this visitor may read, where the catalogue places them."""
         t = Translator(language(request))
         try:
-            catalogue = catalogue_of(storage)
+            entries = storage.sensor_catalogue(granted=p.granted)
         except StorageError:
             return unavailable(request, p, "error.storage")
         places = [
             Place(
-                sensor,
-                meta.location[0],
-                meta.location[1],
-                meta.site or meta.description or "",
-                f"/sensors/{quote(sensor, safe='')}",
+                e.sensor,
+                e.location[0],
+                e.location[1],
+                e.site or e.description or "",
+                f"/sensors/{quote(e.sensor, safe='')}",
             )
-            for sensor, meta in sorted(catalogue.items())
-            if meta.location is not None and _views.readable(p, meta)
+            for e in entries
+            if e.location is not None
         ]
         tiles: str | None = getattr(request.app.state, "map_tiles", None)
-        picture = draw(places, language(request), tiles) if catalogue else None
+        picture = draw(places, language(request), tiles)
         return page(
             request,
             p,
@@ -455,15 +457,23 @@ def router(storage: Storage) -> APIRouter:
 
     @r.get("/open-data")
     def open_data_page(request: Request, p: Viewer) -> Response:
+        """The datasets this visitor may read (open ones for everyone), their licences,
+        downloads and the SensorThings endpoint."""
         t = Translator(language(request))
-        has_sta = any(getattr(rt, "path", "").startswith(STA) for rt in request.app.routes)
+        try:
+            datasets = [d for d in storage.datasets() if p.can_read(d.name, d.open)]
+            counts = Counter(e.dataset for e in storage.sensor_catalogue(granted=p.granted))
+        except StorageError:
+            return unavailable(request, p, "error.storage")
         return page(
             request,
             p,
             "open_data.html",
             t("open.title"),
-            datasets=None,
-            sta=STA if has_sta else None,
+            datasets=[d for d in datasets if d.open],
+            closed=[d for d in datasets if not d.open],
+            counts=counts,
+            sta=STA,
         )
 
     @r.get("/numeriscore")

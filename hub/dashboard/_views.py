@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fleet import AuditEntry, Fleet, NotFound
 from fleet import Gateway as Enrolled
-from hub.auth import Principal
 from hub.storage import GatewayInfo, SensorLatest, SourceStatus, Storage
-
-if TYPE_CHECKING:  # hub.sta imports hub._api, which includes these pages
-    from hub.sta import SensorMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +167,6 @@ def sensor(storage: Storage, sensor_id: str) -> SensorView | None:
     return SensorView(sensor_id, newest.gateway, values)
 
 
-def readable(principal: Principal, meta: SensorMeta | None) -> bool:
-    """Whether `principal` may read a sensor's values: by its dataset in the catalogue (a
-    sensor in no dataset is closed: admin only)."""
-    if meta is None:
-        return principal.can_read(None, False)
-    return principal.can_read(meta.dataset, meta.is_open)
-
-
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -192,7 +179,6 @@ __all__ = [
     "gateway_rows",
     "history",
     "is_number",
-    "readable",
     "sensor",
     "sensors",
 ]

@@ -490,3 +490,69 @@ def test_map_page_allows_the_tile_server_in_its_csp(http: TestClient) -> None:
     r = http.get("/map")
     # no sensor with a position yet: no tile drawn, nothing more allowed
     assert "tiles.example" not in r.headers["content-security-policy"]
+
+
+# -- the catalogue: open data, the map, who reads which sensor --------------------------------
+
+
+def catalogue(storage: Storage) -> None:
+    """An open dataset (the bins, placed) and a closed one (the meter, placed)."""
+    from hub.storage import Dataset, SensorMeta
+
+    now = int(time.time() * 1000)
+    storage.put_dataset(Dataset("bins", True, "etalab-2.0", "Bin fill levels", "Voirie"), "t", now)
+    storage.put_dataset(Dataset("energy", False, "restricted", "Meters", "Patrimoine"), "t", now)
+    for sensor, dataset, lon, lat in (
+        ("street-bin-02", "bins", 5.3776, 43.2899),
+        ("street-bin-03", "bins", 5.3777, 43.2897),
+        ("townhall-linky", "energy", 5.3698, 43.2965),
+    ):
+        storage.put_sensor_meta(
+            SensorMeta(sensor, dataset, (lon, lat), f"site of {sensor}", "", "bin"), "t", now
+        )
+        storage.ingest(
+            [batch("gw-" + sensor, 1, [((sensor, "fill", "%"), now - 1000, 42.0)])], now_ms=now
+        )
+
+
+def test_visitor_reads_open_sensors_only(http: TestClient, storage: Storage) -> None:
+    catalogue(storage)
+    en = {"Accept-Language": "en"}
+    page = http.get("/sensors/street-bin-02", headers=en)
+    assert page.status_code == 200
+    assert "bins</a> (open)" in page.text and "site of street-bin-02" in page.text
+    assert http.get("/sensors/townhall-linky").status_code == 404  # closed: as if unknown
+    m = http.get("/map", headers=en)
+    assert 'href="/sensors/street-bin-02"' in m.text and "street-bin-03" in m.text
+    assert "townhall-linky" not in m.text
+    assert "Map of 2 sensors" in m.text
+    od = http.get("/open-data", headers=en)
+    assert 'href="/open/v1/datasets/bins.csv"' in od.text
+    assert (
+        'href="https://www.etalab.gouv.fr/licence-ouverte-open-licence/" rel="license"' in od.text
+    )
+    assert "energy" not in od.text and "Closed datasets" not in od.text
+    assert 'href="/sta/v1.1"' in od.text
+
+
+def test_reader_granted_a_closed_dataset_sees_it(
+    http: TestClient, storage: Storage, registry: fleet.Fleet
+) -> None:
+    catalogue(storage)
+    sign_in(http, registry, "eve", "reader", datasets=("energy",))
+    en = {"Accept-Language": "en"}
+    assert http.get("/sensors/townhall-linky").status_code == 200
+    od = http.get("/open-data", headers=en)
+    assert "Closed datasets you may read" in od.text and 'id="ds-energy"' in od.text
+    assert "Map of 3 sensors" in http.get("/map", headers=en).text
+
+
+def test_map_with_tiles_allows_exactly_their_origin(http: TestClient, storage: Storage) -> None:
+    catalogue(storage)
+    http.app.state.map_tiles = "https://tiles.example/{z}/{x}/{y}.png"  # type: ignore[attr-defined]
+    http.app.state.map_attribution = "© tiles.example"  # type: ignore[attr-defined]
+    r = http.get("/map")
+    assert "img-src 'self' data: https://tiles.example;" in r.headers["content-security-policy"]
+    assert '<image href="https://tiles.example/' in r.text and "© tiles.example" in r.text
+    # the other pages keep the strict policy
+    assert "tiles.example" not in http.get("/open-data").headers["content-security-policy"]
