@@ -17,6 +17,7 @@ PAD = 50
 EARTH_M = 40_075_016.686  # equator length, metres
 MIN_SPAN_M = 400.0  # one sensor alone (or sensors a few metres apart): this much around it
 LABEL_H = 16
+LABEL_W = 170  # room a label takes (its text is at most about this wide)
 STEPS = (1, 2, 5)
 
 
@@ -35,6 +36,8 @@ class Dot:
     x: float
     y: float
     label_y: float  # where its label goes (nudged so labels do not overlap)
+    label_x: float = 0.0
+    anchor: str = "start"  # "end": the label sits left of its dot (near the right edge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +156,24 @@ def draw(places: Sequence[Place], lang: str = "fr", tiles: str | None = None) ->
     dots = []
     for p, (x, y) in zip(good, xy, strict=True):
         dots.append(Dot(p, WIDTH / 2 + (x - cx) * k, HEIGHT / 2 + (y - cy) * k, 0.0))
-    # labels right of their dot, pushed down while they would overlap one above them
+    # labels right of their dot (left of it near the right edge), pushed down while they
+    # would overlap one placed before them on the same side
     dots.sort(key=lambda d: (d.y, d.x))
     placed: list[Dot] = []
     for d in dots:
+        anchor = "end" if d.x > WIDTH - LABEL_W else "start"
+        label_x = d.x - 12 if anchor == "end" else d.x + 12
         label_y = d.y + 5
         for other in placed:
-            if abs(other.x - d.x) < 160 and abs(other.label_y - label_y) < LABEL_H:
+            if (
+                other.anchor == anchor
+                and abs(other.label_x - label_x) < LABEL_W
+                and abs(other.label_y - label_y) < LABEL_H
+            ):
                 label_y = other.label_y + LABEL_H
-        placed.append(Dot(d.place, round(d.x, 1), round(d.y, 1), round(label_y, 1)))
+        placed.append(
+            Dot(d.place, round(d.x, 1), round(d.y, 1), round(label_y, 1), round(label_x, 1), anchor)
+        )
     metres_per_px = metres_per_unit / k
     metres = round_distance(metres_per_px * WIDTH / 4)
     scale = Scale(
