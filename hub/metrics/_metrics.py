@@ -58,6 +58,22 @@ GATEWAY_FIGURES: dict[str, tuple[str, str, str]] = {
     "buffer_bytes": ("estran_gateway_buffer_bytes", "gauge", "bytes held in the buffer"),
     "quota_bytes": ("estran_gateway_buffer_quota_bytes", "gauge", "the buffer's quota"),
 }
+INGEST_NAMES = {"storage_errors": "estran_hub_storage_errors"}
+INGEST_HELP = {
+    "messages": "MQTT messages received by ingest",
+    "batches": "data batches committed",
+    "readings": "readings committed (resends included)",
+    "inserted": "readings inserted",
+    "duplicates": "resent readings already stored",
+    "erased": "resent readings of ranges erased on request, dropped",
+    "states": "gateway state messages recorded",
+    "acks": "acknowledgements sent",
+    "storage_errors": "ingest transactions that failed (nothing acknowledged)",
+    "implausible_time": "readings stored with an implausible time (never latest)",
+    "not_a_number": "readings whose value is not a number (NaN)",
+    "conflicts": "resent sequences whose values differ from the stored ones",
+    "dropped": "messages ingest had to drop",
+}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -183,23 +199,22 @@ class _Collected(Collector):
         yield from self._gateways()
 
     def _ingest(self) -> Iterator[Metric]:
-        s = self.m.stats
-        for name, value, text in (
-            ("estran_hub_ingest_messages", s.messages, "MQTT messages received by ingest"),
-            ("estran_hub_ingest_batches", s.batches, "data batches committed"),
-            ("estran_hub_ingest_readings", s.readings, "readings committed (resends included)"),
-            ("estran_hub_ingest_inserted", s.inserted, "readings inserted"),
-            ("estran_hub_ingest_duplicates", s.duplicates, "resent readings already stored"),
-            ("estran_hub_ingest_states", s.states, "gateway state messages recorded"),
-            ("estran_hub_ingest_acks", s.acks, "acknowledgements sent"),
-            ("estran_hub_storage_errors", s.storage_errors, "ingest transactions that failed"),
-        ):
-            yield CounterMetricFamily(name, text, value=value)
+        """Every counter of IngestStats, as `estran_hub_ingest_<name>_total` (a counter it
+        gains later is exported without a change here); `rejected` by reason."""
+        figures = self.m.stats.as_dict()
+        for name, value in figures.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
+            metric = INGEST_NAMES.get(name, f"estran_hub_ingest_{name}")
+            text = INGEST_HELP.get(name, f"ingest: {name.replace('_', ' ')}")
+            yield CounterMetricFamily(metric, text, value=value)
         rejected = CounterMetricFamily(
             "estran_hub_ingest_rejected", "payloads dropped, by reason", labels=["reason"]
         )
-        for reason, n in sorted(s.rejected.items()):
-            rejected.add_metric([reason], n)
+        by_reason = figures.get("rejected")
+        if isinstance(by_reason, dict):
+            for reason, n in sorted(by_reason.items()):
+                rejected.add_metric([str(reason)], float(n))
         yield rejected
 
     def _auth(self) -> Iterator[Metric]:

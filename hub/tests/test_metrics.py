@@ -81,6 +81,10 @@ async def test_metrics_scrape(tmp_path: Path) -> None:
             return got[(metric, tuple(sorted(labels.items())))]
 
         assert value("estran_hub_ingest_inserted_total") == 100
+        # every counter of the ingest stats is exported, whatever its name
+        for name, count in hub.stats.as_dict().items():
+            if isinstance(count, int) and name != "storage_errors":
+                assert value(f"estran_hub_ingest_{name}_total") == count
         assert value("estran_hub_ingest_rejected_total", reason="malformed") == 1
         assert value("estran_hub_db_commit_seconds_count") >= 1
         assert value("estran_hub_ingest_lag_seconds_count") >= 1
