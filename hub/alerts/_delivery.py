@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -125,11 +126,20 @@ def validate_channel(name: str, type_: str, config: dict[str, Any]) -> None:
         need("to", list)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Control characters (a sensor id may carry what a gateway sent) as spaces: a header
+    or an SMS never takes a line break from the data."""
+    return _CONTROL.sub(" ", text)
+
+
 def text_of(note: Notification) -> tuple[str, str]:
     """(subject, body) for people: e-mail and SMS."""
     a = note.alert
     word = {"fired": "ALERT", "resolved": "RESOLVED"}.get(note.event, note.event.upper())
-    subject = f"[Estran] {word} {a.severity}: {a.summary}"[:200]
+    subject = one_line(f"[Estran] {word} {a.severity}: {a.summary}")[:200]
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a.fired_ms / 1000))
     lines = [
         a.summary,
@@ -355,10 +365,9 @@ class Dispatcher:
 
     async def _sms(self, channel: Channel, payload: dict[str, Any]) -> None:
         c = channel.config
-        _subject, text = text_of(_note_of(payload))
         env = dict(os.environ)
         env["ESTRAN_SMS_TO"] = ",".join(c["to"])
-        env["ESTRAN_SMS_TEXT"] = text.splitlines()[0][:160]
+        env["ESTRAN_SMS_TEXT"] = one_line(_note_of(payload).alert.summary)[:160]
         proc = await asyncio.create_subprocess_exec(
             *c["command"],
             stdin=asyncio.subprocess.PIPE,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from email import message_from_bytes
 from pathlib import Path
 
 from hub.alerts import (
@@ -23,7 +24,11 @@ from hub.tests.services import free_port
 from hub.tests.test_alerts_day import SECRET, smtp_server, webhook_server
 
 
-def note(alert_id: str = "a1", channels: tuple[str, ...] = ("hook",)) -> Notification:
+def note(
+    alert_id: str = "a1",
+    channels: tuple[str, ...] = ("hook",),
+    summary: str = "bin-007: fill 85 >= 80",
+) -> Notification:
     alert = Alert(
         id=alert_id,
         rule_id="bin-full",
@@ -34,7 +39,7 @@ def note(alert_id: str = "a1", channels: tuple[str, ...] = ("hook",)) -> Notific
         gateway="gw-1",
         severity="warning",
         state="firing",
-        summary="bin-007: fill 85 >= 80",
+        summary=summary,
         value=85,
         fired_ms=T0,
         last_ms=T0,
@@ -103,6 +108,15 @@ async def test_dead_letters_replay_sms_and_drops(storage_spec: str, tmp_path: Pa
             assert sent["text"] == "bin-007: fill 85 >= 80"
             assert sent["body"]["alert"]["id"] == "a1"
             assert len(box.messages) == 1
+            # a hostile sensor id cannot break the headers (nor the SMS text)
+            dispatcher.submit(note("a2", ("mail", "sms"), "bin-9\r\nBcc: all@example.org: full"))
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(dispatcher.idle.wait(), 20)
+            assert len(box.messages) == 2
+            hostile = message_from_bytes(box.messages[1][1])
+            assert hostile["Bcc"] is None and box.messages[1][0] == ["x@y.z"]
+            assert "bin-9  Bcc: all@example.org: full" in str(hostile["Subject"])
+            assert json.loads(sms_out.read_text())["text"] == "bin-9  Bcc: all@example.org: full"
             # replay: delivered this time, marked replayed, not twice
             await asyncio.to_thread(service.replay, hook_letter.id, "admin")
             await asyncio.sleep(0.05)
