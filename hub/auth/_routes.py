@@ -36,6 +36,7 @@ from hub.auth._principal import Principal
 T = TypeVar("T")
 
 SESSION_MAX_AGE_S = 12 * 3600
+MAX_LIST = 10_000
 NAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
 
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -125,9 +126,14 @@ def router(access: Access) -> APIRouter:
     # -- users (admin) -----------------------------------------------------------------------
 
     @r.get("/api/v1/users", tags=["access"])
-    def list_users(_: Admin) -> list[dict[str, object]]:
-        """Every user: role, datasets granted, fleet groups commanded (never a secret)."""
-        return [user_dict(u) for u in accounts.users()]
+    def list_users(
+        _: Admin,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 1000,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> list[dict[str, object]]:
+        """Users, by name: role, datasets granted, fleet groups commanded (never a secret).
+        One page (`limit`, `offset`)."""
+        return [user_dict(u) for u in accounts.users()[offset : offset + limit]]
 
     @r.post("/api/v1/users", status_code=201, tags=["access"])
     def add_user(body: UserCreate, request: Request, who: Admin) -> dict[str, object]:
@@ -181,13 +187,18 @@ def router(access: Access) -> APIRouter:
 
     @r.get("/api/v1/tokens", tags=["access"])
     def list_tokens(
-        who: Someone, user: Annotated[str | None, Query(max_length=64)] = None
+        who: Someone,
+        user: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 1000,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> list[dict[str, object]]:
-        """API tokens (never their secret): state, expiry, last use and from where."""
+        """API tokens (never their secret): state, expiry, last use and from where; an
+        admin sees everyone's, others their own. One page (`limit`, `offset`), oldest
+        first."""
         if not who.is_admin:
             user = who.user
         now = fleet._now_ms()
-        return [token_dict(t, now) for t in accounts.tokens(user)]
+        return [token_dict(t, now) for t in accounts.tokens(user)[offset : offset + limit]]
 
     @r.post("/api/v1/tokens", status_code=201, tags=["access"])
     def create_token(body: TokenCreate, request: Request, who: Someone) -> dict[str, object]:
