@@ -145,6 +145,11 @@ async def test_a_reader_sees_its_closed_dataset_and_nothing_else(site: Site) -> 
         # read-only: a reader's token cannot change anything
         r = await http.put("/api/v1/datasets/water", json={"open": False})
         assert r.status_code == 403
+    # a token narrowed to a dataset its user is not granted reads open data only
+    narrowed = site.token("rita", "--dataset", "energy")
+    async with httpx.AsyncClient(base_url=site.url, headers=narrowed) as http:
+        sensors = {r["sensor"] for r in (await http.get("/api/v1/sensors")).json()}
+        assert sensors == {"park-soil-01"}
 
 
 async def test_anonymous_reads_open_data_only(site: Site) -> None:
@@ -272,6 +277,13 @@ async def test_erasure_removes_what_it_says_and_is_audited(site: Site, storage_s
         assert entry["detail"]["deleted"] == 7 and entry["detail"]["reason"] == "request 2026-114"
         (erasure,) = (await http.get("/api/v1/erasures")).json()
         assert erasure["deleted"] == 7 and erasure["actor"] == "admin"
+        # a personal sensor cannot go into an open dataset, nor its dataset be opened
+        r = await http.put(
+            "/api/v1/catalogue/flat-12-water", json={"dataset": "parks", "personal": True}
+        )
+        assert r.status_code == 409 and "personal" in r.text
+        r = await http.put("/api/v1/datasets/water", json={"open": True})
+        assert r.status_code == 409 and "personal" in r.text
         # bad input is named, never a 500
         for bad in ({"sensor": "x", "from": "1", "to": "0"}, {"from": "0", "to": "1"}):
             r = await http.post("/api/v1/erasures", json=bad)
