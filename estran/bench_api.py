@@ -44,7 +44,14 @@ from typing import Any
 
 import click
 
-from estran.bench_sync import Child, estran_argv, free_port, wait_hub_ready
+from estran.bench_sync import (
+    Child,
+    PrivateMosquitto,
+    estran_argv,
+    free_port,
+    wait_hub_ready,
+    wait_log,
+)
 
 YEAR_MS = 365 * 86_400_000
 PER_GATEWAY = 100  # sensors per gateway
@@ -132,6 +139,7 @@ class Dataset:
             self.path = None
         self.end_ms = 0
         self.generated_s: float | None = None
+        self.migrated_s: float | None = None
 
     @property
     def step_ms(self) -> int:
@@ -170,7 +178,12 @@ class Dataset:
         end = self._meta()
         if end is not None:
             self.end_ms = end
-            say(f"{self.backend}: reusing the data set {self.spec}")
+            say(f"{self.backend}: reusing the data set {self.spec}; migrating it if needed")
+            from hub.storage import open_storage
+
+            t = time.monotonic()
+            open_storage(self.spec, Path("."), readers=1).close()
+            self.migrated_s = round(time.monotonic() - t, 1)
             return
         self._drop()
         t = time.monotonic()
@@ -251,7 +264,7 @@ class Dataset:
                         say(f"{self.backend}: {done:,} / {self.readings:,} readings")
                         last_say = time.monotonic()
             say(f"{self.backend}: {done:,} readings; indexing (series, ts)")
-            run("CREATE INDEX readings_series_ts ON readings (series_id, ts_ms)")
+            run(storage.series_index)
             last = (per - 1) * p
             run(
                 "INSERT INTO latest (series_id, gateway_id, seq, ts_ms, value, text, flags)"
@@ -313,7 +326,9 @@ def time_calls(
 
 
 def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, object]:
+    from hub._api import iso
     from hub.storage import open_storage
+    from hub.storage._base import merge_value
 
     storage = open_storage(ds.spec, Path("."), migrate=False, readers=8)
     try:
@@ -327,12 +342,34 @@ def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, obje
         def latest() -> object:
             return storage.sensors_json(ds.sensors)
 
+        def anchor_response() -> object:
+            """What the schema-3 endpoint did per request: the query on the shared
+            connection, a dict per row, JSON."""
+            rows = anchor()
+            return json.dumps(
+                [
+                    {
+                        "sensor": s,
+                        "quantity": q,
+                        "unit": u or None,
+                        "value": merge_value(v, t),
+                        "ts": iso(ts),
+                        "ts_ms": ts,
+                        "flags": fl,
+                        "gateway": gw,
+                    }
+                    for s, q, u, ts, v, t, fl, gw in rows  # type: ignore[attr-defined]
+                ]
+            )
+
         out: dict[str, object] = {}
         say(f"{ds.backend}: storage, anchor query, 1 client")
         rows = len(storage._fetch(anchor_sql))
         out["anchor_latest_1"] = time_calls(anchor, 1, seconds, max_calls=20)
         say(f"{ds.backend}: storage, anchor query, {clients} clients")
         out[f"anchor_latest_{clients}"] = time_calls(anchor, clients, seconds, max_calls=200)
+        say(f"{ds.backend}: storage, anchor query and its JSON, 1 client")
+        out["anchor_response_1"] = time_calls(anchor_response, 1, seconds, max_calls=20)
         say(f"{ds.backend}: storage, latest table")
         got = len(json.loads(storage.sensors_json(ds.sensors)))
         out["latest_1"] = time_calls(latest, 1, seconds)
@@ -375,35 +412,66 @@ def geojson_path(openapi: dict[str, Any]) -> str | None:
 
 
 async def http_figures(
-    ds: Dataset, clients: int, seconds: float, ingest: dict[str, float]
+    ds: Dataset, clients: int, seconds: float, ingest: dict[str, float], topology: str
 ) -> dict[str, object]:
     import httpx
 
     workdir = Path(tempfile.mkdtemp(prefix="estran-bench-api-"))
     http_port, mqtt_port = free_port(), free_port()
-    hub = Child(
-        "hub",
-        estran_argv(
+    children: list[Child] = []
+    common = ["--data", str(workdir), "--db", ds.spec, "--broker-access", "open"]
+    if topology == "single":  # one process: embedded broker, ingest worker and API
+        hub = Child(
             "hub",
-            "run",
-            "--data",
-            str(workdir),
-            "--db",
-            ds.spec,
-            "--broker",
-            "embedded",
-            "--mqtt-listen",
-            f"127.0.0.1:{mqtt_port}",
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--broker-access",
-            "open",
-            "--log-level",
-            "warning",
-        ),
-        workdir,
-    )
-    await hub.start()
+            estran_argv(
+                "hub",
+                "run",
+                *common,
+                "--broker",
+                "embedded",
+                "--mqtt-listen",
+                f"127.0.0.1:{mqtt_port}",
+                "--http",
+                f"127.0.0.1:{http_port}",
+                "--log-level",
+                "warning",
+            ),
+            workdir,
+        )
+        children.append(hub)
+        await hub.start()
+    else:  # docs/hub.md's topology: Mosquitto, an ingest process, an API process
+        broker = PrivateMosquitto(workdir, mqtt_port)
+        children.append(broker)
+        await broker.start()
+        url = f"mqtt://127.0.0.1:{mqtt_port}"
+        ingest_hub = Child(
+            "ingest",
+            estran_argv("hub", "run", *common, "--broker", url, "--http", "none", "--workers", "1"),
+            workdir,
+        )
+        children.append(ingest_hub)
+        await ingest_hub.start()
+        await wait_log(ingest_hub, "hub ready", 120)
+        hub = Child(
+            "api",
+            estran_argv(
+                "hub",
+                "run",
+                *common,
+                "--broker",
+                url,
+                "--workers",
+                "0",
+                "--http",
+                f"127.0.0.1:{http_port}",
+                "--log-level",
+                "warning",
+            ),
+            workdir,
+        )
+        children.append(hub)
+        await hub.start()
     out: dict[str, object] = {}
     try:
         await wait_hub_ready(http_port, hub, timeout=120)
@@ -468,14 +536,18 @@ async def http_figures(
             out["ingest"] = await lag_task
             out["ingest"]["reads_meanwhile"] = await load  # type: ignore[index]
     finally:
-        await hub.stop()
+        for child in reversed(children):
+            await child.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
 async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -> dict[str, object]:
     """Publish batches of 100 readings (one per sensor of a gateway) at `rate` readings/s;
-    the lag of each is publication to acknowledgement."""
+    the lag of each is publication to acknowledgement (the hub acks after COMMIT). The
+    payloads are encoded beforehand; first one batch per gateway, acknowledged before the
+    timing starts (the hub's first batch of a gateway registers its series: a warm-up,
+    reported apart)."""
     import aiomqtt
 
     from protocols import wire
@@ -484,12 +556,33 @@ async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -
 
     per_batch = PER_GATEWAY
     interval = per_batch / rate
+    total = int(rate * seconds / per_batch)
+    next_seq = [ds.per_sensor * PER_GATEWAY + 1] * ds.gateways  # after the data set's last
+    now = int(time.time() * 1000)
+    rnd = random.Random(7)
+    payloads: list[tuple[str, int, bytes]] = []
+    for k in range(ds.gateways + total):
+        g = k % ds.gateways
+        seq = next_seq[g]
+        ts = now + int(max(0, k - ds.gateways) * interval * 1000)
+        readings = [
+            Reading(
+                sensor_name(g * PER_GATEWAY + j),
+                QUANTITIES[(g * PER_GATEWAY + j) % len(QUANTITIES)],
+                UNITS[(g * PER_GATEWAY + j) % len(UNITS)],
+                round(20 + rnd.random() * 10, 2),
+                ts,
+            )
+            for j in range(per_batch)
+        ]
+        batch = wire.DataBatch(
+            1, k + 1, seq, seq + per_batch - 1, per_batch, [encode_block(seq, readings)]
+        )
+        payloads.append((gateway_name(g), k + 1, wire.encode_data(batch)))
+        next_seq[g] = seq + per_batch
     sent: dict[tuple[str, int], float] = {}
     lags: list[float] = []
-    seq0 = ds.per_sensor * PER_GATEWAY + 1  # after the data set's last
-    next_seq = [seq0] * ds.gateways
-    batch_no = 0
-    total = int(rate * seconds / per_batch)
+    acked = asyncio.Event()
     async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier="bench-api-gateways") as client:
         await client.subscribe("estran/v1/gw/+/ack", qos=1)
 
@@ -501,41 +594,29 @@ async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -
                 t = sent.pop((gw, ack.batch), None)
                 if t is not None:
                     lags.append(time.perf_counter() - t)
-                if not sent and len(lags) >= total:
-                    return
+                if not sent:
+                    acked.set()
 
         receiver = asyncio.create_task(receive())
+        warm_start = time.perf_counter()
+        for gw, no, payload in payloads[: ds.gateways]:
+            sent[(gw, no)] = time.perf_counter()
+            await client.publish(wire.topic(gw, "data"), payload, qos=1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(acked.wait(), 300)
+        warm_up = time.perf_counter() - warm_start
+        lags.clear()
+        acked.clear()
         start = time.perf_counter()
-        for k in range(total):
-            g = k % ds.gateways
-            gw = gateway_name(g)
-            seq = next_seq[g]
-            now = int(time.time() * 1000)
-            readings = [
-                Reading(
-                    sensor_name(g * PER_GATEWAY + j),
-                    QUANTITIES[(g * PER_GATEWAY + j) % len(QUANTITIES)],
-                    UNITS[(g * PER_GATEWAY + j) % len(UNITS)],
-                    round(20 + random.random() * 10, 2),
-                    now,
-                )
-                for j in range(per_batch)
-            ]
-            batch_no += 1
-            payload = wire.encode_data(
-                wire.DataBatch(
-                    1, batch_no, seq, seq + per_batch - 1, per_batch, [encode_block(seq, readings)]
-                )
-            )
-            next_seq[g] = seq + per_batch
-            sent[(gw, batch_no)] = time.perf_counter()
+        for k, (gw, no, payload) in enumerate(payloads[ds.gateways :]):
+            sent[(gw, no)] = time.perf_counter()
             await client.publish(wire.topic(gw, "data"), payload, qos=1)
             delay = start + (k + 1) * interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
         wall = time.perf_counter() - start
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(receiver, 30)
+            await asyncio.wait_for(acked.wait(), 60)
         receiver.cancel()
     out = figures(lags)
     out.update(
@@ -544,6 +625,7 @@ async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -
             "published_readings_per_s": round(total * per_batch / wall, 1),
             "batches": total,
             "unacknowledged": len(sent),
+            "warm_up_s": round(warm_up, 2),
         }
     )
     return out
@@ -577,6 +659,13 @@ async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="per measurement")
 @click.option("--ingest-rate", type=float, default=10_000.0, show_default=True)
 @click.option("--ingest-seconds", type=float, default=30.0, show_default=True)
+@click.option(
+    "--topology",
+    type=click.Choice(["split", "single"]),
+    default="split",
+    show_default=True,
+    help="split: Mosquitto, an ingest process and an API process (docs/hub.md); single: one hub process with its embedded broker",
+)
 @click.option("--no-http", is_flag=True, help="storage figures only")
 @click.option("--json", "as_json", is_flag=True)
 def bench_api(
@@ -589,11 +678,17 @@ def bench_api(
     seconds: float,
     ingest_rate: float,
     ingest_seconds: float,
+    topology: str,
     no_http: bool,
     as_json: bool,
 ) -> None:
     """The hub's read API at city scale, the pre-schema-4 query as anchor."""
-    result: dict[str, object] = {"sensors": sensors, "clients": clients, "cpus": os.cpu_count()}
+    result: dict[str, object] = {
+        "sensors": sensors,
+        "clients": clients,
+        "cpus": os.cpu_count(),
+        "topology": topology,
+    }
     for name in ("sqlite", "postgresql") if backend == "both" else (backend,):
         n = (
             readings
@@ -607,12 +702,19 @@ def bench_api(
             "gateways": ds.gateways,
             "span_days": 365,
             "generated_s": ds.generated_s,
+            "migrated_s": ds.migrated_s,
             "load_1m": round(os.getloadavg()[0], 2),
         }
         part["storage"] = storage_figures(ds, clients, seconds)
         if not no_http:
             part["http"] = asyncio.run(
-                http_figures(ds, clients, seconds, {"rate": ingest_rate, "seconds": ingest_seconds})
+                http_figures(
+                    ds,
+                    clients,
+                    seconds,
+                    {"rate": ingest_rate, "seconds": ingest_seconds},
+                    topology,
+                )
             )
         part["load_1m_after"] = round(os.getloadavg()[0], 2)
         result[name] = part

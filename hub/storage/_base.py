@@ -182,6 +182,8 @@ class Storage(Catalogue):
             )
         ]
 
+    series_index: str  # CREATE INDEX of the (series, time) index, for bulk loaders
+
     # One query that returns the page of `sensors()` as a JSON array (text), built by the
     # database: what /api/v1/sensors sends, without a Python object per row. Its WHERE
     # clause (which sensors the principal may read) goes where it says /*where*/.

@@ -37,6 +37,9 @@ from hub.storage._types import (
 )
 from protocols.reading import FLAG_NOT_A_NUMBER
 
+# The (series, time) index, with the values: what a chart's range query reads.
+SERIES_INDEX = "CREATE INDEX readings_series_ts ON readings (series_id, ts_ms, value, text)"
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: gateways, series, readings
     """
@@ -112,6 +115,9 @@ MIGRATIONS: tuple[str, ...] = (
     _alerts.SQLITE,
     # 6: datasets, sensor metadata, erasures on request (hub/storage/_catalogue.py)
     _catalogue.SQLITE,
+    # 7: the (series, time) index carries the values: a chart's range is read from the
+    # index alone, not from the table
+    "DROP INDEX IF EXISTS readings_series_ts; " + SERIES_INDEX,
 )
 
 _INSERT = (
@@ -137,6 +143,7 @@ class SqliteStorage(Storage):
     read-only connections for queries: WAL lets them read while the writer commits."""
 
     name = "sqlite"
+    series_index = SERIES_INDEX
     latest_json_query = (
         "SELECT json_group_array(json_object('sensor', sensor, 'quantity', quantity,"
         " 'unit', NULLIF(unit, ''), 'value', CASE WHEN text IS NOT NULL THEN text"
