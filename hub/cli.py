@@ -21,8 +21,10 @@ def hub() -> None:
 
 def _alert_commands() -> None:
     from hub.alerts._cli import alert
+    from hub.numeriscore._cli import numeriscore
 
     hub.add_command(alert)
+    hub.add_command(numeriscore)
 
 
 _alert_commands()

@@ -9,9 +9,11 @@ import io
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from hub.cli import hub as hub_cli
 from hub.numeriscore import (
     HARDWARE,
     Numeriscore,
@@ -142,5 +144,14 @@ async def test_books_across_a_daemon_restart_and_a_hub_restart(
         assert rows[3]["wire_bytes_per_reading"] == "94.0"
         assert http.get("/api/v1/numeriscore", params={"from": "yesterday"}).status_code == 422
         assert http.get("/api/v1/numeriscore", params={"from": "2026-01-01"}).json()["days"] == []
+        # the same books on the hub's machine: estran hub numeriscore
+        base = ["numeriscore", "--data", str(tmp_path), "--db", storage_spec]
+        out = CliRunner().invoke(hub_cli, [*base, "--format", "csv"])
+        assert out.exit_code == 0 and out.output == r.text
+        table = CliRunner().invoke(hub_cli, base).output.splitlines()
+        assert [line.split()[1] for line in table[1:]] == ["gateway:gw-1", "hub", "fleet", "peer"]
+        assert table[-1].split()[-1] == "E"
+        bad = CliRunner().invoke(hub_cli, [*base, "--from", "yesterday"])
+        assert bad.exit_code == 2 and "expected YYYY-MM-DD" in bad.output
     finally:
         reader.close()
