@@ -16,6 +16,7 @@ from estran._lazy import LazyGroup
         "bench": "estran.bench_cmd:bench",
         "demo": "estran.demo:demo",
     },
+    extras={"edge": "edge", "hub": "hub", "fleet": "hub", "bench": "dev", "demo": "dev"},
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="estran")
