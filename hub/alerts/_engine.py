@@ -201,10 +201,26 @@ class AlertEngine:
         self._sensor_rules = [r for r in self._rules.values() if r.kind not in GATEWAY_KINDS]
         self._gateway_rules = [r for r in self._rules.values() if r.kind in GATEWAY_KINDS]
         self._scope_cache.clear()
-        # state of rules that went away
-        for table in (self._pending, self._clearing, self._nights, self._windows):
+        # state of rules that went away (disabled or deleted)
+        tables: tuple[dict[tuple[str, str], Any], ...] = (
+            self._pending,
+            self._clearing,
+            self._nights,
+            self._windows,
+            self._last_seen,
+            self._last_value,
+            self._prev_index,
+        )
+        for table in tables:
             for key in [k for k in table if k[0] not in self._rules]:
                 del table[key]
+        self._suppressed = {k for k in self._suppressed if k[0] in self._rules}
+        # their open alerts end: nothing watches them any more (nothing is sent either)
+        for key, alert in list(self._open.items()):
+            if key[0] not in self._rules:
+                now = self.now_ms() or wall_ms()
+                self._resolve(key, alert, max(now, alert.last_ms), SYSTEM, "rule disabled")
+        self._flush()
 
     async def reload_rules(self) -> None:
         self.set_rules(await self.thread.call(self.store.rules))

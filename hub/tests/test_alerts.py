@@ -3,6 +3,7 @@ flap damping, a restart. Event clock: time is what the readings say."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -394,3 +395,27 @@ async def test_scopes_sensor_kind_group_gateway(tmp_path: Path) -> None:
             ("one-sensor", "soil-002"),
             ("parks", "soil-001"),
         ]
+
+
+async def test_disabling_a_rule_ends_its_alerts(tmp_path: Path) -> None:
+    async with running_engine("sqlite", tmp_path, [dict(BIN_RULE, damping=0)]) as (
+        engine,
+        notes,
+        service,
+    ):
+        engine.committed([batch("gw-1", [("bin-001", "fill", "%", T0, 90)])], 0.0)
+        engine.tick(T0 + 10 * MIN)
+        await engine.drain()
+        [alert] = service.alerts("open")
+        await asyncio.to_thread(service.set_enabled, "bin-full", False, "alice")
+        await engine.drain()
+        done = service.alert(alert.id)
+        assert (done.state, done.resolved_by) == ("resolved", "system")
+        assert service.events(alert.id)[-1].detail == {"why": "rule disabled"}
+        # a disabled rule evaluates nothing
+        engine.committed([batch("gw-1", [("bin-002", "fill", "%", T0 + 20 * MIN, 95)], 2)], 0.0)
+        engine.tick(T0 + 60 * MIN)
+        await engine.drain()
+        assert service.alerts("open") == []
+        assert [n.event for n in notes] == ["fired", "resolved"]
+        assert notes[-1].channels == ()  # nothing is sent for it
