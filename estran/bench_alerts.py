@@ -54,10 +54,9 @@ RULES: list[dict[str, Any]] = [
         "params": {"quantity": "power", "op": ">", "value": 5000, "clear": 4500, "for": "15 min"},
     },
 ]
-DAY_MS = 86_400_000
 
 
-def run(readings_per_message: int = 4000) -> dict[str, Any]:
+def run(hours: float = 24.0, readings_per_message: int = 4000) -> dict[str, Any]:
     from estran.bench_sync import load_workload
     from hub._decode import decode_data
     from hub.alerts import AlertEngine, AlertSettings, parse_rule
@@ -69,7 +68,7 @@ def run(readings_per_message: int = 4000) -> dict[str, Any]:
     workload = load_workload()
     day: list[Reading] = []
     for r in workload.readings(10**7):
-        if r.ts_ms >= workload.T0_MS + DAY_MS:
+        if r.ts_ms >= workload.T0_MS + hours * 3_600_000:
             break
         day.append(Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms))
     messages: list[bytes] = []
@@ -110,6 +109,7 @@ def run(readings_per_message: int = 4000) -> dict[str, Any]:
     n = len(day)
     ingest_s = decode_s + commit_s
     return {
+        "hours": hours,
         "readings": n,
         "messages": len(messages),
         "rules": len(RULES),
@@ -127,9 +127,16 @@ def run(readings_per_message: int = 4000) -> dict[str, Any]:
 
 @click.command("alerts")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench_alerts(as_json: bool) -> None:
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0.1, max=24.0),
+    default=24.0,
+    show_default=True,
+    help="Hours of the workload's day.",
+)
+def bench_alerts(as_json: bool, hours: float) -> None:
     """What alert evaluation on ingest costs, beside decoding and committing the same day."""
-    report = run()
+    report = run(hours)
     if as_json:
         click.echo(json.dumps(report))
         return
