@@ -114,12 +114,17 @@ class PmsSession(Session):
     async def _passive(self, transport: SerialTransport) -> None:
         device = self.device
         due = time.monotonic()
+        woken = False
         if device.sleep:
-            await self._command(transport, pms.sleep(), "sleep")
+            # the port's opening just woke it (it was asleep if a gateway put it to sleep):
+            # the first read waits for the fan to settle, like every later one
+            due += pms.WARMUP
+            woken = True
         while True:
-            if device.sleep:
+            if device.sleep and not woken:
                 await self._until(transport, due - pms.WARMUP)
                 await self._command(transport, pms.wake(), "wake-up")
+            woken = False
             await self._until(transport, due)
             await transport.write(pms.read_passive())
             line = transport.line

@@ -76,6 +76,7 @@ class PmsSimulator(SerialSimulator):
         self.asleep = False
         self.street = _Street(9.0)
         self.commands: list[tuple[int, int]] = []
+        self.command_times: list[float] = []  # time.monotonic() of each of `commands`
 
     def words(self) -> list[int]:
         pm25 = self.street.pm25(self.rng.gauss, _hour())
@@ -131,6 +132,7 @@ class PmsSimulator(SerialSimulator):
             if self.silent:
                 continue
             self.commands.append((cmd, value))
+            self.command_times.append(time.monotonic())
             await asyncio.sleep(0.002)
             if cmd == pms.CMD_READ:
                 if not self.active and not self.asleep:
