@@ -21,6 +21,7 @@ from typing import Any
 
 from hub._errors import HubError
 from protocols.quantities import parse_duration
+from protocols.wmbus import ALARMS
 
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 SEVERITIES = ("info", "warning", "critical")
@@ -28,7 +29,7 @@ SENSOR_KINDS = ("threshold", "rate", "night_flow", "meter_flag", "silence", "cha
 GATEWAY_KINDS = ("gateway_offline", "source_down", "buffer_quota")
 KINDS = SENSOR_KINDS + GATEWAY_KINDS
 SCOPES = ("all", "sensor", "kind", "group", "dataset", "gateway")
-METER_FLAGS = ("leak", "burst", "backflow", "tamper", "dry", "battery_low")
+METER_FLAGS: tuple[str, ...] = tuple(ALARMS)  # the wireless M-Bus decoder's alarm quantities
 OPS = (">=", ">", "<=", "<")
 MAX_CHANNELS = 16
 MAX_TEXT = 500
