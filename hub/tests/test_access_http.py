@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from hub._http import LogRateLimit
 from hub._service import Hub, HubConfig
 from hub.cli import hub as hub_cli
 from hub.storage import SeriesKey, Value, open_storage
@@ -183,6 +185,8 @@ async def test_anonymous_reads_open_data_only(site: Site) -> None:
             assert (await http.get(f"/open/v1/datasets/{closed}.geojson")).status_code == 404
         names = [d["name"] for d in (await http.get("/open/v1/datasets")).json()]
         assert names == ["parks"]
+        # the server's error log is rate-limited (a client cannot flood it with tracebacks)
+        assert any(isinstance(f, LogRateLimit) for f in logging.getLogger("uvicorn.error").filters)
         # the OpenAPI document carries the security schemes
         spec = (await http.get("/api/openapi.json")).json()
         schemes = spec["components"]["securitySchemes"]
