@@ -17,7 +17,7 @@ Garbage never raises from `describe`: it becomes `valid: False` with the reason 
 
 from protocols._stream import NeedData
 from protocols._typing import TYPE_CHECKING
-from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.errors import MALFORMED, LocalProtocolError, RemoteProtocolError
 
 if TYPE_CHECKING:
     from typing import Callable, Protocol, TypeVar
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 
     class EventStream(Protocol[Event]):
         def next_event(self) -> "Event | NeedData": ...
+
+    class FedStream(EventStream[Event], Protocol[Event]):
+        def receive_data(self, data: "bytes") -> "None": ...
+
+        def finish(self) -> "None": ...
 
 
 PROTOCOLS = {
@@ -93,4 +98,34 @@ def drain(
         out.append(describe_event(event))
 
 
-__all__ = ["PROTOCOLS", "describe", "drain", "result"]
+def describe_stream(
+    stream: "FedStream[Event]",
+    protocol: "str",
+    data: "bytes",
+    describe_event: "Callable[[Event], dict[str, object]]",
+    step: "int",
+) -> "list[dict[str, object]]":
+    """Feed `data` to a stream parser `step` bytes at a time, draining it after each step
+    (so its bounded buffer holds at most a partial frame and a step; an overflow is said,
+    not raised), then finish it: one contract dict per frame or error, and an invalid one
+    when `data` held no frame at all."""
+    out = []  # type: list[dict[str, object]]
+    data = bytes(data)
+    for offset in range(0, len(data), step):
+        try:
+            stream.receive_data(data[offset : offset + step])
+        except RemoteProtocolError as e:
+            out.append(result(protocol, False, str(e), {}, []))
+        drain(stream, protocol, describe_event, out)
+    try:
+        stream.finish()
+    except RemoteProtocolError as e:
+        out.append(result(protocol, False, str(e), {}, []))
+    if not out and data:
+        out.append(
+            result(protocol, False, "%s: no frame in %d bytes" % (MALFORMED, len(data)), {}, [])
+        )
+    return out
+
+
+__all__ = ["PROTOCOLS", "describe", "describe_stream", "drain", "result"]

@@ -26,7 +26,7 @@ No compensation is applied: see docs/protocols/air-quality.md ("temperature and 
 
 from protocols._stream import NEED_DATA, NeedData
 from protocols._typing import TYPE_CHECKING
-from protocols.describe import drain, result
+from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -363,7 +363,6 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     ``model_assumed``). Commands sent to the sensor (7 bytes) are not frames it sends:
     decode those with `parse_command`."""
     model = _option_model(options)
-    out = []  # type: list[dict[str, object]]
     data = bytes(data)
     if len(data) == 7 and data[:2] == START:
         try:
@@ -378,22 +377,7 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
         assert isinstance(event, (PmsFrame, PmsReply))
         return _describe_frame(event, model)
 
-    step = DEFAULT_MAX_BUFFER // 2
-    for offset in range(0, len(data), step):
-        try:
-            stream.receive_data(data[offset : offset + step])
-        except RemoteProtocolError as e:  # bounded: what does not fit is dropped and said
-            out.append(result("pms", False, str(e), {}, []))
-        drain(stream, "pms", describe_event, out)
-    try:
-        stream.finish()
-    except RemoteProtocolError as e:
-        out.append(result("pms", False, str(e), {}, []))
-    if not out and data:
-        out.append(
-            result("pms", False, "%s: no frame in %d bytes" % (MALFORMED, len(data)), {}, [])
-        )
-    return out
+    return describe_stream(stream, "pms", data, describe_event, DEFAULT_MAX_BUFFER // 2)
 
 
 def parse_command(data: "bytes") -> "tuple[int, int]":

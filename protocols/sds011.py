@@ -17,7 +17,7 @@ is the `estran decode sds011` face; see docs/protocols/air-quality.md.
 """
 
 from protocols._stream import NEED_DATA, NeedData
-from protocols.describe import drain, result
+from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
@@ -307,24 +307,7 @@ def _describe(frame: "SdsFrame") -> "dict[str, object]":
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """One contract dict per frame in `data`: measurements, replies and host commands."""
     stream = SdsStream(commands=True)
-    out = []  # type: list[dict[str, object]]
-    data = bytes(data)
-    step = DEFAULT_MAX_BUFFER // 2
-    for offset in range(0, len(data), step):
-        try:
-            stream.receive_data(data[offset : offset + step])
-        except RemoteProtocolError as e:  # bounded: what does not fit is dropped and said
-            out.append(result("sds011", False, str(e), {}, []))
-        drain(stream, "sds011", _describe, out)
-    try:
-        stream.finish()
-    except RemoteProtocolError as e:
-        out.append(result("sds011", False, str(e), {}, []))
-    if not out and data:
-        out.append(
-            result("sds011", False, "%s: no frame in %d bytes" % (MALFORMED, len(data)), {}, [])
-        )
-    return out
+    return describe_stream(stream, "sds011", data, _describe, DEFAULT_MAX_BUFFER // 2)
 
 
 __all__ = [

@@ -25,7 +25,7 @@ size (um). A new value comes every second. `describe(data, options)` is the
 import struct
 
 from protocols._stream import NEED_DATA, NeedData
-from protocols.describe import drain, result
+from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     EXCEPTION,
@@ -456,25 +456,9 @@ def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, obj
     direction = options.get("direction")
     if direction is not None and direction not in (MISO, MOSI):
         raise LocalProtocolError("direction is 'miso' or 'mosi', not %r" % (direction,))
-    data = bytes(data)
-    out = []  # type: list[dict[str, object]]
     stream = ShdlcStream(direction if isinstance(direction, str) else None)
     step = DEFAULT_MAX_BUFFER - MAX_STUFFED  # one partial frame and a step fit
-    for offset in range(0, len(data), step):
-        try:
-            stream.receive_data(data[offset : offset + step])
-        except RemoteProtocolError as e:  # bounded: what does not fit is dropped and said
-            out.append(result("sps30", False, str(e), {}, []))
-        drain(stream, "sps30", _describe_frame, out)
-    try:
-        stream.finish()
-    except RemoteProtocolError as e:
-        out.append(result("sps30", False, str(e), {}, []))
-    if not out and data:
-        out.append(
-            result("sps30", False, "%s: no frame in %d bytes" % (MALFORMED, len(data)), {}, [])
-        )
-    return out
+    return describe_stream(stream, "sps30", data, _describe_frame, step)
 
 
 __all__ = [
