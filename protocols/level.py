@@ -66,6 +66,26 @@ MODELS = {
 }
 
 
+# SDI-12 identification (aI!: 8-character vendor, 6-character model) -> model name: the
+# OTT PLS answers "OTT HACH" + "PLS000" (its operating instructions, chapter 6; the PLS 500
+# "OTTHYDRO" + "PLS500"); VEGA's C 21 names itself with vendor "VEGA".
+IDENTIFICATIONS = (
+    ("OTT", "PLS", "ott_pls"),
+    ("VEGA", "", "vegapuls_c21"),
+)
+
+
+def model_from_identification(vendor: "str", model_id: "str") -> "str | None":
+    """The level model an SDI-12 sensor's identification names (vendor and model fields
+    of its aI! answer), or None when it is not a known level transmitter."""
+    vendor = vendor.replace(" ", "").upper()
+    model_id = model_id.strip().upper()
+    for vendor_prefix, model_prefix, name in IDENTIFICATIONS:
+        if vendor.startswith(vendor_prefix) and model_id.startswith(model_prefix):
+            return name
+    return None
+
+
 def model(name: "str") -> "tuple[str, object, str, str]":
     """The entry of MODELS called `name` (LocalProtocolError naming the known ones)."""
     found = MODELS.get(name) if isinstance(name, str) else None
@@ -141,9 +161,11 @@ __all__ = [
     "DISTANCE",
     "FRESH_WATER",
     "GRAVITY",
+    "IDENTIFICATIONS",
     "MODELS",
     "PRESSURE",
     "SOURCES",
     "Datum",
     "model",
+    "model_from_identification",
 ]

@@ -54,7 +54,7 @@ from edge.serial._config import (
 )
 from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
 from edge.serial._wmbus import ask_dongle
-from protocols import mbus, modbus, nmea, pms, sdi12, sds011, sps30, tic, ultrasonic, wmbus
+from protocols import level, mbus, modbus, nmea, pms, sdi12, sds011, sps30, tic, ultrasonic, wmbus
 from protocols._stream import NeedData
 from protocols.describe import describe
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
@@ -719,20 +719,27 @@ class Prober:
         ident_cmd = sdi12.identify(address)
         ident = await self._sdi12_exchange(transport, ident_cmd, True, timeout + 0.3)
         detail = f"sensor at address {address}"
+        model: str | None = None
         if ident is not None:
             sample = _first_valid(sdi12.describe(ident_cmd + ident, {}))
             if sample is not None:
                 fields = sample.get("fields")
                 if isinstance(fields, dict):
-                    detail += f": {fields.get('vendor')} {fields.get('model')}"
-        values = await self._sdi12_measure(transport, address, timeout)
+                    vendor, model_id = str(fields.get("vendor")), str(fields.get("model"))
+                    detail += f": {vendor} {model_id}"
+                    model = level.model_from_identification(vendor, model_id)
+        device = DeviceConfig(
+            f"sdi12-{address}", address=address, measurement="M", interval=60, model=model
+        )
+        if model is not None:
+            detail += f" (level transmitter {model})"
+        values = await self._sdi12_measure(transport, address, timeout, device.sdi12_names())
         if values is not None:
             sample = values
-        device = DeviceConfig(f"sdi12-{address}", address=address, measurement="M", interval=60)
         return _Found(SDI12, line_settings, None, sample, [device], detail)
 
     async def _sdi12_measure(
-        self, transport: SerialTransport, address: str, timeout: float
+        self, transport: SerialTransport, address: str, timeout: float, names: str | None
     ) -> dict[str, object] | None:
         """aM!, the service request (or ttt seconds if at most 5), aD0!: a sample with values."""
         start_cmd = sdi12.start_measurement(address)
@@ -760,7 +767,7 @@ class Prober:
         data = await self._sdi12_exchange(transport, data_cmd, True, timeout + 0.5)
         if data is None:
             return None
-        return _first_valid(sdi12.describe(data_cmd + data, {}))
+        return _first_valid(sdi12.describe(data_cmd + data, {"names": names} if names else {}))
 
     # -- M-Bus -----------------------------------------------------------------------------
 

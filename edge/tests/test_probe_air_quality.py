@@ -20,10 +20,12 @@ from edge.simulators.serial import (
     LineFormat,
     ModbusSimulator,
     ModbusSlave,
+    OttPlsSimulator,
     PmsSimulator,
     Sds011Simulator,
     SerialSimulator,
     Sps30Simulator,
+    VegapulsSimulator,
 )
 
 REAL = ProbeOptions(modbus_lines=((9600, "N"), (9600, "E")), modbus_addresses=(1, 200))
@@ -97,6 +99,34 @@ async def test_probe_recognises_at_real_speed(tmp_path: Path, case: str) -> None
     for key, value in device.items():
         assert table["devices"][0][key] == value, (key, config)
     SerialPortConfig.from_mapping(table)  # the daemon accepts the snippet as it is
+
+
+SDI12_LEVEL: dict[str, tuple[Callable[[Path], SerialSimulator], str, str]] = {
+    "ott-pls": (lambda d: OttPlsSimulator(directory=d), "ott_pls", "depth"),
+    "vegapuls-c21": (lambda d: VegapulsSimulator(directory=d), "vegapuls_c21", "distance"),
+}
+
+
+@pytest.mark.parametrize("case", list(SDI12_LEVEL))
+async def test_probe_names_an_sdi12_level_transmitter(tmp_path: Path, case: str) -> None:
+    """The SDI-12 step's identification names the level model: the snippet gives `model`
+    and a `datum` line to fill in, the sample's values carry the model's names."""
+    make, model, measured = SDI12_LEVEL[case]
+    async with make(tmp_path) as sim:
+        result = await probe(sim.path, REAL)
+    report = result.as_json()
+    assert report["protocol"] == "sdi12", (result.note, result.steps)
+    config = report["config"]
+    assert isinstance(config, str) and "# datum = " in config, config
+    table = tomllib.loads(config)["serial"][0]
+    assert table["devices"][0]["model"] == model, config
+    port = SerialPortConfig.from_mapping(table)  # the daemon accepts it as it is
+    assert port.devices[0].sdi12_names() is not None
+    sample = report["sample"]
+    assert isinstance(sample, dict) and sample["valid"], sample
+    readings = sample["readings"]
+    assert isinstance(readings, list)
+    assert measured in {r["name"] for r in readings}, sample
 
 
 def test_default_scan_includes_the_fmr20_factory_address() -> None:

@@ -55,3 +55,20 @@ def test_level_formulas():
     assert level.Datum(-1.0, level.PRESSURE).level_from(9806.65) == 0.0
     assert level.Datum(0.0, level.PRESSURE, 1025.0).level_from(9806.65) == 0.976
     assert level.Datum(10.0, level.DISTANCE).level_from(12.5) == -2.5
+
+
+def test_sdi12_identifications_name_the_level_model():
+    # aI! answers as the OTT manuals print them (PLS; PLS 500), the simulated VEGAPULS C 21,
+    # and sensors that are not level transmitters
+    from protocols import sdi12
+
+    cases = (
+        ("013OTT HACHPLS000100123456\r\n", "ott_pls"),
+        ("014OTTHYDROPLS500100123456\r\n", "ott_pls"),
+        ("013VEGA    PS21  10043210987\r\n", "vegapuls_c21"),
+        ("013OTT HACHPLUV2S100123456\r\n", None),
+        ("513STS AG  4900001.51157252\r\n", None),
+    )
+    for answer, expected in cases:
+        ident = sdi12.parse_response(answer.encode(), sdi12.identify(answer[0]))
+        assert level.model_from_identification(ident.vendor, ident.model) == expected, answer
