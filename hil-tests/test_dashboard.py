@@ -51,6 +51,8 @@ READY_S = 150.0
 SENSORS = 13  # at least: the territory's first thirteen (serial and BLE)
 STOP_S = 60.0
 PASSWORD = "tide-comes-in-twice"
+# seconds of readings before the pages are looked at (docs/img was made with 240)
+SETTLE_S = float(os.environ.get("ESTRAN_DASHBOARD_SETTLE_S", "15"))
 USERS = {"alice": "admin", "rita": "reader"}
 RULES = [
     {
@@ -149,7 +151,7 @@ def territory() -> Iterator[Territory]:
                 break
             time.sleep(1.0)
         assert len(sensors) >= SENSORS, f"{sorted(sensors)}\n{log.read_text()}"
-        time.sleep(15)  # a few more readings: the charts need more than one point
+        time.sleep(SETTLE_S)  # a few more readings: the charts need more than one point
         for name, role in USERS.items():  # as the territory's admin makes them
             subprocess.run(
                 estran_argv(

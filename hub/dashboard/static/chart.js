@@ -12,7 +12,8 @@
   var names = lang === "fr" ? ["min", "moyenne", "max"] : ["min", "mean", "max"];
   var tz = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); };
   var span = d.t[d.t.length - 1] - d.t[0];
-  var tick = uPlot.fmtDate(span > 2 * 86400 ? "{DD}/{MM} {HH}:{mm}" : "{HH}:{mm}");
+  var tick = uPlot.fmtDate(
+    span > 2 * 86400 ? "{DD}/{MM} {HH}:{mm}" : span > 600 ? "{HH}:{mm}" : "{HH}:{mm}:{ss}");
   var full = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}");
   function width() { return Math.max(280, holder.clientWidth || 640); }
   var opts = {
