@@ -72,6 +72,12 @@ TEXTS: Mapping[str, tuple[str, str]] = {
         "Aucune passerelle n'a encore envoyé de message.",
         "No gateway has sent anything yet.",
     ),
+    "fleet.all": ("Toutes", "All"),
+    "fleet.attention": ("À surveiller ({n})", "Needing attention ({n})"),
+    "fleet.none_attention": (
+        "Aucune passerelle à surveiller : toutes sont en ligne, à jour, et leurs capteurs répondent.",
+        "No gateway needs attention: all are online, up to date, and their sensors answer.",
+    ),
     "fleet.caption": ("État de chaque passerelle", "State of each gateway"),
     "group_of": ("groupe {group}", "group {group}"),
     "col.gateway": ("Passerelle", "Gateway"),

@@ -186,7 +186,11 @@ def router(storage: Storage) -> APIRouter:
     # -- fleet ------------------------------------------------------------------------------
 
     @r.get("/fleet")
-    def fleet_page(request: Request, p: Viewer) -> Response:
+    def fleet_page(
+        request: Request,
+        p: Viewer,
+        show: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> Response:
         if p.role not in FLEET_ROLES:
             return refuse(request, p)
         t = Translator(language(request))
@@ -199,7 +203,9 @@ def router(storage: Storage) -> APIRouter:
             p,
             "fleet.html",
             t("fleet.title"),
-            rows=rows,
+            rows=[r for r in rows if r.needs_attention] if show == "attention" else rows,
+            attention=sum(1 for r in rows if r.needs_attention),
+            show=show if show == "attention" else "all",
             summary=_views.fleet_summary(rows),
         )
 

@@ -76,6 +76,18 @@ class GatewayRow:
             counts[source.status] = counts.get(source.status, 0) + 1
         return counts
 
+    @property
+    def needs_attention(self) -> bool:
+        """Offline, behind its configuration, waiting for a restart, or a reader not working."""
+        counts = self.source_counts()
+        return (
+            self.state == "offline"
+            or bool(self.drift)
+            or bool(self.restart_pending)
+            or counts["down"] > 0
+            or counts["degraded"] > 0
+        )
+
     def figure(self, name: str) -> int | float | None:
         """A figure of the gateway's latest footprint (its state messages)."""
         if self.link is None or self.link.footprint is None:

@@ -199,6 +199,10 @@ def test_fleet_overview_joins_the_link_and_the_registry(
     assert "1 working, 0 with errors, 1 down" in r.text
     assert "serial-ttyUSB0: down" in r.text
     assert "yes, to apply: buffer" in r.text
+    # the enrolled one needs attention (a reader down, a restart pending); the stray does not
+    r = http.get("/fleet?show=attention", headers={**admin, "Accept-Language": "en"})
+    assert "Needing attention (1)" in r.text
+    assert f'href="/gateways/{gid}"' in r.text and 'href="/gateways/stray-gw"' not in r.text
     page = http.get(f"/gateways/{gid}", headers={**admin, "Accept-Language": "en"})
     assert page.status_code == 200
     assert "gateway.enroll" in page.text  # its history
