@@ -24,6 +24,7 @@ from fleet import NotFound as FleetNotFound
 from hub._errors import StorageError
 from hub.alerts import AlertService, NotOpen
 from hub.alerts import NotFound as AlertNotFound
+from hub.auth._routes import _safe_next as safe_next  # the login's own check: one copy
 from hub.dashboard import _views
 from hub.dashboard._access import (
     Principal,
@@ -98,13 +99,6 @@ def viewer_info(p: Principal, csrf: str | None) -> dict[str, object]:
         "session": p.session is not None,
         "csrf": csrf,
     }
-
-
-def safe_next(target: str | None, default: str = "/") -> str:
-    """A local path to go back to (never another site: no scheme, no //host)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    return target
 
 
 def router(storage: Storage) -> APIRouter:
