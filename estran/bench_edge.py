@@ -20,6 +20,12 @@ written to storage (/proc/PID/io write_bytes) per reading, the buffer's group-co
 Anchor, in the same run: the RSS of a bare `python -c` interpreter, and of one that only
 imports what the daemon imports: what the daemon adds on top is `rss_mb - anchor`.
 
+Flash (`flash` in the JSON, estran/bench_flash.py): bytes written to storage per reading at 1,
+10 and 100 readings/s, measured from each daemon's block I/O (/proc/PID/io write_bytes) with
+a hub stand-in acknowledging, for the default buffer policy and, in the same run, the first
+release's policy as the anchor; on a disk directory (`--flash-dir`, default /var/tmp: tmpfs
+counts no block I/O). `--flash-soak 0` leaves it out.
+
 The uplink is not configured (no broker): its cost is `estran bench sync`'s subject.
 Progress goes to stderr; the JSON object is the last line of stdout.
 """
@@ -395,6 +401,25 @@ def _synthetic_child(config_path: str, sensors: int, rate: float) -> int:
     help="Serial simulators, or a synthetic in-process source.",
 )
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between RSS samples.")
+@click.option(
+    "--flash-soak",
+    default=120.0,
+    show_default=True,
+    help="Seconds the flash writes are measured at 1, 10 and 100 readings/s (0: not measured).",
+)
+@click.option(
+    "--flash-warmup",
+    default=None,
+    type=float,
+    help="Seconds before measuring them [default: the commit interval + 5: past the first "
+    "commit, which preallocates].",
+)
+@click.option(
+    "--flash-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A directory on the disk to measure [default: /var/tmp].",
+)
 def bench_edge(
     as_json: bool,
     sensors: int,
@@ -403,11 +428,26 @@ def bench_edge(
     warmup: float,
     source: str,
     interval: float,
+    flash_soak: float,
+    flash_warmup: float | None,
+    flash_dir: Path | None,
 ) -> None:
-    """The daemon's RSS, CPU at ~100 readings/s and memory slope over a soak."""
+    """The daemon's RSS, CPU at ~100 readings/s and memory slope over a soak; its flash
+    writes per reading at 1, 10 and 100 readings/s beside the first release's policy."""
     if sys.platform != "linux":
         raise click.ClickException("this bench reads /proc: Linux only")
     result = measure(sensors, rate, soak, warmup, source, interval)
+    if flash_soak > 0:
+        from edge.config import BufferSection
+        from estran.bench_flash import measure_flash
+
+        _log(f"flash writes: 6 daemons (anchor and default at 1, 10, 100/s), {flash_soak:g} s")
+        if flash_warmup is None:
+            flash_warmup = BufferSection().commit_interval_s + 5.0
+        try:
+            result["flash"] = measure_flash(flash_soak, flash_warmup, flash_dir)
+        except RuntimeError as e:
+            raise click.ClickException(str(e)) from e
     if not as_json:
         from rich.console import Console
         from rich.table import Table
@@ -440,6 +480,19 @@ def bench_edge(
                 f"mean {result['commit_mean_ms']} ms, max {result['commit_max_ms']} ms, {result['commits']} commits",
             ),
         ]
+        flash = result.get("flash")
+        if flash:
+            for rate_key in ("1_per_s", "10_per_s", "100_per_s"):
+                anchor_v = flash["anchor"][rate_key]["bytes_per_reading"]
+                default_v = flash["default"][rate_key]["bytes_per_reading"]
+                target = flash["targets_bytes_per_reading"].get(rate_key)
+                rows.append(
+                    (
+                        f"flash bytes/reading at {rate_key.split('_')[0]}/s",
+                        f"{default_v} (anchor: first release {anchor_v})"
+                        + (f", target ≤ {target:g}" if target else ""),
+                    )
+                )
         for row in rows:
             table.add_row(*row)
         Console(stderr=True).print(table)

@@ -26,7 +26,21 @@ class BufferConfig:
       (counted the same way).
     - commit_interval_s / commit_readings: group commit. Pending readings are written and
       synced once there are commit_readings of them or the oldest has waited
-      commit_interval_s (checked on append; call commit() on a timer as well).
+      commit_interval_s (checked on append; call commit() on a timer as well). The interval
+      is the loss window: what a power cut may take of the readings accepted.
+    - ack_save_interval_s: acknowledged ranges are written to state.cbor when a segment is
+      deleted, on close, and otherwise at most this often (an atomic rewrite costs a few
+      flash pages and journal writes: not one per ack). An ack lost in a crash only means
+      those readings are sent again; the hub inserts idempotently.
+    - preallocate: the open segment's file is preallocated (zeros written ahead, 256 KiB at
+      a time) and commits write into it in place: a commit then changes no file size and no
+      allocation, so it costs one flash page and no file-system journal write (growing a
+      file costs a journal commit on every fdatasync). The room not yet used is a padding
+      item at the end of the open segment (docs/buffer-format.md); the quota counts it.
+    - keep_acked_open: an open segment whose readings are all acknowledged stays open and
+      the next commits go on into it; False is the first release's behaviour (deleted at
+      once, a new file for the next commit: a create, a header and directory syncs per
+      commit at low rates), kept as the anchor of `estran bench edge`.
     - segment_bytes: size at which a segment is sealed and a new one started (capped at a
       quarter of the quota, so that dropping the oldest frees room in steps).
     - seq_path: the sequence high-water mark, by default `directory/seq.cbor`. Wiping the
@@ -45,6 +59,9 @@ class BufferConfig:
     policy: Policy = "drop_oldest"
     commit_interval_s: float = 0.1
     commit_readings: int = 2000
+    ack_save_interval_s: float = 300.0
+    preallocate: bool = False
+    keep_acked_open: bool = True
     segment_bytes: int = 4 * MIB
     seq_path: str | os.PathLike[str] | None = None
     seq_reserve: int = 1 << 16
@@ -59,6 +76,8 @@ class BufferConfig:
             raise ValueError("max_age_s must be positive")
         if not 0 <= self.commit_interval_s <= 3600:
             raise ValueError("commit_interval_s must be within 0 .. 3600")
+        if not 0 <= self.ack_save_interval_s <= 86400:
+            raise ValueError("ack_save_interval_s must be within 0 .. 86400")
         if not 1 <= self.commit_readings <= MAX_READINGS:
             raise ValueError(f"commit_readings must be within 1 .. {MAX_READINGS}")
         if self.segment_bytes < 4096:

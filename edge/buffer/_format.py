@@ -4,6 +4,8 @@
     record*   [ crc32, bstr ]                               11 bytes + payload
                 the bstr holds one CBOR item: a block (protocols.block) or, last, the footer
     trailer   [ "estran-seal", footer_offset ]              22 bytes, fixed, sealed files only
+    padding   bstr of the bytes up to the end of the file       5 bytes + its length, the
+                open segment of a preallocated buffer only (zeros in a fresh file)
 
 Every head has a fixed width (the integers in 4 or 8 bytes even when small: valid CBOR, not
 the preferred serialization) so that records can be framed, checked and skipped without
@@ -34,7 +36,23 @@ INDEX_FIELDS = 7  # offset, length, first_seq, count, flags, t_min, t_max (int64
 INDEX_ENTRY = 8 * INDEX_FIELDS
 MAX_RECORD = 1 << 30
 
+PAD_HEAD_LEN = 5
+PAGE = 4096
+
 crc32 = zlib.crc32
+
+
+def padding_head(length: int) -> bytes:
+    """The head of the padding item: a byte string of `length` bytes up to the file's end."""
+    return b"\x5a" + length.to_bytes(4, "big")
+
+
+def padding_at(data: bytes | memoryview, pos: int) -> bool:
+    """Whether the padding item starts at `pos` and runs exactly to the end of `data`."""
+    end = len(data)
+    if pos + PAD_HEAD_LEN > end or data[pos] != 0x5A:
+        return False
+    return pos + PAD_HEAD_LEN + int.from_bytes(bytes(data[pos + 1 : pos + 5]), "big") == end
 
 
 def segment_name(first_seq: int) -> str:
@@ -185,6 +203,8 @@ __all__ = [
     "HEADER_LEN",
     "INDEX_ENTRY",
     "INDEX_FIELDS",
+    "PAD_HEAD_LEN",
+    "PAGE",
     "TRAILER_LEN",
     "Footer",
     "crc32",
@@ -194,6 +214,8 @@ __all__ = [
     "frame_head",
     "is_footer_payload",
     "pack_index",
+    "padding_at",
+    "padding_head",
     "parse_footer",
     "parse_segment_header",
     "parse_segment_name",

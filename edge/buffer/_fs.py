@@ -17,6 +17,9 @@ class WriteHandle(Protocol):
     def write(self, data: bytes) -> None:
         """Write all of `data` at the end (or raise OSError)."""
 
+    def pwrite(self, data: bytes, offset: int) -> None:
+        """Write `data` at `offset` (in place: a preallocated file keeps its size)."""
+
     def sync(self) -> None:
         """Make everything written so far durable (fdatasync)."""
 
@@ -78,6 +81,13 @@ class _OsWrite:
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, offset)
+            view = view[n:]
+            offset += n
 
     def sync(self) -> None:
         _sync(self._fd)

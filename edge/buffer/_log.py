@@ -27,7 +27,17 @@ from edge.buffer._errors import (
     BufferFull,
     BufferLocked,
 )
-from edge.buffer._format import FRAME_LEN, HEADER_LEN, frame, frame_at, segment_header, segment_name
+from edge.buffer._format import (
+    FRAME_LEN,
+    HEADER_LEN,
+    PAD_HEAD_LEN,
+    PAGE,
+    frame,
+    frame_at,
+    padding_head,
+    segment_header,
+    segment_name,
+)
 from edge.buffer._fs import FileLayer, OsFileLayer, ReadHandle, WriteHandle
 from edge.buffer._recovery import (
     Recovered,
@@ -62,6 +72,8 @@ from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.reading import FLAG_ALARM, Reading
 
 _LOADED_INDEXES = 4  # sealed segments whose block index stays in memory
+PREALLOCATE_BYTES = 256 * 1024  # zeros written ahead of the open segment, at a time
+_ZERO_PAGE = bytes(PAGE)
 _UNKNOWN_MARK_MARGIN = 1 << 24  # when seq.cbor is unreadable, skip this far past the evidence
 
 
@@ -108,7 +120,8 @@ class SegmentLog:
         self._acked = AckedRanges()
         self._state = BufferState()
         self._state_dirty = False
-        self._state_saved_at = 0.0
+        self._state_saved_at = clock()  # acks are first saved an interval after opening
+        self._slack = 0  # preallocated room of the open segment not yet written
         self._encoder = BlockEncoder()
         self._alarms: list[BlockRef] = []
         self._bytes = 0
@@ -173,6 +186,7 @@ class SegmentLog:
             self._acked,
             state.dropped_upto,
             self._read_only,
+            cfg.preallocate,
         )
         rec.problems[:0] = problems
         self.recovery = rec
@@ -222,6 +236,7 @@ class SegmentLog:
         if last is not None and not last.sealed:
             self._open = last
             self._writer = layer.open_append(last.path)
+            self._slack = max(0, last.capacity - last.size)
         for seg in self._segments:
             if seg.sealed and seg is not last:
                 seg.index = None  # loaded again from the footer when read
@@ -352,7 +367,7 @@ class SegmentLog:
             )
         if (
             self._state_dirty
-            and self._clock() - self._state_saved_at >= self.config.commit_interval_s
+            and self._clock() - self._state_saved_at >= self.config.ack_save_interval_s
         ):
             self._save_state_quietly()
         if self.config.max_age_s is not None and self._clock() - self._age_checked_at >= 1.0:
@@ -379,7 +394,8 @@ class SegmentLog:
 
     def _over_quota(self, pending_count: int) -> bool:
         estimate = pending_count * self._bytes_per_reading * 1.5 + 4096
-        return self._bytes + self._seal_estimate() + estimate > self.config.quota_bytes
+        used = self._bytes + self._slack + self._seal_estimate()
+        return used + estimate > self.config.quota_bytes
 
     def _seal_estimate(self) -> int:
         seg = self._open
@@ -401,42 +417,112 @@ class SegmentLog:
             self._seal_open()
             seg = None
         if self.config.policy == "drop_oldest":
-            self._make_room(len(record) + (HEADER_LEN if seg is None else 0))
+            grow = self._growth(seg, len(record))
+            self._make_room(len(record) + grow + (HEADER_LEN if seg is None else 0))
             seg = self._open  # dropping may have taken the open segment too
-        layer = self._layer
         if self._writer_broken and seg is not None:
             self._repair_writer(seg)
         if seg is None:
-            path = os.path.join(self.config.segments_dir, segment_name(header.first_seq))
-            new = Segment(path, header.first_seq)
-            writer: WriteHandle | None = None
-            try:
-                # the header is durable before any record: a torn header then only ever
-                # means a segment that never held a commit
-                writer = layer.open_append(path)
-                writer.truncate(0)
-                writer.write(segment_header(header.first_seq))
-                writer.sync()
-                layer.sync_dir(self.config.segments_dir)
-                writer.write(record)
-                writer.sync()
-            except OSError as e:
-                self._abandon_new(path, writer)
-                raise _disk_error(f"cannot create {path}", e) from e
-            new.size = HEADER_LEN
-            new.add_block(HEADER_LEN, len(record), header, sensors)
-            new.size += len(record)
-            self._segments.append(new)
-            self._open, self._writer = new, writer
-            self._bytes += new.size
+            self._new_segment(record, header, sensors)
         else:
             offset = seg.size
-            self._append_synced(seg, record, "cannot write to")
+            if seg.capacity:
+                self._write_in_place(seg, record)
+            else:
+                self._append_synced(seg, record, "cannot write to")
             seg.add_block(offset, len(record), header, sensors)
             seg.size += len(record)
             self._bytes += len(record)
         if header.flags & FLAG_ALARM:
             self._alarms.append(self._open.alarms[-1])  # type: ignore[union-attr]
+
+    def _growth(self, seg: Segment | None, record: int) -> int:
+        """Bytes of zeros to write ahead so that `record` (and the padding head after it)
+        fits in the open segment's file (`seg` None: a new one after its header): 0 when it
+        fits or the buffer does not preallocate; whole pages, PREALLOCATE_BYTES at least
+        (at most the segment size)."""
+        if not self.config.preallocate:
+            return 0
+        if seg is not None and not seg.capacity:
+            return 0  # a segment written before preallocation: it grows as it did
+        room = seg.capacity - seg.size - PAD_HEAD_LEN if seg is not None else -HEADER_LEN
+        short = record - room
+        if short <= 0:
+            return 0
+        ahead = max(short, min(PREALLOCATE_BYTES, self._segment_bytes))
+        return -(-ahead // PAGE) * PAGE
+
+    def _zeros(self, writer: WriteHandle, count: int) -> None:
+        """`count` zero bytes at the writer's position, a page per write: the page cache
+        then keeps small pages for them, so that a commit later dirties (and writes back)
+        one page, not a large folio."""
+        full, rest = divmod(count, PAGE)
+        for _ in range(full):
+            writer.write(_ZERO_PAGE)
+        if rest:
+            writer.write(_ZERO_PAGE[:rest])
+
+    def _new_segment(self, record: bytes, header: BlockHeader, sensors: dict[str, int]) -> None:
+        layer = self._layer
+        path = os.path.join(self.config.segments_dir, segment_name(header.first_seq))
+        new = Segment(path, header.first_seq)
+        writer: WriteHandle | None = None
+        capacity = 0
+        try:
+            # the header is durable before any record: a torn header then only ever
+            # means a segment that never held a commit
+            writer = layer.open_append(path)
+            writer.truncate(0)
+            if self.config.preallocate:
+                capacity = HEADER_LEN + self._growth(None, len(record))
+                room = capacity - HEADER_LEN - PAD_HEAD_LEN
+                writer.write(segment_header(header.first_seq) + padding_head(room))
+                self._zeros(writer, room)
+            else:
+                writer.write(segment_header(header.first_seq))
+            writer.sync()
+            layer.sync_dir(self.config.segments_dir)
+            if capacity:
+                after = capacity - HEADER_LEN - len(record) - PAD_HEAD_LEN
+                writer.pwrite(record + padding_head(after), HEADER_LEN)
+            else:
+                writer.write(record)
+            writer.sync()
+        except OSError as e:
+            self._abandon_new(path, writer)
+            raise _disk_error(f"cannot create {path}", e) from e
+        new.size = HEADER_LEN
+        new.capacity = capacity
+        new.add_block(HEADER_LEN, len(record), header, sensors)
+        new.size += len(record)
+        self._segments.append(new)
+        self._open, self._writer = new, writer
+        self._bytes += new.size
+        self._slack = max(0, capacity - new.size)
+
+    def _write_in_place(self, seg: Segment, record: bytes) -> None:
+        """A commit into a preallocated segment: the record and the padding head after it,
+        over zeros already written (writing more zeros first when there is no room left)."""
+        writer = self._writer
+        assert writer is not None
+        grow = self._growth(seg, len(record))
+        try:
+            if grow:
+                # zeros first, durable: the one size change, a journal commit every
+                # PREALLOCATE_BYTES, not every commit. The old padding head no longer
+                # reaches the end meanwhile: recovery takes that for a torn tail, and pads.
+                writer.truncate(seg.capacity)
+                self._zeros(writer, grow)
+                writer.sync()
+                seg.capacity += grow
+                self._slack += grow
+            after = seg.capacity - seg.size - len(record) - PAD_HEAD_LEN
+            writer.pwrite(record + padding_head(after), seg.size)
+            writer.sync()
+        except OSError as e:
+            self._roll_back(seg)
+            raise _disk_error(f"cannot write to {seg.path}", e) from e
+        self._slack -= len(record)
 
     def _abandon_new(self, path: str, writer: WriteHandle | None) -> None:
         try:
@@ -457,12 +543,20 @@ class SegmentLog:
             self._roll_back(seg)
             raise _disk_error(f"{failure} {seg.path}", e) from e
 
+    def _cut_back(self, writer: WriteHandle, seg: Segment) -> None:
+        """The file back to what was committed: cut at the records' end, or for a
+        preallocated one the padding head written there again."""
+        if seg.capacity:
+            writer.pwrite(padding_head(seg.capacity - seg.size - PAD_HEAD_LEN), seg.size)
+        else:
+            writer.truncate(seg.size)
+        writer.sync()
+
     def _roll_back(self, seg: Segment) -> None:
         """After a failed write or sync: cut the file back to what was committed."""
         try:
             assert self._writer is not None
-            self._writer.truncate(seg.size)
-            self._writer.sync()
+            self._cut_back(self._writer, seg)
         except OSError:
             self._writer_broken = True
 
@@ -472,8 +566,7 @@ class SegmentLog:
                 with contextlib.suppress(OSError):
                     self._writer.close()
             self._writer = self._layer.open_append(seg.path)
-            self._writer.truncate(seg.size)
-            self._writer.sync()
+            self._cut_back(self._writer, seg)
         except OSError as e:
             raise _disk_error(f"cannot repair {seg.path}", e) from e
         self._writer_broken = False
@@ -481,6 +574,12 @@ class SegmentLog:
     def _seal_open(self) -> None:
         seg = self._open
         assert seg is not None and self._writer is not None
+        if seg.n_blocks and self._acked.covers(seg.lo, seg.last_seq):
+            # all acknowledged already: nothing to seal or compact, it goes
+            self._prune_acked(exclude=[seg])
+            self._save_state()
+            self._delete(seg)
+            return
         if self._writer_broken:
             self._repair_writer(seg)
         if self.config.compact and worth_compacting(seg):
@@ -489,6 +588,14 @@ class SegmentLog:
                 return
             except (OSError, BufferFailure, RemoteProtocolError, LocalProtocolError):
                 pass  # sealed as it is, below: compaction only saves room
+        if seg.capacity:
+            # the room ahead goes: a sealed file ends with its footer and trailer
+            try:
+                self._writer.truncate(seg.size)
+            except OSError as e:
+                raise _disk_error(f"cannot seal {seg.path}", e) from e
+            seg.capacity = 0
+            self._slack = 0
         tail = seg.seal_bytes()
         self._append_synced(seg, tail, "cannot seal")
         with contextlib.suppress(OSError):
@@ -533,11 +640,12 @@ class SegmentLog:
 
     def _make_room(self, need: int) -> None:
         quota = self.config.quota_bytes
-        while self._segments and self._bytes + self._seal_estimate() + need > quota:
+        while self._segments and self._bytes + self._slack + self._seal_estimate() + need > quota:
             oldest = self._segments[0]
             if oldest is self._open:
                 self._seal_open()
-            self._drop(oldest, "quota")
+            if oldest in self._segments:  # sealing an acknowledged one deletes it
+                self._drop(oldest, "quota")
 
     def _apply_age_limit(self) -> None:
         max_age = self.config.max_age_s
@@ -616,6 +724,7 @@ class SegmentLog:
                 with contextlib.suppress(OSError):
                     self._writer.close()
             self._open, self._writer = None, None
+            self._slack = 0
 
     def _delete(self, seg: Segment) -> None:
         self._forget(seg)
@@ -694,8 +803,10 @@ class SegmentLog:
     def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
         """The hub committed these inclusive seq ranges. Segments whose readings are all
         acknowledged are deleted; the acknowledged ranges are persisted atomically (at once
-        when a segment goes, otherwise at the next commit: an ack lost in a crash only
-        means those readings are sent again, and the hub inserts idempotently)."""
+        when a segment goes, otherwise at most every `ack_save_interval_s`: an ack lost in
+        a crash only means those readings are sent again, and the hub inserts
+        idempotently). The open segment stays even when all of it is acknowledged
+        (`keep_acked_open`): the next commits go on into it, and it goes when sealed."""
         if self._closed or self._read_only:
             raise BufferClosed("the buffer is closed or read-only")
         acked = self._acked
@@ -710,7 +821,8 @@ class SegmentLog:
                 changed = True
         if not changed:
             return
-        done = [s for s in self._segments if acked.covers(s.lo, s.last_seq)]
+        keep = self._open if self.config.keep_acked_open else None
+        done = [s for s in self._segments if s is not keep and acked.covers(s.lo, s.last_seq)]
         if done:
             self._prune_acked(exclude=done)
             self._save_state()
@@ -718,7 +830,7 @@ class SegmentLog:
                 self._delete(seg)
         else:
             self._state_dirty = True
-            if self._clock() - self._state_saved_at >= self.config.commit_interval_s:
+            if self._clock() - self._state_saved_at >= self.config.ack_save_interval_s:
                 self._save_state_quietly()
 
     def _prune_acked(self, exclude: Collection[Segment] = ()) -> None:

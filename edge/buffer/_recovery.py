@@ -23,10 +23,13 @@ from edge.buffer._acks import AckedRanges
 from edge.buffer._format import (
     FRAME_LEN,
     HEADER_LEN,
+    PAD_HEAD_LEN,
     TRAILER_LEN,
     frame_at,
     frame_head,
     is_footer_payload,
+    padding_at,
+    padding_head,
     parse_footer,
     parse_segment_header,
     parse_segment_name,
@@ -48,6 +51,7 @@ class ScanResult:
     garbage: list[tuple[int, int]] = field(default_factory=list)  # unsound, sound after
     torn_at: int | None = None  # unsound from here to the end of the file
     footer_at: int | None = None  # a footer record starts here
+    padded_at: int | None = None  # the padding item of a preallocated file starts here
     gaps: int = 0  # readings missing between sound blocks
 
 
@@ -75,6 +79,9 @@ def scan_segment(data: bytes, first_seq: int, count_by_sensor: bool = True) -> S
             if header is not None and header.first_seq <= last_seq:
                 header = None  # overlaps what came before: not ours to keep
         if header is None:
+            if padding_at(view, pos):
+                result.padded_at = pos
+                return result
             nxt = _next_sound_record(view, data, pos + 1, last_seq)
             if nxt is None:
                 result.torn_at = pos
@@ -185,6 +192,7 @@ def recover(
     acked: AckedRanges,
     dropped_upto: int,
     read_only: bool,
+    preallocate: bool = False,
 ) -> Recovered:
     out = Recovered()
     if not layer.exists(segments_dir):
@@ -274,8 +282,20 @@ def recover(
         elif scan.footer_at is not None:
             out.notes.append(f"{name}: the seal was not complete; sealed again")
         seg = segment_from_scan(path, first_seq, scan, end)
+        # the open segment of a preallocated buffer keeps its room: a torn tail becomes
+        # padding again (written over, not cut off)
+        keep_room = is_last and (scan.padded_at is not None or preallocate)
+        if keep_room and len(data) - end >= PAD_HEAD_LEN:
+            seg.capacity = len(data)
         if not read_only:
-            if end != len(data):
+            if seg.capacity and scan.padded_at is None:
+                h = layer.open_append(path)
+                try:
+                    h.pwrite(padding_head(len(data) - end - PAD_HEAD_LEN), end)
+                    h.sync()
+                finally:
+                    h.close()
+            elif end != len(data) and not seg.capacity:
                 h = layer.open_append(path)
                 try:
                     h.truncate(end)

@@ -54,6 +54,7 @@ class BlockRef:
 class Segment:
     __slots__ = (
         "alarms",
+        "capacity",
         "count",
         "first_seq",
         "index",
@@ -71,7 +72,8 @@ class Segment:
     def __init__(self, path: str, first_seq: int) -> None:
         self.path = path
         self.first_seq = first_seq  # from the name and the header
-        self.size = 0
+        self.size = 0  # where the records end (the next one goes here)
+        self.capacity = 0  # the file's size when preallocated (0: the file ends at `size`)
         self.sealed = False
         self.lo = first_seq  # first seq of its first block (above first_seq after a repair)
         self.last_seq = first_seq - 1  # of the last block

@@ -32,7 +32,9 @@ class GatewaySection:
 class BufferSection:
     quota_bytes: int = 256 * 1024 * 1024
     policy: BufferPolicy = "drop_oldest"
-    commit_interval_s: float = 1.0
+    # the loss window: a power cut may take what was read since the last commit (alarms are
+    # committed at once); long enough that a commit holds several readings at low rates
+    commit_interval_s: float = 10.0
     commit_readings: int = 2000
     max_age_s: float | None = None
     segment_bytes: int = 4 * 1024 * 1024

@@ -50,6 +50,7 @@ def open_log(config: EdgeConfig) -> ReadingLog:
             commit_readings=b.commit_readings,
             segment_bytes=b.segment_bytes,
             seq_path=config.gateway.data_dir / SEQ_FILE,
+            preallocate=True,  # a commit writes in place: no journal write per commit
         )
     )
 

@@ -2,7 +2,9 @@
 
 One task owns the appends. It takes whatever the queue holds (up to `batch_max`) in one
 `append_many`, and calls `commit()` every `commit_interval_s` when something was appended
-(the buffer also commits on its own once `commit_readings` are pending).
+(the buffer also commits on its own once `commit_readings` are pending), and at once when
+an alarm reading came: alarms never wait for the interval. Nothing appended: no commit, no
+write at all.
 
 `commit()` ends in an fsync, which blocks. It runs on the event loop, not in a thread:
 - the buffer is not thread-safe, and the uplink reads and acks it from the loop at any time;
@@ -32,7 +34,7 @@ from typing import Protocol
 
 from edge.buffer import BufferDiskError, BufferFailure, BufferFull
 from edge.health import HealthRegistry
-from protocols.reading import Reading
+from protocols.reading import FLAG_ALARM, Reading
 
 log = logging.getLogger("estran.edge.daemon")
 
@@ -87,9 +89,12 @@ class BufferWriter:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     first = await self.queue.get()
+            alarm = False
             if first is not None:
-                self.append(self._take(first))
-            if loop.time() >= next_commit:
+                batch = self._take(first)
+                self.append(batch)
+                alarm = any(r.flags & FLAG_ALARM for r in batch)
+            if alarm or loop.time() >= next_commit:
                 self.commit()
                 next_commit = loop.time() + self.commit_interval_s
             self.last_progress = time.monotonic()

@@ -195,7 +195,9 @@ def _fate(f: MemFile, rng: random.Random) -> bytes:
     if fate < 0.25:
         return durable  # nothing of what was not synced reached the disk
     cut = rng.randint(common, len(data))
-    out = bytearray(data[:cut])
+    # written up to the cut; past it, what was there before (a write in place over a
+    # preallocated file keeps the file's size: the old bytes stay where the new did not land)
+    out = bytearray(data[:cut]) + durable[cut : len(data)]
     if fate > 0.6 and cut > common:
         # a sector written in part: garbage in the unsynced stretch
         start = rng.randint(common, cut - 1)
@@ -227,6 +229,27 @@ class _Write:
                 f.data += data[: max(0, room)]
                 raise _err(errno.ENOSPC, self._path)
         f.data += data
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        layer, f = self._layer, self._f
+        layer.ops += 1
+        if len(f.data) < offset:
+            f.data += bytes(offset - len(f.data))
+        if layer.crash_at is not None and layer.ops >= layer.crash_at:
+            layer.crash_at = None
+            part = data[: layer.rng.randint(0, len(data))]
+            f.data[offset : offset + len(part)] = part  # a write cut short
+            raise Crash(f"power cut during a write to {self._path}")
+        if layer.fault is not None:
+            code = layer.fault("write", self._path)
+            if code is not None:
+                half = data[: len(data) // 2]
+                f.data[offset : offset + len(half)] = half
+                raise _err(code, self._path)
+        grows = max(0, offset + len(data) - len(f.data))
+        if layer.capacity is not None and grows > layer.capacity - layer.used():
+            raise _err(errno.ENOSPC, self._path)
+        f.data[offset : offset + len(data)] = data
 
     def sync(self) -> None:
         self._layer._op("sync", self._path)

@@ -36,6 +36,7 @@ class Scenario:
             commit_interval_s=0.1,
             segment_bytes=4096,
             seq_reserve=rng.choice([1, 5, 1000]),
+            preallocate=rng.random() < 0.5,  # commits written in place over zeros
         )
         self.rng = rng
         self.handed: dict[int, Reading] = {}  # the reading each seq goes (or may go) to

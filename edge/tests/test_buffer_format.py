@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import cbor2
+import pytest
 
 from edge.buffer import BufferConfig, SegmentLog
 from edge.tests.buffer_support import exact, reading, workload
@@ -41,6 +42,9 @@ def read_segment(path: str) -> tuple[list[tuple[int, Reading]], dict[str, object
             item = decoder.decode()
         except cbor2.CBORDecodeError:
             break  # a torn tail
+        if isinstance(item, bytes):  # the padding of a preallocated open segment
+            assert decoder.fp.tell() == len(data) and not item.strip(b"\x00")
+            break
         if isinstance(item, list) and len(item) == 2 and item[0] == "estran-seal":
             assert item[1] == footer_at  # the trailer points at the footer record
             assert decoder.fp.tell() == len(data)
@@ -69,8 +73,11 @@ def test_the_format_document_is_there() -> None:
         assert needle in text
 
 
-def test_a_third_party_reads_a_buffer_with_cbor2_alone(tmp_path: Path) -> None:
-    cfg = BufferConfig(tmp_path / "b", segment_bytes=16 * 1024, commit_readings=500)
+@pytest.mark.parametrize("preallocate", [False, True])
+def test_a_third_party_reads_a_buffer_with_cbor2_alone(tmp_path: Path, preallocate: bool) -> None:
+    cfg = BufferConfig(
+        tmp_path / "b", segment_bytes=16 * 1024, commit_readings=500, preallocate=preallocate
+    )
     expected = workload(6000)
     extra = [
         reading(i, alarm=i % 5 == 0) for i in range(1, 400)
@@ -79,8 +86,13 @@ def test_a_third_party_reads_a_buffer_with_cbor2_alone(tmp_path: Path) -> None:
     log.append_many(expected[:3000] + extra + expected[3000:])
     log.commit()
     log._release()  # stop as a crash would: the last segment stays open, unsealed
-    with open(sorted(Path(cfg.segments_dir).iterdir())[-1], "ab") as f:
-        f.write(b"\x82\x1a\x00\x00")  # and a torn tail
+    last = sorted(Path(cfg.segments_dir).iterdir())[-1]
+    if preallocate:
+        data = last.read_bytes()
+        assert data.endswith(bytes(64))  # zeros ahead, in the padding item
+    else:
+        with open(last, "ab") as f:
+            f.write(b"\x82\x1a\x00\x00")  # and a torn tail
     everything = expected[:3000] + extra + expected[3000:]
     got: list[tuple[int, Reading]] = []
     sealed = 0
