@@ -1,10 +1,15 @@
 """`estran edge buffer dump|verify|stats`: look into a buffer without changing it (safe while
-the daemon runs: read-only, no lock taken, nothing repaired)."""
+the daemon runs: read-only, no lock taken, nothing repaired). The paths and settings come
+from the configuration, as `status` and `doctor` take them: the buffer directory
+(DATA_DIR/buffer), the sequence high-water mark beside it (DATA_DIR/buffer-seq.cbor), the
+quota and policy; `--dir` and `--seq-path` point elsewhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,22 +24,60 @@ if TYPE_CHECKING:
 dir_option = click.option(
     "--dir",
     "directory",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="the buffer directory",
+    default=None,
+    help="the buffer directory (default: the configuration's, DATA_DIR/buffer)",
 )
 seq_option = click.option(
     "--seq-path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="the sequence high-water mark, if it is not DIR/seq.cbor",
+    help="the sequence high-water mark (default: DATA_DIR/buffer-seq.cbor beside the buffer)",
+)
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the configuration file (default /etc/estran/edge.toml): paths and settings",
 )
 
 
-def _config(directory: Path, seq_path: Path | None) -> BufferConfig:
-    from edge.buffer import BufferConfig
+def _options(f: Callable[..., None]) -> Callable[..., None]:
+    return dir_option(seq_option(config_option(f)))
 
-    return BufferConfig(directory, seq_path=seq_path)
+
+def _config(
+    directory: Path | None, seq_path: Path | None, config_path: Path | None
+) -> tuple[BufferConfig, str | None]:
+    """The buffer as the daemon opens it: the paths and settings of the configuration
+    (`--config`, else /etc/estran/edge.toml when it exists), `--dir`/`--seq-path` over them.
+    Returns it and, when no configuration describes that directory, why the settings shown
+    are the defaults."""
+    from edge.buffer import BufferConfig
+    from edge.config import DEFAULT_CONFIG, DEFAULT_DATA_DIR, ConfigError, load_config
+    from edge.daemon._wiring import buffer_config
+
+    config = None
+    path = config_path if config_path is not None else DEFAULT_CONFIG
+    if config_path is not None or path.exists():
+        try:
+            config = load_config(path)
+        except ConfigError as e:
+            if directory is None:
+                raise click.ClickException(f"{e}\n(use --dir DIR to read the buffer anyway)") from e
+    if directory is None:
+        directory = config.gateway.buffer_dir if config else DEFAULT_DATA_DIR / "buffer"
+    if config is not None and config.gateway.buffer_dir.resolve() == directory.resolve():
+        base, note = buffer_config(config), None
+    else:
+        base = BufferConfig(directory)
+        note = f"no configuration names {directory}: default settings shown (--config FILE)"
+    if seq_path is None:
+        # the daemon's layout: DATA_DIR/buffer and DATA_DIR/buffer-seq.cbor beside it
+        beside = directory.parent / f"{directory.name}-seq.cbor"
+        seq_path = beside if beside.exists() else Path(base.seq_file)
+    return dataclasses.replace(base, directory=directory, seq_path=seq_path), note
 
 
 @edge.group("buffer")
@@ -43,15 +86,16 @@ def buffer() -> None:
 
 
 @buffer.command("dump")
-@dir_option
-@seq_option
+@_options
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-def dump(directory: Path, seq_path: Path | None, as_json: bool) -> None:
+def dump(
+    directory: Path | None, seq_path: Path | None, config_path: Path | None, as_json: bool
+) -> None:
     """Every reading still in the buffer (committed, not yet acknowledged), in order."""
     from edge.buffer import BufferFailure, SegmentLog
 
     try:
-        log = SegmentLog.open(_config(directory, seq_path), read_only=True)
+        log = SegmentLog.open(_config(directory, seq_path, config_path)[0], read_only=True)
     except BufferFailure as e:
         raise click.ClickException(str(e)) from e
     try:
@@ -82,13 +126,12 @@ def dump(directory: Path, seq_path: Path | None, as_json: bool) -> None:
 
 
 @buffer.command("verify")
-@dir_option
-@seq_option
-def verify(directory: Path, seq_path: Path | None) -> None:
+@_options
+def verify(directory: Path | None, seq_path: Path | None, config_path: Path | None) -> None:
     """Read and check every byte: exit 0 if the buffer is sound, 1 with the problems listed."""
     from edge.buffer import verify_buffer
 
-    report = verify_buffer(_config(directory, seq_path))
+    report = verify_buffer(_config(directory, seq_path, config_path)[0])
     for note in report.notes:
         click.echo(f"note: {note}")
     for problem in report.problems:
@@ -102,15 +145,17 @@ def verify(directory: Path, seq_path: Path | None) -> None:
 
 
 @buffer.command("stats")
-@dir_option
-@seq_option
+@_options
 @click.option("--json", "as_json", is_flag=True)
-def stats(directory: Path, seq_path: Path | None, as_json: bool) -> None:
+def stats(
+    directory: Path | None, seq_path: Path | None, config_path: Path | None, as_json: bool
+) -> None:
     """Depth, oldest age, bytes, dropped counts."""
     from edge.buffer import BufferFailure, SegmentLog
 
+    cfg, settings_note = _config(directory, seq_path, config_path)
     try:
-        log = SegmentLog.open(_config(directory, seq_path), read_only=True)
+        log = SegmentLog.open(cfg, read_only=True)
     except BufferFailure as e:
         raise click.ClickException(str(e)) from e
     st = log.stats()
@@ -120,6 +165,9 @@ def stats(directory: Path, seq_path: Path | None, as_json: bool) -> None:
     d = st.as_dict(now_ms)
     d["recovery_notes"] = recovery.notes
     d["recovery_problems"] = recovery.problems
+    d["directory"] = cfg.path
+    d["seq_file"] = cfg.seq_file
+    d["settings"] = "defaults" if settings_note else "configuration"
     if as_json:
         click.echo(json.dumps(d))
         return
@@ -139,6 +187,8 @@ def stats(directory: Path, seq_path: Path | None, as_json: bool) -> None:
         click.echo(
             f"quarantined    {st.quarantined_readings:,} readings lost, {st.quarantined_files} files set aside"
         )
+    if settings_note:
+        click.echo(f"note: {settings_note}")
     for note in recovery.notes:
         click.echo(f"note: {note}")
     for problem in recovery.problems:

@@ -207,7 +207,7 @@ def _child(config_path: str, policy: str, rate: float) -> int:
     from edge.buffer import BufferConfig, SegmentLog
     from edge.config import EdgeConfig
     from edge.daemon import Intake, TaskSpec, Wiring, run_daemon
-    from edge.daemon._wiring import SEQ_FILE, default_wiring
+    from edge.daemon._wiring import default_wiring
     from protocols.reading import Reading
 
     async def synthetic(intake: Intake) -> None:
@@ -241,7 +241,7 @@ def _child(config_path: str, policy: str, rate: float) -> int:
                 commit_interval_s=b.commit_interval_s,
                 commit_readings=b.commit_readings,
                 segment_bytes=b.segment_bytes,
-                seq_path=config.gateway.data_dir / SEQ_FILE,
+                seq_path=config.gateway.buffer_seq_file,
                 **knobs,
             )
         )

@@ -27,6 +27,12 @@ class GatewaySection:
     def buffer_dir(self) -> Path:
         return self.data_dir / "buffer"
 
+    @property
+    def buffer_seq_file(self) -> Path:
+        """The buffer's sequence high-water mark: beside the buffer, not in it, so that
+        wiping the buffer never reuses a sequence number (the one name, docs/operations.md)."""
+        return self.data_dir / "buffer-seq.cbor"
+
 
 @dataclass(frozen=True, slots=True)
 class BufferSection:

@@ -21,11 +21,10 @@ from edge.health import HealthRegistry
 
 if TYPE_CHECKING:
     from edge.ble import BackendSpec, BleDeviceConfig, BleOptions
+    from edge.buffer import BufferConfig
     from edge.serial import SerialPortConfig
 
 log = logging.getLogger("estran.edge.daemon")
-
-SEQ_FILE = "buffer-seq.cbor"  # beside the buffer, not in it: survives a wiped buffer
 
 
 def software_version() -> str | None:
@@ -35,24 +34,30 @@ def software_version() -> str | None:
         return None
 
 
-def open_log(config: EdgeConfig) -> ReadingLog:
-    from edge.buffer import BufferConfig, SegmentLog
+def buffer_config(config: EdgeConfig) -> BufferConfig:
+    """The buffer the configuration describes: its paths and settings, as the daemon opens
+    it (and `estran edge buffer` inspects it)."""
+    from edge.buffer import BufferConfig
 
     b = config.buffer
-    config.gateway.buffer_dir.mkdir(parents=True, exist_ok=True)
-    return SegmentLog.open(
-        BufferConfig(
-            directory=config.gateway.buffer_dir,
-            quota_bytes=b.quota_bytes,
-            max_age_s=b.max_age_s,
-            policy=b.policy,
-            commit_interval_s=b.commit_interval_s,
-            commit_readings=b.commit_readings,
-            segment_bytes=b.segment_bytes,
-            seq_path=config.gateway.data_dir / SEQ_FILE,
-            preallocate=True,  # a commit writes in place: no journal write per commit
-        )
+    return BufferConfig(
+        directory=config.gateway.buffer_dir,
+        quota_bytes=b.quota_bytes,
+        max_age_s=b.max_age_s,
+        policy=b.policy,
+        commit_interval_s=b.commit_interval_s,
+        commit_readings=b.commit_readings,
+        segment_bytes=b.segment_bytes,
+        seq_path=config.gateway.buffer_seq_file,
+        preallocate=True,  # a commit writes in place: no journal write per commit
     )
+
+
+def open_log(config: EdgeConfig) -> ReadingLog:
+    from edge.buffer import SegmentLog
+
+    config.gateway.buffer_dir.mkdir(parents=True, exist_ok=True)
+    return SegmentLog.open(buffer_config(config))
 
 
 def config_key(value: object) -> object:
@@ -208,6 +213,7 @@ def default_wiring() -> Wiring:
 
 
 __all__ = [
+    "buffer_config",
     "config_key",
     "default_wiring",
     "open_log",

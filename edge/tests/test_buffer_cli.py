@@ -69,3 +69,49 @@ def test_stats(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "depth" in r.output
     r = CliRunner().invoke(edge, ["buffer", "stats", "--dir", str(tmp_path / "none")])
     assert r.exit_code != 0
+
+
+def test_stats_take_the_paths_and_settings_of_the_configuration(tmp_path: Path) -> None:
+    """The daemon's buffer, read as the technician reads it (issue 9: `stats --dir` read the
+    wrong sequence file and showed the default quota instead of the configured one)."""
+    from edge.config import load_config
+    from edge.daemon._wiring import buffer_config
+
+    data = tmp_path / "data"
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[gateway]\nid = "gw-1"\ndata_dir = "{data}"\n[buffer]\nquota = "32 MiB"\n'
+        'policy = "refuse_new"\n'
+    )
+    cfg = buffer_config(load_config(config))  # what the daemon opens
+    Path(cfg.path).mkdir(parents=True)
+    with SegmentLog.open(cfg) as log:
+        log.append_many(reading(i) for i in range(1, 1065))
+        log.commit()
+        mark = log.stats().next_seq  # type: ignore[attr-defined]
+    assert (
+        Path(cfg.seq_file) == data / "buffer-seq.cbor" and not (data / "buffer/seq.cbor").exists()
+    )
+    for args in (
+        ["--config", str(config)],
+        ["--config", str(config), "--dir", str(data / "buffer")],
+    ):
+        r = CliRunner().invoke(edge, ["buffer", "stats", "--json", *args])
+        assert r.exit_code == 0, r.output
+        d = json.loads(r.output)
+        assert (d["depth"], d["durable_seq"], d["next_seq"]) == (1064, 1064, mark)
+        assert (d["quota_bytes"], d["policy"], d["settings"]) == (
+            32 << 20,
+            "refuse_new",
+            "configuration",
+        )
+        assert d["seq_file"] == str(data / "buffer-seq.cbor")
+        assert d["recovery_problems"] == []
+    # --dir alone: the daemon's sequence file beside it is found; the settings are said to
+    # be the defaults
+    r = CliRunner().invoke(edge, ["buffer", "stats", "--dir", str(data / "buffer")])
+    assert r.exit_code == 0, r.output
+    assert "1,064 durable, next 1,065" in r.output  # closed cleanly: the exact mark
+    assert "default settings shown (--config FILE)" in r.output
+    r = CliRunner().invoke(edge, ["buffer", "verify", "--config", str(config)])
+    assert r.exit_code == 0 and "sound: 1 segments" in r.output, r.output
