@@ -11,6 +11,7 @@ module registers the command on the `estran edge` group (edge/cli.py does).
 """
 
 import asyncio
+import contextlib
 import json
 import time
 import tomllib
@@ -198,6 +199,31 @@ async def _live(scan: Scan, seconds: float) -> None:
         live.update(render(scan))
 
 
+def _refuse_if_daemon_uses_ble(config_path: Path | None) -> None:
+    """Exit 3 with a clear message when a running daemon (status socket of `config_path`'s
+    data directory, or the default one) has a BLE source."""
+    from edge.config import DEFAULT_CONFIG, DEFAULT_DATA_DIR, ConfigError, load_config
+    from edge.health import daemon_using_ble
+
+    socket_path = DEFAULT_DATA_DIR / "status.sock"
+    path = config_path if config_path is not None else DEFAULT_CONFIG
+    if path.exists():
+        # scanning needs no valid configuration: the default socket is asked then
+        with contextlib.suppress(ConfigError):
+            socket_path = load_config(path).gateway.status_socket
+    holder = daemon_using_ble(socket_path)
+    if holder is None:
+        return
+    click.echo(
+        f"error: {holder}: a scan now would take the adapter from it.\n"
+        "What it hears is in `estran edge status` (its sensors and their last values). To "
+        "scan, stop it first (sudo systemctl stop estran-edge), or pass --force (a BlueZ "
+        "adapter is shared; with a bumble transport the daemon loses it).",
+        err=True,
+    )
+    raise SystemExit(3)
+
+
 def read_ble_config(path: Path) -> "tuple[BackendSpec, list[BleDeviceConfig]]":
     """The ``[ble]`` table of a gateway configuration file (TOML): backend and devices."""
     from edge.ble._backend import backend_from_table
@@ -243,14 +269,31 @@ def read_ble_config(path: Path) -> "tuple[BackendSpec, list[BleDeviceConfig]]":
     help="Gateway configuration: its backend, its devices and their bind keys.",
 )
 @click.option("--active", is_flag=True, help="Active scanning (ask devices for scan responses).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Scan even while the gateway daemon uses the adapter (BlueZ shares it; a bumble "
+    "transport does not: the daemon loses it).",
+)
 def scan(
-    seconds: float, as_json: bool, backend: str | None, config_path: Path | None, active: bool
+    seconds: float,
+    as_json: bool,
+    backend: str | None,
+    config_path: Path | None,
+    active: bool,
+    force: bool,
 ) -> None:
-    """List the BLE devices nearby: address, RSSI, kind, decoded values, configured or not."""
+    """List the BLE devices nearby: address, RSSI, kind, decoded values, configured or not.
+
+    Refused while the gateway daemon uses the Bluetooth adapter (it would lose it): what the
+    daemon hears is in `estran edge status`; stop the daemon to scan, or --force."""
     from bleak.exc import BleakError
 
     from edge.ble._backend import DEFAULT_BACKEND, parse_backend
     from edge.ble._errors import AdapterLostError, BleConfigError
+
+    if not force:
+        _refuse_if_daemon_uses_ble(config_path)
 
     devices: list[BleDeviceConfig] = []
     try:

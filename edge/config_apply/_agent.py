@@ -17,6 +17,7 @@ import aiomqtt
 
 from edge.config_apply._transaction import CommandRunner, ConfigApplier, Outcome, report_message
 from edge.identity import hub_tls_context
+from edge.uplink import session
 from protocols import wire
 
 log = logging.getLogger("estran.edge.fleet")
@@ -29,6 +30,14 @@ MAX_QUEUED = 16  # a configuration or command at a time is all a gateway receive
 
 async def no_commands(name: str, args: Mapping[str, object]) -> str:
     raise NotImplementedError(f"no command {name!r} on this gateway")
+
+
+def _raise_if_cancelled() -> None:
+    """A cancel that an inner `asyncio.wait_for` swallowed (Python 3.11 returns the result
+    when both arrive together) is still counted on the task: honour it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class FleetAgent:
@@ -65,26 +74,30 @@ class FleetAgent:
         delay = RECONNECT_MIN_S
         while True:
             try:
-                async with aiomqtt.Client(
-                    self.host,
-                    self.port,
-                    identifier=f"{self.gateway_id}-fleet",
-                    username=self.username,
-                    password=self.password,
-                    protocol=aiomqtt.ProtocolVersion.V311,
-                    timeout=TIMEOUT_S,
-                    max_queued_incoming_messages=MAX_QUEUED,
-                    tls_context=self.tls_context,
+                async with session(
+                    aiomqtt.Client(
+                        self.host,
+                        self.port,
+                        identifier=f"{self.gateway_id}-fleet",
+                        username=self.username,
+                        password=self.password,
+                        protocol=aiomqtt.ProtocolVersion.V311,
+                        timeout=TIMEOUT_S,
+                        max_queued_incoming_messages=MAX_QUEUED,
+                        tls_context=self.tls_context,
+                    )
                 ) as client:
                     if pending is not None:
                         await self._report(client, pending)
                         pending = None
                     for kind in ("config", "cmd"):
                         await client.subscribe(wire.topic(self.gateway_id, kind), qos=1)
+                    _raise_if_cancelled()
                     self.connected.set()
                     delay = RECONNECT_MIN_S
                     async for message in client.messages:
                         await self._handle(client, message)
+                        _raise_if_cancelled()
             except aiomqtt.MqttError as e:
                 self.connected.clear()
                 task = asyncio.current_task()

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.doctor._mqtt import CONNACK_REASONS, MqttProbeError, probe_broker
-from edge.health import StatusUnavailable, read_status
+from edge.health import StatusUnavailable, ble_sources, read_status
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -466,11 +466,38 @@ def _rfkill_blocked(env: Environment) -> bool:
     return False
 
 
-def check_ble(config: EdgeConfig, env: Environment) -> Check:
+def check_ble(
+    config: EdgeConfig, env: Environment, snapshot: dict[str, object] | None = None
+) -> Check:
+    """The adapter, checked without opening it. While the daemon runs (`snapshot`, its
+    status) nothing that could take the adapter from it is tried (a bumble transport takes
+    one client): its BLE source's state is reported instead."""
     ble = config.ble
     if ble is None or not ble.devices:
         return Check("ble", "skip", "no BLE devices configured")
     spec = ble.backend
+    running = ble_sources(snapshot) if snapshot is not None else {}
+    if running:
+        states = {name: s.get("state") for name, s in sorted(running.items())}
+        down = {name: state for name, state in states.items() if state != "up"}
+        text = ", ".join(f"{n} {s}" for n, s in states.items())
+        if down:
+            detail = "; ".join(
+                f"{n}: {running[n].get('detail') or running[n].get('state')}" for n in down
+            )
+            return Check(
+                "ble",
+                "fail",
+                f"the running daemon's BLE source is not up ({detail}); the adapter was not "
+                "opened, so as not to disturb the daemon",
+                "estran edge status shows its errors (adapter_lost...); "
+                "journalctl -u estran-edge -e",
+            )
+        return Check(
+            "ble",
+            "ok",
+            f"in use by the running daemon ({text}): checked through its status, not opened",
+        )
     if spec.kind == "bluez":
         adapter = spec.target or "hci0"
         if not (env.sys_bluetooth / adapter).exists():
@@ -557,11 +584,20 @@ def check_ble(config: EdgeConfig, env: Environment) -> Check:
 # -- the daemon ------------------------------------------------------------------------------
 
 
-def check_daemon(config: EdgeConfig) -> Check:
-    path = config.gateway.status_socket
+def daemon_status(config: EdgeConfig) -> dict[str, object] | StatusUnavailable:
+    """The running daemon's snapshot, or why there is none."""
     try:
-        snapshot = read_status(path, timeout=2.0)
+        return read_status(config.gateway.status_socket, timeout=2.0)
     except StatusUnavailable as e:
+        return e
+
+
+def check_daemon(
+    config: EdgeConfig, status: dict[str, object] | StatusUnavailable | None = None
+) -> Check:
+    snapshot = daemon_status(config) if status is None else status
+    if isinstance(snapshot, StatusUnavailable):
+        e = snapshot
         return Check(
             "daemon",
             "warn",
@@ -569,7 +605,11 @@ def check_daemon(config: EdgeConfig) -> Check:
             "systemctl status estran-edge; journalctl -u estran-edge -e",
         )
     sources = snapshot.get("sources")
-    states = {n: s.get("state") for n, s in sources.items()} if isinstance(sources, dict) else {}
+    states = (
+        {n: s.get("state") for n, s in sources.items() if isinstance(s, dict)}
+        if isinstance(sources, dict)
+        else {}
+    )
     down = sorted(n for n, state in states.items() if state != "up")
     text = (
         f"running (pid {snapshot.get('pid')}): {len(states) - len(down)}/{len(states)} sources up"
@@ -595,8 +635,10 @@ def run_checks(
     checks.append(check_disk(config, env))
     checks.append(check_broker(config, env))
     checks += check_serial(config, env)
-    checks.append(check_ble(config, env))
-    checks.append(check_daemon(config))
+    status = daemon_status(config)  # first: nothing the daemon holds is opened while it runs
+    snapshot = status if isinstance(status, dict) else None
+    checks.append(check_ble(config, env, snapshot))
+    checks.append(check_daemon(config, status))
     return checks
 
 

@@ -3,7 +3,13 @@ hub receives in the gateway's state messages."""
 
 from edge.health._process import cpu_seconds, io_write_bytes, process_footprint, rss_bytes
 from edge.health._registry import SNAPSHOT_VERSION, HealthRegistry, Provider
-from edge.health._server import StatusServer, StatusUnavailable, read_status
+from edge.health._server import (
+    StatusServer,
+    StatusUnavailable,
+    ble_sources,
+    daemon_using_ble,
+    read_status,
+)
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -11,7 +17,9 @@ __all__ = [
     "Provider",
     "StatusServer",
     "StatusUnavailable",
+    "ble_sources",
     "cpu_seconds",
+    "daemon_using_ble",
     "io_write_bytes",
     "process_footprint",
     "read_status",

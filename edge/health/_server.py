@@ -135,4 +135,31 @@ def read_status(path: Path, timeout: float = 3.0, max_bytes: int = 64 << 20) -> 
     return value
 
 
-__all__ = ["StatusServer", "StatusUnavailable", "read_status"]
+def ble_sources(snapshot: dict[str, object]) -> dict[str, dict[str, object]]:
+    """The BLE sources of a daemon's snapshot (named `ble`, or `ble:...`), by name."""
+    sources = snapshot.get("sources")
+    if not isinstance(sources, dict):
+        return {}
+    return {
+        str(name): state
+        for name, state in sources.items()
+        if isinstance(state, dict) and (name == "ble" or str(name).startswith("ble:"))
+    }
+
+
+def daemon_using_ble(path: Path, timeout: float = 2.0) -> str | None:
+    """When a daemon answers on the status socket `path` and has a BLE source: a short
+    description of it (pid, each BLE source's state), else None. For the commands that must
+    not take the adapter from under a running daemon (`scan`, `doctor`)."""
+    try:
+        snapshot = read_status(path, timeout=timeout)
+    except StatusUnavailable:
+        return None
+    ble = ble_sources(snapshot)
+    if not ble:
+        return None
+    states = ", ".join(f"{name} {state.get('state')}" for name, state in sorted(ble.items()))
+    return f"the gateway daemon (pid {snapshot.get('pid')}) uses the Bluetooth adapter ({states})"
+
+
+__all__ = ["StatusServer", "StatusUnavailable", "ble_sources", "daemon_using_ble", "read_status"]

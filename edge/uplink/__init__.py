@@ -4,6 +4,7 @@ from edge.uplink import Uplink, UplinkConfig
 await Uplink(segment_log, UplinkConfig("gw-017", "mqtt://hub:1883", state_dir)).run()
 """
 
+from edge.uplink._close import DISCONNECT_WAIT_S, close_client, session
 from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
 from edge.uplink._errors import UplinkConfigError, UplinkError
 from edge.uplink._pacing import Backoff, TokenBucket
@@ -11,6 +12,7 @@ from edge.uplink._session import SessionCounter
 from edge.uplink._uplink import Uplink, UplinkStats, publish_wire_size
 
 __all__ = [
+    "DISCONNECT_WAIT_S",
     "Backoff",
     "BlockLog",
     "BrokerUrl",
@@ -22,5 +24,7 @@ __all__ = [
     "UplinkConfigError",
     "UplinkError",
     "UplinkStats",
+    "close_client",
     "publish_wire_size",
+    "session",
 ]

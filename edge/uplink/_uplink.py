@@ -45,6 +45,7 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context, tls_failure
+from edge.uplink._close import close_client
 from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
@@ -336,10 +337,7 @@ class Uplink:
         return True, True
 
     async def _close(self, client: aiomqtt.Client, error: BaseException | None) -> None:
-        with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
-            await asyncio.wait_for(
-                client.__aexit__(type(error) if error else None, error, None), 5.0
-            )
+        await close_client(client, error)  # bounded: DISCONNECT, a short wait, the socket closed
 
     async def _drain(self, client: aiomqtt.Client, session: int, v5: bool) -> None:
         c = self.config

@@ -1,0 +1,169 @@
+"""The gateway's MQTT tasks stop within a bounded time whatever the broker does (issue 9: a
+fleet agent waited for the embedded broker to confirm its disconnect past a 25 s teardown).
+The broker here answers CONNECT, SUBSCRIBE and QoS 1 PUBLISH as any broker does, then
+ignores DISCONNECT and never closes the connection: the client must close it itself, within
+DISCONNECT_WAIT_S."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from edge.config_apply import ConfigApplier
+from edge.config_apply._agent import FleetAgent
+from edge.identity import GatewayState
+from edge.tests.test_uplink import MemoryLog, config
+from edge.uplink import DISCONNECT_WAIT_S, Uplink
+from protocols import wire
+
+BOUND_S = DISCONNECT_WAIT_S + 4.0  # the wait, a death state (2 s at most), some scheduling
+
+
+class DeafBroker:
+    """Speaks enough MQTT 3.1.1; hears DISCONNECT and does nothing about it."""
+
+    def __init__(self, push: tuple[str, bytes] | None = None) -> None:
+        self.push = push  # a message sent to the client once it subscribed
+        self.connected = 0
+        self.disconnects = 0
+        self.closed_by_client = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _packet(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        head = (await reader.readexactly(1))[0]
+        length, shift = 0, 0
+        while True:
+            byte = (await reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        return head, await reader.readexactly(length)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected += 1
+        try:
+            while True:
+                head, body = await self._packet(reader)
+                kind = head >> 4
+                if kind == 1:  # CONNECT
+                    writer.write(b"\x20\x02\x00\x00")
+                elif kind == 8:  # SUBSCRIBE
+                    n = 0
+                    pos = 2
+                    while pos < len(body):
+                        pos += 2 + int.from_bytes(body[pos : pos + 2], "big") + 1
+                        n += 1
+                    writer.write(bytes([0x90, 2 + n]) + body[:2] + b"\x01" * n)
+                    if self.push is not None:
+                        topic, payload = self.push
+                        name = len(topic).to_bytes(2, "big") + topic.encode()
+                        size = len(name) + len(payload)
+                        assert size < 128
+                        writer.write(bytes([0x30, size]) + name + payload)  # QoS 0
+                elif kind == 3 and (head >> 1) & 3:  # PUBLISH, QoS 1 or 2
+                    pos = 2 + int.from_bytes(body[:2], "big")
+                    writer.write(b"\x40\x02" + body[pos : pos + 2])
+                elif kind == 12:  # PINGREQ
+                    writer.write(b"\xd0\x00")
+                elif kind == 14:  # DISCONNECT: heard, and ignored
+                    self.disconnects += 1
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed_by_client += 1  # the client closed the connection
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+
+
+@contextlib.asynccontextmanager
+async def deaf_broker(push: tuple[str, bytes] | None = None) -> AsyncIterator[DeafBroker]:
+    broker = DeafBroker(push)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+async def stop(task: asyncio.Task[None]) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, BOUND_S)  # TimeoutError: it did not stop in time
+    return loop.time() - started
+
+
+async def until(predicate: object, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not (callable(predicate) and predicate()):
+            await asyncio.sleep(0.02)
+
+
+async def test_the_fleet_agent_stops_when_the_broker_ignores_its_disconnect(
+    tmp_path: Path,
+) -> None:
+    async with deaf_broker() as broker:
+        with GatewayState(tmp_path) as state:
+            applier = ConfigApplier(state, None, "gw-1")  # type: ignore[arg-type]
+            agent = FleetAgent(applier, "127.0.0.1", broker.port, "gw-1", "secret")
+            task = asyncio.create_task(agent.run(), name="fleet-agent")
+            await asyncio.wait_for(agent.connected.wait(), 10)
+            took = await stop(task)
+        assert task.done() and broker.disconnects == 1
+        await until(lambda: broker.closed_by_client == 1, 2)  # its socket, closed by it
+        assert took < BOUND_S
+
+
+async def test_the_uplink_stops_when_the_broker_ignores_its_disconnect(tmp_path: Path) -> None:
+    async with deaf_broker() as broker:
+        uplink = Uplink(MemoryLog(), config(tmp_path, broker.port))
+        task = asyncio.create_task(uplink.run(), name="uplink")
+        await asyncio.wait_for(uplink.connected.wait(), 10)
+        took = await stop(task)
+        assert task.done() and broker.disconnects == 1
+        await until(lambda: broker.closed_by_client == 1, 2)
+        assert took < BOUND_S
+
+
+class SwallowingApplier:
+    """An applier whose work swallows one cancel, as `asyncio.wait_for` does in Python 3.11
+    when the awaited result and the cancel arrive together (the task still counts it)."""
+
+    gateway_id = "gw-1"
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def apply_pending(self) -> None:
+        return None
+
+    async def handle_config(self, payload: bytes) -> None:
+        self.started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return None
+
+
+async def test_the_fleet_agent_honours_a_cancel_its_work_swallowed() -> None:
+    push = (wire.topic("gw-1", "config"), b"\x83\x01\x05\xf6")
+    async with deaf_broker(push) as broker:
+        applier = SwallowingApplier()
+        agent = FleetAgent(applier, "127.0.0.1", broker.port, "gw-1", "secret")  # type: ignore[arg-type]
+        task = asyncio.create_task(agent.run(), name="fleet-agent")
+        await asyncio.wait_for(applier.started.wait(), 10)
+        took = await stop(task)
+        assert task.done() and took < BOUND_S
