@@ -514,7 +514,8 @@ def erase(
         from_ms, to_ms = parse_time(from_, "--from"), parse_time(to, "--to")
     except HTTPException as e:
         raise click.BadParameter(str(e.detail)) from e
-    assert from_ms is not None and to_ms is not None
+    if from_ms is None or to_ms is None:  # an empty string
+        raise click.BadParameter(f"{'--from' if from_ms is None else '--to'}: required")
     with _catalogue(ctx) as (storage, registry):
         targets = list(sensors) or storage.site_sensors(site or "")
         if not targets:

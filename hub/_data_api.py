@@ -380,7 +380,8 @@ def data_router(storage: Storage) -> APIRouter:
 
         from_ms = parse_time(body.from_, "from")
         to_ms = parse_time(body.to, "to")
-        assert from_ms is not None and to_ms is not None
+        if from_ms is None or to_ms is None:  # an empty string
+            raise HTTPException(422, f"{'from' if from_ms is None else 'to'}: required")
         if from_ms >= to_ms:
             raise HTTPException(422, "from: must be before to")
         if body.sensor is not None:

@@ -289,10 +289,27 @@ async def test_erasure_removes_what_it_says_and_is_audited(site: Site, storage_s
         r = await http.put("/api/v1/datasets/water", json={"open": True})
         assert r.status_code == 409 and "personal" in r.text
         # bad input is named, never a 500
-        for bad in ({"sensor": "x", "from": "1", "to": "0"}, {"from": "0", "to": "1"}):
+        for bad, name in (
+            ({"sensor": "x", "from": "1", "to": "0"}, "from"),
+            ({"from": "0", "to": "1"}, "sensor"),
+            ({"sensor": "x", "from": "", "to": "1"}, "from"),  # was a 500 (an assert)
+            ({"sensor": "x", "from": "0", "to": ""}, "to"),
+        ):
             r = await http.post("/api/v1/erasures", json=bad)
-            assert r.status_code == 422, r.text
+            assert r.status_code == 422 and name in r.text, r.text
     # a gateway that resends its buffer brings nothing back
     with open_storage(storage_spec, site.data) as storage:
         result = storage.ingest([batch("gw-1", 1, territory())], now_ms=T0)
         assert (result.erased, result.inserted, result.duplicates) == (7, 0, 33)
+
+
+@pytest.mark.parametrize("times", [("", "1"), ("0", ""), ("1", "0"), ("0", "1e99")])
+def test_erase_cli_refuses_bad_times_without_a_traceback(
+    tmp_path: Path, times: tuple[str, str]
+) -> None:
+    start, end = times
+    argv = ["erase", "--data", str(tmp_path), "--sensor", "x", "--from", start, "--to", end]
+    result = CliRunner().invoke(hub_cli, [*argv, "--yes"])
+    assert isinstance(result.exception, SystemExit), result.exception  # not an AssertionError
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output and ("from" in result.output or "to" in result.output)
