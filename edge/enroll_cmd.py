@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edge.cli import edge
+from edge.config import DEFAULT_CONFIG
 
 
 @edge.command("enroll")
@@ -38,6 +39,16 @@ from edge.cli import edge
     default=None,
     help="The hub's CA certificate (estran fleet tls init), for https:// and mqtts://.",
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The configuration file to write (or update: its gateway id, data directory, "
+    "broker and credentials; the rest is kept).",
+)
+@click.option("--no-config", is_flag=True, help="Leave the configuration file alone.")
 @click.option("--force", is_flag=True, help="Enroll again with a new key pair.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def enroll_command(
@@ -47,17 +58,28 @@ def enroll_command(
     hub_fingerprint: str | None,
     site: str | None,
     ca_file: Path | None,
+    config_path: Path,
+    no_config: bool,
     force: bool,
     as_json: bool,
 ) -> None:
     """Make this gateway's key pair, prove it to the hub, and keep its identity, broker
-    credentials, the hub's keys and its first configuration in DATA.
+    credentials, the hub's keys and its first configuration in DATA; write (or update) the
+    configuration file so that the daemon runs as enrolled; say what to do next.
 
     \b
     estran edge enroll --hub https://hub.example --token et1.4f2a9c1e.Xy...Q.8c1f0e2d4b6a7788
     """
-    from edge.identity import EnrollError, enroll
+    from edge.identity import ConfigFileError, EnrollError, enroll, enrolled_fields, write_config
 
+    if not hub_url.lower().startswith("https://"):
+        click.echo(
+            f"warning: {hub_url} is not https://: the enrollment token goes out and the broker "
+            "password comes back in clear, readable (and changeable) by anyone on the way. "
+            "Use https:// (`estran fleet tls init` on the hub, then --ca) on any network you do "
+            "not control.",
+            err=True,
+        )
     try:
         result = enroll(
             hub_url,
@@ -71,6 +93,15 @@ def enroll_command(
     except EnrollError as e:
         raise click.ClickException(str(e)) from e
     ident = result.identity
+    credentials = data_dir / "credentials"
+    written: str | None = None
+    problem: ConfigFileError | None = None
+    if not no_config:
+        fields = enrolled_fields(ident.gateway_id, data_dir.absolute(), ident.broker, credentials)
+        try:
+            written = write_config(config_path, fields)
+        except ConfigFileError as e:
+            problem = e
     if as_json:
         click.echo(
             json.dumps(
@@ -81,6 +112,9 @@ def enroll_command(
                     "key_id": ident.key_id,
                     "hub_keys": sorted(result.hub_keys),
                     "data": str(data_dir),
+                    "config": None if no_config else str(config_path),
+                    "config_written": written,
+                    "config_error": None if problem is None else str(problem),
                 }
             )
         )
@@ -89,5 +123,21 @@ def enroll_command(
     click.echo(f"  gateway key  {ident.key_id}  (private key: {data_dir / 'identity/gateway.key'})")
     click.echo(f"  hub keys     {', '.join(sorted(result.hub_keys))}")
     click.echo(f"  broker       {ident.broker} as {ident.username}")
-    click.echo(f"  credentials  {data_dir / 'credentials'}")
-    click.echo("the first configuration is applied when the daemon starts")
+    click.echo(f"  credentials  {credentials}")
+    if written is not None:
+        click.echo(f"  config       {config_path} {written} (gateway id, broker, credentials)")
+    elif problem is not None:
+        click.echo(f"warning: {problem}; put these lines in the configuration:", err=True)
+        click.echo(problem.snippet.rstrip(), err=True)
+    config_arg = "" if config_path == DEFAULT_CONFIG else f" --config {config_path}"
+    click.echo("next:")
+    click.echo(
+        "  1. add the sensors: `estran edge probe /dev/ttyUSB0` (a serial port) and "
+        f"`estran edge scan` (BLE) print the tables to paste into {config_path}"
+    )
+    click.echo(f"  2. check the gateway: estran edge doctor{config_arg}")
+    click.echo("  3. start the daemon: sudo systemctl enable --now estran-edge")
+    click.echo(
+        "  4. watch it: estran edge status; the first configuration from the hub is applied "
+        "when the daemon starts"
+    )

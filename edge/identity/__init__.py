@@ -4,6 +4,7 @@ from edge.identity import enroll
 enroll("https://hub.example", token, Path("/var/lib/estran"))
 """
 
+from edge.identity._config_file import ConfigFileError, enrolled_fields, write_config
 from edge.identity._enroll import (
     HUB_CA_FILE,
     Enrolled,
@@ -32,6 +33,7 @@ __all__ = [
     "STATE_FILE",
     "AtomicJSONStorage",
     "CAFileError",
+    "ConfigFileError",
     "ConfigState",
     "EnrollError",
     "Enrolled",
@@ -42,9 +44,11 @@ __all__ = [
     "atomic_write",
     "enroll",
     "enrolled_ca",
+    "enrolled_fields",
     "http_post",
     "hub_tls_context",
     "parse_token",
     "tls_failure",
     "verify_answer",
+    "write_config",
 ]

@@ -464,6 +464,7 @@ class Demo:
             str(gw.data_dir),
             "--site",
             gw.plan.site,
+            "--no-config",  # the demo writes each gateway's configuration itself, below
             "--json",
         )
         log = self.log_dir / f"enroll-{gw.plan.key}.log"
