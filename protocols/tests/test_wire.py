@@ -146,6 +146,14 @@ def test_state_sources_and_restart_pending_round_trip() -> None:
         ["buffer"],
     ]
     assert wire.decode_state(payload) == state
+    # the example of docs/wire-format.md
+    down = wire.SourceHealth("serial:/dev/x", "down", None, {"timeout": 3}, "no port")
+    assert wire.encode_state(
+        wire.State(True, 1, 2, sources=[down], restart_pending=["buffer"])
+    ).hex() == (
+        "8b0103f50102f6f6f6f681856d73657269616c3a2f6465762f7864646f776ef6a16774696d656f7574"
+        "03676e6f20706f72748166627566666572"
+    )
     # sources alone: ten items; an older reader's view (the first nine) still decodes
     only = wire.encode_state(wire.State(True, 3, 5, footprint={"a": 1}, sources=[]))
     assert cbor2.loads(only)[8:] == [{"a": 1}, []]
