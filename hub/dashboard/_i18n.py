@@ -213,6 +213,25 @@ TEXTS: Mapping[str, tuple[str, str]] = {
     "sensor.range": ("Période", "Period"),
     "sensor.quantity": ("Grandeur", "Quantity"),
     "sensor.show": ("Afficher", "Show"),
+    "sensor.from": ("ou du (jour UTC)", "or from (UTC day)"),
+    "sensor.to": ("au", "to"),
+    "sensor.dates_help": (
+        "Des dates choisies remplacent la période ; sans date de fin, jusqu'à maintenant.",
+        "Dates, when given, replace the period; without an end date, up to now.",
+    ),
+    "sensor.range_error.format": (
+        "Dates ignorées : elles s'écrivent AAAA-MM-JJ.",
+        "Dates ignored: they are written YYYY-MM-DD.",
+    ),
+    "sensor.range_error.order": (
+        "Dates ignorées : la fin vient avant le début.",
+        "Dates ignored: the end comes before the start.",
+    ),
+    "sensor.range_error.long": (
+        "Dates ignorées : {days} jours au plus.",
+        "Dates ignored: {days} days at most.",
+    ),
+    "sensor.between": ("Du {start} au {end} (UTC)", "From {start} to {end} (UTC)"),
     "sensor.no_data": ("Aucune mesure sur cette période.", "No reading in this period."),
     "sensor.buckets": (
         "{points} points, chacun résume {bucket} de mesures ({count} mesures en tout).",

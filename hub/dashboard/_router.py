@@ -51,6 +51,7 @@ RANGES: dict[str, int] = {  # the period choices of a sensor page, in seconds
     "30d": 30 * 86400,
 }
 DEFAULT_RANGE = "24h"
+MAX_DAYS = 366  # the longest span a sensor page charts
 ALERTS_SHOWN = 200
 RESOLVED_SHOWN = 50
 ALERT_ERRORS = ("gone", "closed", "engine")
@@ -289,10 +290,18 @@ def router(storage: Storage) -> APIRouter:
         p: Viewer,
         range_: Annotated[str, Query(alias="range", max_length=8)] = DEFAULT_RANGE,
         quantity: Annotated[str | None, Query(max_length=128)] = None,
+        first: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+        last: Annotated[str | None, Query(alias="to", max_length=10)] = None,
     ) -> Response:
         t = Translator(language(request))
         if range_ not in RANGES:
             range_ = DEFAULT_RANGE
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            days = _views.day_span(first, last, now_ms, MAX_DAYS)
+            range_error = None
+        except ValueError as e:
+            days, range_error = None, str(e)
         try:
             dataset, is_open = storage.sensor_access(sensor_id)
             # a sensor this visitor may not read is answered as one that does not exist
@@ -313,8 +322,11 @@ def router(storage: Storage) -> APIRouter:
         numeric = [s.quantity for s in view.latest if _views.is_number(s.value)]
         chosen = quantity if quantity in numeric else (numeric[0] if numeric else None)
         unit = next((s.unit for s in view.latest if s.quantity == chosen), None)
-        to_ms = time.time_ns() // 1_000_000
-        from_ms = to_ms - RANGES[range_] * 1000
+        if days is not None:
+            from_ms, to_ms = days
+        else:
+            to_ms = now_ms
+            from_ms = to_ms - RANGES[range_] * 1000
         points: list[SeriesPoint] = []
         bucket_ms = 0
         if chosen is not None:
@@ -353,6 +365,11 @@ def router(storage: Storage) -> APIRouter:
             points=points,
             count=count,
             bucket_s=bucket_ms / 1000,
+            first=first if days else "",
+            last=last if days else "",
+            span=days,
+            range_error=range_error,
+            max_days=MAX_DAYS,
             chart=chart,
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 
 from fleet import AuditEntry, Fleet, NotFound
 from fleet import Gateway as Enrolled
@@ -179,6 +181,30 @@ def sensor(storage: Storage, sensor_id: str) -> SensorView | None:
     return SensorView(sensor_id, newest.gateway, values)
 
 
+def day_span(
+    first: str | None, last: str | None, now_ms: int, max_days: int
+) -> tuple[int, int] | None:
+    """[first 00:00, last + 1 day 00:00) UTC in milliseconds from two dates (YYYY-MM-DD;
+    `last` empty: up to now), or None when `first` is empty. ValueError("format" | "order" |
+    "long") says what is wrong."""
+    if not first:
+        return None
+    try:
+        start = datetime.combine(date.fromisoformat(first), dt_time(), UTC)
+        end = (
+            datetime.combine(date.fromisoformat(last), dt_time(), UTC) + timedelta(days=1)
+            if last
+            else datetime.fromtimestamp(now_ms / 1000, UTC)
+        )
+    except ValueError:
+        raise ValueError("format") from None
+    if end <= start:
+        raise ValueError("order")
+    if end - start > timedelta(days=max_days):
+        raise ValueError("long")
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -186,6 +212,7 @@ def is_number(value: object) -> bool:
 __all__ = [
     "GatewayRow",
     "SensorView",
+    "day_span",
     "fleet_summary",
     "gateway_row",
     "gateway_rows",

@@ -225,6 +225,19 @@ def test_sensor_page_chart_data_and_table_agree(
     assert min(chart["min"]) == 20.0 and max(chart["max"]) == 26.0
     table = r.text[r.text.index("<details>") :]
     assert table.count("<tr><td>") == len(chart["t"])
+    # chosen days instead of a period; wrong ones are said and ignored
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    r = http.get(
+        f"/sensors/soil-001?from={today}&to={today}", headers={**admin, "Accept-Language": "en"}
+    )
+    assert f"From {today} 00:00:00 to " in r.text and 'value="' + today + '"' in r.text
+    r = http.get("/sensors/soil-001?from=2026-13-01", headers={**admin, "Accept-Language": "en"})
+    assert "Dates ignored: they are written YYYY-MM-DD." in r.text
+    r = http.get(
+        "/sensors/soil-001?from=2020-01-01&to=2024-01-01",
+        headers={**admin, "Accept-Language": "en"},
+    )
+    assert "Dates ignored: 366 days at most." in r.text
     # a text quantity is not charted; an unknown range falls back to the default
     assert http.get("/sensors/soil-001?quantity=status&range=99y", headers=admin).status_code == 200
     assert http.get("/sensors/none", headers=admin).status_code == 404
