@@ -360,11 +360,13 @@ def _option_model(options: "dict[str, object]") -> "str | None":
 def describe(data: "bytes", options: "dict[str, object]") -> "list[dict[str, object]]":
     """One contract dict per frame in `data` (protocols/describe.py). Option ``model``
     (pms5003, pms7003, pms5003t, pms5003st; default from the frame length, said in
-    ``model_assumed``). Commands sent to the sensor (7 bytes) are not frames it sends:
-    decode those with `parse_command`."""
+    ``model_assumed``). A command sent to the sensor (7 bytes, 42 4D E1/E2/E4 ...) is
+    described as ``kind: command``."""
     model = _option_model(options)
     data = bytes(data)
-    if len(data) == 7 and data[:2] == START:
+    if len(data) == 7 and data[:2] == START and data[2] in COMMANDS:
+        # a command byte where a frame has its length's high byte (0): a frame cut after
+        # 7 bytes goes to the stream and is reported truncated
         try:
             cmd, value = parse_command(data)
         except RemoteProtocolError as e:

@@ -52,9 +52,12 @@ def demo(
     """Run the territory on one machine: the hub and three gateways on simulated sensors.
 
     \b
-    A public building: Linky (TIC), SDM630 (Modbus RTU), water meter (M-Bus).
-    The marina: BTHome berth sensors (one encrypted), an NMEA instrument, a pedestal meter.
-    A street and park: ultrasonic bins, SDI-12 and Mi Flora soil probes, BTHome sensors.
+    A public building: Linky (TIC), SDM630 (Modbus RTU), water meter (M-Bus), three street
+    water meters over the air (wireless M-Bus dongle; one leaks at night: a hub alert).
+    The marina: BTHome berth sensors (one encrypted), an NMEA instrument, a pedestal meter,
+    the canal's level gauge (FMR20 radar, level above the datum).
+    A street and park: ultrasonic bins, SDI-12 and Mi Flora soil probes, BTHome sensors,
+    a PMS5003 air-quality station.
 
     The live view reads the hub's HTTP API; Ctrl-C stops everything cleanly.
     """

@@ -229,6 +229,11 @@ def test_estran_decode_pms_sds011_sps30() -> None:
     assert code == 1 and out[0]["error"].startswith("checksum:")
     code, out = _decode("pms", "424d001c")
     assert code == 1 and out[0]["error"].startswith("truncated:")
+    # a data frame cut after 7 bytes is a truncated frame, not a command with a bad checksum
+    code, out = _decode("pms", "424d001c000a00")
+    assert code == 1 and out[0]["error"].startswith("truncated:"), out
+    code, out = _decode("pms", "424de10000 0170")  # passive mode: a command
+    assert code == 0 and out[0]["fields"]["command"] == "mode", out
     res = CliRunner().invoke(cli, ["decode", "pms", "424d", "--model", "nope", "--json"])
     assert res.exit_code == 2 and "unknown PMS model" in res.output
     # a frame that reads both ways: the direction decides
