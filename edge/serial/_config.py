@@ -447,9 +447,29 @@ def _check_device(protocol: str, device: DeviceConfig, where: str) -> None:
         if device.level_from is not None and device.datum is None:
             raise SerialConfigError(f"{where}.datum", "level_from needs a datum")
         try:
-            device.level_datum()
+            datum = device.level_datum()
         except SerialConfigError as e:
             raise SerialConfigError(f"{where}.{e.field}", e.message) from e
+        given = _measured(protocol, device) if datum is not None else None
+        if datum is not None and given is not None and datum.source not in given:
+            field = "level_from" if device.level_from is not None else "datum"
+            raise SerialConfigError(
+                f"{where}.{field}",
+                f"the level comes from a {datum.source} reading, which this device does not "
+                f"give (it gives {', '.join(given) or 'value1, value2... : set names'})",
+            )
+
+
+def _measured(protocol: str, device: DeviceConfig) -> list[str] | None:
+    """The reading names a Modbus or SDI-12 device gives (None: not known here)."""
+    if protocol == MODBUS:
+        return [register.name for register in device.resolved_map().registers]
+    if protocol == SDI12:
+        try:
+            return [name for name, _ in sdi12.parse_names(device.sdi12_names())]
+        except LocalProtocolError:
+            return None
+    return None
 
 
 def wmbus_meter(address: str) -> tuple[str | None, str] | None:

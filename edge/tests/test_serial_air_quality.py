@@ -229,6 +229,39 @@ async def test_pressure_probe_level_modbus_and_sdi12(tmp_path: Path) -> None:
         ("modbus", {"sensor": "a", "address": 1, "model": "fmr20", "density": 5.0}, "datum"),
         ("sdi12", {"sensor": "a", "address": "0", "level_from": "depth"}, "datum"),
         ("sdi12", {"sensor": "a", "address": "0", "datum": 1.0, "level_from": "up"}, "level_from"),
+        # a level from a reading the device never gives: refused, not a level that never comes
+        (
+            "modbus",
+            {
+                "sensor": "a",
+                "address": 200,
+                "model": "fmr20",
+                "datum": 3.2,
+                "level_from": "pressure",
+            },
+            "level_from",
+        ),
+        (
+            "modbus",
+            {"sensor": "a", "address": 1, "map": "soil", "datum": 1.0, "level_from": "distance"},
+            "level_from",
+        ),
+        (
+            "sdi12",
+            {"sensor": "a", "address": "0", "datum": -1.5, "level_from": "depth"},
+            "level_from",
+        ),
+        (
+            "sdi12",
+            {
+                "sensor": "a",
+                "address": "0",
+                "datum": 1.0,
+                "names": "stage:m",
+                "level_from": "depth",
+            },
+            "level_from",
+        ),
     ],
 )
 def test_bad_settings_name_their_field(
