@@ -4,6 +4,7 @@ same operations are /api/v1/users and /api/v1/tokens (an admin's token)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -330,9 +331,16 @@ def dataset_set(
     estran hub dataset set water-network --closed --description "water meters"
     """
     from fleet import check_name
+    from hub._data_api import LICENCE_ID
     from hub.storage import ETALAB, Dataset
 
     check = _fleet_checked(lambda: check_name(name, "dataset name"))
+    if licence is not None and not re.fullmatch(LICENCE_ID, licence):
+        raise click.BadParameter(
+            "an identifier such as etalab-2.0, ODbL-1.0 or LicenseRef-city-1 (letters, digits, "
+            ". + _ -; at most 64)",
+            param_hint="--licence",
+        )
     lic = licence or (ETALAB if is_open else "restricted")
     with _catalogue(ctx) as (storage, registry):
         saved = storage.put_dataset(

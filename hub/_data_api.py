@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -38,6 +39,9 @@ from hub.storage import (
 T = TypeVar("T")
 
 NAME = r"^[a-z0-9][a-z0-9._@-]{0,63}$"
+# A licence is an identifier (SPDX style: etalab-2.0, ODbL-1.0, LicenseRef-city-1): it goes
+# into a response header (X-Licence), so nothing else.
+LICENCE_ID = r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$"
 MAX_PAGE = 10_000
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 DatasetName = Annotated[str, Path(pattern=NAME)]
@@ -46,7 +50,7 @@ SensorId = Annotated[str, Path(min_length=1, max_length=128)]
 
 class DatasetBody(BaseModel):
     open: bool
-    licence: str | None = Field(default=None, min_length=1, max_length=64)
+    licence: str | None = Field(default=None, pattern=LICENCE_ID)
     description: str = Field(default="", max_length=4000)
     steward: str = Field(default="", max_length=200)
 
@@ -138,7 +142,8 @@ def entry_dict(e: CatalogueEntry) -> dict[str, object]:
 def _licence_link(response: Response, d: Dataset) -> None:
     if d.licence_url:
         response.headers["Link"] = f'<{d.licence_url}>; rel="license"'
-    response.headers["X-Licence"] = d.licence
+    if re.fullmatch(LICENCE_ID, d.licence):  # one stored before identifiers were checked
+        response.headers["X-Licence"] = d.licence
 
 
 def data_router(storage: Storage) -> APIRouter:

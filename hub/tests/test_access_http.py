@@ -288,6 +288,15 @@ async def test_erasure_removes_what_it_says_and_is_audited(site: Site, storage_s
         assert r.status_code == 409 and "personal" in r.text
         r = await http.put("/api/v1/datasets/water", json={"open": True})
         assert r.status_code == 409 and "personal" in r.text
+        # a licence is an identifier (SPDX style): nothing that would break a response header
+        for bad in ("\U000ec6bf", "CC-BY\r\nSet-Cookie: x=1", "a b"):
+            r = await http.put("/api/v1/datasets/parks", json={"open": True, "licence": bad})
+            assert r.status_code == 422 and "licence" in r.text, r.text
+        r = await http.put("/api/v1/datasets/parks", json={"open": True, "licence": "CC-BY-SA-4.0"})
+        assert r.status_code == 200, r.text
+        for kind in ("geojson", "csv"):
+            r = await http.get(f"/open/v1/datasets/parks.{kind}")
+            assert r.status_code == 200 and "CC-BY-SA-4.0" in r.text, r.text
         # bad input is named, never a 500
         for bad, name in (
             ({"sensor": "x", "from": "1", "to": "0"}, "from"),
@@ -301,6 +310,12 @@ async def test_erasure_removes_what_it_says_and_is_audited(site: Site, storage_s
     with open_storage(storage_spec, site.data) as storage:
         result = storage.ingest([batch("gw-1", 1, territory())], now_ms=T0)
         assert (result.erased, result.inserted, result.duplicates) == (7, 0, 33)
+
+
+def test_dataset_cli_refuses_a_licence_that_is_not_an_identifier(tmp_path: Path) -> None:
+    argv = ["dataset", "--data", str(tmp_path), "set", "parks", "--open"]
+    result = CliRunner().invoke(hub_cli, [*argv, "--licence", "Licence\u00e9 \U000ec6bf"])
+    assert result.exit_code == 2 and "--licence" in result.output, result.output
 
 
 @pytest.mark.parametrize("times", [("", "1"), ("0", ""), ("1", "0"), ("0", "1e99")])
