@@ -132,16 +132,20 @@ def fleet_summary(rows: Sequence[GatewayRow]) -> dict[str, int]:
 
 
 def history(fleet: Fleet | None, gateway_id: str, limit: int = 50) -> list[AuditEntry]:
-    """What the registry recorded about one gateway, newest first: enrollment,
-    configurations wanted, the gateway's reports (applied, rolled back, refused) and
-    commands."""
+    """What the registry recorded about one gateway, newest first: its enrollment, the
+    configuration changes that reached it (its own layer, its group's, the fleet's), its
+    reports (applied, rolled back, refused) and the commands sent to it."""
     if fleet is None:
         return []
     try:
-        fleet.gateway(gateway_id)
+        group = fleet.gateway(gateway_id).group
     except NotFound:
         return []
-    return list(reversed(fleet.audit(limit, target=gateway_id)))
+    entries = fleet.audit(limit, target=gateway_id)
+    for layer in (f"gateway:{gateway_id}", f"group:{group}", "fleet"):
+        entries += fleet.audit(limit, target=layer, action="config.")
+    entries.sort(key=lambda e: e.ts_ms, reverse=True)
+    return entries[:limit]
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,6 +207,10 @@ def test_fleet_overview_joins_the_link_and_the_registry(
     assert page.status_code == 200
     assert "gateway.enroll" in page.text  # its history
     assert "port missing" in page.text and "timeout: 3" in page.text
+    # a change of its group's layer shows in its history, with what changed
+    registry.set_layer("group", "marina", {"buffer": {"quota": "2 GiB"}}, "ada")
+    page = http.get(f"/gateways/{gid}", headers={**admin, "Accept-Language": "en"})
+    assert "config.set (group:marina)" in page.text and "<code>buffer.quota</code>" in page.text
     assert 'href="/sensors/soil-001"' in page.text
     assert http.get("/gateways/nope", headers=admin).status_code == 404
 
