@@ -233,14 +233,20 @@ class Gateway:
 
 
 def inventory(
-    work: Path, hub: Hub, gateways: list[Gateway], sims: dict[str, NmeaSimulator], ssh: tuple[int, Path]
+    work: Path,
+    hub: Hub,
+    gateways: list[Gateway],
+    sims: dict[str, NmeaSimulator],
+    ssh: tuple[int, Path],
 ) -> Path:
     port, key = ssh
     hosts: dict[str, Any] = {}
     for gw in gateways:
         host: dict[str, Any] = {
             "estran_root": str(gw.root),
-            "estran_config_extra": port_table(sims[gw.name].port_config(), reconnect_min=0.1, reconnect_max=0.5),  # type: ignore[arg-type]
+            "estran_config_extra": port_table(
+                sims[gw.name].port_config(), reconnect_min=0.1, reconnect_max=0.5
+            ),
         }
         if gw.name.endswith("ssh"):
             host |= {
@@ -259,7 +265,7 @@ def inventory(
             "hosts": hosts,
             "vars": {
                 "ansible_python_interpreter": sys.executable,
-                "estran_python": sys._base_executable,  # type: ignore[attr-defined]
+                "estran_python": sys._base_executable,
                 "estran_manage_user": False,
                 "estran_user": getpass.getuser(),
                 "estran_group": grp.getgrgid(os.getgid()).gr_name,
@@ -356,7 +362,7 @@ async def test_provision_update_rollback_local_and_over_ssh(
                 config_before = {gw.name: gw.config.read_bytes() for gw in gateways}
                 await h.child.stop()
                 down_ms = int(time.time() * 1000)
-                sensor = next(iter(gateways[0].status()["sensors"]))  # type: ignore[index]
+                sensor = next(iter(gateways[0].status()["sensors"]))
 
                 def pending() -> bool:
                     return all(
@@ -374,8 +380,10 @@ async def test_provision_update_rollback_local_and_over_ssh(
                     playbook(tmp_path, inv, "update.yml", built[V2].extra_vars(house))
                 )
                 await until(
-                    lambda: update.done()
-                    or all(gw.pid() not in (None, pids[gw.name]) for gw in gateways),
+                    lambda: (
+                        update.done()
+                        or all(gw.pid() not in (None, pids[gw.name]) for gw in gateways)
+                    ),
                     300,
                     "the daemons restarted on 1.0.1",
                 )
