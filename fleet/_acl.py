@@ -6,7 +6,9 @@ Rules (the same on the embedded broker and in the files generated for Mosquitto)
   receives only `estran/v1/gw/<its id>/ack|config|cmd`;
 - the hub (ingest and publishing) reads and writes everything under `estran/`, shared
   subscriptions (`$share/<group>/estran/...`) included;
-- nobody else connects: no anonymous access, a revoked gateway has no account.
+- nobody else connects: no anonymous access, a revoked gateway has no account;
+- client ids that name an identity belong to it (embedded broker): `estran-hub*` to the hub,
+  `<gw>`, `<gw>-*`, `estran-gw-<gw>` and `estran-gw-<gw>-*` to gateway `<gw>`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from fleet._secrets import write_secret
 from protocols import wire
 
 Action = Literal["publish", "subscribe", "receive"]
+HUB_CLIENT_PREFIX = "estran-hub"
+GATEWAY_CLIENT_PREFIX = "estran-gw-"
 
 
 def _matches(topic: str, pattern: str) -> bool:
@@ -72,6 +76,19 @@ class BrokerAccess:
             return False
         account = self.accounts.get(username)
         return account is not None and verify_password(password, account.password_hash)
+
+    def role(self, username: str | None) -> str | None:
+        account = self.accounts.get(username or "")
+        return None if account is None else account.role
+
+    def may_claim(self, username: str | None, client_id: str) -> bool:
+        """Whether `username` may use `client_id`: ids naming an identity are its own."""
+        if client_id.startswith(HUB_CLIENT_PREFIX):
+            return self.role(username) == "hub"
+        rest = client_id.removeprefix(GATEWAY_CLIENT_PREFIX)
+        candidates = [rest[:i] for i, ch in enumerate(rest) if ch == "-"] + [rest]
+        owners = [n for n in candidates if self.role(n) == "gateway"]
+        return not owners or username in owners
 
     def allowed(self, username: str | None, action: Action, topic: str) -> bool:
         account = self.accounts.get(username or "")

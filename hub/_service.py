@@ -25,6 +25,7 @@ from hub._ingest import IngestSettings, IngestStats, IngestWorker
 from hub._mqtt import BrokerAddress
 from hub.alerts import Alerting, AlertSettings, DeliverySettings
 from hub.auth import Access, AccessSettings
+from hub.broker import BrokerLimits
 from hub.dashboard import check_tiles
 from hub.fleet_api import FleetHub
 from hub.metrics import HubMetrics
@@ -80,7 +81,7 @@ class HubConfig:
     data_dir: Path = Path("data")
     db: str = "sqlite"
     broker: str = "embedded"  # or mqtt://host:port
-    mqtt_listen: str = "0.0.0.0:1883"  # where the embedded broker listens
+    mqtt_listen: str = "127.0.0.1:1883"  # where the embedded broker listens (loopback)
     http: str | None = "127.0.0.1:8080"  # None: no HTTP API
     workers: int = 1  # ingest workers (0: broker and API only)
     shared: bool | None = None  # shared subscription; None: where the broker has them
@@ -98,6 +99,7 @@ class HubConfig:
     numeriscore: NumeriscoreSettings = field(default_factory=NumeriscoreSettings)
     map_tiles: str | None = None  # the dashboard map's tile server ({z}/{x}/{y}); None: none
     map_attribution: str | None = None  # shown under the map when tiles are drawn
+    broker_limits: BrokerLimits = field(default_factory=BrokerLimits)  # embedded broker
 
     @property
     def embedded(self) -> bool:
@@ -151,10 +153,14 @@ class Hub:
         self.metrics: HubMetrics | None = None
         self.numeriscore: NumeriscoreTracker | None = None
 
+        self.embedded: EmbeddedBroker | None = None
+
     def health(self) -> dict[str, object]:
         out: dict[str, object] = {"ready": self.ready.is_set(), "ingest": self.stats.as_dict()}
         if self.access is not None:
             out["auth"] = self.access.stats.as_dict()
+        if self.embedded is not None and self.embedded.broker is not None:
+            out["broker"] = self.embedded.broker.stats.as_dict()
         return out
 
     def _open(self, readers: int = 1) -> Storage:
@@ -180,9 +186,12 @@ class Hub:
             embedded: EmbeddedBroker | None = None
             if cfg.embedded:
                 host, port = parse_host_port(cfg.mqtt_listen, "--mqtt-listen")
-                acl = fleet.amqtt_plugins() if cfg.broker_access == "fleet" else None
-                embedded = EmbeddedBroker(host, port, acl, fleet.tls_listener(cfg.tls_listen))
+                acl = fleet.broker_access if cfg.broker_access == "fleet" else None
+                embedded = EmbeddedBroker(
+                    host, port, acl, fleet.tls_listener(cfg.tls_listen), cfg.broker_limits
+                )
                 address = await stack.enter_async_context(embedded)
+                self.embedded = embedded
             else:
                 address = BrokerAddress.parse(cfg.broker)
             user, password = fleet.credentials

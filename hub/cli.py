@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hub.broker import MAX_PACKET_SIZE
+
 if TYPE_CHECKING:
     from hub._service import Hub
 
@@ -49,13 +51,21 @@ _alert_commands()
     "--broker",
     default="embedded",
     show_default=True,
-    help="embedded (amqtt, MQTT 3.1.1, in this process) or mqtt://host:port (e.g. Mosquitto).",
+    help="embedded (MQTT 3.1.1, in this process) or mqtt://host:port (e.g. Mosquitto).",
 )
 @click.option(
     "--mqtt-listen",
-    default="0.0.0.0:1883",
+    default="127.0.0.1:1883",
     show_default=True,
-    help="Where the embedded broker listens.",
+    help="Where the embedded broker listens: loopback by default; e.g. 0.0.0.0:1883 to serve "
+    "gateways on the network (docs/security.md).",
+)
+@click.option(
+    "--mqtt-max-packet",
+    default=str(MAX_PACKET_SIZE),
+    show_default=True,
+    help="Largest MQTT packet the embedded broker takes (bytes, or e.g. '2 MiB'); the default "
+    "is a 1 MiB ingest payload with its topic and headers.",
 )
 @click.option(
     "--http",
@@ -129,6 +139,7 @@ def run(
     db: str,
     broker: str,
     mqtt_listen: str,
+    mqtt_max_packet: str,
     http: str,
     workers: int,
     broker_access: str,
@@ -154,7 +165,13 @@ def run(
     from hub._errors import HubError
     from hub._service import Hub, HubConfig
     from hub.alerts import AlertSettings
+    from hub.broker import BrokerLimits
     from hub.numeriscore import NumeriscoreSettings
+    from protocols.quantities import parse_size
+
+    max_packet = parse_size(mqtt_max_packet)
+    if max_packet is None or not 128 <= max_packet <= 256 << 20:
+        raise click.BadParameter("a size from 128 B to 256 MiB", param_hint="--mqtt-max-packet")
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -178,6 +195,7 @@ def run(
         numeriscore=NumeriscoreSettings(tz=tz, gateway_hardware=gateway_hardware),
         map_tiles=map_tiles,
         map_attribution=map_attribution,
+        broker_limits=BrokerLimits(max_packet_size=max_packet),
     )
     try:
         asyncio.run(_serve(Hub(config)))

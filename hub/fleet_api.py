@@ -6,7 +6,7 @@ identity, signing key and admin credential on first start (the admin credential 
 once, in `new_admin_credential`), and offers:
 
 - `router()`: the HTTP endpoints (FastAPI), to include in the hub's app;
-- `amqtt_plugins()`: the auth and topic-ACL plugins of the embedded broker;
+- `broker_access`: the embedded broker's access policy (hub.acl.FleetAccess);
 - `run(address, broker)`: the supervised tasks `fleet-watch` (registry revision -> broker
   access snapshot, revoked clients disconnected, Mosquitto files rewritten and reloaded) and
   `fleet-mqtt` (outbox published, reports recorded).
@@ -48,8 +48,9 @@ from fleet import (
 from fleet import diff as diff_docs
 from hub._http import RateLimit
 from hub._mqtt import BrokerAddress, session
-from hub.acl import BrokerAccessHolder, disconnect_unknown, plugins
+from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
+from hub.broker import Broker
 from protocols import wire
 from protocols.errors import ProtocolError
 
@@ -112,7 +113,7 @@ class FleetHub:
         self.credentials = self.fleet.hub_credentials()
         self.new_admin_credential = self.fleet.ensure_admin()
         self.access = Access(self.fleet, access_settings)
-        self.holder = BrokerAccessHolder(BrokerAccess(self.fleet.broker_accounts()))
+        self.broker_access = FleetAccess(BrokerAccess(self.fleet.broker_accounts()))
         self.hub_key = self.fleet.keys.ensure()
         self.connected = asyncio.Event()
         self.reports = 0
@@ -152,9 +153,6 @@ class FleetHub:
 
     # -- broker access ---------------------------------------------------------------------------
 
-    def amqtt_plugins(self) -> dict[str, dict[str, Any]]:
-        return plugins(self.holder)
-
     def _sync_mosquitto(self) -> None:
         assert self.mosquitto_dir is not None
         if write_mosquitto_files(self.mosquitto_dir, self.fleet.broker_accounts()):
@@ -167,16 +165,16 @@ class FleetHub:
                 else:
                     log.info("mosquitto %d reloaded", pid)
 
-    async def refresh(self, broker: Any | None = None) -> bool:
+    async def refresh(self, broker: Broker | None = None) -> bool:
         """Reload what derives from the registry if its revision moved; True if it did."""
         revision = await asyncio.to_thread(self.fleet.revision)
         if revision == self._revision:
             return False
         self._revision = revision
         accounts = await asyncio.to_thread(self.fleet.broker_accounts)
-        self.holder.access = BrokerAccess(accounts)
+        self.broker_access.access = BrokerAccess(accounts)
         if broker is not None:
-            await disconnect_unknown(broker, self.holder.access)
+            await disconnect_unknown(broker, self.broker_access.access)
         if self.mosquitto_dir is not None:
             await asyncio.to_thread(self._sync_mosquitto)
         self._wake.set()
@@ -184,14 +182,14 @@ class FleetHub:
 
     # -- tasks -------------------------------------------------------------------------------------
 
-    async def run(self, address: BrokerAddress, broker: Any | None = None) -> None:
+    async def run(self, address: BrokerAddress, broker: Broker | None = None) -> None:
         """Run until cancelled: `fleet-watch` and `fleet-mqtt`."""
         await asyncio.to_thread(self.fleet.republish_all)  # a broker may have lost them
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watch(broker), name="fleet-watch")
             tg.create_task(self._mqtt(address), name="fleet-mqtt")
 
-    async def _watch(self, broker: Any | None) -> None:
+    async def _watch(self, broker: Broker | None) -> None:
         while True:
             try:
                 await self.refresh(broker)
@@ -343,7 +341,7 @@ class FleetHub:
                 )
             )
             # its broker account now, not at the next watch round: it connects right away
-            self.holder.access = BrokerAccess(fleet.broker_accounts())
+            self.broker_access.access = BrokerAccess(fleet.broker_accounts())
             self._wake.set()
             log.info("gateway %s enrolled", result.gateway_id)
             return {

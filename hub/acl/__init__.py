@@ -1,18 +1,6 @@
-"""Broker access control for the hub: amqtt plugins (embedded broker) and the Mosquitto
-files' upkeep, both from the fleet registry."""
+"""Broker access control for the hub: the embedded broker's policy (and the Mosquitto
+files' upkeep, in hub.fleet_api), both from the fleet registry."""
 
-from hub.acl._amqtt import (
-    BrokerAccessHolder,
-    FleetAuthPlugin,
-    FleetTopicPlugin,
-    disconnect_unknown,
-    plugins,
-)
+from hub.acl._access import FleetAccess, disconnect_unknown
 
-__all__ = [
-    "BrokerAccessHolder",
-    "FleetAuthPlugin",
-    "FleetTopicPlugin",
-    "disconnect_unknown",
-    "plugins",
-]
+__all__ = ["FleetAccess", "disconnect_unknown"]
