@@ -1,5 +1,5 @@
-"""Fleet security, end to end, on both brokers: the embedded amqtt broker with the fleet's
-plugins, and a private Mosquitto started here with the generated passwd and ACL files (and
+"""Fleet security, end to end, on both brokers: the embedded broker with the fleet's
+access policy, and a private Mosquitto started here with the generated passwd and ACL files (and
 reloaded by the hub on every registry change).
 
 A gateway is the real gateway code: `edge.identity.enroll` over real HTTP against the hub's
@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import getpass
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -33,11 +31,9 @@ from edge.identity import EnrollError, GatewayState, enroll
 from hub._broker import EmbeddedBroker
 from hub._mqtt import BrokerAddress
 from hub.fleet_api import FleetHub
-from hub.tests.services import free_port, unavailable
+from hub.tests.brokers import mosquitto as private_mosquitto
+from hub.tests.services import free_port
 from protocols import signed, wire
-
-MOSQUITTO = os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")
-
 
 # -- the site: a hub, a broker, an HTTP endpoint -----------------------------------------------
 
@@ -68,35 +64,11 @@ class _Server(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def mosquitto(directory: Path, port: int) -> AsyncIterator[int]:
-    if not Path(MOSQUITTO).exists():
-        unavailable(f"mosquitto not found at {MOSQUITTO}")
     conf = directory / "mosquitto.conf"
     conf.write_text(fleet.mosquitto_conf(directory, port, run_as=getpass.getuser()))
-    proc = await asyncio.create_subprocess_exec(
-        MOSQUITTO,
-        "-c",
-        str(conf),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    (directory / "mosquitto.pid").write_text(str(proc.pid))
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.returncode is not None:
-                    err = await proc.stderr.read() if proc.stderr else b""
-                    raise RuntimeError(f"mosquitto did not start: {err.decode()}") from None
-                await asyncio.sleep(0.05)
-        yield proc.pid
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 10)
+    async with private_mosquitto(conf, port) as pid:
+        (directory / "mosquitto.pid").write_text(str(pid))
+        yield pid
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])
@@ -124,7 +96,7 @@ async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     async with contextlib.AsyncExitStack() as stack:
         broker: Any = None
         if kind == "embedded":
-            embedded = EmbeddedBroker("127.0.0.1", port, hub.amqtt_plugins())
+            embedded = EmbeddedBroker("127.0.0.1", port, hub.broker_access)
             await stack.enter_async_context(embedded)
             broker = embedded.broker
         else:
@@ -585,7 +557,7 @@ async def test_enrollment_and_config_over_tls_with_the_hub_ca(tmp_path: Path) ->
         )
     )  # fmt: skip
     broker = EmbeddedBroker(
-        "127.0.0.1", plain, hub.amqtt_plugins(), hub.tls_listener(f"127.0.0.1:{secure}")
+        "127.0.0.1", plain, hub.broker_access, hub.tls_listener(f"127.0.0.1:{secure}")
     )
     async with broker:
         user, password = hub.credentials

@@ -116,21 +116,54 @@ async def session(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
 
 
 async def disconnect(client: aiomqtt.Client, error: BaseException | None) -> None:
-    """Leave the client's context, waiting at most DISCONNECT_WAIT_S for the broker.
+    """Leave the client's context within DISCONNECT_WAIT_S, whatever the broker does.
 
-    aiomqtt waits without limit for the broker to confirm our DISCONNECT. A broker that stops
-    together with us (the embedded one, at hub shutdown) may never confirm it, and the task
-    then stays 'cancelling' forever. Past the limit the client is dropped as it is.
+    aiomqtt waits without limit for its DISCONNECT to go out and the connection to close; a
+    broker that stops reading (or stops together with us) would keep the task 'cancelling'
+    for ever. Past the limit, or when the waiting task is itself cancelled, the socket is
+    closed as it is. (`asyncio.wait`, not `wait_for`: on Python 3.11 `wait_for` may swallow
+    a cancellation that arrives as the inner task ends.)
     """
-    exit_ = client.__aexit__(
-        None if error is None else type(error),
-        error,
-        None if error is None else error.__traceback__,
+    exit_ = asyncio.ensure_future(
+        client.__aexit__(
+            None if error is None else type(error),
+            error,
+            None if error is None else error.__traceback__,
+        )
     )
     try:
-        await asyncio.wait_for(exit_, DISCONNECT_WAIT_S)
-    except TimeoutError:
-        log.warning("the broker did not confirm the disconnect in %.0f s", DISCONNECT_WAIT_S)
+        await asyncio.wait({exit_}, timeout=DISCONNECT_WAIT_S)
+    finally:
+        if not exit_.done():
+            exit_.cancel()
+            close_socket(client)
+            log.warning("the broker did not take the disconnect in %.0f s", DISCONNECT_WAIT_S)
+    if exit_.cancelled():
+        return
+    failure = exit_.exception()
+    if failure is not None and error is None:
+        raise failure
 
 
-__all__ = ["DISCONNECT_WAIT_S", "BrokerAddress", "connect", "disconnect", "session"]
+def close_socket(client: aiomqtt.Client) -> None:
+    """Close the client's connection now, without the MQTT goodbye (aiomqtt has no public
+    way: the paho client and the futures are its private parts)."""
+    paho = client._client
+    with contextlib.suppress(Exception):
+        paho._sock_close()  # unregisters from the event loop, closes the fd
+    disconnected = client._disconnected
+    if not disconnected.done():
+        disconnected.set_result(None)
+    lock = client._lock
+    if lock.locked():
+        lock.release()
+
+
+__all__ = [
+    "DISCONNECT_WAIT_S",
+    "BrokerAddress",
+    "close_socket",
+    "connect",
+    "disconnect",
+    "session",
+]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub.broker import MAX_PACKET_SIZE
+from protocols.wire import MAX_PACKET
 
 if TYPE_CHECKING:
     from hub._service import Hub
@@ -62,7 +62,7 @@ _alert_commands()
 )
 @click.option(
     "--mqtt-max-packet",
-    default=str(MAX_PACKET_SIZE),
+    default=str(MAX_PACKET),
     show_default=True,
     help="Largest MQTT packet the embedded broker takes (bytes, or e.g. '2 MiB'); the default "
     "is a 1 MiB ingest payload with its topic and headers.",

@@ -63,6 +63,7 @@ CODEC_DEFLATE = 1  # body: byte string, zlib (RFC 1950) of the CBOR array of COD
 
 # Hard decode limits (the hub applies them to anything a gateway sends).
 MAX_PAYLOAD = 1 << 20  # bytes of one MQTT payload
+MAX_PACKET = MAX_PAYLOAD + 1024  # bytes of one MQTT packet: a payload, its topic and headers
 MAX_INFLATED = 8 << 20  # bytes of an inflated body
 MAX_BLOCKS = 4096  # blocks per batch
 MAX_BATCH_READINGS = 1 << 17  # readings per batch (131072)
@@ -970,6 +971,7 @@ __all__ = [
     "MAX_FOOTPRINT",
     "MAX_FOOTPRINT_KEY",
     "MAX_INFLATED",
+    "MAX_PACKET",
     "MAX_PAYLOAD",
     "MAX_RANGES",
     "MAX_RESTART_PENDING",

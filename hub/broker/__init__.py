@@ -5,7 +5,6 @@ limits. docs/hub.md says why the hub has its own."""
 
 from hub.broker._codec import MalformedPacket
 from hub.broker._server import (
-    MAX_PACKET_SIZE,
     Access,
     Action,
     Broker,
@@ -16,7 +15,6 @@ from hub.broker._server import (
 )
 
 __all__ = [
-    "MAX_PACKET_SIZE",
     "Access",
     "Action",
     "Broker",

@@ -36,11 +36,11 @@ from typing import Literal, Protocol
 from hub._loglimit import LogLimiter
 from hub.broker import _codec as c
 from hub.broker._topics import has_wildcard, matches, split_shared, valid_filter, valid_topic
+from protocols import wire
 
 log = logging.getLogger("estran.hub.broker")
 
 Action = Literal["publish", "subscribe", "receive"]
-MAX_PACKET_SIZE = (1 << 20) + 1024  # a 1 MiB ingest payload (wire.MAX_PAYLOAD) with its topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class OpenAccess:
 
 @dataclass(frozen=True, slots=True)
 class BrokerLimits:
-    max_packet_size: int = MAX_PACKET_SIZE
+    max_packet_size: int = wire.MAX_PACKET  # a 1 MiB ingest payload with its topic
     max_inflight: int = 20  # unacknowledged QoS 1/2 messages towards one client
     max_queued: int = 100_000  # messages waiting for one session
     max_queued_bytes: int = 128 << 20  # bytes waiting for one session
@@ -257,13 +257,14 @@ class Broker:
         for conn in list(self._connections):
             conn.abort()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        if tasks:  # aborted, each connection ends on its own; a stuck one is cancelled
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), 5)
+                async with asyncio.timeout(5):
+                    await server.wait_closed()
         self._servers.clear()
 
     # -- what the hub asks -------------------------------------------------------------------
@@ -283,7 +284,8 @@ class Broker:
             if conn is not None:
                 conn.abort()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.finished.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await conn.finished.wait()
             if self._sessions.get(session.client_id) is session:
                 self._drop_session(session, "access revoked")
         return gone
@@ -308,7 +310,8 @@ class Broker:
                 accepted = await self._connect(conn, packet)
             if not accepted:
                 with contextlib.suppress(TimeoutError, OSError):
-                    await asyncio.wait_for(writer.drain(), 2)
+                    async with asyncio.timeout(2):
+                        await writer.drain()
                 return
             clean_exit = await self._run(conn)
         except _Closed as e:
@@ -385,7 +388,8 @@ class Broker:
             old.abort()  # a takeover: the old connection ends (and publishes its Will)
             self.stats.closed["taken over"] += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(old.finished.wait(), 5)
+                async with asyncio.timeout(5):
+                    await old.finished.wait()
             existing = self._sessions.get(client_id)
         if existing is not None and p.clean:
             self._drop_session(existing, "session ended")
@@ -425,8 +429,7 @@ class Broker:
                 await self._handle(conn, session, packet)
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await asyncio.wait({sender}, timeout=5)
 
     def _end(self, conn: _Connection, clean_exit: bool) -> None:
         self._connections.discard(conn)
@@ -675,7 +678,8 @@ class Broker:
                 if conn.writer.transport.get_write_buffer_size() > 1 << 20:
                     break
             try:
-                await asyncio.wait_for(conn.writer.drain(), limits.write_timeout)
+                async with asyncio.timeout(limits.write_timeout):
+                    await conn.writer.drain()
             except TimeoutError:
                 conn.abort()
                 raise _Closed("client not reading") from None
@@ -685,7 +689,6 @@ class Broker:
 
 
 __all__ = [
-    "MAX_PACKET_SIZE",
     "Access",
     "Action",
     "Broker",
