@@ -37,7 +37,7 @@ import aiomqtt
 
 from hub import _decode
 from hub._errors import StorageError
-from hub._mqtt import BrokerAddress, connect
+from hub._mqtt import BrokerAddress, acknowledge, connect
 from hub._plausibility import CONFLICT, check_session, mark_batch
 from hub.storage import GatewayState, IngestBatch, StorageThread
 from protocols import wire
@@ -68,6 +68,7 @@ class IngestStats:
     implausible_time: int = 0  # readings stored but never "latest" (hub/_plausibility.py)
     not_a_number: int = 0
     conflicts: int = 0  # resent sequences whose values differ from the stored ones
+    dropped: int = 0  # taken from the broker, lost with the connection (the gateways resend)
     rejected: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -84,6 +85,7 @@ class IngestStats:
             "implausible_time": self.implausible_time,
             "not_a_number": self.not_a_number,
             "conflicts": self.conflicts,
+            "dropped": self.dropped,
             "rejected": dict(self.rejected),
         }
 
@@ -111,7 +113,7 @@ class IngestSettings:
     max_group_readings: int = 200_000  # readings per transaction
     queue_messages: int = 64  # received, not yet decoded
     queue_groups: int = 2  # decoded, not yet committed
-    mqtt_queue: int = 256  # aiomqtt's own incoming queue
+    in_flight: int = 20  # messages the broker sends before we acknowledge (hub._mqtt.connect)
     ack_timeout: float = 10.0
     storage_timeout: float = 120.0
     put_timeout: float = 300.0
@@ -152,6 +154,15 @@ class _LogLimiter:
             log.warning(msg, *args)
         else:
             self._suppressed += 1
+
+
+def _left_over(raw: asyncio.Queue[aiomqtt.Message], decoded: asyncio.Queue[_Group]) -> int:
+    """Messages taken from the broker and not committed when a session ends."""
+    n = raw.qsize()
+    while not decoded.empty():
+        group = decoded.get_nowait()
+        n += len(group.batches) + len(group.states)
+    return n
 
 
 class IngestWorker:
@@ -222,7 +233,7 @@ class IngestWorker:
             self.broker,
             self._identifier,
             prefer_v5=self.prefer_v5,
-            max_queued_incoming=s.mqtt_queue,
+            in_flight=s.in_flight,
         ) as (client, _v5):
             group = SHARE_GROUP if self.shared else None
             await client.subscribe(
@@ -232,14 +243,21 @@ class IngestWorker:
             self.connected.set()
             raw: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(s.queue_messages)
             decoded: asyncio.Queue[_Group] = asyncio.Queue(s.queue_groups)
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive(client, raw), name=f"{self.name}-receive")
-                tg.create_task(self._decode(raw, decoded), name=f"{self.name}-decode")
-                tg.create_task(self._commit(client, decoded), name=f"{self.name}-commit")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._receive(client, raw), name=f"{self.name}-receive")
+                    tg.create_task(self._decode(raw, decoded), name=f"{self.name}-decode")
+                    tg.create_task(self._commit(client, decoded), name=f"{self.name}-commit")
+            finally:
+                self.stats.dropped += _left_over(raw, decoded)
 
     async def _receive(self, client: aiomqtt.Client, raw: asyncio.Queue[aiomqtt.Message]) -> None:
+        # Backpressure: a message is acknowledged once it is in `raw`; until then the broker
+        # holds the rest. What a lost connection leaves in `raw` is counted as dropped.
         async for message in client.messages:
-            await asyncio.wait_for(raw.put(message), self.settings.put_timeout)
+            async with asyncio.timeout(self.settings.put_timeout):  # wait_for may eat a cancel
+                await raw.put(message)
+            acknowledge(client, message)
 
     async def _decode(
         self, raw: asyncio.Queue[aiomqtt.Message], decoded: asyncio.Queue[_Group]
@@ -257,10 +275,12 @@ class IngestWorker:
                 if len(group.batches) > before:
                     readings += len(group.batches[-1])
                 if readings >= s.max_group_readings:
-                    await asyncio.wait_for(decoded.put(group), s.put_timeout)
+                    async with asyncio.timeout(s.put_timeout):  # not wait_for: it can eat a cancel
+                        await decoded.put(group)
                     group, readings = _Group(), 0
             if group.batches or group.states or group.rejections:
-                await asyncio.wait_for(decoded.put(group), s.put_timeout)
+                async with asyncio.timeout(s.put_timeout):  # not wait_for: it can eat a cancel
+                    await decoded.put(group)
 
     def _decode_one(self, message: aiomqtt.Message, group: _Group) -> None:
         self.stats.messages += 1

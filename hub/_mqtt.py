@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hub._errors import ConfigError
 
@@ -55,9 +57,15 @@ async def connect(
     prefer_v5: bool = True,
     timeout: float = 10.0,
     keepalive: int = 30,
-    max_queued_incoming: int = 256,
+    in_flight: int = 20,
 ) -> AsyncIterator[tuple[aiomqtt.Client, bool]]:
-    """A connected client and whether it speaks MQTT 5."""
+    """A connected client and whether it speaks MQTT 5.
+
+    Flow control: the client acknowledges nothing by itself; the caller calls
+    `acknowledge(client, message)` once it has taken a message in hand. The broker then has
+    at most `in_flight` unacknowledged QoS 1 messages out to us (MQTT 5: our Receive Maximum;
+    3.1.1: the broker's own window, 20 on Mosquitto and on the embedded broker) and holds the
+    rest: a slow hub slows the broker down instead of discarding what it was sent."""
     versions = [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
     if not prefer_v5:
         versions = versions[1:]
@@ -74,9 +82,13 @@ async def connect(
             if version == aiomqtt.ProtocolVersion.V5 and prefer_v5
             else timeout,
             keepalive=keepalive,
-            max_queued_incoming_messages=max_queued_incoming,
+            max_queued_incoming_messages=0,  # bounded by the broker's window, see above
             max_inflight_messages=64,
+            properties=_receive_maximum(in_flight)
+            if version == aiomqtt.ProtocolVersion.V5
+            else None,
         )
+        flow_control(client)
         try:
             await client.__aenter__()
         except MqttConnectError as e:
@@ -100,6 +112,28 @@ async def connect(
             await disconnect(client, None)
         return
     raise aiomqtt.MqttError(f"{address}: no protocol version accepted")
+
+
+def _receive_maximum(n: int) -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.ReceiveMaximum = n
+    return properties
+
+
+def flow_control(client: aiomqtt.Client) -> None:
+    """Acknowledge a QoS 1/2 message only when `acknowledge` says so (set before connecting).
+
+    aiomqtt acknowledges a message as soon as it arrives and queues it; with a bounded queue it
+    then discards what does not fit, with no counter; with an unbounded one memory is the
+    limit. Acknowledging once the message is taken in hand makes the broker's in-flight
+    window the bound (paho's manual acknowledgement; aiomqtt does not expose it)."""
+    client._client.manual_ack_set(True)
+
+
+def acknowledge(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge `message` to the broker (a client under `flow_control`)."""
+    if message.qos > 0:
+        client._client.ack(message.mid, message.qos)
 
 
 @contextlib.asynccontextmanager
@@ -138,7 +172,7 @@ async def disconnect(client: aiomqtt.Client, error: BaseException | None) -> Non
             exit_.cancel()
             close_socket(client)
             log.warning("the broker did not take the disconnect in %.0f s", DISCONNECT_WAIT_S)
-    if exit_.cancelled():
+    if not exit_.done() or exit_.cancelled():  # dropped as it was
         return
     failure = exit_.exception()
     if failure is not None and error is None:
@@ -162,8 +196,10 @@ def close_socket(client: aiomqtt.Client) -> None:
 __all__ = [
     "DISCONNECT_WAIT_S",
     "BrokerAddress",
+    "acknowledge",
     "close_socket",
     "connect",
     "disconnect",
+    "flow_control",
     "session",
 ]

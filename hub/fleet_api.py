@@ -47,7 +47,7 @@ from fleet import (
 )
 from fleet import diff as diff_docs
 from hub._http import RateLimit
-from hub._mqtt import BrokerAddress, session
+from hub._mqtt import BrokerAddress, acknowledge, flow_control, session
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
@@ -210,8 +210,8 @@ class FleetHub:
                     password=password,
                     protocol=aiomqtt.ProtocolVersion.V311,
                     timeout=MQTT_TIMEOUT_S,
-                    max_queued_incoming_messages=1024,
                 )
+                flow_control(client)  # a burst of reports waits at the broker, none discarded
                 async with session(client):
                     await client.subscribe(wire.subscription("report"), qos=1)
                     await client.subscribe(wire.subscription("state"), qos=1)  # software
@@ -243,7 +243,8 @@ class FleetHub:
                 log.info("published %s (%d bytes)", message.topic, len(message.payload))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):  # not wait_for: it can eat a cancel
+                    await self._wake.wait()
 
     async def _health(self, gateway_id: str, state: wire.State) -> None:
         """Keep what the state says of the sources and of a restart pending in the registry,
@@ -283,6 +284,8 @@ class FleetHub:
                 self.reports += 1
             except (ProtocolError, FleetError) as e:
                 log.warning("report on %s dropped: %s", message.topic, e)
+            finally:  # flow control: the broker holds the next ones until then
+                acknowledge(client, message)
 
     # -- HTTP ---------------------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ async def open_broker(
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
     if limits is not None:
         lines.append(f"max_packet_size {limits.max_packet_size}")
+        lines.append(f"max_queued_messages {limits.max_queued}")
     conf.write_text("\n".join(lines) + "\n")
     async with mosquitto(conf, port):
         yield port
