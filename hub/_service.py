@@ -84,7 +84,7 @@ class HubConfig:
     mqtt_listen: str = "127.0.0.1:1883"  # where the embedded broker listens (loopback)
     http: str | None = "127.0.0.1:8080"  # None: no HTTP API
     workers: int = 1  # ingest workers (0: broker and API only)
-    shared: bool | None = None  # shared subscription; None: where the broker has them
+    shared: bool | None = None  # shared subscription ($share); None: yes (both brokers have it)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     broker_access: str = "open"  # "fleet": enrolled gateways and the hub only (docs/security.md)
     public_broker: str | None = None  # mqtt://host:port told to enrolling gateways
@@ -170,10 +170,7 @@ class Hub:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         workers = cfg.workers
-        if cfg.embedded and workers > 1:
-            log.warning("the embedded broker has no shared subscriptions: 1 ingest worker")
-            workers = 1
-        shared = (not cfg.embedded) if cfg.shared is None else cfg.shared
+        shared = True if cfg.shared is None else cfg.shared  # both brokers deliver $share
         async with contextlib.AsyncExitStack() as stack:
             http_socket: socket.socket | None = None
             if cfg.http is not None:

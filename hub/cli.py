@@ -78,7 +78,7 @@ _alert_commands()
     type=click.IntRange(0, 64),
     default=1,
     show_default=True,
-    help="Ingest workers (shared subscription; the embedded broker allows 1; 0: none).",
+    help="Ingest workers (they split the load on a shared subscription; 0: none).",
 )
 @click.option(
     "--broker-access",

@@ -43,15 +43,7 @@ class Site:
             await asyncio.sleep(0.3)  # SIGHUP handled
 
     def client(self, name: str, user: str | None, password: str | None) -> aiomqtt.Client:
-        return aiomqtt.Client(
-            "127.0.0.1",
-            self.port,
-            identifier=name,
-            username=user,
-            password=password,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            timeout=5,
-        )
+        return client(self.port, name, user, password)
 
     def as_hub(self, name: str = "test-hub") -> aiomqtt.Client:
         return self.client(name, *self.hub.credentials)
@@ -84,6 +76,27 @@ async def site_of(
                 yield Site(kind, hub, port, None)
     finally:
         hub.close()
+
+
+@contextlib.asynccontextmanager
+async def broker_with(hub: FleetHub, port: int) -> AsyncIterator[Broker]:
+    """The embedded broker with `hub`'s access policy."""
+    embedded = EmbeddedBroker("127.0.0.1", port, hub.broker_access)
+    async with embedded:
+        assert embedded.broker is not None
+        yield embedded.broker
+
+
+def client(port: int, name: str, user: str | None, password: str | None) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=name,
+        username=user,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        timeout=5,
+    )
 
 
 @pytest.fixture(params=BROKERS)
@@ -275,6 +288,17 @@ async def test_a_client_id_belongs_to_its_identity(site: Site) -> None:
                     await victim.__aexit__(None, None, None)
                 victim = site.client(client_id, a, pw_a)  # for the context's exit
                 await victim.__aenter__()
+    # an id naming another identity, held by no one: refused on the embedded broker
+    for client_id in ("estran-hub-ingest-9", f"{a}-probe", f"estran-gw-{a}"):
+        if site.kind == "embedded":
+            with pytest.raises(aiomqtt.MqttCodeError):
+                async with site.client(client_id, b, pw_b):
+                    pass
+        else:
+            async with site.client(client_id, b, pw_b):
+                pass
+    async with site.client(f"{b}-anything", b, pw_b):  # its own: fine
+        pass
 
 
 async def test_refused_connections_leave_no_session(tmp_path: Path) -> None:

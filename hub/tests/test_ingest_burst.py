@@ -90,3 +90,34 @@ async def test_a_burst_is_ingested_whole_with_honest_counters(kind: str, tmp_pat
             assert reader.count_readings("gw-burst") == BATCHES * PER_BATCH
         finally:
             reader.close()
+
+
+async def test_ingest_workers_share_the_load_on_the_embedded_broker(tmp_path: Path) -> None:
+    """The embedded broker delivers `$share/...`: each message to one worker of the group."""
+    http_port, mqtt_port = free_port(), free_port()
+    hub = Hub(
+        HubConfig(
+            data_dir=tmp_path,
+            mqtt_listen=f"127.0.0.1:{mqtt_port}",
+            http=f"127.0.0.1:{http_port}",
+            workers=3,
+        )
+    )
+    task = asyncio.create_task(hub.run(), name="hub")
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 20)
+        async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier="share") as gw:
+            for i in range(200):
+                batch = data(i * PER_BATCH + 1, PER_BATCH, batch=i + 1)
+                await gw.publish(wire.topic("gw-share", "data"), batch, qos=1)
+        deadline = time.monotonic() + 30
+        while hub.stats.batches < 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert (hub.stats.batches, hub.stats.inserted, hub.stats.duplicates) == (
+            200,
+            200 * PER_BATCH,
+            0,
+        )
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=20)

@@ -286,3 +286,36 @@ async def test_unsubscribe(port: int) -> None:
         await until(lambda: len(b.received()) >= 2)
         await settle()
         assert sorted(m[0] for m in b.received()) == ["Topic/C", "TopicA/B"]
+
+
+async def test_acknowledged_messages_outlive_their_publisher(port: int) -> None:
+    """Regression: amqtt lost about half of 2,000 acknowledged QoS 1 messages when their
+    publisher disconnected right after its last PUBACK. A broker that acknowledges a message
+    delivers it (or counts why not: the embedded broker's `stats.dropped`)."""
+    import aiomqtt
+
+    n = 2000
+    async with aiomqtt.Client("127.0.0.1", port, identifier="outlive-sub") as sub:
+        await sub.subscribe("outlive/#", qos=1)
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier="outlive-pub", max_inflight_messages=20
+        ) as pub:
+            slots = asyncio.Semaphore(20)
+
+            async def send(i: int) -> None:
+                async with slots:
+                    await pub.publish(f"outlive/{i % 7}", str(i).encode(), qos=1, timeout=30)
+
+            async with asyncio.TaskGroup() as tg:
+                for i in range(n):
+                    tg.create_task(send(i))
+        # the publisher is gone; every message it had acknowledged arrives
+        got: set[bytes] = set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                async for m in sub.messages:
+                    assert isinstance(m.payload, bytes)
+                    got.add(m.payload)
+                    if len(got) == n:
+                        break
+        assert len(got) == n
