@@ -51,6 +51,7 @@ RANGES: dict[str, int] = {  # the period choices of a sensor page, in seconds
     "30d": 30 * 86400,
 }
 DEFAULT_RANGE = "24h"
+FLEET_PAGE = 100  # gateways per page of the fleet overview
 MAX_DAYS = 366  # the longest span a sensor page charts
 ALERTS_SHOWN = 200
 RESOLVED_SHOWN = 50
@@ -185,6 +186,7 @@ def router(storage: Storage) -> APIRouter:
         request: Request,
         p: Viewer,
         show: Annotated[str | None, Query(max_length=16)] = None,
+        page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
         if p.role not in FLEET_ROLES:
             return refuse(request, p)
@@ -193,12 +195,15 @@ def router(storage: Storage) -> APIRouter:
             rows = _views.gateway_rows(storage, fleet_of(request))
         except StorageError:
             return unavailable(request, p, "error.storage")
+        shown = [r for r in rows if r.needs_attention] if show == "attention" else rows
         return page(
             request,
             p,
             "fleet.html",
             t("fleet.title"),
-            rows=[r for r in rows if r.needs_attention] if show == "attention" else rows,
+            rows=shown[(page_no - 1) * FLEET_PAGE : page_no * FLEET_PAGE],
+            page_no=page_no,
+            pages=max(1, -(-len(shown) // FLEET_PAGE)),
             attention=sum(1 for r in rows if r.needs_attention),
             show=show if show == "attention" else "all",
             summary=_views.fleet_summary(rows),

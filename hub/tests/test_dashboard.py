@@ -577,3 +577,22 @@ def test_map_with_tiles_allows_exactly_their_origin(http: TestClient, storage: S
     assert '<image href="https://tiles.example/' in r.text and "© tiles.example" in r.text
     # the other pages keep the strict policy
     assert "tiles.example" not in http.get("/open-data").headers["content-security-policy"]
+
+
+def test_fleet_overview_pages_a_large_fleet(
+    http: TestClient, storage: Storage, admin: dict[str, str]
+) -> None:
+    now = int(time.time() * 1000)
+    for i in range(230):
+        storage.record_state(f"gw-{i:04d}", GatewayState(i % 2 == 0, 1, now), now_ms=now)
+    en = {**admin, "Accept-Language": "en"}
+    first = http.get("/fleet", headers=en).text
+    assert "Page 1 of 3" in first and 'href="/fleet?page=2" rel="next"' in first
+    assert first.count('href="/gateways/gw-') == 100
+    last = http.get("/fleet?page=3", headers=en).text
+    assert last.count('href="/gateways/gw-') == 30 and "gw-0229" in last
+    assert "115 online, 115 offline" in last
+    # the offline half needs attention: paged too, the links keep the filter
+    attention = http.get("/fleet?show=attention&page=2", headers=en).text
+    assert "Page 2 of 2" in attention and 'href="/fleet?show=attention&amp;page=1"' in attention
+    assert http.get("/fleet?page=0", headers=en).status_code == 422
