@@ -352,8 +352,8 @@ def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
     stream = dongles.RtlWmbusStream()
     frames: list[bytes] = []
     for line in data.split(b"\n")[:-1]:
-        stream.receive_data(line + b"\n")
-        try:
+        try:  # a line longer than the stream's buffer (garbage at 115200) is an overflow
+            stream.receive_data(line + b"\n")
             event = stream.next_event()
         except RemoteProtocolError:
             continue

@@ -194,6 +194,18 @@ def test_browser_session_and_csrf(fleet_hub: FleetHub, http: TestClient) -> None
     assert r.status_code == 303 and r.headers["location"] == "/"
 
 
+def test_a_reader_logs_out_too(fleet_hub: FleetHub, http: TestClient) -> None:
+    """A reader's session holds only the read scope; ending it is not a write (it used to be
+    refused with 403 "lacks the write scope"). Its CSRF token is still required."""
+    fleet_hub.fleet.accounts.add_user("rita", "reader", "test", password="correct horse battery")
+    csrf = login(http, "rita", "correct horse battery")
+    assert http.post("/api/v1/tokens", json={}).status_code == 403  # still read-only
+    assert http.post("/logout", follow_redirects=False).status_code == 403  # no CSRF token
+    r = http.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    assert http.get("/api/v1/session").json()["user"] is None
+
+
 def test_cli_users_tokens_and_admin_reset(tmp_path: Path) -> None:
     data = str(tmp_path)
     out = cli(
