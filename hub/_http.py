@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -68,6 +68,28 @@ def forwarded_https(request: Request, proxies: Sequence[Network] = ()) -> bool:
     if proxies and _trusted(peer, proxies):
         return request.headers.get("x-forwarded-proto", "").strip().lower() == "https"
     return False
+
+
+class ForwardedScheme:
+    """ASGI middleware: a request that a trusted proxy says came over HTTPS
+    (`X-Forwarded-Proto: https`) is seen as https, so that the links the hub writes
+    (SensorThings' `@iot.selfLink` and `@iot.nextLink`, `Link` headers) say https behind a TLS
+    terminator. From anyone else the header is ignored. `proxies` is read per request."""
+
+    def __init__(self, app: ASGIApp, proxies: Callable[[], Sequence[Network]]) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("scheme") == "http":
+            proxies = self.proxies()
+            client = scope.get("client")
+            if proxies and client and _trusted(str(client[0]), proxies):
+                for name, value in scope.get("headers", ()):
+                    if name == b"x-forwarded-proto" and value.strip().lower() == b"https":
+                        scope = {**scope, "scheme": "https"}
+                        break
+        await self.app(scope, receive, send)
 
 
 def echo(value: object) -> str:
@@ -259,6 +281,7 @@ __all__ = [
     "DEFAULT_MAX_BODY",
     "ENROLL_MAX_BODY",
     "BodyLimit",
+    "ForwardedScheme",
     "LogRateLimit",
     "Network",
     "RateLimit",

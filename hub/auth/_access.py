@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from fleet import AuthRefused, Fleet, Identity
-from hub._http import Network, RateLimit, client_address, forwarded_https
+from hub._http import ForwardedScheme, Network, RateLimit, client_address, forwarded_https
 from hub.auth._principal import ANONYMOUS, SAFE_METHODS, Principal
 
 log = logging.getLogger("estran.hub.auth")
@@ -94,6 +94,7 @@ class Access:
 
     def install(self, app: FastAPI) -> None:
         app.state.access = self
+        app.add_middleware(ForwardedScheme, proxies=lambda: self.settings.trusted_proxies)
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -153,3 +153,33 @@ def test_error_logs_are_rate_limited() -> None:
         logger.removeHandler(handler)
         logger.removeFilter(flt)
     assert len(records) == 6 and flt.suppressed == 95
+
+
+async def test_links_say_https_behind_a_trusted_tls_proxy_only(
+    fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    """Behind a TLS terminator (--trusted-proxy, X-Forwarded-Proto: https) the links the hub
+    writes (SensorThings' selfLink and nextLink, the Link header of a page) are https: a
+    client following them must not fall back to plain HTTP. From anyone else the header is
+    ignored."""
+    from hub.tests.test_access_http import territory
+    from hub.tests.test_storage import T0, batch
+
+    storage = open_storage("sqlite", tmp_path)
+    storage.ingest([batch("gw-1", 1, territory())], now_ms=T0)
+    app = create_app(storage, access=fleet_hub.access)
+    fleet_hub.access.settings = type(fleet_hub.access.settings)(
+        trusted_proxies=parse_networks(["127.0.0.0/8"])
+    )
+    headers = {**admin(fleet_hub), "X-Forwarded-Proto": "https"}
+
+    async def links(peer: str) -> list[str]:
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+            sta = (await c.get("/sta/v1.1/Things", params={"$top": 1}, headers=headers)).json()
+            page = await c.get("/api/v1/sensors", params={"limit": 1}, headers=headers)
+        return [sta["@iot.nextLink"], sta["value"][0]["@iot.selfLink"], page.headers["link"]]
+
+    assert all(link.lstrip("<").startswith("https://hub/") for link in await links("127.0.0.1"))
+    assert all(link.lstrip("<").startswith("http://hub/") for link in await links("192.0.2.9"))
+    storage.close()
