@@ -173,3 +173,30 @@ def test_probe_command_finds_a_sleeping_sds011(tmp_path: Path) -> None:
     table = tomllib.loads(report["config"])["serial"][0]
     assert table["devices"][0]["duty_cycle"] == 5
     SerialPortConfig.from_mapping(table)
+
+
+async def test_probe_survives_garbage_lines_longer_than_a_dongle_buffer(tmp_path: Path) -> None:
+    """A line of garbage longer than the rtl-wmbus stream's buffer, heard while listening
+    at 115200 (a 9600-baud device read at the wrong speed does that), is nothing known,
+    not a traceback."""
+    import asyncio
+
+    master, slave = os.openpty()
+    link = tmp_path / "ttyGARBAGE"
+    link.symlink_to(os.ttyname(slave))
+
+    async def talk() -> None:
+        while True:
+            os.write(master, bytes(range(32, 127)) * 30 + b"\n")
+            await asyncio.sleep(0.05)
+
+    talker = asyncio.create_task(talk())
+    try:
+        options = ProbeOptions(listen=((115200, 1.0),), budget=3.0)
+        result = await probe(str(link), options)
+    finally:
+        talker.cancel()
+        os.close(master)
+        os.close(slave)
+    assert result.protocol is None, result.steps
+    assert result.steps[0].state != FOUND
