@@ -29,6 +29,6 @@ def test_gateway_and_hub_accept_the_environment_examples() -> None:
         protocols |= {port.protocol for port in config.serial}
         layer = {k: v for k, v in document.items() if k != "gateway"}  # id: enrollment's
         assert check(layer) == [], document
-    assert {"pms", "sds011", "modbus", "sdi12"} <= protocols
+    assert {"pms", "sds011", "sps30", "modbus", "sdi12"} <= protocols
     levels = [d for port in parse_config(examples[-1]).serial for d in port.devices]
     assert all(d.level_datum() is not None for d in levels)
