@@ -4,7 +4,7 @@
 
 1. Fills a gateway buffer (edge.buffer.SegmentLog) with the first N readings of the
    reference workload (../shared/bench/workload.py, or $ESTRAN_WORKLOAD). Not timed.
-2. Starts the broker (`embedded`: amqtt inside the hub process; `mosquitto`: a private
+2. Starts the broker (`embedded`: hub.broker inside the hub process; `mosquitto`: a private
    Mosquitto from the `mosquitto` binary on a free port; or `mqtt://host:port`), the hub
    (`estran hub run`) and the gateway (`estran edge run`) as separate processes. The
    gateway reaches the broker through a byte-counting TCP proxy in this process: wire bytes

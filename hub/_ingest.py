@@ -15,9 +15,8 @@ A payload that breaks the schema is counted by reason, logged (rate-limited), re
 the gateway's state and dropped; if its envelope was readable the gateway receives a
 rejection for that batch. Nothing a gateway sends can stop the worker.
 
-Workers subscribe with a shared subscription (`$share/estran-ingest/...`) where the broker
-has them (Mosquitto, EMQX, VerneMQ), so several split the load; on the embedded amqtt broker,
-which does not deliver `$share`, the hub runs one worker on a plain subscription.
+Workers subscribe with a shared subscription (`$share/estran-ingest/...`: the embedded
+broker, Mosquitto, EMQX and VerneMQ deliver it), so several split the load.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """MQTT plumbing of the hub: broker addresses, and a client that speaks MQTT 5 where the
-broker does and falls back to 3.1.1 (the embedded amqtt broker speaks 3.1.1 only)."""
+broker does and falls back to 3.1.1 (the embedded broker speaks 3.1.1 only)."""
 
 from __future__ import annotations
 

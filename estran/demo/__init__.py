@@ -1,6 +1,6 @@
 """`estran demo`: the whole territory on one machine.
 
-The embedded hub (amqtt broker, SQLite, HTTP API) and three gateway daemons — a public
+The embedded hub (its own MQTT broker, SQLite, HTTP API) and three gateway daemons — a public
 building, the marina, a street and its park — reading simulated serial and BLE sensors, with
 a live view of the readings arriving at the hub. See estran/demo/_run.py.
 """

@@ -1,7 +1,7 @@
 """`estran demo`, the orchestration: the hub, the simulators, the gateways, the live view, and
 a clean stop.
 
-Processes, as in a real deployment: the hub (`estran hub run`: embedded amqtt broker, SQLite,
+Processes, as in a real deployment: the hub (`estran hub run`: embedded MQTT broker, SQLite,
 HTTP API), one gateway daemon per site (`estran edge run --config FILE`, what the systemd
 unit runs), and the BLE radio world
 (`python -m edge.simulators.ble`). The serial simulators run in the demo's own event loop,
