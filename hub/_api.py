@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from hub import dashboard
 from hub._data_api import data_router, ensure_readable
+from hub._decode import MAX_NAME
 from hub._errors import StorageError
 from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
 from hub._plausibility import special
@@ -257,7 +258,7 @@ def create_app(
     @app.get("/api/v1/readings")
     def readings(
         who: CurrentPrincipal,
-        sensor: str = Query(min_length=1, max_length=128),
+        sensor: str = Query(min_length=1, max_length=MAX_NAME),
         from_: str | None = Query(None, alias="from"),
         to: str | None = Query(None),
         limit: int = Query(10_000, ge=1, le=MAX_QUERY_ROWS),

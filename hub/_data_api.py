@@ -22,6 +22,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
+from hub._decode import MAX_NAME
 from hub._errors import StorageError
 from hub._http import echo
 from hub.auth import CurrentPrincipal, Principal, audit, require_role
@@ -45,7 +46,7 @@ LICENCE_ID = r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$"
 MAX_PAGE = 10_000
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 DatasetName = Annotated[str, Path(pattern=NAME)]
-SensorId = Annotated[str, Path(min_length=1, max_length=128)]
+SensorId = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]  # the wire format's
 
 
 class DatasetBody(BaseModel):
@@ -72,7 +73,7 @@ class SensorBody(BaseModel):
 
 
 class ErasureBody(BaseModel):
-    sensor: str | None = Field(default=None, min_length=1, max_length=128)
+    sensor: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     site: str | None = Field(default=None, min_length=1, max_length=128)
     from_: str = Field(alias="from", max_length=40)
     to: str = Field(max_length=40)
@@ -418,7 +419,7 @@ def data_router(storage: Storage) -> APIRouter:
     @r.get("/api/v1/erasures", tags=["datasets"])
     def erasures(
         _: Admin,
-        sensor: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        sensor: Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     ) -> list[dict[str, object]]:
         """(admin) Erasures done, newest first: sensor, range, how many, who, when, why."""

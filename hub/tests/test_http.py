@@ -183,3 +183,31 @@ async def test_links_say_https_behind_a_trusted_tls_proxy_only(
     assert all(link.lstrip("<").startswith("https://hub/") for link in await links("127.0.0.1"))
     assert all(link.lstrip("<").startswith("http://hub/") for link in await links("192.0.2.9"))
     storage.close()
+
+
+def test_a_sensor_id_of_the_wire_format_longest_is_readable(
+    fleet_hub: FleetHub, tmp_path: Path
+) -> None:
+    """A gateway may name a sensor with up to 256 characters (docs/wire-format.md): the hub
+    stores it, lists it, and its readings, catalogue entry and erasure take that id too (they
+    refused it past 128 characters with a 422)."""
+    from hub._decode import MAX_NAME
+    from hub.tests.test_storage import T0, batch
+
+    long_id = "s" * MAX_NAME
+    storage = open_storage("sqlite", tmp_path)
+    storage.ingest([batch("gw-1", 1, [((long_id, "level", "cm"), T0, 7)])], now_ms=T0)
+    app = create_app(storage, access=fleet_hub.access)
+    with TestClient(app, base_url="http://hub", headers=admin(fleet_hub)) as c:
+        assert [s["sensor"] for s in c.get("/api/v1/sensors").json()] == [long_id]
+        r = c.get("/api/v1/readings", params={"sensor": long_id})
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text
+        r = c.put(f"/api/v1/catalogue/{long_id}", json={"description": "a long name"})
+        assert r.status_code == 200, r.text
+        assert c.get(f"/api/v1/catalogue/{long_id}").json()["description"] == "a long name"
+        r = c.post("/api/v1/erasures", json={"sensor": long_id, "from": "0", "to": str(T0 + 1)})
+        assert r.status_code == 200 and r.json()["deleted"] == 1, r.text
+        assert c.get("/api/v1/erasures", params={"sensor": long_id}).status_code == 200
+        r = c.get("/api/v1/readings", params={"sensor": long_id + "s"})
+        assert r.status_code == 422 and "sensor" in r.text
+    storage.close()
