@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/estran bench sync --readings 1000000 --broker mosquitto --json
 	$(BIN)/estran bench edge --json
 	$(BIN)/estran bench alerts --json
+	$(BIN)/estran bench api --json  # first run: generates its data set (about 15 GB, 12 min)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -525,15 +525,17 @@ async def http_figures(
                 say(f"{ds.backend}: http {name}, {clients} clients")
                 many = await http_load(make, clients, seconds)
                 out[name] = {"1": one, str(clients): many}
-            say(f"{ds.backend}: ingest at {ingest['rate']:.0f} readings/s with {clients} readers")
+            readers = int(ingest["readers"])
+            say(f"{ds.backend}: ingest at {ingest['rate']:.0f} readings/s with {readers} readers")
             lag_task = asyncio.create_task(
                 ingest_lag(ds, mqtt_port, ingest["rate"], ingest["seconds"])
             )
             mixed = [sensors, series]
             load = asyncio.create_task(
-                http_load(lambda: rnd.choice(mixed)(), clients, ingest["seconds"])
+                http_load(lambda: rnd.choice(mixed)(), readers, ingest["seconds"])
             )
             out["ingest"] = await lag_task
+            out["ingest"]["readers"] = readers  # type: ignore[index]
             out["ingest"]["reads_meanwhile"] = await load  # type: ignore[index]
     finally:
         for child in reversed(children):
@@ -660,6 +662,12 @@ async def ingest_lag(ds: Dataset, mqtt_port: int, rate: float, seconds: float) -
 @click.option("--ingest-rate", type=float, default=10_000.0, show_default=True)
 @click.option("--ingest-seconds", type=float, default=30.0, show_default=True)
 @click.option(
+    "--ingest-readers",
+    type=int,
+    default=None,
+    help="clients reading while ingest runs (default: --clients; 0: ingest alone)",
+)
+@click.option(
     "--topology",
     type=click.Choice(["split", "single"]),
     default="split",
@@ -678,6 +686,7 @@ def bench_api(
     seconds: float,
     ingest_rate: float,
     ingest_seconds: float,
+    ingest_readers: int | None,
     topology: str,
     no_http: bool,
     as_json: bool,
@@ -712,7 +721,11 @@ def bench_api(
                     ds,
                     clients,
                     seconds,
-                    {"rate": ingest_rate, "seconds": ingest_seconds},
+                    {
+                        "rate": ingest_rate,
+                        "seconds": ingest_seconds,
+                        "readers": clients if ingest_readers is None else ingest_readers,
+                    },
                     topology,
                 )
             )

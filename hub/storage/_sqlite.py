@@ -170,7 +170,7 @@ class SqliteStorage(Storage):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA foreign_keys=OFF")
-            self._db.execute("PRAGMA cache_size=-32768")
+            self._db.execute("PRAGMA cache_size=-262144")
         except (sqlite3.Error, OSError) as e:
             raise StorageError(f"cannot open SQLite database {self.path}: {e}") from e
         self._lock = threading.Lock()  # the writer connection, one thread at a time
