@@ -55,6 +55,7 @@ from estran.bench_sync import (
 
 YEAR_MS = 365 * 86_400_000
 PER_GATEWAY = 100  # sensors per gateway
+OPEN_DATASET = "bench-open"  # every sensor of the data set, for the open GeoJSON
 DEFAULT_PG = os.environ.get("ESTRAN_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUANTITIES = ("temperature", "moisture", "level", "energy")
 UNITS = ("Cel", "%RH", "mm", "Wh")
@@ -182,14 +183,46 @@ class Dataset:
             from hub.storage import open_storage
 
             t = time.monotonic()
-            open_storage(self.spec, Path("."), readers=1).close()
-            self.migrated_s = round(time.monotonic() - t, 1)
+            storage = open_storage(self.spec, Path("."), readers=1)
+            try:
+                self.migrated_s = round(time.monotonic() - t, 1)
+                self._publish(storage)
+            finally:
+                storage.close()
             return
         self._drop()
         t = time.monotonic()
         self._generate()
+        from hub.storage import open_storage
+
+        storage = open_storage(self.spec, Path("."), readers=1)
+        try:
+            self._publish(storage)
+        finally:
+            storage.close()
         self.generated_s = round(time.monotonic() - t, 1)
         say(f"{self.backend}: generated in {self.generated_s} s")
+
+    def _publish(self, storage: Any) -> None:
+        """Every sensor in the open dataset OPEN_DATASET, on a grid around La Rochelle (the
+        open-data GeoJSON of all sensors), once."""
+        from hub.storage import Dataset as OpenDataset
+        from hub.storage import SensorMeta
+
+        if any(d.name == OPEN_DATASET for d in storage.datasets()):
+            return
+        say(f"{self.backend}: putting the {self.sensors:,} sensors in an open dataset")
+        now = int(time.time() * 1000)
+        storage.put_dataset(
+            OpenDataset(OPEN_DATASET, True, "etalab-2.0", "bench", "bench"), "bench", now
+        )
+        for i in range(self.sensors):
+            lon = round(-1.25 + (i % 100) * 0.002, 5)
+            lat = round(46.10 + (i // 100) * 0.001, 5)
+            meta = SensorMeta(
+                sensor_name(i), OPEN_DATASET, (lon, lat), f"site-{i // 10}", "", QUANTITIES[i % 4]
+            )
+            storage.put_sensor_meta(meta, "bench", now)
 
     def _drop(self) -> None:
         if self.backend == "sqlite":
@@ -407,7 +440,8 @@ async def http_load(
 
 
 def geojson_path(openapi: dict[str, Any]) -> str | None:
-    paths = [p for p in openapi.get("paths", {}) if "geojson" in p.lower() and "{" not in p]
+    """The open-data GeoJSON of one dataset, as the hub's OpenAPI document names it."""
+    paths = [p for p in openapi.get("paths", {}) if p.lower().endswith(".geojson")]
     return sorted(paths)[0] if paths else None
 
 
@@ -484,9 +518,10 @@ async def http_figures(
         )
         token = (await reset.communicate())[0].decode().split("\n")[0].strip()
         headers = {"Authorization": f"Bearer {token}"}  # an admin reads every dataset
-        async with httpx.AsyncClient(
-            base_url=base, timeout=60, limits=limits, headers=headers
-        ) as http:
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=60, limits=limits, headers=headers) as http,
+            httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as anon,  # open data
+        ):
             rnd = random.Random(1)
             frm, to = ds.end_ms - YEAR_MS, ds.end_ms
 
@@ -512,13 +547,21 @@ async def http_figures(
             }
             geo = geojson_path((await http.get("/api/openapi.json")).json())
             if geo is not None:
-                endpoints["open_geojson"] = lambda: http.get(geo)
+                geo = geo.replace("{name}", OPEN_DATASET)
+                endpoints["open_geojson"] = lambda: anon.get(geo, params={"limit": ds.sensors})
             out["geojson_endpoint"] = geo
             first = await sensors()
             out["sensors_rows"] = len(first.json())
             out["sensors_bytes"] = len(first.content)
             p = (await series()).json()
             out["series_points"] = len(p.get("points", []))
+            if geo is not None:
+                g = await endpoints["open_geojson"]()
+                out["geojson_status"] = g.status_code
+                out["geojson_features"] = (
+                    len(g.json().get("features", [])) if g.status_code == 200 else 0
+                )
+                out["geojson_bytes"] = len(g.content)
             for name, make in endpoints.items():
                 say(f"{ds.backend}: http {name}, 1 client")
                 one = await http_load(make, 1, seconds, max_requests=200)
