@@ -123,9 +123,7 @@ class _Query:
 
     def gateways(self) -> dict[int, str]:
         if self._gateways is None:
-            self._gateways = {
-                int(i): n for i, n in self.storage._fetch("SELECT id, name FROM gateways")
-            }
+            self._gateways = self.storage.gateway_names()
         return self._gateways
 
     # -- in-memory sets --------------------------------------------------------------------
@@ -479,7 +477,8 @@ def sta_router(storage: Storage) -> APIRouter:
             record = dict(record)
             q.enrich(name, [record])
             return record
-        gateway_id, seq = split_obs_id(ident)
+        gateway_id = split_obs_id(ident)[0]
+        # gateway ids are 32-bit: a larger id names nothing (and would overflow the column)
         found = q.storage.observation(ident) if gateway_id < 2**31 else None
         if (
             found is None
@@ -487,7 +486,6 @@ def sta_router(storage: Storage) -> APIRouter:
             or (series is not None and found.series_id not in series)
         ):
             raise NotFound(f"Observations({ident})")
-        del seq
         record = q.u.observation(found, q.gateways())
         record["result"] = _finite(record["result"])
         return record

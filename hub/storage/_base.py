@@ -212,6 +212,10 @@ class Storage(Catalogue):
             )[0][0]
         )
 
+    def gateway_names(self) -> dict[int, str]:
+        """Every gateway's name by its id (how readings name their gateway)."""
+        return {int(i): str(n) for i, n in self._fetch("SELECT id, name FROM gateways")}
+
     def count_gateways(self) -> int:
         return int(self._fetch("SELECT count(*) FROM gateways")[0][0])
 
@@ -302,7 +306,7 @@ class Storage(Catalogue):
         if not series:
             return
         meta = {s.id: s for s in series}
-        names = {int(i): n for i, n in self._fetch("SELECT id, name FROM gateways")}
+        names = self.gateway_names()
         marks = ", ".join([p] * len(series))
         after: tuple[int, int, int] = (-(2**63), -1, -1)
         end = 2**63 - 1 if to_ms is None else to_ms
@@ -320,7 +324,7 @@ class Storage(Catalogue):
                 s = meta[int(sid)]
                 gw = names.get(int(gid))
                 if gw is None:  # a gateway registered after the names were read
-                    names = {int(i): n for i, n in self._fetch("SELECT id, name FROM gateways")}
+                    names = self.gateway_names()
                     gw = names.get(int(gid), str(gid))
                 yield ReadingRow(
                     gw, seq, s.sensor, s.quantity, s.unit, ts, merge_value(v, t, fl), fl
