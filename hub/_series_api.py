@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from hub._api import iso, jsonable, parse_time
+from hub._decode import MAX_NAME
 from hub._errors import StorageError
 from hub.auth import CurrentPrincipal, Principal
 from hub.storage import MAX_SERIES_POINTS, ReadingRow, Storage
@@ -63,8 +64,8 @@ def series_router(storage: Storage) -> APIRouter:
     @router.get("/api/v1/series")
     def series(
         principal: CurrentPrincipal,
-        sensor: str = Query(min_length=1, max_length=128),
-        quantity: str = Query(min_length=1, max_length=128),
+        sensor: str = Query(min_length=1, max_length=MAX_NAME),
+        quantity: str = Query(min_length=1, max_length=MAX_NAME),
         unit: str | None = Query(None, max_length=64),
         from_: str | None = Query(None, alias="from"),
         to: str | None = Query(None),
@@ -116,8 +117,8 @@ def series_router(storage: Storage) -> APIRouter:
     @router.get("/api/v1/readings.csv", response_class=StreamingResponse)
     def readings_csv(
         principal: CurrentPrincipal,
-        sensor: str = Query(min_length=1, max_length=128),
-        quantity: str | None = Query(None, max_length=128),
+        sensor: str = Query(min_length=1, max_length=MAX_NAME),
+        quantity: str | None = Query(None, max_length=MAX_NAME),
         from_: str | None = Query(None, alias="from"),
         to: str | None = Query(None),
         limit: int = Query(MAX_CSV_ROWS, ge=1, le=MAX_CSV_ROWS),

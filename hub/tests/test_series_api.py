@@ -63,7 +63,7 @@ async def test_series_for_a_chart(storage: Storage, http: httpx.AsyncClient) -> 
         ({"sensor": "soil-001", "quantity": "moisture", "from": "yesterday"}, 422, "from"),
         ({"sensor": "soil-001", "quantity": "moisture", "from": "2", "to": "1"}, 422, "from"),
         ({"sensor": "soil-001", "quantity": "nothing", "from": "0"}, 404, "nothing"),
-        ({"sensor": "x" * 129, "quantity": "moisture"}, 422, "sensor"),
+        ({"sensor": "x" * 257, "quantity": "moisture"}, 422, "sensor"),
     ],
 )
 async def test_series_bad_input_is_named(
