@@ -266,14 +266,23 @@ async def ask_dongle(
         dongle=dongle,
     )
     session = WmbusSession(config, _QuietSink(), lambda: 0)
+    if isinstance(session.stream, dongles.AmberStream):
+        # we ask in command mode: only command-mode messages can answer (bytes of a message
+        # joined mid-way are dropped, never taken for a transparent-mode telegram)
+        session.stream.command_mode = True
     transport.take()
-    await transport.write(request)
-    deadline = time.monotonic() + timeout
     answered = False
-    while not answered and (left := deadline - time.monotonic()) > 0:
-        data = await transport.read(left)
-        if data:
-            answered = await session.feed(data, want=expected)
+    # twice: a module still holding the bytes of a request that was not for it (another
+    # device's query sent on the same line before) may drop the first one with them
+    for _attempt in range(2):
+        await transport.write(request)
+        deadline = time.monotonic() + timeout
+        while not answered and (left := deadline - time.monotonic()) > 0:
+            data = await transport.read(left)
+            if data:
+                answered = await session.feed(data, want=expected)
+        if answered:
+            break
     if not answered:
         return False, {}
     end = time.monotonic() + listen_for

@@ -3,6 +3,10 @@ rate) and writes a snippet the daemon accepts, with the meters heard and no key.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -49,3 +53,45 @@ async def test_probe_finds_the_dongle_and_its_meters(
     addresses = {d["address"] for d in table["devices"]}
     assert "DME-21242472" in addresses
     SerialPortConfig.from_mapping(table)  # the daemon takes the snippet as it is
+
+
+def test_default_probe_finds_the_amb8465_runner_at_its_real_line_rate(tmp_path: Path) -> None:
+    """`estran edge probe PORT --json` with its default options against the runner's AMB8465
+    (9600 8N1, meters every few seconds), as a technician runs them: the requests of the
+    steps before (SDS011 and PMS queries at the same 9600 baud, the iM871A ping) must not
+    leave the module deaf to the serial number request. One such run only: it takes the
+    probe's real time."""
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.simulators.serial",
+            "--dir",
+            str(tmp_path),
+            "--spec",
+            "wmbus-amb8465",
+            "--duration",
+            "90",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert runner.stdout is not None
+        assert "ttyAMB8465-0" in runner.stdout.readline()
+        estran = os.path.join(os.path.dirname(sys.executable), "estran")
+        done = subprocess.run(
+            [estran, "edge", "probe", str(tmp_path / "ttyAMB8465-0"), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=80,
+        )
+    finally:
+        runner.terminate()
+        runner.wait(timeout=10)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["protocol"] == "wmbus", report
+    assert report["params"] == {"baud": 9600, "bytesize": 8, "parity": "N", "mode": "amb8465"}
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["wireless M-Bus AMB8465 at 9600 8N1"]["result"] == FOUND, report["steps"]

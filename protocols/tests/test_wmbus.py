@@ -14,6 +14,7 @@ from protocols.wmbus import (
     crc16,
     decode,
     describe,
+    dongles,
     frame_format_a,
     frame_format_b,
     strip_crcs,
@@ -227,3 +228,23 @@ def test_dongle_streams_take_random_bytes(dongle: str, chunks: list[bytes]) -> N
             if isinstance(event, NeedData):
                 break
         assert stream.buffered <= dongles.MAX_BUFFER
+
+
+def test_amber_stream_resynchronises_on_a_start_byte_that_starts_nothing() -> None:
+    """0xFF followed by a command byte the module never sends (another device's 0xFF 0xFF)
+    is dropped: the module's answer right after it is found, not swallowed as a payload."""
+    stream = dongles.AmberStream()
+    stream.command_mode = True
+    stream.receive_data(
+        bytes.fromhex("ffff06ab") + dongles.amber_message(0x8B, b"\x00\x07\x21\x9a")
+    )
+    events = []
+    for _ in range(10):
+        try:
+            event = stream.next_event()
+        except RemoteProtocolError:
+            continue
+        if not isinstance(event, dongles.DongleReply):
+            break
+        events.append(event)
+    assert [(e.code, e.payload) for e in events] == [(0x8B, b"\x00\x07\x21\x9a")]

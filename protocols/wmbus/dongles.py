@@ -59,6 +59,26 @@ AMBER_SOF = 0xFF
 AMBER_DATA_IND = 0x03
 AMBER_SERIALNO_REQ = 0x0B
 AMBER_REPLY = 0x80
+# The AMB8465's host commands and their payload lengths (None: variable, at least 1 byte),
+# from the Amber AMB8465/AMB8426-M manual (CMD_DATA_REQ .. CMD_SET_AES_KEY_REQ).
+AMBER_REQUESTS = {
+    0x00: None,  # CMD_DATA_REQ
+    0x01: None,  # CMD_DATAEX_REQ
+    0x02: None,  # CMD_DATARETRY_REQ
+    0x04: 1,  # CMD_SET_MODE_REQ
+    0x05: 0,  # CMD_RESET_REQ
+    0x06: 1,  # CMD_SET_CHANNEL_REQ
+    0x09: None,  # CMD_SET_REQ
+    0x0A: 2,  # CMD_GET_REQ
+    0x0B: 0,  # CMD_SERIALNO_REQ
+    0x0C: 0,  # CMD_FWV_REQ
+    0x0D: 0,  # CMD_RSSI_REQ
+    0x10: 1,  # CMD_SETUARTSPEED_REQ
+    0x11: 0,  # CMD_FACTORYRESET_REQ
+    0x30: None,  # CMD_DATA_PRELOAD_REQ
+    0x31: 0,  # CMD_DATA_CLR_PRELOAD_REQ
+    0x50: None,  # CMD_SET_AES_KEY_REQ
+}
 
 MAX_BUFFER = 1024
 
@@ -214,6 +234,11 @@ class AmberStream(_Stream):
             if len(buf) < 3:
                 return NEED_DATA
             command, length = buf[1], buf[2]
+            if command != AMBER_DATA_IND and not (
+                command & AMBER_REPLY and (command & 0x7F) in AMBER_REQUESTS
+            ):
+                # 0xFF inside other bytes, not the start of a message the module sends
+                raise self._drop(1, MALFORMED, "0xFF then 0x%02X: no AMB8465 message" % command)
             size = 4 + length
             if len(buf) < size:
                 return NEED_DATA
@@ -389,6 +414,7 @@ def rtlwmbus_line(
 
 __all__ = [
     "AMB8465",
+    "AMBER_REQUESTS",
     "BAUD",
     "DONGLES",
     "IM871A",

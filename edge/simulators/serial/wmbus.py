@@ -45,6 +45,60 @@ _IM871A_SET_CONFIG_RSP = 0x04
 _AMBER_SET_MODE_REQ = 0x04
 
 
+class AmberCommandParser:
+    """How an AMB8465 reads its UART in command mode: a command starts with 0xFF, a known
+    command byte and that command's length, and ends with its XOR checksum. Whatever is
+    not such a frame (another device's query sent at 9600, a start byte followed by an
+    unknown command or an impossible length, a bad checksum) is discarded from its first
+    byte and the module keeps listening for the next 0xFF: it never waits on a frame that
+    cannot be one."""
+
+    def __init__(self, max_buffer: int = 512) -> None:
+        self._buf = bytearray()
+        self.max_buffer = max_buffer
+        self.discarded = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The (command, payload) of every complete valid command in what came so far."""
+        self._buf.extend(data)
+        commands: list[tuple[int, bytes]] = []
+        buf = self._buf
+        while buf:
+            start = buf.find(b"\xff")
+            if start != 0:
+                self._discard(len(buf) if start < 0 else start)
+                continue
+            if len(buf) < 3:
+                break
+            command, length = buf[1], buf[2]
+            expected = dongles.AMBER_REQUESTS.get(command, -1)
+            if (
+                expected == -1
+                or (expected is None and length == 0)
+                or (expected is not None and length != expected)
+            ):
+                self._discard(1)
+                continue
+            if len(buf) < 4 + length:
+                break
+            frame = bytes(buf[: 4 + length])
+            check = 0
+            for b in frame[:-1]:
+                check ^= b
+            if check != frame[-1]:
+                self._discard(1)
+                continue
+            del buf[: 4 + length]
+            commands.append((command, frame[3:-1]))
+        if len(buf) > self.max_buffer:
+            self._discard(len(buf) - self.max_buffer)
+        return commands
+
+    def _discard(self, n: int) -> None:
+        del self._buf[:n]
+        self.discarded += n
+
+
 class RadioMeter:
     """One water meter: `kind` is ``izar`` (Diehl PRIOS), ``oms5`` (security mode 5, with
     Kamstrup-style info codes carrying the leak, burst, dry and reverse alarms) or ``oms7``
@@ -257,6 +311,7 @@ class WmbusDongleSimulator(SerialSimulator):
         self._next = 0
         self._lock = asyncio.Lock()
         self._stream = dongles.stream(dongle)
+        self._amber = AmberCommandParser()
         self.link_mode: int | None = None
 
     def describe(self) -> str:
@@ -300,6 +355,12 @@ class WmbusDongleSimulator(SerialSimulator):
             chunk = await self._link.receive(3600.0)
             if not chunk or self.silent or self.dongle == dongles.RTLWMBUS:
                 continue
+            if self.dongle == dongles.AMB8465:
+                before = self._amber.discarded
+                for command, payload in self._amber.feed(chunk):
+                    await self._reply(dongles.DongleReply(dongles.AMB8465, command, payload))
+                self.stats["ignored"] += self._amber.discarded - before
+                continue
             try:
                 self._stream.receive_data(chunk)
             except Exception:  # overflow of garbage: start afresh
@@ -313,12 +374,15 @@ class WmbusDongleSimulator(SerialSimulator):
                     continue
                 if not isinstance(event, dongles.DongleReply):
                     break
-                reply = self._answer(event)
-                if reply is None:
-                    self.stats["ignored"] += 1
-                    continue
-                self.stats["answers"] += 1
-                await self._send(reply)
+                await self._reply(event)
+
+    async def _reply(self, request: dongles.DongleReply) -> None:
+        reply = self._answer(request)
+        if reply is None:
+            self.stats["ignored"] += 1
+            return
+        self.stats["answers"] += 1
+        await self._send(reply)
 
     def _answer(self, request: dongles.DongleReply) -> bytes | None:
         bad = self.take_bad_checksum()
