@@ -23,7 +23,7 @@ from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink
 from protocols.errors import RemoteProtocolError
 from protocols.reading import FLAG_ALARM, Reading
-from protocols.wmbus import ALARMS, Decoder, dongles
+from protocols.wmbus import ALARMS, Decoder, WmbusTelegram, dongles
 from protocols.wmbus._link import device_id
 from protocols.wmbus._link import manufacturer as link_manufacturer
 
@@ -155,9 +155,13 @@ class WmbusSession(Session):
 
     async def _telegram(self, event: dongles.RadioTelegram) -> bool:
         self.telegrams += 1
+        # decoded into a telegram we keep: when the key is missing or wrong, its clear link
+        # and transport headers (device type, security mode) are still known
+        header = WmbusTelegram()
         try:
-            telegram = self.decoder.decode(event.frame, crcs=False)
+            self.decoder.decode_into(header, event.frame, crcs=False)
             error: RemoteProtocolError | None = None
+            telegram: WmbusTelegram | None = header
         except RemoteProtocolError as e:
             error = e
             telegram = None
@@ -172,9 +176,9 @@ class WmbusSession(Session):
         heard.rssi = event.rssi
         heard.frame = event.frame
         device = self.device_for(manufacturer, ident) if ident else None
-        if telegram is not None:
-            heard.device_type = telegram.device_type_name
-            heard.encryption = telegram.security_mode
+        if header.id or header.manufacturer:
+            heard.device_type = header.device_type_name
+            heard.encryption = header.security_mode
         heard.error = str(error) if error is not None else ""
         if error is not None:
             mode = getattr(error, "mode", None)

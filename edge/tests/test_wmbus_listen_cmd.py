@@ -67,3 +67,37 @@ async def test_listen_lists_meters_and_the_ones_without_a_key(tmp_path: Path) ->
         "edge", "wmbus", "listen", "--port", str(tmp_path / "absent"), "--seconds", "1"
     )
     assert code == 2 and "cannot open" in err and "Traceback" not in err
+
+
+async def test_listen_names_the_device_type_of_meters_it_cannot_decrypt(tmp_path: Path) -> None:
+    """The device type is in the clear link/transport header: `listen` shows it for a meter
+    whose key is missing and for one whose key is wrong, as `estran decode wmbus` does."""
+    meters = [
+        RadioMeter("oms5", "44556677", key=KEY5),
+        RadioMeter("oms7", "22862420", key=KEY7),
+    ]
+    sim = WmbusDongleSimulator(
+        "ttyTYPES", dongle="im871a", meters=meters, interval=0.5, directory=tmp_path
+    )
+    async with sim:
+        config = tmp_path / "edge.toml"
+        config.write_text(
+            '[gateway]\nid = "gw-town-hall"\n\n'
+            f'[[serial]]\npath = "{sim.path}"\nprotocol = "wmbus"\ndongle = "im871a"\n\n'
+            '[[serial.devices]]\nsensor = "water-oms7"\naddress = "EFE-22862420"\n'
+            f'key = "{KEY5.hex()}"\n'
+        )
+        code, out, err = await _estran(
+            "edge", "wmbus", "listen", "--config", str(config), "--seconds", "3", "--json"
+        )
+        assert code == 1, err
+        rows = {r["meter"]: r for r in json.loads(out)["meters"]}
+        assert rows["KAM-44556677"]["key"] == "missing"
+        assert rows["EFE-22862420"]["key"] == "wrong"
+        assert rows["KAM-44556677"]["device_type"] == "water", rows
+        assert rows["EFE-22862420"]["device_type"] == "water", rows
+        code, out, err = await _estran(
+            "edge", "wmbus", "listen", "--port", sim.path, "--dongle", "im871a", "--seconds", "2"
+        )
+        lines = [line for line in out.splitlines() if "KAM-44556677" in line]
+        assert lines and "water" in lines[0], out
