@@ -445,3 +445,17 @@ async def test_acknowledged_messages_reach_the_hub_after_the_gateway_leaves(site
         assert len(got) == n
     if site.broker is not None:
         assert not site.broker.stats.dropped
+
+
+def test_the_embedded_broker_listens_on_loopback_by_default() -> None:
+    """Regression: it listened on 0.0.0.0:1883 while the HTTP API defaulted to localhost;
+    serving a network is an explicit `--mqtt-listen`."""
+    from click.testing import CliRunner
+
+    from hub._service import HubConfig
+    from hub.cli import hub as hub_cli
+
+    assert HubConfig().mqtt_listen == "127.0.0.1:1883"
+    assert EmbeddedBroker().host == "127.0.0.1"
+    text = CliRunner().invoke(hub_cli, ["run", "--help"], terminal_width=200).output
+    assert "[default: 127.0.0.1:1883]" in " ".join(text.split())
