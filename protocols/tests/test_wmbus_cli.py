@@ -61,3 +61,18 @@ def test_hostile_and_truncated_hex() -> None:
     assert code == 2 and "Traceback" not in err
     code, _out, err = _run(t.hex(), "--key", "1234")
     assert code == 2 and "32 hexadecimal digits" in err
+
+
+def test_apator_ultrimis_past_flags_are_no_alarm() -> None:
+    """Apator Ultrimis error flags 0x010808 (wmbusmeters' ultrimisv2 test telegram): no flow
+    now and this month, tamper last month. No leak alarm (bit 0x800 is "no flow this month"
+    on this meter), the flags named; a leak now (0x80) is the leak alarm."""
+    telegram = (
+        "2E4401069897969501167A4B0320052F2F0413320C000003FD17{}44132109000004933C000000002F2F2F2F2F"
+    )
+    code, out, err = _run(telegram.format("080801"), telegram.format("800000"))
+    assert code == 0, err
+    past, now = ({r["name"]: r["value"] for r in o["readings"]} for o in out)  # type: ignore[attr-defined]
+    assert past["leak"] is False and past["tamper"] is False
+    assert past["error_flag_names"] == "NO_FLOW NO_FLOW_THIS_MONTH TAMPER_PREV_MONTH"
+    assert now["leak"] is True and now["error_flag_names"] == "LEAK"

@@ -191,17 +191,53 @@ def kaden_status(telegram: "WmbusTelegram") -> "None":
 # -- Apator (APA) water meters: the error flags record ---------------------------------------
 
 
+_ULTRIMIS_FLAGS = ("TAMPER", "LOW_BATTERY", "DRY", "NO_FLOW", "HIGH_TEMPERATURE", "BURST")
+_ULTRIMIS_FLAGS += ("REVERSE", "LEAK")
+# the alarms of the flags the meter reports now (its low byte), by bit
+_ULTRIMIS_ALARMS = (
+    (0x01, "tamper"),
+    (0x02, "battery_low"),
+    (0x04, "dry"),
+    (0x20, "burst"),
+    (0x40, "backflow"),
+    (0x80, "leak"),
+)
+
+
 def apator_error_flags(telegram: "WmbusTelegram") -> "None":
-    """Error flags (03 FD 17): 0x01 magnetic field, 0x02 strong light (tamper), 0x40
-    reverse flow, 0x400 low battery, 0x800 leak."""
+    """Apator water meters' error flags record 03 FD 17. Apator Ultrimis (APA, cold water 0x16, versions 0x01 and 0x20): error flags record
+    03 FD 17, three bytes. The low byte is the state now (0x01 tamper, 0x02 low battery,
+    0x04 dry, 0x08 no flow, 0x10 high temperature, 0x20 burst, 0x40 reverse flow, 0x80
+    leak), the next the same flags seen at any time this month, the high byte those seen
+    last month (as wmbusmeters' ultrimisv2 driver publishes them). Only the state now
+    raises alarms; all set flags are named in `error_flag_names` (e.g. ``NO_FLOW_THIS_MONTH``)."""
     if telegram.manufacturer != "APA" or telegram.device_type not in (0x06, 0x07, 0x16):
         return
     record = _find(telegram, "03FD17")
     if record is None or not isinstance(record.raw, int):
         return
     flags = record.raw
-    telegram.set_alarm("tamper", bool(flags & 0x03))
-    telegram.set_alarm("backflow", bool(flags & 0x40))
+    if telegram.device_type != 0x16 or telegram.version not in (0x01, 0x20):
+        _apt_mbus_na_flags(telegram, flags)
+        return
+    names = []
+    for shift, suffix in ((0, ""), (8, "_THIS_MONTH"), (16, "_PREV_MONTH")):
+        for bit, name in enumerate(_ULTRIMIS_FLAGS):
+            if flags >> shift & (1 << bit):
+                names.append(name + suffix)
+    telegram.extra.append(Measurement("error_flag_names", " ".join(names) or "OK", None))
+    for bit, alarm in _ULTRIMIS_ALARMS:
+        telegram.set_alarm(alarm, bool(flags & bit))
+
+
+def _apt_mbus_na_flags(telegram: "WmbusTelegram", flags: "int") -> "None":
+    """Apator APT-MBUS-NA (APA water, e.g. version 0x15): the two low bytes are what was
+    detected since the flags were cleared (0x01 magnetic field, 0x02 strong light, 0x40
+    reverse flow, 0x400 low battery, 0x800 leak, as wmbusmeters' aptmbusna driver names
+    them), the third what is detected now (0x010000 magnetic field, 0x020000 strong light,
+    0x400000 reverse flow)."""
+    telegram.set_alarm("tamper", bool(flags & 0x030003))
+    telegram.set_alarm("backflow", bool(flags & 0x400040))
     telegram.set_alarm("battery_low", bool(flags & 0x400))
     telegram.set_alarm("leak", bool(flags & 0x800))
 
