@@ -191,7 +191,16 @@ def kaden_status(telegram: "WmbusTelegram") -> "None":
 # -- Apator (APA) water meters: the error flags record ---------------------------------------
 
 
-_ULTRIMIS_FLAGS = "TAMPER LOW_BATTERY DRY NO_FLOW HIGH_TEMPERATURE BURST REVERSE LEAK".split()
+_ULTRIMIS_FLAGS = [
+    "TAMPER",
+    "LOW_BATTERY",
+    "DRY",
+    "NO_FLOW",
+    "HIGH_TEMPERATURE",
+    "BURST",
+    "REVERSE",
+    "LEAK",
+]
 # the alarms of the flags the meter reports now (its low byte), by bit
 _ULTRIMIS_ALARMS = (
     (0x01, "tamper"),
