@@ -123,16 +123,17 @@ class FreshCache(Generic[K, V]):
     still served the previous value (stale while revalidating), so a burst of clients
     never queues behind one query. At most `size` keys."""
 
-    def __init__(self, ttl: float, size: int = 256) -> None:
+    def __init__(self, ttl: float, size: int = 256, follow_writes: bool = True) -> None:
         self.ttl = ttl
         self.size = size
+        self.follow_writes = follow_writes  # False: `ttl` alone decides
         self._entries: dict[K, tuple[float, int, V]] = {}
         self._refreshing: set[K] = set()
         self._lock = threading.Lock()
 
     def get(self, key: K, compute: Callable[[], V]) -> V:
         now = time.monotonic()
-        generation = write_generation()
+        generation = write_generation() if self.follow_writes else 0
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:

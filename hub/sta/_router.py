@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from hub._api import FreshCache
 from hub._errors import StorageError
 from hub.auth import CurrentPrincipal, Principal
 from hub.sta._model import NAVIGATION, SETS, Record, Universe, catalogue_of, sta_time
@@ -46,6 +47,8 @@ _OBS_FIELDS = {
     "id": "obs_id",
     "@iot.id": "obs_id",
 }
+UNIVERSE_TTL = 5.0  # seconds a reader's view of Things, Datastreams... is reused
+
 _FLIP = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
 
 
@@ -361,14 +364,24 @@ def _segments(path: str) -> list[tuple[str, int | None, bool]]:
 def sta_router(storage: Storage) -> APIRouter:
     router = APIRouter()
 
+    # The entities but Observations change when a series appears or the catalogue changes:
+    # built at most once per UNIVERSE_TTL seconds per base URL and set of grants.
+    universes: FreshCache[tuple[str, frozenset[str] | None], Universe] = FreshCache(
+        UNIVERSE_TTL, size=64, follow_writes=False
+    )
+
     def universe(request: Request, principal: Principal) -> Universe:
         base = str(request.base_url).rstrip("/") + "/sta/v1.1"
-        return Universe(
-            base,
-            storage.series_list(),
-            catalogue_of(storage, principal.granted),
-            principal.can_read,
-            principal.role == "admin",
+        granted = principal.granted
+        return universes.get(
+            (base, granted),
+            lambda: Universe(
+                base,
+                storage.series_list(),
+                catalogue_of(storage, granted),
+                principal.can_read,
+                granted is None,
+            ),
         )
 
     @router.get("/sta/v1.1", include_in_schema=True)
