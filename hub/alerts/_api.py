@@ -1,7 +1,9 @@
 """HTTP routes of alerts: /api/v1/alerts, /api/v1/alert-rules, /api/v1/alert-channels,
-/api/v1/alert-dead-letters, with hub.auth's roles: reading alerts and rules takes a signed-in
-role (reader, technician, admin), acknowledging and resolving a technician or an admin,
-managing rules, channels and dead letters an admin. Every change is written to the hub's
+/api/v1/alert-dead-letters, with hub.auth's roles: reading alerts takes a signed-in role
+(reader, technician, admin) and shows only the alerts that principal may see (AlertService's
+visibility, docs/alerts.md), acknowledging and resolving a technician or an admin on an alert
+they see (a hidden one is a 404, as a missing one), reading and managing rules, channels and
+dead letters an admin. Every change is written to the hub's
 audit log (GET /api/v1/audit) besides the rules' own versions."""
 
 from __future__ import annotations
@@ -62,21 +64,26 @@ def alerts_router(service: AlertService) -> APIRouter:
 
     @router.get("/api/v1/alerts")
     def list_alerts(
-        _: Reader,
+        who: Reader,
         state: str | None = Query(None, pattern="^(open|firing|acknowledged|resolved)$"),
         rule: str | None = Query(None, max_length=64),
         subject: str | None = Query(None, max_length=200),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        """Alerts, newest first; `state=open` for firing and acknowledged ones."""
-        alerts = _call(lambda: service.alerts(state, rule=rule, subject=subject, limit=limit))
-        return {"counts": _call(service.counts), "alerts": [a.as_dict() for a in alerts]}
+        """Alerts `who` may see (docs/alerts.md), newest first; `state=open` for firing and
+        acknowledged ones; `counts` of those only."""
+        alerts = _call(
+            lambda: service.alerts(state, rule=rule, subject=subject, limit=limit, viewer=who)
+        )
+        counts = _call(lambda: service.counts(who))
+        return {"counts": counts, "alerts": [a.as_dict() for a in alerts]}
 
     @router.get("/api/v1/alerts/{alert_id}")
-    def get_alert(alert_id: str, _: Reader) -> dict[str, Any]:
-        """One alert and its history (fired, flaps, acknowledged, resolved)."""
-        alert = _call(lambda: service.alert(alert_id))
-        events = _call(lambda: service.events(alert_id))
+    def get_alert(alert_id: str, who: Reader) -> dict[str, Any]:
+        """One alert and its history (fired, flaps, acknowledged, resolved); 404 when hidden
+        from `who`, as when missing."""
+        alert = _call(lambda: service.alert(alert_id, who))
+        events = _call(lambda: service.events(alert_id, who))
         out = alert.as_dict()
         out["events"] = [
             {"ts_ms": e.ts_ms, "event": e.event, "actor": e.actor, "detail": e.detail}
@@ -90,7 +97,7 @@ def alerts_router(service: AlertService) -> APIRouter:
     ) -> dict[str, Any]:
         """Acknowledge a firing alert (acknowledging twice changes nothing)."""
         note = body.note if body is not None else ""
-        done = _call(lambda: service.acknowledge(alert_id, _who(who), note))
+        done = _call(lambda: service.acknowledge(alert_id, _who(who), note, who))
         audited(who, request, "alert.acknowledge", alert_id, {"note": note})
         return done.as_dict()
 
@@ -100,12 +107,12 @@ def alerts_router(service: AlertService) -> APIRouter:
     ) -> dict[str, Any]:
         """Resolve an open alert by hand; it fires again only once its condition cleared."""
         note = body.note if body is not None else ""
-        done = _call(lambda: service.resolve(alert_id, _who(who), note))
+        done = _call(lambda: service.resolve(alert_id, _who(who), note, who))
         audited(who, request, "alert.resolve", alert_id, {"note": note})
         return done.as_dict()
 
     @router.get("/api/v1/alert-rules")
-    def rules(_: Reader) -> list[dict[str, Any]]:
+    def rules(_: Admin) -> list[dict[str, Any]]:
         return [r.as_dict() for r in _call(service.rules)]
 
     @router.post("/api/v1/alert-rules", status_code=201)
@@ -116,7 +123,7 @@ def alerts_router(service: AlertService) -> APIRouter:
         return saved.as_dict()
 
     @router.get("/api/v1/alert-rules/{rule_id}")
-    def get_rule(rule_id: str, _: Reader) -> dict[str, Any]:
+    def get_rule(rule_id: str, _: Admin) -> dict[str, Any]:
         return _call(lambda: service.rule(rule_id)).as_dict()
 
     @router.put("/api/v1/alert-rules/{rule_id}")

@@ -38,6 +38,7 @@ class Alerting:
             self.thread, settings, notify=self.dispatcher.submit, gateway_group=gateway_group
         )
         self.settings = settings
+        self.gateway_group = gateway_group
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -50,7 +51,13 @@ class Alerting:
         self.thread.close()
 
     def service(self, storage: Storage) -> AlertService:
-        return AlertService(storage, self.engine, self.dispatcher, default_tz=self.settings.tz)
+        return AlertService(
+            storage,
+            self.engine,
+            self.dispatcher,
+            default_tz=self.settings.tz,
+            gateway_group=self.gateway_group,
+        )
 
     def router(self, service: AlertService) -> APIRouter:
         return alerts_router(service)

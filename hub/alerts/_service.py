@@ -17,20 +17,23 @@ from typing import Any, TypeVar
 
 from hub.alerts._delivery import Dispatcher, validate_channel
 from hub.alerts._engine import AlertEngine
-from hub.alerts._rules import Rule, RuleError, parse_rule
+from hub.alerts._rules import GATEWAY_KINDS, SENSOR_KINDS, Rule, RuleError, parse_rule
 from hub.alerts._store import (
     OPEN_STATES,
     Alert,
     AlertEvent,
     AlertStore,
     Channel,
+    Clause,
     DeadLetter,
     RuleVersion,
 )
+from hub.auth import Principal
 from hub.storage import Storage
 
 T = TypeVar("T")
 Audit = Callable[[str, str, str, dict[str, Any]], None]  # (actor, action, target, detail)
+ACTING_ROLES = frozenset({"admin", "technician"})  # who acknowledges and resolves
 
 
 class NotFound(RuleError):
@@ -54,6 +57,8 @@ class AlertService:
     dispatcher: Dispatcher | None = None
     audit: Audit | None = None
     default_tz: str = "Europe/Paris"
+    # gateway id -> fleet group (the registry's): whose technicians see a gateway's alerts
+    gateway_group: Callable[[], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self._store = AlertStore(self.storage)
@@ -82,6 +87,64 @@ class AlertService:
             self.audit(actor, action, target, detail)
 
     # -- alerts -----------------------------------------------------------------------------
+    #
+    # Who sees an alert (`viewer`; None is the hub's own operator, the CLI on its machine,
+    # who sees everything as an admin does):
+    # - an alert on a sensor (threshold, rate, night_flow, meter_flag, silence, change): those
+    #   who may read the sensor's dataset (`Principal.can_read` on the sensor catalogue);
+    # - an alert on a gateway or one of its sources (gateway_offline, source_down,
+    #   buffer_quota): admins and the technicians of the gateway's fleet group;
+    # - nobody else, anonymous visitors included. An alert hidden from a viewer is answered
+    #   exactly as a missing one (NotFound), so that its existence is not disclosed.
+
+    def _my_gateways(self, viewer: Principal) -> list[str]:
+        """The gateways whose alerts a technician sees: those of their groups."""
+        if viewer.role != "technician" or not viewer.groups or self.gateway_group is None:
+            return []
+        groups = self.gateway_group()
+        return sorted(g for g, group in groups.items() if group in viewer.groups)
+
+    def visible_clause(self, viewer: Principal | None) -> Clause | None:
+        """The SQL condition on the alerts table that keeps what `viewer` may see; None:
+        everything (an admin, the operator)."""
+        if viewer is None or viewer.is_admin:
+            return None
+        if not viewer.authenticated:
+            return ("1 = 0", [])
+        readable, params = self.storage.readable_clause("sensor", viewer.granted)
+        kinds = ", ".join("?" * len(SENSOR_KINDS))
+        parts = [f"(kind IN ({kinds}) AND {readable})"]
+        params = [*SENSOR_KINDS, *params]
+        gateways = self._my_gateways(viewer)
+        if gateways:
+            gkinds = ", ".join("?" * len(GATEWAY_KINDS))
+            marks = ", ".join("?" * len(gateways))
+            parts.append(f"(kind IN ({gkinds}) AND gateway IN ({marks}))")
+            params += [*GATEWAY_KINDS, *gateways]
+        return (" OR ".join(parts), params)
+
+    def can_see(self, viewer: Principal | None, alert: Alert) -> bool:
+        """The same rule as `visible_clause`, for one alert."""
+        if viewer is None or viewer.is_admin:
+            return True
+        if not viewer.authenticated:
+            return False
+        if alert.kind in SENSOR_KINDS:
+            if alert.sensor is None:
+                return False
+            dataset, is_open = self.storage.sensor_access(alert.sensor)
+            return viewer.can_read(dataset, is_open)
+        if alert.kind in GATEWAY_KINDS and alert.gateway is not None:
+            if viewer.role != "technician" or self.gateway_group is None:
+                return False
+            return self.gateway_group().get(alert.gateway) in viewer.groups
+        return False
+
+    def can_act(self, viewer: Principal | None, alert: Alert) -> bool:
+        """Acknowledge or resolve: an admin or a technician, on an alert they see."""
+        if viewer is not None and viewer.role not in ACTING_ROLES:
+            return False
+        return self.can_see(viewer, alert)
 
     def alerts(
         self,
@@ -90,36 +153,54 @@ class AlertService:
         rule: str | None = None,
         subject: str | None = None,
         limit: int = 100,
+        viewer: Principal | None = None,
     ) -> list[Alert]:
-        """Newest first; `state` is firing, acknowledged, resolved, or "open" (both first)."""
-        return self._store.alerts(state, rule=rule, subject=subject, limit=limit)
+        """Newest first; `state` is firing, acknowledged, resolved, or "open" (both first).
+        Only those `viewer` may see."""
+        return self._store.alerts(
+            state,
+            rule=rule,
+            subject=subject,
+            limit=limit,
+            visible=self.visible_clause(viewer),
+        )
 
-    def alert(self, alert_id: str) -> Alert:
+    def alert(self, alert_id: str, viewer: Principal | None = None) -> Alert:
+        """One alert; NotFound when there is none or `viewer` may not see it."""
         alert = self._store.alert(alert_id)
-        if alert is None:
+        if alert is None or not self.can_see(viewer, alert):
             raise NotFound(f"no alert {alert_id!r}")
         return alert
 
-    def events(self, alert_id: str) -> list[AlertEvent]:
-        self.alert(alert_id)
+    def events(self, alert_id: str, viewer: Principal | None = None) -> list[AlertEvent]:
+        self.alert(alert_id, viewer)
         return self._store.events(alert_id)
 
-    def counts(self) -> dict[str, int]:
-        return self._store.counts()
+    def counts(self, viewer: Principal | None = None) -> dict[str, int]:
+        """Alerts by state, of those `viewer` may see."""
+        return self._store.counts(self.visible_clause(viewer))
 
-    def acknowledge(self, alert_id: str, actor: str, note: str = "") -> Alert:
-        alert = self.alert(alert_id)
+    def _actionable(self, alert_id: str, viewer: Principal | None) -> Alert:
+        alert = self._store.alert(alert_id)
+        if alert is None or not self.can_act(viewer, alert):
+            raise NotFound(f"no alert {alert_id!r}")
         if alert.state not in OPEN_STATES:
             raise NotOpen(alert_id, alert.state)
+        return alert
+
+    def acknowledge(
+        self, alert_id: str, actor: str, note: str = "", viewer: Principal | None = None
+    ) -> Alert:
+        self._actionable(alert_id, viewer)
         done = self._run(self._engine().acknowledge(alert_id, actor, note))
         if done is None:
             raise NotOpen(alert_id, self.alert(alert_id).state)
         return done
 
-    def resolve(self, alert_id: str, actor: str, note: str = "") -> Alert:
-        alert = self.alert(alert_id)
-        if alert.state not in OPEN_STATES:
-            raise NotOpen(alert_id, alert.state)
+    def resolve(
+        self, alert_id: str, actor: str, note: str = "", viewer: Principal | None = None
+    ) -> Alert:
+        self._actionable(alert_id, viewer)
         done = self._run(self._engine().resolve(alert_id, actor, note))
         if done is None:
             raise NotOpen(alert_id, self.alert(alert_id).state)
@@ -218,4 +299,4 @@ class AlertService:
         return letter
 
 
-__all__ = ["AlertService", "NotFound", "NotOpen"]
+__all__ = ["ACTING_ROLES", "AlertService", "NotFound", "NotOpen"]

@@ -16,6 +16,7 @@ FIRING, ACKNOWLEDGED, RESOLVED = "firing", "acknowledged", "resolved"
 STATES = (FIRING, ACKNOWLEDGED, RESOLVED)
 OPEN_STATES = (FIRING, ACKNOWLEDGED)
 MAX_LIST = 1000
+Clause = tuple[str, list[Any]]  # an SQL condition on the alerts table, with "?" parameters
 
 
 @dataclass(slots=True)
@@ -286,10 +287,15 @@ class AlertStore:
         subject: str | None = None,
         since_ms: int | None = None,
         limit: int = 100,
+        visible: Clause | None = None,
     ) -> list[Alert]:
-        """Alerts, newest first. `state` "open" means firing or acknowledged."""
+        """Alerts, newest first. `state` "open" means firing or acknowledged. `visible`: a
+        condition (and its parameters) an alert must also meet (who may see it)."""
         where: list[str] = []
         params: list[Any] = []
+        if visible is not None:
+            where.append(f"({visible[0]})")
+            params += visible[1]
         if state == "open":
             where.append("state IN ('firing', 'acknowledged')")
         elif state is not None:
@@ -331,8 +337,9 @@ class AlertStore:
         )
         return [AlertEvent(a, int(ts), e, by, json.loads(d or "{}")) for a, ts, e, by, d in rows]
 
-    def counts(self) -> dict[str, int]:
-        rows = self._fetch("SELECT state, count(*) FROM alerts GROUP BY state")
+    def counts(self, visible: Clause | None = None) -> dict[str, int]:
+        clause, params = (f" WHERE ({visible[0]})", visible[1]) if visible else ("", [])
+        rows = self._fetch(f"SELECT state, count(*) FROM alerts{clause} GROUP BY state", params)
         out = dict.fromkeys(STATES, 0)
         out.update({s: int(n) for s, n in rows})
         return out
@@ -455,6 +462,7 @@ __all__ = [
     "AlertEvent",
     "AlertStore",
     "Channel",
+    "Clause",
     "DeadLetter",
     "RuleVersion",
 ]

@@ -398,9 +398,9 @@ def router(storage: Storage) -> APIRouter:
         if service is None:
             return page(request, p, "alerts.html", t("alerts.title"), service=False)
         try:
-            open_alerts = service.alerts("open", limit=ALERTS_SHOWN)
-            resolved = service.alerts("resolved", limit=RESOLVED_SHOWN)
-            counts = service.counts()
+            open_alerts = service.alerts("open", limit=ALERTS_SHOWN, viewer=p)
+            resolved = service.alerts("resolved", limit=RESOLVED_SHOWN, viewer=p)
+            counts = service.counts(p)
         except StorageError:
             return unavailable(request, p, "error.storage")
         return page(
@@ -429,7 +429,7 @@ def router(storage: Storage) -> APIRouter:
         actor = p.user or p.role
         act = service.acknowledge if action == "acknowledged" else service.resolve
         try:
-            await run_in_threadpool(act, alert_id[:128], actor, note)
+            await run_in_threadpool(act, alert_id[:128], actor, note, p)
         except AlertNotFound:
             return RedirectResponse("/alerts?error=gone", status_code=303)
         except NotOpen:
