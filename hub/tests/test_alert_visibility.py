@@ -33,7 +33,11 @@ OPEN_BIN = "street-bin-002"
 
 RULES: list[dict[str, object]] = [
     {"id": "meter-alarms", "kind": "meter_flag", "scope": {}},
-    {"id": "bin-full", "kind": "threshold", "params": {"quantity": "fill", "op": ">=", "value": 80}},
+    {
+        "id": "bin-full",
+        "kind": "threshold",
+        "params": {"quantity": "fill", "op": ">=", "value": 80},
+    },
     {"id": "gw-offline", "kind": "gateway_offline", "params": {"after": 0}},
 ]
 
@@ -126,7 +130,8 @@ async def world(spec: str, tmp_path: Path, registry: fleet.Fleet) -> AsyncIterat
     groups = {town_gw: "townhall", marina_gw: "marina"}
     try:
         async with running_engine(spec, tmp_path, RULES, groups=groups) as (engine, _n, _s):
-            live = AlertService(storage, engine, gateway_group=lambda: groups)
+            live = AlertService(storage, engine)
+            live.gateway_group = lambda: groups  # as Alerting.service() sets it from the fleet
             app = create_app(storage, access=Access(registry))
             app.state.alerts = live
             app.include_router(alerts_router(live))
@@ -187,7 +192,9 @@ async def test_acknowledge_and_resolve_only_what_one_sees_and_may_act_on(
         for verb in ("ack", "resolve"):
             # the marina technician: the town hall's meter and gateway are as if missing
             for name in ("closed_leak", "town_gw", "water_leak"):
-                r = await w.http.post(f"/api/v1/alerts/{ids[name]}/{verb}", headers=h["marina_tech"])
+                r = await w.http.post(
+                    f"/api/v1/alerts/{ids[name]}/{verb}", headers=h["marina_tech"]
+                )
                 assert r.status_code == 404, (verb, name, r.text)
                 assert r.json() == {"detail": f"no alert {ids[name]!r}"}
             # a reader acts on nothing, seen or not (the same 403 whatever the id)

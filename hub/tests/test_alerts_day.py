@@ -28,6 +28,7 @@ from fleet import Fleet
 from hub._service import Hub, HubConfig
 from hub.alerts import AlertSettings, DeliverySettings, verify
 from hub.cli import hub as hub_cli
+from hub.tests.fleet_support import enroll_directly
 from hub.tests.services import free_port
 from protocols import wire
 from protocols.block import encode_block
@@ -363,22 +364,31 @@ async def test_a_day_of_readings_raises_exactly_the_expected_alerts_delivered_th
 
 
 async def test_roles_on_the_alert_routes(tmp_path: Path) -> None:
-    """Anonymous: 401; a reader reads but may not acknowledge nor manage rules (403); a
-    technician acknowledges; only an admin manages rules. Changes land in the audit log."""
+    """Anonymous: 401; a reader neither sees a gateway's alert nor acknowledges nor manages
+    rules (403); a technician of the gateway's group sees and acknowledges it, one of another
+    group is answered 404 as for a missing alert; only an admin manages rules. Changes land in
+    the audit log."""
     with Fleet(tmp_path) as fleet:
         fleet.ensure_admin()
+        gw_id, _password = enroll_directly(fleet, "marina")
+        enroll_directly(fleet, "townhall")
         tokens = {}
-        for name, role in (("rita", "reader"), ("theo", "technician")):
-            fleet.accounts.add_user(name, role, "test")
-            tokens[role] = fleet.accounts.create_token(name, "test").token
+        for name, role, groups in (
+            ("rita", "reader", ()),
+            ("theo", "technician", ("marina",)),
+            ("olga", "technician", ("townhall",)),
+        ):
+            fleet.accounts.add_user(name, role, "test", groups=groups)
+            tokens[name] = fleet.accounts.create_token(name, "test").token
     async with (
         running_hub(tmp_path) as (_hub, mqtt_port, http_port, credential),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
         aiomqtt.Client("127.0.0.1", mqtt_port, identifier="gw-roles") as gw,
     ):
         admin = {"Authorization": f"Bearer {credential}"}
-        reader = {"Authorization": f"Bearer {tokens['reader']}"}
-        tech = {"Authorization": f"Bearer {tokens['technician']}"}
+        reader = {"Authorization": f"Bearer {tokens['rita']}"}
+        tech = {"Authorization": f"Bearer {tokens['theo']}"}
+        other = {"Authorization": f"Bearer {tokens['olga']}"}
         rule = {"id": "gw-off", "kind": "gateway_offline", "params": {"after": 0}, "damping": 0}
         assert (await http.get("/api/v1/alerts")).status_code == 401
         assert (
@@ -391,17 +401,24 @@ async def test_roles_on_the_alert_routes(tmp_path: Path) -> None:
         assert r.status_code == 422 and r.json()["detail"]["reason"] == "after"
         assert (await http.get("/api/v1/alert-channels", headers=reader)).status_code == 403
         await gw.publish(
-            wire.topic("gw-9", "state"), wire.encode_state(wire.State(False, 1, 0)), qos=1
+            wire.topic(gw_id, "state"), wire.encode_state(wire.State(False, 1, 0)), qos=1
         )
         for _ in range(100):
-            body = (await http.get("/api/v1/alerts", headers=reader)).json()
+            body = (await http.get("/api/v1/alerts", headers=tech)).json()
             if body["alerts"]:
                 break
             await asyncio.sleep(0.05)
         [alert] = body["alerts"]
-        assert alert["subject"] == "gw-9" and alert["state"] == "firing"
+        assert alert["subject"] == gw_id and alert["state"] == "firing"
+        for who in (reader, other):  # a gateway's alert: not a reader's, not another group's
+            body = (await http.get("/api/v1/alerts", headers=who)).json()
+            assert body["alerts"] == [] and body["counts"]["firing"] == 0
+            r = await http.get(f"/api/v1/alerts/{alert['id']}", headers=who)
+            assert r.status_code == 404
         r = await http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=reader)
         assert r.status_code == 403
+        r = await http.post(f"/api/v1/alerts/{alert['id']}/ack", headers=other)
+        assert r.status_code == 404
         r = await http.post(
             f"/api/v1/alerts/{alert['id']}/ack", json={"note": "on it"}, headers=tech
         )
