@@ -17,7 +17,7 @@ from itertools import repeat
 from typing import Any
 
 from hub.storage._catalogue import Catalogue
-from hub.storage._predicate import Cmp, Predicate, render
+from hub.storage._predicate import Cmp, Predicate, fit_int64, render
 from hub.storage._types import (
     Downsampled,
     Footprint,
@@ -79,6 +79,7 @@ class Storage(Catalogue):
 
     name: str = "storage"
     placeholder: str = "?"  # how the driver marks a query parameter
+    int64_params: bool = False  # the driver binds no whole number beyond 64 bits
 
     @abc.abstractmethod
     def migrate(self) -> int:
@@ -440,7 +441,7 @@ class Storage(Catalogue):
             parts.append(f"r.series_id IN ({', '.join([self.placeholder] * len(ids))})")
             params += ids
         if where is not None:
-            sql, more = render(where, self.placeholder)
+            sql, more = render(fit_int64(where) if self.int64_params else where, self.placeholder)
             parts.append(sql)
             params += more
         return (" AND ".join(parts) or "1 = 1"), params

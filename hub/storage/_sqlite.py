@@ -143,6 +143,7 @@ class SqliteStorage(Storage):
     read-only connections for queries: WAL lets them read while the writer commits."""
 
     name = "sqlite"
+    int64_params = True  # sqlite3 raises OverflowError on a larger int
     series_index = SERIES_INDEX
     latest_json_query = (
         "SELECT json_group_array(json_object('sensor', sensor, 'quantity', quantity,"

@@ -262,6 +262,49 @@ async def test_filter_on_time_result_and_ids(hub: Hub) -> None:
     assert len(by_thing["value"]) == 2
 
 
+async def test_numbers_beyond_64_bits_compare_as_numbers(hub: Hub, storage: Storage) -> None:
+    """A whole number no 64-bit column holds is still compared (SQLite's driver cannot bind
+    it: it was a 500), exactly, with integers and doubles at the edges of the range."""
+    big: SeriesKey = ("big-001", "count", None)
+    edges: list[Value] = [2**63 - 1, 1e19, -(2**63), -1e19]
+    storage.ingest(
+        [batch("gw-2", 1, [(big, T0 + i * MINUTE, v) for i, v in enumerate(edges)])], now_ms=T0
+    )
+    series = hub.ids["soil-001/moisture"]
+    every_number = [*range(30, 50), *(10.5 + i for i in range(5)), 0, 1000, 2000, *edges]
+
+    async def results(expr: str) -> list[Any]:
+        got = await every(hub.admin, "/Observations", **{"$filter": expr, "$top": 1000})
+        return sorted(o["result"] for o in got if not isinstance(o["result"], str))
+
+    beyond = 9999999999999999999999999
+    assert await results(f"result gt {beyond}") == []
+    assert await results(f"result ge {beyond}") == []
+    assert await results(f"result lt {beyond}") == sorted(every_number)
+    assert await results(f"{beyond} gt result") == sorted(every_number)
+    assert await results(f"result ne {beyond}") == sorted(every_number)
+    assert await results(f"not (result eq {beyond})") == sorted(every_number)
+    assert await results("result eq -9223372036854775809") == []
+    assert await results("result le -9223372036854775809") == [-1e19]
+    assert await results("result gt -9223372036854775809") == sorted([*every_number])[1:]
+    assert await results("result gt 9223372036854775808") == [1e19]  # 2^63, a double
+    assert await results("result ge 9223372036854775808") == [1e19]
+    assert await results("result gt 9223372036854775809") == [1e19]
+    assert await results("result lt 9223372036854775809") == sorted(every_number)[:-1]
+    assert await results(f"result gt {10**400}") == []
+    assert await results(f"result lt -{10**400}") == []
+    assert await results(f"result ge -{10**400}") == sorted(every_number)
+    assert await results(f"result eq {10**19}") == [1e19]  # exactly 1e19
+    assert await results(f"result eq {10**19 + 1}") == []
+    assert await results(f"@iot.id gt {beyond}") == []
+    assert len(await results(f"@iot.id lt {beyond}")) == len(every_number)
+    assert await results(f"@iot.id eq -{beyond}") == []
+    assert await results(f"Datastream/@iot.id eq {beyond} or Datastream/@iot.id ne -{beyond}")
+    assert await results(f"Datastream/@iot.id eq {series} and result gt {beyond}") == []
+    soil = await results(f"Datastream/@iot.id eq {series} and Datastream/@iot.id lt {beyond}")
+    assert soil == list(range(30, 50))
+
+
 async def test_orderby_select_expand(hub: Hub) -> None:
     soil = hub.ids["soil-001/moisture"]
     latest = await get(
