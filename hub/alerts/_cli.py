@@ -7,32 +7,18 @@ and channel changes within 5 s. Every change is a new rule version with who and 
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fleet.cli import _actor, _iso
 from hub._errors import HubError
 from hub.alerts._service import AlertService
-
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "admin"
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @contextmanager
