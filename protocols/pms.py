@@ -24,13 +24,12 @@ No compensation is applied: see docs/protocols/air-quality.md ("temperature and 
 `describe(data, options)` is the `estran decode pms` face.
 """
 
-from protocols._stream import NEED_DATA, NeedData
+from protocols._stream import NEED_DATA, FrameBuffer, NeedData
 from protocols._typing import TYPE_CHECKING
 from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
-    OVERFLOW,
     TRUNCATED,
     UNSUPPORTED,
     LocalProtocolError,
@@ -179,37 +178,22 @@ class PmsReply:
         return "PmsReply(0x%02X, %d)" % (self.command, self.value)
 
 
-class PmsStream:
+class PmsStream(FrameBuffer):
     """PMS frames from a byte stream fed in arbitrary pieces (`receive_data`, then
     `next_event` until `NEED_DATA`). A bad frame raises `RemoteProtocolError` (``checksum``,
     ``malformed``, ``unsupported``) after dropping its first byte: catch, count, call again.
     At most `max_buffer` bytes wait; beyond that the oldest are dropped (``overflow``)."""
 
-    __slots__ = ("_buf", "_pending_skip", "frames_total", "max_buffer", "skipped_total")
+    __slots__ = ()
 
     def __init__(self, max_buffer: "int" = DEFAULT_MAX_BUFFER) -> "None":
         if max_buffer < MAX_FRAME:
             raise LocalProtocolError("max_buffer must hold one frame (%d bytes)" % MAX_FRAME)
-        self.max_buffer = max_buffer
-        self._buf = b""
-        self._pending_skip = 0
-        self.skipped_total = 0
-        self.frames_total = 0
+        super().__init__(max_buffer)
 
     @property
     def buffered(self) -> "int":
         return len(self._buf)
-
-    def receive_data(self, data: "bytes") -> "None":
-        buf = self._buf + bytes(data)
-        excess = len(buf) - self.max_buffer
-        if excess > 0:
-            self._buf = buf[excess:]
-            self.skipped_total += excess
-            raise RemoteProtocolError(
-                OVERFLOW, "%d bytes dropped: more than %d bytes waiting" % (excess, self.max_buffer)
-            )
-        self._buf = buf
 
     def _skip_to_start(self) -> "None":
         buf = self._buf
@@ -218,14 +202,7 @@ class PmsStream:
             # keep a trailing 0x42: it may be the first half of the next start
             i = len(buf) - 1 if buf[-1:] == b"B" else len(buf)
         if i:
-            self._pending_skip += i
-            self.skipped_total += i
-            self._buf = buf[i:]
-
-    def _bad(self, reason: "str", message: "str") -> "RemoteProtocolError":
-        self._buf = self._buf[1:]
-        self._pending_skip = 0
-        return RemoteProtocolError(reason, message)
+            self._skip(i)
 
     def next_event(self) -> "PmsFrame | PmsReply | NeedData":
         self._skip_to_start()

@@ -16,12 +16,11 @@ Settings (mode, working period) stay in the sensor across power cuts. `describe(
 is the `estran decode sds011` face; see docs/protocols/air-quality.md.
 """
 
-from protocols._stream import NEED_DATA, NeedData
+from protocols._stream import NEED_DATA, FrameBuffer, NeedData
 from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     MALFORMED,
-    OVERFLOW,
     TRUNCATED,
     LocalProtocolError,
     RemoteProtocolError,
@@ -165,34 +164,19 @@ class SdsFrame:
         return "SdsFrame(%s)" % self.data.hex()
 
 
-class SdsStream:
+class SdsStream(FrameBuffer):
     """SDS011 frames from a byte stream fed in arbitrary pieces. Frames from the sensor (C0,
     C5) always; with `commands=True` also host commands (B4; the simulator's side). A bad
     frame raises `RemoteProtocolError` after dropping its first byte; at most `max_buffer`
     bytes wait (``overflow`` beyond)."""
 
-    __slots__ = ("_buf", "_pending_skip", "commands", "frames_total", "max_buffer", "skipped_total")
+    __slots__ = ("commands",)
 
     def __init__(self, commands: "bool" = False, max_buffer: "int" = DEFAULT_MAX_BUFFER) -> "None":
         if max_buffer < COMMAND_LEN:
             raise LocalProtocolError("max_buffer must hold one command (%d bytes)" % COMMAND_LEN)
+        super().__init__(max_buffer)
         self.commands = commands
-        self.max_buffer = max_buffer
-        self._buf = b""
-        self._pending_skip = 0
-        self.skipped_total = 0
-        self.frames_total = 0
-
-    def receive_data(self, data: "bytes") -> "None":
-        buf = self._buf + bytes(data)
-        excess = len(buf) - self.max_buffer
-        if excess > 0:
-            self._buf = buf[excess:]
-            self.skipped_total += excess
-            raise RemoteProtocolError(
-                OVERFLOW, "%d bytes dropped: more than %d bytes waiting" % (excess, self.max_buffer)
-            )
-        self._buf = buf
 
     def _kinds(self) -> "tuple[int, ...]":
         return (DATA, REPLY, COMMAND) if self.commands else (DATA, REPLY)
@@ -207,14 +191,7 @@ class SdsStream:
                 break
             i += 1
         if i:
-            self._pending_skip += i
-            self.skipped_total += i
-            self._buf = buf[i:]
-
-    def _bad(self, reason: "str", message: "str") -> "RemoteProtocolError":
-        self._buf = self._buf[1:]
-        self._pending_skip = 0
-        return RemoteProtocolError(reason, message)
+            self._skip(i)
 
     def next_event(self) -> "SdsFrame | NeedData":
         self._skip_to_start()

@@ -24,13 +24,12 @@ size (um). A new value comes every second. `describe(data, options)` is the
 
 import struct
 
-from protocols._stream import NEED_DATA, NeedData
+from protocols._stream import NEED_DATA, FrameBuffer, NeedData
 from protocols.describe import describe_stream, result
 from protocols.errors import (
     CHECKSUM,
     EXCEPTION,
     MALFORMED,
-    OVERFLOW,
     TRUNCATED,
     LocalProtocolError,
     RemoteProtocolError,
@@ -270,21 +269,14 @@ def parse_content(content: "bytes", direction: "str") -> "tuple[int, int, int | 
     return content[0], content[1], state, content[header:-1]
 
 
-class ShdlcStream:
+class ShdlcStream(FrameBuffer):
     """SHDLC frames from a byte stream fed in arbitrary pieces. `direction` MISO (what a
     host reads, the default), MOSI (what a sensor reads) or None (each frame as MISO, else
     as MOSI: a capture of both directions). A bad frame raises
     `RemoteProtocolError` and is dropped up to its closing flag (which may open the next
     frame); at most `max_buffer` bytes wait (``overflow``)."""
 
-    __slots__ = (
-        "_buf",
-        "_pending_skip",
-        "direction",
-        "frames_total",
-        "max_buffer",
-        "skipped_total",
-    )
+    __slots__ = ("direction",)
 
     def __init__(
         self, direction: "str | None" = MISO, max_buffer: "int" = DEFAULT_MAX_BUFFER
@@ -293,28 +285,8 @@ class ShdlcStream:
             raise LocalProtocolError("direction is 'miso' or 'mosi'")
         if max_buffer < MAX_STUFFED:
             raise LocalProtocolError("max_buffer must hold one frame (%d bytes)" % MAX_STUFFED)
+        super().__init__(max_buffer)
         self.direction = direction
-        self.max_buffer = max_buffer
-        self._buf = b""
-        self._pending_skip = 0
-        self.skipped_total = 0
-        self.frames_total = 0
-
-    def receive_data(self, data: "bytes") -> "None":
-        buf = self._buf + bytes(data)
-        excess = len(buf) - self.max_buffer
-        if excess > 0:
-            self._buf = buf[excess:]
-            self.skipped_total += excess
-            raise RemoteProtocolError(
-                OVERFLOW, "%d bytes dropped: more than %d bytes waiting" % (excess, self.max_buffer)
-            )
-        self._buf = buf
-
-    def _skip(self, count: "int") -> "None":
-        self._pending_skip += count
-        self.skipped_total += count
-        self._buf = self._buf[count:]
 
     def next_event(self) -> "ShdlcFrame | NeedData":
         while True:
