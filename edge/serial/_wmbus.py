@@ -56,17 +56,38 @@ def setup_request(dongle: str, link_mode: str) -> tuple[bytes, int] | None:
 class HeardMeter:
     """What the session knows of a meter it heard: for the technician's listen command."""
 
-    __slots__ = ("count", "device_type", "encryption", "error", "frame", "last", "meter", "rssi")
+    __slots__ = (
+        "count",
+        "device_type",
+        "encryption",
+        "error",
+        "frame",
+        "last",
+        "level",
+        "meter",
+        "rssi",
+    )
 
     def __init__(self, meter: str) -> None:
         self.meter = meter
         self.count = 0
         self.last = 0.0
-        self.rssi: float | None = None
+        self.rssi: float | None = None  # dBm (iM871A, AMB8465)
+        self.level: float | None = None  # rtl-wmbus's uncalibrated packet RSSI, not dBm
         self.device_type = ""
         self.encryption = 0
         self.error = ""  # the last error ("" when the last telegram decoded)
         self.frame = b""  # the last telegram
+
+
+def signal_text(rssi: float | None, level: float | None) -> str:
+    """A meter's signal as a technician reads it, with its unit: ``-71.5 dBm`` (iM871A,
+    AMB8465), ``level 97 (not dBm)`` (rtl-wmbus's own scale), or "" when the dongle gave none."""
+    if rssi is not None:
+        return f"{rssi:g} dBm"
+    if level is not None:
+        return f"level {level:g} (not dBm)"
+    return ""
 
 
 class WmbusSession(Session):
@@ -174,6 +195,7 @@ class WmbusSession(Session):
         heard.count += 1
         heard.last = time.time()
         heard.rssi = event.rssi
+        heard.level = event.level
         heard.frame = event.frame
         device = self.device_for(manufacturer, ident) if ident else None
         if header.id or header.manufacturer:
@@ -304,4 +326,5 @@ __all__ = [
     "identify_request",
     "listen",
     "setup_request",
+    "signal_text",
 ]

@@ -53,7 +53,7 @@ from edge.serial._config import (
     config_snippet,
 )
 from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
-from edge.serial._wmbus import ask_dongle
+from edge.serial._wmbus import ask_dongle, signal_text
 from protocols import level, mbus, modbus, nmea, pms, sdi12, sds011, sps30, tic, ultrasonic, wmbus
 from protocols._stream import NeedData
 from protocols.describe import describe
@@ -351,6 +351,7 @@ def _wmbus_found(
 def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
     stream = dongles.RtlWmbusStream()
     frames: list[bytes] = []
+    levels: list[float] = []
     for line in data.split(b"\n")[:-1]:
         try:  # a line longer than the stream's buffer (garbage at 115200) is an overflow
             stream.receive_data(line + b"\n")
@@ -359,6 +360,8 @@ def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
             continue
         if isinstance(event, dongles.RadioTelegram):
             frames.append(event.frame)
+            if event.level is not None:
+                levels.append(event.level)
     if not frames:
         return None
     if len(frames) < 2 and _first_valid(wmbus.describe(frames[0], {})) is None:
@@ -373,6 +376,8 @@ def _find_rtlwmbus(data: bytes, baud: int) -> _Found | None:
             continue
         heard[meter] = True
     detail = f"rtl-wmbus: {len(frames)} telegrams, {len(heard)} meters"
+    if levels:
+        detail += f", {signal_text(None, max(levels))} at best"
     return _wmbus_found(dongles.RTLWMBUS, baud, heard, frames, detail)
 
 
@@ -595,7 +600,10 @@ class Prober:
             )
             if not answered:
                 return None
-            meters = [f"{m} ({h.count} telegrams)" for m, h in sorted(heard.items())]
+            meters = []
+            for m, h in sorted(heard.items()):
+                signal = signal_text(h.rssi, h.level)
+                meters.append(f"{m} ({h.count} telegrams{', ' + signal if signal else ''})")
             detail = f"{dongle} answered; meters heard: {', '.join(meters) or 'none yet'}"
             frames = [h.frame for h in heard.values()]
             return _wmbus_found(dongle, baud, dict(heard), frames, detail)

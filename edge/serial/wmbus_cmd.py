@@ -4,7 +4,8 @@
     estran edge wmbus listen --port /dev/ttyUSB0 --config /etc/estran/edge.toml --json
 
 Sets the dongle's radio mode, listens for `--seconds`, then prints one row per meter heard:
-its manufacturer and id, device type, telegrams heard, signal strength, encryption mode,
+its manufacturer and id, device type, telegrams heard, signal (`rssi_dbm` in dBm from an
+iM871A or AMB8465; `rtlwmbus_level`, rtl-wmbus's uncalibrated packet RSSI, not dBm), encryption mode,
 the sensor it is configured as (with `--config`: the `[[serial]]` table of that port gives
 the dongle, its line, the meters and their keys) and its key status:
 
@@ -72,7 +73,7 @@ def listen_cmd(
     """List the meters the dongle hears in SECONDS, and which lack a key."""
     from edge.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
     from edge.serial._transport import PortUnavailable, SerialTransport
-    from edge.serial._wmbus import HeardMeter, listen
+    from edge.serial._wmbus import HeardMeter, listen, signal_text
 
     config: SerialPortConfig | None = None
     if config_path is not None:
@@ -137,7 +138,8 @@ def listen_cmd(
                 "meter": name,
                 "device_type": meter.device_type,
                 "telegrams": meter.count,
-                "rssi": meter.rssi,
+                "rssi_dbm": meter.rssi,
+                "rtlwmbus_level": meter.level,
                 "encryption_mode": meter.encryption,
                 "sensor": sensor,
                 "key": status,
@@ -165,7 +167,7 @@ def listen_cmd(
             "meter",
             "type",
             "telegrams",
-            "RSSI",
+            "signal",
             "mode",
             "sensor",
             "key",
@@ -174,12 +176,11 @@ def listen_cmd(
         )
         style = {"ok": "green", "clear": "green", "missing": "bold red", "wrong": "bold red"}
         for r in rows:
-            rssi = r["rssi"]
             table.add_row(
                 str(r["meter"]),
                 str(r["device_type"] or ""),
                 str(r["telegrams"]),
-                "" if rssi is None else f"{rssi:g}",
+                signal_text(_number(r["rssi_dbm"]), _number(r["rtlwmbus_level"])),
                 str(r["encryption_mode"]),
                 str(r["sensor"] or "-"),
                 f"[{style.get(str(r['key']), 'yellow')}]{r['key']}[/]"
@@ -189,6 +190,10 @@ def listen_cmd(
         if not rows:
             click.echo("no meter heard: is the dongle in the right mode, and a meter in range?")
     sys.exit(1 if missing else 0)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 __all__ = ["listen_cmd", "wmbus_group"]

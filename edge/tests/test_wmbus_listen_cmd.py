@@ -101,3 +101,26 @@ async def test_listen_names_the_device_type_of_meters_it_cannot_decrypt(tmp_path
         )
         lines = [line for line in out.splitlines() if "KAM-44556677" in line]
         assert lines and "water" in lines[0], out
+
+
+async def test_listen_gives_the_signal_with_its_unit_for_each_dongle(tmp_path: Path) -> None:
+    """iM871A and AMB8465 measure the RSSI in dBm (negative); rtl-wmbus prints a level in its
+    own scale (positive): never in the same field, never without its unit."""
+    meters = [RadioMeter("izar", "21242472")]
+    for dongle in ("im871a", "amb8465", "rtlwmbus"):
+        sim = WmbusDongleSimulator(
+            f"tty-{dongle}", dongle=dongle, meters=meters, interval=0.4, directory=tmp_path
+        )
+        async with sim:
+            args = ("edge", "wmbus", "listen", "--port", sim.path, "--dongle", dongle)
+            code, out, err = await _estran(*args, "--seconds", "2", "--json")
+            assert code == 0, err
+            (row,) = json.loads(out)["meters"]
+            code, text, err = await _estran(*args, "--seconds", "2")
+            assert code == 0, err
+        if dongle == "rtlwmbus":
+            assert row["rssi_dbm"] is None and row["rtlwmbus_level"] > 0, row
+            assert "(not dBm)" in text, text
+        else:
+            assert row["rtlwmbus_level"] is None and -120 < row["rssi_dbm"] < 0, row
+            assert " dBm" in text and "not dBm" not in text, text

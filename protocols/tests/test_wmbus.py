@@ -248,3 +248,12 @@ def test_amber_stream_resynchronises_on_a_start_byte_that_starts_nothing() -> No
             break
         events.append(event)
     assert [(e.code, e.payload) for e in events] == [(0x8B, b"\x00\x07\x21\x9a")]
+
+
+def test_rtlwmbus_packet_rssi_is_a_level_not_dbm() -> None:
+    stream = dongles.RtlWmbusStream()
+    telegram = bytes.fromhex("1944A511780700000000" + "7A000000002F2F0413E8030000")
+    stream.receive_data(dongles.rtlwmbus_line(telegram, rssi=97))
+    event = stream.next_event()
+    assert isinstance(event, dongles.RadioTelegram)
+    assert event.rssi is None and event.level == 97.0

@@ -22,7 +22,9 @@ has already resynchronised: call `next_event` again). Buffers are bounded.
   transparent mode a telegram arrives bare, L-field first (then the RSSI byte if enabled).
 - rtl-wmbus (an RTL-SDR receiver's decoder) prints a line per telegram:
   ``MODE;CRC_OK;3OUTOF6_OK;TIMESTAMP;PACKET_RSSI;CURRENT_RSSI;LINK_ID;0x<telegram>``
-  (mode T1, C1 or S1; the telegram without its CRCs). A line whose checks failed
+  (mode T1, C1 or S1; the telegram without its CRCs). PACKET_RSSI is a level in
+  rtl-wmbus's own uncalibrated scale (an RTL-SDR measures no dBm): it is given as `level`,
+  never as `rssi`. A line whose checks failed
   (``T1;0;...``) is a CHECKSUM error; other lines (its diagnostics on the same output) are
   skipped.
 
@@ -84,21 +86,35 @@ MAX_BUFFER = 1024
 
 
 class RadioTelegram:
-    """A telegram heard by a dongle: `frame` L-field first without CRCs, `rssi` in dBm (or
-    the dongle's own scale for rtl-wmbus) or None, `mode` the radio mode when known."""
+    """A telegram heard by a dongle: `frame` L-field first without CRCs, `rssi` the signal
+    strength in dBm when the dongle measures it (iM871A, AMB8465), else None; `level` the
+    packet RSSI rtl-wmbus prints (a relative level computed from the SDR's samples, in its
+    own uncalibrated scale: larger is stronger, not dBm), else None; `mode` the radio mode
+    when known."""
 
-    __slots__ = ("dongle", "frame", "mode", "rssi")
+    __slots__ = ("dongle", "frame", "level", "mode", "rssi")
 
     def __init__(
-        self, dongle: "str", frame: "bytes", rssi: "float | None" = None, mode: "str | None" = None
+        self,
+        dongle: "str",
+        frame: "bytes",
+        rssi: "float | None" = None,
+        mode: "str | None" = None,
+        level: "float | None" = None,
     ) -> "None":
         self.dongle = dongle
         self.frame = frame
         self.rssi = rssi
         self.mode = mode
+        self.level = level
 
     def __repr__(self) -> "str":
-        return "RadioTelegram(%s, %d bytes, rssi=%r)" % (self.dongle, len(self.frame), self.rssi)
+        return "RadioTelegram(%s, %d bytes, rssi=%r, level=%r)" % (
+            self.dongle,
+            len(self.frame),
+            self.rssi,
+            self.level,
+        )
 
 
 class DongleReply:
@@ -306,11 +322,11 @@ class RtlWmbusStream(_Stream):
                 hex_text = fields[7]
                 mode: "str | None" = fields[0]
                 try:
-                    rssi: "float | None" = float(fields[4])
+                    level: "float | None" = float(fields[4])
                 except ValueError:
-                    rssi = None
+                    level = None
             elif text.startswith("0x"):
-                hex_text, mode, rssi = text, None, None
+                hex_text, mode, level = text, None, None
             else:
                 continue  # rtl_wmbus's own diagnostics
             if not hex_text.startswith("0x"):
@@ -320,7 +336,7 @@ class RtlWmbusStream(_Stream):
                 raise RemoteProtocolError(MALFORMED, "rtl-wmbus telegram is not hex")
             if len(frame) < HEADER_SIZE:
                 raise RemoteProtocolError(TRUNCATED, "rtl-wmbus telegram of %d bytes" % len(frame))
-            return RadioTelegram(RTLWMBUS, frame, rssi, mode)
+            return RadioTelegram(RTLWMBUS, frame, None, mode, level)
 
 
 def _text(line: "bytes") -> "str | None":
