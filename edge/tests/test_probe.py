@@ -5,9 +5,7 @@ settings the probe really sets (see edge/simulators/serial/_link.py)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,7 @@ from edge.simulators.serial import (
     SerialSimulator,
     WaterMeter,
 )
+from edge.tests.runner_support import ESTRAN, serial_runner
 
 # The simulators below talk faster than real time, so the listening windows can be short;
 # the candidates, their order and the identification are the real ones.
@@ -183,41 +182,20 @@ async def test_probe_nothing_on_a_silent_line(tmp_path: Path) -> None:
 
 def test_probe_command_json(tmp_path: Path) -> None:
     """`estran edge probe PORT --json` against the runner, both as a technician runs them."""
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.simulators.serial",
-            "--dir",
-            str(tmp_path),
-            "--spec",
-            "linky-historique",
-            "--duration",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert runner.stdout is not None
-        assert "ttyLINKY0" in runner.stdout.readline()
-        estran = os.path.join(os.path.dirname(sys.executable), "estran")
+    with serial_runner(tmp_path, "linky-historique", 30, "ttyLINKY0"):
         done = subprocess.run(
-            [estran, "edge", "probe", str(tmp_path / "ttyLINKY0"), "--json"],
+            [ESTRAN, "edge", "probe", str(tmp_path / "ttyLINKY0"), "--json"],
             capture_output=True,
             text=True,
             timeout=30,
         )
-    finally:
-        runner.terminate()
-        runner.wait(timeout=10)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["protocol"] == "tic"
     assert report["params"] == {"baud": 1200, "bytesize": 7, "parity": "E", "mode": "historique"}
     assert report["sample"]["fields"]["OPTARIF"] == "BASE"
     missing = subprocess.run(
-        [estran, "edge", "probe", str(tmp_path / "ttyNONE"), "--json"],
+        [ESTRAN, "edge", "probe", str(tmp_path / "ttyNONE"), "--json"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from edge.simulators.serial import (
     Sps30Simulator,
     VegapulsSimulator,
 )
+from edge.tests.runner_support import ESTRAN, serial_runner
 
 REAL = ProbeOptions(modbus_lines=((9600, "N"), (9600, "E")), modbus_addresses=(1, 200))
 
@@ -137,34 +137,13 @@ def test_default_scan_includes_the_fmr20_factory_address() -> None:
 def test_probe_command_finds_a_sleeping_sds011(tmp_path: Path) -> None:
     """`estran edge probe PORT --json` against the runner, as a technician runs them: a
     duty-cycled SDS011 is silent, the probe asks for its working period."""
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.simulators.serial",
-            "--dir",
-            str(tmp_path),
-            "--spec",
-            "sds011,period=5",
-            "--duration",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert runner.stdout is not None
-        assert "ttySDS0" in runner.stdout.readline()
-        estran = os.path.join(os.path.dirname(sys.executable), "estran")
+    with serial_runner(tmp_path, "sds011,period=5", 60, "ttySDS0"):
         done = subprocess.run(
-            [estran, "edge", "probe", str(tmp_path / "ttySDS0"), "--json"],
+            [ESTRAN, "edge", "probe", str(tmp_path / "ttySDS0"), "--json"],
             capture_output=True,
             text=True,
             timeout=60,
         )
-    finally:
-        runner.terminate()
-        runner.wait(timeout=10)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["protocol"] == "sds011", report

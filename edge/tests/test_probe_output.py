@@ -3,16 +3,13 @@ snippet that says what the technician still has to measure."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 from edge.serial import SerialPortConfig
 from edge.serial._config import ULTRASONIC, DeviceConfig, LineSettings, config_snippet
-
-ESTRAN = os.path.join(os.path.dirname(sys.executable), "estran")
+from edge.tests.runner_support import ESTRAN, serial_runner
 
 
 def test_a_missing_port_is_named_once(tmp_path: Path) -> None:
@@ -26,31 +23,11 @@ def test_a_missing_port_is_named_once(tmp_path: Path) -> None:
 
 
 def test_piped_output_is_one_line_per_step(tmp_path: Path) -> None:
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.simulators.serial",
-            "--dir",
-            str(tmp_path),
-            "--spec",
-            "maxbotix",
-            "--duration",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert runner.stdout is not None
-        assert "ttyMAXBOTIX" in runner.stdout.readline()
+    with serial_runner(tmp_path, "maxbotix", 60, "ttyMAXBOTIX"):
         port = next(p for p in tmp_path.iterdir() if p.name.startswith("tty"))
         done = subprocess.run(
             [ESTRAN, "edge", "probe", str(port)], capture_output=True, text=True, timeout=120
         )
-    finally:
-        runner.terminate()
-        runner.wait(timeout=10)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"probing {port}: listening first, then asking politely"
