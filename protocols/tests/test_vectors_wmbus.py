@@ -4,8 +4,10 @@ Each vector is a telegram (L-field first, CRCs removed; a few wired M-Bus long f
 AES key when encrypted, and the values wmbusmeters publishes for it, the unit in the field
 name's suffix (total_m3, flow_temperature_c, ...). A published value is reproduced when one
 of our readings, converted from its SenML unit to the suffix's unit, equals it (relative
-1e-6, or once rounded to the six decimals wmbusmeters prints); suffixes without a unit (hca, counter, ...) compare the value alone. Zero values are
-left out: they prove nothing. Telegrams are decoded in file order with one decoder per meter
+1e-6, or once rounded to the six decimals wmbusmeters prints). A published field without a
+unit (hca, counter, ...) also needs our reading's name to match where its name maps to ours
+(`names_for`: heat cost allocations, access counters, power factors); the others (mostly
+manufacturers' counters) compare the value alone. Zero values are left out: they prove nothing. Telegrams are decoded in file order with one decoder per meter
 model, twice, as a gateway that has heard the model's telegrams for a while decodes them: a
 compact frame's layout is learned from a full telegram of the same meter (or is known in
 advance, protocols/wmbus/_formats.py).
@@ -59,13 +61,55 @@ UNITS = {
 }
 
 
-def _numbers(readings: "list[object]") -> "list[tuple[float, str | None]]":
+def _numbers(readings: "list[object]") -> "list[tuple[float, str | None, str]]":
     out = []
     for m in readings:
         value = m.value  # type: ignore[attr-defined]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append((float(value), m.unit))  # type: ignore[attr-defined]
+            out.append((float(value), m.unit, m.name))  # type: ignore[attr-defined]
     return out
+
+
+def _digits(text: "str") -> "int | None":
+    return int(text) if text and text.isdigit() else None
+
+
+def names_for(field: "str") -> "tuple[str, bool] | None":
+    """For a unitless published field whose name maps to ours: (our name, or its prefix;
+    True when a prefix), else None (the value alone is compared).
+
+    Heat cost allocation (``_hca``): ``consumption_at_set_date_N_hca`` is one of our
+    ``hca_storage...`` (a stored value: the storage numbers differ, e.g. Hydroclima's history
+    follows the billing-date record, storage 1), ``prev_NN_hca`` our ``hca_monthNN``, the current value ``hca``, any
+    other ``..._hca`` one of our ``hca...`` readings; ``access_counter`` and
+    ``async_msg_id_counter`` are our ``access_number``; a power factor is our
+    ``power_factor...`` or an M-Bus ``dimensionless...`` record."""
+    name = field.lower()
+    if name.endswith("_hca"):
+        stem = name[:-4]
+        if stem.startswith("consumption_at_set_date"):
+            return "hca_storage", True
+        if stem.startswith("prev_"):
+            n = _digits(stem[5:])
+            if n is not None:
+                return "hca_month%02d" % n, False
+        if stem in ("current", "consumption", "current_consumption"):
+            return "hca", False
+        return "hca", True
+    if name in ("access_counter", "async_msg_id_counter"):
+        return "access_number", False
+    if name.endswith("power_factor"):
+        return "power_factor|dimensionless", True
+    return None
+
+
+def _named(ours: "str", wanted: "tuple[str, bool] | None") -> "bool":
+    if wanted is None:
+        return True
+    target, prefix = wanted
+    return any(
+        ours == option or (prefix and ours.startswith(option)) for option in target.split("|")
+    )
 
 
 def _close(ours: "float", published: "float") -> "bool":
@@ -74,13 +118,14 @@ def _close(ours: "float", published: "float") -> "bool":
 
 
 def reproduced(
-    field: "str", expected: "float", numbers: "list[tuple[float, str | None]]"
+    field: "str", expected: "float", numbers: "list[tuple[float, str | None, str]]"
 ) -> "bool":
     suffix = field.split("_")[-1].lower()
     conversions = UNITS.get(suffix)
-    for value, unit in numbers:
+    wanted = names_for(field) if conversions is None else None
+    for value, unit, name in numbers:
         if conversions is None:
-            if _close(value, expected):
+            if _named(name, wanted) and _close(value, expected):
                 return True
             continue
         for ours, factor in conversions:
@@ -151,7 +196,7 @@ def conformance() -> "dict[str, object]":
                 decoder = Decoder({})
                 decoders[model] = decoder
             decoder._keys = {"*": bytes.fromhex(v["key"])} if v["key"] else {}
-            numbers: "list[tuple[float, str | None]]" = []
+            numbers: "list[tuple[float, str | None, str]]" = []
             alarms: "dict[str, bool]" = {}
             try:
                 telegram = decoder.decode(bytes.fromhex(v["telegram_hex"]))
@@ -290,3 +335,13 @@ def test_every_telegram_through_formats_a_b_and_each_dongle() -> None:
             assert len(events) == 1, (dongle, v["driver"])
             assert events[0].frame == telegram, (dongle, v["driver"])  # type: ignore[attr-defined]
     assert count > 150
+
+
+def test_unitless_values_match_by_name_where_the_names_map() -> None:
+    """A heat cost allocation of 52 is not reproduced by some other reading that is 52."""
+    assert not reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "volume")])
+    assert reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "hca_storage3")])
+    assert not reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month02")])
+    assert reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month03")])
+    assert not reproduced("access_counter", 9.0, [(9.0, None, "dimensionless")])
+    assert reproduced("pulse_weight_counter", 10.0, [(10.0, None, "manufacturer_specific_2c")])
