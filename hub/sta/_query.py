@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hub._http import echo
+
 MAX_TOP = 1000  # entities in one page (a larger $top is served in pages: @iot.nextLink)
 DEFAULT_TOP = 100
 MAX_SKIP = 10_000_000
@@ -143,7 +145,7 @@ class _Parser:
     def parse(self) -> Expr:
         expr = self.expr()
         if self.peek() is not None:
-            raise QueryError("$filter", f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
+            raise QueryError("$filter", f"unexpected {echo(self.peek()[1])}")  # type: ignore[index]
         return expr
 
     def expr(self) -> Expr:
@@ -179,7 +181,7 @@ class _Parser:
         op = self.take()
         if op[0] != "name" or op[1].lower() not in COMPARISONS:
             raise QueryError(
-                "$filter", f"expected a comparison (eq, ne, gt, ge, lt, le), got {op[1]!r}"
+                "$filter", f"expected a comparison (eq, ne, gt, ge, lt, le), got {echo(op[1])}"
             )
         right = self.operand()
         if isinstance(left, Value) and isinstance(right, Value):
@@ -191,13 +193,13 @@ class _Parser:
         if kind == "time":
             ms = parse_time(text)
             if ms is None:
-                raise QueryError("$filter", f"bad date-time {text!r}")
+                raise QueryError("$filter", f"bad date-time {echo(text)}")
             return Value(ms, is_time=True)
         if kind == "number":
             try:
                 return Value(int(text)) if re.fullmatch(r"-?\d+", text) else Value(float(text))
             except ValueError:
-                raise QueryError("$filter", f"bad number {text!r}") from None
+                raise QueryError("$filter", f"bad number {echo(text)}") from None
         if kind == "string":
             inner = text[1:-1].replace("''", "'")
             ms = parse_time(inner)
@@ -209,11 +211,11 @@ class _Parser:
             if low == "null":
                 return Value(None)
             if low in COMPARISONS or low in ("and", "or", "not"):
-                raise QueryError("$filter", f"unexpected {text!r}")
+                raise QueryError("$filter", f"unexpected {echo(text)}")
             if "(" in text:
                 raise QueryError("$filter", "functions are not supported")
             return Path(tuple(text.split("/")))
-        raise QueryError("$filter", f"unexpected {text!r}")
+        raise QueryError("$filter", f"unexpected {echo(text)}")
 
 
 def parse_filter(text: str) -> Expr:
@@ -251,7 +253,7 @@ KNOWN = ("$top", "$skip", "$count", "$orderby", "$select", "$expand", "$filter",
 
 def _int(option: str, text: str, limit: int) -> int:
     if not re.fullmatch(r"\d{1,12}", text.strip()):
-        raise QueryError(option, f"expected a whole number >= 0, got {text[:40]!r}")
+        raise QueryError(option, f"expected a whole number >= 0, got {echo(text)}")
     value = int(text)
     if value > limit:
         raise QueryError(option, f"at most {limit}")
@@ -301,9 +303,9 @@ def parse_options(params: dict[str, str], nested: bool = False) -> Options:
                     or len(words) > 2
                     or (len(words) == 2 and words[1].lower() not in ("asc", "desc"))
                 ):
-                    raise QueryError(key, f"expected 'property [asc|desc]', got {item[:60]!r}")
+                    raise QueryError(key, f"expected 'property [asc|desc]', got {echo(item)}")
                 if not re.fullmatch(r"[A-Za-z@_][A-Za-z0-9@_./]*", words[0]):
-                    raise QueryError(key, f"bad property {words[0][:60]!r}")
+                    raise QueryError(key, f"bad property {echo(words[0])}")
                 out.orderby.append(
                     Order(
                         Path(tuple(words[0].split("/"))),
@@ -313,7 +315,7 @@ def parse_options(params: dict[str, str], nested: bool = False) -> Options:
         elif key == "$select":
             names = _split(text, ",")
             if not all(re.fullmatch(r"[A-Za-z@_][A-Za-z0-9@_.]*", n) for n in names):
-                raise QueryError(key, f"expected property names, got {text[:60]!r}")
+                raise QueryError(key, f"expected property names, got {echo(text)}")
             out.select = names
         elif key == "$expand":
             if nested:
@@ -322,19 +324,19 @@ def parse_options(params: dict[str, str], nested: bool = False) -> Options:
                 name, _, rest = item.partition("(")
                 name = name.strip()
                 if "/" in name:
-                    raise QueryError(key, f"one level of $expand only ({name})")
+                    raise QueryError(key, f"one level of $expand only ({echo(name)})")
                 if not re.fullmatch(r"[A-Za-z]+", name):
-                    raise QueryError(key, f"bad navigation property {name[:60]!r}")
+                    raise QueryError(key, f"bad navigation property {echo(name)}")
                 inner: dict[str, str] = {}
                 if rest:
                     if not rest.endswith(")"):
-                        raise QueryError(key, f"missing ) after {name}")
+                        raise QueryError(key, f"missing ) after {echo(name)}")
                     for part in _split(rest[:-1], ";"):
                         if not part:
                             continue
                         k, eq, v = part.partition("=")
                         if not eq:
-                            raise QueryError(key, f"expected option=value in {name}(...)")
+                            raise QueryError(key, f"expected option=value in {echo(name)}(...)")
                         inner[k.strip()] = v.strip()
                 out.expand[name] = parse_options(inner, nested=True)
         elif key == "$filter":

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 
 from hub._api import FreshCache
 from hub._errors import StorageError
+from hub._http import echo
 from hub.auth import CurrentPrincipal, Principal
 from hub.sta._model import NAVIGATION, SETS, Record, Universe, catalogue_of, sta_time
 from hub.sta._query import (
@@ -39,7 +40,8 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
 ]
-_SEGMENT = re.compile(r"^([A-Za-z@$][A-Za-z0-9@_.]*)(?:\((\d{1,19}|'[^']*')\))?$")
+_SEGMENT = re.compile(r"^([A-Za-z@$][A-Za-z0-9@_.]*)(?:\(([^()]*)\))?$")
+_ID = re.compile(r"[0-9]{1,19}|'[0-9]{1,19}'")  # ids are whole numbers, quoted or not
 _OBS_FIELDS = {
     "phenomenonTime": "ts_ms",
     "resultTime": "ts_ms",
@@ -139,9 +141,9 @@ class _Query:
         if nav is not None:
             target, many = nav
             if many or len(parts) < 2:
-                raise QueryError(option, f"cannot compare {path} (a collection)")
+                raise QueryError(option, f"cannot compare {echo(str(path))} (a collection)")
             if target == "Observations":
-                raise QueryError(option, f"cannot compare {path}")
+                raise QueryError(option, f"cannot compare {echo(str(path))}")
             keep = self.u.related_filter(name, record, parts[0])
             found = next((r for r in self.u.records[target].values() if keep(r)), None)
             return (
@@ -150,7 +152,7 @@ class _Query:
                 else self.resolve(target, found, Path(tuple(parts[1:])), option)
             )
         if parts[0] not in record or parts[0].startswith("_") or "@" in parts[0]:
-            raise QueryError(option, f"{name} has no property {parts[0]}")
+            raise QueryError(option, f"{name} has no property {echo(parts[0])}")
         value: Any = record[parts[0]]
         for part in parts[1:]:
             value = value.get(part) if isinstance(value, dict) else None
@@ -235,16 +237,18 @@ class _Query:
         else:
             raise QueryError(
                 "$filter",
-                f"Observations are filtered on phenomenonTime, resultTime, result, @iot.id and Datastream/@iot.id, not {name}",
+                "Observations are filtered on phenomenonTime, resultTime, result, @iot.id and"
+                f" Datastream/@iot.id, not {echo(name)}",
             )
         if field == "ts_ms" and not right.is_time:
             raise QueryError(
-                "$filter", f"{name} is compared with a date-time (e.g. 2026-01-01T00:00:00Z)"
+                "$filter",
+                f"{echo(name)} is compared with a date-time (e.g. 2026-01-01T00:00:00Z)",
             )
         if field != "ts_ms" and right.is_time:
-            raise QueryError("$filter", f"{name} is not a time")
+            raise QueryError("$filter", f"{echo(name)} is not a time")
         if field in ("obs_id", "series_id") and not isinstance(right.value, int):
-            raise QueryError("$filter", f"{name} is compared with a whole number")
+            raise QueryError("$filter", f"{echo(name)} is compared with a whole number")
         return Cmp(field, op, right.value)  # type: ignore[arg-type]
 
     def order(self, opts: Options) -> list[tuple[str, bool]]:
@@ -259,7 +263,8 @@ class _Query:
             if field is None:
                 raise QueryError(
                     "$orderby",
-                    f"Observations are ordered by phenomenonTime, resultTime, result or @iot.id, not {name}",
+                    "Observations are ordered by phenomenonTime, resultTime, result or @iot.id,"
+                    f" not {echo(name)}",
                 )
             out.append((field, o.desc))
         return out or [("obs_id", False)]
@@ -308,7 +313,7 @@ class _Query:
         for nav, inner in opts.expand.items():
             target_many = NAVIGATION[name].get(nav)
             if target_many is None:
-                raise QueryError("$expand", f"{nav} is not a navigation property of {name}")
+                raise QueryError("$expand", f"{echo(nav)} is not a navigation property of {name}")
             target, many = target_many
             if target == "Observations":
                 page, more, count = self.collection(
@@ -323,7 +328,7 @@ class _Query:
                 out[nav] = finished
                 if count is not None:
                     out[f"{nav}@iot.count"] = count
-                if more:
+                if more and inner.top > 0:  # $top=0 cannot advance: no link to itself
                     out[f"{nav}@iot.nextLink"] = (
                         f"{out.get('@iot.selfLink', '')}/{nav}?$top={inner.top}&$skip={inner.skip + inner.top}"
                     )
@@ -334,7 +339,7 @@ class _Query:
             wanted: set[str] = set()
             for s in opts.select:
                 if s not in known:
-                    raise QueryError("$select", f"{name} has no property {s}")
+                    raise QueryError("$select", f"{name} has no property {echo(s)}")
                 wanted |= {"@iot.id"} if s in ("id", "@iot.id") else {s, f"{s}@iot.navigationLink"}
                 if s == "@iot.selfLink" or s == "selfLink":
                     wanted.add("@iot.selfLink")
@@ -353,11 +358,10 @@ def _segments(path: str) -> list[tuple[str, int | None, bool]]:
         ident = m.group(2)
         if ident is None:
             out.append((m.group(1), None, False))
-        elif ident.startswith("'"):
-            inner = ident[1:-1]
-            out.append((m.group(1), int(inner) if inner.isdigit() else -1, True))
+        elif _ID.fullmatch(ident) is None:  # no entity has it: 404 naming the id given
+            raise NotFound(f"{m.group(1)}({ident})")
         else:
-            out.append((m.group(1), int(ident), False))
+            out.append((m.group(1), int(ident.strip("'")), ident.startswith("'")))
     return out
 
 
@@ -410,10 +414,13 @@ def sta_router(storage: Storage) -> APIRouter:
                 raise QueryError(extra[0], "given twice")
             return _serve(path, request, opts, universe(request, principal))
         except QueryError as e:
-            return _error(400, str(e))
+            return _error(400, f"{echo(e.option)}: {e.message}")
         except NotFound as e:
             return _error(
-                404, f"nothing at {path!r}" if not e.args else f"no such resource: {e.args[0]}"
+                404,
+                f"nothing at {echo(path)}"
+                if not e.args
+                else f"no such resource: {echo(e.args[0])}",
             )
         except StorageError as e:
             return _error(503, str(e))
@@ -473,7 +480,7 @@ def sta_router(storage: Storage) -> APIRouter:
         body: dict[str, object] = {}
         if count is not None:
             body["@iot.count"] = count
-        if more:
+        if more and opts.top > 0:  # $top=0 cannot advance: no link to itself
             body["@iot.nextLink"] = str(
                 request.url.include_query_params(
                     **{"$top": opts.top, "$skip": opts.skip + opts.top}

@@ -414,6 +414,66 @@ async def test_unknown_paths_are_404(hub: Hub, path: str) -> None:
     assert r.json()["code"] == 404
 
 
+async def test_top_zero_gives_no_link_to_itself(hub: Hub) -> None:
+    """$top=0 cannot advance: a client following @iot.nextLink would loop for ever."""
+    soil = hub.ids["soil-001/moisture"]
+    for path in ("/Things", "/Datastreams", "/Observations", f"/Datastreams({soil})/Observations"):
+        page = await get(hub.admin, path, **{"$count": "true", "$top": 0})
+        assert page["value"] == [] and page["@iot.count"] > 0, page
+        assert "@iot.nextLink" not in page, page
+        got = await every(hub.admin, path, **{"$top": 0, "$skip": 1})  # ends
+        assert got == []
+    thing = await get(hub.admin, f"/Things({soil})", **{"$expand": "Datastreams($top=0)"})
+    assert thing["Datastreams"] == [] and "Datastreams@iot.nextLink" not in thing, thing
+    one = await get(hub.admin, f"/Things({soil})", **{"$expand": "Datastreams($top=1)"})
+    assert "$skip=1" in one["Datastreams@iot.nextLink"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/" + "x" * 60_000, {}),
+        ("/Things(1)/" + "x" * 60_000, {}),
+        ("/Things(" + "x" * 60_000 + ")", {}),
+        ("/Things('" + "9" * 60_000 + "')", {}),
+        ("/Things(" + "9" * 60_000 + ")", {}),
+        ("/Things", {"$" + "x" * 50_000: "1"}),
+        ("/Things", {"$orderby": "x" * 50_000}),
+        ("/Things", {"$select": "x" * 50_000}),
+        ("/Things", {"$expand": "x" * 50_000}),
+        ("/Things", {"$expand": "Datastreams(" + "x" * 50_000 + ")"}),
+        ("/Things", {"$top": "9" * 50_000}),
+        ("/Observations", {"$filter": "a" * 1990 + " eq 1"}),
+        ("/Observations", {"$orderby": "a" * 1990}),
+        ("/Things", {"$filter": "a" * 1990 + " eq 1"}),
+        ("/Things", {"$filter": "name eq 1 " + "b" * 1990}),
+        ("/Things", {"$expand": "Datastreams,Thing,Locations," + "Y" * 5000}),
+    ],
+)
+async def test_errors_echo_a_bounded_part_of_what_was_given(
+    hub: Hub, path: str, params: dict[str, str]
+) -> None:
+    r = await hub.admin.get(BASE + path, params=params)
+    assert r.status_code in (400, 404), r.text[:300]
+    assert len(r.content) < 400, r.text[:300]
+    assert r.json()["code"] == r.status_code
+
+
+@pytest.mark.parametrize("ident", ["'a'", "a", "-1", "'-1'", "1.5", "'soil-001'", "''", " 1"])
+async def test_an_id_that_is_no_whole_number_is_named_in_the_404(hub: Hub, ident: str) -> None:
+    for path in (
+        f"/Things({ident})",
+        f"/Observations({ident})",
+        f"/Things(1)/Datastreams({ident})",
+    ):
+        r = await hub.admin.get(BASE + path)
+        assert r.status_code == 404, r.text
+        message = r.json()["message"]
+        assert f"({ident})" in message and "(-1)" not in message.replace(f"({ident})", ""), message
+    quoted = await get(hub.admin, f"/Things('{hub.ids['soil-001/moisture']}')")
+    assert quoted["name"] == "soil-001"
+
+
 FILTER_TOKENS = [*"()' /@.:-TZ0123456789abcdegilnoqrstu", "eq ", " and ", " or ", "not "]
 FILTER_TOKENS += ["result", "phenomenonTime", "2025-12-01T00:00:00Z", "@iot.id", "name", " gt "]
 FILTER_TOKENS += ["'x'", "null"]
