@@ -4,9 +4,7 @@ rate) and writes a snippet the daemon accepts, with the meters heard and no key.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from edge.serial import SerialPortConfig
 from edge.serial.probe import FOUND, ProbeOptions, probe
 from edge.simulators.serial import RadioMeter, WmbusDongleSimulator
+from edge.tests.runner_support import ESTRAN, serial_runner
 
 KEY = bytes(range(16))
 
@@ -61,34 +60,13 @@ def test_default_probe_finds_the_amb8465_runner_at_its_real_line_rate(tmp_path: 
     steps before (SDS011 and PMS queries at the same 9600 baud, the iM871A ping) must not
     leave the module deaf to the serial number request. One such run only: it takes the
     probe's real time."""
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.simulators.serial",
-            "--dir",
-            str(tmp_path),
-            "--spec",
-            "wmbus-amb8465",
-            "--duration",
-            "90",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert runner.stdout is not None
-        assert "ttyAMB8465-0" in runner.stdout.readline()
-        estran = os.path.join(os.path.dirname(sys.executable), "estran")
+    with serial_runner(tmp_path, "wmbus-amb8465", 90, "ttyAMB8465-0"):
         done = subprocess.run(
-            [estran, "edge", "probe", str(tmp_path / "ttyAMB8465-0"), "--json"],
+            [ESTRAN, "edge", "probe", str(tmp_path / "ttyAMB8465-0"), "--json"],
             capture_output=True,
             text=True,
             timeout=80,
         )
-    finally:
-        runner.terminate()
-        runner.wait(timeout=10)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["protocol"] == "wmbus", report
