@@ -5,8 +5,8 @@
 
 Sets the dongle's radio mode, listens for `--seconds`, then prints one row per meter heard:
 its manufacturer and id, device type, telegrams heard, signal (`rssi_dbm` in dBm from an
-iM871A or AMB8465; `rtlwmbus_level`, rtl-wmbus's uncalibrated packet RSSI, not dBm), encryption mode,
-the sensor it is configured as (with `--config`: the `[[serial]]` table of that port gives
+iM871A or AMB8465; `rtlwmbus_level`, rtl-wmbus's uncalibrated packet RSSI, not dBm),
+encryption mode, the sensor it is configured as (with `--config`: the `[[serial]]` table of that port gives
 the dongle, its line, the meters and their keys) and its key status:
 
 - ``clear``: not encrypted; ``ok``: decrypted with the configured key;
