@@ -75,6 +75,26 @@ async def test_series_bad_input_is_named(
     assert named in r.text
 
 
+async def test_names_as_long_as_the_wire_format_allows_are_served(
+    storage: Storage, http: httpx.AsyncClient
+) -> None:
+    """A sensor id and quantity of 256 characters (the wire format's limit, stored by ingest)
+    are charted and exported, not refused at 128 as they were."""
+    from hub._decode import MAX_NAME
+
+    key: SeriesKey = ("s" * MAX_NAME, "q" * MAX_NAME, "Cel")
+    storage.ingest([batch("gw-1", 1, [(key, T0 + i * 1000, i) for i in range(10)])], now_ms=T0)
+    params = {"sensor": key[0], "quantity": key[1], "from": str(T0), "to": str(T0 + HOUR)}
+    got = await http.get("/api/v1/series", params=params)
+    assert got.status_code == 200, got.text[:300]
+    assert got.json()["sensor"] == key[0] and sum(p["count"] for p in got.json()["points"]) == 10
+    r = await http.get("/api/v1/readings.csv", params={"sensor": key[0], "quantity": key[1]})
+    assert r.status_code == 200, r.text[:300]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row["value"] for row in rows] == [str(i) for i in range(10)]
+    assert {row["sensor"] for row in rows} == {key[0]}
+
+
 async def test_csv_export_streams_every_reading(storage: Storage, http: httpx.AsyncClient) -> None:
     fill(storage)
     async with http.stream("GET", "/api/v1/readings.csv", params={"sensor": "soil-001"}) as r:
