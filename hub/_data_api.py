@@ -148,7 +148,8 @@ def _licence_link(response: Response, d: Dataset) -> None:
 
 
 def data_router(storage: Storage) -> APIRouter:
-    from hub._api import iso, jsonable, paginate  # the API's helpers (it includes this router)
+    # the API's helpers (it includes this router)
+    from hub._api import LATEST_TTL, FreshCache, iso, jsonable, paginate
 
     r = APIRouter()
 
@@ -274,23 +275,17 @@ def data_router(storage: Storage) -> APIRouter:
 
     # -- open data ---------------------------------------------------------------------------
 
-    @r.get("/open/v1/datasets/{name}.geojson", tags=["open data"])
-    def dataset_geojson(
-        name: DatasetName,
-        who: CurrentPrincipal,
-        request: Request,
-        response: Response,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
-        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    ) -> Response:
-        """The dataset's sensors as a GeoJSON FeatureCollection (RFC 7946, WGS84): a point per
-        sensor (null geometry when it has no position) with its latest value of each
-        quantity; the licence in `licence` and in a `Link` header."""
-        d = readable_dataset(who, name)
-        entries = stored(lambda: storage.sensor_catalogue(granted=who.granted, dataset=name))
+    # The GeoJSON of a dataset is built once and served again until this process writes,
+    # or for up to LATEST_TTL seconds (another process's writes), as /api/v1/sensors.
+    geojson_pages: FreshCache[tuple[str, int, int, frozenset[str] | None], tuple[str, int]]
+    geojson_pages = FreshCache(LATEST_TTL)
+
+    def geojson_page(d: Dataset, who: Principal, limit: int, offset: int) -> tuple[str, int]:
+        """One page of the dataset's GeoJSON (its text) and the count of its sensors."""
+        entries = storage.sensor_catalogue(granted=who.granted, dataset=d.name)
         latest = latest_by_sensor(who)
         features = []
-        for e in page(request, response, entries, offset, limit):
+        for e in entries[offset : offset + limit]:
             features.append(
                 {
                     "type": "Feature",
@@ -323,11 +318,29 @@ def data_router(storage: Storage) -> APIRouter:
             "generated": iso(now_ms()),
             "features": features,
         }
-        out = Response(
-            json.dumps(doc, separators=(",", ":"), allow_nan=False),
-            media_type="application/geo+json",
-            headers=dict(response.headers),
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False), len(entries)
+
+    @r.get("/open/v1/datasets/{name}.geojson", tags=["open data"])
+    def dataset_geojson(
+        name: DatasetName,
+        who: CurrentPrincipal,
+        request: Request,
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> Response:
+        """The dataset's sensors as a GeoJSON FeatureCollection (RFC 7946, WGS84): a point per
+        sensor (null geometry when it has no position) with its latest value of each
+        quantity; the licence in `licence` and in a `Link` header."""
+        d = readable_dataset(who, name)
+        body, total = stored(
+            lambda: geojson_pages.get(
+                (name, limit, offset, who.granted),
+                lambda: geojson_page(d, who, limit, offset),
+            )
         )
+        paginate(request, response, total, offset, limit)
+        out = Response(body, media_type="application/geo+json", headers=dict(response.headers))
         _licence_link(out, d)
         return out
 

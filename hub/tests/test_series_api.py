@@ -95,6 +95,46 @@ async def test_names_as_long_as_the_wire_format_allows_are_served(
     assert {row["sensor"] for row in rows} == {key[0]}
 
 
+async def test_open_geojson_is_built_once_and_fresh_after_a_write(
+    storage: Storage, http: httpx.AsyncClient
+) -> None:
+    """The GeoJSON of a dataset is served again (the same document, `generated` included)
+    until this process writes: a new reading or a catalogue change shows at once."""
+    import asyncio
+
+    fill(storage)
+    storage.put_dataset(Dataset("parks", True, "etalab-2.0", "", "parks dept"), "test", T0)
+    storage.put_sensor_meta(SensorMeta("soil-001", "parks", (-1.15, 46.16)), "test", T0)
+    storage.put_sensor_meta(SensorMeta("berth-001", "parks", kind="berth"), "test", T0)
+    url = "/open/v1/datasets/parks.geojson"
+    first = await http.get(url)
+    assert first.status_code == 200 and first.headers["x-licence"] == "etalab-2.0"
+    assert first.headers["x-total-count"] == "2"
+    await asyncio.sleep(0.02)
+    again = await http.get(url)
+    assert again.content == first.content  # not rebuilt: the same `generated`
+    doc = first.json()
+    soil = next(f for f in doc["features"] if f["id"] == "soil-001")
+    assert {x["quantity"]: x["value"] for x in soil["properties"]["latest"]} == {
+        "moisture": 29,
+        "temperature": 11.5,
+    }
+    storage.ingest([batch("gw-1", 10_000, [(SOIL, T0 + 48 * HOUR, 77)])], now_ms=T0)
+    soil = next(f for f in (await http.get(url)).json()["features"] if f["id"] == "soil-001")
+    assert soil["properties"]["latest"][0]["value"] == 77
+    storage.put_dataset(Dataset("parks", True, "ODbL-1.0", "trees", "parks dept"), "test", T0)
+    changed = await http.get(url)
+    assert changed.json()["licence"]["id"] == "ODbL-1.0" and changed.headers["x-licence"] == (
+        "ODbL-1.0"
+    )
+    one = await http.get(url, params={"limit": 1, "offset": 1})
+    assert one.headers["x-total-count"] == "2" and len(one.json()["features"]) == 1
+    assert (
+        one.json()["features"][0]["id"]
+        != (await http.get(url, params={"limit": 1})).json()["features"][0]["id"]
+    )
+
+
 async def test_csv_export_streams_every_reading(storage: Storage, http: httpx.AsyncClient) -> None:
     fill(storage)
     async with http.stream("GET", "/api/v1/readings.csv", params={"sensor": "soil-001"}) as r:
