@@ -43,11 +43,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edge.health import io_write_bytes
+
+if TYPE_CHECKING:
+    from edge.daemon import Intake
 
 TARGET_RSS_MB = 45.0
 TARGET_CPU_PCT = 3.0  # of one core at 100 readings/s
@@ -204,9 +207,7 @@ def _status(socket_path: Path) -> dict[str, Any] | None:
 
 
 def _samples(status: dict[str, Any] | None) -> int:
-    if not status:
-        return 0
-    return int(status.get("footprint", {}).get("samples") or 0)
+    return int(((status or {}).get("footprint") or {}).get("samples") or 0)
 
 
 def _stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int | None:
@@ -354,30 +355,38 @@ def measure(
 # -- the synthetic source (the `--source synthetic` daemon) ---------------------------------
 
 
+async def _synthetic(intake: Intake, sensors: int, rate: float, state: str) -> None:
+    """The SYNTHETIC source: `sensors` sensors, `rate` readings/s in total, evenly paced
+    (also the flash benchmark's daemons' source)."""
+    from protocols.reading import Reading
+
+    names = [f"synthetic-{i:03d}" for i in range(sensors)]
+    period = 1.0 / rate
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    n = 0
+    intake.set_state("synthetic", "up", state)
+    while True:
+        now_ms = time.time_ns() // 1_000_000
+        sensor = names[n % sensors]
+        await intake.put(Reading(sensor, "value", "Cel", 20 + (n % 50) / 10, now_ms))
+        n += 1
+        next_at += period
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+
 def _synthetic_child(config_path: str, sensors: int, rate: float) -> int:
     """The daemon with a SYNTHETIC source: `sensors` sensors, `rate` readings/s in total."""
     from edge.config import EdgeConfig
-    from edge.daemon import Intake, TaskSpec, Wiring, run_daemon
+    from edge.daemon import TaskSpec, Wiring, run_daemon
     from edge.daemon._wiring import default_wiring
-    from protocols.reading import Reading
 
-    async def synthetic(intake: Intake) -> None:
-        names = [f"synthetic-{i:03d}" for i in range(sensors)]
-        period = 1.0 / rate
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        n = 0
-        intake.set_state("synthetic", "up", f"{rate:g} readings/s, {sensors} sensors")
-        while True:
-            now_ms = time.time_ns() // 1_000_000
-            sensor = names[n % sensors]
-            await intake.put(Reading(sensor, "value", "Cel", 20 + (n % 50) / 10, now_ms))
-            n += 1
-            next_at += period
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+    state = f"{rate:g} readings/s, {sensors} sensors"
 
     def sources(config: EdgeConfig, intake: Intake) -> list[TaskSpec]:
-        return [TaskSpec("synthetic", (sensors, rate), lambda: synthetic(intake))]
+        return [
+            TaskSpec("synthetic", (sensors, rate), lambda: _synthetic(intake, sensors, rate, state))
+        ]
 
     base = default_wiring()
     wiring = Wiring(base.open_log, sources, base.uplink, base.uplink_status, software=base.software)

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.health import io_write_bytes
+from estran.bench_edge import _samples, _status, _stop, _synthetic
 
 RATES = (1.0, 10.0, 100.0)
 SENSORS = 10
@@ -74,30 +74,6 @@ def _config_text(data_dir: Path, commit_interval_s: float | None) -> str:
     if commit_interval_s is not None:
         lines += ["[buffer]", f'commit_interval = "{commit_interval_s:g}s"', ""]
     return "\n".join(lines)
-
-
-def _status(socket_path: Path) -> dict[str, Any] | None:
-    from edge.health import StatusUnavailable, read_status
-
-    try:
-        return read_status(socket_path, timeout=2.0)
-    except StatusUnavailable:
-        return None
-
-
-def _samples(status: dict[str, Any] | None) -> int:
-    return int(((status or {}).get("footprint") or {}).get("samples") or 0)
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-        return None
 
 
 def measure_flash(soak: float, warmup: float, directory: Path | None) -> dict[str, Any]:
@@ -208,26 +184,10 @@ def _child(config_path: str, policy: str, rate: float) -> int:
     from edge.config import EdgeConfig
     from edge.daemon import Intake, TaskSpec, Wiring, run_daemon
     from edge.daemon._wiring import default_wiring
-    from protocols.reading import Reading
-
-    async def synthetic(intake: Intake) -> None:
-        names = [f"synthetic-{i:03d}" for i in range(SENSORS)]
-        period = 1.0 / rate
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        n = 0
-        intake.set_state("synthetic", "up", f"{rate:g} readings/s")
-        while True:
-            now_ms = time.time_ns() // 1_000_000
-            await intake.put(
-                Reading(names[n % SENSORS], "value", "Cel", 20 + (n % 50) / 10, now_ms)
-            )
-            n += 1
-            next_at += period
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
 
     def sources(config: EdgeConfig, intake: Intake) -> list[TaskSpec]:
-        return [TaskSpec("synthetic", (rate,), lambda: synthetic(intake))]
+        state = f"{rate:g} readings/s"
+        return [TaskSpec("synthetic", (rate,), lambda: _synthetic(intake, SENSORS, rate, state))]
 
     def open_log(config: EdgeConfig) -> Any:
         b = config.buffer
