@@ -138,12 +138,17 @@ def router(storage: Storage) -> APIRouter:
         if p.role == "anonymous":
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
-        t = Translator(language(request))
-        return page(request, p, "error.html", t("error.title"), 403, message=t("error.forbidden"))
+        return error_page(request, p, 403, "error.forbidden")
 
     def unavailable(request: Request, p: Principal, what: str) -> Response:
+        return error_page(request, p, 503, what)
+
+    def error_page(
+        request: Request, p: Principal, status: int, what: str, **args: object
+    ) -> Response:
+        """The error page with `status` and the message `what` in the visitor's language."""
         t = Translator(language(request))
-        return page(request, p, "error.html", t("error.title"), 503, message=t(what))
+        return page(request, p, "error.html", t("error.title"), status, message=t(what, **args))
 
     # -- frame ------------------------------------------------------------------------------
 
@@ -229,14 +234,7 @@ def router(storage: Storage) -> APIRouter:
         except StorageError:
             return unavailable(request, p, "error.storage")
         if row is None:
-            return page(
-                request,
-                p,
-                "error.html",
-                t("error.title"),
-                404,
-                message=t("gateway.not_found", id=gateway_id),
-            )
+            return error_page(request, p, 404, "gateway.not_found", id=gateway_id)
         return page(
             request,
             p,
@@ -276,10 +274,7 @@ def router(storage: Storage) -> APIRouter:
         try:
             seq = await run_in_threadpool(send)
         except PermissionError:
-            t = Translator(language(request))
-            return page(
-                request, p, "error.html", t("error.title"), 403, message=t("error.forbidden")
-            )
+            return error_page(request, p, 403, "error.forbidden")
         except FleetNotFound:
             return RedirectResponse(f"{back}?command_error=gone", status_code=303)
         except FleetError:  # revoked, or the registry busy
@@ -315,14 +310,7 @@ def router(storage: Storage) -> APIRouter:
         except StorageError:
             return unavailable(request, p, "error.storage")
         if not views:
-            return page(
-                request,
-                p,
-                "error.html",
-                t("error.title"),
-                404,
-                message=t("sensor.not_found", id=sensor_id),
-            )
+            return error_page(request, p, 404, "sensor.not_found", id=sensor_id)
         view = views
         numeric = [s.quantity for s in view.latest if _views.is_number(s.value)]
         chosen = quantity if quantity in numeric else (numeric[0] if numeric else None)
