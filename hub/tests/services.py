@@ -1,4 +1,5 @@
-"""Service fixtures shared by hub tests and hil-tests: a throwaway PostgreSQL database.
+"""Service fixtures shared by hub tests and hil-tests: a throwaway PostgreSQL database, free
+ports, a hub running in the test's event loop.
 
 PostgreSQL is found at $ESTRAN_PG (default postgresql://root@127.0.0.1:5432/postgres). When it
 is absent the tests skip with the reason, except under CI=true where they fail: CI must
@@ -7,13 +8,18 @@ exercise both databases.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from hub._service import Hub, HubConfig
 
 ADMIN_URL = os.environ.get("ESTRAN_PG", "postgresql://root@127.0.0.1:5432/postgres")
 
@@ -55,4 +61,21 @@ def temporary_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-__all__ = ["ADMIN_URL", "free_port", "temporary_database", "unavailable"]
+@contextlib.asynccontextmanager
+async def running_hub_task(config: HubConfig, ready_s: float = 20) -> AsyncIterator[Hub]:
+    """The hub of `config` as a task of this event loop, once ready (within `ready_s`);
+    cancelled on the way out, and waited for (20 s at most)."""
+    from hub._service import Hub
+
+    hub = Hub(config)
+    task = asyncio.create_task(hub.run(), name="hub")
+    try:
+        await asyncio.wait_for(hub.ready.wait(), ready_s)
+        yield hub
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 20)
+
+
+__all__ = ["ADMIN_URL", "free_port", "running_hub_task", "temporary_database", "unavailable"]

@@ -3,7 +3,6 @@ commands, on SQLite and on PostgreSQL. Only what docs/hub.md and docs/security.m
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -18,7 +17,7 @@ from hub._http import LogRateLimit
 from hub._service import Hub, HubConfig
 from hub.cli import hub as hub_cli
 from hub.storage import SeriesKey, Value, open_storage
-from hub.tests.services import free_port
+from hub.tests.services import free_port, running_hub_task
 from hub.tests.test_storage import T0, batch
 
 PARK: SeriesKey = ("park-soil-01", "moisture", "%")
@@ -52,23 +51,15 @@ class Site:
 @contextlib.asynccontextmanager
 async def running(data: Path, db: str) -> AsyncIterator[Site]:
     http_port = free_port()
-    hub = Hub(
-        HubConfig(
-            data_dir=data,
-            db=db,
-            mqtt_listen=f"127.0.0.1:{free_port()}",
-            http=f"127.0.0.1:{http_port}",
-            workers=0,
-        )
+    config = HubConfig(
+        data_dir=data,
+        db=db,
+        mqtt_listen=f"127.0.0.1:{free_port()}",
+        http=f"127.0.0.1:{http_port}",
+        workers=0,
     )
-    task = asyncio.create_task(hub.run(), name="hub")
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 30)
+    async with running_hub_task(config, ready_s=30) as hub:
         yield Site(data, db, f"http://127.0.0.1:{http_port}", hub)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 20)
 
 
 def territory() -> list[tuple[SeriesKey, int, Value]]:

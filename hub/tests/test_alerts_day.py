@@ -29,7 +29,7 @@ from hub._service import Hub, HubConfig
 from hub.alerts import AlertSettings, DeliverySettings, verify
 from hub.cli import hub as hub_cli
 from hub.tests.fleet_support import enroll_directly
-from hub.tests.services import free_port
+from hub.tests.services import free_port, running_hub_task
 from protocols import wire
 from protocols.block import encode_block
 from protocols.reading import Reading
@@ -133,24 +133,16 @@ async def running_hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, int, int, str]
     with Fleet(tmp_path) as fleet:
         credential = fleet.ensure_admin() or fleet.accounts.create_token("admin", "test").token
     mqtt_port, http_port = free_port(), free_port()
-    hub = Hub(
-        HubConfig(
-            data_dir=tmp_path,
-            broker="embedded",
-            mqtt_listen=f"127.0.0.1:{mqtt_port}",
-            http=f"127.0.0.1:{http_port}",
-            alerts=AlertSettings(clock="event", tick_s=0.2, reload_s=0.5),
-            delivery=DeliverySettings(attempts=3, backoff_s=0.05, timeout_s=5.0),
-        )
+    config = HubConfig(
+        data_dir=tmp_path,
+        broker="embedded",
+        mqtt_listen=f"127.0.0.1:{mqtt_port}",
+        http=f"127.0.0.1:{http_port}",
+        alerts=AlertSettings(clock="event", tick_s=0.2, reload_s=0.5),
+        delivery=DeliverySettings(attempts=3, backoff_s=0.05, timeout_s=5.0),
     )
-    task = asyncio.create_task(hub.run(), name="hub")
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 20)
+    async with running_hub_task(config) as hub:
         yield hub, mqtt_port, http_port, credential
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 20)
 
 
 RULES: list[dict[str, Any]] = [

@@ -12,7 +12,7 @@ import httpx
 
 from hub._service import Hub, HubConfig
 from hub.storage import open_storage
-from hub.tests.services import free_port
+from hub.tests.services import free_port, running_hub_task
 from protocols import wire
 from protocols.block import encode_block
 from protocols.reading import Reading
@@ -43,23 +43,15 @@ def data(
 @contextlib.asynccontextmanager
 async def running_hub(tmp_path: Path) -> AsyncIterator[tuple[Hub, int, int]]:
     mqtt_port, http_port = free_port(), free_port()
-    hub = Hub(
-        HubConfig(
-            data_dir=tmp_path,
-            db="sqlite",
-            broker="embedded",
-            mqtt_listen=f"127.0.0.1:{mqtt_port}",
-            http=f"127.0.0.1:{http_port}",
-        )
+    config = HubConfig(
+        data_dir=tmp_path,
+        db="sqlite",
+        broker="embedded",
+        mqtt_listen=f"127.0.0.1:{mqtt_port}",
+        http=f"127.0.0.1:{http_port}",
     )
-    task = asyncio.create_task(hub.run(), name="hub")
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 20)
+    async with running_hub_task(config) as hub:
         yield hub, mqtt_port, http_port
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 20)
 
 
 def admin_headers(hub: Hub) -> dict[str, str]:

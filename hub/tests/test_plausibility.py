@@ -15,7 +15,7 @@ import aiomqtt
 import httpx
 
 from hub._service import Hub, HubConfig
-from hub.tests.services import free_port
+from hub.tests.services import free_port, running_hub_task
 from hub.tests.test_ingest import admin_headers
 from protocols import wire
 from protocols.block import encode_block
@@ -28,23 +28,15 @@ YEAR_9999 = 253_402_214_400_000
 @contextlib.asynccontextmanager
 async def hub_on(spec: str, tmp_path: Path) -> AsyncIterator[tuple[Hub, int, int]]:
     mqtt_port, http_port = free_port(), free_port()
-    hub = Hub(
-        HubConfig(
-            data_dir=tmp_path,
-            db=spec,
-            mqtt_listen=f"127.0.0.1:{mqtt_port}",
-            http=f"127.0.0.1:{http_port}",
-            broker_access="open",
-        )
+    config = HubConfig(
+        data_dir=tmp_path,
+        db=spec,
+        mqtt_listen=f"127.0.0.1:{mqtt_port}",
+        http=f"127.0.0.1:{http_port}",
+        broker_access="open",
     )
-    task = asyncio.create_task(hub.run(), name="hub")
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 30)
+    async with running_hub_task(config, ready_s=30) as hub:
         yield hub, mqtt_port, http_port
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 20)
 
 
 async def send(gw: aiomqtt.Client, first: int, readings: list[Reading], batch: int) -> wire.Ack:
