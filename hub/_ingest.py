@@ -36,6 +36,7 @@ import aiomqtt
 
 from hub import _decode
 from hub._errors import StorageError
+from hub._loglimit import LogLimiter
 from hub._mqtt import BrokerAddress, acknowledge, connect
 from hub._plausibility import CONFLICT, check_session, mark_batch
 from hub.storage import GatewayState, IngestBatch, StorageThread
@@ -132,29 +133,6 @@ class IngestObserver(Protocol):
         """A state message was recorded (`applied` False: older than the one recorded)."""
 
 
-class _LogLimiter:
-    """At most `burst` warnings per `period` seconds; the rest are counted and summarised."""
-
-    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
-        self.period = period
-        self.burst = burst
-        self._window = 0.0
-        self._count = 0
-        self._suppressed = 0
-
-    def warn(self, msg: str, *args: object) -> None:
-        t = time.monotonic()
-        if t - self._window > self.period:
-            if self._suppressed:
-                log.warning("%d more rejected payloads not logged", self._suppressed)
-            self._window, self._count, self._suppressed = t, 0, 0
-        self._count += 1
-        if self._count <= self.burst:
-            log.warning(msg, *args)
-        else:
-            self._suppressed += 1
-
-
 def _left_over(raw: asyncio.Queue[aiomqtt.Message], decoded: asyncio.Queue[_Group]) -> int:
     """Messages taken from the broker and not committed when a session ends."""
     n = raw.qsize()
@@ -189,7 +167,7 @@ class IngestWorker:
         self.settings = settings or IngestSettings()
         self.connected = connected or asyncio.Event()
         self.observers: list[IngestObserver] = []
-        self._limiter = _LogLimiter()
+        self._limiter = LogLimiter(log, "rejected payloads")
         self._identifier = f"estran-hub-{socket.gethostname()[:20]}-{os.getpid()}-{name}"
 
     def add_observer(self, observer: IngestObserver) -> None:
