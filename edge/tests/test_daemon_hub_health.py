@@ -7,41 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from amqtt.broker import Broker
 
 from edge.config import load_config
 from edge.daemon import Daemon, SystemdNotifier
 from edge.daemon._wiring import default_wiring
 from edge.simulators.serial import Fault, NmeaSimulator
 from edge.tests.test_daemon_e2e import port_table
+from edge.tests.test_uplink import amqtt_broker
 from protocols import wire
 
 
 @pytest.fixture
 async def broker_port() -> AsyncIterator[int]:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = int(probe.getsockname()[1])
-    probe.close()
-    broker = Broker(
-        {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-            },
-        }
-    )
-    await broker.start()
-    try:
+    async with amqtt_broker() as port:
         yield port
-    finally:
-        await broker.shutdown()
 
 
 async def next_state(hub: aiomqtt.Client, timeout: float) -> wire.State:
