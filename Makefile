@@ -19,6 +19,7 @@ test: install lint types contracts pytest micropython
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check protocols edge fleet hub estran hil-tests
+	cd playbooks && ANSIBLE_HOME=$(CURDIR)/$(VENV)/ansible ../$(BIN)/ansible-lint --offline --profile production -q
 
 types: install
 	$(BIN)/mypy

@@ -5,14 +5,17 @@ machine, reading a serial simulator and sending to a real hub.
 Two gateways: `gw-local` over Ansible's local connection, `gw-ssh` over real SSH (an sshd this
 test starts on a loopback port with a throwaway key). One hub (embedded broker, SQLite).
 
-- provision 1.0.0: user, directories, release, configuration, daemon, health gate; a second
-  run changes nothing;
+- provision 1.0.0: user, directories, release, configuration, daemon, health gate;
 - the hub goes down, readings pile up in the buffers; update to 1.0.1 while it is down (the
   gate waits for the uplink; the hub comes back once the new daemons run): the readings
   buffered before the update reach the hub after it; configuration untouched; a second run
   changes nothing;
 - a broken 1.0.2 (its uplink never connects) fails the gate and every gateway is back on
   1.0.1 by itself, the failed release removed, two releases kept.
+
+Behind `-m long` (pytest -m long hil-tests/test_updates.py): the same, plus provision run
+twice, configure.yml (an option changed and reloaded; run again: nothing changes) and
+decommission.yml draining the buffer.
 
 sshd missing: skipped, failed under CI=true (.ci/run installs openssh-server).
 """
@@ -43,7 +46,7 @@ import pytest
 from edge.simulators.serial import NmeaSimulator
 from edge.tests.test_daemon_e2e import port_table
 from estran.bench_sync import Child, estran_argv, free_port, wait_hub_ready
-from estran.tests.wheels import REPO, build_wheel, wheelhouse
+from estran.tests.wheels import REPO, built_wheels
 from hub.storage import open_storage
 from hub.tests.services import unavailable
 
@@ -75,27 +78,19 @@ class Release:
         }
 
 
-def release(out: Path, version: str, **patches: Any) -> Release:
-    wheel = build_wheel(out / version, version, patches.get("patches"))
-    return Release(version, wheel, hashlib.sha256(wheel.read_bytes()).hexdigest())
-
-
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Release], Path]:
     if not ANSIBLE_PLAYBOOK.exists():
         unavailable("ansible-playbook is not installed (pip install -e '.[dev]')")
     out = tmp_path_factory.mktemp("releases")
+    wheels, house = built_wheels([(V1, None), (V2, None), (BROKEN, BREAK_UPLINK)])
     built = {
-        V1: release(out, V1),
-        V2: release(out, V2),
-        BROKEN: release(out, BROKEN, patches=BREAK_UPLINK),
+        v: Release(v, w, hashlib.sha256(w.read_bytes()).hexdigest()) for v, w in wheels.items()
     }
-    house = wheelhouse(built[V1].wheel, "edge", out / "wheelhouse")
     archive = out / "wheelhouse.tar"
     with tarfile.open(archive, "w") as tar:
         for wheel in sorted(house.glob("*.whl")):
-            if not wheel.name.startswith("estran-"):
-                tar.add(wheel, arcname=wheel.name)
+            tar.add(wheel, arcname=wheel.name)
     return built, archive
 
 
@@ -160,9 +155,9 @@ class Hub:
         await self.child.start()
         await wait_hub_ready(self.http_port, self.child)
 
-    def readings_between(self, sensor: str, from_ms: int, to_ms: int) -> int:
+    def readings_between(self, gateway: str, sensor: str, from_ms: int, to_ms: int) -> int:
         with contextlib.closing(open_storage(self.db, self.workdir, migrate=False)) as st:
-            return len(st.readings(sensor, from_ms, to_ms))
+            return sum(1 for row in st.readings(sensor, from_ms, to_ms) if row.gateway == gateway)
 
 
 @contextlib.asynccontextmanager
@@ -212,6 +207,8 @@ class Gateway:
         return sorted(p.name for p in (self.root / "opt/estran/releases").iterdir())
 
     def status(self) -> dict[str, Any] | None:
+        if not (self.current / "bin/estran").exists():
+            return None
         out = subprocess.run(
             [str(self.current / "bin/estran"), "edge", "status", "--json",
              "--config", str(self.config)],
@@ -302,6 +299,8 @@ async def playbook(work: Path, inv: Path, name: str, extra: dict[str, Any]) -> R
         "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_HOST_KEY_CHECKING": "False",
+        # a shared SSH connection per run, gone 2 s after its last use (none left behind)
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=2s",
     }
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -320,33 +319,35 @@ def unchanged(run: Run, hosts: list[str]) -> bool:
     return run.rc == 0 and all(recap[h]["changed"] == 0 and recap[h]["failed"] == 0 for h in hosts)
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
+async def until(predicate: Any, timeout: float, what: str, detail: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
+            raise AssertionError(f"timed out: {what}" + (f": {detail()}" if detail else ""))
         await asyncio.sleep(0.3)
 
 
-async def test_provision_update_rollback_local_and_over_ssh(
-    tmp_path: Path, releases: tuple[dict[str, Release], Path]
-) -> None:
-    built, house = releases
+async def scenario(tmp_path: Path, built: dict[str, Release], house: Path, *, full: bool) -> None:
     timings: dict[str, float] = {}
     gateways = [Gateway("gw-local", tmp_path / "gw-local"), Gateway("gw-ssh", tmp_path / "gw-ssh")]
     names = [gw.name for gw in gateways]
     with sshd(tmp_path / "sshd") as ssh:
         async with (
             hub(tmp_path / "hub") as h,
-            NmeaSimulator("ttyA", directory=tmp_path / "sim", interval=0.2) as sim_a,
-            NmeaSimulator("ttyB", directory=tmp_path / "sim", interval=0.2) as sim_b,
+            NmeaSimulator("ttyA", directory=tmp_path / "sim", interval=1.0) as sim_a,
+            NmeaSimulator("ttyB", directory=tmp_path / "sim", interval=1.0) as sim_b,
         ):
             sims = {"gw-local": sim_a, "gw-ssh": sim_b}
             inv = inventory(tmp_path, h, gateways, sims, ssh)
+
+            async def play(name: str, extra: dict[str, Any], step: str) -> Run:
+                run = await playbook(tmp_path, inv, name, extra)
+                timings[step] = round(run.seconds, 1)
+                return run
+
             try:
-                # -- provision, twice -------------------------------------------------------
-                run = await playbook(tmp_path, inv, "provision.yml", built[V1].extra_vars(house))
-                timings["provision"] = run.seconds
+                # -- provision ----------------------------------------------------------------
+                run = await play("provision.yml", built[V1].extra_vars(house), "provision")
                 assert run.rc == 0, run.output[-6000:]
                 for gw in gateways:
                     status = gw.status()
@@ -354,30 +355,33 @@ async def test_provision_update_rollback_local_and_over_ssh(
                     assert status["uplink"]["state"] == "connected"
                     assert gw.current.resolve().name == V1
                     assert oct(gw.config.stat().st_mode & 0o777) == "0o640"
-                run = await playbook(tmp_path, inv, "provision.yml", built[V1].extra_vars(house))
-                timings["provision_again"] = run.seconds
-                assert unchanged(run, names), run.output[-6000:]
+                if full:
+                    run = await play(
+                        "provision.yml", built[V1].extra_vars(house), "provision_again"
+                    )
+                    assert unchanged(run, names), run.output[-6000:]
 
                 # -- the hub goes down; readings pile up ---------------------------------------
                 config_before = {gw.name: gw.config.read_bytes() for gw in gateways}
                 await h.child.stop()
                 down_ms = int(time.time() * 1000)
-                sensor = next(iter(gateways[0].status()["sensors"]))
+                sensors = {gw.name: next(iter(gw.status()["sensors"])) for gw in gateways}
 
                 def pending() -> bool:
-                    return all(
+                    return time.time() * 1000 - down_ms > 5000 and all(
                         (s := gw.status()) is not None and s["buffer"]["pending"] >= 5
                         for gw in gateways
                     )
 
                 await until(pending, 30, "readings buffered while the hub is down")
                 buffered_ms = int(time.time() * 1000)
-                assert h.readings_between(sensor, down_ms, buffered_ms) == 0
+                for gw in gateways:
+                    assert h.readings_between(gw.name, sensors[gw.name], down_ms, buffered_ms) == 0
                 pids = {gw.name: gw.pid() for gw in gateways}
 
                 # -- update to 1.0.1 while the hub is down; it comes back once 1.0.1 runs -------
                 update = asyncio.create_task(
-                    playbook(tmp_path, inv, "update.yml", built[V2].extra_vars(house))
+                    play("update.yml", built[V2].extra_vars(house), "update")
                 )
                 await until(
                     lambda: (
@@ -389,7 +393,6 @@ async def test_provision_update_rollback_local_and_over_ssh(
                 )
                 await h.start()
                 run = await update
-                timings["update"] = run.seconds
                 assert run.rc == 0, run.output[-6000:]
                 for gw in gateways:
                     status = gw.status()
@@ -397,22 +400,29 @@ async def test_provision_update_rollback_local_and_over_ssh(
                     assert gw.config.read_bytes() == config_before[gw.name]
                     assert gw.releases() == [V1, V2]
                     assert (gw.root / "opt/estran/previous").resolve().name == V1
-                # what the local gateway buffered before the update reached the hub after it
+
+                # what each gateway buffered before the update reached the hub after it
+                def delivered() -> dict[str, int]:
+                    return {
+                        gw.name: h.readings_between(gw.name, sensors[gw.name], down_ms, buffered_ms)
+                        for gw in gateways
+                    }
+
                 await until(
-                    lambda: h.readings_between(sensor, down_ms, buffered_ms) >= 5,
-                    60,
+                    lambda: all(n >= 5 for n in delivered().values()),
+                    120,
                     "readings buffered before the update delivered",
+                    lambda: f"{delivered()} in [{down_ms}, {buffered_ms}]",
                 )
-                run = await playbook(tmp_path, inv, "update.yml", built[V2].extra_vars(house))
-                timings["update_again"] = run.seconds
+                run = await play("update.yml", built[V2].extra_vars(house), "update_again")
                 assert unchanged(run, names), run.output[-6000:]
 
                 # -- a broken release fails the gate and rolls back by itself -------------------
-                run = await playbook(
-                    tmp_path, inv, "update.yml",
-                    built[BROKEN].extra_vars(house) | {"estran_gate_timeout": 15},
-                )  # fmt: skip
-                timings["rollback"] = run.seconds
+                run = await play(
+                    "update.yml",
+                    built[BROKEN].extra_vars(house) | {"estran_gate_timeout": 10},
+                    "broken_rolled_back",
+                )
                 assert run.rc != 0
                 assert run.output.count(f"rolled back to {V2}") >= len(gateways), run.output[-6000:]
                 assert "uplink disconnected" in run.output
@@ -423,8 +433,58 @@ async def test_provision_update_rollback_local_and_over_ssh(
                     assert gw.releases() == [V1, V2]
                     assert gw.current.resolve().name == V2
                     assert gw.config.read_bytes() == config_before[gw.name]
+
+                if full:
+                    await configure_and_decommission(gateways, play, names)
             finally:
                 for gw in gateways:
                     gw.stop()
                 (tmp_path / "timings.json").write_text(json.dumps(timings))
                 print("timings", json.dumps(timings))
+
+
+async def configure_and_decommission(gateways: list[Gateway], play: Any, names: list[str]) -> None:
+    # configure.yml: a changed option is written and the daemon reloads it; again: nothing
+    run = await play(
+        "configure.yml", {"estran_gateway_options": {"log_level": "debug"}}, "configure"
+    )
+    assert run.rc == 0, run.output[-6000:]
+    for gw in gateways:
+        assert 'log_level = "debug"' in gw.config.read_text()
+    await until(
+        lambda: all(
+            (s := gw.status()) is not None and s["config"]["reloads"] >= 1 for gw in gateways
+        ),
+        30,
+        "the daemons reloaded the configuration",
+    )
+    run = await play(
+        "configure.yml", {"estran_gateway_options": {"log_level": "debug"}}, "configure_again"
+    )
+    assert unchanged(run, names), run.output[-6000:]
+    # decommission.yml, draining the buffer to the hub first
+    run = await play("decommission.yml", {"estran_decommission_buffer": "drain"}, "decommission")
+    assert run.rc == 0, run.output[-6000:]
+    for gw in gateways:
+        assert gw.pid() is None and gw.status() is None
+        data = gw.root / "var/lib/estran"
+        assert not (data / "identity").exists() and not (data / "state.json").exists()
+        assert (data / "buffer").is_dir()  # drained, kept
+        assert not (gw.root / "opt/estran/releases").exists()
+
+
+async def test_provision_update_rollback_local_and_over_ssh(
+    tmp_path: Path, releases: tuple[dict[str, Release], Path]
+) -> None:
+    built, house = releases
+    await scenario(tmp_path, built, house, full=False)
+
+
+@pytest.mark.long
+async def test_full_cycle_with_idempotence_configure_and_decommission(
+    tmp_path: Path, releases: tuple[dict[str, Release], Path]
+) -> None:
+    """The default test, plus: provision again changes nothing, configure.yml (a changed
+    option reloaded, again: nothing), decommission.yml draining the buffer."""
+    built, house = releases
+    await scenario(tmp_path, built, house, full=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from estran.tests.wheels import build_wheel, wheelhouse
+from estran.tests.wheels import built_wheels
 
 HUB_ONLY = {"fastapi", "uvicorn", "starlette", "psycopg", "amqtt", "jinja2", "prometheus-client",
             "httpx", "pwdlib", "bumble", "python-multipart"}  # fmt: skip
@@ -39,8 +39,8 @@ EDGE = {
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("packaging")
-    wheel = build_wheel(work)
-    house = wheelhouse(wheel, "edge", work / "wheelhouse")
+    wheels, house = built_wheels([("1.0.0", None)])
+    wheel = wheels["1.0.0"]
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     subprocess.run(

@@ -9,14 +9,18 @@ the network: the same layout as the offline wheelhouse of a release bundle (docs
 
 from __future__ import annotations
 
+import atexit
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["REPO", "build_wheel", "wheelhouse"]
+__all__ = ["REPO", "build_wheel", "built_wheels", "wheelhouse"]
 
 REPO = Path(__file__).resolve().parents[2]
 PIP_S = 600.0
@@ -79,3 +83,47 @@ def wheelhouse(wheel: Path, extra: str, out: Path) -> Path:
         check=True, timeout=PIP_S, capture_output=True,
     )  # fmt: skip
     return out
+
+
+_CACHE: dict[object, Path] = {}
+_LOCK = threading.Lock()
+_ROOT: list[Path] = []
+
+
+def _root() -> Path:
+    if not _ROOT:
+        _ROOT.append(Path(tempfile.mkdtemp(prefix="estran-wheels-")))
+        atexit.register(shutil.rmtree, _ROOT[0], True)
+    return _ROOT[0]
+
+
+def built_wheels(
+    specs: Sequence[tuple[str, Mapping[str, tuple[str, str]] | None]], extra: str = "edge"
+) -> tuple[dict[str, Path], Path]:
+    """Wheels for (version, patches) specs, built in parallel once per test session, and the
+    wheelhouse of `extra` (dependency wheels only, the estran wheel left out)."""
+
+    def one(spec: tuple[str, Mapping[str, tuple[str, str]] | None]) -> Path:
+        version, patches = spec
+        key = (version, tuple(sorted((patches or {}).items())))
+        with _LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+        wheel = build_wheel(
+            _root() / f"{version}-{len(_CACHE)}-{threading.get_ident()}", version, patches
+        )
+        with _LOCK:
+            return _CACHE.setdefault(key, wheel)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        wheels = list(pool.map(one, specs))
+    house_key = ("wheelhouse", extra)
+    with _LOCK:
+        house = _CACHE.get(house_key)
+    if house is None:
+        house = wheelhouse(wheels[0], extra, _root() / f"wheelhouse-{extra}")
+        for wheel in house.glob("estran-*.whl"):
+            wheel.unlink()
+        with _LOCK:
+            _CACHE[house_key] = house
+    return {spec[0]: wheel for spec, wheel in zip(specs, wheels, strict=True)}, house
