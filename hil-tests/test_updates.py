@@ -10,6 +10,8 @@ test starts on a loopback port with a throwaway key). One hub (embedded broker, 
   gate waits for the uplink; the hub comes back once the new daemons run): the readings
   buffered before the update reach the hub after it; configuration untouched; a second run
   changes nothing;
+- a wheel whose checksum is not the release's is refused before anything is installed: the
+  daemons keep running, untouched;
 - a broken 1.0.2 (its uplink never connects) fails the gate and every gateway is back on
   1.0.1 by itself, the failed release removed, two releases kept.
 
@@ -416,6 +418,20 @@ async def scenario(tmp_path: Path, built: dict[str, Release], house: Path, *, fu
                 )
                 run = await play("update.yml", built[V2].extra_vars(house), "update_again")
                 assert unchanged(run, names), run.output[-6000:]
+
+                # -- a wheel that is not the one the release names: refused, nothing touched ---
+                pids = {gw.name: gw.pid() for gw in gateways}
+                tampered = built[V2].extra_vars(house) | {
+                    "estran_version": "1.0.9",
+                    "estran_wheel_sha256": hashlib.sha256(b"another wheel").hexdigest(),
+                }
+                run = await play("update.yml", tampered, "tampered_refused")
+                assert run.rc != 0
+                assert run.output.count("checksum mismatch") >= len(gateways), run.output[-6000:]
+                for gw in gateways:
+                    assert gw.pid() == pids[gw.name]
+                    assert gw.releases() == [V1, V2]
+                    assert gw.current.resolve().name == V2
 
                 # -- a broken release fails the gate and rolls back by itself -------------------
                 run = await play(

@@ -98,8 +98,11 @@ def install(p: dict[str, Any], release: Path) -> str:
     if not wheel.is_file():
         raise ReleaseError(f"the wheel {wheel} is not on the gateway")
     found = sha256(wheel)
-    if found != p["sha256"]:
+    if found != p["sha256"]:  # nothing of it is kept, and nothing is installed
         wheel.unlink()
+        house = Path(p["wheelhouse"]) if p["wheelhouse"] else None
+        if house is not None and house.is_file():
+            house.unlink()
         raise ReleaseError(f"checksum mismatch for {wheel.name}: {found}, expected {p['sha256']}")
     shutil.rmtree(release, ignore_errors=True)
     release.parent.mkdir(parents=True, exist_ok=True)
