@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
@@ -20,7 +19,6 @@ from typing import Any
 
 import aiomqtt
 import httpx
-import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
@@ -33,7 +31,7 @@ from hub.tests.services import free_port, running_hub_task
 from protocols import wire
 from protocols.block import encode_block
 from protocols.reading import Reading
-from protocols.tests.block_support import BENCH
+from protocols.tests.block_support import reference_readings
 
 T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z, 01:00 in Paris
 HOUR = 3_600_000
@@ -42,13 +40,7 @@ SECRET = "a-webhook-secret-of-some-length"
 
 def workload_day() -> Iterator[Reading]:
     """The reference workload's first day (UTC) with the day's events written in."""
-    if not (BENCH / "workload.py").exists():
-        pytest.skip(f"reference workload not found at {BENCH}")
-    sys.path.insert(0, str(BENCH))
-    try:
-        from workload import readings  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(BENCH))
+    readings = reference_readings()
     extra: list[Reading] = []
     for i in range(24 * 12):  # two water meters every 5 min
         ts = T0 + i * 300_000

@@ -5,6 +5,7 @@ and an independent block decoder (cbor2 and docs/buffer-format.md, none of our c
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -14,7 +15,8 @@ from protocols.reading import Reading
 BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "bench"
 
 
-def workload(n: int) -> list[Reading]:
+def reference_readings() -> Any:
+    """The reference workload's `readings(n)` generator; the test skips when it is absent."""
     if not (BENCH / "workload.py").exists():
         pytest.skip(f"reference workload not found at {BENCH}")
     sys.path.insert(0, str(BENCH))
@@ -22,7 +24,13 @@ def workload(n: int) -> list[Reading]:
         from workload import readings  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(BENCH))
-    return [Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms) for r in readings(n)]
+    return readings
+
+
+def workload(n: int) -> list[Reading]:
+    return [
+        Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms) for r in reference_readings()(n)
+    ]
 
 
 def exact(a: Reading, b: Reading) -> bool:
