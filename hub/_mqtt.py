@@ -104,6 +104,7 @@ async def connect(
                 continue
             raise
         try:
+            honour_cancel()
             yield client, version == aiomqtt.ProtocolVersion.V5
         except BaseException as e:
             await disconnect(client, e)
@@ -112,6 +113,16 @@ async def connect(
             await disconnect(client, None)
         return
     raise aiomqtt.MqttError(f"{address}: no protocol version accepted")
+
+
+def honour_cancel() -> None:
+    """Raise the cancellation an aiomqtt call swallowed. aiomqtt waits with `asyncio.wait_for`
+    (connect, subscribe, publish), which on Python 3.11 may return a result that arrived
+    together with the cancel: the task then stays 'cancelling' and runs on for ever. Called
+    after each such call on the hub's paths that must stop when asked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _receive_maximum(n: int) -> Properties:
@@ -141,6 +152,7 @@ async def session(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
     """`async with client` whose disconnect is bounded (see `disconnect`)."""
     await client.__aenter__()
     try:
+        honour_cancel()
         yield client
     except BaseException as e:
         await disconnect(client, e)
@@ -201,5 +213,6 @@ __all__ = [
     "connect",
     "disconnect",
     "flow_control",
+    "honour_cancel",
     "session",
 ]

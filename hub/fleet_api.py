@@ -47,7 +47,7 @@ from fleet import (
 )
 from fleet import diff as diff_docs
 from hub._http import RateLimit
-from hub._mqtt import BrokerAddress, acknowledge, flow_control, session
+from hub._mqtt import BrokerAddress, acknowledge, flow_control, honour_cancel, session
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
@@ -215,6 +215,7 @@ class FleetHub:
                 async with session(client):
                     await client.subscribe(wire.subscription("report"), qos=1)
                     await client.subscribe(wire.subscription("state"), qos=1)  # software
+                    honour_cancel()
                     self.connected.set()
                     delay = 0.5
                     async with asyncio.TaskGroup() as tg:
@@ -239,6 +240,7 @@ class FleetHub:
                     retain=message.retain,
                     timeout=MQTT_TIMEOUT_S,
                 )
+                honour_cancel()
                 await asyncio.to_thread(self.fleet.mark_published, message.id)
                 log.info("published %s (%d bytes)", message.topic, len(message.payload))
             self._wake.clear()
