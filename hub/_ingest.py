@@ -37,7 +37,7 @@ import aiomqtt
 from hub import _decode
 from hub._errors import StorageError
 from hub._loglimit import LogLimiter
-from hub._mqtt import BrokerAddress, acknowledge, connect, honour_cancel
+from hub._mqtt import BrokerAddress, acknowledge, connect
 from hub._plausibility import CONFLICT, check_session, mark_batch
 from hub.storage import GatewayState, IngestBatch, StorageThread
 from protocols import wire
@@ -216,7 +216,6 @@ class IngestWorker:
             await client.subscribe(
                 [(wire.subscription("data", group), 1), (wire.subscription("state", group), 1)]
             )
-            honour_cancel()
             log.info("%s: subscribed on %s (shared=%s)", self.name, self.broker, self.shared)
             self.connected.set()
             raw: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(s.queue_messages)

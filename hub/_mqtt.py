@@ -104,7 +104,6 @@ async def connect(
                 continue
             raise
         try:
-            honour_cancel()
             yield client, version == aiomqtt.ProtocolVersion.V5
         except BaseException as e:
             await disconnect(client, e)
