@@ -47,7 +47,7 @@ class Configurations(Registry):
         first (ConfigRejected names every wrong field): nothing is stored otherwise."""
         key = self._scope_name(scope, name)
         doc = dict(document)
-        _schema.validate(doc)
+        _schema.validate(doc, layer=True)
         with self._tx() as db:
             old = db.execute(
                 "SELECT doc FROM layers WHERE scope = ? AND name = ?", (scope, key)

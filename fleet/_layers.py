@@ -7,6 +7,9 @@ Merge semantics (docs/fleet.md says the same):
   value of the layer above as a whole: lists are never merged item by item;
 - an explicit null deletes the key (and the whole table under it) inherited from above; the
   effective document never holds a null.
+
+The merge itself is `protocols.settings.merge`: the gateway lays the hub's document over its
+own file with the same function.
 """
 
 from __future__ import annotations
@@ -15,30 +18,20 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 
+from protocols import settings
+
 Document = dict[str, object]
 
 
 def merge(base: Mapping[str, object], layer: Mapping[str, object]) -> Document:
-    """`base` with `layer` laid over it (neither is modified)."""
-    out: Document = {k: copy.deepcopy(v) for k, v in base.items() if v is not None}
-    for key, value in layer.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)  # type: ignore[arg-type]
-        elif isinstance(value, Mapping):
-            out[key] = merge({}, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """`base` with `layer` laid over it (neither is modified): `protocols.settings.merge`,
+    the one merge the gateway uses too."""
+    return settings.merge(dict(base), dict(layer))
 
 
 def effective(layers: Iterable[Mapping[str, object]]) -> Document:
     """The document the gateway runs: the layers merged in order (fleet, group, gateway)."""
-    out: Document = {}
-    for layer in layers:
-        out = merge(out, layer)
-    return out
+    return settings.effective([dict(layer) for layer in layers])
 
 
 def flatten(doc: Mapping[str, object], prefix: str = "") -> dict[str, object]:

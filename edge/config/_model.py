@@ -1,23 +1,35 @@
-"""The typed configuration of a gateway daemon (what `load_config` returns)."""
+"""The typed configuration of a gateway daemon (what `load_config` returns).
+
+Defaults are the schema's (`protocols.settings`): declared once, for the hub and the gateway.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from protocols import settings
 
 ReportMode = Literal["every", "change", "aggregate"]
 Aggregate = Literal["min", "max", "mean", "last", "count"]
-AGGREGATES: tuple[Aggregate, ...] = ("min", "max", "mean", "last", "count")
+AGGREGATES: tuple[Aggregate, ...] = settings.AGGREGATES  # type: ignore[assignment]
 BufferPolicy = Literal["drop_oldest", "refuse_new"]
+
+
+_GATEWAY: dict[str, Any] = settings.defaults("gateway")
+_BUFFER: dict[str, Any] = settings.defaults("buffer")
+_UPLINK: dict[str, Any] = settings.defaults("uplink")
+_DAEMON: dict[str, Any] = settings.defaults("daemon")
+_REPORT: dict[str, Any] = settings.defaults("sensors.report")
 
 
 @dataclass(frozen=True, slots=True)
 class GatewaySection:
     id: str
     data_dir: Path
-    log_level: str = "info"
+    log_level: str = _GATEWAY["log_level"]
 
     @property
     def status_socket(self) -> Path:
@@ -36,26 +48,26 @@ class GatewaySection:
 
 @dataclass(frozen=True, slots=True)
 class BufferSection:
-    quota_bytes: int = 256 * 1024 * 1024
-    policy: BufferPolicy = "drop_oldest"
+    quota_bytes: int = _BUFFER["quota"]
+    policy: BufferPolicy = _BUFFER["policy"]
     # the loss window: a power cut may take what was read since the last commit (alarms are
     # committed at once); long enough that a commit holds several readings at low rates
-    commit_interval_s: float = 10.0
-    commit_readings: int = 2000
-    max_age_s: float | None = None
-    segment_bytes: int = 4 * 1024 * 1024
+    commit_interval_s: float = _BUFFER["commit_interval"]
+    commit_readings: int = _BUFFER["commit_readings"]
+    max_age_s: float | None = _BUFFER["max_age"]
+    segment_bytes: int = _BUFFER["segment_size"]
 
 
 @dataclass(frozen=True, slots=True)
 class UplinkSection:
     broker: str  # mqtt://host:port, or mqtts://host:port (TLS, port 8883 by default)
     credentials_file: Path | None = None  # "username:password" on one line, mode 0600
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    backlog_rate: float = 2000.0  # readings/s when draining the backlog (0: unlimited)
-    backlog_burst: int = 8192
-    state_interval_s: float = 60.0
-    keepalive_s: int = 30
-    compress: int = 6
+    protocol: Literal["auto", "5", "3.1.1"] = _UPLINK["protocol"]
+    backlog_rate: float = _UPLINK["backlog_rate"]  # readings/s draining a backlog (0: unlimited)
+    backlog_burst: int = _UPLINK["backlog_burst"]
+    state_interval_s: float = _UPLINK["state_interval"]
+    keepalive_s: int = _UPLINK["keepalive"]
+    compress: int = _UPLINK["compress"]
     ca_file: Path | None = None  # mqtts://: the hub's CA; None: the one enrollment kept
 
     @property
@@ -67,23 +79,23 @@ class UplinkSection:
 class DaemonSection:
     """Tuning of the daemon itself; the defaults suit a Raspberry Pi."""
 
-    queue_size: int = 2048  # readings between the sources and the buffer writer
-    put_timeout_s: float = 10.0  # a source waits this long on a full queue, then drops
-    restart_min_s: float = 1.0  # backoff of a crashed source: from this ...
-    restart_max_s: float = 60.0  # ... doubling to this
-    stop_timeout_s: float = 10.0  # a clean stop drains and commits within this
+    queue_size: int = _DAEMON["queue_size"]  # readings between the sources and the writer
+    put_timeout_s: float = _DAEMON["put_timeout"]  # a source waits on a full queue, then drops
+    restart_min_s: float = _DAEMON["restart_min"]  # backoff of a crashed source: from this ...
+    restart_max_s: float = _DAEMON["restart_max"]  # ... doubling to this
+    stop_timeout_s: float = _DAEMON["stop_timeout"]  # a clean stop drains and commits within
 
 
 @dataclass(frozen=True, slots=True)
 class ReportStrategy:
     """How a sensor's samples become readings (see edge.daemon.strategy)."""
 
-    mode: ReportMode = "every"
+    mode: ReportMode = _REPORT["mode"]
     deadband: float | None = None  # change: for every quantity not in `deadbands`
     deadbands: Mapping[str, float] = field(default_factory=dict)
-    heartbeat_s: float = 900.0  # change: report at least this often even when steady
-    window_s: float = 60.0  # aggregate: window length, aligned on the clock
-    aggregates: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
+    heartbeat_s: float = _REPORT["heartbeat"]  # change: at least this often even when steady
+    window_s: float = _REPORT["window"]  # aggregate: window length, aligned on the clock
+    aggregates: tuple[Aggregate, ...] = tuple(_REPORT["aggregates"])
 
     def deadband_for(self, quantity: str) -> float:
         return self.deadbands.get(quantity, self.deadband or 0.0)

@@ -3,15 +3,16 @@ applied by the daemon's own reload (only the sources whose settings changed rest
 buffer is never reopened; buffer settings wait for a restart), and a health gate on the
 daemon's health registry.
 
-Overlay: the same semantics as the hub's layers (docs/fleet.md): tables merge key by key,
-anything else replaces, null deletes. The gateway-only fields (`gateway.id`, `data_dir`,
-`uplink.broker`, `uplink.credentials_file`) stay the technician's: the hub cannot set them.
+Overlay: `protocols.settings.merge`, the very function the hub merges its layers with
+(docs/fleet.md): tables merge key by key, anything else replaces, null deletes. The
+gateway-only fields (`local` in the schema: `gateway.id`, `data_dir`, `uplink.broker`,
+`uplink.credentials_file`, `uplink.ca_file`) stay the technician's: the hub cannot set them
+(`settings.for_gateway` drops them, and the hub-only `apply` table).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import time
 import tomllib
@@ -22,9 +23,7 @@ from typing import Protocol
 from edge.config import EdgeConfig, parse_config
 from edge.daemon import ReloadResult, Wiring
 from edge.health import HealthRegistry
-
-_LOCAL = {("gateway", "id"), ("gateway", "data_dir"), ("uplink", "broker")}
-_LOCAL.add(("uplink", "credentials_file"))
+from protocols import settings
 
 
 class ApplyError(Exception):
@@ -41,24 +40,7 @@ class DaemonLike(Protocol):
 
 def overlay(base: Mapping[str, object], layer: Mapping[str, object]) -> dict[str, object]:
     """`base` with `layer` over it: tables merge, other values replace, null deletes."""
-    out: dict[str, object] = {k: copy.deepcopy(v) for k, v in base.items()}
-    for key, value in layer.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = overlay(out[key], value)  # type: ignore[arg-type]
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _strip_local(doc: Mapping[str, object]) -> dict[str, object]:
-    out = {k: v for k, v in doc.items() if k != "apply"}  # the transaction's own settings
-    for section, key in _LOCAL:
-        table = out.get(section)
-        if isinstance(table, Mapping) and key in table:
-            out[section] = {k: v for k, v in table.items() if k != key}
-    return out
+    return settings.merge(dict(base), dict(layer))
 
 
 class DaemonTarget:
@@ -73,7 +55,7 @@ class DaemonTarget:
         """The configuration the daemon runs for the hub's `config` (ConfigError if invalid)."""
         with self.local_path.open("rb") as f:
             base = tomllib.load(f)
-        merged = overlay(base, _strip_local(config))
+        merged = overlay(base, settings.for_gateway(dict(config)))
         return parse_config(merged, source="hub configuration", path=self.local_path)
 
     async def apply(self, config: Mapping[str, object], changed: frozenset[str]) -> None:

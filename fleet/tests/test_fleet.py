@@ -197,7 +197,7 @@ def test_schema_errors_name_the_field() -> None:
     )
     text = "\n".join(map(str, issues))
     assert "buffer.quota: must be a size" in text
-    assert "buffer.policy: must be one of drop_oldest, refuse_new" in text
+    assert 'buffer.policy: must be one of "drop_oldest", "refuse_new"; got "keep"' in text
     assert "uplink.broker: cannot be set by the hub" in text
     assert "uplink.keepalive: must be 5..3600, got 2" in text
     assert "serial[0].path: required" in text

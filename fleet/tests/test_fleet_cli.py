@@ -39,7 +39,7 @@ def test_fleet_commands(tmp_path: Path) -> None:
     assert code == 0, out
     assert '+ buffer.quota = "2 GiB"' in out
     code, out = run(tmp_path, "config", "set", "--group", "marina", "buffer.policy=keep_all")
-    assert code == 1 and "buffer.policy: must be one of drop_oldest, refuse_new" in out
+    assert code == 1 and 'buffer.policy: must be one of "drop_oldest", "refuse_new"' in out
     code, out = run(tmp_path, "config", "show", "--group", "marina")
     assert json.loads(out) == {"buffer": {"quota": "2 GiB"}, "daemon": {"queue_size": 4096}}
     code, out = run(tmp_path, "config", "set", "--group", "marina", "--unset", "daemon.queue_size")
