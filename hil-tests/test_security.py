@@ -283,7 +283,7 @@ async def test_admin_changes_a_group_and_sees_every_outcome(site: Site, tmp_path
         for g in gws:
             await g.start()
         await until(lambda: all(not x.drift for x in site.fleet.gateways()))
-        serial = [{"path": "/dev/ttyUSB0", "protocol": "tic"}]
+        serial = [{"path": "/dev/ttyUSB0", "protocol": "tic", "devices": [{"sensor": "linky"}]}]
         site.fleet.set_layer("group", "marina", {"serial": serial}, "alice")
         await until(lambda: all(not x.drift for x in site.fleet.gateways()))
         for row in site.fleet.gateways():
@@ -300,10 +300,11 @@ async def test_a_config_that_breaks_a_source_rolls_back(site: Site, tmp_path: Pa
     g = await new_gateway(site, tmp_path, "a")
     try:
         await g.start()
-        good = [{"path": "/dev/ttyUSB0", "protocol": "tic"}]
+        good = [{"path": "/dev/ttyUSB0", "protocol": "tic", "devices": [{"sensor": "linky"}]}]
         site.fleet.set_layer("gateway", g.id, {"serial": good}, "alice")
         await until(lambda: not site.fleet.gateway(g.id).drift)
-        site.fleet.set_layer("gateway", g.id, {"serial": [{"path": "/dev/bad"}]}, "alice")
+        bad = [{"path": "/dev/bad", "protocol": "tic", "devices": [{"sensor": "linky"}]}]
+        site.fleet.set_layer("gateway", g.id, {"serial": bad}, "alice")
         await until(lambda: site.fleet.gateway(g.id).outcome == "rolled_back")
         row = site.fleet.gateway(g.id)
         assert row.drift and "serial:/dev/bad down" in (row.reason or "")
