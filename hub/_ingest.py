@@ -37,7 +37,7 @@ import aiomqtt
 from hub import _decode
 from hub._errors import StorageError
 from hub._loglimit import LogLimiter
-from hub._mqtt import BrokerAddress, acknowledge, connect
+from hub._mqtt import BrokerAddress, acknowledge, connect, honour_cancel, in_session_task
 from hub._plausibility import CONFLICT, check_session, mark_batch
 from hub.storage import GatewayState, IngestBatch, StorageThread
 from protocols import wire
@@ -191,8 +191,8 @@ class IngestWorker:
         delay = self.settings.reconnect_min
         while True:
             started = time.monotonic()
-            try:
-                await self._session()
+            try:  # its own task: what a failed session leaves on it dies with it (_mqtt)
+                await in_session_task(self._session(), f"{self.name}-session")
             except* (aiomqtt.MqttError, OSError) as eg:
                 log.warning("%s: broker connection lost: %s", self.name, eg.exceptions[0])
             except* Exception as eg:  # a bug: log it loudly, but keep ingesting
@@ -216,6 +216,7 @@ class IngestWorker:
             await client.subscribe(
                 [(wire.subscription("data", group), 1), (wire.subscription("state", group), 1)]
             )
+            honour_cancel()  # aiomqtt's wait_for may have swallowed a stop
             log.info("%s: subscribed on %s (shared=%s)", self.name, self.broker, self.shared)
             self.connected.set()
             raw: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(s.queue_messages)

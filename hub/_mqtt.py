@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -16,11 +17,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub._errors import ConfigError
+from protocols.mqtt_versions import CONNACK, MQTT_5, NO_ANSWER, VersionFallback, version_name
 
 log = logging.getLogger("estran.hub.mqtt")
+_T = TypeVar("_T")
 
-# CONNACK codes meaning "not this protocol version": 3.1.1 code 1, MQTT 5 code 132 (0x84).
-_BAD_VERSION = {1, 132}
 DISCONNECT_WAIT_S = 5.0  # how long a closing client waits for the broker to confirm
 
 
@@ -66,45 +67,41 @@ async def connect(
     at most `in_flight` unacknowledged QoS 1 messages out to us (MQTT 5: our Receive Maximum;
     3.1.1: the broker's own window, 20 on Mosquitto and on the embedded broker) and holds the
     rest: a slow hub slows the broker down instead of discarding what it was sent."""
-    versions = [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
-    if not prefer_v5:
-        versions = versions[1:]
-    for version in versions:
+    fallback = VersionFallback("auto" if prefer_v5 else "3.1.1")  # protocols.mqtt_versions
+    for attempt in fallback.attempts(timeout):
+        v5 = attempt.version == MQTT_5
         client = aiomqtt.Client(
             address.host,
             address.port,
             identifier=identifier,
             username=address.username,
             password=address.password,
-            protocol=version,
-            clean_session=None if version == aiomqtt.ProtocolVersion.V5 else True,
-            timeout=min(timeout, 3.0)
-            if version == aiomqtt.ProtocolVersion.V5 and prefer_v5
-            else timeout,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else True,
+            timeout=attempt.timeout_s,
             keepalive=keepalive,
             max_queued_incoming_messages=0,  # bounded by the broker's window, see above
             max_inflight_messages=64,
-            properties=_receive_maximum(in_flight)
-            if version == aiomqtt.ProtocolVersion.V5
-            else None,
+            properties=_receive_maximum(in_flight) if v5 else None,
         )
         flow_control(client)
         try:
             await client.__aenter__()
         except MqttConnectError as e:
             code = getattr(e, "rc", None)
-            value = getattr(code, "value", code)
-            if version == aiomqtt.ProtocolVersion.V5 and value in _BAD_VERSION:
-                log.info("%s refuses MQTT 5, using 3.1.1", address)
+            if fallback.failed(attempt, CONNACK, getattr(code, "value", code)):
+                log.info("%s refuses MQTT %s", address, version_name(attempt.version))
                 continue
             raise
         except (aiomqtt.MqttError, OSError) as e:
-            if version == aiomqtt.ProtocolVersion.V5:
-                log.info("%s: no answer to MQTT 5 (%s), trying 3.1.1", address, e)
+            if fallback.failed(attempt, NO_ANSWER):
+                log.info("%s: no answer to MQTT %s (%s)", address, version_name(attempt.version), e)
                 continue
             raise
+        fallback.accepted(attempt)
         try:
-            yield client, version == aiomqtt.ProtocolVersion.V5
+            honour_cancel()
+            yield client, v5
         except BaseException as e:
             await disconnect(client, e)
             raise
@@ -122,6 +119,21 @@ def honour_cancel() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def in_session_task(session: Coroutine[Any, Any, _T], name: str) -> _T:
+    """Run one MQTT session (connect, subscribe, its TaskGroup) in a task of its own, and
+    wait for it.
+
+    On Python 3.11 a TaskGroup whose child fails while the group waits in `__aexit__` (the
+    usual case: a broker restart ends the receive task) cancels its parent task and never
+    uncancels it: the parent's `cancelling()` stays at 1 for good. A long-lived task that ran
+    the group itself would take that leftover for a request to stop at its next
+    `honour_cancel()` and end quietly, never to subscribe again. In a task of its own the
+    leftover dies with the session; a cancel of the caller still reaches the session (a task
+    awaiting a task forwards its cancel), and one the session swallowed stays counted on the
+    caller, where `honour_cancel()` finds it."""
+    return await asyncio.get_running_loop().create_task(session, name=name)
 
 
 def _receive_maximum(n: int) -> Properties:
@@ -213,5 +225,6 @@ __all__ = [
     "disconnect",
     "flow_control",
     "honour_cancel",
+    "in_session_task",
     "session",
 ]

@@ -47,7 +47,14 @@ from fleet import (
 )
 from fleet import diff as diff_docs
 from hub._http import RateLimit
-from hub._mqtt import BrokerAddress, acknowledge, flow_control, honour_cancel, session
+from hub._mqtt import (
+    BrokerAddress,
+    acknowledge,
+    flow_control,
+    honour_cancel,
+    in_session_task,
+    session,
+)
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
@@ -198,30 +205,13 @@ class FleetHub:
             await asyncio.sleep(self.poll_s)
 
     async def _mqtt(self, address: BrokerAddress) -> None:
-        user, password = self.credentials
         delay = 0.5
         while True:
-            try:
-                client = aiomqtt.Client(
-                    address.host,
-                    address.port,
-                    identifier="estran-hub-fleet",
-                    username=user,
-                    password=password,
-                    protocol=aiomqtt.ProtocolVersion.V311,
-                    timeout=MQTT_TIMEOUT_S,
-                )
-                flow_control(client)  # a burst of reports waits at the broker, none discarded
-                async with session(client):
-                    await client.subscribe(wire.subscription("report"), qos=1)
-                    await client.subscribe(wire.subscription("state"), qos=1)  # software
-                    honour_cancel()
-                    self.connected.set()
-                    delay = 0.5
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._outbox(client), name="fleet-outbox")
-                        tg.create_task(self._reports(client), name="fleet-reports")
+            try:  # its own task: what a failed session leaves on it dies with it (hub._mqtt)
+                await in_session_task(self._mqtt_session(address), "fleet-mqtt-session")
             except* aiomqtt.MqttError as eg:
+                if self.connected.is_set():  # it was subscribed: the backoff starts again
+                    delay = 0.5
                 self.connected.clear()
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():  # the disconnect of a cancel failed
@@ -229,6 +219,28 @@ class FleetHub:
                 log.warning("fleet MQTT: %s; again in %.1f s", eg.exceptions[0], delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _mqtt_session(self, address: BrokerAddress) -> None:
+        """One MQTT session of the fleet link (until the connection is lost)."""
+        user, password = self.credentials
+        client = aiomqtt.Client(
+            address.host,
+            address.port,
+            identifier="estran-hub-fleet",
+            username=user,
+            password=password,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            timeout=MQTT_TIMEOUT_S,
+        )
+        flow_control(client)  # a burst of reports waits at the broker, none discarded
+        async with session(client):
+            await client.subscribe(wire.subscription("report"), qos=1)
+            await client.subscribe(wire.subscription("state"), qos=1)  # software
+            honour_cancel()
+            self.connected.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._outbox(client), name="fleet-outbox")
+                tg.create_task(self._reports(client), name="fleet-reports")
 
     async def _outbox(self, client: aiomqtt.Client) -> None:
         while True:

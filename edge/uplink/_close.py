@@ -25,30 +25,44 @@ async def close_client(
     client: aiomqtt.Client, error: BaseException | None, wait_s: float = DISCONNECT_WAIT_S
 ) -> None:
     """DISCONNECT, wait at most `wait_s` for the broker, then close the socket ourselves.
-    Never raises an MQTT or socket error (the session is over either way)."""
-    exit_ = client.__aexit__(
-        None if error is None else type(error),
-        error,
-        None if error is None else error.__traceback__,
+    Never raises an MQTT or socket error (the session is over either way); a cancel of the
+    closing task closes the socket at once and goes on.
+
+    The same approach as the hub's `hub._mqtt.disconnect` (edge and hub share no IO code):
+    `asyncio.wait`, not `asyncio.wait_for`, which on Python 3.11 may swallow a cancel that
+    arrives as the awaited exit ends, leaving the task 'cancelling' and running on."""
+    exit_ = asyncio.ensure_future(
+        client.__aexit__(
+            None if error is None else type(error),
+            error,
+            None if error is None else error.__traceback__,
+        )
     )
     try:
-        await asyncio.wait_for(exit_, wait_s)
-    except TimeoutError:
-        log.info("the broker did not close the connection within %.0f s: closed here", wait_s)
-    except (aiomqtt.MqttError, OSError):
-        pass
+        await asyncio.wait({exit_}, timeout=wait_s)
     finally:
+        if not exit_.done():
+            exit_.cancel()
+            log.info("the broker did not close the connection within %.0f s: closed here", wait_s)
         drop_socket(client)
+    if not exit_.cancelled():
+        exit_.exception()  # an MQTT or socket error on the way out: the session is over anyway
 
 
 def drop_socket(client: aiomqtt.Client) -> None:
-    """Close the client's socket if it is still open (paho unregisters it from the loop)."""
+    """Close the client's connection now, without the MQTT goodbye, and release what
+    aiomqtt keeps for it (as `hub._mqtt.close_socket`; aiomqtt has no public way)."""
     paho = getattr(client, "_client", None)
     close = getattr(paho, "_sock_close", None)
-    if paho is None or not callable(close) or paho.socket() is None:
-        return
-    with contextlib.suppress(Exception):
-        close()
+    if paho is not None and callable(close) and paho.socket() is not None:
+        with contextlib.suppress(Exception):
+            close()  # unregisters from the event loop, closes the fd
+    disconnected = getattr(client, "_disconnected", None)
+    if isinstance(disconnected, asyncio.Future) and not disconnected.done():
+        disconnected.set_result(None)
+    lock = getattr(client, "_lock", None)
+    if isinstance(lock, asyncio.Lock) and lock.locked():
+        lock.release()
 
 
 @contextlib.asynccontextmanager

@@ -51,11 +51,19 @@ from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
 from protocols import wire
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
+from protocols.mqtt_versions import (
+    CONNACK,
+    MQTT_5,
+    NO_ANSWER,
+    TLS,
+    Attempt,
+    VersionFallback,
+    version_name,
+)
 
 log = logging.getLogger("estran.edge.uplink")
 _T = TypeVar("_T")
 
-_BAD_VERSION = {1, 132}  # CONNACK: unacceptable protocol version (3.1.1 / MQTT 5)
 _PUBACK = 4  # bytes of a PUBACK (MQTT 5 leaves out the reason code when it is success)
 
 
@@ -184,7 +192,7 @@ class Uplink:
         self._bucket = TokenBucket(config.backlog_rate, config.backlog_burst, clock)
         self._unpaced = False  # drain_now(): the backlog goes out without the token bucket
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
-        self._v5: bool | None = {"auto": None, "5": True, "3.1.1": False}[config.protocol]
+        self._versions = VersionFallback(config.protocol)  # what the broker speaks, learnt
         self._session = 0
         self._number = 0
         self._start_after = start_after
@@ -288,53 +296,61 @@ class Uplink:
         await self._close(client, None)
 
     async def _connect(self, session: int) -> aiomqtt.Client:
-        """A connected client, MQTT 5 if the broker speaks it (probed once per process)."""
+        """A connected client, MQTT 5 if the broker speaks it. Which version to try is
+        `protocols.mqtt_versions`' policy (the hub's clients follow the same one); what it
+        learns is kept for the life of the process."""
         c = self.config
         tls = self._tls_context()
-        v5 = self._v5
-        if v5 is None:
-            v5, certain = await self._probe_v5(tls)
-            if certain:
-                self._v5 = v5
-        client = self._client(v5, session, c.connect_timeout_s, tls)
-        await client.__aenter__()
-        self.stats.mqtt5 = v5
-        self.stats.last_error = None
-        return client
+        fallback = self._versions
+        for attempt in fallback.attempts(c.connect_timeout_s):
+            v5 = attempt.version == MQTT_5
+            if attempt.probe and not await self._probe(attempt, tls):
+                continue
+            client = self._client(v5, session, c.connect_timeout_s, tls)
+            await client.__aenter__()
+            fallback.accepted(attempt)
+            self.stats.mqtt5 = v5
+            self.stats.last_error = None
+            return client
+        raise aiomqtt.MqttError("no MQTT protocol version accepted")  # the last attempt raised
 
-    async def _probe_v5(self, tls: ssl.SSLContext | None) -> tuple[bool, bool]:
-        """(whether the broker accepts an MQTT 5 CONNECT, whether it said so). The probe
-        carries no Will: amqtt 0.12 answers such a CONNECT with "unsupported protocol
-        version" at once, but stalls on one with a Will. No answer at all: 3.1.1 this time,
-        probe again on the next connection."""
+    async def _probe(self, attempt: Attempt, tls: ssl.SSLContext | None) -> bool:
+        """Whether the broker accepts a CONNECT of `attempt`'s version; False: try the next
+        version. The probe carries no Will: amqtt 0.12 answers an MQTT 5 CONNECT with
+        "unsupported protocol version" at once, but stalls on one with a Will."""
         c = self.config
+        version = version_name(attempt.version)
         probe = aiomqtt.Client(
             self.broker.host,
             self.broker.port,
             identifier=f"estran-gw-{c.gateway_id}-probe",
             username=c.username,
             password=c.password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=min(c.connect_timeout_s, 3.0),
+            protocol=aiomqtt.ProtocolVersion.V5
+            if attempt.version == MQTT_5
+            else aiomqtt.ProtocolVersion.V311,
+            timeout=attempt.timeout_s,
             tls_context=tls,
         )
         try:
             await probe.__aenter__()
         except MqttConnectError as e:
-            code = getattr(e.rc, "value", e.rc)
-            if code not in _BAD_VERSION:
+            code: object = getattr(e.rc, "value", e.rc)  # an int, or paho's ReasonCode
+            if not self._versions.failed(attempt, CONNACK, code if isinstance(code, int) else None):
                 raise
-            log.info("uplink: the broker speaks MQTT 3.1.1 only")
-            return False, True
+            log.info("uplink: the broker does not speak MQTT %s", version)
+            return False
         except aiomqtt.MqttCodeError:
             raise
-        except aiomqtt.MqttError as e:  # aiomqtt's timeout
-            if tls_failure(e) is not None:
+        except aiomqtt.MqttError as e:  # aiomqtt's timeout, a refused or lost connection
+            failure = TLS if tls_failure(e) is not None else NO_ANSWER
+            if not self._versions.failed(attempt, failure):
                 raise
-            log.info("uplink: no answer to MQTT 5 (%s), using 3.1.1", e)
-            return False, False
+            log.info("uplink: no answer to MQTT %s (%s), trying the next version", version, e)
+            return False
         await self._close(probe, None)
-        return True, True
+        self._versions.accepted(attempt)
+        return True
 
     async def _close(self, client: aiomqtt.Client, error: BaseException | None) -> None:
         await close_client(client, error)  # bounded: DISCONNECT, a short wait, the socket closed
@@ -449,7 +465,8 @@ class Uplink:
     async def _state_loop(self, client: aiomqtt.Client) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._state_now.wait(), self.config.state_interval_s)
+                async with asyncio.timeout(self.config.state_interval_s):  # wait_for eats cancels
+                    await self._state_now.wait()
             self._state_now.clear()  # what changed from here on asks for another one
             await self._publish_state(client, True)
             await asyncio.sleep(min(1.0, self.config.state_interval_s))
@@ -581,7 +598,8 @@ class Uplink:
                 self._send(client, tg, batch)
             self.stats.in_flight = len(self._inflight)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: it may swallow a cancel
+                    await self._wake.wait()
             self._wake.clear()
 
     def _expire(self) -> None:
