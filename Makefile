@@ -37,9 +37,28 @@ browser:
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium missing (apt-get install -y chromium): the browser tests will skip"
 
-# The codec vector tests again, on the MicroPython unix port (firmware-style codecs).
-micropython: install
-	$(BIN)/micropython protocols/tests/mpy_run.py
+# The codec vector tests again, on the MicroPython unix port (firmware-style codecs), run by
+# micropython-lib's unittest: its PyPI sdist (MicroPython's own format, one unittest.py) is
+# fetched once, checked against the pinned hash and unpacked into the port's library path.
+MPY_UNITTEST := micropython-unittest-0.4
+MPY_UNITTEST_SHA256 := 83b4a65c44b2f6382bc3dd8fbbe002b5679dbfc3744b99eaa59802e6fd14cf67
+MPY_UNITTEST_URL := https://files.pythonhosted.org/packages/45/3f/b9e333ed1f402f11bf83f730c72f3131dae203c9d0cb3d536ee022282544/$(MPY_UNITTEST).tar.gz
+MPY_LIB := $(VENV)/micropython-lib
+
+$(MPY_LIB)/unittest.py: | install
+	mkdir -p $(MPY_LIB)
+	$(BIN)/python -c "import hashlib, io, sys, tarfile, urllib.request; \
+	  data = urllib.request.urlopen('$(MPY_UNITTEST_URL)', timeout=60).read(); \
+	  got = hashlib.sha256(data).hexdigest(); \
+	  got == '$(MPY_UNITTEST_SHA256)' or sys.exit('$(MPY_UNITTEST): sha256 ' + got + ' is not the pinned one'); \
+	  member = tarfile.open(fileobj=io.BytesIO(data)).extractfile('$(MPY_UNITTEST)/unittest.py'); \
+	  open('$@', 'wb').write(member.read())"
+
+micropython: install $(MPY_LIB)/unittest.py
+	@set -e; for f in protocols/tests/test_vectors_*.py; do \
+	  m=$$(basename $$f .py); echo "== $$m (MicroPython)"; \
+	  MICROPYPATH=$(MPY_LIB):. $(BIN)/micropython protocols/tests/mpy_main.py $$m; \
+	done
 
 demo: install
 	$(BIN)/estran demo $(DEMO_ARGS)

@@ -1,28 +1,21 @@
 """Helpers for the codec vector tests, which run under pytest and under MicroPython.
 
-Vector test modules are named `test_vectors_*.py`, define plain `test_*()` functions taking
-no arguments, use plain `assert`, and import nothing MicroPython lacks. `mpy_run.py` runs
-them on the MicroPython unix port; pytest runs them on CPython.
+Vector test modules are named `test_vectors_*.py`: each holds one `unittest.TestCase` whose
+tests use plain `assert` and import nothing MicroPython lacks. pytest runs them on CPython;
+micropython-lib's `unittest` runs them on the MicroPython unix port (`make micropython`).
 """
 
 import json
+import unittest
 
 from protocols._stream import NEED_DATA
 from protocols.errors import REASONS, RemoteProtocolError
 
-try:
-    import pytest
 
-    def skip(reason: "str") -> "None":
-        pytest.skip(reason)
-
-except ImportError:  # MicroPython
-
-    class Skipped(Exception):
-        pass
-
-    def skip(reason: "str") -> "None":
-        raise Skipped(reason)
+def skip(reason: "str") -> "None":
+    """Skip the running test: unittest's SkipTest, which pytest and micropython-lib's
+    unittest both report as a skip."""
+    raise unittest.SkipTest(reason)
 
 
 def _repo_root() -> "str":

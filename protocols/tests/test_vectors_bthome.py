@@ -1,11 +1,12 @@
 """BTHome v2 conformance on ../shared/vectors/ble/bthome_v2_vectors.json.
 
-Runs under pytest and under MicroPython (protocols/tests/mpy_run.py): plain functions,
+Runs under pytest and under MicroPython (`make micropython`): one TestCase,
 plain asserts. Decryption is CPython-only: on MicroPython the encrypted vectors must raise
 ``unsupported``.
 """
 
 import sys
+import unittest
 
 from protocols import bthome
 from protocols.errors import DECRYPTION, TRUNCATED, UNSUPPORTED, RemoteProtocolError
@@ -133,63 +134,6 @@ def _check(v: "dict[str, object]", packet: "bthome.BTHomePacket") -> "None":
     assert sorted(readings) == sorted(expected_names), (v["test"], readings, expected_names)
 
 
-def test_plain_vectors_decode_to_the_published_values() -> "None":
-    checked = 0
-    for v in _vectors():
-        if v["test"] in (
-            "test_encryption_no_key_needed",  # upstream checks only the scheme: below
-            "test_bthome_battery_wrong_object_id_humidity",  # invalid: below
-            "test_bthome_invalid_object_payload_data_length",
-        ):
-            continue
-        data = _payload(v)
-        if data[0] & bthome.INFO_ENCRYPTED:
-            continue
-        packet = bthome.decode(data)
-        assert packet.version == 2 and not packet.encrypted
-        _check(v, packet)
-        checked += 1
-    assert checked >= 35, checked
-
-
-def test_no_key_needed_payload_is_plain_pressure() -> "None":
-    packet = bthome.decode(_payload(_by_test("test_encryption_no_key_needed")))
-    assert not packet.encrypted
-    # 04 138a01: 1008.83 hPa (spec example) = 100883 Pa
-    assert [(m.name, m.value, m.unit) for m in packet.measurements()] == [
-        ("pressure", 100883, "Pa")
-    ]
-
-
-def test_unknown_object_id_stops_parsing_and_keeps_what_came_before() -> "None":
-    v = _by_test("test_bthome_battery_wrong_object_id_humidity")
-    try:
-        bthome.decode(_payload(v))
-    except bthome.UnknownObjectError as e:
-        assert e.reason == UNSUPPORTED
-        assert e.packet is not None
-        _check(v, e.packet)
-    else:
-        raise AssertionError("unknown object id 0xfe accepted")
-    out = bthome.describe(_payload(v), {})
-    assert len(out) == 1 and out[0]["valid"] is False
-    assert str(out[0]["error"]).startswith("unsupported: ")
-    assert out[0]["readings"] == [{"name": "battery", "value": 93, "unit": "%"}]
-
-
-def test_truncated_object_rejects_the_payload() -> "None":
-    v = _by_test("test_bthome_invalid_object_payload_data_length")
-    try:
-        bthome.decode(_payload(v))
-    except RemoteProtocolError as e:
-        assert e.reason == TRUNCATED, e
-    else:
-        raise AssertionError("truncated payload accepted")
-    out = bthome.describe(_payload(v), {})
-    assert out[0]["valid"] is False and out[0]["readings"] == []
-    assert str(out[0]["error"]).startswith("truncated: ")
-
-
 def _encrypted() -> "list[tuple[dict[str, object], str, str]]":
     out = []
     for v in _vectors():
@@ -199,63 +143,6 @@ def _encrypted() -> "list[tuple[dict[str, object], str, str]]":
             mac = v.get("mac") or UPSTREAM_MAC
             out.append((v, str(key), str(mac)))
     return out
-
-
-def test_encrypted_vectors() -> "None":
-    vectors = _encrypted()
-    assert len(vectors) == 2
-    for v, key, mac in vectors:
-        data = _payload(v)
-        if not CPYTHON:
-            # decryption is CPython-only: MicroPython must say so, not crash or guess
-            try:
-                bthome.decode(data, key, mac)
-            except RemoteProtocolError as e:
-                assert e.reason == UNSUPPORTED, e
-            else:
-                raise AssertionError("decrypted without AES-CCM?")
-            continue
-        packet = bthome.decode(data, key, mac)
-        assert packet.encrypted and packet.mac == mac
-        assert packet.counter == 0x33221100  # 00112233 little-endian, sent in clear
-        _check(v, packet)
-
-
-def test_encrypted_vector_with_included_mac_needs_no_mac_option() -> "None":
-    v = _by_test("test_bthome_with_mac_encrypted")
-    data = _payload(v)
-    assert data[0] & bthome.INFO_MAC_INCLUDED
-    if not CPYTHON:
-        return  # covered by test_encrypted_vectors
-    packet = bthome.decode(data, str(v["bindkey"]))
-    assert packet.mac == v["mac"] and packet.mac_included
-
-
-def test_encrypted_without_key_is_a_decryption_error_with_fields() -> "None":
-    for v, _key, _mac in _encrypted():
-        try:
-            bthome.decode(_payload(v))
-        except RemoteProtocolError as e:
-            assert e.reason == DECRYPTION, e
-        else:
-            raise AssertionError("encrypted payload decoded without a key")
-        out = bthome.describe(_payload(v), {})
-        assert out[0]["valid"] is False and out[0]["readings"] == []
-        fields = out[0]["fields"]
-        assert fields["encrypted"] is True and fields["counter"] == 0x33221100
-
-
-def test_wrong_key_fails_authentication() -> "None":
-    if not CPYTHON:
-        return  # covered by test_encrypted_vectors (unsupported)
-    for v, key, mac in _encrypted():
-        wrong = ("0" if key[0] != "0" else "1") + key[1:]
-        try:
-            bthome.decode(_payload(v), wrong, mac)
-        except RemoteProtocolError as e:
-            assert e.reason == DECRYPTION, e
-        else:
-            raise AssertionError("wrong key accepted")
 
 
 def _object_table() -> "list[tuple[int, int, str, float]]":
@@ -285,41 +172,146 @@ SENML_FACTOR = {
 }
 
 
-def test_object_table_matches_the_published_table() -> "None":
-    rows = _object_table()
-    assert len(rows) >= 90, len(rows)
-    for oid, size, fmt, factor in rows:
-        assert oid in bthome.OBJECTS, "object 0x%02x missing" % oid
-        _name, our_size, signed, mult, power, _unit, kind = bthome.OBJECTS[oid]
-        if fmt in ("string", "raw"):
-            assert our_size == 0 and kind in (bthome.TEXT, bthome.RAW), oid
-            continue
-        assert our_size == size, (hex(oid), our_size, size)
-        assert signed == (fmt == "signed_integer"), (hex(oid), fmt)
-        ours = mult * 10.0**power
-        assert support.close(ours, factor * SENML_FACTOR.get(oid, 1)), (hex(oid), ours, factor)
+class BthomeVectors(unittest.TestCase):
+    def test_plain_vectors_decode_to_the_published_values(self) -> "None":
+        checked = 0
+        for v in _vectors():
+            if v["test"] in (
+                "test_encryption_no_key_needed",  # upstream checks only the scheme: below
+                "test_bthome_battery_wrong_object_id_humidity",  # invalid: below
+                "test_bthome_invalid_object_payload_data_length",
+            ):
+                continue
+            data = _payload(v)
+            if data[0] & bthome.INFO_ENCRYPTED:
+                continue
+            packet = bthome.decode(data)
+            assert packet.version == 2 and not packet.encrypted
+            _check(v, packet)
+            checked += 1
+        assert checked >= 35, checked
 
+    def test_no_key_needed_payload_is_plain_pressure(self) -> "None":
+        packet = bthome.decode(_payload(_by_test("test_encryption_no_key_needed")))
+        assert not packet.encrypted
+        # 04 138a01: 1008.83 hPa (spec example) = 100883 Pa
+        assert [(m.name, m.value, m.unit) for m in packet.measurements()] == [
+            ("pressure", 100883, "Pa")
+        ]
 
-def test_binary_range_and_events_are_covered() -> "None":
-    for oid in range(0x0F, 0x2E):
-        if oid in (0x12, 0x13, 0x14):
-            continue  # co2, tvoc, moisture: sensors inside the binary range
-        assert bthome.OBJECTS[oid][6] == bthome.BINARY, hex(oid)
-    assert bthome.OBJECTS[0x3A][6] == bthome.BUTTON
-    assert bthome.OBJECTS[0x3C][6] == bthome.DIMMER
-    for oid in (0xF0, 0xF1, 0xF2):
-        assert oid in bthome.OBJECTS
+    def test_unknown_object_id_stops_parsing_and_keeps_what_came_before(self) -> "None":
+        v = _by_test("test_bthome_battery_wrong_object_id_humidity")
+        try:
+            bthome.decode(_payload(v))
+        except bthome.UnknownObjectError as e:
+            assert e.reason == UNSUPPORTED
+            assert e.packet is not None
+            _check(v, e.packet)
+        else:
+            raise AssertionError("unknown object id 0xfe accepted")
+        out = bthome.describe(_payload(v), {})
+        assert len(out) == 1 and out[0]["valid"] is False
+        assert str(out[0]["error"]).startswith("unsupported: ")
+        assert out[0]["readings"] == [{"name": "battery", "value": 93, "unit": "%"}]
 
+    def test_truncated_object_rejects_the_payload(self) -> "None":
+        v = _by_test("test_bthome_invalid_object_payload_data_length")
+        try:
+            bthome.decode(_payload(v))
+        except RemoteProtocolError as e:
+            assert e.reason == TRUNCATED, e
+        else:
+            raise AssertionError("truncated payload accepted")
+        out = bthome.describe(_payload(v), {})
+        assert out[0]["valid"] is False and out[0]["readings"] == []
+        assert str(out[0]["error"]).startswith("truncated: ")
 
-def test_describe_contract_on_every_vector() -> "None":
-    for v in _vectors():
+    def test_encrypted_vectors(self) -> "None":
+        vectors = _encrypted()
+        assert len(vectors) == 2
+        for v, key, mac in vectors:
+            data = _payload(v)
+            if not CPYTHON:
+                # decryption is CPython-only: MicroPython must say so, not crash or guess
+                try:
+                    bthome.decode(data, key, mac)
+                except RemoteProtocolError as e:
+                    assert e.reason == UNSUPPORTED, e
+                else:
+                    raise AssertionError("decrypted without AES-CCM?")
+                continue
+            packet = bthome.decode(data, key, mac)
+            assert packet.encrypted and packet.mac == mac
+            assert packet.counter == 0x33221100  # 00112233 little-endian, sent in clear
+            _check(v, packet)
+
+    def test_encrypted_vector_with_included_mac_needs_no_mac_option(self) -> "None":
+        v = _by_test("test_bthome_with_mac_encrypted")
         data = _payload(v)
-        for prefix in (b"", bthome.UUID_BYTES):
-            out = bthome.describe(prefix + data, {})
-            assert len(out) == 1
-            r = out[0]
-            assert sorted(r) == ["error", "fields", "protocol", "readings", "valid"]
-            assert r["protocol"] == "bthome"
-            assert (r["error"] is None) == (r["valid"] is True)
-            for reading in r["readings"]:
-                assert sorted(reading) == ["name", "unit", "value"]
+        assert data[0] & bthome.INFO_MAC_INCLUDED
+        if not CPYTHON:
+            return  # covered by test_encrypted_vectors
+        packet = bthome.decode(data, str(v["bindkey"]))
+        assert packet.mac == v["mac"] and packet.mac_included
+
+    def test_encrypted_without_key_is_a_decryption_error_with_fields(self) -> "None":
+        for v, _key, _mac in _encrypted():
+            try:
+                bthome.decode(_payload(v))
+            except RemoteProtocolError as e:
+                assert e.reason == DECRYPTION, e
+            else:
+                raise AssertionError("encrypted payload decoded without a key")
+            out = bthome.describe(_payload(v), {})
+            assert out[0]["valid"] is False and out[0]["readings"] == []
+            fields = out[0]["fields"]
+            assert fields["encrypted"] is True and fields["counter"] == 0x33221100
+
+    def test_wrong_key_fails_authentication(self) -> "None":
+        if not CPYTHON:
+            return  # covered by test_encrypted_vectors (unsupported)
+        for v, key, mac in _encrypted():
+            wrong = ("0" if key[0] != "0" else "1") + key[1:]
+            try:
+                bthome.decode(_payload(v), wrong, mac)
+            except RemoteProtocolError as e:
+                assert e.reason == DECRYPTION, e
+            else:
+                raise AssertionError("wrong key accepted")
+
+    def test_object_table_matches_the_published_table(self) -> "None":
+        rows = _object_table()
+        assert len(rows) >= 90, len(rows)
+        for oid, size, fmt, factor in rows:
+            assert oid in bthome.OBJECTS, "object 0x%02x missing" % oid
+            _name, our_size, signed, mult, power, _unit, kind = bthome.OBJECTS[oid]
+            if fmt in ("string", "raw"):
+                assert our_size == 0 and kind in (bthome.TEXT, bthome.RAW), oid
+                continue
+            assert our_size == size, (hex(oid), our_size, size)
+            assert signed == (fmt == "signed_integer"), (hex(oid), fmt)
+            ours = mult * 10.0**power
+            assert support.close(ours, factor * SENML_FACTOR.get(oid, 1)), (hex(oid), ours, factor)
+
+    def test_binary_range_and_events_are_covered(self) -> "None":
+        for oid in range(0x0F, 0x2E):
+            if oid in (0x12, 0x13, 0x14):
+                continue  # co2, tvoc, moisture: sensors inside the binary range
+            assert bthome.OBJECTS[oid][6] == bthome.BINARY, hex(oid)
+        assert bthome.OBJECTS[0x3A][6] == bthome.BUTTON
+        assert bthome.OBJECTS[0x3C][6] == bthome.DIMMER
+        for oid in (0xF0, 0xF1, 0xF2):
+            assert oid in bthome.OBJECTS
+
+    def test_describe_contract_on_every_vector(self) -> "None":
+        for v in _vectors():
+            data = _payload(v)
+            for prefix in (b"", bthome.UUID_BYTES):
+                out = bthome.describe(prefix + data, {})
+                assert len(out) == 1
+                r = out[0]
+                assert sorted(r) == ["error", "fields", "protocol", "readings", "valid"]
+                assert r["protocol"] == "bthome"
+                assert (r["error"] is None) == (r["valid"] is True)
+                for reading in r["readings"]:
+                    assert sorted(reading) == ["name", "unit", "value"]

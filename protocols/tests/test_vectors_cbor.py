@@ -2,6 +2,7 @@
 not-well-formed examples of Appendix F.1. Runs under pytest and under MicroPython."""
 
 import sys
+import unittest
 
 from protocols import cbor
 from protocols.errors import RemoteProtocolError
@@ -121,83 +122,79 @@ def vectors() -> "list[dict[str, object]]":
     return load_json("cbor/appendix_a.json")  # type: ignore[return-value]
 
 
-def test_appendix_a_decodes() -> "None":
-    checked = 0
-    for vector in vectors():
-        data = unhex(vector["hex"])  # type: ignore[arg-type]
-        if vector["hex"] in NOT_WELL_FORMED_IN_8949:
-            continue
-        value = cbor.loads(data)
-        if "decoded" in vector:
-            assert same(value, vector["decoded"]), (vector["hex"], value)
-        else:
-            assert diag(value) == expected_diag(vector["diagnostic"]), (vector["hex"], value)  # type: ignore[arg-type]
-        checked += 1
-    assert checked == 81, checked
+class CborVectors(unittest.TestCase):
+    def test_appendix_a_decodes(self) -> "None":
+        checked = 0
+        for vector in vectors():
+            data = unhex(vector["hex"])  # type: ignore[arg-type]
+            if vector["hex"] in NOT_WELL_FORMED_IN_8949:
+                continue
+            value = cbor.loads(data)
+            if "decoded" in vector:
+                assert same(value, vector["decoded"]), (vector["hex"], value)
+            else:
+                assert diag(value) == expected_diag(vector["diagnostic"]), (vector["hex"], value)  # type: ignore[arg-type]
+            checked += 1
+        assert checked == 81, checked
 
+    def test_appendix_a_round_trips_in_preferred_serialization(self) -> "None":
+        checked = 0
+        for vector in vectors():
+            if not vector["roundtrip"] or vector["hex"] in NOT_WELL_FORMED_IN_8949:
+                continue
+            data = unhex(vector["hex"])  # type: ignore[arg-type]
+            value = cbor.loads(data)
+            if MICROPYTHON and has_unordered_map(value):
+                # MicroPython dicts do not keep insertion order: the bytes may differ, the value not
+                assert same(cbor.loads(cbor.dumps(value)), value), vector["hex"]
+            else:
+                assert cbor.dumps(value) == data, vector["hex"]
+            checked += 1
+        assert checked == 64, checked
 
-def test_appendix_a_round_trips_in_preferred_serialization() -> "None":
-    checked = 0
-    for vector in vectors():
-        if not vector["roundtrip"] or vector["hex"] in NOT_WELL_FORMED_IN_8949:
-            continue
-        data = unhex(vector["hex"])  # type: ignore[arg-type]
-        value = cbor.loads(data)
-        if MICROPYTHON and has_unordered_map(value):
-            # MicroPython dicts do not keep insertion order: the bytes may differ, the value not
-            assert same(cbor.loads(cbor.dumps(value)), value), vector["hex"]
-        else:
-            assert cbor.dumps(value) == data, vector["hex"]
-        checked += 1
-    assert checked == 64, checked
+    def test_simple_24_is_not_well_formed_in_rfc_8949(self) -> "None":
+        for hexed in NOT_WELL_FORMED_IN_8949:
+            try:
+                cbor.loads(unhex(hexed))
+            except RemoteProtocolError:
+                continue
+            raise AssertionError(hexed + " accepted")
 
+    def test_appendix_f1_not_well_formed_is_refused(self) -> "None":
+        for hexed in APPENDIX_F1:
+            try:
+                value = cbor.loads(unhex(hexed))
+            except RemoteProtocolError:
+                continue
+            raise AssertionError("%s decoded as %r" % (hexed, value))
+        assert len(APPENDIX_F1) == 94, len(APPENDIX_F1)
 
-def test_simple_24_is_not_well_formed_in_rfc_8949() -> "None":
-    for hexed in NOT_WELL_FORMED_IN_8949:
-        try:
-            cbor.loads(unhex(hexed))
-        except RemoteProtocolError:
-            continue
-        raise AssertionError(hexed + " accepted")
+    def test_a_sequence_walks_item_by_item(self) -> "None":
+        data = unhex("01 6161 820203 f6")
+        items = []
+        pos = 0
+        while pos < len(data):
+            item, pos = cbor.decode_item(data, pos)
+            items.append(item)
+        assert items == [1, "a", [2, 3], None]
+        assert cbor.loads_sequence(data) == items
 
+    def test_the_block_codec_runs_here_too(self) -> "None":
+        # protocols.block is built on this CBOR codec: a round trip on this platform
+        from protocols.block import decode_block, encode_block
+        from protocols.reading import Reading
 
-def test_appendix_f1_not_well_formed_is_refused() -> "None":
-    for hexed in APPENDIX_F1:
-        try:
-            value = cbor.loads(unhex(hexed))
-        except RemoteProtocolError:
-            continue
-        raise AssertionError("%s decoded as %r" % (hexed, value))
-    assert len(APPENDIX_F1) == 94, len(APPENDIX_F1)
-
-
-def test_a_sequence_walks_item_by_item() -> "None":
-    data = unhex("01 6161 820203 f6")
-    items = []
-    pos = 0
-    while pos < len(data):
-        item, pos = cbor.decode_item(data, pos)
-        items.append(item)
-    assert items == [1, "a", [2, 3], None]
-    assert cbor.loads_sequence(data) == items
-
-
-def test_the_block_codec_runs_here_too() -> "None":
-    # protocols.block is built on this CBOR codec: a round trip on this platform
-    from protocols.block import decode_block, encode_block
-    from protocols.reading import Reading
-
-    readings = [
-        Reading("soil-017", "moisture", "%RH", 35.12, 1764547200000),
-        Reading("soil-017", "moisture", "%RH", 35.1, 1764547260000, 2),
-        Reading("meter-003", "energy", "Wh", 1000123, 1764547201000),
-        Reading("meter-003", "energy", "Wh", 1000200.0, 1764547261000),
-        Reading("berth-001", "occupied", "/", True, 1764547202000),
-        Reading("bin-009", "state", None, "open", 1764547203000),
-    ]
-    data = encode_block(41, readings)
-    first, back = decode_block(data)
-    assert first == 41
-    assert back == readings
-    for a, b in zip(back, readings):  # noqa: B905 (MicroPython has no strict)
-        assert type(a.value) is type(b.value)
+        readings = [
+            Reading("soil-017", "moisture", "%RH", 35.12, 1764547200000),
+            Reading("soil-017", "moisture", "%RH", 35.1, 1764547260000, 2),
+            Reading("meter-003", "energy", "Wh", 1000123, 1764547201000),
+            Reading("meter-003", "energy", "Wh", 1000200.0, 1764547261000),
+            Reading("berth-001", "occupied", "/", True, 1764547202000),
+            Reading("bin-009", "state", None, "open", 1764547203000),
+        ]
+        data = encode_block(41, readings)
+        first, back = decode_block(data)
+        assert first == 41
+        assert back == readings
+        for a, b in zip(back, readings):  # noqa: B905 (MicroPython has no strict)
+            assert type(a.value) is type(b.value)

@@ -6,8 +6,10 @@ function. Where libmbus ignores a combinable VIFE that changes the meaning of a 
 DEVIATIONS holds what EN 13757-3 says instead (see docs/protocols/mbus.md).
 error-frames/ and unsupported-frames/ must be rejected with a fitting reason.
 
-Plain functions and asserts: these also run on MicroPython (protocols/tests/mpy_run.py).
+One unittest.TestCase, plain asserts: these also run on MicroPython (`make micropython`).
 """
+
+import unittest
 
 from protocols._typing import TYPE_CHECKING
 from protocols.errors import CHECKSUM, EXCEPTION, MALFORMED, TRUNCATED, UNSUPPORTED
@@ -229,113 +231,6 @@ def _check_record(name: "str", index: "int", record: "Record", block: "str") -> 
                 assert unit is None, where
 
 
-def test_test_frames_decode_like_libmbus_normalised_xml() -> "None":
-    names = _test_frames()
-    assert len(names) >= 38, names
-    checked = 0
-    for name in names:
-        telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/" + name + ".hex")))
-        xml = support.read_text(BASE + "/test-frames/" + name + ".norm.xml")
-        _check_header(name, telegram, xml)
-        blocks = xml.split("<DataRecord")[1:]
-        assert len(blocks) == len(telegram.records), (name, len(blocks), len(telegram.records))
-        for index in range(len(blocks)):
-            _check_record(name, index, telegram.records[index], blocks[index])
-            checked += 1
-    assert checked == 447, checked
-
-
-def test_describe_test_frames_are_valid_with_one_reading_per_record() -> "None":
-    for name in _test_frames():
-        data = _frame(BASE + "/test-frames/" + name + ".hex")
-        results = describe(data, {})
-        assert len(results) == 1, name
-        result = results[0]
-        assert result["protocol"] == "mbus"
-        assert result["valid"] is True, (name, result["error"])
-        assert result["error"] is None
-        xml = support.read_text(BASE + "/test-frames/" + name + ".norm.xml")
-        readings = result["readings"]
-        assert isinstance(readings, list)
-        assert len(readings) == xml.count("<DataRecord"), name
-        fields = result["fields"]
-        assert isinstance(fields, dict)
-        for key in ("id", "manufacturer", "version", "medium", "access_number", "status"):
-            assert key in fields, (name, key)
-        for reading in readings:
-            assert sorted(reading) == ["name", "unit", "value"], (name, reading)
-
-
-def test_example_amtron_heat_meter_values() -> "None":
-    telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/example_data_01.hex")))
-    assert telegram.id == 3575845
-    assert telegram.manufacturer == "AMT"
-    assert telegram.medium == 0x04
-    assert telegram.signature == 0xB627
-    got = [(r.name, r.value, r.unit) for r in telegram.records]
-    assert got == [
-        ("energy", 1389817000, "Wh"),  # 24-bit integer 1389817 x 10^3 Wh
-        ("volume", 504647.0, "m3"),  # 24-bit integer 5046470 x 10^-1 m3
-        ("power", 0.0, "W"),
-        ("volume_flow", 0.0, "m3/h"),
-        ("flow_temperature", 41.737434, "Cel"),
-        ("return_temperature", 35.46365, "Cel"),
-    ], got
-
-
-def test_kamstrup_tariffs_subunit_and_manufacturer_block() -> "None":
-    telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/kamstrup_382_005.hex")))
-    names = [r.name for r in telegram.records]
-    assert names == [
-        "energy",
-        "on_time",
-        "power",
-        "power_max",
-        "energy_tariff1_subunit1",
-        "energy_tariff2_subunit1",
-        "manufacturer_data",
-    ], names
-    assert telegram.records[1].value == 32400  # 9 hours in seconds
-    assert telegram.records[6].value == "00 " * 15 + "10"
-
-
-def test_negative_bcd_and_storage_numbers_of_landis_gyr() -> "None":
-    telegram = decode_response(
-        parse_frame(_frame(BASE + "/test-frames/landis+gyr_ultraheat_t230.hex"))
-    )
-    by_name = {}
-    for r in telegram.records:
-        by_name[r.name] = (r.value, r.unit)
-    assert by_name["temperature_difference"] == (-0.2, "K")  # BCD 'F00002' x 10^-1
-    assert by_name["energy_tariff5"] == (0, "Wh")  # two DIFEs: tariff 1 + 1 << 2
-    assert by_name["date_time_storage510"] == ("2027-01-01T00:00:00", None)
-    assert by_name["averaging_duration_tariff1"] == (420, "s")  # 7 minutes
-
-
-def test_fixed_data_structure_normalised() -> "None":
-    telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/sen_pollusonic_2.hex")))
-    assert telegram.id == 90919293
-    assert telegram.medium_name == "heat"
-    assert [(r.name, r.value, r.unit) for r in telegram.records] == [
-        ("energy", 6531000, "Wh"),
-        ("volume", 0.069, "m3"),
-    ]
-
-
-def test_plain_text_vif_and_lvar_text() -> "None":
-    telegram = decode_response(
-        parse_frame(_frame(BASE + "/test-frames/itron_cyble_m-bus_v1.4_water.hex"))
-    )
-    got = [(r.name, r.value, r.unit) for r in telegram.records[:4]]
-    assert got == [
-        ("fabrication_number", 12000071, None),
-        ("cust_id", "TEST CYBLE", None),
-        ("date_time", "2012-01-24T13:43:00", None),
-        ("bat_time", 4338, "bat. time"),
-    ], got
-
-
-# Error frames: the reason each must be rejected with.
 ERROR_REASONS = {
     "premature_end_of_data1": TRUNCATED,
     "premature_end_of_data2": TRUNCATED,
@@ -349,33 +244,6 @@ ERROR_REASONS = {
     "too_many_vife": MALFORMED,
 }
 
-
-def test_error_frames_are_rejected_with_the_right_reason() -> "None":
-    names = [n[:-4] for n in support.listdir(BASE + "/error-frames") if n.endswith(".hex")]
-    assert len(names) >= 20, names
-    for name in names:
-        results = describe(_frame(BASE + "/error-frames/" + name + ".hex"), {})
-        assert len(results) == 1, (name, results)
-        result = results[0]
-        assert result["valid"] is False, name
-        error = result["error"]
-        assert isinstance(error, str)
-        reason = error.split(":")[0]
-        try:
-            xml = support.read_text(BASE + "/error-frames/" + name + ".xml")
-        except OSError:
-            xml = ""
-        if xml:
-            # an application error (CI 0x70) reported by the meter: the text libmbus prints
-            expected = (
-                (_tag(xml, "Error") or "").lower().replace("\u00b4", "").replace(", truncated", "")
-            )
-            assert reason == EXCEPTION, (name, error)
-            assert expected in error.lower(), (name, error, expected)
-        else:
-            assert reason == ERROR_REASONS[name], (name, error)
-
-
 UNSUPPORTED_REASONS = {
     "invalid_length": MALFORMED,  # L = 0
     "invalid_length2": TRUNCATED,  # fixed data structure one byte short
@@ -387,47 +255,177 @@ UNSUPPORTED_REASONS = {
 }
 
 
-def test_unsupported_frames_are_rejected_with_the_right_reason() -> "None":
-    names = [n[:-4] for n in support.listdir(BASE + "/unsupported-frames") if n.endswith(".hex")]
-    assert len(names) >= 7, names
-    for name in names:
-        results = describe(_frame(BASE + "/unsupported-frames/" + name + ".hex"), {})
-        assert results, name
-        for result in results:
-            assert result["valid"] is False, (name, result)
-        error = results[0]["error"]
-        assert isinstance(error, str)
-        assert error.split(":")[0] == UNSUPPORTED_REASONS[name], (name, error)
+class MbusVectors(unittest.TestCase):
+    def test_test_frames_decode_like_libmbus_normalised_xml(self) -> "None":
+        names = _test_frames()
+        assert len(names) >= 38, names
+        checked = 0
+        for name in names:
+            telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/" + name + ".hex")))
+            xml = support.read_text(BASE + "/test-frames/" + name + ".norm.xml")
+            _check_header(name, telegram, xml)
+            blocks = xml.split("<DataRecord")[1:]
+            assert len(blocks) == len(telegram.records), (name, len(blocks), len(telegram.records))
+            for index in range(len(blocks)):
+                _check_record(name, index, telegram.records[index], blocks[index])
+                checked += 1
+        assert checked == 447, checked
 
+    def test_describe_test_frames_are_valid_with_one_reading_per_record(self) -> "None":
+        for name in _test_frames():
+            data = _frame(BASE + "/test-frames/" + name + ".hex")
+            results = describe(data, {})
+            assert len(results) == 1, name
+            result = results[0]
+            assert result["protocol"] == "mbus"
+            assert result["valid"] is True, (name, result["error"])
+            assert result["error"] is None
+            xml = support.read_text(BASE + "/test-frames/" + name + ".norm.xml")
+            readings = result["readings"]
+            assert isinstance(readings, list)
+            assert len(readings) == xml.count("<DataRecord"), name
+            fields = result["fields"]
+            assert isinstance(fields, dict)
+            for key in ("id", "manufacturer", "version", "medium", "access_number", "status"):
+                assert key in fields, (name, key)
+            for reading in readings:
+                assert sorted(reading) == ["name", "unit", "value"], (name, reading)
 
-def test_stream_of_all_frames_with_garbage_fed_byte_by_byte() -> "None":
-    frames = [_frame(BASE + "/test-frames/" + n + ".hex") for n in _test_frames()]
-    stream = b""
-    for i, frame in enumerate(frames):
-        stream += bytes([0x00, 0xFF, 0x42][: i % 4]) + frame
-    parser = FrameParser()
-    got = []
-    errors = []
-    for i in range(len(stream)):
-        parser.receive_data(stream[i : i + 1])
-        while True:
+    def test_example_amtron_heat_meter_values(self) -> "None":
+        telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/example_data_01.hex")))
+        assert telegram.id == 3575845
+        assert telegram.manufacturer == "AMT"
+        assert telegram.medium == 0x04
+        assert telegram.signature == 0xB627
+        got = [(r.name, r.value, r.unit) for r in telegram.records]
+        assert got == [
+            ("energy", 1389817000, "Wh"),  # 24-bit integer 1389817 x 10^3 Wh
+            ("volume", 504647.0, "m3"),  # 24-bit integer 5046470 x 10^-1 m3
+            ("power", 0.0, "W"),
+            ("volume_flow", 0.0, "m3/h"),
+            ("flow_temperature", 41.737434, "Cel"),
+            ("return_temperature", 35.46365, "Cel"),
+        ], got
+
+    def test_kamstrup_tariffs_subunit_and_manufacturer_block(self) -> "None":
+        telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/kamstrup_382_005.hex")))
+        names = [r.name for r in telegram.records]
+        assert names == [
+            "energy",
+            "on_time",
+            "power",
+            "power_max",
+            "energy_tariff1_subunit1",
+            "energy_tariff2_subunit1",
+            "manufacturer_data",
+        ], names
+        assert telegram.records[1].value == 32400  # 9 hours in seconds
+        assert telegram.records[6].value == "00 " * 15 + "10"
+
+    def test_negative_bcd_and_storage_numbers_of_landis_gyr(self) -> "None":
+        telegram = decode_response(
+            parse_frame(_frame(BASE + "/test-frames/landis+gyr_ultraheat_t230.hex"))
+        )
+        by_name = {}
+        for r in telegram.records:
+            by_name[r.name] = (r.value, r.unit)
+        assert by_name["temperature_difference"] == (-0.2, "K")  # BCD 'F00002' x 10^-1
+        assert by_name["energy_tariff5"] == (0, "Wh")  # two DIFEs: tariff 1 + 1 << 2
+        assert by_name["date_time_storage510"] == ("2027-01-01T00:00:00", None)
+        assert by_name["averaging_duration_tariff1"] == (420, "s")  # 7 minutes
+
+    def test_fixed_data_structure_normalised(self) -> "None":
+        telegram = decode_response(parse_frame(_frame(BASE + "/test-frames/sen_pollusonic_2.hex")))
+        assert telegram.id == 90919293
+        assert telegram.medium_name == "heat"
+        assert [(r.name, r.value, r.unit) for r in telegram.records] == [
+            ("energy", 6531000, "Wh"),
+            ("volume", 0.069, "m3"),
+        ]
+
+    def test_plain_text_vif_and_lvar_text(self) -> "None":
+        telegram = decode_response(
+            parse_frame(_frame(BASE + "/test-frames/itron_cyble_m-bus_v1.4_water.hex"))
+        )
+        got = [(r.name, r.value, r.unit) for r in telegram.records[:4]]
+        assert got == [
+            ("fabrication_number", 12000071, None),
+            ("cust_id", "TEST CYBLE", None),
+            ("date_time", "2012-01-24T13:43:00", None),
+            ("bat_time", 4338, "bat. time"),
+        ], got
+
+    # Error frames: the reason each must be rejected with.
+
+    def test_error_frames_are_rejected_with_the_right_reason(self) -> "None":
+        names = [n[:-4] for n in support.listdir(BASE + "/error-frames") if n.endswith(".hex")]
+        assert len(names) >= 20, names
+        for name in names:
+            results = describe(_frame(BASE + "/error-frames/" + name + ".hex"), {})
+            assert len(results) == 1, (name, results)
+            result = results[0]
+            assert result["valid"] is False, name
+            error = result["error"]
+            assert isinstance(error, str)
+            reason = error.split(":")[0]
             try:
-                frame = parser.next_event()
-            except Exception as e:  # RemoteProtocolError for the garbage
-                errors.append(e)
-                continue
-            if not hasattr(frame, "encode"):
-                break
-            got.append(frame.encode())
-    assert got == frames
-    assert len(errors) == sum(1 for i in range(len(frames)) if i % 4)
-    for e in errors:
-        assert getattr(e, "reason", None) == MALFORMED
+                xml = support.read_text(BASE + "/error-frames/" + name + ".xml")
+            except OSError:
+                xml = ""
+            if xml:
+                # an application error (CI 0x70) reported by the meter: the text libmbus prints
+                expected = (
+                    (_tag(xml, "Error") or "")
+                    .lower()
+                    .replace("\u00b4", "")
+                    .replace(", truncated", "")
+                )
+                assert reason == EXCEPTION, (name, error)
+                assert expected in error.lower(), (name, error, expected)
+            else:
+                assert reason == ERROR_REASONS[name], (name, error)
 
+    def test_unsupported_frames_are_rejected_with_the_right_reason(self) -> "None":
+        names = [
+            n[:-4] for n in support.listdir(BASE + "/unsupported-frames") if n.endswith(".hex")
+        ]
+        assert len(names) >= 7, names
+        for name in names:
+            results = describe(_frame(BASE + "/unsupported-frames/" + name + ".hex"), {})
+            assert results, name
+            for result in results:
+                assert result["valid"] is False, (name, result)
+            error = results[0]["error"]
+            assert isinstance(error, str)
+            assert error.split(":")[0] == UNSUPPORTED_REASONS[name], (name, error)
 
-def test_checksum_error_is_detected_and_the_stream_recovers() -> "None":
-    frame = _frame(BASE + "/test-frames/GWF-MTKcoder.hex")
-    broken = frame[:-2] + bytes([(frame[-2] + 1) & 0xFF]) + frame[-1:]
-    results = describe(broken + frame, {})
-    assert [r["valid"] for r in results] == [False, True]
-    assert str(results[0]["error"]).startswith(CHECKSUM + ":")
+    def test_stream_of_all_frames_with_garbage_fed_byte_by_byte(self) -> "None":
+        frames = [_frame(BASE + "/test-frames/" + n + ".hex") for n in _test_frames()]
+        stream = b""
+        for i, frame in enumerate(frames):
+            stream += bytes([0x00, 0xFF, 0x42][: i % 4]) + frame
+        parser = FrameParser()
+        got = []
+        errors = []
+        for i in range(len(stream)):
+            parser.receive_data(stream[i : i + 1])
+            while True:
+                try:
+                    frame = parser.next_event()
+                except Exception as e:  # RemoteProtocolError for the garbage
+                    errors.append(e)
+                    continue
+                if not hasattr(frame, "encode"):
+                    break
+                got.append(frame.encode())
+        assert got == frames
+        assert len(errors) == sum(1 for i in range(len(frames)) if i % 4)
+        for e in errors:
+            assert getattr(e, "reason", None) == MALFORMED
+
+    def test_checksum_error_is_detected_and_the_stream_recovers(self) -> "None":
+        frame = _frame(BASE + "/test-frames/GWF-MTKcoder.hex")
+        broken = frame[:-2] + bytes([(frame[-2] + 1) & 0xFF]) + frame[-1:]
+        results = describe(broken + frame, {})
+        assert [r["valid"] for r in results] == [False, True]
+        assert str(results[0]["error"]).startswith(CHECKSUM + ":")

@@ -17,10 +17,12 @@ alarm wmbusmeters reports found as our `leak` alarm, and no leak, burst or back-
 ours on a vector whose published values name none (no false alarm). The percentage and the models below
 100 % are printed (pytest -s). Coverage per model: docs/protocols/wmbus.md.
 
-Plain functions and asserts: these also run on MicroPython (protocols/tests/mpy_run.py). The
+One unittest.TestCase, plain asserts: these also run on MicroPython (`make micropython`). The
 encrypted vectors need AES: CPython's cryptography or MicroPython's cryptolib; an interpreter
 with neither skips them and says so.
 """
+
+import unittest
 
 from protocols.errors import RemoteProtocolError
 from protocols.tests import support
@@ -251,97 +253,95 @@ def _result() -> "dict[str, object]":
     return _RESULT[0]
 
 
-def test_published_values_reproduced() -> "None":
-    r = _result()
-    print(
-        "wmbus conformance: %d/%d published non-zero values reproduced = %.1f %%"
-        % (r["hits"], r["total"], r["percent"])
-    )
-    if r["skipped_vectors"]:
-        print("  %d encrypted vectors skipped: no AES on this interpreter" % r["skipped_vectors"])
-    models = r["models"]
-    for model in sorted(models):  # type: ignore[call-overload]
-        hit, total = models[model]  # type: ignore[index]
-        if hit < total:
-            print("  %-14s %d/%d" % (model, hit, total))
-    assert r["percent"] >= THRESHOLD, "%.1f %% < %.0f %%" % (r["percent"], THRESHOLD)  # type: ignore[operator]
+class WmbusVectors(unittest.TestCase):
+    def test_published_values_reproduced(self) -> "None":
+        r = _result()
+        print(
+            "wmbus conformance: %d/%d published non-zero values reproduced = %.1f %%"
+            % (r["hits"], r["total"], r["percent"])
+        )
+        if r["skipped_vectors"]:
+            print(
+                "  %d encrypted vectors skipped: no AES on this interpreter" % r["skipped_vectors"]
+            )
+        models = r["models"]
+        for model in sorted(models):  # type: ignore[call-overload]
+            hit, total = models[model]  # type: ignore[index]
+            if hit < total:
+                print("  %-14s %d/%d" % (model, hit, total))
+        assert r["percent"] >= THRESHOLD, "%.1f %% < %.0f %%" % (r["percent"], THRESHOLD)  # type: ignore[operator]
 
+    def test_every_leak_alarm_found(self) -> "None":
+        r = _result()
+        print("wmbus leak alarms: %d of %d found" % (r["leaks_found"], r["leaks_expected"]))
+        assert r["leaks_expected"], "the vectors should hold leak alarms"
+        assert not r["leaks_missed"], r["leaks_missed"]
 
-def test_every_leak_alarm_found() -> "None":
-    r = _result()
-    print("wmbus leak alarms: %d of %d found" % (r["leaks_found"], r["leaks_expected"]))
-    assert r["leaks_expected"], "the vectors should hold leak alarms"
-    assert not r["leaks_missed"], r["leaks_missed"]
+    def test_no_false_alarm(self) -> "None":
+        """No leak, burst or back-flow alarm where the published values name none: a false
+        alarm sends someone out at night."""
+        r = _result()
+        print("wmbus false alarms: %d" % len(r["false_alarms"]))  # type: ignore[arg-type]
+        assert not r["false_alarms"], r["false_alarms"]
 
+    def test_encrypted_vectors_decrypt(self) -> "None":
+        if _aes.backend() is None:
+            support.skip("no AES on this interpreter (neither cryptography nor cryptolib)")
+        data = support.load_json(PATH)
+        failures = []
+        count = 0
+        for v in data["vectors"]:  # type: ignore[index]
+            if not v["key"]:
+                continue
+            count += 1
+            try:
+                Decoder({"*": bytes.fromhex(v["key"])}).decode(bytes.fromhex(v["telegram_hex"]))
+            except RemoteProtocolError as e:
+                if "compact frame" not in str(e):
+                    failures.append("%s: %s" % (v["driver"], e))
+        assert count, "the vectors should hold encrypted telegrams"
+        assert not failures, failures
 
-def test_no_false_alarm() -> "None":
-    """No leak, burst or back-flow alarm where the published values name none: a false
-    alarm sends someone out at night."""
-    r = _result()
-    print("wmbus false alarms: %d" % len(r["false_alarms"]))  # type: ignore[arg-type]
-    assert not r["false_alarms"], r["false_alarms"]
+    def test_every_telegram_through_formats_a_b_and_each_dongle(self) -> None:
+        """Each wireless telegram framed as format A and B (CRCs added, then checked and
+        removed), and through each dongle's serial framing fed a byte at a time, comes back the
+        same and decodes the same."""
+        from protocols._stream import NeedData
+        from protocols.wmbus import dongles, frame_format_a, frame_format_b, strip_crcs
 
+        data = support.load_json(PATH)
+        count = 0
+        for v in data["vectors"]:  # type: ignore[index]
+            telegram = bytes.fromhex(v["telegram_hex"])
+            if telegram[0] == 0x68 or telegram[0] + 1 != len(telegram):
+                continue  # wired frames, and telegrams whose L-field does not fit
+            count += 1
+            for framed in (frame_format_a(telegram), frame_format_b(telegram)):
+                stripped, _fmt = strip_crcs(framed)
+                assert stripped[1:] == telegram[1:], v["driver"]
+            for dongle, wire in (
+                (dongles.IM871A, dongles.im871a_telegram(telegram)),
+                (dongles.AMB8465, dongles.amber_telegram(telegram)),
+                (dongles.RTLWMBUS, dongles.rtlwmbus_line(telegram)),
+            ):
+                stream = dongles.stream(dongle)
+                events = []
+                for i in range(len(wire)):
+                    stream.receive_data(wire[i : i + 1])
+                    while True:
+                        event = stream.next_event()
+                        if isinstance(event, NeedData):
+                            break
+                        events.append(event)
+                assert len(events) == 1, (dongle, v["driver"])
+                assert events[0].frame == telegram, (dongle, v["driver"])  # type: ignore[attr-defined]
+        assert count > 150
 
-def test_encrypted_vectors_decrypt() -> "None":
-    if _aes.backend() is None:
-        support.skip("no AES on this interpreter (neither cryptography nor cryptolib)")
-    data = support.load_json(PATH)
-    failures = []
-    count = 0
-    for v in data["vectors"]:  # type: ignore[index]
-        if not v["key"]:
-            continue
-        count += 1
-        try:
-            Decoder({"*": bytes.fromhex(v["key"])}).decode(bytes.fromhex(v["telegram_hex"]))
-        except RemoteProtocolError as e:
-            if "compact frame" not in str(e):
-                failures.append("%s: %s" % (v["driver"], e))
-    assert count, "the vectors should hold encrypted telegrams"
-    assert not failures, failures
-
-
-def test_every_telegram_through_formats_a_b_and_each_dongle() -> None:
-    """Each wireless telegram framed as format A and B (CRCs added, then checked and
-    removed), and through each dongle's serial framing fed a byte at a time, comes back the
-    same and decodes the same."""
-    from protocols._stream import NeedData
-    from protocols.wmbus import dongles, frame_format_a, frame_format_b, strip_crcs
-
-    data = support.load_json(PATH)
-    count = 0
-    for v in data["vectors"]:  # type: ignore[index]
-        telegram = bytes.fromhex(v["telegram_hex"])
-        if telegram[0] == 0x68 or telegram[0] + 1 != len(telegram):
-            continue  # wired frames, and telegrams whose L-field does not fit
-        count += 1
-        for framed in (frame_format_a(telegram), frame_format_b(telegram)):
-            stripped, _fmt = strip_crcs(framed)
-            assert stripped[1:] == telegram[1:], v["driver"]
-        for dongle, wire in (
-            (dongles.IM871A, dongles.im871a_telegram(telegram)),
-            (dongles.AMB8465, dongles.amber_telegram(telegram)),
-            (dongles.RTLWMBUS, dongles.rtlwmbus_line(telegram)),
-        ):
-            stream = dongles.stream(dongle)
-            events = []
-            for i in range(len(wire)):
-                stream.receive_data(wire[i : i + 1])
-                while True:
-                    event = stream.next_event()
-                    if isinstance(event, NeedData):
-                        break
-                    events.append(event)
-            assert len(events) == 1, (dongle, v["driver"])
-            assert events[0].frame == telegram, (dongle, v["driver"])  # type: ignore[attr-defined]
-    assert count > 150
-
-
-def test_unitless_values_match_by_name_where_the_names_map() -> None:
-    """A heat cost allocation of 52 is not reproduced by some other reading that is 52."""
-    assert not reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "volume")])
-    assert reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "hca_storage3")])
-    assert not reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month02")])
-    assert reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month03")])
-    assert not reproduced("access_counter", 9.0, [(9.0, None, "dimensionless")])
-    assert reproduced("pulse_weight_counter", 10.0, [(10.0, None, "manufacturer_specific_2c")])
+    def test_unitless_values_match_by_name_where_the_names_map(self) -> None:
+        """A heat cost allocation of 52 is not reproduced by some other reading that is 52."""
+        assert not reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "volume")])
+        assert reproduced("consumption_at_set_date_2_hca", 52.0, [(52.0, None, "hca_storage3")])
+        assert not reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month02")])
+        assert reproduced("prev_03_hca", 7.0, [(7.0, None, "hca_month03")])
+        assert not reproduced("access_counter", 9.0, [(9.0, None, "dimensionless")])
+        assert reproduced("pulse_weight_counter", 10.0, [(10.0, None, "manufacturer_specific_2c")])
