@@ -15,6 +15,9 @@ class built on the one below (what an area needs of another is below it):
     _configs     layers, effective documents, signed versions, signing keys
     _enrollment  tokens, challenges, enrollment
     _commands    signed commands
+    _releases    release bundles: checked, signed, served
+    _inventory   host variables and the Ansible inventory
+    _rollouts    rollouts: waves, per-gateway states (the engine: _rollout_run)
     _fleet       Fleet: the above plus people (fleet._accounts)
 
 Secrets are never stored in clear: tokens and the admin credential as SHA-256, broker
@@ -29,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleet._accounts import Accounts
-from fleet._commands import Commands
 from fleet._configs import Scope
 from fleet._enrollment import (
     MAX_TTL_S,
@@ -44,10 +46,11 @@ from fleet._enrollment import (
 from fleet._errors import FleetError
 from fleet._outbox import Outbound
 from fleet._registry import HUB_USER, BrokerAccount, Gateway, Group, SourceState
+from fleet._rollouts import Rollouts
 from fleet._store import AuditEntry
 
 
-class Fleet(Commands):
+class Fleet(Rollouts):
     """The registry in `<data_dir>/fleet/`: every area (fleet._store and the modules above it)
     over one connection. Thread-safe; every method is short and blocking (the hub calls it
     from a worker thread)."""

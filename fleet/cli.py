@@ -71,7 +71,26 @@ def _echo_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
-@click.group()
+class _FleetGroup(click.Group):
+    """`release`, `rollout`, `inventory` and `hostvars` live in fleet/updates_cli.py, imported
+    when used."""
+
+    LATER = ("hostvars", "inventory", "release", "rollout")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LATER})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LATER:
+            from fleet import updates_cli
+
+            command = getattr(updates_cli, cmd_name.replace("-", "_") + "_cmd")
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_FleetGroup)
 @click.option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),

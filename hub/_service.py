@@ -88,6 +88,7 @@ class HubConfig:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     broker_access: str = "open"  # "fleet": enrolled gateways and the hub only (docs/security.md)
     public_broker: str | None = None  # mqtt://host:port told to enrolling gateways
+    public_url: str | None = None  # where gateways reach the HTTP API (release bundles)
     mosquitto_dir: Path | None = None  # passwd and acl kept here for an external Mosquitto
     mosquitto_pid: Path | None = None  # SIGHUP it when they change
     tls_listen: str | None = None  # HOST:PORT of an MQTT TLS listener (embedded broker)
@@ -296,6 +297,8 @@ class Hub:
         fleet = FleetHub(
             cfg.data_dir,
             broker_url=cfg.public_broker,
+            public_url=cfg.public_url
+            or (f"http{'s' if cfg.https else ''}://{cfg.http}" if cfg.http else ""),
             mqtt_port=port,
             mosquitto_dir=cfg.mosquitto_dir,
             mosquitto_pid=cfg.mosquitto_pid,

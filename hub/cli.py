@@ -90,6 +90,11 @@ _alert_commands()
 )
 @click.option("--public-broker", default=None, help="mqtt://host:port told to enrolling gateways.")
 @click.option(
+    "--public-url",
+    default=None,
+    help="Where gateways reach this hub's HTTP API (release bundles; default: http://--http).",
+)
+@click.option(
     "--mosquitto-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -144,6 +149,7 @@ def run(
     workers: int,
     broker_access: str,
     public_broker: str | None,
+    public_url: str | None,
     mosquitto_dir: Path | None,
     mosquitto_pid: Path | None,
     mqtt_tls_listen: str | None,
@@ -186,6 +192,7 @@ def run(
         workers=workers,
         broker_access=broker_access,
         public_broker=public_broker,
+        public_url=public_url,
         mosquitto_dir=mosquitto_dir,
         mosquitto_pid=mosquitto_pid,
         tls_listen=mqtt_tls_listen,

@@ -8,8 +8,9 @@ once, in `new_admin_credential`), and offers:
 - `router()`: the HTTP endpoints (FastAPI), to include in the hub's app;
 - `broker_access`: the embedded broker's access policy (hub.acl.FleetAccess);
 - `run(address, broker)`: the supervised tasks `fleet-watch` (registry revision -> broker
-  access snapshot, revoked clients disconnected, Mosquitto files rewritten and reloaded) and
-  `fleet-mqtt` (outbox published, reports recorded).
+  access snapshot, revoked clients disconnected, Mosquitto files rewritten and reloaded),
+  `fleet-mqtt` (outbox published, reports recorded) and `fleet-rollouts` (rollouts run by
+  the hub: hub._rollouts_api).
 
 Admin endpoints take a credential of `hub.auth` (an admin's API token or session);
 technicians read the fleet and command the gateways of their groups.
@@ -55,6 +56,8 @@ from hub._mqtt import (
     in_session_task,
     session,
 )
+from hub._rollouts_api import routes as rollout_routes
+from hub._rollouts_api import run_rollouts
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
@@ -110,8 +113,12 @@ class FleetHub:
         mosquitto_pid: Path | None = None,
         poll_s: float = POLL_S,
         access_settings: AccessSettings | None = None,
+        public_url: str = "",
+        rollouts: bool = True,
     ) -> None:
         self.fleet = Fleet(data_dir)
+        self.public_url = public_url  # where gateways reach this hub's HTTP API (pull mode)
+        self.rollouts = rollouts  # run rollouts here (hub._rollouts_api.run_rollouts)
         self.broker_url = broker_url
         self.mqtt_port = mqtt_port
         self.mosquitto_dir = mosquitto_dir
@@ -195,6 +202,10 @@ class FleetHub:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watch(broker), name="fleet-watch")
             tg.create_task(self._mqtt(address), name="fleet-mqtt")
+            if self.rollouts:
+                tg.create_task(
+                    run_rollouts(self.fleet, self.public_url, self.poll_s), name="fleet-rollouts"
+                )
 
     async def _watch(self, broker: Broker | None) -> None:
         while True:
@@ -463,6 +474,7 @@ class FleetHub:
                 for e in fleet.audit(limit)
             ]
 
+        rollout_routes(router, fleet, call, acting)
         return router
 
 

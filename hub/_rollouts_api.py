@@ -1,0 +1,150 @@
+"""The hub's HTTP API for updates (docs/updates.md): releases served to gateways, rollouts
+for admins, the Ansible inventory, and the worker that runs rollouts in the hub.
+
+Open (no credential: integrity comes from the signed manifest and its checksums):
+    GET  /api/v1/releases/{version}/manifest        the signed manifest (application/cbor)
+    GET  /api/v1/releases/{version}/files/{path}    one file of the bundle
+Staff (admin, technician):
+    GET  /api/v1/fleet/releases, /api/v1/fleet/rollouts, /api/v1/fleet/rollouts/{id}
+Admin:
+    POST /api/v1/fleet/rollouts                     start one (the hub's worker runs it)
+    POST /api/v1/fleet/rollouts/{id}/{pause|resume|cancel}
+    GET  /api/v1/fleet/inventory                    Ansible's JSON inventory
+    PUT  /api/v1/fleet/hostvars/{fleet|group|gateway}?name=N
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from fleet import Fleet, FleetError
+from fleet._rollout_run import RolloutRunner, default_executors, runner_name
+from hub.auth import Principal, require_role
+
+log = logging.getLogger("estran.hub.rollouts")
+
+T = TypeVar("T")
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Staff = Annotated[Principal, Depends(require_role("admin", "technician"))]
+Version = Annotated[str, PathParam(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")]
+
+
+class RolloutRequest(BaseModel):
+    release: str = Field(max_length=64)
+    target: str = Field(default="all", max_length=2000)
+    rigs: str | None = Field(default=None, max_length=2000)
+    canary: str = Field(default="10%", max_length=16)
+    max_failures: str = Field(default="0", max_length=16)
+    mode: Literal["push", "pull"] = "push"
+    batch: int = Field(default=10, ge=1, le=200)
+    retries: int = Field(default=3, ge=0, le=100)
+    retry_s: float = Field(default=60.0, ge=0, le=86400)
+
+
+def routes(
+    router: APIRouter,
+    fleet: Fleet,
+    call: Callable[[Callable[[], Any]], Any],
+    acting: Callable[[Request, Principal, Callable[[str], Any]], Any],
+) -> None:
+    """Add the endpoints to `router`; `call`/`acting` map fleet errors to HTTP answers."""
+
+    @router.get("/api/v1/releases/{version}/manifest")
+    def release_manifest(version: Version) -> Response:
+        body = call(lambda: fleet.release_manifest(version))
+        return Response(body, media_type="application/cbor")
+
+    @router.get("/api/v1/releases/{version}/files/{name:path}")
+    def release_file(version: Version, name: Annotated[str, PathParam(max_length=255)]) -> Response:
+        path = call(lambda: fleet.release_file(version, name))
+        return FileResponse(path, media_type="application/octet-stream")
+
+    @router.get("/api/v1/fleet/releases")
+    def releases(_: Staff) -> list[dict[str, object]]:
+        return [r.as_dict() for r in call(fleet.releases)]
+
+    @router.get("/api/v1/fleet/rollouts")
+    def rollouts(
+        _: Staff, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    ) -> list[dict[str, object]]:
+        return [r.as_dict() for r in call(lambda: fleet.rollouts(limit))]
+
+    @router.get("/api/v1/fleet/rollouts/{rollout_id}")
+    def rollout(rollout_id: int, _: Staff) -> dict[str, object]:
+        return dict(call(lambda: fleet.rollout(rollout_id)).as_dict())
+
+    @router.post("/api/v1/fleet/rollouts", status_code=201)
+    def start(body: RolloutRequest, request: Request, who: Admin) -> dict[str, object]:
+        r = acting(
+            request,
+            who,
+            lambda actor: fleet.create_rollout(
+                body.release, body.target, actor, rigs=body.rigs, canary=body.canary,
+                mode=body.mode, max_failures=body.max_failures, batch=body.batch,
+                retries=body.retries, retry_s=body.retry_s,
+            ),
+        )  # fmt: skip
+        return dict(r.as_dict())
+
+    @router.post("/api/v1/fleet/rollouts/{rollout_id}/{action}")
+    def control(
+        rollout_id: int,
+        action: Literal["pause", "resume", "cancel"],
+        request: Request,
+        who: Admin,
+    ) -> dict[str, object]:
+        method = getattr(fleet, f"{action}_rollout")
+        r = acting(request, who, lambda actor: method(rollout_id, actor))
+        return dict(r.as_dict())
+
+    @router.get("/api/v1/fleet/inventory")
+    def inventory(_: Admin) -> dict[str, object]:
+        return dict(call(fleet.inventory))
+
+    @router.put("/api/v1/fleet/hostvars/{scope}")
+    def hostvars(
+        scope: Literal["fleet", "group", "gateway"],
+        variables: dict[str, Any],
+        request: Request,
+        who: Admin,
+        name: Annotated[str | None, Query(max_length=64)] = None,
+        replace: bool = False,
+    ) -> dict[str, object]:
+        return dict(
+            acting(
+                request,
+                who,
+                lambda actor: fleet.set_hostvars(scope, name, variables, actor, replace=replace),
+            )
+        )
+
+
+async def run_rollouts(fleet: Fleet, hub_url: str, poll_s: float) -> None:
+    """The hub's rollout worker: runs each rollout nobody runs (started over the API, or
+    left by a runner that stopped), one at a time, until cancelled."""
+    runner = RolloutRunner(
+        fleet, default_executors(fleet), hub_url=hub_url, name=runner_name("hub")
+    )
+    try:
+        while True:
+            try:
+                done = await asyncio.to_thread(runner.run_next)
+            except (FleetError, OSError) as e:
+                log.warning("rollout worker: %s", e)
+            else:
+                if done is not None:
+                    log.info("rollout %s %s: %s", done.id, done.state, done.reason)
+            await asyncio.sleep(poll_s)
+    finally:
+        runner.shutdown.set()
+
+
+__all__ = ["RolloutRequest", "routes", "run_rollouts"]
