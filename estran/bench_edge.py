@@ -232,7 +232,7 @@ def measure(
     _log("anchor: a bare interpreter, and one with the daemon's imports")
     bare = _anchor_rss("pass")
     imports = _anchor_rss(
-        "import asyncio, edge.daemon, edge.daemon._wiring, edge.serial, edge.buffer"
+        "import asyncio, edge.daemon, edge.daemon._wiring, edge.sources.serial, edge.buffer"
     )
     try:
         if source == "sim":

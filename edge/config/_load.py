@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from edge.ble import BackendSpec, BleConfigError, BleDeviceConfig, BleOptions
+from edge.sources.ble import BackendSpec, BleConfigError, BleDeviceConfig, BleOptions
 from edge.config._errors import ConfigError, ConfigIssue
 from edge.config._model import (
     Aggregate,
@@ -32,7 +32,7 @@ from edge.config._model import (
     SensorConfig,
     UplinkSection,
 )
-from edge.serial import DeviceConfig, SerialConfigError, SerialPortConfig
+from edge.sources.serial import DeviceConfig, SerialConfigError, SerialPortConfig
 from protocols import bthome, settings
 
 DEFAULT_CONFIG = Path("/etc/estran/edge.toml")
@@ -41,7 +41,7 @@ DEFAULT_DATA_DIR = Path(settings.DEFAULT_DATA_DIR)
 
 @dataclass(frozen=True, slots=True)
 class BleSection:
-    """The BLE source: which backend (edge.ble.BackendSpec: BlueZ and its adapter, or bumble
+    """The BLE source: which backend (edge.sources.ble.BackendSpec: BlueZ and its adapter, or bumble
     on an HCI transport), its timings, its devices."""
 
     backend: BackendSpec = field(default_factory=lambda: BackendSpec("bluez"))

@@ -1,5 +1,5 @@
 """The real daemon's parts, built from the configuration: the one place that maps the
-configuration onto the buffer (edge.buffer), the sources (edge.serial, edge.ble) and the
+configuration onto the buffer (edge.buffer), the sources (edge.sources.serial, edge.sources.ble) and the
 uplink (edge.uplink). Imports are lazy: a gateway without BLE never loads bleak, one
 without an uplink never loads aiomqtt."""
 
@@ -20,9 +20,9 @@ from edge.daemon._writer import ReadingLog
 from edge.health import HealthRegistry
 
 if TYPE_CHECKING:
-    from edge.ble import BackendSpec, BleDeviceConfig, BleOptions
     from edge.buffer import BufferConfig
-    from edge.serial import SerialPortConfig
+    from edge.sources.ble import BackendSpec, BleDeviceConfig, BleOptions
+    from edge.sources.serial import SerialPortConfig
 
 log = logging.getLogger("estran.edge.daemon")
 
@@ -82,7 +82,7 @@ def config_key(value: object) -> object:
 
 def _serial_runner(port: SerialPortConfig, intake: Intake) -> TaskSpec:
     async def run() -> None:
-        from edge.serial import SerialSource
+        from edge.sources.serial import SerialSource
 
         await SerialSource(port).run(intake)
 
@@ -98,7 +98,7 @@ def _ble_runner(
     intake: Intake,
 ) -> TaskSpec:
     async def run() -> None:
-        from edge.ble import BleSource
+        from edge.sources.ble import BleSource
 
         source = BleSource(
             devices, backend=backend, name=name, adapter_name=adapter_name, options=options

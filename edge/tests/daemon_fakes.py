@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.config import EdgeConfig
 from edge.daemon import Intake, TaskSpec, Wiring
-from edge.serial._config import SerialPortConfig
+from edge.sources.serial._config import SerialPortConfig
 from protocols.reading import Reading
 
 

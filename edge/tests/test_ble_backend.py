@@ -10,7 +10,9 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bumble.device import Advertisement
 
-from edge.ble import (
+from edge.simulators.ble import MiFloraSensor, soil_probe
+from edge.simulators.ble._miflora import PLACEHOLDER
+from edge.sources.ble import (
     AdapterLostError,
     BumbleAdapter,
     open_backend,
@@ -18,8 +20,6 @@ from edge.ble import (
     register_local_transport,
     unregister_local_transport,
 )
-from edge.simulators.ble import MiFloraSensor, soil_probe
-from edge.simulators.ble._miflora import PLACEHOLDER
 from edge.tests.test_ble_support import FAST, wait_for, world
 from protocols import bthome, miflora
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from edge.ble import (
+from edge.sources.ble import (
     AdvertisementDecoder,
     BleConfigError,
     BleDeviceConfig,
@@ -11,7 +11,7 @@ from edge.ble import (
     backend_from_table,
     device_configs,
 )
-from edge.ble._decode import BTHOME_UUID, MIBEACON_UUID
+from edge.sources.ble._decode import BTHOME_UUID, MIBEACON_UUID
 from protocols import bthome, miflora
 
 MAC = "F0:E1:D2:00:02:01"

@@ -9,15 +9,15 @@ import asyncio
 
 import pytest
 
-from edge.ble import (
+from edge.simulators.ble import DEMO_BIND_KEY, MiFloraSensor, berth, bin_level, soil_probe
+from edge.sources import SourceState
+from edge.sources.ble import (
     BleDeviceConfig,
     BleSource,
     register_local_transport,
     unregister_local_transport,
 )
-from edge.ble._config import Kind
-from edge.simulators.ble import DEMO_BIND_KEY, MiFloraSensor, berth, bin_level, soil_probe
-from edge.sources import SourceState
+from edge.sources.ble._config import Kind
 from edge.tests.test_ble_support import (
     FAST,
     OPTIONS,
@@ -365,9 +365,9 @@ async def test_device_advertising_another_kind_is_counted(configured_as: Kind) -
 
 
 async def test_periodic_rescan_neither_loses_nor_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edge.ble.source
+    import edge.sources.ble.source
 
-    monkeypatch.setattr(edge.ble.source, "RESCAN_INTERVAL", 0.1)
+    monkeypatch.setattr(edge.sources.ble.source, "RESCAN_INTERVAL", 0.1)
     async with world() as radio:
         soil = await radio.add(soil_probe(SOIL, **FAST))
         gateway = await radio.add_gateway("park")

@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from edge.ble import BleDeviceConfig, BleOptions, BleSource
 from edge.simulators.ble import RadioWorld
+from edge.sources.ble import BleDeviceConfig, BleOptions, BleSource
 from protocols.reading import Reading
 
 # Sensors advertise every 20 ms and measure every 250 ms in the tests: each measurement

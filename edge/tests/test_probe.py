@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import SerialPortConfig
-from edge.serial.probe import FOUND, NOTHING, ProbeOptions, probe
+from edge.probe import FOUND, NOTHING, ProbeOptions, probe
 from edge.simulators.serial import (
     A02yyuwSimulator,
     Fault,
@@ -28,6 +27,7 @@ from edge.simulators.serial import (
     SerialSimulator,
     WaterMeter,
 )
+from edge.sources.serial import SerialPortConfig
 from edge.tests.runner_support import ESTRAN, serial_runner
 
 # The simulators below talk faster than real time, so the listening windows can be short;

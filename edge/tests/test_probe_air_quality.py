@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import SerialPortConfig
-from edge.serial.probe import FOUND, ProbeOptions, probe
+from edge.probe import FOUND, ProbeOptions, probe
 from edge.simulators.serial import (
     LineFormat,
     ModbusSimulator,
@@ -26,6 +25,7 @@ from edge.simulators.serial import (
     Sps30Simulator,
     VegapulsSimulator,
 )
+from edge.sources.serial import SerialPortConfig
 from edge.tests.runner_support import ESTRAN, serial_runner
 
 REAL = ProbeOptions(modbus_lines=((9600, "N"), (9600, "E")), modbus_addresses=(1, 200))

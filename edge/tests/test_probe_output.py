@@ -7,8 +7,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from edge.serial import SerialPortConfig
-from edge.serial._config import ULTRASONIC, DeviceConfig, LineSettings, config_snippet
+from edge.sources.serial import SerialPortConfig
+from edge.sources.serial._config import ULTRASONIC, DeviceConfig, LineSettings, config_snippet
 from edge.tests.runner_support import ESTRAN, serial_runner
 
 

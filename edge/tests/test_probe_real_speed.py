@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from edge.serial.probe import FOUND, NOTHING, TALKERS, ProbeOptions, listen_windows, probe
+from edge.probe import FOUND, NOTHING, TALKERS, ProbeOptions, listen_windows, probe
 from edge.simulators.serial import LinkySimulator, SerialSimulator
 
 

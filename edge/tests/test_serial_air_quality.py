@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import SerialConfigError, SerialPortConfig, SerialSource
 from edge.simulators.serial import (
     Fault,
     ModbusSimulator,
@@ -24,6 +23,7 @@ from edge.simulators.serial import (
 )
 from edge.simulators.serial.modbus import WATER_AMPLITUDE, WATER_MEAN
 from edge.sources import SourceState
+from edge.sources.serial import SerialConfigError, SerialPortConfig, SerialSource
 from edge.tests.test_serial_support import MemorySink, running
 from protocols import pms, sds011, sps30
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from edge.serial import SerialPortConfig, SerialSource
 from edge.simulators.serial import (
     A02yyuwSimulator,
     Fault,
@@ -21,6 +20,7 @@ from edge.simulators.serial import (
     WaterMeter,
 )
 from edge.sources import SourceState
+from edge.sources.serial import SerialPortConfig, SerialSource
 from edge.tests.test_serial_support import MemorySink, running
 
 

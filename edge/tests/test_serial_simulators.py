@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import LineSettings, SerialConfigError, SerialPortConfig, SerialTransport
 from edge.simulators.serial import (
     ControlServer,
     HeatMeter,
@@ -29,6 +28,7 @@ from edge.simulators.serial import (
     parse_spec,
     send_request,
 )
+from edge.sources.serial import LineSettings, SerialConfigError, SerialPortConfig, SerialTransport
 from protocols import mbus, modbus, sdi12, tic
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import DeviceConfig, SerialPortConfig, SerialSource
 from edge.simulators.serial import (
     A02yyuwSimulator,
     HeatMeter,
@@ -23,6 +22,7 @@ from edge.simulators.serial import (
     WaterMeter,
 )
 from edge.sources import SourceState
+from edge.sources.serial import DeviceConfig, SerialPortConfig, SerialSource
 from edge.tests.test_serial_support import MemorySink, running
 
 

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
-from edge.serial import SerialSource
+from edge.sources.serial import SerialSource
 from protocols.reading import Reading
 
 

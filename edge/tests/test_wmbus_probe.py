@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import SerialPortConfig
-from edge.serial.probe import FOUND, ProbeOptions, probe
+from edge.probe import FOUND, ProbeOptions, probe
 from edge.simulators.serial import RadioMeter, WmbusDongleSimulator
+from edge.sources.serial import SerialPortConfig
 from edge.tests.runner_support import ESTRAN, serial_runner
 
 KEY = bytes(range(16))

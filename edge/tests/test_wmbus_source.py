@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.serial import SerialPortConfig, SerialSource
 from edge.simulators.serial import Fault, RadioMeter, WmbusDongleSimulator
+from edge.sources.serial import SerialPortConfig, SerialSource
 from edge.tests.test_serial_support import MemorySink, running
 from protocols.reading import FLAG_ALARM
 

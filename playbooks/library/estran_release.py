@@ -50,7 +50,7 @@ SELF_CHECK = """
 import sys, pathlib, estran
 if estran.__version__ != sys.argv[1]:
     sys.exit(f"the release says {estran.__version__}, expected {sys.argv[1]}")
-import edge.daemon, edge.uplink, edge.buffer, edge.serial, edge.identity, edge.status_cmd
+import edge.daemon, edge.uplink, edge.buffer, edge.sources.serial, edge.identity, edge.cli.status
 from edge.config import load_config
 config = pathlib.Path(sys.argv[2])
 if sys.argv[2] and config.exists():

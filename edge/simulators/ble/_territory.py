@@ -2,7 +2,7 @@
 
 Zones: ``marina`` (two berths, one encrypted) and ``park`` (a soil probe, a Mi Flora, a
 waste bin on the street beside it). `TerritorySensor.config()` is the ``ble.devices``
-entry a gateway of that zone needs (`edge.ble.BleDeviceConfig.from_mapping` reads it).
+entry a gateway of that zone needs (`edge.sources.ble.BleDeviceConfig.from_mapping` reads it).
 """
 
 from typing import Any, NamedTuple

@@ -10,7 +10,7 @@ gateway gets an HCI controller on the same link, exposed like a USB dongle:
   controller (plugging a dongle in resets it); one host at a time per gateway, the newest
   one wins (a restarted daemon takes the controller over from its dead predecessor).
 - in this process (`hci_opener`): a transport factory for
-  `edge.ble.register_local_transport`, then ``bumble:local:NAME``.
+  `edge.sources.ble.register_local_transport`, then ``bumble:local:NAME``.
 
 bumble's `tcp-server` transport could not serve here: it keeps one controller across
 reconnections (its HCI Reset resets nothing) and ignores a second client's framing. So
@@ -319,7 +319,7 @@ class RadioWorld:
 
     def add_local_gateway(self, name: str, *, zones: Iterable[str] | None = None) -> GatewayPort:
         """A gateway plugged in this process: pass `hci_opener(name)` to
-        `edge.ble.register_local_transport`, then use ``bumble:local:<that name>``."""
+        `edge.sources.ble.register_local_transport`, then use ``bumble:local:<that name>``."""
         return self._new_gateway(name, zones, "local")
 
     def _new_gateway(self, name: str, zones: Iterable[str] | None, host: str) -> GatewayPort:
@@ -330,7 +330,7 @@ class RadioWorld:
         return gateway
 
     def hci_opener(self, name: str) -> HciOpener:
-        """A transport factory for gateway `name`, for `edge.ble.register_local_transport`."""
+        """A transport factory for gateway `name`, for `edge.sources.ble.register_local_transport`."""
         gateway = self.gateways[name]
 
         async def open_local() -> Transport:

@@ -250,7 +250,7 @@ class SerialSimulator:
 
     def port_config(self, sensor_prefix: str | None = None) -> dict[str, object]:
         """The gateway configuration for this device: the mapping that
-        `edge.serial.SerialPortConfig.from_mapping` (and the config file) takes."""
+        `edge.sources.serial.SerialPortConfig.from_mapping` (and the config file) takes."""
         raise NotImplementedError
 
     def _port(self, protocol: str, devices: list[dict[str, object]]) -> dict[str, object]:

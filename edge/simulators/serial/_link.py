@@ -10,7 +10,7 @@ the program set on its side (docs/serial.md, "line physics"):
 
 - the speed is in the slave's termios (tcgetattr works from the master side);
 - the format is not: Linux forces CS8 and clears PARENB on ptys. What survives are the
-  input flags that go with a format, which edge.serial sets (ISTRIP for 7 data bits, INPCK
+  input flags that go with a format, which edge.sources.serial sets (ISTRIP for 7 data bits, INPCK
   when there is parity, PARODD for odd parity, CSTOPB for two stop bits);
 - bytes sent at one speed and read at another arrive as garbage; a 7-bit character with
   its parity bit is sent as 8 bits with the parity in bit 7, so a reader set to 8N1 sees

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from edge.serial._config import DeviceConfig, SerialPortConfig, wmbus_meter
-from edge.serial._session import NO_RESPONSE, NOISE, Clock, Session, SilenceWatch
-from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink
+from edge.sources.serial._config import DeviceConfig, SerialPortConfig, wmbus_meter
+from edge.sources.serial._session import NO_RESPONSE, NOISE, Clock, Session, SilenceWatch
+from edge.sources.serial._transport import SerialTransport
 from protocols.errors import RemoteProtocolError
 from protocols.reading import FLAG_ALARM, Reading
 from protocols.wmbus import ALARMS, Decoder, WmbusTelegram, dongles

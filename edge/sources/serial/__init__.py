@@ -1,7 +1,7 @@
 """Serial sources: TIC, Modbus RTU, M-Bus, SDI-12, ultrasonic, NMEA and particulate-matter
 sensors (PMS, SDS011, SPS30) over pyserial.
 
-    from edge.serial import SerialPortConfig, DeviceConfig, SerialSource
+    from edge.sources.serial import SerialPortConfig, DeviceConfig, SerialSource
 
     config = SerialPortConfig(
         path="/dev/ttyUSB0",
@@ -17,7 +17,7 @@ disappears is reported DOWN and reopened with backoff. `probe` finds what a port
 See docs/serial.md.
 """
 
-from edge.serial._config import (
+from edge.sources.serial._config import (
     DEFAULT_LINES,
     PROTOCOLS,
     DeviceConfig,
@@ -26,8 +26,8 @@ from edge.serial._config import (
     SerialError,
     SerialPortConfig,
 )
-from edge.serial._source import SerialSource
-from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
+from edge.sources.serial._source import SerialSource
+from edge.sources.serial._transport import PortLost, PortUnavailable, SerialTransport
 
 __all__ = [
     "DEFAULT_LINES",

@@ -13,7 +13,7 @@ See docs/ble.md.
 import importlib
 from typing import TYPE_CHECKING
 
-from edge.ble._backend import (
+from edge.sources.ble._backend import (
     DEFAULT_BACKEND,
     BackendSpec,
     BleBackend,
@@ -21,34 +21,34 @@ from edge.ble._backend import (
     open_backend,
     parse_backend,
 )
-from edge.ble._config import BleDeviceConfig, BleOptions, normalize_address
-from edge.ble._decode import AdvertisementDecoder, Decoded
-from edge.ble._errors import AdapterLostError, BleConfigError, BleError
-from edge.ble.source import BleDeviceStatus, BleSource, device_configs
+from edge.sources.ble._config import BleDeviceConfig, BleOptions, normalize_address
+from edge.sources.ble._decode import AdvertisementDecoder, Decoded
+from edge.sources.ble._errors import AdapterLostError, BleConfigError, BleError
+from edge.sources.ble.source import BleDeviceStatus, BleSource, device_configs
 
 if TYPE_CHECKING:
-    from edge.ble._bumble_adapter import (
+    from edge.sources.ble._bumble_adapter import (
         BumbleAdapter,
         register_local_transport,
         unregister_local_transport,
     )
-    from edge.ble._bumble_client import BumbleClient
-    from edge.ble._bumble_scanner import BumbleScanner
+    from edge.sources.ble._bumble_client import BumbleClient
+    from edge.sources.ble._bumble_scanner import BumbleScanner
 
 # bumble takes a third of a second to import: only when a bumble backend is used.
 _LAZY = {
-    "BumbleAdapter": "edge.ble._bumble_adapter",
-    "register_local_transport": "edge.ble._bumble_adapter",
-    "unregister_local_transport": "edge.ble._bumble_adapter",
-    "BumbleClient": "edge.ble._bumble_client",
-    "BumbleScanner": "edge.ble._bumble_scanner",
+    "BumbleAdapter": "edge.sources.ble._bumble_adapter",
+    "register_local_transport": "edge.sources.ble._bumble_adapter",
+    "unregister_local_transport": "edge.sources.ble._bumble_adapter",
+    "BumbleClient": "edge.sources.ble._bumble_client",
+    "BumbleScanner": "edge.sources.ble._bumble_scanner",
 }
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'edge.ble' has no attribute {name!r}")
+        raise AttributeError(f"module 'edge.sources.ble' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
 

@@ -27,11 +27,11 @@ from bumble.host import Host
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
-from edge.ble._errors import AdapterLostError, BleConfigError
+from edge.sources.ble._errors import AdapterLostError, BleConfigError
 
 if TYPE_CHECKING:
-    from edge.ble._bumble_client import BumbleClient
-    from edge.ble._bumble_scanner import BumbleScanner
+    from edge.sources.ble._bumble_client import BumbleClient
+    from edge.sources.ble._bumble_scanner import BumbleScanner
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +185,13 @@ class BumbleAdapter:
 
     def scanner_backend(self) -> "type[BumbleScanner]":
         """A `BumbleScanner` class bound to this adapter, for `BleakScanner(backend=...)`."""
-        from edge.ble._bumble_scanner import BumbleScanner
+        from edge.sources.ble._bumble_scanner import BumbleScanner
 
         return type("BumbleScanner", (BumbleScanner,), {"adapter": self})
 
     def client_backend(self) -> "type[BumbleClient]":
         """A `BumbleClient` class bound to this adapter, for `BleakClient(backend=...)`."""
-        from edge.ble._bumble_client import BumbleClient
+        from edge.sources.ble._bumble_client import BumbleClient
 
         return type("BumbleClient", (BumbleClient,), {"adapter": self})
 

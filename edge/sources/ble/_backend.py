@@ -24,7 +24,7 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import AdvertisementDataCallback, BaseBleakScanner
 from bleak.exc import BleakError
 
-from edge.ble._errors import BleConfigError
+from edge.sources.ble._errors import BleConfigError
 from protocols import bthome, miflora
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ async def open_backend(
     if parsed.kind == "bluez":
         yield BleBackend(parsed, None, None)
         return
-    from edge.ble._bumble_adapter import BumbleAdapter
+    from edge.sources.ble._bumble_adapter import BumbleAdapter
 
     assert parsed.target is not None
     async with BumbleAdapter(parsed.target, name=name, timeout=timeout) as adapter:

@@ -5,7 +5,7 @@ decoded and a configuration snippet to paste; each step says how long it took, a
 whole probe is bounded (``ProbeOptions.budget``). ``--json`` prints one JSON object
 instead: ``{"port", "protocol", "params", "sample", "config", "seconds", "steps"}``. Exit status: 0 found, 1 nothing
 recognised, 2 the port cannot be opened. Importing this module registers the command on
-the `estran edge` group (edge/cli.py does).
+the `estran edge` group (edge/cli/__init__.py does).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from edge.serial.probe import ProbeResult, ProbeStep
+    from edge.probe import ProbeResult, ProbeStep
 
 
 class _Display:
@@ -36,7 +36,7 @@ class _Display:
         self.started = time.monotonic()
 
     def update(self, step: ProbeStep) -> None:
-        from edge.serial.probe import RUNNING
+        from edge.probe import RUNNING
 
         if step.state == RUNNING:
             self.current, self.started = step, time.monotonic()
@@ -118,7 +118,7 @@ def _show_result(console: Console, result: ProbeResult) -> None:
 async def _run_live(port: str, console: Console) -> ProbeResult:
     from rich.live import Live
 
-    from edge.serial.probe import Prober
+    from edge.probe import Prober
 
     prober = Prober(port)
     display = _Display()
@@ -143,8 +143,8 @@ def probe(port: str, as_json: bool) -> None:
     M-Bus, Modbus RTU), with a decoded sample and a configuration snippet."""
     from rich.console import Console
 
-    from edge.serial.probe import PortUnavailable
-    from edge.serial.probe import probe as run_probe
+    from edge.probe import PortUnavailable
+    from edge.probe import probe as run_probe
 
     try:
         if as_json:

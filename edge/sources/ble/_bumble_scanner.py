@@ -20,8 +20,8 @@ from bleak.backends.scanner import (
 )
 from bumble.device import Advertisement
 
-from edge.ble._bumble_adapter import BumbleAdapter
-from edge.ble._errors import BleError
+from edge.sources.ble._bumble_adapter import BumbleAdapter
+from edge.sources.ble._errors import BleError
 
 # AD types (Bluetooth Assigned Numbers, 2.3)
 _UUID16_LISTS = (0x02, 0x03)

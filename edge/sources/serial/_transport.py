@@ -25,7 +25,7 @@ from typing import Final
 
 import serial
 
-from edge.serial._config import LineSettings, SerialConfigError, SerialError
+from edge.sources.serial._config import LineSettings, SerialConfigError, SerialError
 
 MAX_BUFFER: Final = 16384  # bytes kept unread; older bytes are dropped (and counted)
 READ_CHUNK: Final = 4096

@@ -37,7 +37,7 @@ WAKE_METHODS: Final = ("auto", "break", "nul")
 
 
 class SerialError(Exception):
-    """Root of the errors of edge.serial."""
+    """Root of the errors of edge.sources.serial."""
 
 
 class SerialConfigError(SerialError, ValueError):

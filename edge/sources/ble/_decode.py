@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge.ble._config import Kind
+from edge.sources.ble._config import Kind
 from protocols import bthome, miflora
 from protocols.errors import RemoteProtocolError
 from protocols.reading import Measurement

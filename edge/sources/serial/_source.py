@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from edge.serial._air import PmsSession, Sds011Session, Sps30Session
-from edge.serial._config import (
+from edge.sources import ReadingSink, SourceState
+from edge.sources.serial._air import PmsSession, Sds011Session, Sps30Session
+from edge.sources.serial._config import (
     MBUS,
     MODBUS,
     NMEA,
@@ -19,12 +20,11 @@ from edge.serial._config import (
     WMBUS,
     SerialPortConfig,
 )
-from edge.serial._masters import MbusSession, ModbusSession, Sdi12Session
-from edge.serial._session import UNAVAILABLE, UNPLUGGED, Clock, Session, utc_ms
-from edge.serial._streams import NmeaSession, TicSession, UltrasonicSession
-from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
-from edge.serial._wmbus import WmbusSession
-from edge.sources import ReadingSink, SourceState
+from edge.sources.serial._masters import MbusSession, ModbusSession, Sdi12Session
+from edge.sources.serial._session import UNAVAILABLE, UNPLUGGED, Clock, Session, utc_ms
+from edge.sources.serial._streams import NmeaSession, TicSession, UltrasonicSession
+from edge.sources.serial._transport import PortLost, PortUnavailable, SerialTransport
+from edge.sources.serial._wmbus import WmbusSession
 
 _SESSIONS: dict[str, type[Session]] = {
     TIC: TicSession,

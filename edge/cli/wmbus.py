@@ -17,7 +17,7 @@ the dongle, its line, the meters and their keys) and its key status:
 Keys are read from the configuration and never printed. Exit status: 0 when every meter
 heard can be read, 1 when one lacks a key or fails, 2 when the port cannot be opened or
 the configuration is wrong. The daemon must not be using the port at the same time.
-Importing this module registers the command on the `estran edge` group (edge/cli.py does).
+Importing this module registers the command on the `estran edge` group (edge/cli/__init__.py does).
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def listen_cmd(
     as_json: bool,
 ) -> None:
     """List the meters the dongle hears in SECONDS, and which lack a key."""
-    from edge.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
-    from edge.serial._transport import PortUnavailable, SerialTransport
-    from edge.serial._wmbus import HeardMeter, listen, signal_text
+    from edge.sources.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
+    from edge.sources.serial._transport import PortUnavailable, SerialTransport
+    from edge.sources.serial._wmbus import HeardMeter, listen, signal_text
 
     config: SerialPortConfig | None = None
     if config_path is not None:

@@ -34,8 +34,8 @@ from bumble.device import Connection, Peer
 from bumble.gatt import Characteristic
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
 
-from edge.ble._bumble_adapter import BumbleAdapter
-from edge.ble._errors import AdapterLostError
+from edge.sources.ble._bumble_adapter import BumbleAdapter
+from edge.sources.ble._errors import AdapterLostError
 
 log = logging.getLogger(__name__)
 

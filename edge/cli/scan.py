@@ -7,7 +7,7 @@ devices that stay silent are listed too. A live table for humans; ``--json`` pri
 list at the end instead.
 
 bleak and bumble are imported when the command runs, not when the CLI loads. Importing this
-module registers the command on the `estran edge` group (edge/cli.py does).
+module registers the command on the `estran edge` group (edge/cli/__init__.py does).
 """
 
 import asyncio
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from bleak.backends.scanner import AdvertisementData
     from rich.table import Table
 
-    from edge.ble._backend import BackendSpec
-    from edge.ble._config import BleDeviceConfig
+    from edge.sources.ble._backend import BackendSpec
+    from edge.sources.ble._config import BleDeviceConfig
     from protocols.reading import Measurement
 
 MAX_DEVICES = 1024  # a street can be full of phones; beyond this, new ones are counted only
@@ -71,7 +71,7 @@ class Scan:
     """What a scan heard so far: entries by address, decoded with the configured keys."""
 
     def __init__(self, devices: "Iterable[BleDeviceConfig]" = ()) -> None:
-        from edge.ble._decode import AdvertisementDecoder
+        from edge.sources.ble._decode import AdvertisementDecoder
 
         configured = list(devices)
         self.entries: dict[str, ScanEntry] = {
@@ -165,7 +165,7 @@ async def run_scan(
     live: bool = False,
 ) -> Scan:
     """Scan for `seconds` on `backend`; with `live`, show the table as it fills."""
-    from edge.ble._backend import open_backend
+    from edge.sources.ble._backend import open_backend
 
     scan = Scan(devices)
     async with open_backend(backend, name="estran-scan") as opened:
@@ -226,8 +226,8 @@ def _refuse_if_daemon_uses_ble(config_path: Path | None) -> None:
 
 def read_ble_config(path: Path) -> "tuple[BackendSpec, list[BleDeviceConfig]]":
     """The ``[ble]`` table of a gateway configuration file (TOML): backend and devices."""
-    from edge.ble._backend import backend_from_table
-    from edge.ble._config import BleDeviceConfig
+    from edge.sources.ble._backend import backend_from_table
+    from edge.sources.ble._config import BleDeviceConfig
 
     with path.open("rb") as f:
         root = tomllib.load(f)
@@ -289,8 +289,8 @@ def scan(
     daemon hears is in `estran edge status`; stop the daemon to scan, or --force."""
     from bleak.exc import BleakError
 
-    from edge.ble._backend import DEFAULT_BACKEND, parse_backend
-    from edge.ble._errors import AdapterLostError, BleConfigError
+    from edge.sources.ble._backend import DEFAULT_BACKEND, parse_backend
+    from edge.sources.ble._errors import AdapterLostError, BleConfigError
 
     if not force:
         _refuse_if_daemon_uses_ble(config_path)

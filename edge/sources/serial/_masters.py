@@ -12,15 +12,15 @@ import asyncio
 import time
 from typing import Final
 
-from edge.serial._config import (
+from edge.sources import ReadingSink
+from edge.sources.serial._config import (
     DeviceConfig,
     SerialPortConfig,
     mbus_selection,
     sdi12_command,
 )
-from edge.serial._session import NO_RESPONSE, NOISE, Clock, Session
-from edge.serial._transport import SerialTransport
-from edge.sources import ReadingSink
+from edge.sources.serial._session import NO_RESPONSE, NOISE, Clock, Session
+from edge.sources.serial._transport import SerialTransport
 from protocols import mbus, modbus, sdi12
 from protocols.errors import EXCEPTION, LocalProtocolError, RemoteProtocolError
 from protocols.mbus.records import FUNCTION_MANUFACTURER

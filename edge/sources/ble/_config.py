@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, cast
 
-from edge.ble._errors import BleConfigError
+from edge.sources.ble._errors import BleConfigError
 from protocols import bthome
 from protocols.errors import LocalProtocolError
 

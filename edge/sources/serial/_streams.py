@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from edge.serial._config import SerialPortConfig
-from edge.serial._session import NOISE, Clock, Session, SilenceWatch
-from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink
+from edge.sources.serial._config import SerialPortConfig
+from edge.sources.serial._session import NOISE, Clock, Session, SilenceWatch
+from edge.sources.serial._transport import SerialTransport
 from protocols import nmea, tic, ultrasonic
 from protocols.errors import UNSUPPORTED, RemoteProtocolError
 

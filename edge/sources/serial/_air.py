@@ -18,10 +18,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from edge.serial._config import SerialPortConfig
-from edge.serial._session import NO_RESPONSE, NOISE, Clock, Session, SilenceWatch
-from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink
+from edge.sources.serial._config import SerialPortConfig
+from edge.sources.serial._session import NO_RESPONSE, NOISE, Clock, Session, SilenceWatch
+from edge.sources.serial._transport import SerialTransport
 from protocols import pms, sds011, sps30
 from protocols.errors import EXCEPTION, RemoteProtocolError
 

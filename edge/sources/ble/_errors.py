@@ -1,8 +1,8 @@
-"""The errors of edge.ble: one root, each named for what happened."""
+"""The errors of edge.sources.ble: one root, each named for what happened."""
 
 
 class BleError(Exception):
-    """Root of every error raised by edge.ble."""
+    """Root of every error raised by edge.sources.ble."""
 
 
 class BleConfigError(BleError, ValueError):

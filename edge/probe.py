@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from edge.serial._config import (
+from edge.sources.serial._config import (
     MBUS,
     MODBUS,
     NMEA,
@@ -52,8 +52,8 @@ from edge.serial._config import (
     LineSettings,
     config_snippet,
 )
-from edge.serial._transport import PortLost, PortUnavailable, SerialTransport
-from edge.serial._wmbus import ask_dongle, signal_text
+from edge.sources.serial._transport import PortLost, PortUnavailable, SerialTransport
+from edge.sources.serial._wmbus import ask_dongle, signal_text
 from protocols import level, mbus, modbus, nmea, pms, sdi12, sds011, sps30, tic, ultrasonic, wmbus
 from protocols._stream import NeedData
 from protocols.describe import describe

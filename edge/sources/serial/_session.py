@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from edge.serial._config import DeviceConfig, SerialPortConfig
-from edge.serial._transport import SerialTransport
 from edge.sources import ReadingSink, SourceState
+from edge.sources.serial._config import DeviceConfig, SerialPortConfig
+from edge.sources.serial._transport import SerialTransport
 from protocols.reading import Measurement, Reading
 
 Clock = Callable[[], int]  # UTC milliseconds
