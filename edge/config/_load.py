@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from edge.sources.ble import BackendSpec, BleConfigError, BleDeviceConfig, BleOptions
 from edge.config._errors import ConfigError, ConfigIssue
 from edge.config._model import (
     Aggregate,
@@ -32,6 +31,7 @@ from edge.config._model import (
     SensorConfig,
     UplinkSection,
 )
+from edge.sources.ble import BackendSpec, BleConfigError, BleDeviceConfig, BleOptions
 from edge.sources.serial import DeviceConfig, SerialConfigError, SerialPortConfig
 from protocols import bthome, settings
 
