@@ -44,14 +44,8 @@ from typing import Any
 
 import click
 
-from estran.bench_sync import (
-    Child,
-    PrivateMosquitto,
-    estran_argv,
-    free_port,
-    wait_hub_ready,
-    wait_log,
-)
+from estran.bench_sync import wait_hub_ready, wait_log
+from estran.rig import Child, PrivateMosquitto, estran_argv, free_port
 
 YEAR_MS = 365 * 86_400_000
 PER_GATEWAY = 100  # sensors per gateway

@@ -30,8 +30,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -44,8 +42,9 @@ from typing import Any
 
 import click
 
+from estran.rig import Child, LinkProxy, PrivateMosquitto, RigError, estran_argv, free_port
+
 ANCHOR_TOPIC = "v1/gateway/telemetry"
-MOSQUITTO = os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")
 
 
 # -- the workload -----------------------------------------------------------------------
@@ -70,157 +69,7 @@ def workload_readings(n: int) -> Iterator[Any]:
     yield from load_workload().readings(n)
 
 
-# -- processes and ports ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def estran_argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from estran.cli import main; main()", *args]
-
-
-class Child:
-    """A child process with its output in a log file; killable, restartable."""
-
-    def __init__(self, name: str, argv: list[str], logdir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log = logdir / f"{name}.log"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        with open(self.log, "a") as out:
-            out.write(f"--- start {self.starts}: {' '.join(self.argv)}\n")
-            out.flush()
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye, no flush."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.kill()
-            await asyncio.wait_for(self.proc.wait(), 10)
-
-    async def stop(self, timeout: float = 15.0) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                await self.kill()
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-class PrivateMosquitto(Child):
-    """Mosquitto on a free port with a generated configuration (tests use it too)."""
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
-            "set_tcp_nodelay true\n"
-            "log_type error\nlog_type warning\n"
-            "log_dest stderr\n"
-        )
-        super().__init__("mosquitto", [MOSQUITTO, "-c", str(conf)], workdir)
-
-    async def start(self) -> None:
-        if not Path(self.argv[0]).exists() and not shutil.which(self.argv[0]):
-            raise click.ClickException(f"mosquitto binary not found at {self.argv[0]}")
-        await super().start()
-        await wait_port(self.port, 10)
-
-
-async def wait_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
-            writer.close()
-            return
-        except (OSError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"nothing listens on port {port}") from None
-            await asyncio.sleep(0.05)
-
-
-# -- the byte-counting proxy ------------------------------------------------------------
-
-
-class CountingProxy:
-    """127.0.0.1:port -> 127.0.0.1:upstream, counting the bytes of every connection."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self.bytes = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> CountingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", self.upstream), 5
-            )
-        except (OSError, TimeoutError):
-            writer.close()
-            self._tasks.discard(task)
-            return
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._pump(reader, up_writer), name="proxy-up")
-                tg.create_task(self._pump(up_reader, writer), name="proxy-down")
-        except* (OSError, ConnectionError):
-            pass
-        finally:
-            for w in (writer, up_writer):
-                w.close()
-            self._tasks.discard(task)
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                self.bytes += len(data)
-                writer.write(data)
-                await asyncio.wait_for(writer.drain(), 60)
-        finally:
-            writer.close()
+# -- processes, ports, broker and link: estran.rig ----------------------------------------
 
 
 # -- the database, from the bench's side -------------------------------------------------
@@ -576,14 +425,16 @@ async def run(s: Setup, progress: bool) -> dict[str, object]:
                 "--workers", str(s.workers), "--log-level", "warning",
                 "--broker-access", "open",  # the bench gateway has no enrollment
             ),
-            s.workdir,
+            s.workdir / "hub.log",
         )  # fmt: skip
         stack.push_async_callback(hub.stop)
         await hub.start()
         await wait_hub_ready(http_port, hub)
-        proxy = await stack.enter_async_context(CountingProxy(broker_port))
+        proxy = await stack.enter_async_context(LinkProxy(broker_port))
         config = gateway_config(s, proxy.port)
-        gateway = Child("gateway", estran_argv("edge", "run", "--config", str(config)), s.workdir)
+        gateway = Child(
+            "gateway", estran_argv("edge", "run", "--config", str(config)), s.workdir / "gw.log"
+        )
         stack.push_async_callback(gateway.stop)
         count = Counter(
             s.db,
@@ -611,15 +462,15 @@ async def run(s: Setup, progress: bool) -> dict[str, object]:
                     "at_s": round(elapsed, 2),
                 }
                 if kind == "broker" and mosquitto is not None:
-                    await mosquitto.kill()
+                    await mosquitto.kill_and_wait()
                     await mosquitto.start()
                 elif kind in ("broker", "hub"):  # the embedded broker lives in the hub
                     if kind == "broker":
                         event["note"] = "embedded broker: the hub process restarted"
-                    await hub.kill()
+                    await hub.kill_and_wait()
                     await hub.start()
                 else:
-                    await gateway.kill()
+                    await gateway.kill_and_wait()
                     await gateway.start()
                 event["back_after_s"] = round(time.monotonic() - t0 - elapsed, 2)
                 s.events.append(event)
@@ -636,7 +487,7 @@ async def run(s: Setup, progress: bool) -> dict[str, object]:
         seconds, done, complete = await measure_drain(count, s.n, report)
         say(f"  {done} of {s.n} committed in {seconds:.2f} s")
         await gateway.stop()
-        wire_bytes = proxy.bytes
+        wire_bytes = proxy.total_bytes
 
         # The anchor, same broker, same database.
         anchor: dict[str, object] | None = None
@@ -686,15 +537,19 @@ async def wait_hub_ready(http_port: int, hub: Child, timeout: float = 60.0) -> N
 
 async def run_anchor(s: Setup, broker_port: int, hub_dir: Path, say: Any) -> dict[str, object]:
     say(f"anchor: {s.anchor_n} readings as one JSON message each ...")
-    proxy = CountingProxy(broker_port)
+    proxy = LinkProxy(broker_port)
     async with proxy:
         me = [sys.executable, "-c", "import estran.bench_sync as b; b._child_main()"]
         sub = Child(
             "anchor-hub",
             [*me, "anchor-hub", str(broker_port), s.db, str(hub_dir)],
-            s.workdir,
+            s.workdir / "anchor-hub.log",
         )
-        pub = Child("anchor-gw", [*me, "anchor-gw", str(proxy.port), str(s.anchor_n)], s.workdir)
+        pub = Child(
+            "anchor-gw",
+            [*me, "anchor-gw", str(proxy.port), str(s.anchor_n)],
+            s.workdir / "anchor-gw.log",
+        )
         try:
             await sub.start()
             await wait_log(sub, "anchor hub ready", 60)
@@ -705,7 +560,7 @@ async def run_anchor(s: Setup, broker_port: int, hub_dir: Path, say: Any) -> dic
         finally:
             await pub.stop()
             await sub.stop()
-        wire = proxy.bytes
+        wire = proxy.total_bytes
     tally = audit_anchor(s.db, hub_dir, s.anchor_n)
     say(f"  {done} of {s.anchor_n} arrived")
     return {
@@ -782,6 +637,8 @@ def bench_sync(
     setup = Setup(n, broker, db_spec, workers, faults, anchor_readings, seed, workdir)
     try:
         result = asyncio.run(run(setup, progress=True))
+    except RigError as e:  # no mosquitto, a child that did not start: one line, no traceback
+        raise click.ClickException(str(e)) from e
     finally:
         if keep:
             click.echo(f"kept {workdir}", err=True)
@@ -794,4 +651,4 @@ def bench_sync(
             click.echo(f"{key}: {value}")
 
 
-__all__ = ["CountingProxy", "PrivateMosquitto", "bench_sync", "free_port"]
+__all__ = ["bench_sync", "load_workload", "run", "wait_hub_ready", "wait_log"]

@@ -31,8 +31,7 @@ from typing import Any
 
 import pytest
 
-from estran.demo._children import estran_argv
-from estran.demo._run import free_port
+from estran.rig import estran_argv, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -28,22 +26,10 @@ import pytest
 from edge.simulators.ble import territory
 from estran.demo._run import territory_meta
 from estran.demo._territory import TERRITORY
+from estran.rig import estran_argv, free_port
 
 DURATION_S = 25
 EXIT_GRACE_S = 90  # start-up (hub, radio world, enrollment) and a clean stop come on top
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def estran_argv(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("estran")
-    if script.exists():
-        return [sys.executable, str(script), *args]
-    return [sys.executable, "-c", "from estran.cli import main; main()", *args]
 
 
 def get(url: str, token: str = "") -> Any:

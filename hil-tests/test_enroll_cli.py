@@ -17,8 +17,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge.config import load_config
+from estran.rig import free_port
 from hub.fleet_api import FleetHub
-from hub.tests.services import free_port
 
 
 class _Server(uvicorn.Server):

@@ -28,11 +28,11 @@ from fastapi import FastAPI
 import fleet
 from edge.config_apply import ConfigApplier, FleetAgent
 from edge.identity import EnrollError, GatewayState, enroll
+from estran.rig import free_port
 from hub._broker import EmbeddedBroker
 from hub._mqtt import BrokerAddress
 from hub.fleet_api import FleetHub
 from hub.tests.brokers import mosquitto as private_mosquitto
-from hub.tests.services import free_port
 from protocols import signed, wire
 
 # -- the site: a hub, a broker, an HTTP endpoint -----------------------------------------------

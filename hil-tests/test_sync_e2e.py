@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from estran import bench_sync
-from estran.bench_sync import Child, Setup, estran_argv, free_port, run, wait_hub_ready
+from estran.bench_sync import Setup, run, wait_hub_ready
+from estran.rig import Child, Unavailable, estran_argv, free_port, mosquitto_binary
 from hub.storage import open_storage
 from hub.tests.services import temporary_database, unavailable
 from protocols.reading import Reading
@@ -39,8 +40,10 @@ def need_workload() -> None:
 
 
 def need_mosquitto() -> None:
-    if not Path(bench_sync.MOSQUITTO).exists():
-        unavailable(f"mosquitto not found at {bench_sync.MOSQUITTO}")
+    try:
+        mosquitto_binary()
+    except Unavailable as e:
+        unavailable(str(e))
 
 
 @pytest.fixture
@@ -134,7 +137,8 @@ class Site:
             f'[gateway]\nid = "{self.gateway_id}"\ndata_dir = "{self.workdir / "gw"}"\n'
             f'[uplink]\nbroker = "mqtt://127.0.0.1:{self.mqtt_port}"\nbacklog_rate = 0\n'
         )
-        return Child("gateway", estran_argv("edge", "run", "--config", str(config)), self.workdir)
+        argv = estran_argv("edge", "run", "--config", str(config))
+        return Child("gateway", argv, self.workdir / "gateway.log")
 
     mqtt_port: int = 0
 
@@ -167,7 +171,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             "--mqtt-listen", f"127.0.0.1:{mqtt_port}", "--http", f"127.0.0.1:{http_port}",
             "--log-level", "warning", "--broker-access", "open",
         ),
-        tmp_path,
+        tmp_path / "hub.log",
     )  # fmt: skip
     await hub.start()
     try:

@@ -47,7 +47,8 @@ import pytest
 
 from edge.simulators.serial import NmeaSimulator
 from edge.tests.test_daemon_e2e import port_table
-from estran.bench_sync import Child, estran_argv, free_port, wait_hub_ready
+from estran.bench_sync import wait_hub_ready
+from estran.rig import Child, estran_argv, free_port
 from estran.tests.wheels import REPO, built_wheels
 from hub.storage import open_storage
 from hub.tests.services import unavailable

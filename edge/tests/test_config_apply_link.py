@@ -4,7 +4,6 @@ configurations from the broker, reports, and re-applies the last one after a res
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import aiomqtt
@@ -15,15 +14,10 @@ from edge.daemon import Daemon, SystemdNotifier
 from edge.identity import GatewayState, Identity
 from edge.tests.daemon_fakes import FakeWiring, port, wait_until, write_config
 from edge.tests.fleet_fakes import FakeHub
+from estran.rig import free_port
 from protocols import signed, wire
 
 GW = "gw-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ports(*paths: str) -> list[dict[str, object]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from edge.daemon import EX_RESTART, Daemon, SystemdNotifier, UplinkLike
 from edge.identity import GatewayState, Identity
 from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
 from edge.tests.fleet_fakes import FakeHub
+from estran.rig import free_port
 from protocols import signed, wire
 
 GW = "gw-test"
@@ -177,12 +177,6 @@ def test_the_unit_restarts_the_daemon_on_exit_75() -> None:
     assert service["Restart"] == "always"  # restarts after any exit, 0 and 75 included
     assert str(EX_RESTART) in service["SuccessExitStatus"].split()  # not logged as a failure
     assert str(EX_RESTART) in service["RestartForceExitStatus"].split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_reboot_through_the_broker_exits_75_for_systemd(tmp_path: Path) -> None:

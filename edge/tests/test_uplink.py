@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
 from edge.uplink import Uplink, UplinkConfig
+from estran.rig import free_port
 from protocols import wire
 from protocols.block import decode_block, encode_block
 from protocols.reading import FLAG_ALARM, FLAG_HISTORICAL, Reading
@@ -106,12 +106,6 @@ class MemoryLog:
 
     def all_acked(self) -> bool:
         return len(self.acked) == self.next_seq - 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

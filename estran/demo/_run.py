@@ -37,7 +37,6 @@ from rich.console import Console
 from rich.live import Live
 
 from edge.simulators.serial import SerialSimulator
-from estran.demo._children import Child, estran_argv
 from estran.demo._territory import (
     BLE_HEADLINES,
     TERRITORY,
@@ -47,6 +46,7 @@ from estran.demo._territory import (
     gateway_config,
 )
 from estran.demo._view import HubPoller, SensorInfo, Snapshot, ViewState, render, summary
+from estran.rig import Child, RigError, estran_argv, free_port
 
 HUB_READY_S = 60.0
 WORLD_READY_S = 45.0
@@ -79,12 +79,6 @@ class DemoOptions:
     http: str | None = None  # HOST:PORT of the hub's API; None: a free port on 127.0.0.1
     data: Path | None = None  # None: a temporary directory, removed at exit
     broker_access: str = "fleet"  # fleet: gateways enrolled; open: anyone (development)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def check_free(host: str, port: int) -> None:
@@ -720,12 +714,13 @@ class Demo:
             self._say(f"  {gw.gateway_id:14} {len(heard)}/{len(mine)} sensors{note}")
 
 
-def _demo_errors(error: BaseException) -> list[DemoError] | None:
-    """The DemoErrors in `error` (bare or in groups), or None if anything else is in it."""
-    if isinstance(error, DemoError):
+def _demo_errors(error: BaseException) -> list[Exception] | None:
+    """The DemoErrors and RigErrors (a child that could not start) in `error` (bare or in
+    groups), or None if anything else is in it."""
+    if isinstance(error, DemoError | RigError):
         return [error]
     if isinstance(error, BaseExceptionGroup):
-        found: list[DemoError] = []
+        found: list[Exception] = []
         for inner in error.exceptions:
             sub = _demo_errors(inner)
             if sub is None:

@@ -6,55 +6,31 @@ skips, or fails under CI=true (services.unavailable).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from estran.rig import MOSQUITTO, PrivateMosquitto, Unavailable, free_port
 from hub._broker import EmbeddedBroker
 from hub.broker import BrokerLimits
-from hub.tests.services import free_port, unavailable
+from hub.tests.services import unavailable
 
-MOSQUITTO = os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")
 BROKERS = ["embedded", "mosquitto"]
 
 
 @contextlib.asynccontextmanager
 async def mosquitto(conf: Path, port: int) -> AsyncIterator[int]:
     """Run `mosquitto -c conf` (which listens on `port`); yield its pid; SIGTERM at the end."""
-    if not Path(MOSQUITTO).exists():
-        unavailable(f"mosquitto not found at {MOSQUITTO}")
-    proc = await asyncio.create_subprocess_exec(
-        MOSQUITTO,
-        "-c",
-        str(conf),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    broker = PrivateMosquitto(conf.parent, port, conf=conf)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.returncode is not None:
-                    err = await proc.stderr.read() if proc.stderr else b""
-                    raise RuntimeError(f"mosquitto did not start: {err.decode()}") from None
-                await asyncio.sleep(0.05)
-        yield proc.pid
+        await broker.start()
+    except Unavailable as e:
+        unavailable(str(e))
+    try:
+        assert broker.pid is not None
+        yield broker.pid
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await broker.stop(10)
 
 
 @contextlib.asynccontextmanager
