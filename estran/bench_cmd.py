@@ -2,7 +2,7 @@
 
 import click
 
-from estran._lazy import LazyGroup
+from edge.cli import LazyGroup
 
 
 @click.group(

@@ -2,8 +2,8 @@
 
 import click
 
+from edge.cli import LazyGroup
 from estran import __version__
-from estran._lazy import LazyGroup
 
 
 @click.group(

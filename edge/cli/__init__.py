@@ -1,18 +1,26 @@
-"""`estran edge`: commands of the edge package."""
+"""`estran edge`: the technician's commands, one module per command.
+
+Each command is `edge/cli/<name>.py`, a click command (or group) named `<name>` in it. The
+group below lists them explicitly and imports a module only when its command runs or shows
+its help: `estran edge --help` imports none of them, and none of them imports this package.
+The engines behind two of them are libraries of their own, usable without click:
+`edge.probe` (which protocol a serial port speaks) and `edge.doctor` (the checks).
+"""
 
 import click
 
+from edge.cli._lazy import LazyGroup
 
-@click.group()
+COMMANDS = ("buffer", "doctor", "enroll", "probe", "run", "scan", "status", "wmbus")
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={name: f"edge.cli.{name}:{name}" for name in COMMANDS},
+    extras=dict.fromkeys(COMMANDS, "edge"),
+)
 def edge() -> None:
     """The gateway: run the daemon, inspect the buffer, scan, probe, enroll."""
 
 
-from edge.cli import buffer as _buffer  # noqa: E402, F401  (registers `estran edge buffer`)
-from edge.cli import doctor as _doctor  # noqa: E402, F401  (registers `estran edge doctor`)
-from edge.cli import enroll as _enroll  # noqa: E402, F401  (registers `estran edge enroll`)
-from edge.cli import probe as _probe  # noqa: E402, F401  (registers `estran edge probe`)
-from edge.cli import run as _run  # noqa: E402, F401  (registers `estran edge run`)
-from edge.cli import scan as _scan  # noqa: E402, F401  (registers `estran edge scan`)
-from edge.cli import status as _status  # noqa: E402, F401  (registers `estran edge status`)
-from edge.cli import wmbus as _wmbus  # noqa: E402, F401  (registers `estran edge wmbus`)
+__all__ = ["COMMANDS", "LazyGroup", "edge"]

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edge.cli import edge
-
 if TYPE_CHECKING:
     from edge.buffer import BufferConfig
 
@@ -80,7 +78,7 @@ def _config(
     return dataclasses.replace(base, directory=directory, seq_path=seq_path), note
 
 
-@edge.group("buffer")
+@click.group("buffer")
 def buffer() -> None:
     """Inspect the durable buffer of readings (read-only)."""
 

@@ -1,4 +1,4 @@
-"""The `estran edge doctor` command (registered by edge.cli)."""
+"""`estran edge doctor`: the command; the checks are `edge.doctor`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from pathlib import Path
 
 import click
 
-from edge.cli import edge
-
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
-@edge.command("doctor")
+@click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option(
     "--config",

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from edge.cli import edge
 from edge.config import DEFAULT_CONFIG
 
 
-@edge.command("enroll")
+@click.command("enroll")
 @click.option(
     "--hub", "hub_url", required=True, help="The hub's HTTP address, e.g. https://hub.example"
 )
@@ -51,7 +50,7 @@ from edge.config import DEFAULT_CONFIG
 @click.option("--no-config", is_flag=True, help="Leave the configuration file alone.")
 @click.option("--force", is_flag=True, help="Enroll again with a new key pair.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def enroll_command(
+def enroll(
     hub_url: str,
     token: str,
     data_dir: Path,

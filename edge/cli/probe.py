@@ -4,8 +4,8 @@ A live table of the candidates as they are tried, then what was found, a sample 
 decoded and a configuration snippet to paste; each step says how long it took, and the
 whole probe is bounded (``ProbeOptions.budget``). ``--json`` prints one JSON object
 instead: ``{"port", "protocol", "params", "sample", "config", "seconds", "steps"}``. Exit status: 0 found, 1 nothing
-recognised, 2 the port cannot be opened. Importing this module registers the command on
-the `estran edge` group (edge/cli/__init__.py does).
+recognised, 2 the port cannot be opened. The engine is
+`edge.probe`; this module is the command only.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import time
 from typing import TYPE_CHECKING
 
 import click
-
-from edge.cli import edge
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -135,7 +133,7 @@ async def _run_live(port: str, console: Console) -> ProbeResult:
     return prober.result
 
 
-@edge.command("probe")
+@click.command("probe")
 @click.argument("port")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object, no live display")
 def probe(port: str, as_json: bool) -> None:

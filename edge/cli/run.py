@@ -9,10 +9,8 @@ from pathlib import Path
 
 import click
 
-from edge.cli import edge
 
-
-@edge.command("run")
+@click.command("run")
 @click.option(
     "--config",
     "config_path",

@@ -6,8 +6,7 @@ its decoded values and whether the configuration reads it (and as which sensor).
 devices that stay silent are listed too. A live table for humans; ``--json`` prints a JSON
 list at the end instead.
 
-bleak and bumble are imported when the command runs, not when the CLI loads. Importing this
-module registers the command on the `estran edge` group (edge/cli/__init__.py does).
+bleak and bumble are imported when the command runs, not when the CLI loads.
 """
 
 import asyncio
@@ -21,8 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-from edge.cli import edge
 
 if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
@@ -243,7 +240,7 @@ def read_ble_config(path: Path) -> "tuple[BackendSpec, list[BleDeviceConfig]]":
     return backend_from_table(table), devices
 
 
-@edge.command("scan")
+@click.command("scan")
 @click.option(
     "--seconds",
     "-s",

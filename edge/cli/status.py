@@ -16,8 +16,6 @@ from typing import Any
 
 import click
 
-from edge.cli import edge
-
 Snapshot = dict[str, Any]
 
 
@@ -184,7 +182,7 @@ def render(snapshot: Snapshot, values: int = 4) -> list[Any]:
     return out
 
 
-@edge.command("status")
+@click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the daemon's snapshot as JSON.")
 @click.option(
     "--data",

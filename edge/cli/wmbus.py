@@ -17,7 +17,6 @@ the dongle, its line, the meters and their keys) and its key status:
 Keys are read from the configuration and never printed. Exit status: 0 when every meter
 heard can be read, 1 when one lacks a key or fails, 2 when the port cannot be opened or
 the configuration is wrong. The daemon must not be using the port at the same time.
-Importing this module registers the command on the `estran edge` group (edge/cli/__init__.py does).
 """
 
 from __future__ import annotations
@@ -28,11 +27,9 @@ import sys
 
 import click
 
-from edge.cli import edge
 
-
-@edge.group("wmbus")
-def wmbus_group() -> None:
+@click.group("wmbus")
+def wmbus() -> None:
     """Wireless M-Bus dongles: what they hear."""
 
 
@@ -46,7 +43,7 @@ def _status(error: str, encryption: int, configured: bool) -> str:
     return "error"
 
 
-@wmbus_group.command("listen")
+@wmbus.command("listen")
 @click.option("--port", "port", help="The dongle's serial port (or take it from --config).")
 @click.option(
     "--dongle",
@@ -63,7 +60,7 @@ def _status(error: str, encryption: int, configured: bool) -> str:
     help="Gateway configuration: the port's meters and their keys.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def listen_cmd(
+def listen(
     port: str | None,
     dongle: str | None,
     seconds: float,
@@ -196,4 +193,4 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-__all__ = ["listen_cmd", "wmbus_group"]
+__all__ = ["listen", "wmbus"]

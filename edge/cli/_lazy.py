@@ -1,4 +1,9 @@
-"""A click group whose subcommands are imported only when used (fast `estran --help`)."""
+"""A click group whose subcommands are imported only when used (fast `estran --help`).
+
+The one lazy group of the project: `estran` (estran/cli.py), `estran bench` and
+`estran edge` (edge/cli/__init__.py) use it. It lives in edge because edge may not import
+estran, and estran, the composition root, may import edge.
+"""
 
 import importlib
 
