@@ -88,11 +88,11 @@ def _slope_per_hour(points: list[tuple[float, float]]) -> float | None:
     return cov / var * 3600
 
 
-def _anchor_rss(code: str) -> float | None:
-    """RSS (MB) of a Python process running `code` then sleeping."""
+def _anchor_rss(code: str, python: str = sys.executable) -> float | None:
+    """RSS (MB) of a Python process (`python`) running `code` then sleeping."""
     proc = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-c",
             code + "\nimport sys, time\nprint('ready', flush=True)\ntime.sleep(30)",
         ],
@@ -222,17 +222,26 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int | None:
 
 
 def measure(
-    sensors: int, rate: float, soak: float, warmup: float, source: str, interval: float
+    sensors: int,
+    rate: float,
+    soak: float,
+    warmup: float,
+    source: str,
+    interval: float,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
+    """The daemon's figures; `python`: the interpreter that runs the daemon (another virtual
+    environment's: `estran bench install`); the simulators run on this one."""
     root = Path(tempfile.mkdtemp(prefix="estran-bench-edge-"))
     data = root / "data"
     config_path = root / "edge.toml"
     sims: subprocess.Popen[str] | None = None
     daemon: subprocess.Popen[bytes] | None = None
     _log("anchor: a bare interpreter, and one with the daemon's imports")
-    bare = _anchor_rss("pass")
+    bare = _anchor_rss("pass", python)
     imports = _anchor_rss(
-        "import asyncio, edge.daemon, edge.daemon._wiring, edge.sources.serial, edge.buffer"
+        "import asyncio, edge.daemon, edge.daemon._wiring, edge.sources.serial, edge.buffer",
+        python,
     )
     try:
         if source == "sim":
@@ -241,11 +250,11 @@ def measure(
             sims, ports = _start_simulators(root / "sim", specs)
             _tune(ports, rate, soil)
             config_path.write_text(_config_text(data, ports))
-            argv = [sys.executable, "-m", "edge.daemon", "--config", str(config_path)]
+            argv = [python, "-m", "edge.daemon", "--config", str(config_path)]
         else:
             config_path.write_text(_config_text(data, []))
             argv = [
-                sys.executable,
+                python,
                 "-m",
                 "estran.bench_edge",
                 str(config_path),

@@ -15,6 +15,7 @@ from estran import __version__
         "fleet": "fleet.cli:fleet",
         "bench": "estran.bench_cmd:bench",
         "demo": "estran.demo:demo",
+        "settings": "estran.settings_cmd:settings_group",
     },
     extras={"edge": "edge", "hub": "hub", "fleet": "hub", "bench": "dev", "demo": "dev"},
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -61,7 +61,7 @@ from hub._rollouts_api import run_rollouts
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
-from protocols import wire
+from protocols import settings, wire
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("estran.hub.fleet")
@@ -444,6 +444,15 @@ class FleetHub:
                 lambda actor: fleet.command(gateway_id, body.name, actor, body.args, body.ttl_s),
             )
             return {"gateway": gateway_id, "seq": seq}
+
+        @router.get("/api/v1/fleet/config/schema")
+        def config_schema(
+            target: Literal["hub", "gateway"] = "hub",
+        ) -> dict[str, object]:
+            """The JSON Schema of a desired configuration (`target=gateway`: of the gateway's
+            own file), generated from protocols.settings, the schema the hub validates with.
+            Public: it holds no data, and editors and scripts fetch it before they log in."""
+            return settings.json_schema(hub=target == "hub")
 
         @router.put("/api/v1/fleet/config/{scope}")
         def set_config(

@@ -28,12 +28,12 @@ from typing import Protocol
 
 from edge.config_apply._verify import Refused, verify_signed
 from edge.identity import ConfigState, GatewayState
-from protocols import signed, wire
+from protocols import settings, signed, wire
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("estran.edge.config_apply")
 
-DEFAULT_HEALTH_TIMEOUT_S = 30.0
+DEFAULT_HEALTH_TIMEOUT_S: float = settings.defaults("apply")["health_timeout"]  # type: ignore[assignment]
 APPLY_TIMEOUT_S = 60.0
 
 
@@ -76,18 +76,9 @@ def changed_sections(old: Mapping[str, object], new: Mapping[str, object]) -> fr
 
 
 def _health_timeout(config: Mapping[str, object]) -> float:
-    section = config.get("apply")
-    value = section.get("health_timeout") if isinstance(section, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= 600:
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().removesuffix("s").strip()
-        try:
-            seconds = float(text[:-3]) * 60 if text.endswith("min") else float(text)
-        except ValueError:
-            return DEFAULT_HEALTH_TIMEOUT_S
-        return min(max(seconds, 1.0), 600.0)
-    return DEFAULT_HEALTH_TIMEOUT_S
+    """`apply.health_timeout` of the document, as the hub's schema reads it (seconds)."""
+    value = settings.section(dict(config), "apply")["health_timeout"]
+    return float(value) if isinstance(value, int | float) else DEFAULT_HEALTH_TIMEOUT_S
 
 
 class _AlreadySeen(Exception):

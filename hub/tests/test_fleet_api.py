@@ -232,3 +232,27 @@ def test_rate_limit_window_and_bound() -> None:
     limit.allow("b", 61)
     limit.allow("c", 61)
     assert list(limit._hits) == ["b", "c"]  # the table stays bounded
+
+
+def test_the_config_json_schema_is_published(hub: FleetHub, http: TestClient) -> None:
+    """The schema the hub validates with, as JSON Schema, without logging in; what it refuses
+    a PUT refuses too, naming the field."""
+    from protocols import settings
+
+    r = http.get("/api/v1/fleet/config/schema")
+    assert r.status_code == 200 and r.json() == settings.json_schema(hub=True)
+    assert "broker" not in r.json()["properties"]["uplink"]["properties"]  # the gateway's own
+    gateway = http.get("/api/v1/fleet/config/schema?target=gateway").json()
+    assert "broker" in gateway["properties"]["uplink"]["properties"]
+    assert "apply" not in gateway["properties"]
+    assert http.get("/api/v1/fleet/config/schema?target=x").status_code == 422
+    hub.fleet.create_group("marina", "alice")
+    r = http.put(
+        "/api/v1/fleet/config/group?name=marina",
+        json={"buffer": {"commit_interval": 120}},
+        headers=admin(hub),
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"]["issues"] == [
+        "buffer.commit_interval: must be 0.01..60 seconds, got 120"
+    ]

@@ -54,6 +54,21 @@ def check(document: "dict[str, object]", mode: "str" = HUB) -> "list[Issue]":
     return resolve(document, mode)[1]
 
 
+def section(document: "dict[str, object]", name: "str") -> "dict[str, object]":
+    """The values of one top-level table of `document` (``apply``...), normalized, the
+    default for what is absent or wrong (a signed document was checked by the hub)."""
+    field = SCHEMA.field(name)
+    if not isinstance(field.type, Table):
+        raise KeyError(name)
+    out = {f.name: f.default for f in field.type.fields}
+    raw = document.get(name)
+    if isinstance(raw, dict):
+        values = field.type.read(Walk(HUB), name, raw, False)
+        if isinstance(values, dict):
+            out.update({k: v for k, v in values.items() if v is not INVALID})
+    return out
+
+
 def defaults(section: "str") -> "dict[str, object]":
     """The default values of one section (``buffer``, ``uplink``, ``sensors.report``, a name
     of `SECTIONS`), normalized (seconds, bytes)."""
@@ -87,6 +102,7 @@ __all__ = [
     "merge",
     "render_docs",
     "resolve",
+    "section",
     "serial",
     "show",
 ]

@@ -2,7 +2,7 @@
 tables of docs/configuration.md (generated; a test fails when the page is stale)."""
 
 from protocols.settings._schema import SCHEMA, SECTIONS
-from protocols.settings._types import DEFAULTS, Array, Field, Table
+from protocols.settings._types import DEFAULTS, Field, Table
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -61,11 +61,6 @@ def markdown_table(table: "Table") -> "str":
         "|---|---|---|---|---|---|",
     ]
     for f in table.fields:
-        if isinstance(f.type, (Table, Array)) and f.type is not table and f.name != "location":
-            if f.name in ("devices", "report"):
-                pass
-            else:
-                continue
         applies = "restart" if f.restart else "reload"
         hub = "no: " + f.local if f.local else "yes"
         meaning = f.doc.replace("|", "\\|").replace("\n", " ")

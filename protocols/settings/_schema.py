@@ -819,7 +819,13 @@ SERIAL_PORT_TABLE = Table(
             default_doc="the protocol's",
         ),
         Field("bytesize", Integer(7, 8), None, doc="7 or 8", default_doc="the protocol's"),
-        Field("parity", Text(_serial.PARITIES), None, doc="", default_doc="the protocol's"),
+        Field(
+            "parity",
+            Text(_serial.PARITIES),
+            None,
+            doc="`N` none, `E` even, `O` odd",
+            default_doc="the protocol's",
+        ),
         Field("stopbits", Integer(1, 2), None, doc="1 or 2", default_doc="the protocol's"),
         Field(
             "mode",

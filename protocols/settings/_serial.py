@@ -230,6 +230,12 @@ def _device(walk: "Walk", protocol: "str", d: "dict[str, object]", where: "str")
     model = d["model"]
     if not isinstance(interval, float):
         return
+    if isinstance(d["map"], dict):  # an inline map is built whatever the protocol
+        try:
+            register_map(d["map"], model)  # type: ignore[arg-type]
+        except SettingError as e:
+            walk.error(where + ".map", e.message)
+            return
     if protocol in (MODBUS, SDI12) and model is not None:
         if model not in level.MODELS:
             walk.error(where + ".model", "a level transmitter: " + ", ".join(sorted(level.MODELS)))
