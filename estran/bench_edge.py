@@ -398,7 +398,7 @@ def _synthetic_child(config_path: str, sensors: int, rate: float) -> int:
         ]
 
     base = default_wiring()
-    wiring = Wiring(base.open_log, sources, base.uplink, base.uplink_status, software=base.software)
+    wiring = Wiring(base.open_log, sources, base.uplink, software=base.software)
     return run_daemon(Path(config_path), "warning", wiring)
 
 

@@ -166,10 +166,20 @@ def measure_flash(soak: float, warmup: float, directory: Path | None) -> dict[st
 
 
 class _HubStandIn:
-    """Acknowledges everything committed, once a second, as the hub's acks come back."""
+    """Acknowledges everything committed, once a second, as the hub's acks come back (the
+    daemon's uplink, without a network: edge.daemon.DaemonUplink)."""
 
     def __init__(self, log: Any) -> None:
         self.log = log
+
+    def attach(self, health: Any) -> None:
+        pass
+
+    def status(self) -> Any:
+        return {"state": "connected"}
+
+    def drain_now(self) -> None:
+        pass
 
     async def run(self) -> None:
         while True:

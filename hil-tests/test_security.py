@@ -618,7 +618,7 @@ async def test_the_daemon_uplink_delivers_over_tls_and_a_wrong_ca_is_refused(
     the CA enrollment kept, readings reach the hub's database."""
     from edge.config import load_config
     from edge.daemon import Daemon, SystemdNotifier, Wiring
-    from edge.daemon._wiring import open_log, uplink_status
+    from edge.daemon._wiring import open_log
     from edge.daemon._wiring import uplink as real_uplink
     from edge.tests.daemon_fakes import FakeWiring, port
     from edge.uplink import Uplink
@@ -669,10 +669,7 @@ async def test_the_daemon_uplink_delivers_over_tls_and_a_wrong_ca_is_refused(
                 made.append(real_uplink(config, log))  # type: ignore[arg-type]
                 return made[-1]
 
-            wiring = Wiring(
-                open_log=open_log, sources=fakes.sources, uplink=uplink,
-                uplink_status=uplink_status,
-            )  # fmt: skip
+            wiring = Wiring(open_log=open_log, sources=fakes.sources, uplink=uplink)
             daemon = Daemon(load_config(local), wiring, SystemdNotifier({}))
             run = asyncio.create_task(daemon.run(), name="daemon")
             try:
@@ -680,7 +677,7 @@ async def test_the_daemon_uplink_delivers_over_tls_and_a_wrong_ca_is_refused(
                 await until(lambda: bool(made), 10)
                 await until(lambda: done(made[0]), 30)
                 assert not run.done()  # the daemon runs on, whatever the uplink met
-                status = uplink_status(made[0])
+                status = made[0].status()
                 assert status["tls"] is True
             finally:
                 daemon.request_stop()

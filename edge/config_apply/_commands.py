@@ -6,20 +6,24 @@ hands to `ConfigApplier.handle_command`, on the hooks the daemon implements.
 - `rescan`: every source restarts (serial ports reopened, BLE scan started again); the buffer,
   the uplink and the fleet link keep running;
 - `flush`: the buffer is committed now and the uplink sends its backlog now (unpaced);
-- `reboot`: a clean stop with exit status EX_RESTART (75), once the outcome is reported, so
-  that systemd starts the daemon again. The machine itself is never rebooted from here: that
+- `reboot`: a clean stop with exit status EX_RESTART (75, sysexits' EX_TEMPFAIL), once the
+  outcome is reported, so that systemd starts the daemon again. The machine itself is never rebooted from here: that
   is an admin's (Ansible's) action.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Protocol
 
 from edge.config_apply._transaction import Outcome
-from edge.daemon import EX_RESTART
 from edge.health import HealthRegistry
 from protocols import signed
+
+# The daemon's exit status for a restart (edge.daemon.EX_RESTART is this same constant; this
+# package does not import the daemon, which imports it).
+EX_RESTART = os.EX_TEMPFAIL
 
 
 class DaemonHooks(Protocol):

@@ -1,7 +1,11 @@
 """The daemon as a `ConfigTarget`: the technician's file with the hub's document laid over it,
-applied by the daemon's own reload (only the sources whose settings changed restart; the
-buffer is never reopened; buffer settings wait for a restart), and a health gate on the
-daemon's health registry.
+handed to the daemon's public `apply(config)` (only the sources whose settings changed
+restart; the buffer is never reopened; buffer settings wait for a restart), and a health gate
+on the daemon's health registry.
+
+One-way: the daemon starts the fleet link (edge.config_apply.fleet_link) and this package
+never imports edge.daemon; it knows the daemon through the protocols below, which
+`edge.daemon.Daemon` meets.
 
 Overlay: `protocols.settings.merge`, the very function the hub merges its layers with
 (docs/fleet.md): tables merge key by key, anything else replaces, null deletes. The
@@ -13,7 +17,6 @@ gateway-only fields (`local` in the schema: `gateway.id`, `data_dir`, `uplink.br
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import tomllib
 from collections.abc import Mapping
@@ -21,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 from edge.config import EdgeConfig, parse_config
-from edge.daemon import ReloadResult, Wiring
 from edge.health import HealthRegistry
 from protocols import settings
 
@@ -30,12 +32,22 @@ class ApplyError(Exception):
     """The daemon could not take the configuration."""
 
 
+class Applied(Protocol):
+    """What the daemon says of a configuration it was given (edge.daemon.ApplyOutcome)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...  # why it was refused
+
+
 class DaemonLike(Protocol):
-    config: EdgeConfig
-    wiring: Wiring
+    """The daemon as a configuration target (edge.daemon.Daemon)."""
+
     health: HealthRegistry
 
-    async def reload(self) -> ReloadResult: ...
+    async def apply(self, config: EdgeConfig) -> Applied:
+        """Run `config` from now on, changing only what changed."""
 
 
 def overlay(base: Mapping[str, object], layer: Mapping[str, object]) -> dict[str, object]:
@@ -63,15 +75,9 @@ class DaemonTarget:
             new = self.compose(config)
         except Exception as e:
             raise ApplyError(str(e)) from e
-        daemon = self.daemon
-        load = daemon.wiring.load
-        daemon.wiring = dataclasses.replace(daemon.wiring, load=lambda _path: new)
-        try:
-            result = await daemon.reload()
-        finally:
-            daemon.wiring = dataclasses.replace(daemon.wiring, load=load)
-        if not result.ok:
-            raise ApplyError(result.error or "reload refused")
+        outcome = await self.daemon.apply(new)
+        if not outcome.ok:
+            raise ApplyError(outcome.error or "the daemon refused the configuration")
 
     def problems(self) -> list[str]:
         """What is not up now: sources not "up", an uplink not connected."""
@@ -105,4 +111,4 @@ class DaemonTarget:
             await asyncio.sleep(min(0.1, max(deadline - now, 0.01)))
 
 
-__all__ = ["ApplyError", "DaemonTarget", "overlay"]
+__all__ = ["Applied", "ApplyError", "DaemonLike", "DaemonTarget", "overlay"]

@@ -15,18 +15,19 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
+from edge.buffer import BlockLog, Buffer, BufferStats
 from edge.config import EdgeConfig, load_config
 from edge.daemon._intake import Intake
 from edge.daemon._notify import SystemdNotifier
 from edge.daemon._supervisor import Supervisor, TaskSpec
-from edge.daemon._writer import BufferWriter, ReadingLog
-from edge.health import HealthRegistry, StatusServer
+from edge.daemon._writer import BufferWriter, WriterStats
+from edge.health import BufferStatus, HealthRegistry, QueueStatus, StatusServer, UplinkStatus
 from protocols.reading import Reading
 
 log = logging.getLogger("estran.edge.daemon")
@@ -36,33 +37,44 @@ TICK_S = 1.0  # aggregate windows close within a second of their end
 STATUS_INTERVAL_S = 30.0  # STATUS= line for `systemctl status`
 # Exit status of a clean stop asked for a restart (the hub's `reboot` command): systemd starts
 # the daemon again (Restart=always; the unit lists it in SuccessExitStatus=). EX_TEMPFAIL.
-EX_RESTART = 75
+EX_RESTART = os.EX_TEMPFAIL  # 75
 
 
-class UplinkLike(Protocol):
-    async def run(self) -> None: ...
+class DaemonUplink(Protocol):
+    """What the daemon needs of its uplink (edge.uplink.Uplink has it)."""
+
+    async def run(self) -> None:
+        """Drain the buffer to the hub until cancelled."""
+
+    def attach(self, health: HealthRegistry) -> None:
+        """Report `health` in its state messages; hear of sources going up or down."""
+
+    def status(self) -> UplinkStatus:
+        """The status' `uplink` section."""
+
+    def drain_now(self) -> None:
+        """Send the backlog now, without its rate limit (the hub's `flush`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Wiring:
-    """How the daemon builds what it runs; the defaults (edge.daemon._wiring) build the real
-    buffer, uplink and sources; tests and the bench put their own."""
+    """How the daemon builds what it runs: the buffer, the sources of a configuration, the
+    uplink (None: the configuration has none). `edge.daemon.default_wiring()` builds the real
+    ones (edge.buffer, edge.sources, edge.uplink); tests and benchmarks give their own."""
 
-    open_log: Callable[[EdgeConfig], ReadingLog]
+    open_log: Callable[[EdgeConfig], Buffer]
     sources: Callable[[EdgeConfig, Intake], list[TaskSpec]]
-    uplink: Callable[[EdgeConfig, ReadingLog], UplinkLike | None]
-    uplink_status: Callable[[UplinkLike], dict[str, object]] = lambda _: {}
-    load: Callable[[Path], EdgeConfig] = load_config
+    uplink: Callable[[EdgeConfig, BlockLog], DaemonUplink | None]
     software: str | None = None
-    # hands the uplink what its state messages report (footprint, source health, restart
-    # pending) and lets the registry ask for a state at once when a source goes up or down
-    uplink_health: Callable[[UplinkLike, HealthRegistry], None] = lambda _uplink, _health: None
-    # asks the uplink to send its backlog now, unpaced; False if it has no such knob
-    uplink_drain: Callable[[UplinkLike], bool] = lambda _uplink: False
 
 
 @dataclasses.dataclass(slots=True)
-class ReloadResult:
+class ApplyOutcome:
+    """What applying a configuration did (`Daemon.apply`, `Daemon.reload`): refused (`ok`
+    False, `error` says why, the running configuration stays), or which tasks started,
+    stopped, restarted or stayed, which sensors' settings changed, which settings wait for
+    a restart."""
+
     ok: bool
     error: str | None = None
     started: list[str] = dataclasses.field(default_factory=list)
@@ -102,8 +114,8 @@ class Daemon:
         self.intake = Intake(self.health, self.queue, d.put_timeout_s)
         self.supervisor = Supervisor(self.health, d.restart_min_s, d.restart_max_s)
         self.writer: BufferWriter | None = None
-        self.log: ReadingLog | None = None
-        self.uplink: UplinkLike | None = None
+        self.log: Buffer | None = None
+        self.uplink: DaemonUplink | None = None
         self.reloads = 0
         self.exit_status = 0  # EX_RESTART after request_restart()
         self.ready = asyncio.Event()
@@ -154,10 +166,9 @@ class Daemon:
         count = writer.drain()
         if self.uplink is None:
             sent = "no uplink"
-        elif self.wiring.uplink_drain(self.uplink):
-            sent = "uplink sending its backlog now"
         else:
-            sent = "uplink woken"
+            self.uplink.drain_now()
+            sent = "uplink sending its backlog now"
         log.info("flush: buffer committed (%d queued readings), %s", count, sent)
         return f"buffer committed ({count} queued readings); {sent}"
 
@@ -255,7 +266,7 @@ class Daemon:
                     await asyncio.Event().wait()  # nothing to send to: idle until cancelled
                     return
                 self.uplink = uplink
-                self.wiring.uplink_health(uplink, self.health)
+                uplink.attach(self.health)
                 await uplink.run()
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)
@@ -292,27 +303,37 @@ class Daemon:
             "reloads": self.reloads,
         }
 
-    async def reload(self) -> ReloadResult:
-        """Read the configuration again and apply only what changed: sources whose settings
-        changed are restarted, new ones started, removed ones stopped; sensor settings are
-        swapped in place; the buffer is never touched (its settings apply on restart)."""
+    async def reload(self) -> ApplyOutcome:
+        """Read the configuration file again and apply it (SIGHUP, the hub's `reload`)."""
         async with self._sources_lock:
-            return await self._reload()
+            self.notifier.reloading()
+            path = self.config.path
+            try:
+                if path is None:
+                    raise ValueError("the daemon was not started from a file")
+                new = load_config(path)
+            except Exception as e:
+                return self._refused(str(e))
+            return await self._apply(new)
 
-    async def _reload(self) -> ReloadResult:
-        path = self.config.path
-        self.notifier.reloading()
-        try:
-            if path is None:
-                raise ValueError("the daemon was not started from a file")
-            new = self.wiring.load(path)
-        except Exception as e:
-            result = ReloadResult(False, str(e))
-            log.error("reload refused, the running configuration stays:\n%s", e)
-            self.health.config["last_reload_error"] = str(e)
-            self.notifier.ready(self._status_line())
-            return result
-        result = ReloadResult(True)
+    async def apply(self, config: EdgeConfig) -> ApplyOutcome:
+        """Run `config` from now on, changing only what changed: sources whose settings
+        changed are restarted, new ones started, removed ones stopped; sensor settings are
+        swapped in place; the buffer is never touched (its settings, the gateway's and the
+        queue size wait for a restart: `needs_restart`). What a configuration pushed by the
+        hub goes through (edge.config_apply), as a reload does with the file."""
+        async with self._sources_lock:
+            self.notifier.reloading()
+            return await self._apply(config)
+
+    def _refused(self, error: str) -> ApplyOutcome:
+        log.error("reload refused, the running configuration stays:\n%s", error)
+        self.health.config["last_reload_error"] = error
+        self.notifier.ready(self._status_line())
+        return ApplyOutcome(False, error)
+
+    async def _apply(self, new: EdgeConfig) -> ApplyOutcome:
+        result = ApplyOutcome(True)
         old = self.config
         if new.gateway != old.gateway:
             result.needs_restart.append("gateway")
@@ -392,27 +413,20 @@ class Daemon:
     # -- health ----------------------------------------------------------------------------
 
     def _wire_health(self) -> None:
-        def queue() -> dict[str, object]:
+        def queue() -> QueueStatus:
             return {"depth": self.queue.qsize(), "capacity": self.queue.maxsize}
 
-        def buffer() -> dict[str, object]:
-            out: dict[str, object] = {}
-            if self.log is not None:
-                out.update(_stats_dict(self.log.stats()))
-            if self.writer is not None:
-                out.update(self.writer.stats())
-            out["quota_bytes"] = self.config.buffer.quota_bytes
-            oldest = out.get("oldest_ts_ms")
-            if isinstance(oldest, int):
-                out["oldest_age_s"] = round(time.time() - oldest / 1000, 1)
-            return out
+        def buffer() -> BufferStatus:
+            stats = self.log.stats() if self.log is not None else None
+            writer = self.writer.stats() if self.writer is not None else None
+            return buffer_status(stats, writer, self.config.buffer.quota_bytes, time.time())
 
-        def uplink() -> dict[str, object]:
+        def uplink() -> UplinkStatus:
             if self.config.uplink is None:
                 return {"state": "disabled"}
-            out: dict[str, object] = {"state": "starting"}
+            out: UplinkStatus = {"state": "starting"}
             if self.uplink is not None:
-                out = dict(self.wiring.uplink_status(self.uplink))
+                out = self.uplink.status()
             task = self.health.tasks.get("uplink")
             if task is not None:
                 out["crashes"] = task.crashes
@@ -452,27 +466,49 @@ class Daemon:
         self._signals.clear()
 
 
-def _stats_dict(stats: object) -> dict[str, object]:
-    """The buffer's stats as a JSON-ready dict (a dataclass, an object with as_dict, a dict)."""
-    if isinstance(stats, dict):
-        raw: dict[str, object] = dict(stats)
-    elif dataclasses.is_dataclass(stats) and not isinstance(stats, type):
-        raw = dataclasses.asdict(stats)
-    elif hasattr(stats, "as_dict"):
-        raw = dict(stats.as_dict())
-    else:
-        raw = {k: getattr(stats, k) for k in getattr(stats, "__slots__", ())}
-    out: dict[str, object] = {}
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            value = {str(k): v for k, v in value.items()}
-        out[key] = value
-    by_sensor = out.get("dropped_by_sensor")
-    if "dropped" not in out and isinstance(out.get("dropped_total"), int):
-        out["dropped"] = out["dropped_total"]
-    elif "dropped" not in out and isinstance(by_sensor, dict):
-        out["dropped"] = sum(v for v in by_sensor.values() if isinstance(v, int))
+def buffer_status(
+    stats: BufferStats | None, writer: WriterStats | None, quota_bytes: int, now_s: float
+) -> BufferStatus:
+    """The status' `buffer` section: the buffer's figures and its writer's."""
+    out: BufferStatus = {}
+    if stats is not None:
+        out = {
+            "depth": stats.depth,
+            "pending": stats.pending,
+            "oldest_ts_ms": stats.oldest_ts_ms,
+            "bytes": stats.bytes,
+            "segments": stats.segments,
+            "quota_bytes": stats.quota_bytes,
+            "policy": stats.policy,
+            "durable_seq": stats.durable_seq,
+            "next_seq": stats.next_seq,
+            "acked_ranges": stats.acked_ranges,
+            "dropped_by_sensor": dict(stats.dropped_by_sensor),
+            "dropped_total": stats.dropped_total,
+            "dropped": stats.dropped_total,
+            "quarantined_readings": stats.quarantined_readings,
+            "quarantined_files": stats.quarantined_files,
+        }
+    if writer is not None:
+        out["appended"] = writer.appended
+        out["commits"] = writer.commits
+        out["commit_max_ms"] = writer.commit_max_ms
+        out["commit_mean_ms"] = writer.commit_mean_ms
+        out["refused"] = dict(writer.refused)
+        out["errors"] = writer.errors
+        out["last_error"] = writer.last_error
+    out["quota_bytes"] = quota_bytes  # the configured one, also before the buffer is open
+    oldest = out.get("oldest_ts_ms")
+    if oldest is not None:
+        out["oldest_age_s"] = round(now_s - oldest / 1000, 1)
     return out
 
 
-__all__ = ["EX_RESTART", "Daemon", "ReloadResult", "UplinkLike", "Wiring"]
+__all__ = [
+    "EX_RESTART",
+    "ApplyOutcome",
+    "Daemon",
+    "DaemonUplink",
+    "Wiring",
+    "buffer_status",
+]

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.config import EdgeConfig
-from edge.daemon._daemon import UplinkLike, Wiring
+from edge.daemon._daemon import DaemonUplink, Wiring
 from edge.daemon._intake import Intake
 from edge.daemon._supervisor import TaskSpec
-from edge.daemon._writer import ReadingLog
-from edge.health import HealthRegistry
 
 if TYPE_CHECKING:
-    from edge.buffer import BufferConfig
+    from edge.buffer import BlockLog, Buffer, BufferConfig
     from edge.sources.ble import BackendSpec, BleDeviceConfig, BleOptions
     from edge.sources.serial import SerialPortConfig
 
@@ -53,7 +51,7 @@ def buffer_config(config: EdgeConfig) -> BufferConfig:
     )
 
 
-def open_log(config: EdgeConfig) -> ReadingLog:
+def open_log(config: EdgeConfig) -> Buffer:
     from edge.buffer import SegmentLog
 
     config.gateway.buffer_dir.mkdir(parents=True, exist_ok=True)
@@ -134,8 +132,8 @@ def read_credentials(path: Path) -> tuple[str, str | None]:
     return username, password if sep else None
 
 
-def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
-    from edge.uplink import BlockLog, Uplink, UplinkConfig
+def uplink(config: EdgeConfig, buffer: BlockLog) -> DaemonUplink | None:
+    from edge.uplink import Uplink, UplinkConfig
 
     u = config.uplink
     if u is None:
@@ -143,9 +141,8 @@ def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
     username = password = None
     if u.credentials_file is not None:  # read at each start: a re-enrollment is picked up
         username, password = read_credentials(u.credentials_file)
-    block_log: BlockLog = buffer  # type: ignore[assignment]  # SegmentLog is both
     return Uplink(
-        block_log,
+        buffer,
         UplinkConfig(
             gateway_id=config.gateway.id,
             broker=u.broker,
@@ -164,52 +161,8 @@ def uplink(config: EdgeConfig, buffer: ReadingLog) -> UplinkLike | None:
     )
 
 
-def uplink_status(uplink: UplinkLike) -> dict[str, object]:
-    from edge.uplink import Uplink
-
-    if not isinstance(uplink, Uplink):
-        return {}
-    stats = uplink.stats.as_dict()
-    return {
-        "state": "connected" if uplink.connected.is_set() else "disconnected",
-        "broker": f"{uplink.broker.host}:{uplink.broker.port}",
-        **stats,  # bytes_sent: what the uplink sends; wire_bytes: both ways
-    }
-
-
-def uplink_health(uplink: UplinkLike, health: HealthRegistry) -> None:
-    """The one place the daemon's health reaches the uplink: its birth and periodic state
-    messages carry the footprint, each source's health and the settings waiting for a
-    restart to the hub; a source going up or down sends a state at once."""
-    from edge.uplink import Uplink
-
-    if isinstance(uplink, Uplink):
-        uplink.footprint = health.footprint
-        uplink.sources = health.source_health
-        uplink.restart_pending = lambda: list(health.restart_pending)
-        health.on_change = uplink.state_changed
-
-
-def uplink_drain(uplink: UplinkLike) -> bool:
-    """Ask the uplink to send its backlog now, without its `backlog_rate` (the hub's flush)."""
-    from edge.uplink import Uplink
-
-    if not isinstance(uplink, Uplink):
-        return False
-    uplink.drain_now()
-    return True
-
-
 def default_wiring() -> Wiring:
-    return Wiring(
-        open_log=open_log,
-        sources=sources,
-        uplink=uplink,
-        uplink_status=uplink_status,
-        software=software_version(),
-        uplink_health=uplink_health,
-        uplink_drain=uplink_drain,
-    )
+    return Wiring(open_log=open_log, sources=sources, uplink=uplink, software=software_version())
 
 
 __all__ = [
@@ -221,7 +174,4 @@ __all__ = [
     "software_version",
     "sources",
     "uplink",
-    "uplink_drain",
-    "uplink_health",
-    "uplink_status",
 ]

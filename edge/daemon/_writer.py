@@ -1,6 +1,13 @@
 """The buffer writer: drains the bounded queue into the buffer and group-commits it.
 
-One task owns the appends. It takes whatever the queue holds (up to `batch_max`) in one
+One task owns the appends, and the writer is the one owner of commits: nothing else commits
+the buffer while the daemon runs (the uplink reads committed blocks and acknowledges them; it
+learns where the committed part ends from `durable_seq`). Commits are the buffer's flash
+wear, so their policy (an interval, a count, alarms at once) lives in one place; and since
+blocks are read only once committed, what the hub receives has always survived a power cut
+on the gateway first.
+
+It takes whatever the queue holds (up to `batch_max`) in one
 `append_many`, and calls `commit()` every `commit_interval_s` when something was appended
 (the buffer also commits on its own once `commit_readings` are pending), and at once when
 an alarm reading came: alarms never wait for the interval. Nothing appended: no commit, no
@@ -29,10 +36,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
 
-from edge.buffer import BufferDiskError, BufferFailure, BufferFull
+from edge.buffer import BufferDiskError, BufferFailure, BufferFull, ReadingLog
 from edge.health import HealthRegistry
 from protocols.reading import FLAG_ALARM, Reading
 
@@ -41,13 +47,17 @@ log = logging.getLogger("estran.edge.daemon")
 ERROR_LOG_INTERVAL_S = 30.0
 
 
-class ReadingLog(Protocol):
-    """What the daemon needs of the buffer (edge.buffer.SegmentLog has it)."""
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """What the buffer writer did since the daemon started (the status' `buffer` section)."""
 
-    def append_many(self, readings: Iterable[Reading]) -> int: ...
-    def commit(self) -> int: ...
-    def stats(self) -> object: ...
-    def close(self) -> None: ...
+    appended: int
+    commits: int
+    commit_max_ms: float
+    commit_mean_ms: float | None  # None before the first commit
+    refused: dict[str, int]  # readings the buffer refused, by reason
+    errors: int
+    last_error: str | None
 
 
 class BufferWriter:
@@ -161,18 +171,18 @@ class BufferWriter:
         self.commit()
         return count
 
-    def stats(self) -> dict[str, object]:
-        return {
-            "appended": self.appended,
-            "commits": self.commits,
-            "commit_max_ms": round(self.commit_max_s * 1000, 2),
-            "commit_mean_ms": (
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            appended=self.appended,
+            commits=self.commits,
+            commit_max_ms=round(self.commit_max_s * 1000, 2),
+            commit_mean_ms=(
                 round(self.commit_total_s * 1000 / self.commits, 2) if self.commits else None
             ),
-            "refused": dict(self.dropped),
-            "errors": self.errors,
-            "last_error": self.last_error,
-        }
+            refused=dict(self.dropped),
+            errors=self.errors,
+            last_error=self.last_error,
+        )
 
     def _refused(self, readings: list[Reading], reason: str, detail: str) -> None:
         self.dropped[reason] += len(readings)
@@ -189,4 +199,4 @@ class BufferWriter:
             log.error("buffer: %s", message)
 
 
-__all__ = ["BufferWriter", "ReadingLog"]
+__all__ = ["BufferWriter", "WriterStats"]

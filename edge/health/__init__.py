@@ -2,7 +2,13 @@
 hub receives in the gateway's state messages."""
 
 from edge.health._process import cpu_seconds, io_write_bytes, process_footprint, rss_bytes
-from edge.health._registry import SNAPSHOT_VERSION, HealthRegistry, Provider
+from edge.health._registry import (
+    SNAPSHOT_VERSION,
+    BufferProvider,
+    HealthRegistry,
+    QueueProvider,
+    UplinkProvider,
+)
 from edge.health._server import (
     StatusServer,
     StatusUnavailable,
@@ -10,13 +16,19 @@ from edge.health._server import (
     daemon_using_ble,
     read_status,
 )
+from edge.health._status import BufferStatus, QueueStatus, UplinkStatus
 
 __all__ = [
     "SNAPSHOT_VERSION",
+    "BufferProvider",
+    "BufferStatus",
     "HealthRegistry",
-    "Provider",
+    "QueueProvider",
+    "QueueStatus",
     "StatusServer",
     "StatusUnavailable",
+    "UplinkProvider",
+    "UplinkStatus",
     "ble_sources",
     "cpu_seconds",
     "daemon_using_ble",

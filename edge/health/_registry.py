@@ -16,10 +16,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from edge.health._process import cpu_seconds, io_write_bytes, rss_bytes
+from edge.health._status import BufferStatus, QueueStatus, UplinkStatus
 from protocols import wire
 from protocols.reading import Reading
 
-Provider = Callable[[], dict[str, object]]
+BufferProvider = Callable[[], BufferStatus]
+UplinkProvider = Callable[[], UplinkStatus]
+QueueProvider = Callable[[], QueueStatus]
 SNAPSHOT_VERSION = 1
 
 
@@ -114,9 +117,9 @@ class HealthRegistry:
         self.queue_dropped = 0  # readings dropped because the queue stayed full
         self.queue_waits = 0  # puts that had to wait (back-pressure)
         self.config: dict[str, object] = {}
-        self.buffer: Provider | None = None
-        self.uplink: Provider | None = None
-        self.queue: Provider | None = None
+        self.buffer: BufferProvider | None = None
+        self.uplink: UplinkProvider | None = None
+        self.queue: QueueProvider | None = None
         self.restart_pending: list[str] = []  # settings changed that wait for a restart
         self.on_change: Callable[[], None] | None = None  # a source went up or down, ...
         self._base_cpu = cpu_seconds()
@@ -209,18 +212,18 @@ class HealthRegistry:
 
     def footprint(self) -> dict[str, object]:
         """Compact figures for the hub: memory, CPU, flash writes, bytes sent, readings."""
-        buffer = self.buffer() if self.buffer is not None else {}
-        uplink = self.uplink() if self.uplink is not None else {}
-        flash = buffer.get("bytes_written")
+        buffer: BufferStatus = self.buffer() if self.buffer is not None else {}
+        uplink: UplinkStatus = self.uplink() if self.uplink is not None else {}
+        written = io_write_bytes()  # the process' writes: the buffer's, mostly
         return {
             "rss_bytes": rss_bytes(),
             "cpu_s": round(cpu_seconds() - self._base_cpu, 3),
-            "flash_write_bytes": flash if flash is not None else io_write_bytes(),
-            "io_write_bytes": io_write_bytes(),
+            "flash_write_bytes": written,
+            "io_write_bytes": written,
             "bytes_sent": uplink.get("bytes_sent"),
             "samples": sum(s.samples for s in self.sensors.values()),
             "reported": sum(s.reported for s in self.sensors.values()),
-            "dropped": self.queue_dropped + _int(buffer.get("dropped")),
+            "dropped": self.queue_dropped + buffer.get("dropped", 0),
             "uptime_s": round((_now_ms() - self.started_ms) / 1000, 1),
             # the hub's buffer_quota alert rule compares these two
             "buffer_bytes": buffer.get("bytes"),
@@ -267,8 +270,8 @@ class HealthRegistry:
     def snapshot(self) -> dict[str, object]:
         """Everything, as one JSON-ready dict (the status socket's answer)."""
         now = _now_ms()
-        queue = dict(self.queue()) if self.queue is not None else {}
-        queue.update({"dropped": self.queue_dropped, "waits": self.queue_waits})
+        queue: QueueStatus = self.queue() if self.queue is not None else {}
+        queue = {**queue, "dropped": self.queue_dropped, "waits": self.queue_waits}
         return {
             "version": SNAPSHOT_VERSION,
             "gateway": self.gateway_id,
@@ -301,8 +304,12 @@ def _error_ms(errors: _Errors) -> int | None:
     return ts if isinstance(ts, int) else None
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
-
-
-__all__ = ["SNAPSHOT_VERSION", "HealthRegistry", "Provider", "SensorHealth", "SourceHealth"]
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "BufferProvider",
+    "HealthRegistry",
+    "QueueProvider",
+    "SensorHealth",
+    "SourceHealth",
+    "UplinkProvider",
+]

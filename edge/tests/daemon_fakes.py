@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.buffer import BufferStats, StoredBlock
 from edge.config import EdgeConfig
 from edge.daemon import Intake, TaskSpec, Wiring
 from edge.sources.serial._config import SerialPortConfig
@@ -16,7 +17,8 @@ from protocols.reading import Reading
 
 
 class MemoryLog:
-    """The buffer's interface, in memory; records what was committed and when it closed."""
+    """The buffer's interface (edge.buffer.Buffer), in memory; records what was committed
+    and when it closed."""
 
     def __init__(self) -> None:
         self.pending: list[Reading] = []
@@ -35,13 +37,36 @@ class MemoryLog:
         self.commits += 1
         return len(self.durable)
 
-    def stats(self) -> dict[str, object]:
-        oldest = self.durable[0].ts_ms if self.durable else None
-        return {
-            "depth": len(self.durable) + len(self.pending),
-            "oldest_ts_ms": oldest,
-            "dropped": 0,
-        }
+    @property
+    def durable_seq(self) -> int:
+        return len(self.durable)
+
+    def read_blocks(
+        self,
+        after_seq: int,
+        max_readings: int,
+        *,
+        alarms_first: bool = True,
+        skip: Collection[int] = (),
+    ) -> list[StoredBlock]:
+        return []  # no uplink reads this one
+
+    def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
+        pass
+
+    def stats(self) -> BufferStats:
+        return BufferStats(
+            depth=len(self.durable) + len(self.pending),
+            pending=len(self.pending),
+            oldest_ts_ms=self.durable[0].ts_ms if self.durable else None,
+            bytes=0,
+            segments=0,
+            quota_bytes=0,
+            policy="drop_oldest",
+            durable_seq=len(self.durable),
+            next_seq=len(self.durable) + len(self.pending) + 1,
+            acked_ranges=0,
+        )
 
     def close(self) -> None:
         self.commit()

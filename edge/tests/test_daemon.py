@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import SensorConfig, load_config
-from edge.daemon import Daemon, Intake, Supervisor, SystemdNotifier, TaskSpec
-from edge.health import HealthRegistry
+from edge.daemon import ApplyOutcome, Daemon, Intake, Supervisor, SystemdNotifier, TaskSpec
+from edge.health import BufferStatus, HealthRegistry
 from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
 from protocols.reading import Reading
 
@@ -206,6 +206,46 @@ async def test_buffer_changes_wait_for_a_restart(tmp_path: Path) -> None:
     assert result.ok and result.needs_restart == ["buffer"]
     assert result.unchanged == ["serial:/dev/a"] and not result.restarted
     assert daemon.config.buffer.commit_interval_s == 0.05
+    await stop(daemon, task)
+
+
+async def test_apply_takes_a_configuration_object_and_says_what_it_did(tmp_path: Path) -> None:
+    """The daemon's public seam for pushed configurations (edge.config_apply uses it): no
+    file read, the wiring untouched, a typed outcome."""
+    fakes = FakeWiring()
+    path = write_config(tmp_path / "edge.toml", tmp_path / "d", port("/dev/a", "a"))
+    daemon = Daemon(load_config(path), fakes.wiring(), NO_SYSTEMD)
+    wiring = daemon.wiring
+    task = await start(daemon)
+    other = tmp_path / "other.toml"
+    write_config(other, tmp_path / "d", port("/dev/a", "a", interval=5) + port("/dev/n", "n"))
+    text = path.read_text()
+    outcome = await daemon.apply(load_config(other))
+    assert isinstance(outcome, ApplyOutcome) and outcome.ok and outcome.error is None
+    assert outcome.restarted == ["serial:/dev/a"] and outcome.started == ["serial:/dev/n"]
+    assert outcome.summary() == "started serial:/dev/n; restarted serial:/dev/a"
+    assert daemon.wiring is wiring and path.read_text() == text  # nothing swapped or written
+    assert daemon.reloads == 1 and daemon.health.config["last_reload"]["ok"] is True  # type: ignore[index]
+    await wait_until(lambda: len(fakes.plans["/dev/n"].starts) == 1)
+    # the same again: nothing to do
+    again = await daemon.apply(load_config(other))
+    assert again.ok and again.unchanged == ["serial:/dev/a", "serial:/dev/n"]
+    assert again.summary() == "nothing changed"
+    await stop(daemon, task)
+
+
+async def test_the_buffer_status_is_one_typed_section(tmp_path: Path) -> None:
+    fakes = FakeWiring()
+    path = write_config(tmp_path / "edge.toml", tmp_path / "d", port("/dev/a", "a"))
+    daemon = Daemon(load_config(path), fakes.wiring(), NO_SYSTEMD)
+    task = await start(daemon)
+    await wait_until(lambda: fakes.log.commits >= 1)
+    buffer = daemon.health.snapshot()["buffer"]
+    assert isinstance(buffer, dict)
+    stats = fakes.log.stats()
+    assert set(buffer) == set(BufferStatus.__annotations__)  # every key, none guessed
+    assert buffer["depth"] >= stats.depth - 10 and buffer["dropped"] == stats.dropped_total
+    assert buffer["commits"] >= 1 and buffer["quota_bytes"] == daemon.config.buffer.quota_bytes
     await stop(daemon, task)
 
 

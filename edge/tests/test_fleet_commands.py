@@ -19,7 +19,8 @@ from amqtt.broker import Broker
 
 from edge.config import load_config
 from edge.config_apply import ConfigApplier, DaemonCommands, DaemonTarget
-from edge.daemon import EX_RESTART, Daemon, SystemdNotifier, UplinkLike
+from edge.daemon import EX_RESTART, Daemon, SystemdNotifier
+from edge.health import HealthRegistry, UplinkStatus
 from edge.identity import GatewayState, Identity
 from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
 from edge.tests.fleet_fakes import FakeHub
@@ -30,13 +31,23 @@ GW = "gw-test"
 
 
 class IdleUplink:
-    """An uplink that only waits; records the drain requests."""
+    """An uplink that only waits; records the drain requests (edge.daemon.DaemonUplink)."""
 
     def __init__(self) -> None:
         self.drains = 0
+        self.health: HealthRegistry | None = None
 
     async def run(self) -> None:
         await asyncio.Event().wait()
+
+    def attach(self, health: HealthRegistry) -> None:
+        self.health = health
+
+    def status(self) -> UplinkStatus:
+        return {"state": "connected"}
+
+    def drain_now(self) -> None:
+        self.drains += 1
 
 
 @dataclasses.dataclass
@@ -62,15 +73,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     # commits only when asked to (a flush) or at the stop, within a test
     local.write_text(local.read_text().replace('commit_interval = "50ms"', "commit_interval = 60"))
     uplink = IdleUplink()
-
-    def drain(u: UplinkLike) -> bool:
-        assert u is uplink
-        uplink.drains += 1
-        return True
-
-    wiring = dataclasses.replace(
-        fakes.wiring(), uplink=lambda _config, _log: uplink, uplink_drain=drain
-    )
+    wiring = dataclasses.replace(fakes.wiring(), uplink=lambda _config, _log: uplink)
     daemon = Daemon(load_config(local), wiring, SystemdNotifier({}))
     task = asyncio.create_task(daemon.run(), name="daemon-under-test")
     await asyncio.wait_for(daemon.ready.wait(), 5)

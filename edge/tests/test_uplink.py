@@ -18,7 +18,7 @@ import pytest
 from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 
-from edge.uplink import Uplink, UplinkConfig
+from edge.uplink import Uplink, UplinkConfig, UplinkStats
 from estran.rig import free_port
 from protocols import wire
 from protocols.block import decode_block, encode_block
@@ -39,11 +39,12 @@ class Block:
 @dataclass
 class Stats:
     depth: int
-    dropped: int = 0
+    dropped_total: int = 0
 
 
 class MemoryLog:
-    """SegmentLog's interface over a list of blocks."""
+    """SegmentLog's interface over a list of blocks. The test commits, as the daemon's buffer
+    writer does: the uplink only reads and acknowledges (edge.buffer.BlockLog)."""
 
     def __init__(self, block_size: int = 100) -> None:
         self.block_size = block_size
@@ -52,6 +53,7 @@ class MemoryLog:
         self.next_seq = 1
         self.acked: set[int] = set()  # seqs
         self.ack_calls = 0
+        self.commits = 0
 
     def append_many(self, readings: Iterable[Reading]) -> None:
         for r in readings:
@@ -60,6 +62,7 @@ class MemoryLog:
                 self.commit()
 
     def commit(self) -> int:
+        self.commits += 1
         if self.pending:
             first = self.next_seq
             payload = encode_block(first, self.pending)
@@ -68,6 +71,10 @@ class MemoryLog:
             self.blocks.append(Block(first, first + n - 1, n, payload, alarm))
             self.next_seq += n
             self.pending = []
+        return self.next_seq - 1
+
+    @property
+    def durable_seq(self) -> int:
         return self.next_seq - 1
 
     def read_blocks(
@@ -481,3 +488,35 @@ async def test_logs_in_with_the_broker_credentials(tmp_path: Path) -> None:
             await asyncio.wait_for(uplink.connected.wait(), 10)
     finally:
         await broker.shutdown()
+
+
+async def test_the_uplink_never_commits_the_buffer(tmp_path: Path, broker_port: int) -> None:
+    """One owner of commits, the daemon's buffer writer: readings appended but not committed
+    when the uplink connects wait for the writer's commit, then go out as live readings."""
+    log = MemoryLog(block_size=10_000)
+    log.append_many(readings(100))
+    log.commit()
+    log.append_many(readings(20, start=500))  # pending, as between two of the writer's commits
+    commits = log.commits
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: all(s in hub.stored for s in range(1, 101)))
+            await asyncio.sleep(0.5)  # several polls of the uplink
+            assert not any(s in hub.stored for s in range(101, 121))
+            assert log.commits == commits  # the uplink committed nothing
+            log.commit()  # the writer's commit
+            await until(lambda: log.all_acked() and len(hub.stored) == 120)
+    assert sum(b.count for b in hub.batches if b.historical) == 100
+    assert sum(b.count for b in hub.batches if not b.historical) == 20
+
+
+def test_the_status_names_every_counter(tmp_path: Path) -> None:
+    uplink = Uplink(MemoryLog(), config(tmp_path, 1883))
+    uplink.stats.acked_readings = 7
+    status = uplink.status()
+    assert set(status) == {"state", "broker"} | set(UplinkStats.__dataclass_fields__)
+    assert status["acked_readings"] == 7 and status["state"] == "disconnected"
+    assert status["broker"] == "127.0.0.1:1883"

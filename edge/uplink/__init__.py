@@ -5,7 +5,7 @@ await Uplink(segment_log, UplinkConfig("gw-017", "mqtt://hub:1883", state_dir)).
 """
 
 from edge.uplink._close import DISCONNECT_WAIT_S, close_client, session
-from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
+from edge.uplink._config import BrokerUrl, UplinkConfig
 from edge.uplink._errors import UplinkConfigError, UplinkError
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
@@ -14,10 +14,8 @@ from edge.uplink._uplink import Uplink, UplinkStats, publish_wire_size
 __all__ = [
     "DISCONNECT_WAIT_S",
     "Backoff",
-    "BlockLog",
     "BrokerUrl",
     "SessionCounter",
-    "StoredBlockLike",
     "TokenBucket",
     "Uplink",
     "UplinkConfig",

@@ -1,48 +1,13 @@
-"""Uplink settings and the buffer interface the uplink drains."""
+"""Uplink settings (the buffer side it drains is edge.buffer.BlockLog)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlsplit
 
 from edge.uplink._errors import UplinkConfigError
-
-
-class StoredBlockLike(Protocol):
-    """A block as the buffer stores it (edge.buffer.StoredBlock)."""
-
-    @property
-    def first_seq(self) -> int: ...
-    @property
-    def last_seq(self) -> int: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def payload(self) -> bytes: ...
-    @property
-    def has_alarm(self) -> bool: ...
-
-
-class BlockLog(Protocol):
-    """What the uplink needs of the buffer (edge.buffer.SegmentLog has it)."""
-
-    def read_blocks(
-        self,
-        after_seq: int,
-        max_readings: int,
-        *,
-        alarms_first: bool = True,
-        skip: Collection[int] = (),
-    ) -> Sequence[StoredBlockLike]: ...
-
-    def ack(self, ranges: Iterable[tuple[int, int]]) -> None: ...
-
-    def commit(self) -> int: ...
-
-    def stats(self) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,4 +83,4 @@ class UplinkConfig:
             raise UplinkConfigError("protocol is auto, 5 or 3.1.1")
 
 
-__all__ = ["BlockLog", "BrokerUrl", "StoredBlockLike", "UplinkConfig"]
+__all__ = ["BrokerUrl", "UplinkConfig"]

@@ -44,9 +44,11 @@ from typing import TypeVar
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from edge.buffer import BlockLog, StoredBlock
+from edge.health import HealthRegistry, UplinkStatus
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context, tls_failure
 from edge.uplink._close import close_client
-from edge.uplink._config import BlockLog, BrokerUrl, StoredBlockLike, UplinkConfig
+from edge.uplink._config import BrokerUrl, UplinkConfig
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
 from protocols import wire
@@ -132,7 +134,7 @@ class UplinkStats:
 
 @dataclass(slots=True)
 class _Batch:
-    blocks: list[StoredBlockLike]
+    blocks: list[StoredBlock]
     live: bool
     isolate: bool = False  # a block sent alone to find the one the hub rejects
     session: int = 0
@@ -390,8 +392,10 @@ class Uplink:
             self._flush_acks()
 
     def _begin_session(self) -> None:
-        """Split the buffer into backlog (up to the durable head now) and live (after)."""
-        head = self.buffer.commit()
+        """Split the buffer into backlog (up to the durable head now) and live (after).
+        Readings appended but not yet committed are live: the buffer writer commits them
+        within its interval (it alone commits; blocks are read once committed)."""
+        head = self.buffer.durable_seq
         if not self._started:
             self._started = True
             if head > self._start_after:
@@ -408,19 +412,11 @@ class Uplink:
 
     # -- state --------------------------------------------------------------------------
 
-    def _backlog_depth(self) -> int | None:
-        depth = getattr(self.buffer.stats(), "depth", None)
-        return int(depth) if isinstance(depth, int) else None
+    def _backlog_depth(self) -> int:
+        return self.buffer.stats().depth
 
-    def _dropped(self) -> int | None:
-        stats = self.buffer.stats()
-        dropped = getattr(stats, "dropped_total", None)
-        if isinstance(dropped, int):
-            return dropped
-        by_sensor = getattr(stats, "dropped_by_sensor", None)
-        if isinstance(by_sensor, dict):
-            return int(sum(by_sensor.values()))
-        return None
+    def _dropped(self) -> int:
+        return self.buffer.stats().dropped_total
 
     def _footprint(self) -> dict[str, int | float] | None:
         if self.footprint is None:
@@ -439,6 +435,44 @@ class Uplink:
         except Exception:  # a report: never a reason to stop sending
             log.exception("uplink: %s failed", what)
             return None
+
+    def attach(self, health: HealthRegistry) -> None:
+        """Report what `health` knows in the birth and state messages (the footprint, each
+        source's health, the settings waiting for a restart), and send a state at once when
+        a source goes up or down."""
+        self.footprint = health.footprint
+        self.sources = health.source_health
+        self.restart_pending = lambda: list(health.restart_pending)
+        health.on_change = self.state_changed
+
+    def status(self) -> UplinkStatus:
+        """The `uplink` section of the daemon's status."""
+        st = self.stats
+        return {
+            "state": "connected" if self.connected.is_set() else "disconnected",
+            "broker": f"{self.broker.host}:{self.broker.port}",
+            "session": st.session,
+            "connects": st.connects,
+            "mqtt5": st.mqtt5,
+            "batches_sent": st.batches_sent,
+            "live_batches": st.live_batches,
+            "historical_batches": st.historical_batches,
+            "readings_sent": st.readings_sent,
+            "resent_batches": st.resent_batches,
+            "timeouts": st.timeouts,
+            "acked_readings": st.acked_readings,
+            "rejected_readings": st.rejected_readings,
+            "bad_acks": st.bad_acks,
+            "wire_bytes": st.wire_bytes,
+            "bytes_sent": st.bytes_sent,
+            "batch_size": st.batch_size,
+            "ack_timeout_s": st.ack_timeout_s,
+            "srtt_s": st.srtt_s,
+            "in_flight": st.in_flight,
+            "tls": st.tls,
+            "tls_errors": st.tls_errors,
+            "last_error": st.last_error,
+        }
 
     def state_changed(self) -> None:
         """Something the state reports changed (a source up or down): send it now."""
@@ -666,9 +700,9 @@ class Uplink:
         self._unpaced = False
         return None, 0.0
 
-    def _take(self, blocks: Sequence[StoredBlockLike]) -> list[StoredBlockLike]:
+    def _take(self, blocks: Sequence[StoredBlock]) -> list[StoredBlock]:
         """Blocks up to the byte budget of a batch (at least one)."""
-        out: list[StoredBlockLike] = []
+        out: list[StoredBlock] = []
         total = 0
         for b in blocks:
             if out and total + len(b.payload) > self.config.max_batch_bytes:
@@ -683,7 +717,7 @@ class Uplink:
         busy.update(b.first_seq for batch in self._resend for b in batch.blocks)
         return busy
 
-    def _backlog_blocks(self, span: _Span, size: int) -> list[StoredBlockLike]:
+    def _backlog_blocks(self, span: _Span, size: int) -> list[StoredBlock]:
         """Blocks of the span not yet sent, alarms first, and the span's cursor moved on."""
         busy = self._busy_blocks() | span.sent_ahead
         for alarms_first in (True, False):
