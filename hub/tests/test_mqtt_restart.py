@@ -5,7 +5,8 @@ Python 3.11 a TaskGroup whose child fails while the group waits in `__aexit__` c
 parent task and never uncancels it, so the parent's `cancelling()` stays at 1 for the rest
 of its life. The ingest worker and the fleet link run such a group for each session; after a
 broker restart their next `honour_cancel()` (or `cancelling()` check) took that leftover for
-a request to stop, and the task ended quietly: nothing ingested, nothing acknowledged. Each
+a request to stop, and the task ended quietly: nothing ingested, nothing acknowledged, no
+configuration published. Each
 session now runs in a task of its own (`hub._mqtt.in_session_task`), so what it leaves dies
 with it.
 """
@@ -23,6 +24,7 @@ import pytest
 
 from hub._ingest import IngestSettings, IngestWorker
 from hub._mqtt import BrokerAddress, in_session_task
+from hub.fleet_api import FleetHub
 from hub.storage import StorageThread, open_storage
 from hub.tests.brokers import mosquitto
 from hub.tests.services import free_port
@@ -107,6 +109,41 @@ async def test_an_ingest_worker_subscribes_again_after_a_broker_restart(tmp_path
             with contextlib.suppress(BaseException):
                 await task
         storage.close()
+
+
+async def test_the_fleet_link_subscribes_again_after_a_broker_restart(tmp_path: Path) -> None:
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    hub = FleetHub(tmp_path / "hub")
+    task: asyncio.Task[None] | None = None
+    try:
+        for _restart in range(3):
+            async with broker(conf, port):
+                if task is None:
+                    task = asyncio.create_task(
+                        hub._mqtt(BrokerAddress("127.0.0.1", port)), name="fleet-mqtt"
+                    )
+                async with asyncio.timeout(20):
+                    while not hub.connected.is_set():
+                        assert not task.done(), "the fleet link stopped after a broker restart"
+                        await asyncio.sleep(0.05)
+                assert task.cancelling() == 0, "a leftover cancel on the fleet link's task"
+            async with asyncio.timeout(20):
+                while hub.connected.is_set():
+                    await asyncio.sleep(0.05)
+        assert task is not None
+        task.cancel()
+        async with asyncio.timeout(10):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert task.cancelled()
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        hub.close()
 
 
 async def _fail_soon() -> None:
