@@ -293,7 +293,7 @@ class Daemon:
             for bdevice in config.ble.devices:
                 sensors[bdevice.sensor] = config.ble.source_name
         for spec in specs.values():  # sources given by the wiring that the file does not name
-            for sensor in getattr(spec.key, "sensors", ()):
+            for sensor in spec.sensors:
                 sensors.setdefault(sensor, spec.name)
         tasks = [name for name in specs if name in CORE_TASKS]
         self.health.configure(sensors, [n for n in specs if n not in CORE_TASKS], tasks)

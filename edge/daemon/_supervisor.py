@@ -25,11 +25,14 @@ Runner = Callable[[], Coroutine[Any, Any, None]]
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """A supervised task: `name` (unique), `key` (its configuration: the task is restarted on
-    reload when the key changes), `runner` (makes a fresh coroutine for each start)."""
+    reload when the key changes), `runner` (makes a fresh coroutine for each start), and
+    `sensors`: those it reads that the configuration file does not list under a port (a
+    source the wiring adds), for the health registry."""
 
     name: str
     key: object
     runner: Runner
+    sensors: tuple[str, ...] = ()
 
 
 class Supervisor:
