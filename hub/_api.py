@@ -4,16 +4,15 @@ what it needs (`hub.auth`): the fleet's gateways are staff's (admin, technician)
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from hub import dashboard
+from hub._cache import FreshCache, etag_of, not_modified
 from hub._data_api import data_router, ensure_readable
 from hub._decode import MAX_NAME
 from hub._errors import StorageError
@@ -21,10 +20,7 @@ from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_e
 from hub._plausibility import special
 from hub.auth import Access, CurrentPrincipal, Principal, require_role
 from hub.auth import router as access_router
-from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage, write_generation
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
+from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
 
 # The range of a time parameter: what a datetime can say (years 1 to 9999), in ms.
 MIN_TIME_MS = -62_135_596_800_000
@@ -95,7 +91,8 @@ def parse_time(value: str | None, name: str) -> int | None:
 
 MAX_PAGE = 10_000  # rows of one page of a list (sensors, gateways)
 MAX_OFFSET = 100_000_000  # beyond: 422, not an overflow in the database
-LATEST_TTL = 1.0  # seconds a page of latest values may be served again
+LATEST_TTL = 1.0  # seconds a page of latest values is served as it is
+LATEST_STALE = 2.0  # seconds more it is served while it is rebuilt in the background
 
 
 def paginate(request: Request, response: Response, total: int, offset: int, limit: int) -> None:
@@ -114,45 +111,6 @@ def paginate(request: Request, response: Response, total: int, offset: int, limi
         )
 
 
-class FreshCache(Generic[K, V]):
-    """Values computed at most once per `ttl` seconds per key and per write generation of
-    this process (`hub.storage.write_generation()`), for endpoints many clients poll (the
-    latest values). A write through any storage of this process makes the next read
-    recompute; a write by another process (another ingest worker) is seen within `ttl`.
-    When an entry is out of date, the first caller recomputes it while the others are
-    still served the previous value (stale while revalidating), so a burst of clients
-    never queues behind one query. At most `size` keys."""
-
-    def __init__(self, ttl: float, size: int = 256, follow_writes: bool = True) -> None:
-        self.ttl = ttl
-        self.size = size
-        self.follow_writes = follow_writes  # False: `ttl` alone decides
-        self._entries: dict[K, tuple[float, int, V]] = {}
-        self._refreshing: set[K] = set()
-        self._lock = threading.Lock()
-
-    def get(self, key: K, compute: Callable[[], V]) -> V:
-        now = time.monotonic()
-        generation = write_generation() if self.follow_writes else 0
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                fresh = now - entry[0] < self.ttl and entry[1] == generation
-                if fresh or key in self._refreshing:
-                    return entry[2]
-            self._refreshing.add(key)
-        try:
-            value = compute()
-        finally:
-            with self._lock:
-                self._refreshing.discard(key)
-        with self._lock:
-            if len(self._entries) >= self.size and key not in self._entries:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = (now, generation, value)
-        return value
-
-
 def create_app(
     storage: Storage,
     health: Callable[[], dict[str, object]] | None = None,
@@ -161,9 +119,8 @@ def create_app(
 ) -> FastAPI:
     """The hub's app: the read API, and with `access` the users, tokens, audit and session
     endpoints (without it, every endpoint that needs a principal answers 503)."""
-    latest_pages: FreshCache[tuple[int, int, frozenset[str] | None], tuple[str, int]] = FreshCache(
-        LATEST_TTL
-    )
+    latest_pages: FreshCache[tuple[int, int, frozenset[str] | None], tuple[bytes, int, str]]
+    latest_pages = FreshCache(LATEST_TTL, stale_for=LATEST_STALE)
     app = FastAPI(
         title="Estran hub", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
@@ -240,20 +197,28 @@ def create_app(
         `quantity`, `unit`, `value`, `ts`, `ts_ms`, `flags`, `gateway`. One page, by
         sensor, quantity and unit; `X-Total-Count` and `Link` (rel="next"). The JSON is
         built by the database in one query; a page is served again until this process
-        writes, or for up to 1 s (another process's writes)."""
+        writes, or for up to 1 s (another process's writes; then rebuilt in the background
+        while it is served, for at most 2 s more). A catalogue change (a dataset closed,
+        readings erased) shows at once. `ETag`: a conditional GET (`If-None-Match`) of an
+        unchanged page gets 304."""
         granted = who.granted
+
+        def build() -> tuple[bytes, int, str]:
+            body = storage.sensors_json(limit, offset, granted).encode()
+            total = storage.count_series(granted)
+            return body, total, etag_of(body, str(total).encode())
+
         try:
-            body, total = latest_pages.get(
-                (limit, offset, granted),
-                lambda: (
-                    storage.sensors_json(limit, offset, granted),
-                    storage.count_series(granted),
-                ),
-            )
-            response = Response(body, media_type="application/json")
-            paginate(request, response, total, offset, limit)
+            version = storage.catalogue_version()
+            body, total, etag = latest_pages.get((limit, offset, granted), build, version)
         except StorageError as e:
             raise HTTPException(503, str(e)) from e
+        if not_modified(request.headers.get("if-none-match"), etag):
+            response = Response(status_code=304)
+        else:
+            response = Response(body, media_type="application/json")
+        response.headers["ETag"] = etag
+        paginate(request, response, total, offset, limit)
         return response
 
     @app.get("/api/v1/readings")
@@ -307,6 +272,8 @@ def create_app(
 
 
 __all__ = [
+    "LATEST_STALE",
+    "LATEST_TTL",
     "MAX_PAGE",
     "FreshCache",
     "create_app",

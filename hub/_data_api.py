@@ -22,6 +22,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
+from hub._cache import FreshCache, etag_of, not_modified
 from hub._decode import MAX_NAME
 from hub._errors import StorageError
 from hub._http import echo
@@ -149,7 +150,7 @@ def _licence_link(response: Response, d: Dataset) -> None:
 
 def data_router(storage: Storage) -> APIRouter:
     # the API's helpers (it includes this router)
-    from hub._api import LATEST_TTL, FreshCache, iso, jsonable, paginate
+    from hub._api import LATEST_STALE, LATEST_TTL, iso, jsonable, paginate
 
     r = APIRouter()
 
@@ -275,72 +276,62 @@ def data_router(storage: Storage) -> APIRouter:
 
     # -- open data ---------------------------------------------------------------------------
 
-    # The GeoJSON of a dataset is built once and served again until this process writes,
-    # or for up to LATEST_TTL seconds (another process's writes), as /api/v1/sensors.
-    geojson_pages: FreshCache[tuple[str, int, int, frozenset[str] | None], tuple[str, int]]
-    geojson_pages = FreshCache(LATEST_TTL)
+    # The GeoJSON of a dataset is built once (by the database) and served again as bytes,
+    # as /api/v1/sensors: until this process writes, or for LATEST_TTL seconds (another
+    # process's writes) and LATEST_STALE more while it is rebuilt in the background; a
+    # catalogue change (the dataset closed or changed, readings erased) shows at once.
+    geojson_pages: FreshCache[tuple[str, int, int], tuple[bytes, int, str, Dataset]]
+    geojson_pages = FreshCache(LATEST_TTL, stale_for=LATEST_STALE)
 
-    def geojson_page(d: Dataset, who: Principal, limit: int, offset: int) -> tuple[str, int]:
-        """One page of the dataset's GeoJSON (its text) and the count of its sensors."""
-        entries = storage.sensor_catalogue(granted=who.granted, dataset=d.name)
-        latest = latest_by_sensor(who)
-        features = []
-        for e in entries[offset : offset + limit]:
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": e.sensor,
-                    "geometry": None
-                    if e.location is None
-                    else {"type": "Point", "coordinates": [e.location[0], e.location[1]]},
-                    "properties": {
-                        "sensor": e.sensor,
-                        "site": e.site,
-                        "kind": e.kind,
-                        "description": e.description,
-                        "latest": [
-                            {
-                                "quantity": s.quantity,
-                                "unit": s.unit,
-                                "value": jsonable(s.value),
-                                "ts": iso(s.ts_ms),
-                            }
-                            for s in latest.get(e.sensor, [])
-                        ],
-                    },
-                }
-            )
-        doc = {
-            "type": "FeatureCollection",
-            "name": d.name,
-            "dataset": dataset_dict(d, len(entries)),
-            "licence": {"id": d.licence, "title": d.licence_title, "url": d.licence_url or None},
-            "generated": iso(now_ms()),
-            "features": features,
-        }
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False), len(entries)
+    def geojson_page(name: str, limit: int, offset: int) -> tuple[bytes, int, str, Dataset]:
+        """One page of the dataset's GeoJSON, the count of its sensors, its entity tag and
+        the dataset it was built from."""
+        d = storage.dataset(name)
+        features = storage.dataset_features_json(name, limit, offset).encode()
+        total = storage.count_dataset_sensors(name)
+        licence = {"id": d.licence, "title": d.licence_title, "url": d.licence_url or None}
+        head = json.dumps(
+            {"type": "FeatureCollection", "name": d.name, "dataset": dataset_dict(d, total)},
+            separators=(",", ":"),
+        )[:-1].encode()
+        about = json.dumps(licence, separators=(",", ":")).encode()
+        generated = json.dumps(iso(now_ms())).encode()
+        body = b"".join((head, b',"licence":', about, b',"generated":', generated, b',"features":'))
+        body += features + b"}"
+        return body, total, etag_of(head, about, features), d
 
     @r.get("/open/v1/datasets/{name}.geojson", tags=["open data"])
     def dataset_geojson(
         name: DatasetName,
         who: CurrentPrincipal,
         request: Request,
-        response: Response,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Response:
         """The dataset's sensors as a GeoJSON FeatureCollection (RFC 7946, WGS84): a point per
         sensor (null geometry when it has no position) with its latest value of each
-        quantity; the licence in `licence` and in a `Link` header."""
-        d = readable_dataset(who, name)
-        body, total = stored(
-            lambda: geojson_pages.get(
-                (name, limit, offset, who.granted),
-                lambda: geojson_page(d, who, limit, offset),
+        quantity; the licence in `licence` and in a `Link` header. Served again for up to
+        1 s (3 s while it is rebuilt), never after a catalogue change (the dataset closed,
+        readings erased); `ETag`: a conditional GET (`If-None-Match`) of an unchanged
+        document gets 304."""
+        version = stored(storage.catalogue_version)  # before the dataset and its data
+        readable_dataset(who, name)  # nothing is built for who may not read it
+        try:
+            body, total, etag, d = geojson_pages.get(
+                (name, limit, offset), lambda: geojson_page(name, limit, offset), version
             )
-        )
-        paginate(request, response, total, offset, limit)
-        out = Response(body, media_type="application/geo+json", headers=dict(response.headers))
+        except NotInCatalogue as e:  # removed in between
+            raise HTTPException(404, f"no dataset {echo(name)!r}") from e
+        except StorageError as e:
+            raise HTTPException(503, str(e)[:300]) from e
+        if not who.can_read(d.name, d.open):  # changed in between
+            raise HTTPException(404, f"no dataset {echo(name)!r} readable with these credentials")
+        if not_modified(request.headers.get("if-none-match"), etag):
+            out = Response(status_code=304)
+        else:
+            out = Response(body, media_type="application/geo+json")
+        out.headers["ETag"] = etag
+        paginate(request, out, total, offset, limit)
         _licence_link(out, d)
         return out
 

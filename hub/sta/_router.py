@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from hub._api import FreshCache
+from hub._cache import FreshCache
 from hub._errors import StorageError
 from hub._http import echo
 from hub.auth import CurrentPrincipal, Principal
@@ -369,7 +369,8 @@ def sta_router(storage: Storage) -> APIRouter:
     router = APIRouter()
 
     # The entities but Observations change when a series appears or the catalogue changes:
-    # built at most once per UNIVERSE_TTL seconds per base URL and set of grants.
+    # built at most once per UNIVERSE_TTL seconds per base URL and set of grants, and again
+    # as soon as the catalogue changes (a dataset closed is gone from the next answer).
     universes: FreshCache[tuple[str, frozenset[str] | None], Universe] = FreshCache(
         UNIVERSE_TTL, size=64, follow_writes=False
     )
@@ -386,6 +387,7 @@ def sta_router(storage: Storage) -> APIRouter:
                 principal.can_read,
                 granted is None,
             ),
+            storage.catalogue_version(),
         )
 
     @router.get("/sta/v1.1", include_in_schema=True)

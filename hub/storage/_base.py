@@ -201,6 +201,25 @@ class Storage(Catalogue):
         rows = self._fetch(query, (*params, max(0, limit), max(0, offset)))
         return str(rows[0][0]) if rows and rows[0][0] is not None else "[]"
 
+    # One query that returns one page of a dataset's sensors as GeoJSON Features (a JSON
+    # array, text), built by the database: the point, the sensor's metadata and its latest
+    # value of each quantity. Parameters: the dataset, limit, offset.
+    features_json_query: str
+
+    def dataset_features_json(self, dataset: str, limit: int, offset: int = 0) -> str:
+        """The sensors of `dataset`, by id, one page, as GeoJSON Features (RFC 7946, WGS84):
+        `id` the sensor, a Point (null geometry without a position), `properties` sensor,
+        site, kind, description and `latest`: per quantity (by quantity, unit) quantity,
+        unit, value (null when not finite) and ts (ISO 8601, ms, UTC)."""
+        rows = self._fetch(self.features_json_query, (dataset, max(0, limit), max(0, offset)))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else "[]"
+
+    def count_dataset_sensors(self, dataset: str) -> int:
+        rows = self._fetch(
+            f"SELECT count(*) FROM sensor_meta WHERE dataset = {self.placeholder}", (dataset,)
+        )
+        return int(rows[0][0])
+
     def count_series(self, granted: Collection[str] | None = None) -> int:
         """How many series have a latest value (the length of `sensors(granted=...)`)."""
         if granted is None:

@@ -70,6 +70,19 @@ POSTGRES = (
     .replace("TEXT", "text")
 )
 
+# A later migration (8 on both backends): one number that every catalogue write (datasets,
+# sensor metadata, erasures) raises in its own transaction. Caches of what the catalogue
+# decides (open data, latest values, SensorThings entities) compare it on every request, so
+# a dataset closed or readings erased show at once, whichever process made the change.
+VERSION = """
+CREATE TABLE catalogue_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+INSERT INTO catalogue_version (id, version) VALUES (1, 0)
+"""
+VERSION_POSTGRES = VERSION.replace("INTEGER PRIMARY KEY", "integer PRIMARY KEY").replace(
+    "INTEGER", "bigint"
+)
+_BUMP = ("UPDATE catalogue_version SET version = version + 1 WHERE id = 1", ())
+
 ETALAB = "etalab-2.0"
 # Licences the hub names with a title and an address (any other identifier is kept as given).
 LICENCES: dict[str, tuple[str, str]] = {
@@ -214,6 +227,7 @@ class Catalogue(abc.ABC):
                 )
         self._write(
             [
+                _BUMP,
                 (f"DELETE FROM datasets WHERE name = {p}", (dataset.name,)),
                 (
                     f"INSERT INTO datasets ({self._DATASET}) VALUES ({self._marks(7)})",
@@ -235,8 +249,9 @@ class Catalogue(abc.ABC):
         """Remove a dataset; its sensors are in none afterwards (closed). How many."""
         self.dataset(name)
         p = self.placeholder
-        moved, _ = self._write(
+        _, moved, _ = self._write(
             [
+                _BUMP,
                 (f"UPDATE sensor_meta SET dataset = NULL WHERE dataset = {p}", (name,)),
                 (f"DELETE FROM datasets WHERE name = {p}", (name,)),
             ]
@@ -275,6 +290,7 @@ class Catalogue(abc.ABC):
         p = self.placeholder
         self._write(
             [
+                _BUMP,
                 (f"DELETE FROM sensor_meta WHERE sensor = {p}", (meta.sensor,)),
                 (
                     f"INSERT INTO sensor_meta ({self._META}, updated_by, updated_ms)"
@@ -365,6 +381,12 @@ class Catalogue(abc.ABC):
             list(names),
         )
 
+    def catalogue_version(self) -> int:
+        """The number every catalogue write raises (datasets, sensor metadata, erasures,
+        from any process): a cache of anything they decide is out of date when it changed."""
+        rows = self._fetch("SELECT version FROM catalogue_version WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
     def site_sensors(self, site: str) -> list[str]:
         return [
             r[0]
@@ -401,7 +423,7 @@ class Catalogue(abc.ABC):
             for r in self._fetch(f"SELECT id FROM series WHERE sensor IN ({marks})", sensors)
         ]
         found: dict[str, int] = {}
-        ops: list[tuple[str, Sequence[Any]]] = []
+        ops: list[tuple[str, Sequence[Any]]] = [_BUMP]
         if series_ids:
             ids = ", ".join(str(i) for i in series_ids)  # integers from the database
             in_range = f"series_id IN ({ids}) AND ts_ms >= {p} AND ts_ms < {p}"
@@ -443,7 +465,7 @@ class Catalogue(abc.ABC):
             )
         rows = self._write(ops)
         self._erased_seen = None  # reload on the next ingest
-        return rows[1] if series_ids else 0
+        return rows[2] if series_ids else 0
 
     def erasures(self, sensor: str | None = None, limit: int = 1000) -> list[Erasure]:
         p = self.placeholder
@@ -520,6 +542,8 @@ __all__ = [
     "LICENCES",
     "POSTGRES",
     "SQLITE",
+    "VERSION",
+    "VERSION_POSTGRES",
     "Catalogue",
     "CatalogueEntry",
     "CatalogueError",

@@ -118,6 +118,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 7: the (series, time) index carries the values: a chart's range is read from the
     # index alone (index-only scan), not from one heap page per reading
     "DROP INDEX IF EXISTS readings_series_ts; " + SERIES_INDEX,
+    # 8: the catalogue's version, raised by every catalogue write (hub/storage/_catalogue.py)
+    _catalogue.VERSION_POSTGRES,
 )
 # Migrations that need more than SQL: run after the script of the same version.
 _MIGRATION_STEPS: dict[int, str] = {4: "_partition_readings"}
@@ -193,6 +195,27 @@ class PostgresStorage(Storage):
         "   FROM latest l JOIN series s ON s.id = l.series_id"
         "   JOIN gateways g ON g.id = l.gateway_id/*where*/"
         "   ORDER BY s.sensor, s.quantity, s.unit LIMIT %s OFFSET %s) page"
+    )
+
+    features_json_query = (
+        "SELECT coalesce(json_agg(f ORDER BY sensor), '[]')::text FROM ("
+        " SELECT m.sensor, json_build_object('type', 'Feature', 'id', m.sensor, 'geometry',"
+        "   CASE WHEN m.lon IS NULL OR m.lat IS NULL THEN NULL ELSE json_build_object('type',"
+        "   'Point', 'coordinates', json_build_array(m.lon, m.lat)) END,"
+        "  'properties', json_build_object('sensor', m.sensor, 'site', m.site, 'kind', m.kind,"
+        "   'description', m.description, 'latest', ("
+        "    SELECT coalesce(json_agg(json_build_object('quantity', s.quantity,"
+        "      'unit', NULLIF(s.unit, ''),"
+        f"     'value', CASE WHEN l.flags & {FLAG_NOT_A_NUMBER} <> 0 THEN NULL"
+        "        WHEN l.text IS NOT NULL THEN to_json(l.text)"
+        "        WHEN l.value IN ('NaN', 'Infinity', '-Infinity') THEN NULL"
+        "        ELSE to_json(l.value) END,"
+        "      'ts', to_char(to_timestamp(l.ts_ms / 1000) AT TIME ZONE 'UTC',"
+        "        'YYYY-MM-DD\"T\"HH24:MI:SS') || '.' || lpad((l.ts_ms %% 1000)::text, 3, '0')"
+        "        || '+00:00') ORDER BY s.quantity, s.unit), '[]')"
+        "     FROM series s JOIN latest l ON l.series_id = s.id WHERE s.sensor = m.sensor)))"
+        "  AS f"
+        " FROM sensor_meta m WHERE m.dataset = %s ORDER BY m.sensor LIMIT %s OFFSET %s) page"
     )
 
     def __init__(self, url: str, *, readers: int = 4) -> None:

@@ -118,6 +118,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 7: the (series, time) index carries the values: a chart's range is read from the
     # index alone, not from the table
     "DROP INDEX IF EXISTS readings_series_ts; " + SERIES_INDEX,
+    # 8: the catalogue's version, raised by every catalogue write (hub/storage/_catalogue.py)
+    _catalogue.VERSION,
 )
 
 _INSERT = (
@@ -159,6 +161,25 @@ class SqliteStorage(Storage):
         "   FROM latest l JOIN series s ON s.id = l.series_id"
         "   JOIN gateways g ON g.id = l.gateway_id/*where*/"
         "   ORDER BY s.sensor, s.quantity, s.unit LIMIT ? OFFSET ?)"
+    )
+
+    features_json_query = (
+        "SELECT json_group_array(json(f)) FROM ("
+        " SELECT json_object('type', 'Feature', 'id', m.sensor, 'geometry',"
+        "   CASE WHEN m.lon IS NULL OR m.lat IS NULL THEN NULL ELSE json_object('type',"
+        "   'Point', 'coordinates', json_array(m.lon, m.lat)) END,"
+        "  'properties', json_object('sensor', m.sensor, 'site', m.site, 'kind', m.kind,"
+        "   'description', m.description, 'latest', json(("
+        "    SELECT json_group_array(json(v)) FROM ("
+        "     SELECT json_object('quantity', s.quantity, 'unit', NULLIF(s.unit, ''),"
+        f"      'value', CASE WHEN l.flags & {FLAG_NOT_A_NUMBER} THEN NULL"
+        "        WHEN l.text IS NOT NULL THEN l.text"
+        "        WHEN abs(l.value) > 1.7976931348623157e308 THEN NULL ELSE l.value END,"
+        "      'ts', strftime('%Y-%m-%dT%H:%M:%S', l.ts_ms / 1000, 'unixepoch') || '.'"
+        "        || printf('%03d', l.ts_ms % 1000) || '+00:00') AS v"
+        "     FROM series s JOIN latest l ON l.series_id = s.id WHERE s.sensor = m.sensor"
+        "     ORDER BY s.quantity, s.unit))))) AS f"
+        " FROM sensor_meta m WHERE m.dataset = ? ORDER BY m.sensor LIMIT ? OFFSET ?)"
     )
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 4) -> None:

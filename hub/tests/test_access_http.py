@@ -319,3 +319,60 @@ def test_erase_cli_refuses_bad_times_without_a_traceback(
     assert isinstance(result.exception, SystemExit), result.exception  # not an AssertionError
     assert result.exit_code in (1, 2), result.output
     assert "Traceback" not in result.output and ("from" in result.output or "to" in result.output)
+
+
+@pytest.fixture
+def long_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents served again for a minute (the hub made after this): what a change must
+    get through at once."""
+    import hub._api
+    import hub.sta._router
+
+    monkeypatch.setattr(hub._api, "LATEST_TTL", 60.0)
+    monkeypatch.setattr(hub.sta._router, "UNIVERSE_TTL", 60.0)
+
+
+def other_process(site: Site, *args: str) -> None:
+    """An `estran hub` command in a process of its own (not this one's write counter)."""
+    import subprocess
+    import sys
+
+    group, *rest = args
+    argv = [sys.executable, "-c", "from hub.cli import hub; hub()", group]
+    argv += ["--data", str(site.data), "--db", site.db, *rest]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_no_stale_open_data_after_an_erasure_or_a_dataset_change_elsewhere(
+    long_cache: None, site: Site
+) -> None:
+    """The open data a hub serves again (latest values, GeoJSON, SensorThings) reflects an
+    erasure and a dataset closed by another process on the very next request."""
+
+    def latest(doc: dict[str, object]) -> object:
+        (feature,) = doc["features"]  # type: ignore[misc]
+        return feature["properties"]["latest"][0]["value"]
+
+    async with httpx.AsyncClient(base_url=site.url) as http:
+        geojson = "/open/v1/datasets/parks.geojson"
+        assert latest((await http.get(geojson)).json()) == 39
+        assert [s["value"] for s in (await http.get("/api/v1/sensors")).json()] == [39]
+        assert "park-soil-01" in (await http.get("/sta/v1.1/Things")).text
+        other_process(
+            site,
+            "erase",
+            "--sensor",
+            "park-soil-01",
+            "--from",
+            str(T0 + 5000),
+            "--to",
+            str(T0 + 60_000),
+            "--yes",
+        )
+        assert latest((await http.get(geojson)).json()) == 34  # the readings 35..39 are gone
+        assert [s["value"] for s in (await http.get("/api/v1/sensors")).json()] == [34]
+        other_process(site, "dataset", "set", "parks", "--closed")
+        assert (await http.get(geojson)).status_code == 404
+        assert (await http.get("/api/v1/sensors")).json() == []
+        assert "park-soil-01" not in (await http.get("/sta/v1.1/Things")).text

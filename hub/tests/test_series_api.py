@@ -276,3 +276,115 @@ async def test_series_and_csv_of_closed_datasets_need_a_grant(
                 "/api/v1/readings.csv", params={"sensor": "berth-001"}, headers=headers
             )
             assert r.status_code == 404
+
+
+def test_fresh_cache_rebuilds_in_the_background_while_it_serves_the_last_one() -> None:
+    """Past `ttl` (within `stale_for`) a caller is served at once and the entry is rebuilt
+    once in the background; past `ttl + stale_for` (nobody asked) the caller rebuilds it."""
+    import threading
+    import time
+
+    from hub._cache import FreshCache
+
+    cache: FreshCache[str, int] = FreshCache(ttl=0.05, stale_for=60, follow_writes=False)
+    assert cache.get("k", lambda: 1) == 1
+    time.sleep(0.06)
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> int:
+        started.set()
+        release.wait(5)
+        return 2
+
+    t0 = time.monotonic()
+    assert cache.get("k", slow) == 1  # not waiting for the rebuild
+    assert time.monotonic() - t0 < 1 and started.wait(5)
+    assert cache.get("k", lambda: 99) == 1  # one rebuild at a time: 99 never computed
+    release.set()
+    deadline = time.monotonic() + 5
+    while cache.get("k", lambda: 98) != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.get("k", lambda: 97) == 2 and cache.background_rebuilds == 1
+    idle: FreshCache[str, int] = FreshCache(ttl=0.01, stale_for=0.02, follow_writes=False)
+    idle.get("k", lambda: 1)
+    time.sleep(0.05)
+    assert idle.get("k", lambda: 2) == 2  # too old to be served: the caller rebuilt it
+
+
+def test_fresh_cache_never_serves_an_entry_of_another_version() -> None:
+    """A catalogue change (the version) is seen by the very next call, even while a
+    background rebuild of the old version is running: it never gets the old value."""
+    import threading
+    import time
+
+    from hub._cache import FreshCache
+
+    cache: FreshCache[str, str] = FreshCache(ttl=0.01, stale_for=60, follow_writes=False)
+    assert cache.get("k", lambda: "before", version=1) == "before"
+    time.sleep(0.02)
+    release = threading.Event()
+
+    def old_rebuild() -> str:
+        release.wait(5)
+        return "old rebuild"
+
+    assert cache.get("k", old_rebuild, version=1) == "before"
+    assert cache.get("k", lambda: "after erasure", version=2) == "after erasure"
+    release.set()  # the old version's rebuild lands later: it is not served under version 2
+    time.sleep(0.1)
+    assert cache.get("k", lambda: "rebuilt", version=2) in ("after erasure", "rebuilt")
+    assert cache.get("k", lambda: "v3", version=3) == "v3"
+
+
+async def test_latest_values_and_geojson_answer_a_conditional_get(
+    storage: Storage, http: httpx.AsyncClient
+) -> None:
+    """An ETag on the latest values and on the open GeoJSON: a client that has the current
+    document gets 304 without it; after a change, the new one with another tag."""
+    fill(storage)
+    storage.put_dataset(Dataset("parks", True, "etalab-2.0", "", "parks dept"), "test", T0)
+    storage.put_sensor_meta(SensorMeta("soil-001", "parks", (-1.15, 46.16)), "test", T0)
+    for url in ("/api/v1/sensors", "/open/v1/datasets/parks.geojson"):
+        first = await http.get(url)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('W/"')
+        again = await http.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+        other = await http.get(url, headers={"If-None-Match": 'W/"0123", "x"'})
+        assert other.status_code == 200 and other.content == first.content
+    storage.ingest([batch("gw-1", 10_000, [(SOIL, T0 + 48 * HOUR, 77)])], now_ms=T0)
+    for url in ("/api/v1/sensors", "/open/v1/datasets/parks.geojson"):
+        r = await http.get(url, headers={"If-None-Match": etag})
+        assert r.status_code == 200 and b"77" in r.content
+
+
+async def test_open_geojson_is_the_document_the_python_side_would_build(
+    storage: Storage, http: httpx.AsyncClient
+) -> None:
+    """The features are built by the database: the same values, types and times as the
+    latest values endpoint gives, text and a null position included."""
+    fill(storage)
+    storage.put_dataset(Dataset("parks", True, "etalab-2.0", "", "parks dept"), "test", T0)
+    storage.put_sensor_meta(
+        SensorMeta("soil-001", "parks", (-1.15, 46.16), "parc", 'a "quoted" one', "soil"),
+        "test",
+        T0,
+    )
+    storage.put_sensor_meta(SensorMeta("berth-001", "parks", kind="berth"), "test", T0)
+    doc = (await http.get("/open/v1/datasets/parks.geojson")).json()
+    latest = (await http.get("/api/v1/sensors")).json()
+    assert [f["id"] for f in doc["features"]] == ["berth-001", "soil-001"]
+    berth, soil = doc["features"]
+    assert berth["geometry"] is None and berth["properties"]["kind"] == "berth"
+    assert soil["geometry"] == {"type": "Point", "coordinates": [-1.15, 46.16]}
+    assert soil["properties"]["description"] == 'a "quoted" one'
+    for feature in doc["features"]:
+        want = [
+            {"quantity": s["quantity"], "unit": s["unit"], "value": s["value"], "ts": s["ts"]}
+            for s in latest
+            if s["sensor"] == feature["id"]
+        ]
+        assert feature["properties"]["latest"] == want and want
+    assert {x["quantity"]: x["value"] for x in berth["properties"]["latest"]} == {"status": "busy"}
+    assert {type(x["value"]) for x in soil["properties"]["latest"]} == {int, float}
+    assert doc["dataset"]["sensors"] == 2 and doc["licence"]["id"] == "etalab-2.0"
