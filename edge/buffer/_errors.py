@@ -2,8 +2,10 @@
 
 import errno as _errno
 
+from edge.errors import EdgeError
 
-class BufferFailure(Exception):
+
+class BufferFailure(EdgeError):
     """Root of every error the buffer raises."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.errors import EdgeError
+
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
@@ -17,7 +19,7 @@ class ConfigIssue:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ConfigError(Exception):
+class ConfigError(EdgeError):
     """The configuration cannot be used. `issues` lists every problem found, not only the
     first, so that a technician fixes the file in one pass."""
 

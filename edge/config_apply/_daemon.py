@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Protocol
 
 from edge.config import EdgeConfig, parse_config
+from edge.errors import EdgeError
 from edge.health import HealthRegistry
 from protocols import settings
 
 
-class ApplyError(Exception):
+class ApplyError(EdgeError):
     """The daemon could not take the configuration."""
 
 

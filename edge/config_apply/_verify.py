@@ -5,11 +5,12 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.errors import EdgeError
 from protocols import signed
 from protocols.errors import ProtocolError
 
 
-class Refused(Exception):
+class Refused(EdgeError):
     """A document the gateway will not run; `reason` says why (it is reported to the hub)."""
 
     def __init__(self, reason: str) -> None:

@@ -9,6 +9,8 @@ import socket
 import ssl
 import struct
 
+from edge.errors import EdgeError
+
 CONNACK_REASONS = {
     0: "accepted",
     1: "unacceptable protocol version",
@@ -52,7 +54,7 @@ def connect_packet(
 DISCONNECT = b"\xe0\x00"
 
 
-class MqttProbeError(Exception):
+class MqttProbeError(EdgeError):
     """The exchange failed; `stage` is "connect" (TCP), "tls" (the handshake) or "mqtt"
     (the protocol)."""
 

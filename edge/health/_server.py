@@ -17,13 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from edge.errors import EdgeError
+
 log = logging.getLogger("estran.edge.status")
 
 WRITE_TIMEOUT_S = 5.0
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
 
 
-class StatusUnavailable(Exception):
+class StatusUnavailable(EdgeError):
     """The status socket cannot be read; `reason` says why and what to do."""
 
     def __init__(self, path: Path, reason: str) -> None:

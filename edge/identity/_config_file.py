@@ -9,6 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
+from edge.errors import EdgeError
 from edge.identity._storage import atomic_write
 
 _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
@@ -21,7 +22,7 @@ HEADER = """\
 """
 
 
-class ConfigFileError(Exception):
+class ConfigFileError(EdgeError):
     """The file could not be written or updated; `snippet` is what to paste by hand."""
 
     def __init__(self, message: str, snippet: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from edge.errors import EdgeError
 
-class IdentityError(Exception):
+
+class IdentityError(EdgeError):
     """The gateway identity or its state file cannot be used."""
 
 

@@ -15,6 +15,7 @@ from edge.simulators.ble._miflora import PLACEHOLDER
 from edge.sources.ble import (
     AdapterLostError,
     BumbleAdapter,
+    BumbleScanner,
     open_backend,
     parse_backend,
     register_local_transport,
@@ -189,7 +190,7 @@ async def test_two_scanners_share_one_adapter() -> None:
         try:
             async with BumbleAdapter("local:backend-test/park", name="gw") as adapter:
                 first, second = Heard(), Heard()
-                backend = adapter.scanner_backend()
+                backend = BumbleScanner.bound_to(adapter)
                 one = BleakScanner(first, scanning_mode="passive", backend=backend)
                 two = BleakScanner(second, scanning_mode="passive", backend=backend)
                 await one.start()

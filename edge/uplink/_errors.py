@@ -1,7 +1,9 @@
 """Errors of the uplink."""
 
+from edge.errors import EdgeError
 
-class UplinkError(Exception):
+
+class UplinkError(EdgeError):
     """Root of the uplink's errors."""
 
 

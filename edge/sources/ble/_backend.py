@@ -171,9 +171,14 @@ async def open_backend(
         yield BleBackend(parsed, None, None)
         return
     from edge.sources.ble._bumble_adapter import BumbleAdapter
+    from edge.sources.ble._bumble_client import BumbleClient
+    from edge.sources.ble._bumble_scanner import BumbleScanner
 
     assert parsed.target is not None
     async with BumbleAdapter(parsed.target, name=name, timeout=timeout) as adapter:
         yield BleBackend(
-            parsed, adapter.scanner_backend(), adapter.client_backend(), adapter.wait_lost
+            parsed,
+            BumbleScanner.bound_to(adapter),
+            BumbleClient.bound_to(adapter),
+            adapter.wait_lost,
         )

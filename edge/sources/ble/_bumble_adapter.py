@@ -3,9 +3,10 @@
 `BumbleAdapter` opens an HCI transport (any bumble transport spec, e.g.
 ``tcp-client:127.0.0.1:7001``, ``usb:0``, ``serial:/dev/ttyACM0``, or ``local:NAME`` for a
 controller registered in this process with `register_local_transport`), runs a bumble
-`Device` (host) on it, and hands out bleak backend classes bound to it
-(`scanner_backend()`, `client_backend()`): many scanners and clients share one adapter, as
-they share one BlueZ adapter on a Pi.
+`Device` (host) on it, and shares it: many scanners and clients use one adapter, as they
+share one BlueZ adapter on a Pi. The bleak backend classes bind themselves to an adapter
+(`BumbleScanner.bound_to(adapter)`, `BumbleClient.bound_to(adapter)`); the adapter knows
+its scanners only as `AdvertisementListener`s, so it imports neither (no import cycle).
 
 The adapter is lost when its transport closes (the TCP peer went away, the dongle was
 unplugged): `wait_lost()` returns, and every later operation fails.
@@ -17,7 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Protocol, Self
 
 from bleak.exc import BleakError
 from bumble.core import BaseBumbleError
@@ -29,10 +30,6 @@ from bumble.transport.common import Transport
 
 from edge.sources.ble._errors import AdapterLostError, BleConfigError
 
-if TYPE_CHECKING:
-    from edge.sources.ble._bumble_client import BumbleClient
-    from edge.sources.ble._bumble_scanner import BumbleScanner
-
 log = logging.getLogger(__name__)
 
 LocalTransportOpener = Callable[[], Awaitable[Transport]]
@@ -41,6 +38,12 @@ _LOCAL_TRANSPORTS: dict[str, LocalTransportOpener] = {}
 # Addresses (and advertised names) remembered for clients; bounded: phones rotate
 # their random addresses every few minutes, a street sees thousands a day.
 _MAX_REMEMBERED = 1024
+
+
+class AdvertisementListener(Protocol):
+    """What the adapter hands every advertising report to (a `BumbleScanner`)."""
+
+    def on_advertisement(self, advertisement: Advertisement) -> None: ...
 
 
 def register_local_transport(name: str, opener: LocalTransportOpener) -> None:
@@ -102,7 +105,7 @@ class BumbleAdapter:
         self._transport: Transport | None = None
         self._device: Device | None = None
         self._lost: asyncio.Future[None] | None = None
-        self._scanners: dict[BumbleScanner, bool] = {}  # scanner -> wants active scanning
+        self._scanners: dict[AdvertisementListener, bool] = {}  # scanner -> wants active
         self._scan_mode: bool | None = None  # None: not scanning; else active?
         self._scan_lock = asyncio.Lock()
         self.connect_lock = asyncio.Lock()  # one LE connection attempt at a time
@@ -181,29 +184,15 @@ class BumbleAdapter:
             return
         await asyncio.shield(self._lost)
 
-    # -- bleak backends ----------------------------------------------------------------
-
-    def scanner_backend(self) -> "type[BumbleScanner]":
-        """A `BumbleScanner` class bound to this adapter, for `BleakScanner(backend=...)`."""
-        from edge.sources.ble._bumble_scanner import BumbleScanner
-
-        return type("BumbleScanner", (BumbleScanner,), {"adapter": self})
-
-    def client_backend(self) -> "type[BumbleClient]":
-        """A `BumbleClient` class bound to this adapter, for `BleakClient(backend=...)`."""
-        from edge.sources.ble._bumble_client import BumbleClient
-
-        return type("BumbleClient", (BumbleClient,), {"adapter": self})
-
     # -- scanning, shared by the scanners of this adapter ------------------------------
 
-    async def add_scanner(self, scanner: "BumbleScanner", active: bool) -> None:
+    async def add_scanner(self, scanner: AdvertisementListener, active: bool) -> None:
         self.device  # noqa: B018 - raises AdapterLostError when the adapter is gone
         async with self._scan_lock:
             self._scanners[scanner] = active
             await self._apply_scan_mode()
 
-    async def remove_scanner(self, scanner: "BumbleScanner") -> None:
+    async def remove_scanner(self, scanner: AdvertisementListener) -> None:
         async with self._scan_lock:
             if self._scanners.pop(scanner, None) is not None and not self.is_lost:
                 await self._apply_scan_mode()

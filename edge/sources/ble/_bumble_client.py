@@ -1,6 +1,6 @@
 """`BumbleClient`: bleak's GATT client interface on a `BumbleAdapter`.
 
-Use the class an adapter binds (`adapter.client_backend()`) as `BleakClient(backend=...)`.
+Use the class bound to an adapter (`BumbleClient.bound_to(adapter)`) as `BleakClient(backend=...)`.
 
 Handles follow BlueZ, the platform gateways run on: a characteristic's `handle` is its
 declaration handle (BlueZ names it ``charXXXX`` after it), so a characteristic whose value
@@ -67,7 +67,7 @@ def _properties(flags: int) -> list[CharacteristicPropertyName]:
 
 
 class BumbleClient(BaseBleakClient):
-    """bleak client backend over bumble. Bound to an adapter by `client_backend()`."""
+    """bleak client backend over bumble. Bound to an adapter by `bound_to(adapter)`."""
 
     adapter: ClassVar[BumbleAdapter | None] = None
     operation_timeout: ClassVar[float] = 10.0  # one GATT exchange
@@ -87,7 +87,7 @@ class BumbleClient(BaseBleakClient):
             address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
         )
         if type(self).adapter is None:
-            raise BleakError("BumbleClient must be bound: use BumbleAdapter.client_backend()")
+            raise BleakError("BumbleClient must be bound: use BumbleClient.bound_to(adapter)")
         self.address = self.address.upper()
         self._peer_address = (
             address_or_ble_device.details
@@ -100,6 +100,12 @@ class BumbleClient(BaseBleakClient):
         self._peer: Peer | None = None
         self._closing = False
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
+
+    @classmethod
+    def bound_to(cls, adapter: BumbleAdapter) -> "type[BumbleClient]":
+        """This class bound to `adapter`, for `BleakClient(backend=...)` (bleak wants a
+        class: the class carries its adapter)."""
+        return type("BumbleClient", (cls,), {"adapter": adapter})
 
     @property
     def _adapter(self) -> BumbleAdapter:

@@ -1,6 +1,6 @@
 """`BumbleScanner`: bleak's scanner interface on a `BumbleAdapter`.
 
-Use the class an adapter binds (`adapter.scanner_backend()`) as `BleakScanner(backend=...)`.
+Use the class bound to an adapter (`BumbleScanner.bound_to(adapter)`) as `BleakScanner(backend=...)`.
 
 Passive scanning sends no scan requests, so a passive scanner never receives scan
 responses: bumble's emulated controller sends a scan response after every advertisement
@@ -92,7 +92,7 @@ def advertisement_data(advertisement: Advertisement) -> AdvertisementData:
 
 
 class BumbleScanner(BaseBleakScanner):
-    """bleak scanner backend over bumble. Bound to an adapter by `scanner_backend()`."""
+    """bleak scanner backend over bumble. Bound to an adapter by `bound_to(adapter)`."""
 
     adapter: ClassVar[BumbleAdapter | None] = None
 
@@ -107,11 +107,17 @@ class BumbleScanner(BaseBleakScanner):
     ) -> None:
         super().__init__(detection_callback, service_uuids)
         if type(self).adapter is None:
-            raise BleError("BumbleScanner must be bound: use BumbleAdapter.scanner_backend()")
+            raise BleError("BumbleScanner must be bound: use BumbleScanner.bound_to(adapter)")
         if scanning_mode not in ("active", "passive"):
             raise BleError(f"scanning mode must be active or passive, not {scanning_mode!r}")
         self._active = scanning_mode == "active"
         self._scanning = False
+
+    @classmethod
+    def bound_to(cls, adapter: BumbleAdapter) -> "type[BumbleScanner]":
+        """This class bound to `adapter`, for `BleakScanner(backend=...)` (bleak wants a
+        class: the class carries its adapter)."""
+        return type("BumbleScanner", (cls,), {"adapter": adapter})
 
     @property
     def _adapter(self) -> BumbleAdapter:

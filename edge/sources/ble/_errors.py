@@ -1,7 +1,9 @@
 """The errors of edge.sources.ble: one root, each named for what happened."""
 
+from edge.errors import EdgeError
 
-class BleError(Exception):
+
+class BleError(EdgeError):
     """Root of every error raised by edge.sources.ble."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from edge.errors import EdgeError
 from protocols import level, modbus, pms, sdi12, sds011, sps30, tic, ultrasonic
 from protocols.errors import LocalProtocolError
 from protocols.wmbus import dongles
@@ -36,7 +37,7 @@ PARITIES: Final = ("N", "E", "O")
 WAKE_METHODS: Final = ("auto", "break", "nul")
 
 
-class SerialError(Exception):
+class SerialError(EdgeError):
     """Root of the errors of edge.sources.serial."""
 
 
