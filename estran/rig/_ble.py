@@ -82,7 +82,7 @@ class HardwareRadio:
             raise EnvError(f"{resource.capability}: `devices` (the sensors in range) is empty")
         if resource.driver == "bluez":
             self.adapter = resource.text("adapter", "hci0")
-            table: dict[str, object] = {"backend": "bleak", "adapter": self.adapter}
+            table: dict[str, object] = {"backend": "bluez", "adapter": self.adapter}
         else:
             table = {"backend": "bumble", "transport": resource.text("transport")}
         self.radio = BleRadio(resource.capability, table, devices)
