@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint types contracts pytest micropython demo bench clean browser faketime
+.PHONY: install test lint types contracts pytest micropython demo bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,8 @@ types: install
 contracts: install
 	$(BIN)/lint-imports
 
-# The rig the hil-tests run on (docs/hil.md): this machine's simulators by default; a bench
-# passes its own file, e.g. `make pytest RIG=hil-tests/bench.yaml`.
-RIG ?= hil-tests/sim.yaml
-
-pytest: install browser faketime
-	$(BIN)/pytest --rig $(RIG) $(PYTEST_ARGS)
+pytest: install browser
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads
 # a browser of its own). Without root this only says so: the tests skip, and fail under CI=true.
@@ -40,13 +36,6 @@ browser:
 	@command -v chromium >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium missing (apt-get install -y chromium): the browser tests will skip"
-
-# libfaketime, the clock of the simulated rig (hil-tests/sim.yaml: clock). Without root this
-# only says so: the clock tests skip, and fail under CI=true.
-faketime:
-	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq faketime >/dev/null; } \
-	  || echo "libfaketime missing (apt-get install -y faketime): the clock tests will skip"
 
 # The codec vector tests again, on the MicroPython unix port (firmware-style codecs), run by
 # micropython-lib's unittest: its PyPI sdist (MicroPython's own format, one unittest.py) is
@@ -81,6 +70,7 @@ bench: install
 	$(BIN)/estran bench sync --readings 1000000 --broker mosquitto --json
 	$(BIN)/estran bench edge --json
 	$(BIN)/estran bench alerts --json
+	$(BIN)/estran bench rollout --gateways 20 --json
 	$(BIN)/estran bench api --json  # first run: generates its data set (about 15 GB, 12 min)
 
 clean:

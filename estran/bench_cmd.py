@@ -14,6 +14,7 @@ from edge.cli import LazyGroup
         "decode": "estran.bench_decode:bench_decode",
         "edge": "estran.bench_edge:bench_edge",
         "install": "estran.bench_install:bench_install",
+        "rollout": "estran.bench_rollout:bench_rollout",
         "sync": "estran.bench_sync:bench_sync",
     },
 )

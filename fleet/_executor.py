@@ -87,6 +87,7 @@ class GatewayResult:
     finished_ms: int
     version: str | None = None  # what the gateway runs at the end, when known
     log: str = ""  # a readable tail, at most LOG_LIMIT bytes
+    failed_ms: int | None = None  # when its first step failed (a rollback: the gate)
 
 
 class Executor(Protocol):

@@ -6,14 +6,15 @@ precedence: `fleet` (every gateway), a `group`, a `gateway`. `inventory()` gives
 JSON inventory format (the one of an inventory script's `--list`):
 
     {"_meta": {"hostvars": {"marina-001": {..., "estran_gateway_id": "marina-001",
-                                           "estran_group": "marina", "estran_state": "active",
-                                           "estran_software": "1.0.1", ...}}},
+                                           "estran_hub_group": "marina", "estran_hub_state": "active",
+                                           "estran_hub_software": "1.0.1", ...}}},
      "all": {"children": ["gateways", "revoked", "marina", ...]},
      "gateways": {"hosts": [active gateways], "vars": {fleet vars}},
      "marina": {"hosts": [...], "vars": {group vars}},
      "revoked": {"hosts": [...]}}
 
-No secret belongs here (passwords, tokens, keys' contents): the registry refuses variables
+The registry's facts are named `estran_hub_*` (the role's own `estran_group` is the daemon's
+Unix group, not the fleet group). No secret belongs here (passwords, tokens, keys' contents): the registry refuses variables
 named like one; pass them with a vault or `-e`.
 """
 
@@ -137,11 +138,11 @@ class Inventory(Releases):
             **every.get(("group", g.group), {}),
             **every.get(("gateway", g.id), {}),
             "estran_gateway_id": g.id,
-            "estran_group": g.group,
-            "estran_site": g.site,
-            "estran_state": g.state,
-            "estran_software": g.software,
-            "estran_config_version": g.applied_version,
+            "estran_hub_group": g.group,
+            "estran_hub_site": g.site,
+            "estran_hub_state": g.state,
+            "estran_hub_software": g.software,
+            "estran_hub_config_version": g.applied_version,
         }
 
     def inventory(self, *, merged: bool = True) -> dict[str, object]:
@@ -161,11 +162,11 @@ class Inventory(Releases):
             own |= every.get(("gateway", g.id), {})
             hostvars[g.id] = own | {
                 "estran_gateway_id": g.id,
-                "estran_group": g.group,
-                "estran_site": g.site,
-                "estran_state": g.state,
-                "estran_software": g.software,
-                "estran_config_version": g.applied_version,
+                "estran_hub_group": g.group,
+                "estran_hub_site": g.site,
+                "estran_hub_state": g.state,
+                "estran_hub_software": g.software,
+                "estran_hub_config_version": g.applied_version,
             }
             (active if g.state == "active" else revoked).append(g.id)
             if g.state == "active":

@@ -143,6 +143,7 @@ class PushExecutor:
         changed: dict[str, int] = {}
         started: dict[str, int] = {}
         finished: dict[str, int] = {}
+        failed_at: dict[str, int] = {}
 
         def handler(event: dict[str, Any]) -> bool:
             data = event.get("event_data") or {}
@@ -168,6 +169,7 @@ class PushExecutor:
                 detail = str(res.get("msg") or "")[:2000]
                 if not data.get("ignore_errors"):
                     failures[host] = detail
+                    failed_at.setdefault(host, _now_ms())
             elif kind == "runner_on_unreachable":
                 state = "unreachable"
                 detail = str(res.get("msg") or "unreachable")[:2000]
@@ -191,7 +193,6 @@ class PushExecutor:
                 event_handler=handler,
                 quiet=True,
                 timeout=int(self.timeout_s),
-                runner_mode="subprocess",
                 suppress_env_files=True,
             )
         except Exception as e:  # ansible-runner raises plain exceptions for setup problems
@@ -215,16 +216,11 @@ class PushExecutor:
             elif gw in failed or (not stats and gw in failures):
                 reason = failures.get(gw, "failed")
                 match = _ROLLED_BACK.search(reason)
-                if match:
-                    results.append(
-                        GatewayResult(
-                            gw, Outcome.ROLLED_BACK, reason, begun, done, match.group(1), log
-                        )
-                    )
-                else:
-                    results.append(
-                        GatewayResult(gw, Outcome.FAILED, reason, begun, done, None, log)
-                    )
+                outcome = Outcome.ROLLED_BACK if match else Outcome.FAILED
+                version = match.group(1) if match else None
+                results.append(
+                    GatewayResult(gw, outcome, reason, begun, done, version, log, failed_at.get(gw))
+                )
             elif gw not in started:
                 why = f"update.yml did not run on it (ansible-runner rc {rc}, {runner.status})"
                 results.append(GatewayResult(gw, Outcome.FAILED, why, begun, done, None, log))

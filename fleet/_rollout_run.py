@@ -168,7 +168,7 @@ class RolloutRunner:
         targets = []
         for gw in batch:
             host = self.fleet.host(gw)
-            targets.append(Target(gw, str(host.get("estran_group") or ""), host))
+            targets.append(Target(gw, str(host.get("estran_hub_group") or ""), host))
         self.fleet.rollout_started(rid, batch)
         stop = threading.Event()
         watching = threading.Event()

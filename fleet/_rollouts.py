@@ -510,6 +510,7 @@ class Rollouts(Inventory):
                     reason=result.reason[:2000],
                     started_ms=result.started_ms,
                     finished_ms=result.finished_ms,
+                    failed_ms=result.failed_ms,
                     seconds=round((result.finished_ms - result.started_ms) / 1000, 3),
                     version=result.version,
                     log=result.log,

@@ -136,7 +136,7 @@ def test_inventory_groups_hostvars_and_no_secrets(fleet: Fleet) -> None:
     assert inv["marina"]["hosts"] == [b]  # type: ignore[index]
     hv = inv["_meta"]["hostvars"][b]  # type: ignore[index]
     assert hv["ansible_user"] == "pi" and hv["ansible_port"] == 2222
-    assert hv["estran_python"] == "/usr/bin/python3" and hv["estran_state"] == "active"
+    assert hv["estran_python"] == "/usr/bin/python3" and hv["estran_hub_state"] == "active"
     assert "ansible_user" not in inv["_meta"]["hostvars"][a]  # type: ignore[index]
     for secret in ("ansible_password", "ansible_become_pass", "estran_enroll_token"):
         with pytest.raises(FleetError, match="secret"):

@@ -7,8 +7,8 @@
 
 Groups: `gateways` (every active gateway), one group per fleet group, `revoked`. Host
 variables: what `estran fleet hostvars` set (fleet, group, gateway merged), plus
-`estran_gateway_id`, `estran_group`, `estran_site`, `estran_state`, `estran_software`,
-`estran_config_version`. An admin's API token (ESTRAN_HUB_TOKEN, or a file named by
+`estran_gateway_id`, `estran_hub_group`, `estran_hub_site`, `estran_hub_state`, `estran_hub_software`,
+`estran_hub_config_version`. An admin's API token (ESTRAN_HUB_TOKEN, or a file named by
 ESTRAN_HUB_TOKEN_FILE); ESTRAN_HUB_CA names a CA file for a hub with a private certificate.
 Standard library only: it runs wherever ansible-playbook does.
 """
