@@ -413,6 +413,11 @@ def storage_figures(ds: Dataset, clients: int, seconds: float) -> dict[str, obje
 # -- HTTP -------------------------------------------------------------------------------
 
 
+def per_request(cpu_s: float, fig: dict[str, object]) -> float | None:
+    n = fig.get("requests")
+    return round(cpu_s * 1000 / n, 2) if isinstance(n, int) and n else None
+
+
 async def http_load(
     make: Callable[[], Awaitable[Any]], clients: int, seconds: float, max_requests: int = 50_000
 ) -> dict[str, object]:
@@ -436,6 +441,15 @@ async def http_load(
     return out
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def geojson_path(openapi: dict[str, Any]) -> str | None:
     """The open-data GeoJSON of one dataset, as the hub's OpenAPI document names it."""
     paths = [p for p in openapi.get("paths", {}) if p.lower().endswith(".geojson")]
@@ -450,6 +464,7 @@ async def http_figures(
     workdir = Path(tempfile.mkdtemp(prefix="estran-bench-api-"))
     http_port, mqtt_port = free_port(), free_port()
     children: list[Child] = []
+    ingest_hub: Child | None = None  # the single topology's one process does it all
     common = ["--data", str(workdir), "--db", ds.spec, "--broker-access", "open"]
     if topology == "single":  # one process: embedded broker, ingest worker and API
         hub = Child(
@@ -559,11 +574,16 @@ async def http_figures(
                     len(g.json().get("features", [])) if g.status_code == 200 else 0
                 )
                 out["geojson_bytes"] = len(g.content)
+            api_pid = hub.pid
             for name, make in endpoints.items():
                 say(f"{ds.backend}: http {name}, 1 client")
+                cpu = cpu_seconds(api_pid)
                 one = await http_load(make, 1, seconds, max_requests=200)
+                one["api_cpu_ms_per_request"] = per_request(cpu_seconds(api_pid) - cpu, one)
                 say(f"{ds.backend}: http {name}, {clients} clients")
+                cpu = cpu_seconds(api_pid)
                 many = await http_load(make, clients, seconds)
+                many["api_cpu_ms_per_request"] = per_request(cpu_seconds(api_pid) - cpu, many)
                 out[name] = {"1": one, str(clients): many}
             readers = int(ingest["readers"])
             say(f"{ds.backend}: ingest at {ingest['rate']:.0f} readings/s with {readers} readers")
@@ -587,7 +607,17 @@ async def http_figures(
                 stdout=asyncio.subprocess.PIPE,
             )
             reads = asyncio.create_task(load.communicate())
+            ingest_pid = ingest_hub.pid if ingest_hub is not None else None
+            cpu_before = {"ingest": cpu_seconds(ingest_pid), "api": cpu_seconds(api_pid)}
+            started = time.monotonic()
             out["ingest"] = await ingest_lag(ds, mqtt_port, ingest["rate"], ingest["seconds"])
+            # CPU the hub's processes used per second of the run (1.0: a whole core), beside
+            # the 2 cores of this machine and the load average: what limits the lag.
+            wall = time.monotonic() - started
+            out["ingest"]["cpu_per_s"] = {  # type: ignore[index]
+                k: round((cpu_seconds(p) - cpu_before[k]) / wall, 3)
+                for k, p in (("ingest", ingest_pid), ("api", api_pid))
+            }
             out["ingest"]["readers"] = readers  # type: ignore[index]
             stdout = (await reads)[0].decode().strip().splitlines()
             out["ingest"]["reads_meanwhile"] = (  # type: ignore[index]

@@ -109,9 +109,13 @@ class _Group:
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
-    max_group: int = 16  # messages per transaction
+    # Messages per transaction: a group takes what is queued, never waits for more, so a
+    # hub that keeps up commits each message alone; one that falls behind (a burst, a
+    # loaded machine) commits larger groups and pays the per-commit costs (fsync, the
+    # gateways' counters, the observers) once for many messages.
+    max_group: int = 64
     max_group_readings: int = 200_000  # readings per transaction
-    queue_messages: int = 64  # received, not yet decoded
+    queue_messages: int = 128  # received, not yet decoded
     queue_groups: int = 2  # decoded, not yet committed
     in_flight: int = 20  # messages the broker sends before we acknowledge (hub._mqtt.connect)
     ack_timeout: float = 10.0

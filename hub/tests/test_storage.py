@@ -583,3 +583,32 @@ def test_sensors_json_is_the_sensors_list(storage: Storage) -> None:
     assert got == want
     assert json.loads(storage.sensors_json(2, 2)) == want[2:4]
     assert json.loads(storage.sensors_json(10, 100)) == []
+
+
+def test_sqlite_checkpoints_run_off_the_ingest_connection(tmp_path: Path) -> None:
+    """Once a SQLite storage ingests, its WAL is copied back by a checkpointer thread of its
+    own; the ingest connection checkpoints only past a backstop (SQLite's default: every
+    1,000 pages, inside the ingest's COMMIT). Nothing committed is lost on the way."""
+    import sqlite3
+    import time
+
+    from hub.storage._sqlite import CHECKPOINT_BACKSTOP, SqliteStorage
+
+    path = tmp_path / "hub.sqlite3"
+    storage = SqliteStorage(path)
+    storage.migrate()
+    assert storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    rows = [(SOIL, T0 + i, i) for i in range(5000)]
+    storage.ingest([batch("gw-1", 1, rows)], now_ms=T0)
+    assert storage._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == CHECKPOINT_BACKSTOP
+    deadline = time.monotonic() + 10
+    while storage.checkpoints < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert storage.checkpoints >= 1
+    with sqlite3.connect(path) as other:  # every frame of the WAL is in the database file
+        busy, frames, done = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == done
+    storage.close()
+    assert storage._checkpointer is not None and not storage._checkpointer.is_alive()
+    with SqliteStorage(path) as again:
+        assert again.count_readings() == 5000
