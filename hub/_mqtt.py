@@ -1,5 +1,7 @@
 """MQTT plumbing of the hub: broker addresses, and a client that speaks MQTT 5 where the
-broker does and falls back to 3.1.1 (the embedded broker speaks 3.1.1 only)."""
+broker does and falls back to 3.1.1 (the embedded broker speaks 3.1.1 only), following
+`protocols.mqtt_versions`, the policy the gateway's uplink follows too; a bounded disconnect;
+each session in a task of its own (`in_session_task`)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
     sources (one supervised task each) ──▶ Intake ──▶ bounded queue ──▶ BufferWriter ──▶ SegmentLog
                                                                            uplink ◀──┘
+The writer appends and alone commits (edge.buffer.ReadingLog); the uplink reads committed
+blocks and acknowledges them (edge.buffer.BlockLog); the hub's configurations come in through
+`Daemon.apply` (edge.config_apply, which does not import this package).
 Tasks: `buffer-writer`, `report-ticker` (closes aggregate windows), `systemd-watchdog` (under
 systemd), `control` (signals: SIGHUP reload, SIGTERM/SIGINT stop), and one supervised task per
 source plus `uplink`. The core tasks run in a TaskGroup: if one of them fails the daemon

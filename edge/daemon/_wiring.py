@@ -1,7 +1,9 @@
 """The real daemon's parts, built from the configuration: the one place that maps the
-configuration onto the buffer (edge.buffer), the sources (edge.sources.serial, edge.sources.ble) and the
-uplink (edge.uplink). Imports are lazy: a gateway without BLE never loads bleak, one
-without an uplink never loads aiomqtt."""
+configuration onto the buffer (edge.buffer), the sources (edge.sources.serial,
+edge.sources.ble) and the uplink (edge.uplink). Imports are lazy: a source or an uplink
+is imported when the configuration has one (a gateway without an uplink never loads
+aiomqtt; edge/tests/test_daemon_imports.py checks it). Not yet bleak: edge.config imports
+the BLE source's configuration, and bleak with it."""
 
 from __future__ import annotations
 
