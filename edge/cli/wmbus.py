@@ -68,7 +68,7 @@ def listen(
     as_json: bool,
 ) -> None:
     """List the meters the dongle hears in SECONDS, and which lack a key."""
-    from edge.sources.serial._config import WMBUS, DeviceConfig, SerialConfigError, SerialPortConfig
+    from edge.sources.serial._config import WMBUS, SerialConfigError, SerialPortConfig
     from edge.sources.serial._transport import PortUnavailable, SerialTransport
     from edge.sources.serial._wmbus import HeardMeter, listen, signal_text
 
@@ -95,11 +95,14 @@ def listen(
             click.echo("error: give --port (or --config)", err=True)
             sys.exit(2)
         try:
-            config = SerialPortConfig(
-                path=port,
-                protocol=WMBUS,
-                devices=(DeviceConfig("listen", address="00000000"),),
-                dongle=dongle or "im871a",
+            config = SerialPortConfig.from_mapping(
+                {
+                    "path": port,
+                    "protocol": WMBUS,
+                    "devices": [{"sensor": "listen", "address": "00000000"}],
+                    "dongle": dongle or "im871a",
+                },
+                "--port",
             )
         except SerialConfigError as e:
             raise click.UsageError(str(e)) from e

@@ -32,8 +32,8 @@ from edge.config._model import (
     UplinkSection,
 )
 from edge.sources.ble import BackendSpec, BleConfigError, BleDeviceConfig, BleOptions
-from edge.sources.serial import DeviceConfig, SerialConfigError, SerialPortConfig
-from protocols import bthome, settings
+from edge.sources.serial import SerialConfigError, SerialPortConfig
+from protocols import settings
 
 DEFAULT_CONFIG = Path("/etc/estran/edge.toml")
 DEFAULT_DATA_DIR = Path(settings.DEFAULT_DATA_DIR)
@@ -107,7 +107,7 @@ def parse_config(
     base = path.parent if path is not None else None
     v = cast(dict[str, Any], values)
     try:
-        serial = tuple(_port(port, f"serial[{i}]") for i, port in enumerate(v["serial"]))
+        serial = tuple(SerialPortConfig.from_values(port) for port in v["serial"])
         ble = None if v["ble"] is None else _ble(v["ble"])
     except (SerialConfigError, BleConfigError) as e:  # the schema and a source disagree
         raise ConfigError([ConfigIssue(e.field, e.message)], source) from e
@@ -174,82 +174,13 @@ def _daemon(t: dict[str, Any]) -> DaemonSection:
     )
 
 
-def _device(d: dict[str, Any]) -> DeviceConfig:
-    key = d["key"]
-    return DeviceConfig(
-        sensor=d["sensor"],
-        address=d["address"],
-        interval=d["interval"],
-        register_map=settings.serial.register_map(d["map"], None)
-        if isinstance(d["map"], dict)
-        else d["map"],
-        model=d["model"],
-        empty_mm=d["empty_mm"],
-        full_mm=d["full_mm"],
-        measurement=d["measurement"],
-        names=d["names"],
-        max_telegrams=d["max_telegrams"],
-        key=None if key is None else settings.serial.key_bytes(key),
-        passive=d["passive"],
-        sleep=d["sleep"],
-        duty_cycle=d["duty_cycle"],
-        datum=d["datum"],
-        level_from=d["level_from"],
-        density=d["density"],
-    )
-
-
-def _port(t: dict[str, Any], where: str) -> SerialPortConfig:
-    try:
-        return SerialPortConfig(
-            path=t["path"],
-            protocol=t["protocol"],
-            devices=tuple(_device(d) for d in t["devices"]),
-            baud=t["baud"],
-            bytesize=t["bytesize"],
-            parity=t["parity"],
-            stopbits=t["stopbits"],
-            mode=t["mode"],
-            name=t["name"],
-            response_timeout=t["response_timeout"],
-            silence_timeout=t["silence_timeout"],
-            reconnect_min=t["reconnect_min"],
-            reconnect_max=t["reconnect_max"],
-            wake=t["wake"],
-            echo=t["echo"],
-            dongle=t["dongle"],
-            link_mode=t["link_mode"],
-            rssi=t["rssi"],
-        )
-    except SerialConfigError as e:
-        raise SerialConfigError(f"{where}.{e.field}", e.message) from e
-
-
 def _ble(t: dict[str, Any]) -> BleSection:
     kind, target = settings.ble_backend(t["backend"], t["adapter"], t["transport"])
-    options = BleOptions(
-        passive=t["passive"],
-        absent_after=t["absent_after"],
-        connect_timeout=t["connect_timeout"],
-        poll_timeout=t["poll_timeout"],
-        poll_attempts=t["poll_attempts"],
-        retry_delay=t["retry_delay"],
-        adapter_backoff=t["adapter_backoff"],
-        adapter_backoff_max=t["adapter_backoff_max"],
-        queue_size=t["queue_size"],
+    return BleSection(
+        BackendSpec("bumble" if kind == "bumble" else "bluez", target),
+        BleOptions.from_values(t),
+        tuple(BleDeviceConfig.from_values(d) for d in t["devices"]),
     )
-    devices = tuple(
-        BleDeviceConfig(
-            address=d["address"],
-            kind=d["kind"],
-            sensor=d["sensor"],
-            bind_key=None if d["bind_key"] is None else bthome.parse_key(d["bind_key"]),
-            poll_interval=d["poll_interval"],
-            quantities=d["quantities"] or {},
-        )
-        for d in t["devices"]
-    )
-    return BleSection(BackendSpec(cast(Literal["bluez", "bumble"], kind), target), options, devices)
 
 
 def _location(value: object) -> Location | None:

@@ -226,7 +226,7 @@ def test_config_errors_name_the_field() -> None:
     cases: list[tuple[dict[str, object], str]] = [
         ({**base, "devices": [{"sensor": "a", "address": 300, "map": "sdm120"}]}, "address"),
         ({**base, "devices": [{"sensor": "a", "address": 1, "map": "nope"}]}, "map"),
-        ({**base, "devices": [{"sensor": "a", "address": 1}]}, "register_map"),
+        ({**base, "devices": [{"sensor": "a", "address": 1}]}, "map"),  # the file's key
         (
             {**base, "parity": "X", "devices": [{"sensor": "a", "address": 1, "map": "soil"}]},
             "parity",

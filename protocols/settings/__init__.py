@@ -11,7 +11,7 @@ Schema of the hub's API all read that declaration. Standard library only: a gate
 no validation library for it (docs/configuration.md says why).
 """
 
-from protocols.settings import _serial as serial
+from protocols.settings import serial
 from protocols.settings._export import json_schema, markdown_table, render_docs
 from protocols.settings._merge import effective, for_gateway, merge
 from protocols.settings._schema import (
@@ -46,6 +46,19 @@ def resolve(
     if not isinstance(values, dict):
         values = {}
     return values, walk.issues
+
+
+def resolve_table(
+    name: "str", data: "object", where: "str", mode: "str" = GATEWAY
+) -> "tuple[dict[str, object], list[Issue]]":
+    """One table of `SECTIONS` (``serial``: a `[[serial]]` table, ``ble.devices``...) checked
+    with its rules, its issues named from `where`: what a source's `from_mapping` reads."""
+    for section_name, table in SECTIONS:
+        if section_name == name:
+            walk = Walk(mode)
+            values = table.read(walk, where, data, False)
+            return (values if isinstance(values, dict) else {}), walk.issues
+    raise KeyError(name)
 
 
 def check(document: "dict[str, object]", mode: "str" = HUB) -> "list[Issue]":
@@ -102,6 +115,7 @@ __all__ = [
     "merge",
     "render_docs",
     "resolve",
+    "resolve_table",
     "section",
     "serial",
     "show",

@@ -11,7 +11,7 @@ import re
 from protocols import bthome
 from protocols.block import MAX_READINGS
 from protocols.errors import LocalProtocolError
-from protocols.settings import _serial
+from protocols.settings import serial as _serial
 from protocols.settings._types import (
     DEFAULTS,
     GATEWAY,

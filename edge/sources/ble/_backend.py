@@ -25,7 +25,7 @@ from bleak.backends.scanner import AdvertisementDataCallback, BaseBleakScanner
 from bleak.exc import BleakError
 
 from edge.sources.ble._errors import BleConfigError
-from protocols import bthome, miflora
+from protocols import bthome, miflora, settings
 
 log = logging.getLogger(__name__)
 
@@ -54,43 +54,27 @@ def parse_backend(text: str) -> BackendSpec:
     """``bluez`` | ``bluez:hciN`` | ``bumble:<bumble transport spec>`` -> BackendSpec.
 
     ``bleak`` is accepted for ``bluez``. (The configuration file may also give the kind and
-    the adapter or transport separately: build `BackendSpec(kind, target)` then.)"""
-    kind, _, target = text.strip().partition(":")
-    if kind in ("bluez", "bleak"):  # "bleak": bleak's own platform backend, BlueZ on Linux
-        if target and not (target.startswith("hci") and target[3:].isdigit()):
-            raise BleConfigError("ble.backend", f"BlueZ adapter must be hciN, not {target!r}")
-        return BackendSpec("bluez", target or None)
-    if kind == "bumble":
-        if not target:
-            raise BleConfigError(
-                "ble.backend", "bumble needs a transport, e.g. bumble:tcp-client:127.0.0.1:7001"
-            )
-        return BackendSpec("bumble", target)
-    raise BleConfigError("ble.backend", f"must be 'bluez' or 'bumble:<transport>', not {text!r}")
+    the adapter or transport separately: `backend_from_table`.)"""
+    return backend_from_table({"backend": text})
 
 
 def backend_from_table(table: Mapping[str, object]) -> BackendSpec:
-    """The backend of a ``[ble]`` configuration table.
-
-    Either ``backend = "bluez"`` / ``"bumble:<transport>"`` alone, or the split form
-    ``backend = "bleak"`` with ``adapter = "hci0"``, or ``backend = "bumble"`` with
-    ``transport = "<bumble transport spec>"``.
-    """
+    """The backend of a ``[ble]`` configuration table, read by the schema's rule
+    (`protocols.settings.ble_backend`): ``backend = "bluez"`` / ``"bumble:<transport>"``
+    alone, or ``backend = "bluez"`` (or ``"bleak"``) with ``adapter = "hci0"``, or
+    ``backend = "bumble"`` with ``transport = "<bumble transport spec>"``."""
     backend = table.get("backend", DEFAULT_BACKEND)
     adapter = table.get("adapter")
     transport = table.get("transport")
-    if not isinstance(backend, str):
-        raise BleConfigError("ble.backend", "must be a string")
-    if backend == "bumble":
-        if not isinstance(transport, str) or not transport:
-            raise BleConfigError("ble.transport", 'required with backend = "bumble"')
-        return BackendSpec("bumble", transport)
-    spec = parse_backend(backend)
-    if spec.kind == "bluez" and spec.target is None and adapter is not None:
-        if not isinstance(adapter, str):
-            raise BleConfigError("ble.adapter", "must be a string such as hci0")
-        spec = parse_backend(f"bluez:{adapter}")
-    return spec
+    for name, value in (("backend", backend), ("adapter", adapter), ("transport", transport)):
+        if value is not None and not isinstance(value, str):
+            raise BleConfigError(f"ble.{name}", "must be a string")
+    try:
+        kind, target = settings.ble_backend(str(backend), adapter, transport)  # type: ignore[arg-type]
+    except ValueError as e:
+        field, _, message = str(e).partition(": ")
+        raise BleConfigError(f"ble.{field}", message) from e
+    return BackendSpec("bumble" if kind == "bumble" else "bluez", target)
 
 
 class BleBackend:

@@ -1,18 +1,21 @@
 """What the BLE source is told: the devices it reads and how patiently it reads them.
 
-`BleDeviceConfig` is one configured device; the daemon builds it from the configuration
-file with `BleDeviceConfig.from_mapping`, whose errors name the field. `BleOptions` holds
-the timings (absence, GATT time limits, retries, adapter backoff), all with defaults.
+`BleDeviceConfig` is one configured device; the daemon builds it from a `[[ble.devices]]`
+table the schema (`protocols.settings`, the hub's too) checked (`from_values`), or checks
+one with the schema first (`from_mapping`, whose errors name the field). `BleOptions` holds
+the timings (absence, GATT time limits, retries, adapter backoff), the schema's defaults.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, cast
+from typing import Any, Literal
 
 from edge.sources.ble._errors import BleConfigError
-from protocols import bthome
+from protocols import bthome, settings
 from protocols.errors import LocalProtocolError
+
+_OPTIONS: dict[str, Any] = settings.defaults("ble")
 
 Kind = Literal["bthome", "miflora"]
 KINDS: tuple[Kind, ...] = ("bthome", "miflora")
@@ -58,20 +61,6 @@ class BleDeviceConfig:
             object.__setattr__(self, "address", normalize_address(self.address))
         except ValueError as e:
             raise BleConfigError("address", str(e)) from e
-        if self.kind not in KINDS:
-            raise BleConfigError("kind", f"must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if not self.sensor:
-            raise BleConfigError("sensor", "a sensor id is required")
-        if self.bind_key is not None:
-            if self.kind != "bthome":
-                raise BleConfigError("bind_key", "only BTHome devices take a bind key")
-            if len(self.bind_key) != 16:
-                raise BleConfigError("bind_key", "must be 16 bytes (32 hex digits)")
-        if self.poll_interval is not None:
-            if self.kind != "miflora":
-                raise BleConfigError("poll_interval", "only Mi Flora devices are polled")
-            if not self.poll_interval > 0:
-                raise BleConfigError("poll_interval", "must be a positive number of seconds")
         object.__setattr__(self, "quantities", MappingProxyType(dict(self.quantities)))
 
     def quantity(self, measurement: str) -> str | None:
@@ -81,79 +70,46 @@ class BleDeviceConfig:
         return self.quantities.get(measurement)
 
     @classmethod
+    def from_values(cls, d: Mapping[str, Any]) -> "BleDeviceConfig":
+        """From a `[[ble.devices]]` table the schema checked and filled in."""
+        return cls(
+            address=d["address"],
+            kind=d["kind"],
+            sensor=d["sensor"],
+            bind_key=None if d["bind_key"] is None else bthome.parse_key(d["bind_key"]),
+            poll_interval=d["poll_interval"],
+            quantities=d["quantities"] or {},
+        )
+
+    @classmethod
     def from_mapping(
         cls, data: Mapping[str, object], where: str = "ble.devices[]"
     ) -> "BleDeviceConfig":
-        """Build from a parsed configuration table; errors name ``where.field``.
-
-        Keys: address, kind, sensor (required); bind_key (hex), poll_interval (seconds),
-        quantities (table of measurement = quantity). Unknown keys are refused.
-        """
-        known = {"address", "kind", "sensor", "bind_key", "poll_interval", "quantities"}
-        for key in data:
-            if key not in known:
-                raise BleConfigError(f"{where}.{key}", "unknown setting")
-        for key in ("address", "kind", "sensor"):
-            if not isinstance(data.get(key), str):
-                raise BleConfigError(f"{where}.{key}", "required, a string")
-        key_text = data.get("bind_key")
-        bind_key: bytes | None = None
-        if key_text is not None:
-            if not isinstance(key_text, str):
-                raise BleConfigError(f"{where}.bind_key", "must be 32 hex digits")
-            try:
-                bind_key = bthome.parse_key(key_text)
-            except LocalProtocolError as e:
-                raise BleConfigError(f"{where}.bind_key", str(e)) from e
-        interval = data.get("poll_interval")
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, int | float)
-        ):
-            raise BleConfigError(f"{where}.poll_interval", "must be a number of seconds")
-        quantities = data.get("quantities", {})
-        if not isinstance(quantities, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in quantities.items()
-        ):
-            raise BleConfigError(f"{where}.quantities", "must map measurement names to names")
-        try:
-            return cls(
-                address=cast(str, data["address"]),
-                kind=cast(Kind, data["kind"]),
-                sensor=cast(str, data["sensor"]),
-                bind_key=bind_key,
-                poll_interval=None if interval is None else float(interval),
-                quantities=cast(Mapping[str, str], quantities),
-            )
-        except BleConfigError as e:
-            raise BleConfigError(f"{where}.{e.field}", e.message) from e
+        """Check a configuration table with the schema and build; the error names the first
+        wrong field (`where.bind_key`). Keys: address, kind, sensor (required); bind_key
+        (hex), poll_interval (seconds), quantities (table of measurement = quantity)."""
+        values, issues = settings.resolve_table("ble.devices", dict(data), where)
+        if issues:
+            raise BleConfigError(issues[0].path, issues[0].message)
+        return cls.from_values(values)
 
 
 @dataclass(frozen=True, slots=True)
 class BleOptions:
-    """Timings of the BLE source, in seconds. The defaults suit real devices."""
+    """Timings of the BLE source, in seconds: the schema's defaults (`[ble]`), which suit
+    real devices; the schema checks what a configuration sets."""
 
-    passive: bool = True  # passive scanning where the platform allows it
-    absent_after: float = 300.0  # a configured device unheard this long is reported absent
-    connect_timeout: float = 10.0  # one GATT connection attempt
-    poll_timeout: float = 20.0  # one whole GATT poll: connect, write, reads, disconnect
-    poll_attempts: int = 3  # connection attempts per poll
-    retry_delay: float = 2.0  # before the 2nd attempt; doubles after each failure
-    adapter_backoff: float = 1.0  # first wait after the adapter is lost; doubles
-    adapter_backoff_max: float = 60.0
-    queue_size: int = 256  # advertisements waiting to be decoded; beyond: dropped, counted
+    passive: bool = _OPTIONS["passive"]  # passive scanning where the platform allows it
+    absent_after: float = _OPTIONS["absent_after"]  # a device unheard this long is absent
+    connect_timeout: float = _OPTIONS["connect_timeout"]  # one GATT connection attempt
+    poll_timeout: float = _OPTIONS["poll_timeout"]  # one whole GATT poll
+    poll_attempts: int = _OPTIONS["poll_attempts"]  # connection attempts per poll
+    retry_delay: float = _OPTIONS["retry_delay"]  # before the 2nd attempt; doubles
+    adapter_backoff: float = _OPTIONS["adapter_backoff"]  # after the adapter is lost; doubles
+    adapter_backoff_max: float = _OPTIONS["adapter_backoff_max"]
+    queue_size: int = _OPTIONS["queue_size"]  # advertisements waiting; beyond: dropped
 
-    def __post_init__(self) -> None:
-        for name in (
-            "absent_after",
-            "connect_timeout",
-            "poll_timeout",
-            "retry_delay",
-            "adapter_backoff",
-            "adapter_backoff_max",
-        ):
-            if not getattr(self, name) > 0:
-                raise BleConfigError(f"ble.{name}", "must be a positive number of seconds")
-        if self.poll_attempts < 1:
-            raise BleConfigError("ble.poll_attempts", "must be at least 1")
-        if self.queue_size < 1:
-            raise BleConfigError("ble.queue_size", "must be at least 1")
+    @classmethod
+    def from_values(cls, t: Mapping[str, Any]) -> "BleOptions":
+        """From a `[ble]` table the schema checked and filled in."""
+        return cls(**{f: t[f] for f in cls.__dataclass_fields__})
