@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from edge.errors import EdgeError
 from protocols import level, modbus, pms, sdi12, sds011, settings, sps30, tic, ultrasonic
 from protocols.settings import serial as rules
 from protocols.settings.serial import (
