@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint types contracts pytest micropython demo bench clean browser
+.PHONY: install test lint types contracts pytest micropython demo bench clean browser faketime
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ types: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The rig the hil-tests run on (docs/hil.md): this machine's simulators by default; a bench
+# passes its own file, e.g. `make pytest RIG=hil-tests/bench.yaml`.
+RIG ?= hil-tests/sim.yaml
+
+pytest: install browser faketime
+	$(BIN)/pytest --rig $(RIG) $(PYTEST_ARGS)
 
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads
 # a browser of its own). Without root this only says so: the tests skip, and fail under CI=true.
@@ -36,6 +40,13 @@ browser:
 	@command -v chromium >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium missing (apt-get install -y chromium): the browser tests will skip"
+
+# libfaketime, the clock of the simulated rig (hil-tests/sim.yaml: clock). Without root this
+# only says so: the clock tests skip, and fail under CI=true.
+faketime:
+	@ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq faketime >/dev/null; } \
+	  || echo "libfaketime missing (apt-get install -y faketime): the clock tests will skip"
 
 # The codec vector tests again, on the MicroPython unix port (firmware-style codecs), run by
 # micropython-lib's unittest: its PyPI sdist (MicroPython's own format, one unittest.py) is

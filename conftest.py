@@ -10,6 +10,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# Rigs: `--rig FILE` and `@pytest.mark.needs(...)` (docs/hil.md).
+pytest_plugins = ["estran.rig.pytest_plugin", "pytester"]
+
 settings.register_profile(
     "ci",
     derandomize=True,

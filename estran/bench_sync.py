@@ -615,6 +615,14 @@ def _child_main() -> None:
     help="Readings for the anchor (default: N, at most 100000; 20000 on the embedded broker).",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the fault schedule.")
+@click.option(
+    "--backlog-rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="The gateway's backlog drain limit, readings/s (0: unlimited, the bench's figure); "
+    "a limit keeps the drain going long enough for --faults to land mid-way.",
+)
 @click.option("--keep", is_flag=True, help="Keep the working directory (logs, buffer, database).")
 def bench_sync(
     n: int,
@@ -625,6 +633,7 @@ def bench_sync(
     as_json: bool,
     anchor_readings: int | None,
     seed: int,
+    backlog_rate: float,
     keep: bool,
 ) -> None:
     """Drain N readings of the reference workload from a gateway buffer to the hub."""
@@ -635,6 +644,7 @@ def bench_sync(
     workdir = Path(tempfile.mkdtemp(prefix="estran-bench-sync-"))
     db_spec = f"sqlite:///{workdir / 'hub' / 'estran.sqlite3'}" if db == "sqlite" else db
     setup = Setup(n, broker, db_spec, workers, faults, anchor_readings, seed, workdir)
+    setup.backlog_rate = backlog_rate
     try:
         result = asyncio.run(run(setup, progress=True))
     except RigError as e:  # no mosquitto, a child that did not start: one line, no traceback

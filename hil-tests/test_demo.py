@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,9 +24,6 @@ from typing import Any
 
 import pytest
 
-from edge.simulators.ble import territory
-from estran.demo._run import territory_meta
-from estran.demo._territory import TERRITORY
 from estran.rig import estran_argv, free_port
 
 DURATION_S = 25
@@ -92,19 +90,26 @@ def still_running(processes: set[tuple[int, int]]) -> list[str]:
     return left
 
 
-def expected_sensors() -> tuple[dict[str, str], set[str]]:
-    """sensor -> gateway id, for every sensor of the territory; and the BLE ones."""
+def expected_sensors(data_dir: Path) -> tuple[dict[str, str], set[str], set[str]]:
+    """From the gateways' configuration files the demo writes (README: DATA/gateways/NAME/
+    edge.toml): sensor -> gateway id for every sensor, the BLE ones, the closed ones (in no
+    open dataset)."""
     gateway_of: dict[str, str] = {}
-    zones = {plan.ble_zone: plan.default_id for plan in TERRITORY if plan.ble_zone}
-    for plan in TERRITORY:
-        for sensor in plan.serial:
-            for sensor_id in sensor.sensors:
-                gateway_of[sensor_id] = plan.default_id
-    ble = set()
-    for t in territory():
-        gateway_of[t.sensor_id] = zones[t.zone]
-        ble.add(t.sensor_id)
-    return gateway_of, ble
+    ble: set[str] = set()
+    opened: set[str] = set()
+    for path in sorted(data_dir.glob("gateways/*/edge.toml")):
+        config = tomllib.loads(path.read_text())
+        gateway = config["gateway"]["id"]
+        for port in config.get("serial", []):
+            for device in port["devices"]:
+                gateway_of[device["sensor"]] = gateway
+        for device in config.get("ble", {}).get("devices", []):
+            gateway_of[device["sensor"]] = gateway
+            ble.add(device["sensor"])
+        for sensor, table in config.get("sensors", {}).items():
+            if table.get("dataset") == "open":
+                opened.add(sensor)
+    return gateway_of, ble, set(gateway_of) - opened
 
 
 @pytest.fixture
@@ -119,9 +124,6 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     tmp_path = short_tmp
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    gateway_of, ble = expected_sensors()
-    assert {"marina-berth-02", "park-miflora-01"} <= ble  # encrypted BTHome, Mi Flora
-    assert len(set(gateway_of.values())) == 3
     env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "120"}
     out = (tmp_path / "demo.out").open("w+")
     proc = subprocess.Popen(
@@ -140,11 +142,16 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     anonymous: set[str] = set()
     geojson: dict[str, Any] = {}
     token = ""
+    expected: tuple[dict[str, str], set[str], set[str]] = ({}, set(), set())
     try:
         deadline = time.monotonic() + DURATION_S + EXIT_GRACE_S
         while proc.poll() is None and time.monotonic() < deadline:
             seen_processes |= descendants(proc.pid)
             token = token or printed_token(tmp_path / "demo.out")
+            for data_dir in tmp_path.glob("estran-demo-*"):  # its temporary directory
+                if len(list(data_dir.glob("gateways/*/edge.toml"))) == 3 and not expected[0]:
+                    time.sleep(0.5)  # every file written whole
+                    expected = expected_sensors(data_dir)
             try:
                 for row in get(url + "/api/v1/sensors", token):
                     sensors.setdefault(row["sensor"], row)
@@ -172,6 +179,9 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     assert token, f"the demo printed no API token\n{output}"
 
     # every sensor of the territory reached the hub, through its own gateway
+    gateway_of, ble, closed = expected
+    assert {"marina-berth-02", "park-miflora-01"} <= ble  # encrypted BTHome, Mi Flora
+    assert len(set(gateway_of.values())) == 3
     missing = sorted(set(gateway_of) - set(sensors))
     assert not missing, f"no reading at the hub from {missing}\n{output}"
     for sensor, gateway in gateway_of.items():
@@ -180,7 +190,6 @@ def test_demo_runs_the_territory_end_to_end(short_tmp: Path) -> None:
     assert set(gateways) == set(gateway_of.values()), gateways
 
     # anonymous: the open dataset only (no closed meter, no berth), as GeoJSON too
-    closed = {sensor for sensor, meta in territory_meta() if meta.get("dataset") != "open"}
     assert anonymous and not anonymous & closed, anonymous & closed
     assert {"townhall-linky", "marina-berth-02"} <= closed <= set(sensors)
     assert geojson["licence"]["id"] == "etalab-2.0", geojson.get("licence")

@@ -7,45 +7,76 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
+import pytest
 
-from edge.config import load_config
-from estran.rig import free_port
-from hub.fleet_api import FleetHub
+from estran.rig import Child, HubProcess, Rig, estran_argv
+
+pytestmark = pytest.mark.needs("broker.embedded", "database", "hub")
+BROKER_TOLD = "mqtt://127.0.0.1:1883"  # what the hub tells enrolling gateways (--public-broker)
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
+async def fleet(hub: HubProcess, *args: str) -> str:
+    """`estran fleet --data HUB ARGS` on the hub's machine: its stdout."""
+    child = Child(
+        "fleet",
+        estran_argv("fleet", "--data", str(hub.data), *args),
+        hub.data.parent / "fleet-cli.log",
+        pipe_stdout=True,
+    )
+    await child.start()
+    lines = []
+    while line := await child.readline(60):
+        lines.append(line)
+    assert await child.wait(30) == 0, child.tail()
+    return "".join(lines)
 
 
 @contextlib.asynccontextmanager
-async def hub_http(tmp_path: Path) -> AsyncIterator[tuple[FleetHub, str]]:
-    hub = FleetHub(tmp_path / "hub", poll_s=0.1)
-    hub.fleet.create_group("marina", "alice")
-    hub.broker_url = "mqtt://127.0.0.1:1883"
-    app = FastAPI()
-    app.include_router(hub.router())
-    port = free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve(), name="hub-http")
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                await asyncio.sleep(0.02)
-        yield hub, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait({task}, timeout=10)
-        hub.close()
+async def hub_http(rig: Rig) -> AsyncIterator[tuple[HubProcess, str]]:
+    """The hub (`estran hub run`, gateways enrolled into a `marina` group) and its URL."""
+    hub = await rig.hub(
+        broker="broker.embedded", access="fleet", extra=["--public-broker", BROKER_TOLD]
+    )
+    await fleet(hub, "group", "create", "marina")
+    yield hub, hub.url
+
+
+async def enrollment_token(hub: HubProcess) -> str:
+    token = json.loads(
+        await fleet(hub, "token", "create", "--group", "marina", "--ttl", "10m", "--json")
+    )
+    return str(token["token"])
+
+
+async def enrolled(hub: HubProcess) -> str:
+    """The one gateway of the registry (`estran fleet gateways --json`)."""
+    gateways = json.loads(await fleet(hub, "gateways", "--json"))
+    assert len(gateways) == 1, gateways
+    return str(gateways[0]["id"])
+
+
+async def loads(config: Path) -> None:
+    """The gateway's own loader accepts the file: `estran edge doctor`'s config check."""
+    child = Child(
+        "doctor",
+        estran_argv("edge", "doctor", "--config", str(config), "--json"),
+        config.with_suffix(".doctor.log"),
+        pipe_stdout=True,
+    )
+    await child.start()
+    lines = []
+    while line := await child.readline(60):
+        lines.append(line)
+    await child.wait(30)
+    checks = {c["check"]: c for c in json.loads("".join(lines))["checks"]}
+    assert checks["config"]["status"] == "ok", checks["config"]
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
@@ -63,9 +94,9 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_enroll_writes_a_ready_configuration(tmp_path: Path) -> None:
-    async with hub_http(tmp_path) as (hub, url):
-        token = hub.fleet.create_token("marina", 600, "alice").token
+async def test_enroll_writes_a_ready_configuration(tmp_path: Path, rig: Rig) -> None:
+    async with hub_http(rig) as (hub, url):
+        token = await enrollment_token(hub)
         config = tmp_path / "etc" / "edge.toml"
         data = tmp_path / "data"
         code, out, err = await run_cli(
@@ -73,19 +104,21 @@ async def test_enroll_writes_a_ready_configuration(tmp_path: Path) -> None:
         )
         assert code == 0, out + err
         assert "is not https://" in err and "in clear" in err  # the warning, before anything
-        config_doc = load_config(config)  # what the daemon loads
-        gateway = next(iter(g.id for g in hub.fleet.gateways()))
-        assert config_doc.gateway.id == gateway and config_doc.gateway.data_dir == data
-        assert config_doc.uplink is not None
-        assert config_doc.uplink.broker == "mqtt://127.0.0.1:1883"
-        assert config_doc.uplink.credentials_file == data / "credentials"
+        await loads(config)  # what the daemon loads
+        doc = tomllib.loads(config.read_text())
+        gateway = await enrolled(hub)
+        assert doc["gateway"]["id"] == gateway and Path(doc["gateway"]["data_dir"]) == data
+        assert doc["uplink"]["broker"] == BROKER_TOLD
+        assert Path(doc["uplink"]["credentials_file"]) == data / "credentials"
         assert (data / "credentials").read_text().startswith(gateway + ":")
         assert f"config       {config} created" in out
         assert "next:" in out and "estran edge probe" in out and "estran edge doctor" in out
         assert "systemctl enable --now estran-edge" in out
 
 
-async def test_enroll_updates_the_technicians_file_and_keeps_the_rest(tmp_path: Path) -> None:
+async def test_enroll_updates_the_technicians_file_and_keeps_the_rest(
+    tmp_path: Path, rig: Rig
+) -> None:
     config = tmp_path / "edge.toml"
     mine = (
         "# marina pontoon B, installed by J.\n"
@@ -96,30 +129,33 @@ async def test_enroll_updates_the_technicians_file_and_keeps_the_rest(tmp_path: 
     )
     config.write_text(mine)
     config.chmod(0o640)
-    async with hub_http(tmp_path) as (hub, url):
-        token = hub.fleet.create_token("marina", 600, "alice").token
+    async with hub_http(rig) as (hub, url):
+        token = await enrollment_token(hub)
         data = tmp_path / "data"
         code, out, err = await run_cli(
             "--hub", url, "--token", token, "--data", str(data), "--config", str(config)
         )
         assert code == 0, out + err
         assert f"{config} updated" in out
-        gateway = next(iter(g.id for g in hub.fleet.gateways()))
+        gateway = await enrolled(hub)
     text = config.read_text()
     assert text.startswith("# marina pontoon B, installed by J.\n")
-    doc = load_config(config)
-    assert doc.gateway.id == gateway and doc.gateway.log_level == "debug"
-    assert doc.uplink is not None and doc.uplink.broker == "mqtt://127.0.0.1:1883"
-    assert doc.uplink.backlog_rate == 500 and doc.uplink.credentials_file == data / "credentials"
-    assert [p.path for p in doc.serial] == ["/dev/ttyUSB0"]
+    await loads(config)
+    doc = tomllib.loads(text)
+    assert doc["gateway"]["id"] == gateway and doc["gateway"]["log_level"] == "debug"
+    assert doc["uplink"]["broker"] == BROKER_TOLD and doc["uplink"]["backlog_rate"] == 500
+    assert Path(doc["uplink"]["credentials_file"]) == data / "credentials"
+    assert [p["path"] for p in doc["serial"]] == ["/dev/ttyUSB0"]
     assert config.stat().st_mode & 0o777 == 0o640
 
 
-async def test_an_unwritable_configuration_is_said_with_what_to_paste(tmp_path: Path) -> None:
+async def test_an_unwritable_configuration_is_said_with_what_to_paste(
+    tmp_path: Path, rig: Rig
+) -> None:
     config = tmp_path / "edge.toml"
     config.write_text("[gateway\n")  # not TOML: left as it is
-    async with hub_http(tmp_path) as (hub, url):
-        token = hub.fleet.create_token("marina", 600, "alice").token
+    async with hub_http(rig) as (hub, url):
+        token = await enrollment_token(hub)
         code, out, err = await run_cli(
             "--hub", url, "--token", token, "--data", str(tmp_path / "d"), "--config", str(config)
         )

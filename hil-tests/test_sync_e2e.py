@@ -1,71 +1,72 @@
-"""End to end: buffer → gateway process → MQTT → hub process → database → ack → buffer.
+"""Sync end to end, from the outside.
 
-Real processes (`estran hub run`, `estran edge run`), real brokers (the embedded amqtt, a
-private Mosquitto), both databases, and the faults of `estran bench sync --faults`: broker
-restart, kill -9 of the hub and of the gateway. Counts are checked against what was put in
-the gateway's buffer, from the hub's database.
+1. `estran bench sync` (its command line, docs/benchmarks.md): a backlog of the reference
+   workload drained to the hub, on both brokers and both databases, with and without its
+   faults (broker restart, kill -9 of the hub and of the gateway), audited by the bench
+   against the workload: nothing lost, nothing twice, nothing altered.
+2. A resend after a crash that lost every ack, on the rig: the gateway's buffer directory
+   (docs/buffer-format.md) put back as it was before the hub acknowledged it; the hub counts
+   the resend as duplicates (`/api/v1/health`) and stores nothing twice (`/api/v1/readings`).
 
-PostgreSQL and Mosquitto: skipped when absent, failed under CI=true.
+The workload comes from ../shared/bench/workload.py or $ESTRAN_WORKLOAD; Mosquitto and
+PostgreSQL from the rig (sim.yaml: local). Missing: skipped with the reason, failed under
+CI=true.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
+import os
 import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import click
-import httpx
 import pytest
 
-from estran import bench_sync
-from estran.bench_sync import Setup, run, wait_hub_ready
-from estran.rig import Child, Unavailable, estran_argv, free_port, mosquitto_binary
-from hub.storage import open_storage
-from hub.tests.services import temporary_database, unavailable
-from protocols.reading import Reading
+from estran.rig import (
+    Child,
+    HubProcess,
+    Rig,
+    Unavailable,
+    estran_argv,
+    mosquitto_binary,
+    stored_twice,
+    until,
+)
 
-T0 = 1_764_547_200_000
+SERVICES = ("broker", "database", "hub", "gateway")
+
+BENCH_S = 600.0  # the run of a bench on a loaded machine
 
 
 def need_workload() -> None:
-    try:
-        bench_sync.load_workload()
-    except click.ClickException as e:
-        unavailable(e.message)
+    env = os.environ.get("ESTRAN_WORKLOAD")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/bench/workload.py"
+    if not path.is_file():
+        raise Unavailable(f"reference workload not found at {path} (set ESTRAN_WORKLOAD)")
 
 
-def need_mosquitto() -> None:
-    try:
-        mosquitto_binary()
-    except Unavailable as e:
-        unavailable(str(e))
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with temporary_database() as url:
-        yield url
-
-
-def setup(tmp_path: Path, n: int, broker: str, db: str | None = None, **kw: object) -> Setup:
-    s = Setup(
-        n=n,
-        broker=broker,
-        db=db or f"sqlite:///{tmp_path / 'hub' / 'estran.sqlite3'}",
-        workers=1,
-        faults=False,
-        anchor_n=0,
-        seed=7,
-        workdir=tmp_path,
+async def bench_sync(tmp_path: Path, *args: str) -> dict[str, object]:
+    """`estran bench sync ARGS --json`: its result object."""
+    need_workload()
+    child = Child(
+        "bench-sync",
+        estran_argv("bench", "sync", "--anchor-readings", "0", "--seed", "7", *args, "--json"),
+        tmp_path / "bench-sync.log",
+        pipe_stdout=True,
     )
-    for key, value in kw.items():
-        setattr(s, key, value)
-    return s
+    await child.start()
+    lines = []
+    try:
+        async with asyncio.timeout(BENCH_S):
+            while line := await child.readline(BENCH_S):
+                lines.append(line)
+            status = await child.wait(30)
+    finally:
+        await child.stop(10)
+    assert status == 0, "".join(lines[-5:]) + child.tail()
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
 
 
 def assert_exact(result: dict[str, object], n: int, max_wire: float = 6.0) -> None:
@@ -79,214 +80,130 @@ def assert_exact(result: dict[str, object], n: int, max_wire: float = 6.0) -> No
     assert result["wire_bytes_per_reading"] <= max_wire, result
 
 
+def fault_kinds(result: dict[str, object]) -> list[str]:
+    faults = result["faults"]
+    assert isinstance(faults, list)
+    return sorted(str(e["fault"]) for e in faults)
+
+
 async def test_embedded_broker_and_sqlite(tmp_path: Path) -> None:
-    need_workload()
-    result = await run(setup(tmp_path, 20_000, "embedded"), progress=False)
+    result = await bench_sync(tmp_path, "--readings", "20000", "--broker", "embedded")
     assert_exact(result, 20_000)
 
 
 @pytest.mark.services
-async def test_mosquitto_and_postgresql_with_three_workers(tmp_path: Path, pg_url: str) -> None:
-    need_workload()
-    need_mosquitto()
-    result = await run(setup(tmp_path, 30_000, "mosquitto", pg_url, workers=3), progress=False)
+@pytest.mark.needs("database.postgresql")
+async def test_mosquitto_and_postgresql_with_three_workers(tmp_path: Path, rig: Rig) -> None:
+    mosquitto_binary()
+    db = await rig.database("database.postgresql")
+    result = await bench_sync(
+        tmp_path, "--readings", "30000", "--broker", "mosquitto", "--db", db.spec, "--workers", "3"
+    )
     assert_exact(result, 30_000)
     assert result["db"] == "postgresql"
 
 
 async def test_faults_embedded_broker_and_sqlite(tmp_path: Path) -> None:
     """Broker restart (the hub process: it embeds the broker), kill -9 hub, kill -9 gateway."""
-    need_workload()
-    s = setup(tmp_path, 40_000, "embedded", faults=True, backlog_rate=8000.0)
-    result = await run(s, progress=False)
+    result = await bench_sync(
+        tmp_path, "--readings", "40000", "--broker", "embedded", "--faults",
+        "--backlog-rate", "8000",
+    )  # fmt: skip
     assert_exact(result, 40_000, max_wire=20.0)
-    assert sorted(str(e["fault"]) for e in s.events) == ["broker", "gateway", "hub"]
+    assert fault_kinds(result) == ["broker", "gateway", "hub"]
 
 
 @pytest.mark.services
-async def test_faults_mosquitto_and_postgresql(tmp_path: Path, pg_url: str) -> None:
-    need_workload()
-    need_mosquitto()
-    s = setup(tmp_path, 40_000, "mosquitto", pg_url, workers=3, faults=True, backlog_rate=8000.0)
-    result = await run(s, progress=False)
-    assert_exact(result, 40_000, max_wire=20.0)
-    assert sorted(str(e["fault"]) for e in s.events) == ["broker", "gateway", "hub"]
-
-
-# -- targeted scenarios on a hub and a gateway of our own -------------------------------
-
-
-@dataclass
-class Site:
-    workdir: Path
-    http_port: int
-    hub: Child
-    gateway_id: str = "gw-e2e"
-
-    @property
-    def db(self) -> str:
-        return f"sqlite:///{self.workdir / 'hub' / 'estran.sqlite3'}"
-
-    @property
-    def buffer(self) -> Path:
-        return self.workdir / "gw" / "buffer"
-
-    def gateway(self) -> Child:
-        config = self.workdir / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "{self.gateway_id}"\ndata_dir = "{self.workdir / "gw"}"\n'
-            f'[uplink]\nbroker = "mqtt://127.0.0.1:{self.mqtt_port}"\nbacklog_rate = 0\n'
-        )
-        argv = estran_argv("edge", "run", "--config", str(config))
-        return Child("gateway", argv, self.workdir / "gateway.log")
-
-    mqtt_port: int = 0
-
-    def count(self) -> int:
-        with contextlib.closing(open_storage(self.db, self.workdir, migrate=False)) as st:
-            return st.count_readings(self.gateway_id)
-
-    async def health(self) -> dict[str, object]:
-        async with httpx.AsyncClient() as http:
-            r = await http.get(f"http://127.0.0.1:{self.http_port}/api/v1/health")
-            data: dict[str, object] = r.json()
-            return data
-
-    async def until_count(self, n: int, timeout: float = 60.0) -> None:
-        async def poll() -> None:
-            while self.count() < n:
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(poll(), timeout)
-
-
-@contextlib.asynccontextmanager
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    mqtt_port, http_port = free_port(), free_port()
-    (tmp_path / "hub").mkdir()
-    hub = Child(
-        "hub",
-        estran_argv(
-            "hub", "run", "--data", str(tmp_path / "hub"), "--broker", "embedded",
-            "--mqtt-listen", f"127.0.0.1:{mqtt_port}", "--http", f"127.0.0.1:{http_port}",
-            "--log-level", "warning", "--broker-access", "open",
-        ),
-        tmp_path / "hub.log",
+@pytest.mark.needs("database.postgresql")
+async def test_faults_mosquitto_and_postgresql(tmp_path: Path, rig: Rig) -> None:
+    mosquitto_binary()
+    db = await rig.database("database.postgresql")
+    result = await bench_sync(
+        tmp_path, "--readings", "40000", "--broker", "mosquitto", "--db", db.spec,
+        "--workers", "3", "--faults", "--backlog-rate", "8000",
     )  # fmt: skip
-    await hub.start()
-    try:
-        await wait_hub_ready(http_port, hub)
-        yield Site(tmp_path, http_port, hub, mqtt_port=mqtt_port)
-    finally:
-        await hub.stop()
+    assert_exact(result, 40_000, max_wire=20.0)
+    assert fault_kinds(result) == ["broker", "gateway", "hub"]
 
 
-def readings(n: int, start_ts: int, first: int = 0) -> list[Reading]:
-    return [
-        Reading(
-            f"soil-{i % 4:03d}",
-            "moisture",
-            "%RH",
-            round(30 + (first + i) * 0.01, 2),
-            start_ts + 1000 * i,
-        )
-        for i in range(n)
-    ]
+# -- a resend after a crash that lost every ack ----------------------------------------------
 
 
-async def test_resend_after_crash_gives_no_duplicate(tmp_path: Path) -> None:
-    """The gateway's whole buffer is sent again, as after a crash that lost every ack it had
-    recorded: the hub acknowledges it all again and stores nothing twice."""
-    async with site(tmp_path) as s:
-        expected = readings(5000, T0)
-        seq0, _, _, _ = bench_sync.fill_buffer(s.buffer, expected)
-        backup = tmp_path / "buffer-before-acks"
-        shutil.copytree(s.buffer, backup)
-        gw = s.gateway()
-        await gw.start()
-        await s.until_count(5000)
-        await gw.stop()
-        shutil.rmtree(s.buffer)
-        shutil.copytree(backup, s.buffer)  # every ack forgotten
-        await gw.start()
-
-        async def resent() -> None:
-            while True:
-                ingest = (await s.health())["ingest"]
-                assert isinstance(ingest, dict)
-                if ingest["duplicates"] >= 5000:
-                    return
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(resent(), 60)
-        await gw.stop()
-        assert s.count() == 5000
-        tally = audit(s, expected, seq0)
-        assert (tally.found, tally.duplicates, tally.corrupt) == (5000, 0, 0)
+async def buffered_seqs(gateway_config: Path, directory: Path) -> set[int]:
+    """`estran edge buffer dump --json` of a buffer directory: the sequence numbers it holds
+    committed and not acknowledged."""
+    child = Child(
+        "buffer-dump",
+        estran_argv(
+            "edge", "buffer", "dump", "--config", str(gateway_config), "--dir", str(directory),
+            "--json",
+        ),
+        gateway_config.with_suffix(".dump.log"),
+        pipe_stdout=True,
+    )  # fmt: skip
+    await child.start()
+    seqs: set[int] = set()
+    while line := await child.readline(30):
+        seqs.add(int(json.loads(line)["seq"]))
+    assert await child.wait(30) == 0, child.tail()
+    return seqs
 
 
-async def test_clock_jumping_backwards_loses_and_reorders_nothing(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
-        expected = [
-            *readings(2000, T0 + 3_600_000),
-            *readings(2000, T0, first=2000),  # the gateway clock went back one hour
-            *readings(1000, T0 + 3_600_000 + 500, first=4000),  # and forward again
-        ]
-        seq0, n, _, _ = bench_sync.fill_buffer(s.buffer, expected)
-        gw = s.gateway()
-        await gw.start()
-        await s.until_count(n)
-        await gw.stop()
-        tally = audit(s, expected, seq0)
-        assert (tally.found, tally.duplicates, tally.corrupt) == (5000, 0, 0)
-        # sequence order is the order they were taken in; the API orders by time. The
-        # sensor is in no dataset (closed): an admin's token reads it
-        token = subprocess.run(
-            estran_argv("hub", "token", "--data", str(s.workdir / "hub"), "create", "admin"),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()[0]
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-            r = await http.get(
-                f"http://127.0.0.1:{s.http_port}/api/v1/readings",
-                params={"sensor": "soil-000", "limit": 100_000},
-            )
-        rows = r.json()["readings"]
-        assert len(rows) == 1250
-        assert [x["ts_ms"] for x in rows] == sorted(x["ts_ms"] for x in rows)
-        assert rows[0]["ts_ms"] == T0
+async def ingest_duplicates(hub: HubProcess) -> int:
+    health = await hub.get("/api/v1/health", auth=False)
+    assert isinstance(health, dict)
+    return int(health["ingest"]["duplicates"])
 
 
-@dataclass
-class Audit:
-    found: int = 0
-    duplicates: int = 0
-    corrupt: int = 0
+@pytest.mark.needs("serial.tic", "link", *SERVICES)
+async def test_resend_after_crash_gives_no_duplicate(rig: Rig) -> None:
+    """Readings kept while the link is down, the buffer saved (every ack still to come),
+    drained, then the saved buffer put back: the gateway sends it all again, the hub says
+    they were duplicates and stores each reading once."""
+    serial = await rig.serial("serial.tic")
+    port = serial.port.polled_every(2)
+    sensor = port.sensors[0]
+    hub = await rig.hub()
+    link = await rig.link(hub.broker)
+    gateway = await rig.gateway("gw-resend", link.url, serial=[port])
 
+    async def stored() -> int:
+        return len(await hub.readings(sensor))
 
-def audit(s: Site, expected: list[Reading], seq0: int) -> Audit:
-    out = Audit()
-    seen: set[int] = set()
-    with contextlib.closing(open_storage(s.db, s.workdir, migrate=False)) as st:
-        for row in st.export(s.gateway_id):
-            i = row.seq - seq0
-            if row.seq in seen:
-                out.duplicates += 1
-                continue
-            seen.add(row.seq)
-            if not 0 <= i < len(expected):
-                out.corrupt += 1
-                continue
-            e = expected[i]
-            if (e.sensor, e.quantity, e.unit, e.value, e.ts_ms) == (
-                row.sensor,
-                row.quantity,
-                row.unit,
-                row.value,
-                row.ts_ms,
-            ):
-                out.found += 1
-            else:
-                out.corrupt += 1
-    return out
+    async def more_than(n: int) -> bool:
+        return await stored() > n
+
+    await until("first readings", lambda: more_than(2), 90)
+    link.proxy.cut()
+    await asyncio.sleep(5)  # a backlog builds up in the buffer
+    await gateway.child.stop(15)
+    saved = gateway.data / "buffer-before-acks"
+    shutil.copytree(gateway.data / "buffer", saved)
+    backlog = await buffered_seqs(gateway.config, saved)
+    assert backlog, "nothing waited in the buffer while the link was cut"
+
+    link.proxy.restore()
+    await gateway.start()
+
+    async def at_hub() -> set[int]:
+        return {int(str(r["seq"])) for r in await hub.readings(sensor)}
+
+    async def delivered() -> bool:
+        return backlog <= await at_hub()
+
+    await until(f"the {len(backlog)} readings of the backlog at the hub", delivered, 90)
+    await gateway.child.stop(15)
+    duplicates = await ingest_duplicates(hub)
+
+    shutil.rmtree(gateway.data / "buffer")
+    shutil.copytree(saved, gateway.data / "buffer")  # every ack of the backlog forgotten
+    await gateway.start()
+
+    async def resent() -> bool:
+        return await ingest_duplicates(hub) >= duplicates + len(backlog)
+
+    await until(f"{len(backlog)} readings resent and counted as duplicates", resent, 90)
+    await gateway.child.stop(15)
+    rows = await hub.readings(sensor)
+    assert not stored_twice(rows)
+    assert backlog <= {int(str(r["seq"])) for r in rows}

@@ -21,7 +21,6 @@ bumble stack over an emulated HCI controller.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from edge.simulators.serial import (
     WmbusDongleSimulator,
 )
 from edge.simulators.serial.wmbus import demo_meters
+from estran.rig._toml import toml_key, toml_table, toml_value
 
 TOML = Mapping[str, Any]
 
@@ -312,37 +312,9 @@ TERRITORY: tuple[GatewayPlan, ...] = (
 
 # -- the configuration file ------------------------------------------------------------------
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key)
-
-
-def toml_value(value: object) -> str:
-    """A TOML value (strings, numbers, booleans, arrays, inline tables)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"no TOML for {value!r}")
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # JSON string escapes are TOML basic-string escapes
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    if isinstance(value, Sequence):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {type(value).__name__}")
-
 
 def _table(header: str, table: TOML) -> list[str]:
-    lines = [header]
-    lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
-    return [*lines, ""]
+    return toml_table(header, table)
 
 
 @dataclass(frozen=True, slots=True)

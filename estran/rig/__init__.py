@@ -1,28 +1,61 @@
 """The rig layer: what the demo, the benchmarks and the tests run things with.
 
-One child process (`Child`), one free port (`free_port`), one private Mosquitto
-(`PrivateMosquitto`), one network link with faults (`LinkProxy`). Standard library only at
-import time: edge and hub tests use it without pulling the rest of Estran.
+The core: one child process (`Child`), one free port (`free_port`), one private Mosquitto
+(`PrivateMosquitto`), one network link with faults (`LinkProxy`).
+
+On top, in labgrid's manner: an environment file (`load_env`: YAML) names the resources of a
+rig by capability (serial.tic, ble, broker, database, hub, gateway, power.*, link, clock) and
+the driver of each (simulator or adapter, bumble or BlueZ, embedded or private or external
+broker...); a `Rig` starts them when a test asks; the pytest plugin (`--rig`,
+`@pytest.mark.needs`) selects tests by what the rig has. docs/hil.md tells the whole story.
+
+Standard library only at import time (PyYAML when an environment file is read): edge and
+hub tests use it without pulling the rest of Estran.
 """
 
+from estran.rig._ble import BleRadio
 from estran.rig._child import Child, estran_argv
+from estran.rig._env import DRIVERS, EnvError, Resource, RigEnv, load_env, parse_env
 from estran.rig._errors import RigError, Unavailable
+from estran.rig._faults import FakeClock, PowerSwitch, power_cycle
 from estran.rig._mosquitto import MOSQUITTO, PrivateMosquitto, mosquitto_binary
-from estran.rig._ports import LOOPBACK, free_port, wait_port, wait_port_blocking
+from estran.rig._ports import LOOPBACK, free_port, until, wait_port, wait_port_blocking
 from estran.rig._proxy import LinkProxy, LinkState
+from estran.rig._rig import Link, Rig
+from estran.rig._serial import SerialPort
+from estran.rig._services import Broker, Database, GatewayProcess, HubProcess, stored_twice
 
 __all__ = [
+    "DRIVERS",
     "LOOPBACK",
     "MOSQUITTO",
+    "BleRadio",
+    "Broker",
     "Child",
+    "Database",
+    "EnvError",
+    "FakeClock",
+    "GatewayProcess",
+    "HubProcess",
+    "Link",
     "LinkProxy",
     "LinkState",
+    "PowerSwitch",
     "PrivateMosquitto",
+    "Resource",
+    "Rig",
+    "RigEnv",
     "RigError",
+    "SerialPort",
     "Unavailable",
     "estran_argv",
     "free_port",
+    "load_env",
     "mosquitto_binary",
+    "parse_env",
+    "power_cycle",
+    "stored_twice",
+    "until",
     "wait_port",
     "wait_port_blocking",
 ]

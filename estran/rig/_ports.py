@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 from estran.rig._errors import RigError
 
@@ -34,6 +35,16 @@ async def wait_port(port: int, timeout: float, host: str = LOOPBACK) -> None:
             await asyncio.sleep(0.05)
 
 
+async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    """Return once `check()` is true, polling twice a second; AssertionError naming `what`
+    after `timeout` seconds (a test's bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.5)
+
+
 def wait_port_blocking(port: int, timeout: float, host: str = LOOPBACK) -> None:
     """`wait_port` for code without an event loop (subprocess-driven tests)."""
     deadline = time.monotonic() + timeout
@@ -47,4 +58,4 @@ def wait_port_blocking(port: int, timeout: float, host: str = LOOPBACK) -> None:
             time.sleep(0.05)
 
 
-__all__ = ["LOOPBACK", "free_port", "wait_port", "wait_port_blocking"]
+__all__ = ["LOOPBACK", "free_port", "until", "wait_port", "wait_port_blocking"]

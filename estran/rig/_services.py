@@ -1,0 +1,302 @@
+"""The services of a rig: broker, database, hub, gateway daemon — each a real process or a
+real server, reached only through what the docs name (command line, HTTP, MQTT, files).
+
+Broker drivers: `embedded` (the hub's own, in the hub process: restarting the broker is
+restarting the hub), `mosquitto` (a private Mosquitto on a free port), `external` (`url`:
+a broker that is already there). Database drivers: `sqlite` (a file in the hub's data
+directory), `postgresql` (`dsn` of a server: a database of its own is created for the run and
+dropped after). Hub and gateway: `process` (`estran hub run`, `estran edge run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from estran.rig._ble import BleRadio
+from estran.rig._child import Child, estran_argv
+from estran.rig._env import Resource
+from estran.rig._errors import RigError, Unavailable
+from estran.rig._mosquitto import PrivateMosquitto
+from estran.rig._ports import LOOPBACK, free_port
+from estran.rig._serial import SerialPort
+from estran.rig._toml import toml_table
+
+HUB_READY_S = 60.0
+
+
+# -- broker -----------------------------------------------------------------------------------
+
+
+class Broker:
+    """Where gateways and the hub meet: `url` (mqtt://host:port), the hub's `hub_args`."""
+
+    def __init__(self, resource: Resource, workdir: Path) -> None:
+        self.resource = resource
+        self.kind = resource.driver
+        self.mosquitto: PrivateMosquitto | None = None
+        if self.kind == "external":
+            url = urllib.parse.urlsplit(resource.text("url"))
+            if url.scheme != "mqtt" or url.hostname is None or url.port is None:
+                raise RigError(f"{resource.capability}: url must be mqtt://HOST:PORT")
+            self.host, self.port = url.hostname, url.port
+        else:
+            self.host, self.port = LOOPBACK, free_port()
+            if self.kind == "mosquitto":
+                self.mosquitto = PrivateMosquitto(workdir / "mosquitto", self.port)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def hub_args(self) -> list[str]:
+        if self.kind == "embedded":
+            return ["--broker", "embedded", "--mqtt-listen", f"{self.host}:{self.port}"]
+        return ["--broker", self.url]
+
+    async def start(self) -> None:
+        if self.mosquitto is not None:
+            await self.mosquitto.start()
+
+    async def crash(self) -> None:
+        """kill -9 of the broker (mosquitto only: the embedded one is the hub's process)."""
+        if self.mosquitto is None:
+            raise Unavailable(f"{self.resource.capability}: a {self.kind} broker is not ours")
+        await self.mosquitto.kill_and_wait()
+
+    async def stop(self) -> None:
+        if self.mosquitto is not None:
+            await self.mosquitto.stop(10)
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+class Database:
+    """The hub's database: `spec` for `estran hub run --db`."""
+
+    def __init__(self, resource: Resource, workdir: Path) -> None:
+        self.resource = resource
+        self.kind = resource.driver
+        self._admin = ""
+        self._name = ""
+        if self.kind == "sqlite":
+            self.spec = f"sqlite:///{workdir / 'hub' / 'estran.sqlite3'}"
+        else:
+            self._admin = resource.text("dsn")
+            self._name = f"estran_rig_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            base, _, _ = self._admin.rpartition("/")
+            self.spec = f"{base}/{self._name}"
+
+    async def start(self) -> None:
+        if self.kind == "postgresql":
+            await asyncio.to_thread(self._execute, f'CREATE DATABASE "{self._name}"')
+
+    async def stop(self) -> None:
+        if self.kind == "postgresql":
+            with contextlib.suppress(Unavailable):
+                await asyncio.to_thread(
+                    self._execute, f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)'
+                )
+
+    def _execute(self, sql: str) -> None:
+        try:
+            import psycopg
+
+            with psycopg.connect(self._admin, autocommit=True, connect_timeout=3) as admin:
+                admin.execute(sql.encode())
+        except Exception as e:  # any failure: no PostgreSQL here
+            raise Unavailable(f"PostgreSQL not reachable at {self._admin}: {e}") from e
+
+
+# -- hub ----------------------------------------------------------------------------------------
+
+
+class HubProcess:
+    """`estran hub run` on a free HTTP port, with the rig's broker and database.
+
+    `access` is the broker access: `open` (any client, for gateways without enrollment) or
+    `fleet` (enrolled gateways only)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        broker: Broker,
+        database: Database,
+        *,
+        access: str = "open",
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.data = workdir / "hub"
+        self.broker = broker
+        self.database = database
+        self.http_port = free_port()
+        self.child = Child(
+            "hub",
+            estran_argv(
+                "hub", "run", "--data", str(self.data), "--db", database.spec,
+                *broker.hub_args, "--http", f"{LOOPBACK}:{self.http_port}",
+                "--log-level", "warning", "--broker-access", access, *extra,
+            ),
+            workdir / "hub.log",
+        )  # fmt: skip
+        self._token = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    async def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        await self.child.start()
+        await self.ready()
+
+    async def ready(self, timeout: float = HUB_READY_S) -> None:
+        """Return once /api/v1/health says ready; RigError with the hub's log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.child.alive():
+                raise RigError(f"the hub exited:\n{self.child.tail()}")
+            with contextlib.suppress(OSError, ValueError, RigError):
+                health = await self.get("/api/v1/health", auth=False)
+                if isinstance(health, dict) and health.get("ready"):
+                    return
+            await asyncio.sleep(0.2)
+        raise RigError(f"the hub was not ready within {timeout:g} s:\n{self.child.tail()}")
+
+    async def restart(self) -> None:
+        """kill -9 and start again (what a power cut of the hub's machine does)."""
+        await self.child.kill_and_wait()
+        await self.start()
+
+    async def stop(self) -> None:
+        await self.child.stop(15)
+
+    async def token(self) -> str:
+        """An admin API token (`estran hub token create admin`), made once."""
+        if not self._token:
+            maker = Child(
+                "hub-token",
+                estran_argv("hub", "token", "--data", str(self.data), "create", "admin"),
+                self.child.log.with_name("hub-token.log"),
+                pipe_stdout=True,
+            )
+            await maker.start()
+            line = await maker.readline(30)
+            if await maker.wait(30) != 0 or not line.strip():
+                raise RigError(f"no admin token from the hub:\n{maker.tail()}")
+            self._token = line.split()[0]
+        return self._token
+
+    async def get(self, path: str, *, auth: bool = True, **params: object) -> object:
+        """GET a JSON document of the hub's HTTP API (RigError on an HTTP error)."""
+        headers = {"Authorization": f"Bearer {await self.token()}"} if auth else {}
+        query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+        url = f"{self.url}{path}" + (f"?{query}" if query else "")
+
+        def fetch() -> object:
+            request = urllib.request.Request(url, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                raise RigError(f"GET {path}: HTTP {e.code}: {e.read()[:200]!r}") from e
+
+        return await asyncio.to_thread(fetch)
+
+    async def readings(self, sensor: str) -> list[Mapping[str, object]]:
+        """Every reading of `sensor` at the hub (GET /api/v1/readings, page by page)."""
+        out: list[Mapping[str, object]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await self.get("/api/v1/readings", sensor=sensor, offset=offset, limit=10_000)
+            assert isinstance(page, dict)
+            out += page["readings"]
+            offset = page["next_offset"]
+        return out
+
+
+def stored_twice(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """Readings of /api/v1/readings stored more than once: by (gateway, sequence number) or
+    by (quantity, time). Empty when each is stored once."""
+    seen_seq: set[tuple[object, object]] = set()
+    seen_key: set[tuple[object, object]] = set()
+    twice: list[str] = []
+    for r in rows:
+        seq, key = (r["gateway"], r["seq"]), (r["quantity"], r["ts_ms"])
+        if seq in seen_seq or key in seen_key:
+            twice.append(f"{r['quantity']} at {r['ts_ms']} (seq {r['seq']})")
+        seen_seq.add(seq)
+        seen_key.add(key)
+    return twice
+
+
+# -- gateway ------------------------------------------------------------------------------------
+
+
+class GatewayProcess:
+    """`estran edge run` with a configuration written from the rig's ports, radio and broker
+    (`broker_url`: the broker, or a link to it); `extra` tables are added as they are."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        gateway_id: str,
+        broker_url: str,
+        *,
+        serial: Sequence[SerialPort] = (),
+        ble: BleRadio | None = None,
+        extra: Mapping[str, Mapping[str, object]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.data = workdir / gateway_id
+        self.config = workdir / f"{gateway_id}.toml"
+        lines = toml_table("[gateway]", {"id": gateway_id, "data_dir": str(self.data)})
+        tables: dict[str, dict[str, object]] = {
+            "uplink": {"broker": broker_url, "state_interval": 5},
+            "buffer": {"commit_interval": 0.2},
+            "daemon": {"stop_timeout": 5},
+        }
+        for name, table in (extra or {}).items():
+            tables.setdefault(name, {}).update(table)
+        for name, table in tables.items():
+            lines += toml_table(f"[{name}]", table)
+        for port in serial:
+            table = dict(port.port)
+            devices = table.pop("devices")
+            assert isinstance(devices, list)
+            lines += toml_table("[[serial]]", table)
+            for device in devices:
+                lines += toml_table("[[serial.devices]]", device)
+        if ble is not None:
+            lines += toml_table("[ble]", ble.table)
+            for device in ble.devices:
+                lines += toml_table("[[ble.devices]]", device)
+        self.config.write_text("\n".join(lines))
+        self.child = Child(
+            gateway_id,
+            estran_argv("edge", "run", "--config", str(self.config)),
+            workdir / f"{gateway_id}.log",
+            env=env,
+        )
+
+    async def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        await self.child.start()
+
+    async def stop(self) -> None:
+        await self.child.stop(15)
+
+
+__all__ = ["Broker", "Database", "GatewayProcess", "HubProcess", "stored_twice"]
