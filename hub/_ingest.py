@@ -325,6 +325,9 @@ class IngestWorker:
     async def _commit(self, client: aiomqtt.Client, decoded: asyncio.Queue[_Group]) -> None:
         s = self.settings
         while True:
+            # A stop that aiomqtt's wait_for (the acks' publish) swallowed: end here, or this
+            # task would wait on an empty queue for ever and the session never end.
+            honour_cancel()
             group = await decoded.get()
             acks: list[tuple[str, wire.Ack]] = []
             try:

@@ -25,9 +25,15 @@ class StorageThread:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     async def call(self, fn: Callable[..., T], *args: object, timeout: float = 120.0) -> T:
+        """`fn(*args)` on the storage thread; TimeoutError past `timeout` (the call itself
+        then finishes on the thread, unseen). A cancel is always honoured: `asyncio.timeout`,
+        not `asyncio.wait_for`, which on Python 3.11 returns a result that arrives in the
+        same turn of the loop as the cancel and swallows the cancel (an ingest worker's
+        commit task then ran on after its session ended, and the session never did)."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, fn, *args)
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            return await future
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

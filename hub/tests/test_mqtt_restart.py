@@ -146,6 +146,29 @@ async def test_the_fleet_link_subscribes_again_after_a_broker_restart(tmp_path: 
         hub.close()
 
 
+async def test_a_storage_call_cancelled_as_its_result_arrives_is_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest worker's commit task waits on its storage thread. When the session ends (a
+    broker restart) the TaskGroup cancels it; if the storage call's result arrived in the
+    same turn of the loop, `asyncio.wait_for` (Python 3.11) returned it and swallowed the
+    cancel: the commit task ran on, found nothing more to commit and waited on its empty
+    queue for ever, so the session never ended and the worker never subscribed again."""
+    storage = StorageThread(open_storage("sqlite", tmp_path), name="storage-cancel")
+    try:
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[int] = loop.create_future()
+        monkeypatch.setattr(loop, "run_in_executor", lambda _pool, _fn, *_args: result)
+        call = asyncio.create_task(storage.call(lambda: 1))
+        await asyncio.sleep(0)  # the call now waits for its result
+        result.set_result(1)  # the result and the cancel in the same turn of the loop
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        storage.close()
+
+
 async def _fail_soon() -> None:
     await asyncio.sleep(0.01)
     raise aiomqtt.MqttError("lost")
