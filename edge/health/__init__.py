@@ -16,7 +16,7 @@ from edge.health._server import (
     daemon_using_ble,
     read_status,
 )
-from edge.health._status import BufferStatus, QueueStatus, UplinkStatus
+from edge.health._status import BufferStatus, QueueStatus, StatusSnapshot, UplinkStatus
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -26,6 +26,7 @@ __all__ = [
     "QueueProvider",
     "QueueStatus",
     "StatusServer",
+    "StatusSnapshot",
     "StatusUnavailable",
     "UplinkProvider",
     "UplinkStatus",

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from edge.health._process import cpu_seconds, io_write_bytes, rss_bytes
-from edge.health._status import BufferStatus, QueueStatus, UplinkStatus
+from edge.health._status import BufferStatus, QueueStatus, StatusSnapshot, UplinkStatus
 from protocols import wire
 from protocols.reading import Reading
 
@@ -267,7 +267,7 @@ class HealthRegistry:
             )
         return out[: wire.MAX_SOURCES]
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> StatusSnapshot:
         """Everything, as one JSON-ready dict (the status socket's answer)."""
         now = _now_ms()
         queue: QueueStatus = self.queue() if self.queue is not None else {}

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -47,7 +47,7 @@ def _alive(path: Path) -> bool:
 class StatusServer:
     """Serves `snapshot()` on a Unix socket at `path` while entered."""
 
-    def __init__(self, path: Path, snapshot: Callable[[], dict[str, object]]) -> None:
+    def __init__(self, path: Path, snapshot: Callable[[], Mapping[str, object]]) -> None:
         self.path = Path(path)
         self._snapshot = snapshot
         self._server: asyncio.Server | None = None

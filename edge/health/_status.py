@@ -83,4 +83,24 @@ class UplinkStatus(TypedDict, total=False):
     last_crash: dict[str, object] | None
 
 
-__all__ = ["BufferStatus", "QueueStatus", "UplinkStatus"]
+class StatusSnapshot(TypedDict):
+    """The whole snapshot (`HealthRegistry.snapshot()`), version SNAPSHOT_VERSION."""
+
+    version: int
+    gateway: str
+    software: str | None
+    pid: int
+    now_ms: int
+    started_ms: int
+    config: dict[str, object]  # path, loaded_ms, reloads, last_reload(_error)
+    sensors: dict[str, dict[str, object]]  # SensorHealth.as_dict() by sensor id
+    sources: dict[str, dict[str, object]]  # SourceHealth.as_dict() by source name
+    tasks: dict[str, dict[str, object]]  # the supervised tasks that are not sources
+    queue: QueueStatus
+    buffer: BufferStatus | None  # None: no buffer open (yet)
+    uplink: UplinkStatus | None  # None: no provider (a daemon under test)
+    footprint: dict[str, object]  # what goes to the hub in the state messages
+    restart_pending: list[str]
+
+
+__all__ = ["BufferStatus", "QueueStatus", "StatusSnapshot", "UplinkStatus"]
