@@ -17,7 +17,7 @@ import aiomqtt
 
 from edge.config_apply._transaction import CommandRunner, ConfigApplier, Outcome, report_message
 from edge.identity import hub_tls_context
-from edge.uplink import session
+from edge.uplink import honour_cancel, session
 from protocols import wire
 
 log = logging.getLogger("estran.edge.fleet")
@@ -30,14 +30,6 @@ MAX_QUEUED = 16  # a configuration or command at a time is all a gateway receive
 
 async def no_commands(name: str, args: Mapping[str, object]) -> str:
     raise NotImplementedError(f"no command {name!r} on this gateway")
-
-
-def _raise_if_cancelled() -> None:
-    """A cancel that an inner `asyncio.wait_for` swallowed (Python 3.11 returns the result
-    when both arrive together) is still counted on the task: honour it."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class FleetAgent:
@@ -92,12 +84,12 @@ class FleetAgent:
                         pending = None
                     for kind in ("config", "cmd"):
                         await client.subscribe(wire.topic(self.gateway_id, kind), qos=1)
-                    _raise_if_cancelled()
+                    honour_cancel()
                     self.connected.set()
                     delay = RECONNECT_MIN_S
                     async for message in client.messages:
                         await self._handle(client, message)
-                        _raise_if_cancelled()
+                        honour_cancel()
             except aiomqtt.MqttError as e:
                 self.connected.clear()
                 task = asyncio.current_task()

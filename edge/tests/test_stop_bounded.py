@@ -167,3 +167,35 @@ async def test_the_fleet_agent_honours_a_cancel_its_work_swallowed() -> None:
         await asyncio.wait_for(applier.started.wait(), 10)
         took = await stop(task)
         assert task.done() and took < BOUND_S
+
+
+class SwallowingClient:
+    """A client whose publish swallows one cancel, as aiomqtt's `asyncio.wait_for` does in
+    Python 3.11 when the PUBACK and the cancel arrive together."""
+
+    def __init__(self) -> None:
+        self.publishing = asyncio.Event()
+        self.published = 0
+
+    async def publish(self, *args: object, **kwargs: object) -> None:
+        self.publishing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        self.published += 1
+
+
+async def test_the_uplink_state_loop_honours_a_cancel_its_publish_swallowed(
+    tmp_path: Path,
+) -> None:
+    """When a connection is lost the uplink's session TaskGroup cancels its tasks once; a
+    state loop that ran on after its publish swallowed that cancel kept the session from
+    ending, and the uplink from ever reconnecting."""
+    uplink = Uplink(MemoryLog(), config(tmp_path, 1883, state_interval_s=3600.0))
+    client = SwallowingClient()
+    uplink.state_changed()  # a state is due now
+    task = asyncio.create_task(uplink._state_loop(client))  # type: ignore[arg-type]
+    await asyncio.wait_for(client.publishing.wait(), 10)
+    task.cancel()  # once, as a TaskGroup does
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done, "the state loop ran on after its cancel"
+    assert task.cancelled() and client.published == 1

@@ -4,7 +4,7 @@ from edge.uplink import Uplink, UplinkConfig
 await Uplink(segment_log, UplinkConfig("gw-017", "mqtt://hub:1883", state_dir)).run()
 """
 
-from edge.uplink._close import DISCONNECT_WAIT_S, close_client, session
+from edge.uplink._close import DISCONNECT_WAIT_S, close_client, honour_cancel, session
 from edge.uplink._config import BrokerUrl, UplinkConfig
 from edge.uplink._errors import UplinkConfigError, UplinkError
 from edge.uplink._pacing import Backoff, TokenBucket
@@ -23,6 +23,7 @@ __all__ = [
     "UplinkError",
     "UplinkStats",
     "close_client",
+    "honour_cancel",
     "publish_wire_size",
     "session",
 ]

@@ -65,6 +65,17 @@ def drop_socket(client: aiomqtt.Client) -> None:
         lock.release()
 
 
+def honour_cancel() -> None:
+    """Raise the cancel an aiomqtt call swallowed. aiomqtt waits with `asyncio.wait_for`
+    (connect, subscribe, publish), which on Python 3.11 returns a result that arrives in the
+    same turn of the loop as a cancel and drops the cancel: the task still counts it
+    (`cancelling()`), but runs on. Called after such calls on the paths that must stop when
+    asked (as `hub._mqtt.honour_cancel` on the hub's side)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @contextlib.asynccontextmanager
 async def session(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
     """`async with client`, whose exit is bounded (see `close_client`)."""
@@ -82,4 +93,4 @@ async def session(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Client]:
         await close_client(client, None)
 
 
-__all__ = ["DISCONNECT_WAIT_S", "close_client", "drop_socket", "session"]
+__all__ = ["DISCONNECT_WAIT_S", "close_client", "drop_socket", "honour_cancel", "session"]

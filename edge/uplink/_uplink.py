@@ -47,7 +47,7 @@ from aiomqtt.exceptions import MqttConnectError
 from edge.buffer import BlockLog, StoredBlock
 from edge.health import HealthRegistry, UplinkStatus
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context, tls_failure
-from edge.uplink._close import close_client
+from edge.uplink._close import close_client, honour_cancel
 from edge.uplink._config import BrokerUrl, UplinkConfig
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
@@ -503,6 +503,9 @@ class Uplink:
                     await self._state_now.wait()
             self._state_now.clear()  # what changed from here on asks for another one
             await self._publish_state(client, True)
+            # A cancel the publish swallowed (the session is ending): stop here, or the
+            # session's TaskGroup would wait for this loop for ever and never reconnect.
+            honour_cancel()
             await asyncio.sleep(min(1.0, self.config.state_interval_s))
 
     def _count_wire(self, topic: str, payload: int, sent: bool = True) -> None:
