@@ -11,11 +11,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiomqtt
+
 from edge.config_apply import ConfigApplier
 from edge.config_apply._agent import FleetAgent
 from edge.identity import GatewayState
 from edge.tests.test_uplink import MemoryLog, config
-from edge.uplink import DISCONNECT_WAIT_S, Uplink
+from edge.uplink import DISCONNECT_WAIT_S, Uplink, close_client
 from protocols import wire
 
 BOUND_S = DISCONNECT_WAIT_S + 4.0  # the wait, a death state (2 s at most), some scheduling
@@ -199,3 +201,47 @@ async def test_the_uplink_state_loop_honours_a_cancel_its_publish_swallowed(
     done, _ = await asyncio.wait({task}, timeout=5)
     assert done, "the state loop ran on after its cancel"
     assert task.cancelled() and client.published == 1
+
+
+async def test_a_cancel_during_the_bounded_close_closes_the_socket_at_once() -> None:
+    """`close_client` waits with `asyncio.wait` (as the hub's `disconnect`): a cancel of the
+    closing task is never swallowed, and the socket is closed on the way out. The broker
+    here stops reading after CONNACK, so the DISCONNECT cannot even be written."""
+    stopped_reading = asyncio.Event()
+    done = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.readexactly(2)  # CONNECT: type, then a 1-byte length here
+        await reader.readexactly(first[1])
+        writer.write(b"\x20\x02\x00\x00")
+        await writer.drain()
+        stopped_reading.set()
+        await done.wait()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = aiomqtt.Client(
+            "127.0.0.1", port, identifier="gw-close", protocol=aiomqtt.ProtocolVersion.V311
+        )
+        await client.__aenter__()
+        await asyncio.wait_for(stopped_reading.wait(), 10)
+        for _ in range(8):  # fill the socket: nothing is read on the other side
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await client.publish("estran/x", b"x" * (1 << 20), qos=0, timeout=0.2)
+        closing = asyncio.create_task(close_client(client, None, wait_s=60.0))
+        await asyncio.sleep(0.5)
+        assert not closing.done()  # waiting for a DISCONNECT that cannot go out
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(closing, 5)
+        assert closing.cancelled(), "the cancel was swallowed"
+        assert loop.time() - started < 5
+        assert client._client.socket() is None  # closed on the way out
+    finally:
+        done.set()
+        server.close()
+        await asyncio.sleep(0)
