@@ -175,15 +175,24 @@ class Rig:
         return gateway
 
     def power(
-        self, capability: str, of: GatewayProcess | HubProcess | SerialDriver | None = None
+        self,
+        capability: str,
+        of: GatewayProcess | HubProcess | Broker | SerialDriver | None = None,
     ) -> PowerSwitch:
-        """The power switch of `capability`: for `process-kill` the process `of`, for
-        `serial-unplug` the serial driver `of` (or the resource's `serial`); `command`
-        switches what the bench wired to it."""
+        """The power switch of `capability`: for `process-kill` the process `of` (a gateway,
+        the hub, a broker the rig started), for `serial-unplug` the serial driver `of` (or
+        the resource's `serial`); `command` switches what the bench wired to it."""
         resource = self.resource(capability)
         if resource.driver == "process-kill":
+            if isinstance(of, Broker):
+                if of.mosquitto is None:
+                    raise EnvError(
+                        f"{capability}: a {of.kind} broker is not a process of the rig "
+                        "(process-kill needs `broker: {driver: mosquitto}`)"
+                    )
+                return ProcessPower(of.mosquitto, of.start)
             if not isinstance(of, GatewayProcess | HubProcess):
-                raise EnvError(f"{capability}: process-kill needs the gateway or hub it cuts")
+                raise EnvError(f"{capability}: process-kill needs the process it cuts")
             return ProcessPower(of.child, of.start)
         if resource.driver == "serial-unplug":
             driver = of if of is not None else self._serial.get(resource.text("serial"))

@@ -68,12 +68,6 @@ class Broker:
         if self.mosquitto is not None:
             await self.mosquitto.start()
 
-    async def crash(self) -> None:
-        """kill -9 of the broker (mosquitto only: the embedded one is the hub's process)."""
-        if self.mosquitto is None:
-            raise Unavailable(f"{self.resource.capability}: a {self.kind} broker is not ours")
-        await self.mosquitto.kill_and_wait()
-
     async def stop(self) -> None:
         if self.mosquitto is not None:
             await self.mosquitto.stop(10)
