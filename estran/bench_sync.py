@@ -336,7 +336,9 @@ def fill_buffer(buffer_dir: Path, readings: Iterable[Any]) -> tuple[int, int, fl
             n += 1
             yield Reading(r.sensor, r.quantity, r.unit, r.value, r.ts_ms, getattr(r, "flags", 0))
 
-    log = SegmentLog.open(BufferConfig(directory=buffer_dir, quota_bytes=1 << 34))
+    log = SegmentLog.open(
+        BufferConfig(directory=buffer_dir, quota_bytes=1 << 34, commit_interval_s=0.1)
+    )
     try:
         last = log.append_many(convert())
         log.commit()

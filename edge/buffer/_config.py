@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from protocols import settings
 from protocols.block import MAX_READINGS
 
 Policy = Literal["drop_oldest", "refuse_new"]
 POLICIES: tuple[Policy, ...] = ("drop_oldest", "refuse_new")
 
 MIB = 1 << 20
+# The defaults of what the configuration file sets are the schema's (`[buffer]`,
+# protocols.settings): one default for the daemon, the tools and the tests. The checks below
+# are the buffer's own range, wider than the file's (tests run 64 KiB quotas).
+_SCHEMA: dict[str, Any] = settings.defaults("buffer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +59,15 @@ class BufferConfig:
     """
 
     directory: str | os.PathLike[str]
-    quota_bytes: int = 256 * MIB
-    max_age_s: float | None = None
-    policy: Policy = "drop_oldest"
-    commit_interval_s: float = 0.1
-    commit_readings: int = 2000
+    quota_bytes: int = _SCHEMA["quota"]
+    max_age_s: float | None = _SCHEMA["max_age"]
+    policy: Policy = _SCHEMA["policy"]
+    commit_interval_s: float = _SCHEMA["commit_interval"]
+    commit_readings: int = _SCHEMA["commit_readings"]
     ack_save_interval_s: float = 300.0
     preallocate: bool = False
     keep_acked_open: bool = True
-    segment_bytes: int = 4 * MIB
+    segment_bytes: int = _SCHEMA["segment_size"]
     seq_path: str | os.PathLike[str] | None = None
     seq_reserve: int = 1 << 16
     compact: bool = True

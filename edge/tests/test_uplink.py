@@ -240,6 +240,10 @@ def config(tmp_path: Path, port: int, **kw: object) -> UplinkConfig:
     settings: dict[str, object] = {
         "poll_interval_s": 0.02,
         "ack_flush_interval_s": 0.05,
+        # the uplink's former own defaults (the file's are 2,000/s, 8,192, 60 s)
+        "backlog_rate": 200_000.0,
+        "backlog_burst": 65536,
+        "state_interval_s": 30.0,
         "batch_initial": 300,
         "batch_min": 100,
         "ack_timeout_min_s": 0.5,

@@ -61,6 +61,10 @@ def tls_config(state: Path, url: str, **kw: object) -> UplinkConfig:
     settings: dict[str, object] = {
         "poll_interval_s": 0.02,
         "ack_flush_interval_s": 0.05,
+        # the uplink's former own defaults (the file's are 2,000/s, 8,192, 60 s)
+        "backlog_rate": 200_000.0,
+        "backlog_burst": 65536,
+        "state_interval_s": 30.0,
         "ack_timeout_min_s": 0.5,
         "reconnect_min_s": 0.05,
         "reconnect_max_s": 0.2,

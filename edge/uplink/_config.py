@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from edge.uplink._errors import UplinkConfigError
+from protocols import settings
+
+# What the configuration file sets defaults to the schema's (`[uplink]`, protocols.settings).
+_SCHEMA: dict[str, Any] = settings.defaults("uplink")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ class UplinkConfig:
     gateway_id: str
     broker: str  # mqtt://host:port or mqtts://host:port (TLS, default port 8883)
     state_dir: Path  # where the session counter lives (the gateway's data directory)
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5, else 3.1.1
+    protocol: Literal["auto", "5", "3.1.1"] = _SCHEMA["protocol"]  # auto: MQTT 5, else 3.1.1
     window: int = 4  # data batches in flight (one slot is kept for live readings)
     batch_initial: int = 4096  # readings per batch at start; then adapted
     batch_min: int = 256
@@ -49,13 +53,13 @@ class UplinkConfig:
     ack_target_s: float = 1.5  # batch size adapts so that acks come back within this
     ack_timeout_min_s: float = 2.0
     ack_timeout_max_s: float = 30.0
-    backlog_rate: float = 200_000.0  # token bucket on the backlog (0: unlimited)
-    backlog_burst: int = 65536
-    compress: int = 6  # zlib level for data batches (0: off)
+    backlog_rate: float = _SCHEMA["backlog_rate"]  # token bucket on the backlog (0: unlimited)
+    backlog_burst: int = _SCHEMA["backlog_burst"]
+    compress: int = _SCHEMA["compress"]  # zlib level for data batches (0: off)
     poll_interval_s: float = 0.1  # how often new (live) blocks are looked for
     ack_flush_interval_s: float = 0.25  # acks are applied to the buffer in groups
-    state_interval_s: float = 30.0  # online state (with the backlog) republished
-    keepalive_s: int = 30
+    state_interval_s: float = _SCHEMA["state_interval"]  # online state (with the backlog)
+    keepalive_s: int = _SCHEMA["keepalive"]
     connect_timeout_s: float = 10.0
     reconnect_min_s: float = 0.25
     reconnect_max_s: float = 30.0
