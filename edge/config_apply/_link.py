@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from edge.config import EdgeConfig
 from edge.config_apply._agent import FleetAgent
@@ -20,6 +19,7 @@ from edge.config_apply._commands import DaemonCommands, DaemonHooks
 from edge.config_apply._daemon import DaemonLike, DaemonTarget
 from edge.config_apply._transaction import ConfigApplier
 from edge.identity import CREDENTIALS_FILE, HUB_CA_FILE, STATE_FILE, GatewayState
+from protocols import settings
 
 log = logging.getLogger("estran.edge.fleet")
 
@@ -57,7 +57,11 @@ def fleet_link(
                 )
             text = (data_dir / CREDENTIALS_FILE).read_text().strip()
             username, _, password = text.partition(":")
-            url = urlsplit(ident.broker if "://" in ident.broker else "mqtt://" + ident.broker)
+            try:
+                host, port, tls = settings.parse_broker(ident.broker)
+            except ValueError as e:
+                log.error("fleet link: the enrolled broker %s: %s", ident.broker, e)
+                return
             target = DaemonTarget(daemon, local)
             current = state.config().current
             if current:  # the daemon started from the technician's file alone
@@ -67,10 +71,9 @@ def fleet_link(
                     log.error("fleet link: the last configuration does not apply: %s", e)
             applier = ConfigApplier(state, target, ident.gateway_id)
             commands = DaemonCommands(daemon)
-            tls = url.scheme in ("mqtts", "ssl")
             ca = data_dir / HUB_CA_FILE
             agent = FleetAgent(
-                applier, url.hostname or "127.0.0.1", url.port or (8883 if tls else 1883),
+                applier, host, port,
                 username, password, commands=commands, after_report=commands.after_report,
                 tls=tls, tls_ca=ca if ca.exists() else None,
             )  # fmt: skip

@@ -25,6 +25,7 @@ from edge.config import ConfigError, EdgeConfig, load_config
 from edge.doctor._mqtt import CONNACK_REASONS, MqttProbeError, probe_broker
 from edge.health import StatusUnavailable, ble_sources, read_status
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context
+from protocols import settings
 
 Status = Literal["ok", "warn", "fail", "skip"]
 RunResult = tuple[int, str] | None  # (exit status, stdout), None when the command is absent
@@ -142,13 +143,7 @@ def _time_reference(config: EdgeConfig | None, time_url: str | None) -> tuple[st
         if parts.hostname:
             return parts.hostname, parts.port or 80
     if config is not None and config.uplink is not None:
-        parts = urlsplit(
-            config.uplink.broker
-            if "://" in config.uplink.broker
-            else "mqtt://" + config.uplink.broker
-        )
-        if parts.hostname:
-            return parts.hostname, 80
+        return settings.parse_broker(config.uplink.broker)[0], 80
     return None
 
 
@@ -293,10 +288,7 @@ def check_broker(config: EdgeConfig, env: Environment) -> Check:
     uplink = config.uplink
     if uplink is None:
         return Check("broker", "skip", "no [uplink] configured: readings stay in the buffer")
-    url = uplink.broker if "://" in uplink.broker else "mqtt://" + uplink.broker
-    parts = urlsplit(url)
-    secure = parts.scheme in ("mqtts", "ssl")
-    host, port = parts.hostname or "", parts.port or (8883 if secure else 1883)
+    host, port, secure = settings.parse_broker(uplink.broker)  # the loader checked it
     context: ssl.SSLContext | None = None
     ca = uplink.ca_file or enrolled_ca(config.gateway.data_dir)
     trust = f"the CA in {ca}" if ca is not None else "the system's CAs"

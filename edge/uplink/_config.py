@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from edge.uplink._errors import UplinkConfigError
 from protocols import settings
@@ -22,19 +21,12 @@ class BrokerUrl:
 
     @classmethod
     def parse(cls, url: str) -> BrokerUrl:
-        if "://" not in url:
-            url = "mqtt://" + url
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
-            raise UplinkConfigError(
-                f"broker {url!r}: expected mqtt://host:port or mqtts://host:port"
-            )
-        tls = parts.scheme in ("mqtts", "ssl")
+        """`uplink.broker` as the schema reads it (`protocols.settings.parse_broker`)."""
         try:
-            port = parts.port or (8883 if tls else 1883)
+            host, port, tls = settings.parse_broker(url)
         except ValueError as e:
-            raise UplinkConfigError(f"broker {url!r}: bad port") from e
-        return cls(parts.hostname, port, tls)
+            raise UplinkConfigError(f"broker {url!r}: {e}") from e
+        return cls(host, port, tls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from protocols.settings._schema import (
     ble_backend,
     check_id,
     is_tls,
+    parse_broker,
 )
 from protocols.settings._types import (
     GATEWAY,
@@ -113,6 +114,7 @@ __all__ = [
     "json_schema",
     "markdown_table",
     "merge",
+    "parse_broker",
     "render_docs",
     "resolve",
     "resolve_table",

@@ -49,7 +49,6 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _QUANTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 _UNIT = re.compile(r"^[^\s]{1,16}$")
-_BROKER = re.compile(r"^(?:(mqtts?|tcp)://)?([^/:\s]+)(?::(\d+))?/?$")
 
 
 def check_id(value: "str") -> "str | None":
@@ -75,16 +74,51 @@ def _check_unit(value: "str") -> "str | None":
     )
 
 
+BROKER_SCHEMES = ("mqtt", "tcp", "mqtts", "ssl")
+
+
+def parse_broker(url: "str") -> "tuple[str, int, bool]":
+    """(host, port, tls) of a broker address: ``mqtt://host:port`` (1883 by default),
+    ``mqtts://host:port`` (TLS, 8883), ``tcp://`` and ``ssl://`` the same, or ``host:port``;
+    ValueError saying what is wrong. The one reading of `uplink.broker`: the schema checks
+    with it, the gateway's uplink connects with it."""
+    from urllib.parse import urlsplit
+
+    text = url if "://" in url else "mqtt://" + url
+    wrong = (
+        'must be a broker address such as "mqtt://hub.example.org:1883" or '
+        '"mqtts://hub.example.org:8883", got %s' % show(url)
+    )
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        if "out of range" in str(e):
+            raise ValueError("port must be 1..65535, got %s" % text.rpartition(":")[2]) from e
+        raise ValueError(wrong) from e
+    if (
+        parts.scheme not in BROKER_SCHEMES
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or any(c.isspace() for c in url)
+    ):
+        raise ValueError(wrong)
+    tls = parts.scheme in ("mqtts", "ssl")
+    if port is None:
+        port = 8883 if tls else 1883
+    if not 0 < port < 65536:
+        raise ValueError("port must be 1..65535, got %d" % port)
+    return parts.hostname, port, tls
+
+
 def _check_broker(value: "str") -> "str | None":
-    match = _BROKER.match(value)
-    if not match:
-        return (
-            'must be a broker address such as "mqtt://hub.example.org:1883" or '
-            '"mqtts://hub.example.org:8883", got %s' % show(value)
-        )
-    port = match.group(3)
-    if port is not None and not 0 < int(port) < 65536:
-        return "port must be 1..65535, got %s" % port
+    try:
+        parse_broker(value)
+    except ValueError as e:
+        return str(e)
     return None
 
 
@@ -1038,4 +1072,5 @@ __all__ = [
     "ble_backend",
     "check_id",
     "is_tls",
+    "parse_broker",
 ]
