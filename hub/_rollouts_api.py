@@ -35,6 +35,8 @@ T = TypeVar("T")
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 Staff = Annotated[Principal, Depends(require_role("admin", "technician"))]
 Version = Annotated[str, PathParam(max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")]
+# A rollout id is a SQLite/PostgreSQL bigint: anything beyond is a 422, not a 500 from the driver.
+RolloutId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 class RolloutRequest(BaseModel):
@@ -78,7 +80,7 @@ def routes(
         return [r.as_dict() for r in call(lambda: fleet.rollouts(limit))]
 
     @router.get("/api/v1/fleet/rollouts/{rollout_id}")
-    def rollout(rollout_id: int, _: Staff) -> dict[str, object]:
+    def rollout(rollout_id: RolloutId, _: Staff) -> dict[str, object]:
         return dict(call(lambda: fleet.rollout(rollout_id)).as_dict())
 
     @router.post("/api/v1/fleet/rollouts", status_code=201)
@@ -96,7 +98,7 @@ def routes(
 
     @router.post("/api/v1/fleet/rollouts/{rollout_id}/{action}")
     def control(
-        rollout_id: int,
+        rollout_id: RolloutId,
         action: Literal["pause", "resume", "cancel"],
         request: Request,
         who: Admin,
