@@ -13,6 +13,7 @@ from edge.cli import LazyGroup
         "buffer": "estran.bench_buffer:bench_buffer",
         "decode": "estran.bench_decode:bench_decode",
         "edge": "estran.bench_edge:bench_edge",
+        "fleet": "estran.bench_fleet:bench_fleet",
         "install": "estran.bench_install:bench_install",
         "rollout": "estran.bench_rollout:bench_rollout",
         "sync": "estran.bench_sync:bench_sync",

@@ -40,10 +40,12 @@ class Outbox(Store):
             ).fetchall()
         return [Outbound(r[0], r[1], bytes(r[2]), bool(r[3])) for r in rows]
 
-    def mark_published(self, message_id: int) -> None:
+    def mark_published(self, *message_ids: int) -> None:
+        """The messages the broker took (one transaction for a whole round)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE outbox SET published_ms = ? WHERE id = ?", (self._now_ms(), message_id)
+            now = self._now_ms()
+            db.executemany(
+                "UPDATE outbox SET published_ms = ? WHERE id = ?", [(now, i) for i in message_ids]
             )
             db.execute(  # keep a day of history
                 "DELETE FROM outbox WHERE published_ms < ?", (self._now_ms() - 86_400_000,)

@@ -22,6 +22,7 @@ broker, Mosquitto, EMQX and VerneMQ deliver it), so several split the load.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import random
@@ -105,6 +106,9 @@ class _Group:
     batches: list[IngestBatch] = field(default_factory=list)
     states: list[tuple[str, GatewayState]] = field(default_factory=list)
     rejections: list[_Rejection] = field(default_factory=list)
+
+
+ACK_ROUNDS = 4  # groups whose acks may be in flight while the next one commits
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +233,7 @@ class IngestWorker:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._receive(client, raw), name=f"{self.name}-receive")
                     tg.create_task(self._decode(raw, decoded), name=f"{self.name}-decode")
-                    tg.create_task(self._commit(client, decoded), name=f"{self.name}-commit")
+                    tg.create_task(self._commit(client, decoded, tg), name=f"{self.name}-commit")
             finally:
                 self.stats.dropped += _left_over(raw, decoded)
 
@@ -322,8 +326,14 @@ class IngestWorker:
                 nack = (gateway, wire.Ack(session, batch, [(first, last)], rejected=text))
         group.rejections.append(_Rejection(gateway, reason, detail, nack))
 
-    async def _commit(self, client: aiomqtt.Client, decoded: asyncio.Queue[_Group]) -> None:
+    async def _commit(
+        self, client: aiomqtt.Client, decoded: asyncio.Queue[_Group], tg: asyncio.TaskGroup
+    ) -> None:
         s = self.settings
+        # The acks of a committed group go out while the next group commits: waiting for
+        # their PUBACKs first made every group cost a commit plus a broker round trip (1,000
+        # gateways' live batches then queued up at the hub). A few rounds at most in flight.
+        sending: collections.deque[asyncio.Task[None]] = collections.deque()
         while True:
             # A stop that aiomqtt's wait_for (the acks' publish) swallowed: end here, or this
             # task would wait on an empty queue for ever and the session never end.
@@ -379,7 +389,14 @@ class IngestWorker:
                 )
                 await asyncio.sleep(1.0)
                 continue
-            await self._publish_acks(client, acks)
+            if acks:
+                while sending and sending[0].done():
+                    sending.popleft()
+                if len(sending) >= ACK_ROUNDS:
+                    await sending.popleft()
+                sending.append(
+                    tg.create_task(self._publish_acks(client, acks), name=f"{self.name}-acks")
+                )
 
     async def _record_conflicts(self, batches: list[IngestBatch]) -> None:
         """Resent readings that differ from the stored ones: the stored ones stay (the first

@@ -101,6 +101,7 @@ class HubConfig:
     map_tiles: str | None = None  # the dashboard map's tile server ({z}/{x}/{y}); None: none
     map_attribution: str | None = None  # shown under the map when tiles are drawn
     broker_limits: BrokerLimits = field(default_factory=BrokerLimits)  # embedded broker
+    fleet: bool = True  # run the fleet's tasks here (False: an extra ingest or API process)
 
     @property
     def embedded(self) -> bool:
@@ -120,6 +121,11 @@ class HubConfig:
                 raise ConfigError(str(e)) from e
         if self.workers < 0:
             raise ConfigError("--workers must be 0 or more")
+        if not self.fleet and (self.embedded or self.mosquitto_dir is not None):
+            raise ConfigError(
+                "--no-fleet is for an extra process beside the hub that runs the fleet: it "
+                "takes an external --broker and no --mosquitto-dir"
+            )
         try:
             parse_networks(self.trusted_proxies)
         except ValueError as e:
@@ -284,7 +290,8 @@ class Hub:
                     # know; with open access anyone may stay connected.
                     guarded = embedded is not None and cfg.broker_access == "fleet"
                     broker = embedded.broker if guarded and embedded is not None else None
-                    tg.create_task(fleet.run(address, broker), name="fleet")
+                    if cfg.fleet:  # one process runs it; extra ones (--no-fleet) only ingest
+                        tg.create_task(fleet.run(address, broker), name="fleet")
             finally:
                 if server is not None:
                     server.should_exit = True

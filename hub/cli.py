@@ -138,6 +138,16 @@ _alert_commands()
     " a plain map; the browser then loads tiles from there).",
 )
 @click.option("--map-attribution", default=None, help="Credit shown under tiled maps.")
+@click.option(
+    "--fleet/--no-fleet",
+    "run_fleet",
+    default=True,
+    show_default=True,
+    help="Run the fleet in this process (signed configurations and commands published, "
+    "reports recorded, Mosquitto's files kept). --no-fleet: an extra ingest or API process "
+    "beside the one hub process that does, on the same --data (docs/hub.md, the topology at "
+    "scale).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     data_dir: Path,
@@ -159,6 +169,7 @@ def run(
     gateway_hardware: str,
     map_tiles: str | None,
     map_attribution: str | None,
+    run_fleet: bool,
     log_level: str,
 ) -> None:
     """Run the hub: MQTT ingest into the database, and the HTTP read API.
@@ -203,6 +214,7 @@ def run(
         map_tiles=map_tiles,
         map_attribution=map_attribution,
         broker_limits=BrokerLimits(max_packet_size=max_packet),
+        fleet=run_fleet,
     )
     try:
         asyncio.run(_serve(Hub(config)))

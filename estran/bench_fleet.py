@@ -1,0 +1,433 @@
+"""`estran bench fleet`: N simulated gateways against one hub and a private Mosquitto.
+
+    estran bench fleet --gateways 1000 [--hub-processes 3 --db postgresql://...] [--speed 6]
+
+The gateways (estran.rig.swarm: real identity, buffer, uplink and fleet link each, many per
+process) are enrolled through the hub's API, then:
+
+1. connect storm: every worker process started at once; the time until every gateway's
+   uplink and fleet link are connected (the swarm's count) and the hub shows every one
+   online (`GET /api/v1/gateways`);
+2. configuration push: one change of the fleet layer (`PUT /api/v1/fleet/config/fleet`);
+   the time until every gateway has verified, applied and reported it (the swarm's count
+   and the hub's `GET /api/v1/fleet/gateways`: applied = desired, outcome applied);
+3. live rate: `--sensors` sensors per gateway, one reading each every `--period` seconds,
+   time compressed by `--speed`, for `--live` seconds: the hub's ingest lag (its
+   `estran_hub_ingest_lag_seconds` histograms, every hub process) and the gateways' end to
+   end lag (append to ack), and the rate;
+4. drain: sensors silenced, every buffer drained; the hub must hold exactly what the
+   gateways produced (readings held per gateway, summed, against the swarm's count).
+
+Prints one JSON document: the figures, the targets beside them, the load average, and the
+RSS and open files of every process sampled over the run (slopes per hour).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from estran.rig.swarm import (
+    LAG_BUCKETS,
+    ProcessSampler,
+    Swarm,
+    SwarmHub,
+    Workload,
+    diff_buckets,
+    histogram,
+    quantile,
+    raise_fd_limit,
+)
+
+TARGETS = {"connect_storm_s": 30.0, "config_push_s": 10.0, "ingest_lag_s": 2.0}
+GROUP = "swarm"
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _lag_summary(counts: list[int], bounds: tuple[float, ...]) -> dict[str, object]:
+    total = sum(counts)
+    cum: list[tuple[float, float]] = []
+    acc = 0
+    for le, c in zip(bounds, counts, strict=True):
+        acc += c
+        cum.append((le, float(acc)))
+    within = {f"le_{le:g}s": round(c / total, 4) for le, c in cum if le <= 5.0} if total else {}
+    return {
+        "samples": total,
+        "p50_le_s": quantile(cum, 0.5),
+        "p99_le_s": quantile(cum, 0.99),
+        "max_le_s": quantile(cum, 1.0),
+        "fraction_within": within,
+    }
+
+
+def _compact(summary: dict[str, dict[str, object]]) -> dict[str, object]:
+    """Each sampled figure as [first, last, slope per hour, flat]."""
+    return {
+        name: [s.get("first"), s.get("last"), s.get("slope_per_hour"), s.get("flat")]
+        for name, s in summary.items()
+    }
+
+
+async def _sampling(
+    sampler: ProcessSampler, pids: Callable[[], dict[str, int]], period: float
+) -> None:
+    while True:
+        sampler.sample(pids())
+        await asyncio.sleep(period)
+
+
+async def _hub_online(hub: SwarmHub, ids: set[str], http: Any) -> int:
+    rows = await hub.get_all(http, "/api/v1/gateways")
+    return sum(1 for r in rows if r["id"] in ids and r["state"] == "online")
+
+
+async def _hub_applied(hub: SwarmHub, ids: set[str], http: Any, above: dict[str, int]) -> int:
+    rows = await hub.get_all(http, "/api/v1/fleet/gateways")
+    return sum(
+        1
+        for r in rows
+        if r["id"] in ids
+        and r["applied_version"] is not None
+        and r["applied_version"] == r["desired_version"]
+        and int(str(r["applied_version"])) > above.get(str(r["id"]), 0)
+        and r["outcome"] == "applied"
+    )
+
+
+async def _until(
+    what: str, check: Callable[[], Awaitable[bool]], timeout: float, poll: float = 0.5
+) -> float:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if await check():
+            return time.monotonic() - t
+        await asyncio.sleep(poll)
+    raise click.ClickException(f"{what}: not within {timeout:g} s")
+
+
+class FleetScale:
+    """The rig of a fleet-scale run: a hub (1 or more processes) with its Mosquitto, and a
+    swarm of enrolled gateways; each phase returns its figures.
+
+        async with FleetScale(workdir, 1000, db=pg) as run:
+            await run.enroll(); await run.storm(); await run.push(); await run.live(20)
+            await run.drain(); await run.scale(3); await run.storm(); ...
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        gateways: int,
+        *,
+        db: str = "sqlite",
+        hub_processes: int = 1,
+        workload: Workload | None = None,
+        swarm_processes: int = 2,
+        data_root: Path | None = None,
+        say: Callable[[str], None] = lambda _: None,
+        timeout_scale: float = 1.0,
+    ) -> None:
+        self.n = gateways
+        self.db = db
+        self.workload = workload or Workload(10, 60.0, 1.0)
+        self.fd_limit = raise_fd_limit()
+        self.hub = SwarmHub(workdir / "hub-rig", db, processes=hub_processes)
+        self.swarm = Swarm(
+            workdir / "swarm",
+            gateways,
+            processes=swarm_processes,
+            workload=self.workload,
+            data_root=data_root,
+        )
+        self.sampler = ProcessSampler()
+        self.say = say
+        self.timeout = 120 * timeout_scale
+        self.ids: set[str] = set()
+        self._http: Any = None
+        self._held_before = 0
+        self._sampling: asyncio.Task[None] | None = None
+
+    def header(self) -> dict[str, object]:
+        w = self.workload
+        return {
+            "gateways": self.n,
+            "hub_processes": len(self.hub.processes) or 1,
+            "swarm_processes": self.swarm.processes,
+            "db": "postgresql" if self.db.startswith("postgresql") else "sqlite",
+            "workload": {
+                "sensors_per_gateway": w.sensors,
+                "period_s": w.period_s,
+                "speed": w.speed,
+                "readings_per_s": round(self.n * w.sensors / w.interval_s, 1),
+            },
+            "fd_limit": self.fd_limit,
+            "targets": TARGETS,
+        }
+
+    async def __aenter__(self) -> FleetScale:
+        self.say(f"hub and Mosquitto ({self.db.split(':')[0]}) ...")
+        await self.hub.start()
+        await self.hub.create_group(GROUP)
+        self._http = self.hub.client()
+        self._sampling = asyncio.create_task(
+            _sampling(self.sampler, lambda: {**self.hub.pids(), **self.swarm.pids()}, 1.0),
+            name="sample",
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sampling is not None:
+            self._sampling.cancel()
+        if self._http is not None:
+            await self._http.aclose()
+        await self.swarm.stop()
+        await self.hub.stop()
+
+    async def enroll(self) -> dict[str, object]:
+        self.say(f"enrolling {self.n} gateways through the API ...")
+        seconds = await self.swarm.enroll(self.hub.url, self.hub.admin_token, GROUP)
+        self.ids = set(self.swarm.ids)
+        return {"enroll_s": round(seconds, 2), "enrolled": len(self.ids)}
+
+    async def _held(self) -> int:
+        """Readings the hub holds for the swarm's gateways (`GET /api/v1/gateways`)."""
+        rows = await self.hub.get_all(self._http, "/api/v1/gateways")
+        return sum(int(str(r["readings"] or 0)) for r in rows if r["id"] in self.ids)
+
+    async def storm(self) -> dict[str, object]:
+        """Every swarm process started at once: until every gateway is connected (both
+        sessions) and online at the hub, and has reported its configuration."""
+        self.say("connect storm ...")
+        n = self.n
+        self._held_before = await self._held()
+        t0 = time.monotonic()
+        await self.swarm.start()
+        swarm_s = await self.swarm.until(
+            "connect storm", lambda s: s["uplink"] == n and s["fleet"] == n, self.timeout
+        )
+
+        async def online() -> bool:
+            return await _hub_online(self.hub, self.ids, self._http) == n
+
+        await _until("all online at the hub", online, self.timeout)
+        online_s = time.monotonic() - t0
+        return {
+            "all_connected_s": round(swarm_s, 2),
+            "all_online_at_hub_s": round(online_s, 2),
+            "loadavg": loadavg(),
+        }
+
+    async def push(self) -> dict[str, object]:
+        """One change of the fleet layer: until every gateway has applied and reported it."""
+        n = self.n
+        await self.swarm.until(
+            "configuration at start",
+            lambda s: all(v != "None" for v in s["versions"]),  # type: ignore[attr-defined]
+            self.timeout,
+        )
+        rows = await self.hub.get_all(self._http, "/api/v1/fleet/gateways")
+        before = {str(r["id"]): int(r["applied_version"] or 0) for r in rows}  # type: ignore[call-overload]
+        applied0 = int(self.swarm.total()["outcomes"].get("applied", 0))  # type: ignore[attr-defined]
+        self.say("configuration push ...")
+        t0 = time.monotonic()
+        await self.hub.set_fleet_config(
+            self._http, {"uplink": {"backlog_rate": float(random.randint(5000, 9000))}}
+        )
+        signed_s = time.monotonic() - t0
+        marks: dict[str, float] = {}
+
+        def pushed(s: dict[str, object]) -> bool:
+            done = int(s["outcomes"].get("applied", 0)) - applied0  # type: ignore[attr-defined]
+            for share in (0.1, 0.5, 0.9):
+                if done >= share * n and f"{share:g}" not in marks:
+                    marks[f"{share:g}"] = round(time.monotonic() - t0, 2)
+            return done >= n
+
+        await self.swarm.until("configuration push", pushed, self.timeout)
+        applied_s = time.monotonic() - t0
+
+        async def reported() -> bool:
+            return await _hub_applied(self.hub, self.ids, self._http, before) == n
+
+        await _until("configuration reported", reported, self.timeout)
+        return {
+            "signed_s": round(signed_s, 2),  # the PUT: every document signed and queued
+            "applied_at_gateways_s_by_share": marks,
+            "all_applied_at_gateways_s": round(applied_s, 2),
+            "all_reported_at_hub_s": round(time.monotonic() - t0, 2),
+            "outcomes": self.swarm.total()["outcomes"],
+            "loadavg": loadavg(),
+        }
+
+    async def live(self, seconds: float) -> dict[str, object]:
+        """The workload's rate for `seconds`: the hub's ingest lag (every hub process) and
+        the gateways' end-to-end lag (append to ack)."""
+        self.say(f"live rate for {seconds:g} s ...")
+        m0 = histogram(await self.hub.metrics(self._http), "estran_hub_ingest_lag_seconds")
+        s0 = self.swarm.total()
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        s1 = self.swarm.total()
+        dt = time.monotonic() - t0
+        m1 = histogram(await self.hub.metrics(self._http), "estran_hub_ingest_lag_seconds")
+        hub_buckets = diff_buckets(m1[0], m0[0])
+        gw_counts = [
+            int(b) - int(a)
+            for a, b in zip(s0["lag_counts"], s1["lag_counts"], strict=True)  # type: ignore[call-overload]
+        ]
+        batches = m1[1] - m0[1]
+        return {
+            "seconds": round(dt, 1),
+            "produced_per_s": round((int(s1["produced"]) - int(s0["produced"])) / dt, 1),  # type: ignore[call-overload]
+            "acked_per_s": round((int(s1["acked"]) - int(s0["acked"])) / dt, 1),  # type: ignore[call-overload]
+            "hub_ingest_lag": {
+                "batches": batches,
+                "mean_s": round((m1[2] - m0[2]) / batches, 3) if batches else None,
+                "p50_le_s": quantile(hub_buckets, 0.5),
+                "p99_le_s": quantile(hub_buckets, 0.99),
+                "max_le_s": quantile(hub_buckets, 1.0),
+            },
+            "end_to_end_lag": _lag_summary(gw_counts, LAG_BUCKETS),
+            "loadavg": loadavg(),
+        }
+
+    async def drain(self) -> dict[str, object]:
+        """Sensors silenced, buffers drained, then the swarm stopped: what the hub holds
+        against what the gateways produced."""
+        self.say("drain and count ...")
+        self.swarm.quiesce()
+        await asyncio.sleep(1.0)  # a reading may be between the sensor and the buffer
+        await self.swarm.until("drain", lambda s: s["depth"] == 0, self.timeout)
+        total = self.swarm.total()
+        produced = int(total["produced"])  # type: ignore[call-overload]
+
+        async def counted() -> bool:
+            return bool(await self._held() - self._held_before >= produced)
+
+        await _until("the hub holding every reading", counted, 60)
+        out = {
+            "produced": produced,
+            "held_at_hub": await self._held() - self._held_before,
+            "swarm_rss_per_gateway": int(int(total["rss"]) / self.n),  # type: ignore[call-overload]
+            "swarm_fds": total["fds"],
+        }
+        await self.swarm.stop()
+        self.swarm = self.swarm.fresh()
+        return out
+
+    async def scale(self, processes: int) -> dict[str, object]:
+        """The hub again as `processes` processes (the same data, database and broker)."""
+        self.say(f"hub as {processes} processes ...")
+        seconds = await self.hub.scale(processes)
+        return {"hub_processes": processes, "restart_s": round(seconds, 2)}
+
+    def processes(self) -> dict[str, object]:
+        return _compact(self.sampler.summary(skip_s=10.0))
+
+
+async def run_fleet(
+    workdir: Path,
+    *,
+    gateways: int,
+    hub_processes: int = 1,
+    db: str = "sqlite",
+    workload: Workload | None = None,
+    swarm_processes: int = 2,
+    live_s: float = 20.0,
+    data_root: Path | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    timeout_scale: float = 1.0,
+) -> dict[str, object]:
+    """Every phase, once (raises ClickException or RigError when a phase never ends)."""
+    run = FleetScale(
+        workdir,
+        gateways,
+        db=db,
+        hub_processes=hub_processes,
+        workload=workload,
+        swarm_processes=swarm_processes,
+        data_root=data_root,
+        say=say,
+        timeout_scale=timeout_scale,
+    )
+    figures: dict[str, object] = {"loadavg_start": loadavg()}
+    async with run:
+        figures.update(run.header())
+        figures.update(await run.enroll())
+        figures["connect_storm"] = await run.storm()
+        figures["config_push"] = await run.push()
+        figures["live"] = await run.live(live_s)
+        figures["exactly_once"] = await run.drain()
+    figures["processes"] = run.processes()
+    figures["loadavg_end"] = loadavg()
+    return figures
+
+
+@click.command("fleet")
+@click.option("--gateways", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--hub-processes", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option(
+    "--db",
+    default="sqlite",
+    show_default=True,
+    help="sqlite, or a PostgreSQL URL (a throwaway database: the run fills it).",
+)
+@click.option("--sensors", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--period", type=float, default=60.0, show_default=True)
+@click.option("--speed", type=float, default=1.0, show_default=True, help="time compression")
+@click.option("--swarm-processes", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--live", "live_s", type=float, default=20.0, show_default=True)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the gateways' data directories go (default: the work directory; /dev/shm "
+    "spares the disk).",
+)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None)
+def bench_fleet(
+    gateways: int,
+    hub_processes: int,
+    db: str,
+    sensors: int,
+    period: float,
+    speed: float,
+    swarm_processes: int,
+    live_s: float,
+    data_root: Path | None,
+    workdir: Path | None,
+) -> None:
+    """N simulated gateways against one hub: connect storm, configuration push, live rate."""
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    with tempfile.TemporaryDirectory(prefix="estran-fleet-") as tmp:
+        figures = asyncio.run(
+            run_fleet(
+                workdir or Path(tmp),
+                gateways=gateways,
+                hub_processes=hub_processes,
+                db=db,
+                workload=Workload(sensors, period, speed),
+                swarm_processes=swarm_processes,
+                live_s=live_s,
+                data_root=data_root,
+                say=say,
+                timeout_scale=max(1.0, gateways / 1000),
+            )
+        )
+    click.echo(json.dumps(figures, indent=2))

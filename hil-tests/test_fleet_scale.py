@@ -1,0 +1,120 @@
+"""Fleet scale: 1,000 simulated gateways against one hub and a private Mosquitto, then the
+same gateways against the hub as 3 processes on a shared subscription (PostgreSQL).
+
+Each gateway (estran.rig.swarm) has its own identity, enrolled through the hub's API, its
+own credentials, buffer and two MQTT sessions (uplink, fleet link), and speaks the real wire
+protocol with the gateway's own code. The test checks what must hold whatever the machine's
+speed: every gateway connected and online at the hub, a configuration push verified, applied
+and reported by every one, the live rate (10 sensors each, one reading a minute) ingested,
+and every reading at the hub exactly once. The timings (connect storm, push, lag) are
+figures, printed as JSON and written to $ESTRAN_FIGURES (default: the test's temporary
+directory), never a pass/fail condition: `estran bench fleet` and docs/benchmarks.md hold
+them beside their targets. The 10,000-gateway run is marked `long`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from estran.bench_fleet import FleetScale, loadavg
+from estran.rig.swarm import Workload
+from hub.tests.services import temporary_database, unavailable
+
+FDS_PER_GATEWAY = 8  # two MQTT sockets (+ paho's wake-up pair each), buffer files, state
+
+
+def need_mosquitto() -> None:
+    if not shutil.which(os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")):
+        unavailable("mosquitto not found")
+
+
+def need_fds(gateways: int) -> None:
+    """The swarm's processes and Mosquitto hold a few descriptors per gateway: the hard
+    limit of this process (which they inherit) must allow it."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < gateways * 3:
+        unavailable(f"ulimit -Hn is {hard}: {gateways} gateways need about {gateways * 3}")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with temporary_database() as url:
+        yield url
+
+
+def data_root(tmp_path: Path) -> Path:
+    """The gateways' data directories: on tmpfs when there is one (thousands of small
+    fsyncs a second are the flash's concern, not this test's), else beside the test."""
+    shm = Path("/dev/shm")
+    return Path(shm / f"estran-swarm-{os.getpid()}") if shm.is_dir() else tmp_path
+
+
+def publish(name: str, figures: dict[str, object], tmp_path: Path) -> None:
+    out = Path(os.environ.get("ESTRAN_FIGURES", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(figures, indent=2)
+    (out / f"{name}.json").write_text(text)
+    print(f"\n{name}: {text}")
+
+
+def check_run(phase: dict[str, object]) -> None:
+    drained = phase["exactly_once"]
+    assert isinstance(drained, dict)
+    assert drained["produced"] > 0
+    assert drained["held_at_hub"] == drained["produced"], drained
+
+
+async def scale_run(
+    tmp_path: Path, n: int, db: str, *, three: bool, live_s: float
+) -> dict[str, object]:
+    need_mosquitto()
+    need_fds(n)
+    root = data_root(tmp_path)
+    figures: dict[str, object] = {"loadavg_start": loadavg()}
+    try:
+        async with FleetScale(
+            tmp_path,
+            n,
+            db=db,
+            workload=Workload(10, 60.0, 1.0),  # the live rate itself, not compressed
+            data_root=root,
+            timeout_scale=max(2.0, n / 500),
+        ) as run:
+            figures.update(run.header())
+            figures.update(await run.enroll())
+            assert figures["enrolled"] == n
+            for processes in (1, 3) if three else (1,):
+                if processes > 1:
+                    figures[f"scale_{processes}"] = await run.scale(processes)
+                phase: dict[str, object] = {}
+                phase["connect_storm"] = await run.storm()
+                phase["config_push"] = await run.push()
+                phase["live"] = await run.live(live_s)
+                phase["exactly_once"] = await run.drain()
+                check_run(phase)
+                figures[f"hub_{processes}_process"] = phase
+            figures["processes"] = run.processes()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    figures["loadavg_end"] = loadavg()
+    return figures
+
+
+async def test_thousand_gateways_one_hub_then_three_processes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    figures = await scale_run(tmp_path, 1000, pg_url, three=True, live_s=10.0)
+    publish("fleet-scale-1000", figures, tmp_path)
+
+
+@pytest.mark.long
+async def test_ten_thousand_gateways(tmp_path: Path, pg_url: str) -> None:
+    figures = await scale_run(tmp_path, 10_000, pg_url, three=True, live_s=60.0)
+    publish("fleet-scale-10000", figures, tmp_path)
