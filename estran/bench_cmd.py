@@ -16,6 +16,8 @@ from edge.cli import LazyGroup
         "fleet": "estran.bench_fleet:bench_fleet",
         "install": "estran.bench_install:bench_install",
         "rollout": "estran.bench_rollout:bench_rollout",
+        "soak": "estran.bench_soak:bench_soak",
+        "territory": "estran.bench_territory:bench_territory",
         "sync": "estran.bench_sync:bench_sync",
     },
 )

@@ -235,7 +235,7 @@ class FleetScale:
         n = self.n
         await self.swarm.until(
             "configuration at start",
-            lambda s: all(v != "None" for v in s["versions"]),  # type: ignore[attr-defined]
+            lambda s: s["versioned"] == n,
             self.timeout,
         )
         rows = await self.hub.get_all(self._http, "/api/v1/fleet/gateways")

@@ -37,6 +37,7 @@ from fleet import (
     Fleet,
     FleetError,
     NotFound,
+    Outbound,
     SourceState,
     TlsFiles,
     TokenRefused,
@@ -75,6 +76,7 @@ GatewayId = Annotated[str, PathParam(max_length=64)]
 
 POLL_S = 0.5
 MQTT_TIMEOUT_S = 10.0
+OUTBOX_WINDOW = 16  # outbox messages in flight at once (paho's window is 20)
 RECONNECT_MAX_S = 30.0
 
 
@@ -259,14 +261,8 @@ class FleetHub:
                 # A round in flight together, then marked in one transaction: one at a time
                 # (a broker round trip and a commit each), a push to 1,000 gateways took
                 # half a minute. The broker keeps the order of one client's messages.
-                await asyncio.gather(
-                    *(
-                        client.publish(
-                            m.topic, m.payload, qos=1, retain=m.retain, timeout=MQTT_TIMEOUT_S
-                        )
-                        for m in batch
-                    )
-                )
+                window = asyncio.Semaphore(OUTBOX_WINDOW)
+                await asyncio.gather(*(self._publish(client, m, window) for m in batch))
                 honour_cancel()
                 await asyncio.to_thread(self.fleet.mark_published, *(m.id for m in batch))
                 for m in batch:
@@ -275,6 +271,11 @@ class FleetHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):  # not wait_for: it can eat a cancel
                     await self._wake.wait()
+
+    @staticmethod
+    async def _publish(client: aiomqtt.Client, m: Outbound, window: asyncio.Semaphore) -> None:
+        async with window:
+            await client.publish(m.topic, m.payload, qos=1, retain=m.retain, timeout=MQTT_TIMEOUT_S)
 
     async def _health(self, gateway_id: str, state: wire.State) -> None:
         """Keep what the state says of the sources and of a restart pending in the registry,

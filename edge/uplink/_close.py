@@ -45,7 +45,7 @@ async def close_client(
             exit_.cancel()
             log.info("the broker did not close the connection within %.0f s: closed here", wait_s)
         drop_socket(client)
-    if not exit_.cancelled():
+    if exit_.done() and not exit_.cancelled():  # (a cancelled exit_ is not done yet)
         exit_.exception()  # an MQTT or socket error on the way out: the session is over anyway
 
 

@@ -18,7 +18,16 @@ from estran.rig.swarm._enroll import (
 )
 from estran.rig.swarm._gateway import LAG_BUCKETS, AckTimer, SimGateway, SimTarget, Workload
 from estran.rig.swarm._hub import SwarmHub, diff_buckets, histogram, quantile
-from estran.rig.swarm._sample import ProcessSampler, Series, dir_bytes, open_fds, rss_bytes, slope
+from estran.rig.swarm._sample import (
+    ProcessSampler,
+    Series,
+    cmdline,
+    descendants,
+    dir_bytes,
+    open_fds,
+    rss_bytes,
+    slope,
+)
 from estran.rig.swarm._swarm import Swarm
 from estran.rig.swarm._worker import raise_fd_limit
 
@@ -33,7 +42,9 @@ __all__ = [
     "SwarmHub",
     "Workload",
     "bound_post",
+    "cmdline",
     "create_tokens",
+    "descendants",
     "diff_buckets",
     "dir_bytes",
     "enroll_gateway",

@@ -21,9 +21,10 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from edge.buffer import BufferConfig, BufferStats, SegmentLog, StoredBlock
@@ -100,6 +101,9 @@ class Workload:
         return self.period_s / self.speed
 
 
+Producer = Callable[["SimGateway", AckTimer], Coroutine[Any, Any, None]]
+
+
 class SimTarget:
     """The configuration target of a simulated gateway: it records the document it is given
     (no sources to restart), and passes its health gate once the uplink is connected."""
@@ -136,11 +140,15 @@ class SimGateway:
         broker: str | None = None,
         seed: int = 0,
         fleet_link: bool = True,
+        producer: Producer | None = None,
     ) -> None:
+        """`producer`: what appends readings to the buffer (default: `workload`'s
+        sensors); it counts them in `produced` and stops appending while not `producing`."""
         self.data_dir = data_dir
         self.workload = workload
         self.broker_override = broker
         self.fleet_link = fleet_link
+        self.producer = producer
         self.random = random.Random(seed)
         self.gateway_id = ""
         self.uplink: Uplink | None = None
@@ -226,7 +234,10 @@ class SimGateway:
                 )
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.uplink.run(), name=f"{self.gateway_id}-uplink")
-                    tg.create_task(self._produce(buffer), name=f"{self.gateway_id}-produce")
+                    tg.create_task(
+                        (self.producer or SimGateway._produce)(self, buffer),
+                        name=f"{self.gateway_id}-produce",
+                    )
                     if self.fleet_link:
                         applier = ConfigApplier(state, self.target, ident.gateway_id)
                         self.agent = FleetAgent(
@@ -285,4 +296,13 @@ async def run_all(gateways: list[SimGateway]) -> None:
             tg.create_task(guarded(g), name=f"gateway-{g.data_dir.name}")
 
 
-__all__ = ["LAG_BUCKETS", "AckTimer", "SimGateway", "SimTarget", "Workload", "run_all"]
+__all__ = [
+    "COMMIT_INTERVAL_S",
+    "LAG_BUCKETS",
+    "AckTimer",
+    "Producer",
+    "SimGateway",
+    "SimTarget",
+    "Workload",
+    "run_all",
+]

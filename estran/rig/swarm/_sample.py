@@ -36,6 +36,34 @@ def open_fds(pid: int) -> int:
         return 0
 
 
+def cmdline(pid: int) -> list[str]:
+    """The arguments `pid` was started with ([] if it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def dir_bytes(path: Path) -> int:
     """Bytes of the regular files under `path`."""
     total = 0
@@ -127,4 +155,13 @@ class ProcessSampler:
         return {name: s.summary(skip_s=skip_s) for name, s in self.series.items()}
 
 
-__all__ = ["ProcessSampler", "Series", "dir_bytes", "open_fds", "rss_bytes", "slope"]
+__all__ = [
+    "ProcessSampler",
+    "Series",
+    "cmdline",
+    "descendants",
+    "dir_bytes",
+    "open_fds",
+    "rss_bytes",
+    "slope",
+]

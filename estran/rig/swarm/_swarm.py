@@ -26,7 +26,17 @@ from estran.rig.swarm._enroll import enroll_many
 from estran.rig.swarm._gateway import LAG_BUCKETS, Workload
 from estran.rig.swarm._hub import power_cut
 
-SUMMED = ("n", "uplink", "fleet", "produced", "acked", "depth", "buffer_bytes", "connects")
+SUMMED = (
+    "n",
+    "uplink",
+    "fleet",
+    "produced",
+    "acked",
+    "depth",
+    "buffer_bytes",
+    "connects",
+    "versioned",
+)
 
 
 class Swarm:
@@ -108,7 +118,6 @@ class Swarm:
     def total(self) -> dict[str, object]:
         """The sum of the latest status of every worker process."""
         out: dict[str, object] = {k: 0 for k in SUMMED}
-        versions: dict[str, int] = {}
         outcomes: dict[str, int] = {}
         lag = [0] * len(LAG_BUCKETS)
         lag_max = 0.0
@@ -116,15 +125,13 @@ class Swarm:
         for s in self.latest.values():
             for k in SUMMED:
                 out[k] = int(out[k]) + int(s.get(k, 0))  # type: ignore[call-overload]
-            for v, c in dict(s.get("versions", {})).items():  # type: ignore[call-overload]
-                versions[v] = versions.get(v, 0) + int(c)
             for v, c in dict(s.get("outcomes", {})).items():  # type: ignore[call-overload]
                 outcomes[v] = outcomes.get(v, 0) + int(c)
             lag = [a + int(b) for a, b in zip(lag, list(s.get("lag_counts", lag)), strict=True)]  # type: ignore[call-overload]
             lag_max = max(lag_max, float(s.get("lag_max", 0.0)))  # type: ignore[arg-type]
             rss += int(s.get("rss", 0))  # type: ignore[call-overload]
             fds += int(s.get("fds", 0))  # type: ignore[call-overload]
-        out.update(versions=versions, outcomes=outcomes, lag_counts=lag, lag_max=lag_max)
+        out.update(outcomes=outcomes, lag_counts=lag, lag_max=lag_max)
         out.update(rss=rss, fds=fds, processes=len(self.latest))
         return out
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from estran.rig.swarm._gateway import LAG_BUCKETS, SimGateway, Workload, run_all
 from estran.rig.swarm._sample import open_fds, rss_bytes
+from estran.rig.swarm._territory import TerritoryProducer
 
 
 def raise_fd_limit() -> int:
@@ -38,7 +39,7 @@ def raise_fd_limit() -> int:
 
 def status(gateways: list[SimGateway]) -> dict[str, object]:
     out: dict[str, object] = {"t": time.time(), "n": len(gateways), "pid": os.getpid()}
-    versions: dict[str, int] = {}
+    versioned = 0  # gateways running a configuration the hub sent
     outcomes: dict[str, int] = {}
     sums = dict.fromkeys(
         ("uplink", "fleet", "produced", "acked", "depth", "buffer_bytes", "connects"), 0
@@ -47,8 +48,8 @@ def status(gateways: list[SimGateway]) -> dict[str, object]:
         f = g.figures()
         for k in sums:
             sums[k] += int(f[k])  # type: ignore[call-overload]
-        v = str(f["applied_version"])
-        versions[v] = versions.get(v, 0) + 1
+        if f["applied_version"] is not None:
+            versioned += 1
         for name, count in g.outcomes.items():
             outcomes[name] = outcomes.get(name, 0) + count
     lag = [0] * len(LAG_BUCKETS)
@@ -60,7 +61,7 @@ def status(gateways: list[SimGateway]) -> dict[str, object]:
     out.update(sums)
     out["lag_counts"] = lag
     out["lag_max"] = round(lag_max, 3)
-    out["versions"] = versions
+    out["versioned"] = versioned
     out["outcomes"] = outcomes
     out["rss"] = rss_bytes(os.getpid())
     out["fds"] = open_fds(os.getpid())
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--broker", default=None, help="override the enrolled broker URL")
     p.add_argument("--status-interval", type=float, default=0.5)
     p.add_argument("--no-fleet-link", action="store_true")
+    p.add_argument(
+        "--territory",
+        type=Path,
+        default=None,
+        help="sensors and clock of the territory (estran.rig.swarm._territory), one gateway",
+    )
     p.add_argument("--log-level", default="warning")
     a = p.parse_args(argv)
     logging.basicConfig(
@@ -98,7 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     workload = Workload(a.sensors, a.period, a.speed)
     dirs = [Path(line) for line in a.dirs_file.read_text().split() if line]
     gateways = [
-        SimGateway(d, workload, broker=a.broker, seed=i, fleet_link=not a.no_fleet_link)
+        SimGateway(
+            d,
+            workload,
+            broker=a.broker,
+            seed=i,
+            fleet_link=not a.no_fleet_link,
+            producer=TerritoryProducer.from_file(a.territory, seed=i) if a.territory else None,
+        )
         for i, d in enumerate(dirs)
     ]
 
