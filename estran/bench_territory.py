@@ -168,9 +168,7 @@ async def _outage(t: Territory, site: int, cut_s: float) -> dict[str, object]:
     t.event(f"{SITES[site]}: network back", reconnected_s=back, backlog_drained_s=drained)
     victim = gws[0]
     t.event(f"{SITES[site]}: power cut of {victim.gateway_id} (kill -9)")
-    victim.child.kill()
-    with contextlib.suppress(Exception):
-        await victim.child.wait(10.0)
+    await victim.child.kill_and_wait()
     await asyncio.sleep(cut_s / 2)
     start = time.monotonic()
     await victim.child.start()

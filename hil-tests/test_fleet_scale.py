@@ -107,9 +107,7 @@ async def scale_run(
     return figures
 
 
-async def test_thousand_gateways_one_hub_then_three_processes(
-    tmp_path: Path, pg_url: str
-) -> None:
+async def test_thousand_gateways_one_hub_then_three_processes(tmp_path: Path, pg_url: str) -> None:
     figures = await scale_run(tmp_path, 1000, pg_url, three=True, live_s=10.0)
     publish("fleet-scale-1000", figures, tmp_path)
 

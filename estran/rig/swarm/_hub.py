@@ -27,9 +27,7 @@ _ADMIN = re.compile(r"\beat1\.[A-Za-z0-9_.\-]+")
 
 async def power_cut(child: Child) -> None:
     """SIGKILL `child` and reap it."""
-    child.kill()
-    with contextlib.suppress(TimeoutError, RigError):
-        await child.wait(10.0)
+    await child.kill_and_wait()
 
 
 class SwarmHub:
