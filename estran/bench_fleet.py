@@ -50,6 +50,7 @@ from estran.rig.swarm import (
 
 TARGETS = {"connect_storm_s": 30.0, "config_push_s": 10.0, "ingest_lag_s": 2.0}
 GROUP = "swarm"
+FDS_PER_GATEWAY = 6  # at Mosquitto: 2 connections; in the swarm: 2 sockets, wake-ups, buffer
 
 
 def loadavg() -> list[float]:
@@ -143,7 +144,7 @@ class FleetScale:
         self.n = gateways
         self.db = db
         self.workload = workload or Workload(10, 60.0, 1.0)
-        self.fd_limit = raise_fd_limit()
+        self.fd_limit = raise_fd_limit(gateways * FDS_PER_GATEWAY + 1024)
         self.hub = SwarmHub(workdir / "hub-rig", db, processes=hub_processes)
         self.swarm = Swarm(
             workdir / "swarm",
@@ -278,11 +279,13 @@ class FleetScale:
         self.say(f"live rate for {seconds:g} s ...")
         m0 = histogram(await self.hub.metrics(self._http), "estran_hub_ingest_lag_seconds")
         s0 = self.swarm.total()
+        c0 = await self.hub.ingest_counts(self._http)
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         s1 = self.swarm.total()
         dt = time.monotonic() - t0
         m1 = histogram(await self.hub.metrics(self._http), "estran_hub_ingest_lag_seconds")
+        c1 = await self.hub.ingest_counts(self._http)
         hub_buckets = diff_buckets(m1[0], m0[0])
         gw_counts = [
             int(b) - int(a)
@@ -301,6 +304,7 @@ class FleetScale:
                 "max_le_s": quantile(hub_buckets, 1.0),
             },
             "end_to_end_lag": _lag_summary(gw_counts, LAG_BUCKETS),
+            "ingested_by_hub_process": [b - a for a, b in zip(c0, c1, strict=True)],
             "loadavg": loadavg(),
         }
 

@@ -145,14 +145,23 @@ def _connected(g: Gateway) -> bool:
     return bool(s.get("uplink") == 1 and s.get("fleet") == 1)
 
 
-LIVE_DEPTH = 400  # readings a gateway holds unacknowledged in steady state (~50/s, in flight)
-
-
-def _drained(g: Gateway, live: bool = True) -> bool:
-    """Connected, and its buffer back to what live readings keep in flight (nothing at all
-    once the sensors are silent)."""
+def _drained(g: Gateway) -> bool:
+    """Connected, with nothing left in its buffer (once the sensors are silent)."""
     s = g.child.latest  # type: ignore[attr-defined]
-    return bool(s.get("uplink") == 1 and int(s.get("depth", 1)) <= (LIVE_DEPTH if live else 0))
+    return bool(s.get("uplink") == 1 and int(s.get("depth", 1)) == 0)
+
+
+def _produced(gws: list[Gateway]) -> dict[str, int]:
+    return {g.gateway_id: int(g.child.latest.get("produced", 0)) for g in gws}  # type: ignore[attr-defined]
+
+
+def _caught_up(gws: list[Gateway], upto: dict[str, int]) -> bool:
+    """Every reading each gateway produced up to `upto` (its count then) acknowledged."""
+    return all(
+        g.child.latest.get("uplink") == 1  # type: ignore[attr-defined]
+        and int(g.child.latest.get("acked", 0)) >= upto[g.gateway_id]  # type: ignore[attr-defined]
+        for g in gws
+    )
 
 
 async def _outage(t: Territory, site: int, cut_s: float) -> dict[str, object]:
@@ -163,9 +172,10 @@ async def _outage(t: Territory, site: int, cut_s: float) -> dict[str, object]:
     proxy.cut()
     await asyncio.sleep(cut_s)
     proxy.restore()
+    upto = _produced(gws)
     back = await _until(lambda: all(_connected(g) for g in gws), 120, "reconnect")
-    drained = await _until(lambda: all(_drained(g) for g in gws), 180, "backlog drained")
-    t.event(f"{SITES[site]}: network back", reconnected_s=back, backlog_drained_s=drained)
+    drained = await _until(lambda: _caught_up(gws, upto), 180, "backlog drained")
+    t.event(f"{SITES[site]}: network back", reconnected_s=back, backlog_acked_s=drained)
     victim = gws[0]
     t.event(f"{SITES[site]}: power cut of {victim.gateway_id} (kill -9)")
     await victim.child.kill_and_wait()
@@ -179,11 +189,12 @@ async def _outage(t: Territory, site: int, cut_s: float) -> dict[str, object]:
         since_power_s=round(time.monotonic() - start, 2),
     )
     restart = await t.hub.restart(kill=True)
-    again = await _until(lambda: all(_drained(g) for g in t.gateways), 180, "after hub restart")
+    upto = _produced(t.gateways)
+    again = await _until(lambda: _caught_up(t.gateways, upto), 180, "after hub restart")
     t.event(
         "hub restarted (kill -9)",
         ready_s=round(restart, 2),
-        all_drained_after_s=again,
+        all_caught_up_after_s=again,
     )
     return {"site": SITES[site]}
 
@@ -338,7 +349,7 @@ async def run_territory(
                     g.child.send_signal(signal.SIGUSR1)  # the sensors fall silent
                 await asyncio.sleep(1.0)
                 drained = await _until(
-                    lambda: all(_drained(g, live=False) for g in t.gateways), 180, "final drain"
+                    lambda: all(_drained(g) for g in t.gateways), 180, "final drain"
                 )
                 t.event("every buffer drained", seconds=drained)
                 r = await http.get("/api/v1/alerts", params={"limit": 1000})

@@ -31,6 +31,7 @@ from edge.buffer import BufferConfig, BufferStats, SegmentLog, StoredBlock
 from edge.config_apply import ConfigApplier, FleetAgent, Outcome
 from edge.identity import CREDENTIALS_FILE, GatewayState
 from edge.uplink import Uplink, UplinkConfig
+from estran.rig import RigError
 from protocols.reading import Reading
 
 log = logging.getLogger("estran.rig.swarm")
@@ -205,7 +206,7 @@ class SimGateway:
         try:
             ident = state.identity()
             if ident is None:
-                raise RuntimeError(f"{self.data_dir}: not enrolled")
+                raise RigError(f"{self.data_dir}: not enrolled (estran edge enroll)")
             self.gateway_id = ident.gateway_id
             username, _, password = (
                 (self.data_dir / CREDENTIALS_FILE).read_text().strip().partition(":")

@@ -277,6 +277,15 @@ class SwarmHub:
         if r.status_code >= 300:
             raise RigError(f"configuration refused ({r.status_code}): {r.text}")
 
+    async def ingest_counts(self, http: httpx.AsyncClient) -> list[int]:
+        """Readings each hub process has ingested since it started (`/api/v1/health`)."""
+        out = []
+        for port in self.http_ports[: len(self.processes)]:
+            r = await http.get(f"http://127.0.0.1:{port}/api/v1/health")
+            r.raise_for_status()
+            out.append(int(r.json().get("ingest", {}).get("readings", 0)))
+        return out
+
     async def metrics(self, http: httpx.AsyncClient) -> str:
         """/metrics of every hub process, one after the other."""
         texts = []

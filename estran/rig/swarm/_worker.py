@@ -29,9 +29,15 @@ from estran.rig.swarm._sample import open_fds, rss_bytes
 from estran.rig.swarm._territory import TerritoryProducer
 
 
-def raise_fd_limit() -> int:
-    """Lift this process's soft limit of open files to its hard limit; the soft limit now."""
+def raise_fd_limit(want: int = 0) -> int:
+    """Lift this process's soft limit of open files to its hard limit, or to `want` when that
+    is higher and the process may raise its hard limit (root); the soft limit now. Children
+    started afterwards (Mosquitto, the swarm's processes) inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if want > hard != resource.RLIM_INFINITY:
+        with contextlib.suppress(ValueError, OSError):  # not root: the hard limit stays
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
