@@ -83,6 +83,10 @@ class AckTimer:
     def commit(self) -> int:
         return self.log.commit()
 
+    @property
+    def durable_seq(self) -> int:
+        return self.log.durable_seq
+
     def stats(self) -> BufferStats:
         return self.log.stats()
 
