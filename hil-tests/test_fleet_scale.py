@@ -108,12 +108,14 @@ async def scale_run(
     return figures
 
 
+@pytest.mark.needs("broker", "database.postgresql", "hub")
 async def test_thousand_gateways_one_hub_then_three_processes(tmp_path: Path, pg_url: str) -> None:
     figures = await scale_run(tmp_path, 1000, pg_url, three=True, live_s=10.0)
     publish("fleet-scale-1000", figures, tmp_path)
 
 
 @pytest.mark.long
+@pytest.mark.needs("broker", "database.postgresql", "hub")
 async def test_ten_thousand_gateways(tmp_path: Path, pg_url: str) -> None:
     figures = await scale_run(tmp_path, 10_000, pg_url, three=True, live_s=60.0)
     publish("fleet-scale-10000", figures, tmp_path)

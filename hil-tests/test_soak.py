@@ -36,6 +36,7 @@ def publish(name: str, figures: dict[str, object], tmp_path: Path) -> None:
     print(f"\n{name}: {json.dumps(figures)}")
 
 
+@pytest.mark.needs("serial.tic", "ble", "hub", "gateway")
 async def test_soak_minutes(tmp_path: Path) -> None:
     figures = await run_soak(tmp_path / "territory", 90.0, period_s=2.0, warmup_s=30.0)
     publish("soak-minutes", figures, tmp_path)
@@ -43,6 +44,7 @@ async def test_soak_minutes(tmp_path: Path) -> None:
 
 
 @pytest.mark.long
+@pytest.mark.needs("serial.tic", "ble", "hub", "gateway")
 async def test_soak_hour(tmp_path: Path) -> None:
     figures = await run_soak(tmp_path / "territory", 3600.0, period_s=10.0, warmup_s=120.0)
     publish("soak-hour", figures, tmp_path)
@@ -50,6 +52,7 @@ async def test_soak_hour(tmp_path: Path) -> None:
 
 
 @pytest.mark.long
+@pytest.mark.needs("serial.tic", "ble", "hub", "gateway")
 async def test_soak_day(tmp_path: Path) -> None:
     figures = await run_soak(tmp_path / "territory", 86400.0, period_s=60.0, warmup_s=600.0)
     publish("soak-day", figures, tmp_path)

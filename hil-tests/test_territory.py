@@ -16,10 +16,15 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from estran.bench_territory import MEMORY_BUDGET, run_territory
 from hub.tests.services import unavailable
 
 
+@pytest.mark.needs(
+    "broker", "database", "hub", "link", "power.gateway", "power.hub", "power.broker"
+)
 async def test_a_day_of_the_territory_with_outages(tmp_path: Path) -> None:
     if not shutil.which(os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")):
         unavailable("mosquitto not found")
