@@ -175,3 +175,22 @@ def test_an_unknown_capability_is_a_usage_error(pytester: pytest.Pytester) -> No
 def test_the_serial_port_lists_its_sensors() -> None:
     port = SerialPort("serial.x", {"path": "/x", "devices": [{"sensor": "a"}, {"sensor": "b"}]})
     assert port.sensors == ["a", "b"] and port.path == "/x"
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skipped"), ("true", "failed")])
+def test_an_unavailable_resource_skips_or_fails_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(
+        test_gone="""
+        from estran.rig import Unavailable
+
+        def test_adapter():
+            raise Unavailable("serial.tic: /dev/serial/by-id/x is not plugged in")
+        """
+    )
+    result = pytester.runpytest("-p", "estran.rig.pytest_plugin", "-rs")
+    result.assert_outcomes(**{outcome: 1})
+    if outcome == "skipped":
+        result.stdout.fnmatch_lines(["*unavailable: serial.tic: * is not plugged in*"])
