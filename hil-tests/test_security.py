@@ -471,7 +471,7 @@ async def test_a_config_push_never_touches_the_buffer(site: Site, tmp_path: Path
     from edge.config_apply import DaemonTarget
     from edge.daemon import Daemon, SystemdNotifier, Wiring
     from edge.daemon._wiring import open_log
-    from edge.tests.daemon_fakes import FakeWiring, Plan, port, write_config
+    from edge.tests.support.daemon import FakeWiring, Plan, port, write_config
 
     g = await new_gateway(site, tmp_path, "a")
     fakes = FakeWiring({"/dev/bad": Plan(crash_after=1)})
@@ -632,7 +632,7 @@ async def test_the_daemon_uplink_delivers_over_tls_and_a_wrong_ca_is_refused(
     from edge.daemon import Daemon, SystemdNotifier, Wiring
     from edge.daemon._wiring import open_log
     from edge.daemon._wiring import uplink as real_uplink
-    from edge.tests.daemon_fakes import FakeWiring, port
+    from edge.tests.support.daemon import FakeWiring, port
     from edge.uplink import Uplink
     from hub._service import Hub, HubConfig
     from hub.storage import open_storage

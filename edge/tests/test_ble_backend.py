@@ -21,7 +21,7 @@ from edge.sources.ble import (
     register_local_transport,
     unregister_local_transport,
 )
-from edge.tests.test_ble_support import FAST, wait_for, world
+from edge.tests.support.ble import FAST, wait_for, world
 from protocols import bthome, miflora
 
 SOIL = "F0:E1:D2:00:02:01"

@@ -18,7 +18,7 @@ from edge.sources.ble import (
     unregister_local_transport,
 )
 from edge.sources.ble._config import Kind
-from edge.tests.test_ble_support import (
+from edge.tests.support.ble import (
     FAST,
     OPTIONS,
     RecordingSink,

@@ -15,8 +15,8 @@ from edge.buffer import (
     SegmentLog,
     verify_buffer,
 )
-from edge.tests.buffer_support import T0, FakeClock, exact, reading, workload
-from edge.tests.memfs import MemoryFileLayer
+from edge.tests.support.buffer import T0, FakeClock, exact, reading, workload
+from edge.tests.support.memfs import MemoryFileLayer
 from protocols.block import decode_block
 from protocols.errors import LocalProtocolError
 from protocols.reading import FLAG_ALARM, Reading

@@ -1,4 +1,4 @@
-"""Power cuts at thousands of points (the in-memory crash simulator, edge/tests/memfs.py):
+"""Power cuts at thousands of points (the in-memory crash simulator, edge/tests/support/memfs.py):
 after recovery every committed reading that the hub had not acknowledged is there, exact;
 nothing else is there that was not appended; no sequence number is ever handed out twice;
 a power cut is never mistaken for corruption.
@@ -15,8 +15,8 @@ import pytest
 
 from edge.buffer import BufferConfig, SegmentLog, verify_buffer
 from edge.buffer._acks import AckedRanges
-from edge.tests.buffer_support import FakeClock, exact, reading
-from edge.tests.memfs import Crash, MemoryFileLayer
+from edge.tests.support.buffer import FakeClock, exact, reading
+from edge.tests.support.memfs import Crash, MemoryFileLayer
 from protocols.reading import Reading
 
 TRIALS = int(os.environ.get("ESTRAN_CRASH_TRIALS", "1000"))

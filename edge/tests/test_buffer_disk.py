@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge.buffer import BufferConfig, BufferDiskError, SegmentLog, verify_buffer
-from edge.tests.buffer_support import FakeClock, exact, reading
-from edge.tests.memfs import MemoryFileLayer
+from edge.tests.support.buffer import FakeClock, exact, reading
+from edge.tests.support.memfs import MemoryFileLayer
 
 
 def open_log(layer: MemoryFileLayer, **kw: object) -> SegmentLog:

@@ -16,7 +16,7 @@ from edge.buffer import BufferConfig, SegmentLog
 from edge.config import BufferSection
 from edge.daemon._writer import BufferWriter
 from edge.health import HealthRegistry
-from edge.tests.buffer_support import reading
+from edge.tests.support.buffer import reading
 
 
 def _segments(cfg: BufferConfig) -> list[Path]:

@@ -14,7 +14,7 @@ import cbor2
 import pytest
 
 from edge.buffer import BufferConfig, SegmentLog
-from edge.tests.buffer_support import exact, reading, workload
+from edge.tests.support.buffer import exact, reading, workload
 from protocols.reading import Reading
 from protocols.tests.block_support import cbor2_decode
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from edge.buffer import BufferConfig, BufferFull, SegmentLog
-from edge.tests.buffer_support import FakeClock, exact, reading
-from edge.tests.memfs import MemoryFileLayer
+from edge.tests.support.buffer import FakeClock, exact, reading
+from edge.tests.support.memfs import MemoryFileLayer
 
 QUOTA = 64 * 1024
 

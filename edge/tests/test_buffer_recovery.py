@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.buffer import BufferConfig, SegmentLog, verify_buffer
 from edge.buffer._format import FRAME_LEN, HEADER_LEN
-from edge.tests.buffer_support import exact, reading
+from edge.tests.support.buffer import exact, reading
 
 
 def fill(cfg: BufferConfig, n: int, close: bool = True) -> SegmentLog:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.buffer import BufferConfig, SegmentLog, verify_buffer
-from edge.tests.buffer_support import exact, workload
+from edge.tests.support.buffer import exact, workload
 
 N = 200_000
 

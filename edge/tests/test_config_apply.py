@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from edge.config_apply import ConfigApplier, report_message
 from edge.identity import ConfigState, GatewayState
-from edge.tests.fleet_fakes import FakeHub
+from edge.tests.support.hub import FakeHub
 from protocols import cbor, signed, wire
 
 GW = "marina-001"

@@ -11,8 +11,8 @@ from edge.config import load_config
 from edge.config_apply import ConfigApplier, DaemonTarget, overlay
 from edge.daemon import Daemon, SystemdNotifier
 from edge.identity import GatewayState
-from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
-from edge.tests.fleet_fakes import FakeHub
+from edge.tests.support.daemon import FakeWiring, Plan, port, wait_until, write_config
+from edge.tests.support.hub import FakeHub
 from protocols import signed
 
 GW = "gw-test"

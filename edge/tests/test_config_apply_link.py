@@ -12,8 +12,8 @@ from amqtt.broker import Broker
 from edge.config import load_config
 from edge.daemon import Daemon, SystemdNotifier
 from edge.identity import GatewayState, Identity
-from edge.tests.daemon_fakes import FakeWiring, port, wait_until, write_config
-from edge.tests.fleet_fakes import FakeHub
+from edge.tests.support.daemon import FakeWiring, port, wait_until, write_config
+from edge.tests.support.hub import FakeHub
 from estran.rig import free_port
 from protocols import signed, wire
 

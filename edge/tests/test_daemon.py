@@ -14,7 +14,7 @@ import pytest
 from edge.config import SensorConfig, load_config
 from edge.daemon import ApplyOutcome, Daemon, Intake, Supervisor, SystemdNotifier, TaskSpec
 from edge.health import BufferStatus, HealthRegistry
-from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
+from edge.tests.support.daemon import FakeWiring, Plan, port, wait_until, write_config
 from protocols.reading import Reading
 
 NO_SYSTEMD = SystemdNotifier({})

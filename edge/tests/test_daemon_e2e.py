@@ -14,7 +14,7 @@ from edge.config import load_config
 from edge.daemon import Daemon, SystemdNotifier
 from edge.daemon._wiring import default_wiring
 from edge.simulators.serial import Fault, ModbusSimulator, ModbusSlave, NmeaSimulator
-from edge.tests.daemon_fakes import wait_until
+from edge.tests.support.daemon import wait_until
 
 
 def toml(value: object) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from edge.config import load_config
 from edge.daemon import Daemon, JournalFormatter, SystemdNotifier, setup_logging
-from edge.tests.daemon_fakes import FakeWiring, port, wait_until, write_config
+from edge.tests.support.daemon import FakeWiring, port, wait_until, write_config
 
 
 @pytest.fixture

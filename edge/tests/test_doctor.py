@@ -31,7 +31,7 @@ from edge.doctor import (
     run_checks,
 )
 from edge.health import StatusServer
-from edge.tests.tls_support import make_pki
+from edge.tests.support.tls import make_pki
 
 NOW = 1_790_000_000.0
 

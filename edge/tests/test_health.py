@@ -20,7 +20,7 @@ from edge.health import (
     read_status,
     rss_bytes,
 )
-from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
+from edge.tests.support.daemon import FakeWiring, Plan, port, wait_until, write_config
 from protocols.reading import Reading
 
 

@@ -19,7 +19,7 @@ from edge.identity import (
     IdentityError,
     enroll,
 )
-from edge.tests.fleet_fakes import FakeHub
+from edge.tests.support.hub import FakeHub
 from protocols import signed
 
 

@@ -28,7 +28,7 @@ from edge.simulators.serial import (
     WaterMeter,
 )
 from edge.sources.serial import SerialPortConfig
-from edge.tests.runner_support import ESTRAN, serial_runner
+from edge.tests.support.runner import ESTRAN, serial_runner
 
 # The simulators below talk faster than real time, so the listening windows can be short;
 # the candidates, their order and the identification are the real ones.

@@ -26,7 +26,7 @@ from edge.simulators.serial import (
     VegapulsSimulator,
 )
 from edge.sources.serial import SerialPortConfig
-from edge.tests.runner_support import ESTRAN, serial_runner
+from edge.tests.support.runner import ESTRAN, serial_runner
 
 REAL = ProbeOptions(modbus_lines=((9600, "N"), (9600, "E")), modbus_addresses=(1, 200))
 

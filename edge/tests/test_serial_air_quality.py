@@ -24,7 +24,7 @@ from edge.simulators.serial import (
 from edge.simulators.serial.modbus import WATER_AMPLITUDE, WATER_MEAN
 from edge.sources import SourceState
 from edge.sources.serial import SerialConfigError, SerialPortConfig, SerialSource
-from edge.tests.test_serial_support import MemorySink, running
+from edge.tests.support.serial import MemorySink, running
 from protocols import pms, sds011, sps30
 
 LOW, HIGH = WATER_MEAN - WATER_AMPLITUDE - 0.05, WATER_MEAN + WATER_AMPLITUDE + 0.05

@@ -21,7 +21,7 @@ from edge.simulators.serial import (
 )
 from edge.sources import SourceState
 from edge.sources.serial import SerialPortConfig, SerialSource
-from edge.tests.test_serial_support import MemorySink, running
+from edge.tests.support.serial import MemorySink, running
 
 
 def config_of(sim: SerialSimulator, sensor: str, **overrides: object) -> SerialPortConfig:

@@ -23,7 +23,7 @@ from edge.simulators.serial import (
 )
 from edge.sources import SourceState
 from edge.sources.serial import DeviceConfig, SerialPortConfig, SerialSource
-from edge.tests.test_serial_support import MemorySink, running
+from edge.tests.support.serial import MemorySink, running
 
 
 def fast(config: dict[str, object], **overrides: object) -> SerialPortConfig:

@@ -14,8 +14,8 @@ import pytest
 from amqtt.broker import Broker
 
 from edge.identity import HUB_CA_FILE
+from edge.tests.support.tls import Pki, make_pki
 from edge.tests.test_uplink import FakeHub, MemoryLog, free_port, readings, running, until
-from edge.tests.tls_support import Pki, make_pki
 from edge.uplink import BrokerUrl, Uplink, UplinkConfig, UplinkConfigError
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from edge.simulators.serial import Fault, RadioMeter, WmbusDongleSimulator
 from edge.sources.serial import SerialPortConfig, SerialSource
-from edge.tests.test_serial_support import MemorySink, running
+from edge.tests.support.serial import MemorySink, running
 from protocols.reading import FLAG_ALARM
 
 KEY5 = bytes.fromhex("00112233445566778899AABBCCDDEEFF")

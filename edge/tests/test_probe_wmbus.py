@@ -13,7 +13,7 @@ import pytest
 from edge.probe import FOUND, ProbeOptions, probe
 from edge.simulators.serial import RadioMeter, WmbusDongleSimulator
 from edge.sources.serial import SerialPortConfig
-from edge.tests.runner_support import ESTRAN, serial_runner
+from edge.tests.support.runner import ESTRAN, serial_runner
 
 KEY = bytes(range(16))
 

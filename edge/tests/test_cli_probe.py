@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.sources.serial import SerialPortConfig
 from edge.sources.serial._config import ULTRASONIC, DeviceConfig, LineSettings, config_snippet
-from edge.tests.runner_support import ESTRAN, serial_runner
+from edge.tests.support.runner import ESTRAN, serial_runner
 
 
 def test_a_missing_port_is_named_once(tmp_path: Path) -> None:

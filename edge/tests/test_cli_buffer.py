@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edge.buffer import BufferConfig, SegmentLog
 from edge.buffer._format import FRAME_LEN, HEADER_LEN
 from edge.cli import edge
-from edge.tests.buffer_support import reading
+from edge.tests.support.buffer import reading
 
 
 def make(directory: Path, n: int = 50) -> BufferConfig:

@@ -22,8 +22,8 @@ from edge.config_apply import ConfigApplier, DaemonCommands, DaemonTarget
 from edge.daemon import EX_RESTART, Daemon, SystemdNotifier
 from edge.health import HealthRegistry, UplinkStatus
 from edge.identity import GatewayState, Identity
-from edge.tests.daemon_fakes import FakeWiring, Plan, port, wait_until, write_config
-from edge.tests.fleet_fakes import FakeHub
+from edge.tests.support.daemon import FakeWiring, Plan, port, wait_until, write_config
+from edge.tests.support.hub import FakeHub
 from estran.rig import free_port
 from protocols import signed, wire
 
