@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge.daemon._daemon import ENROLLMENT_FILES, enrolled
 from edge.identity import CREDENTIALS_FILE, STATE_FILE
-from edge.tests.daemon_fakes import port, write_config
+from edge.tests.support.daemon import port, write_config
 
 HEAVY = ("aiomqtt", "paho", "cryptography", "edge.config_apply", "edge.uplink")
 
