@@ -46,7 +46,7 @@ from typing import Any
 import pytest
 
 from edge.simulators.serial import NmeaSimulator
-from edge.tests.test_daemon_e2e import port_table
+from edge.tests.support.daemon import port_table
 from estran.bench_sync import wait_hub_ready
 from estran.rig import Child, estran_argv, free_port
 from estran.tests.wheels import REPO, built_wheels

@@ -5,29 +5,14 @@ sources read committed to the buffer on stop."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 from edge.buffer import BufferConfig, SegmentLog
 from edge.config import load_config
 from edge.daemon import Daemon, SystemdNotifier
 from edge.daemon._wiring import default_wiring
 from edge.simulators.serial import Fault, ModbusSimulator, ModbusSlave, NmeaSimulator
-from edge.tests.support.daemon import wait_until
-
-
-def toml(value: object) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def port_table(port: dict[str, Any], **extra: object) -> str:
-    lines = ["[[serial]]"]
-    lines += [f"{k} = {toml(v)}" for k, v in {**port, **extra}.items() if k != "devices"]
-    for device in port["devices"]:
-        lines.append("[[serial.devices]]")
-        lines += [f"{k} = {toml(v)}" for k, v in device.items()]
-    return "\n".join(lines) + "\n"
+from edge.tests.support.daemon import port_table, wait_until
 
 
 async def test_daemon_on_simulators_counts_faults_recovers_and_commits(tmp_path: Path) -> None:

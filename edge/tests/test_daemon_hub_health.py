@@ -17,8 +17,8 @@ from edge.config import load_config
 from edge.daemon import Daemon, SystemdNotifier
 from edge.daemon._wiring import default_wiring
 from edge.simulators.serial import Fault, NmeaSimulator
-from edge.tests.test_daemon_e2e import port_table
-from edge.tests.test_uplink import amqtt_broker
+from edge.tests.support.daemon import port_table
+from edge.tests.support.uplink import amqtt_broker
 from protocols import wire
 
 

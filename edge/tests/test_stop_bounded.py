@@ -16,7 +16,7 @@ import aiomqtt
 from edge.config_apply import ConfigApplier
 from edge.config_apply._agent import FleetAgent
 from edge.identity import GatewayState
-from edge.tests.test_uplink import MemoryLog, config
+from edge.tests.support.uplink import MemoryLog, config
 from edge.uplink import DISCONNECT_WAIT_S, Uplink, close_client
 from protocols import wire
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.tests.test_uplink import (
+from edge.tests.support.uplink import (
     FakeHub,
     MemoryLog,
     amqtt_broker,

@@ -11,7 +11,7 @@ import pytest
 from edge.buffer import BufferConfig, SegmentLog
 from edge.config import ConfigError, load_config
 from edge.daemon._wiring import read_credentials
-from edge.tests.test_uplink import FakeHub, amqtt_broker, config, readings, running, until
+from edge.tests.support.uplink import FakeHub, amqtt_broker, config, readings, running, until
 from edge.uplink import Uplink
 from protocols.block import decode_block
 from protocols.reading import FLAG_ALARM

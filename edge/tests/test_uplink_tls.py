@@ -15,8 +15,9 @@ from amqtt.broker import Broker
 
 from edge.identity import HUB_CA_FILE
 from edge.tests.support.tls import Pki, make_pki
-from edge.tests.test_uplink import FakeHub, MemoryLog, free_port, readings, running, until
+from edge.tests.support.uplink import FakeHub, MemoryLog, readings, running, until
 from edge.uplink import BrokerUrl, Uplink, UplinkConfig, UplinkConfigError
+from estran.rig import free_port
 
 
 def test_broker_urls() -> None:

@@ -4,10 +4,12 @@ configuration's [[serial]] ports (so that reloads diff them as they diff real on
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.buffer import BufferStats, StoredBlock
 from edge.config import EdgeConfig
@@ -136,6 +138,19 @@ def port(path: str, sensor: str, interval: float = 0) -> str:
         f'[[serial]]\npath = "{path}"\nprotocol = "nmea"\n'
         f'[[serial.devices]]\nsensor = "{sensor}"\ninterval = {interval}\n'
     )
+
+
+def toml(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def port_table(port: dict[str, Any], **extra: object) -> str:
+    lines = ["[[serial]]"]
+    lines += [f"{k} = {toml(v)}" for k, v in {**port, **extra}.items() if k != "devices"]
+    for device in port["devices"]:
+        lines.append("[[serial.devices]]")
+        lines += [f"{k} = {toml(v)}" for k, v in device.items()]
+    return "\n".join(lines) + "\n"
 
 
 def write_config(path: Path, data_dir: Path, body: str, daemon: str = "") -> Path:
