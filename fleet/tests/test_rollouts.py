@@ -305,3 +305,46 @@ def test_bad_requests_are_refused_with_a_reason(fleet: Fleet, tmp_path: Path) ->
                 "admin",
                 **args,  # type: ignore[arg-type]
             )
+
+
+def test_the_commands_an_admin_types(fleet: Fleet, tmp_path: Path) -> None:
+    """release add/list, hostvars, inventory, rollout start --detach, status, pause, cancel,
+    as `estran fleet` runs them (click), errors said plainly."""
+    from click.testing import CliRunner
+
+    from fleet.cli import fleet as fleet_cli
+
+    gw = enroll_one(fleet, "marina")
+    data = str(tmp_path / "hub")
+    cli = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = cli.invoke(fleet_cli, ["--data", data, *args])
+        return result.exit_code, result.output
+
+    bundle = build_bundle(tmp_path / "dist", repo=REPO, wheel=fake_wheel(tmp_path, "2.0.0"))
+    code, out = run("release", "add", str(bundle))
+    assert code == 0 and "release 2.0.0" in out and "signed" in out
+    code, out = run("release", "list", "--json")
+    assert json.loads(out)[0]["version"] == "2.0.0"
+    code, out = run("hostvars", "--gateway", gw, "ansible_port=2222", "ansible_user=pi")
+    assert code == 0 and json.loads(out) == {"ansible_port": 2222, "ansible_user": "pi"}
+    code, out = run("hostvars", "--gateway", gw, "ansible_password=x")
+    assert code == 1 and "secret" in out
+    code, out = run("hostvars", "ansible_port=1")
+    assert code == 2 and "--fleet" in out
+    code, out = run("inventory", "--list")
+    assert json.loads(out)["_meta"]["hostvars"][gw]["ansible_port"] == 2222
+    code, out = run("rollout", "start", "2.0.0", "--detach", "--canary", "0")
+    assert code == 0, out
+    rid = out.strip().splitlines()[-1]
+    code, out = run("rollout", "status", rid)
+    assert code == 0 and "release 2.0.0" in out and gw in out and "pending" in out
+    code, out = run("rollout", "pause", rid)
+    assert code == 0 and "paused" in out
+    code, out = run("rollout", "cancel", rid)
+    assert code == 0 and "cancelled" in out
+    code, out = run("rollout", "resume", rid)
+    assert code == 1 and "cannot resume" in out
+    code, out = run("rollout", "start", "9.9.9")
+    assert code == 1 and "no release" in out and "Traceback" not in out
