@@ -58,6 +58,7 @@ from fleet._fleet import (
 from fleet._keys import Keyring, raw_public, verify
 from fleet._layers import changed_sections, diff, effective, merge, set_path, show_diff, unset_path
 from fleet._passwd import hash_password, new_password, verify_password
+from fleet._pull import JobReport, JobStatus, PullExecutor, PullJobs
 from fleet._schema import check as check_config
 from fleet._schema import validate as validate_config
 from fleet._tls import TlsFiles, init_tls, tls_files
@@ -85,11 +86,15 @@ __all__ = [
     "Identity",
     "IssuedApiToken",
     "IssuedToken",
+    "JobReport",
+    "JobStatus",
     "Keyring",
     "Mode",
     "NotFound",
     "Outbound",
     "Outcome",
+    "PullExecutor",
+    "PullJobs",
     "ReleaseRef",
     "SchemaIssue",
     "SourceState",

@@ -38,6 +38,7 @@ from fleet import (
     FleetError,
     NotFound,
     Outbound,
+    PullJobs,
     SourceState,
     TlsFiles,
     TokenRefused,
@@ -62,7 +63,7 @@ from hub._rollouts_api import run_rollouts
 from hub.acl import FleetAccess, disconnect_unknown
 from hub.auth import Access, AccessSettings, Principal, require_role
 from hub.broker import Broker
-from protocols import settings, wire
+from protocols import settings, update_job, wire
 from protocols.errors import ProtocolError
 
 log = logging.getLogger("estran.hub.fleet")
@@ -121,6 +122,7 @@ class FleetHub:
         self.fleet = Fleet(data_dir)
         self.public_url = public_url  # where gateways reach this hub's HTTP API (pull mode)
         self.rollouts = rollouts  # run rollouts here (hub._rollouts_api.run_rollouts)
+        self.pull = PullJobs(self.fleet)  # pull-mode update jobs and their reports
         self.broker_url = broker_url
         self.mqtt_port = mqtt_port
         self.mosquitto_dir = mosquitto_dir
@@ -311,7 +313,10 @@ class FleetHub:
                 if kind != "report":
                     continue
                 doc = wire.decode_envelope(bytes(payload), wire.REPORT).value()
-                await asyncio.to_thread(self.fleet.record_report, gateway_id, doc)
+                if isinstance(doc, dict) and doc.get("kind") == update_job.KIND:
+                    await asyncio.to_thread(self.pull.record, gateway_id, doc)
+                else:
+                    await asyncio.to_thread(self.fleet.record_report, gateway_id, doc)
                 self.reports += 1
             except (ProtocolError, FleetError) as e:
                 log.warning("report on %s dropped: %s", message.topic, e)

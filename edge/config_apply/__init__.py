@@ -6,7 +6,7 @@ roll back, report. See `edge.config_apply._transaction` for the steps.
     if outcome: await client.publish(report_topic, report_message(outcome))
 """
 
-from edge.config_apply._agent import FleetAgent, no_commands
+from edge.config_apply._agent import FleetAgent, JobHandler, no_commands
 from edge.config_apply._commands import DaemonCommands, DaemonHooks
 from edge.config_apply._daemon import ApplyError, DaemonTarget, overlay
 from edge.config_apply._link import enrolled, fleet_link
@@ -27,6 +27,7 @@ __all__ = [
     "DaemonHooks",
     "DaemonTarget",
     "FleetAgent",
+    "JobHandler",
     "Outcome",
     "Refused",
     "changed_sections",

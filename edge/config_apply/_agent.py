@@ -9,9 +9,11 @@ back on every reconnect and the applier recognises the one it already handled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import aiomqtt
 
@@ -32,6 +34,15 @@ async def no_commands(name: str, args: Mapping[str, object]) -> str:
     raise NotImplementedError(f"no command {name!r} on this gateway")
 
 
+class JobHandler(Protocol):
+    """What runs the hub's pull-mode update jobs (`edge.update.UpdateAgent`): the `cmd`
+    messages it claims go to it, and while connected it publishes its reports."""
+
+    def claims(self, payload: bytes) -> bool: ...
+    async def handle(self, payload: bytes, trusted: Mapping[str, bytes]) -> None: ...
+    async def pump(self, publish: Callable[[bytes], Awaitable[None]]) -> None: ...
+
+
 class FleetAgent:
     def __init__(
         self,
@@ -43,6 +54,7 @@ class FleetAgent:
         *,
         commands: CommandRunner = no_commands,
         after_report: Callable[[Outcome], None] | None = None,
+        updates: JobHandler | None = None,
         tls: bool = False,
         tls_ca: Path | None = None,
     ) -> None:
@@ -53,6 +65,7 @@ class FleetAgent:
         self.password = password
         self.commands = commands
         self.after_report = after_report  # called once each outcome is reported (or failed to)
+        self.updates = updates
         # MQTT over TLS: the hub's CA (demo) or the system's (None); host name verified
         self.tls_context = hub_tls_context(tls_ca) if tls else None
         self.gateway_id = applier.gateway_id
@@ -87,9 +100,18 @@ class FleetAgent:
                     honour_cancel()
                     self.connected.set()
                     delay = RECONNECT_MIN_S
-                    async for message in client.messages:
-                        await self._handle(client, message)
-                        honour_cancel()
+                    pump = None
+                    if self.updates is not None:
+                        pump = asyncio.create_task(self._pump(client), name="fleet-update-reports")
+                    try:
+                        async for message in client.messages:
+                            await self._handle(client, message)
+                            honour_cancel()
+                    finally:
+                        if pump is not None:
+                            pump.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await pump
             except aiomqtt.MqttError as e:
                 self.connected.clear()
                 task = asyncio.current_task()
@@ -108,6 +130,9 @@ class FleetAgent:
         if topic == wire.topic(self.gateway_id, "config"):
             outcome = await self.applier.handle_config(bytes(payload))
         elif topic == wire.topic(self.gateway_id, "cmd"):
+            if self.updates is not None and self.updates.claims(bytes(payload)):
+                await self.updates.handle(bytes(payload), self.applier.state.trusted_keys())
+                return
             outcome = await self.applier.handle_command(bytes(payload), self.commands)
         else:
             return
@@ -118,6 +143,21 @@ class FleetAgent:
                 if self.after_report is not None:
                     self.after_report(outcome)
 
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        """Publish the update agent's reports while connected (tried again after a failure)."""
+        assert self.updates is not None
+        topic = wire.topic(self.gateway_id, "report")
+
+        async def publish(data: bytes) -> None:
+            await client.publish(topic, data, qos=1, timeout=TIMEOUT_S)
+
+        while True:
+            try:
+                await self.updates.pump(publish)
+            except aiomqtt.MqttError as e:
+                log.warning("update reports: %s; again in 1 s", e)
+                await asyncio.sleep(1.0)
+
     async def _report(self, client: aiomqtt.Client, outcome: Outcome) -> None:
         self.outcomes = [*self.outcomes[-31:], outcome]
         await client.publish(
@@ -125,4 +165,4 @@ class FleetAgent:
         )
 
 
-__all__ = ["FleetAgent", "no_commands"]
+__all__ = ["FleetAgent", "JobHandler", "no_commands"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge.config import EdgeConfig
-from edge.config_apply._agent import FleetAgent
+from edge.config_apply._agent import FleetAgent, JobHandler
 from edge.config_apply._commands import DaemonCommands, DaemonHooks
 from edge.config_apply._daemon import DaemonLike, DaemonTarget
 from edge.config_apply._transaction import ConfigApplier
@@ -33,10 +33,14 @@ def enrolled(data_dir: Path) -> bool:
 
 
 def fleet_link(
-    daemon: FleetDaemon, config: EdgeConfig
+    daemon: FleetDaemon,
+    config: EdgeConfig,
+    *,
+    updates: Callable[[str], JobHandler] | None = None,
 ) -> Callable[[], Coroutine[Any, Any, None]] | None:
     """The `fleet` task of `daemon`, or None when the gateway is not enrolled (or the daemon
-    was not started from a file, which the hub's documents are laid over)."""
+    was not started from a file, which the hub's documents are laid over). `updates(id)`
+    makes the handler of pull-mode update jobs (`edge.update.UpdateAgent`)."""
     data_dir = config.gateway.data_dir
     local = config.path
     if local is None or not enrolled(data_dir):
@@ -75,6 +79,7 @@ def fleet_link(
             agent = FleetAgent(
                 applier, host, port,
                 username, password, commands=commands, after_report=commands.after_report,
+                updates=updates(ident.gateway_id) if updates is not None else None,
                 tls=tls, tls_ca=ca if ca.exists() else None,
             )  # fmt: skip
             await agent.run()

@@ -280,9 +280,16 @@ class Daemon:
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)
         if config.path is not None and enrolled(config.gateway.data_dir):
-            from edge.config_apply import fleet_link  # signed hub configurations
+            from edge.config_apply import JobHandler, fleet_link  # signed hub documents
 
-            if (link := fleet_link(self, config)) is not None:
+            def updates(gateway_id: str) -> JobHandler:
+                """Pull-mode update jobs, on the same link."""
+                from edge.update import UpdateAgent
+
+                assert config.path is not None
+                return UpdateAgent(config.gateway.data_dir, config.path, gateway_id)
+
+            if (link := fleet_link(self, config, updates=updates)) is not None:
                 specs["fleet"] = TaskSpec("fleet", (config.gateway, config.path), link)
         return specs
 
