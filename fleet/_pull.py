@@ -40,6 +40,7 @@ from fleet._executor import (
 )
 from fleet._fleet import Fleet
 from protocols import update_job, wire
+from protocols.errors import ProtocolError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS update_jobs (
@@ -136,7 +137,13 @@ class PullJobs:
                 release.files_url,
                 manifest_sha,
             )
-            job.payload()  # checks the job as the gateway will
+            try:
+                job.payload()  # checks the job as the gateway will
+            except ProtocolError as e:
+                raise FleetError(
+                    f"no update job for {gateway_id}: {e} (gateways fetch the release from the"
+                    " hub's public URL: `estran hub run --public-url`, `rollout start --hub-url`)"
+                ) from e
             body = f.keys.sign_document(update_job.CONTEXT_UPDATE, job.document())
             message = wire.encode_envelope(wire.Envelope(wire.CMD, body))
             db.execute(

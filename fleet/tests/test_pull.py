@@ -151,3 +151,14 @@ def test_executor_unreachable_and_stopped(f: Fleet, release: ReleaseRef) -> None
     assert PullJobs(f).status("u1-pull-001").outcome is None  # no job sent to pull-002
     with pytest.raises(fleet.NotFound):
         PullJobs(f).status("u1-pull-002")
+
+
+def test_a_release_without_the_hub_s_public_url_gives_no_job(f: Fleet, release: ReleaseRef) -> None:
+    relative = ReleaseRef("1.0.1", "/api/v1/releases/1.0.1/manifest", "/api/v1/releases/1.0.1/files/",
+                          release.directory, {})  # fmt: skip
+    with pytest.raises(fleet.FleetError, match="public URL"):
+        PullJobs(f).issue("pull-001", relative, ttl_s=60, actor="alice")
+    results = PullExecutor(f, accept_s=1).run(
+        relative, [Target("pull-001", "pull")], lambda e: None, threading.Event()
+    )
+    assert results[0].outcome is Outcome.FAILED and "public URL" in results[0].reason
