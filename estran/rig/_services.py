@@ -221,17 +221,17 @@ class HubProcess:
 
 
 def stored_twice(rows: Sequence[Mapping[str, object]]) -> list[str]:
-    """Readings of /api/v1/readings stored more than once: by (gateway, sequence number) or
-    by (quantity, time). Empty when each is stored once."""
-    seen_seq: set[tuple[object, object]] = set()
-    seen_key: set[tuple[object, object]] = set()
+    """Readings of /api/v1/readings stored more than once: the same (gateway, sequence
+    number) twice — what the hub's idempotent insert must never let through. Not (quantity,
+    time): a gateway that reads two frames of a line in one go (a loaded machine, a burst)
+    stamps both with the same millisecond, and they are two readings. Empty when none."""
+    seen: set[tuple[object, object]] = set()
     twice: list[str] = []
     for r in rows:
-        seq, key = (r["gateway"], r["seq"]), (r["quantity"], r["ts_ms"])
-        if seq in seen_seq or key in seen_key:
-            twice.append(f"{r['quantity']} at {r['ts_ms']} (seq {r['seq']})")
-        seen_seq.add(seq)
-        seen_key.add(key)
+        key = (r["gateway"], r["seq"])
+        if key in seen:
+            twice.append(f"{r['quantity']} at {r['ts_ms']} (seq {r['seq']} of {r['gateway']})")
+        seen.add(key)
     return twice
 
 

@@ -73,6 +73,6 @@ async def test_a_relay_is_switched_by_the_benchs_commands(tmp_path: Path) -> Non
 
 def test_stored_twice_names_the_repeats() -> None:
     row = {"gateway": "g", "seq": 1, "quantity": "t", "ts_ms": 5}
-    assert stored_twice([row, {**row, "seq": 2, "ts_ms": 6}]) == []
-    assert stored_twice([row, {**row, "ts_ms": 6}]) == ["t at 6 (seq 1)"]  # same seq
-    assert stored_twice([row, {**row, "seq": 2}]) == ["t at 5 (seq 2)"]  # same reading
+    assert stored_twice([row, {**row, "seq": 2}]) == []  # two frames read in the same ms
+    assert stored_twice([row, {**row, "gateway": "h"}]) == []  # another gateway's seq 1
+    assert stored_twice([row, {**row, "ts_ms": 6}]) == ["t at 6 (seq 1 of g)"]
