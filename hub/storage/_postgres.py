@@ -492,14 +492,39 @@ class PostgresStorage(Storage):
     def _touch_gateways(
         self, batches: Sequence[IngestBatch], now_ms: int, inserted: dict[int, int]
     ) -> None:
-        for name, count, backlog in batch_tallies(batches):
-            gid = self._gateway_id(name)
-            self._db.execute(
-                "UPDATE gateways SET last_seen_ms = GREATEST(last_seen_ms, %s),"
-                " batches = batches + %s, readings = readings + %s,"
-                " backlog = COALESCE(%s, backlog) WHERE id = %s",
-                (now_ms, count, inserted.get(gid, 0), backlog, gid),
-            )
+        """Every gateway of the group in one transaction (it was one autocommitted UPDATE,
+        so one WAL flush, per gateway, before the group's acks), its rows locked in id
+        order so that workers touching the same gateways never deadlock."""
+        rows = sorted(
+            (self._gateway_id(name), count, backlog)
+            for name, count, backlog in batch_tallies(batches)
+        )
+        ids = [gid for gid, _, _ in rows]
+        for attempt in range(_RETRIES):
+            try:
+                with self._db.transaction():
+                    self._db.execute(
+                        "SELECT id FROM gateways WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                        (ids,),
+                    )
+                    self._db.execute(
+                        "UPDATE gateways g SET last_seen_ms = GREATEST(g.last_seen_ms, %s),"
+                        " batches = g.batches + u.batches, readings = g.readings + u.readings,"
+                        " backlog = COALESCE(u.backlog, g.backlog)"
+                        " FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[])"
+                        " AS u(id, batches, readings, backlog) WHERE g.id = u.id",
+                        (
+                            now_ms,
+                            ids,
+                            [count for _, count, _ in rows],
+                            [inserted.get(gid, 0) for gid in ids],
+                            [backlog for _, _, backlog in rows],
+                        ),
+                    )
+                return
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
 
     # -- state ----------------------------------------------------------------------------
 

@@ -612,3 +612,26 @@ def test_sqlite_checkpoints_run_off_the_ingest_connection(tmp_path: Path) -> Non
     assert storage._checkpointer is not None and not storage._checkpointer.is_alive()
     with SqliteStorage(path) as again:
         assert again.count_readings() == 5000
+
+
+def test_one_group_of_many_gateways_counts_each_gateway(storage: Storage) -> None:
+    """A group of batches from several gateways (in any order, one of them twice, one a
+    resend) updates each gateway's counters once and exactly (PostgreSQL: one statement for
+    all of them, rows locked in id order)."""
+    names = [f"gw-{i:02d}" for i in range(12)]
+    storage.ingest([batch(n, 1, [(SOIL, T0, 1)]) for n in names[:3]], now_ms=T0)  # registered
+    group = [
+        batch(n, 10, [(SOIL, T0 + 1, 2), (TEMP, T0 + 1, 3.5)], backlog=i)
+        for i, n in reversed(list(enumerate(names)))
+    ]
+    group.append(batch("gw-05", 20, [(SOIL, T0 + 2, 4)], backlog=99))
+    group.append(batch("gw-00", 10, [(SOIL, T0 + 1, 2), (TEMP, T0 + 1, 3.5)], backlog=0))
+    result = storage.ingest(group, now_ms=T0 + 50)
+    assert (result.inserted, result.duplicates) == (25, 2)
+    got = {g.gateway: g for g in storage.gateways()}
+    for i, n in enumerate(names):
+        g = got[n]
+        held = (1 if i < 3 else 0) + 2 + (1 if n == "gw-05" else 0)
+        groups = (1 if i < 3 else 0) + 1 + (1 if n in ("gw-05", "gw-00") else 0)
+        assert (g.readings, g.batches, g.last_seen_ms) == (held, groups, T0 + 50), n
+        assert g.backlog == (99 if n == "gw-05" else i), n
