@@ -120,7 +120,7 @@ def faketime_library() -> str:
 
 class FakeClock:
     """The wall clock of the processes started with `env`: an offset kept in a file that
-    libfaketime reads at each call (FAKETIME_NO_CACHE), so a jump lands at once."""
+    libfaketime reads again every second, so a jump lands within a second."""
 
     def __init__(self, workdir: Path) -> None:
         self.library = faketime_library()
@@ -140,7 +140,9 @@ class FakeClock:
         return {
             "LD_PRELOAD": self.library,
             "FAKETIME_TIMESTAMP_FILE": str(self.file),
-            "FAKETIME_NO_CACHE": "1",
+            # re-read at most once a second: a jump lands within 1 s, and a daemon that asks
+            # the time often does not read the file each time (FAKETIME_NO_CACHE would)
+            "FAKETIME_CACHE_DURATION": "1",
             "DONT_FAKE_MONOTONIC": "1",
         }
 
