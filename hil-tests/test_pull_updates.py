@@ -25,10 +25,10 @@ signs its manifest) and served by the hub's own endpoints (`/api/v1/releases/...
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import grp
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -41,28 +41,89 @@ import pytest
 
 from edge.simulators.serial import NmeaSimulator
 from edge.tests.support.daemon import port_table
+from estran.bench_sync import wait_hub_ready
+from estran.rig import Child, estran_argv, free_port
+from estran.rollout_lab import PLAYBOOKS, REPO, LabGateway, Run, wheelhouse_tar
+from estran.tests.wheels import built_wheels
 from fleet import Fleet, Outcome, PullExecutor, PullJobs, ReleaseRef, StepEvent, Target
 from fleet._releases import build_bundle
+from hub.storage import open_storage
+from hub.tests.services import unavailable
 from protocols import signed, update_job, wire
 
-# the helpers of the push-mode test (hub, gateway roots, ansible-playbook runs, releases)
-_spec = importlib.util.spec_from_file_location(
-    "hil_test_updates", Path(__file__).with_name("test_updates.py")
-)
-assert _spec is not None and _spec.loader is not None
-updates = sys.modules.setdefault("hil_test_updates", importlib.util.module_from_spec(_spec))
-if not hasattr(updates, "V1"):
-    _spec.loader.exec_module(updates)
-
-V1, V2 = updates.V1, updates.V2
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+V1, V2 = "1.0.0", "1.0.1"
 GW = "pull-001"  # the first gateway enrolled in group `pull`
-releases = updates.releases  # the module fixture: wheels 1.0.0, 1.0.1 and the wheelhouse
 
 
-def add_release(fleet: Fleet, work: Path, release: Any, house: Path) -> None:
-    """The release bundle of `release` (its wheel, the wheelhouse, playbooks/), added to the
+@pytest.fixture(scope="module")
+def releases() -> tuple[dict[str, Path], Path]:
+    """The wheels of 1.0.0 and 1.0.1 (built once per session) and the wheelhouse, a .tar."""
+    if not ANSIBLE_PLAYBOOK.exists():
+        unavailable("ansible-playbook is not installed (pip install -e '.[dev]')")
+    wheels, house = built_wheels([(V1, None), (V2, None)])
+    return wheels, wheelhouse_tar(house, house.parent / "wheelhouse-pull.tar")
+
+
+class Hub:
+    """The hub (`estran hub run`: embedded broker, SQLite), stopped and started again."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.mqtt_port, self.http_port = free_port(), free_port()
+        self.child = Child(
+            "hub",
+            estran_argv(
+                "hub", "run", "--data", str(work), "--broker", "embedded",
+                "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
+                "--http", f"127.0.0.1:{self.http_port}", "--log-level", "warning",
+                "--broker-access", "open",
+            ),
+            work,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        await self.child.start()
+        await wait_hub_ready(self.http_port, self.child)
+
+    def readings_between(self, gateway: str, sensor: str, from_ms: int, to_ms: int) -> int:
+        db = f"sqlite:///{self.work / 'estran.sqlite3'}"
+        with contextlib.closing(open_storage(db, self.work, migrate=False)) as st:
+            return sum(1 for row in st.readings(sensor, from_ms, to_ms) if row.gateway == gateway)
+
+
+async def playbook(work: Path, inv: Path, name: str, extra: dict[str, Any]) -> Run:
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
+        "ANSIBLE_HOME": str(work / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOKS / name), "-e", json.dumps(extra),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=work,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 900)
+    text = out.decode(errors="replace")
+    (work / f"ansible-{name}.log").write_text(text)
+    assert proc.returncode is not None
+    return Run(proc.returncode, text, time.monotonic() - started)
+
+
+async def until(predicate: Any, timeout: float, what: str, detail: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}" + (f": {detail()}" if detail else ""))
+        await asyncio.sleep(0.3)
+
+
+def add_release(fleet: Fleet, work: Path, wheel: Path, house: Path) -> None:
+    """The release bundle of `wheel` (the wheel, the wheelhouse, playbooks/), added to the
     hub's store as an admin adds it: checked, its manifest signed."""
-    tar = build_bundle(work, repo=updates.REPO, wheel=release.wheel, wheelhouse=house)
+    tar = build_bundle(work, repo=REPO, wheel=wheel, wheelhouse=house)
     fleet.add_release(tar, "admin")
 
 
@@ -90,21 +151,17 @@ def gateway_update_state(gw: Any) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-async def until(predicate: Any, timeout: float, what: str, detail: Any = None) -> None:
-    await updates.until(predicate, timeout, what, detail)
-
-
 async def test_pull_update_refusals_and_buffered_readings(
     tmp_path: Path, releases: tuple[dict[str, Any], Path]
 ) -> None:
     built, house = releases
     timings: dict[str, float] = {}
-    gw = updates.Gateway(GW, tmp_path / GW)
-    async with (
-        updates.hub(tmp_path / "hub") as h,
-        NmeaSimulator("ttyP", directory=tmp_path / "sim", interval=1.0) as sim,
-    ):
-        fleet = Fleet(h.workdir)
+    gw = LabGateway(GW, tmp_path / GW, ssh=False)
+    (tmp_path / "hub").mkdir()
+    h = Hub(tmp_path / "hub")
+    await h.start()
+    async with NmeaSimulator("ttyP", directory=tmp_path / "sim", interval=1.0) as sim:
+        fleet = Fleet(h.work)
         try:
             fleet.create_group("pull", "test")
             token = fleet.create_token("pull", 600, "test").token
@@ -136,7 +193,7 @@ async def test_pull_update_refusals_and_buffered_readings(
                                 "estran_gateway_options": {"log_level": "info"},
                                 "estran_gate_timeout": 60,
                                 # the system's ansible-playbook (here: the test's), not estran[pull]
-                                "estran_pull_ansible_playbook": str(updates.ANSIBLE_PLAYBOOK),
+                                "estran_pull_ansible_playbook": str(ANSIBLE_PLAYBOOK),
                             },
                         }
                     }
@@ -144,15 +201,21 @@ async def test_pull_update_refusals_and_buffered_readings(
             )
             # -- provision 1.0.0, enrolled ----------------------------------------------------
             t0 = time.monotonic()
-            run = await updates.playbook(
+            run = await playbook(
                 tmp_path, inv, "provision.yml",
-                built[V1].extra_vars(house)
-                | {"estran_hub_url": f"http://127.0.0.1:{h.http_port}", "estran_enroll_token": token},
+                {
+                    "estran_version": V1,
+                    "estran_wheel_src": str(built[V1]),
+                    "estran_wheel_sha256": hashlib.sha256(built[V1].read_bytes()).hexdigest(),
+                    "estran_wheelhouse_src": str(house),
+                    "estran_hub_url": f"http://127.0.0.1:{h.http_port}",
+                    "estran_enroll_token": token,
+                },
             )  # fmt: skip
             timings["provision"] = round(time.monotonic() - t0, 1)
             assert run.rc == 0, run.output[-6000:]
             assert token not in run.output  # no_log
-            status = gw.status()
+            status = await gw.status()
             assert status is not None and status["software"] == V1
             pull_vars = json.loads((gw.root / "opt/estran/pull.json").read_text())
             assert pull_vars["estran_root"] == str(gw.root)
@@ -163,7 +226,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             add_release(fleet, tmp_path / "bundles", built[V2], house)
             good = fleet.release_ref(V2, f"http://127.0.0.1:{h.http_port}")
             assert good.directory is not None
-            wheel = good.directory / built[V2].wheel.name
+            wheel = good.directory / built[V2].name
             original = wheel.read_bytes()
             data = bytearray(original)
             data[len(data) // 2] ^= 0xFF  # on the hub's disk, after it signed the manifest
@@ -209,7 +272,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             timings["tampered_bundle"] = round(time.monotonic() - t0, 1)
             assert result[0].outcome is Outcome.FAILED, result
             assert "refused (bundle_checksum)" in result[0].reason, result
-            assert built[V2].wheel.name in result[0].reason
+            assert built[V2].name in result[0].reason
             assert gw.pid() == pid_v1
             assert gw.releases() == [V1]
             assert gw.current.resolve().name == V1
@@ -218,7 +281,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             # -- the update, the hub going down while it runs ----------------------------
             t0 = time.monotonic()
             events: list[StepEvent] = []
-            sensor = next(iter(gw.status()["sensors"]))  # type: ignore[index]
+            sensor = next(iter((await gw.status())["sensors"]))  # type: ignore[index]
             update = asyncio.create_task(
                 asyncio.to_thread(
                     PullExecutor(fleet, accept_s=60, timeout_s=300).run,
@@ -247,7 +310,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             steps = [e.step.split(":")[0] for e in events]
             for step in ("job sent", "received", "fetched", "verified", "playbook", "finished"):
                 assert step in steps, steps
-            status = gw.status()
+            status = await gw.status()
             assert status is not None and status["software"] == V2
             assert gw.releases() == [V1, V2]
             assert (gw.root / "opt/estran/previous").resolve().name == V1
@@ -282,6 +345,7 @@ async def test_pull_update_refusals_and_buffered_readings(
         finally:
             gw.stop()
             fleet.close()
+            await h.child.stop()
             print("timings", json.dumps(timings))
 
 
@@ -297,7 +361,3 @@ def _link_up(fleet: Fleet) -> bool:
     ):
         fleet.command(GW, "status", "test", ttl_s=60)
     return False
-
-
-if not updates.ANSIBLE_PLAYBOOK.exists():  # pragma: no cover
-    pytest.skip("ansible-playbook is not installed", allow_module_level=True)
