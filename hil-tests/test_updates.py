@@ -32,8 +32,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -49,6 +47,8 @@ from edge.simulators.serial import NmeaSimulator
 from edge.tests.support.daemon import port_table
 from estran.bench_sync import wait_hub_ready
 from estran.rig import Child, estran_argv, free_port
+from estran.rollout_lab import LabError
+from estran.rollout_lab import sshd as lab_sshd
 from estran.tests.wheels import REPO, built_wheels
 from hub.storage import open_storage
 from hub.tests.services import unavailable
@@ -100,47 +100,11 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Releas
 @contextlib.contextmanager
 def sshd(work: Path) -> Iterator[tuple[int, Path]]:
     """An sshd on 127.0.0.1 that lets this user in with a throwaway key: (port, key)."""
-    binary = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(binary).exists():
-        unavailable("sshd is missing (apt-get install -y openssh-server)")
-    work.mkdir()
-    host_key, key = work / "host_ed25519", work / "id_ed25519"
-    for path in (host_key, key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                       check=True, timeout=30)  # fmt: skip
-    authorized = work / "authorized_keys"
-    authorized.write_text(key.with_suffix(".pub").read_text())
-    authorized.chmod(0o600)
-    port = free_port()
-    config = work / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"AuthorizedKeysFile {authorized}\nPidFile {work / 'sshd.pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "StrictModes no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-    log = open(work / "sshd.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"sshd did not start: {(work / 'sshd.log').read_text()}")
-            time.sleep(0.1)
-        yield port, key
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        with lab_sshd(work) as found:
+            yield found
+    except LabError as e:
+        unavailable(str(e))
 
 
 @dataclass
