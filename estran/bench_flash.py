@@ -96,11 +96,16 @@ def measure_flash(soak: float, warmup: float, directory: Path | None) -> dict[st
                 argv = [sys.executable, "-m", "estran.bench_flash", str(config), policy, str(rate)]
                 proc = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
                 runs[(policy, rate)] = (proc, data / "status.sock")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # six interpreters starting at once on a loaded machine
         for (policy, rate), (proc, sock) in runs.items():
             while _status(sock) is None:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {policy} daemon at {rate:g}/s did not start")
+                    how = (
+                        f"exit {proc.returncode}"
+                        if proc.poll() is not None
+                        else "no status in 90 s"
+                    )
+                    raise RuntimeError(f"the {policy} daemon at {rate:g}/s did not start ({how})")
                 time.sleep(0.2)
         time.sleep(warmup)
         first = {

@@ -212,7 +212,7 @@ def test_backend_specs() -> None:
     spec = parse_backend("bumble:tcp-client:127.0.0.1:7001")
     assert (spec.kind, spec.target) == ("bumble", "tcp-client:127.0.0.1:7001")
     for bad in ("bumble", "bumble:", "bluez:usb0", "winrt", ""):
-        with pytest.raises(ValueError, match=r"ble\.backend"):
+        with pytest.raises(ValueError, match=r"ble\.(backend|transport)"):
             parse_backend(bad)
 
 

@@ -360,7 +360,7 @@ def test_other_kinds_round_trip() -> None:
     ),
     st.booleans(),
 )
-@settings(deadline=500, max_examples=200)
+@settings(max_examples=200)
 def test_random_object_lists_round_trip(raws: list[tuple[int, int]], encrypted: bool) -> None:
     raws.sort(key=lambda t: t[0])
     objects = []
@@ -515,7 +515,7 @@ def _bthome_ble_values(payload: bytes) -> list[object]:
     ),
     st.data(),
 )
-@settings(deadline=1000, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_same_values_as_bthome_ble(oid: int, data: st.DataObject) -> None:
     pytest.importorskip("bthome_ble")
     _name, size, signed, _mult, _power, _unit, kind = bthome.OBJECTS[oid]
@@ -549,7 +549,7 @@ def _decode_any(data: bytes, key: str | None, mac: str | None) -> None:
 
 
 @given(st.binary(max_size=300), st.sampled_from([None, KEY]), st.sampled_from([None, MAC]))
-@settings(deadline=200, max_examples=500)
+@settings(max_examples=500)
 def test_random_bytes_only_raise_remote_protocol_error(
     data: bytes, key: str | None, mac: str | None
 ) -> None:
@@ -574,7 +574,7 @@ VALID = [
     st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=4),
     st.sampled_from(["flip", "insert", "delete", "truncate"]),
 )
-@settings(deadline=200, max_examples=500)
+@settings(max_examples=500)
 def test_mutated_payloads_only_raise_remote_protocol_error(
     base: bytes, edits: list[tuple[int, int]], how: str
 ) -> None:

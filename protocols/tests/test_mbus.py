@@ -31,9 +31,7 @@ from protocols.mbus.vif_tables import FB_VIF, FD_VIF, MEDIUM, PRIMARY_VIF
 from protocols.tests import support
 from protocols.tests.support import drain
 
-FUZZ = settings(
-    max_examples=400, deadline=200, suppress_health_check=[HealthCheck.too_slow], derandomize=True
-)
+FUZZ = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 # Long header: id 12345678, manufacturer KAM (2D 2C), version 1, medium water, access 0x55.
 HEADER = bytes.fromhex("78563412 2D2C 01 07 55 00 0000")

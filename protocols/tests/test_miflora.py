@@ -223,7 +223,7 @@ def test_gatt_constants() -> None:
     st.integers(0, 255),
     st.booleans(),
 )
-@settings(deadline=200, max_examples=300)
+@settings(max_examples=300)
 def test_mibeacon_builder_round_trip(obj: tuple[int, int], counter: int, with_mac: bool) -> None:
     otype, raw = obj
     _name, _size, _signed, power, _unit = miflora.OBJECTS[otype]
@@ -269,7 +269,7 @@ def _all_decoders(data: bytes) -> None:
 
 
 @given(st.binary(max_size=300))
-@settings(deadline=200, max_examples=500)
+@settings(max_examples=500)
 def test_random_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
     _all_decoders(data)
     _all_decoders(b"\x71\x20" + data)
@@ -287,7 +287,7 @@ def test_random_bytes_only_raise_remote_protocol_error(data: bytes) -> None:
     st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), min_size=1, max_size=4),
     st.sampled_from(["flip", "insert", "delete", "truncate"]),
 )
-@settings(deadline=200, max_examples=500)
+@settings(max_examples=500)
 def test_mutated_payloads_only_raise_remote_protocol_error(
     base: bytes, edits: list[tuple[int, int]], how: str
 ) -> None:

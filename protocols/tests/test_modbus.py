@@ -28,9 +28,7 @@ from protocols.errors import (
 from protocols.modbus._values import f32_text
 from protocols.reading import Measurement
 
-FUZZ = settings(
-    max_examples=400, deadline=200, suppress_health_check=[HealthCheck.too_slow], derandomize=True
-)
+FUZZ = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 def frame(hex_text: str) -> bytes:

@@ -49,7 +49,7 @@ def test_documented_checksums() -> None:
         assert nmea.format_sentence(s.address, s.data) == line
 
 
-@settings(deadline=200, max_examples=300)
+@settings(max_examples=300)
 @given(
     st.sampled_from(["GPGGA", "IIMWV", "SDDPT", "WIXDR", "PGRME"]),
     st.lists(
@@ -411,7 +411,7 @@ def test_long_ublox_sentence() -> None:
 # -- fuzz ---------------------------------------------------------------------------------------
 
 
-@settings(deadline=300, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=800), st.integers(1, 64))
 def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
     support.check_contract(nmea.describe(data, {}), "nmea")
@@ -433,7 +433,7 @@ ALPHABET = b"$!*,.-+0123456789ABCDEFGNSEWTMRKPV\r\n"
 KNOWN = [b"$GP" + t.encode() + b"," for t in sorted(nmea._SPECS)] + [b"$WIXDR,"]
 
 
-@settings(deadline=300, max_examples=600)
+@settings(max_examples=600)
 @given(st.sampled_from(KNOWN), st.lists(st.sampled_from(list(ALPHABET[2:-2])), max_size=120))
 def test_fuzz_known_sentence_shapes(head: bytes, tail: list[int]) -> None:
     """Random fields after a real address (no checksum): decode must only raise ours."""
@@ -443,7 +443,7 @@ def test_fuzz_known_sentence_shapes(head: bytes, tail: list[int]) -> None:
         nmea.decode(nmea.parse_sentence(line))
 
 
-@settings(deadline=300, max_examples=500)
+@settings(max_examples=500)
 @given(
     st.sampled_from([GGA, RMC, *STREAM.split(b"\r\n")[2:4]]),
     st.integers(0, 200),

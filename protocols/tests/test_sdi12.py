@@ -136,7 +136,7 @@ VALUE = st.builds(
 ).filter(lambda v: v.count(".") <= 1)
 
 
-@settings(deadline=200, max_examples=300)
+@settings(max_examples=300)
 @given(
     st.sampled_from("0123456789AZaz"),
     st.lists(VALUE, min_size=0, max_size=9),
@@ -165,7 +165,7 @@ def test_format_value_writes_what_parses_back() -> None:
         assert sdi12.parse_values(text) == [value]
 
 
-@settings(deadline=200, max_examples=200)
+@settings(max_examples=200)
 @given(st.integers(0, 999), st.integers(0, 99), st.booleans())
 def test_measurement_round_trip(seconds: int, count: int, concurrent: bool) -> None:
     count = count if concurrent else count % 10
@@ -471,7 +471,7 @@ def test_describe_lone_commands_and_garbage() -> None:
 # -- fuzz ----------------------------------------------------------------------------------------
 
 
-@settings(deadline=300, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.integers(1, 64))
 def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
     support.check_contract(sdi12.describe(data, {}), "sdi12")
@@ -505,7 +505,7 @@ def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
 ALPHABET = b"0123456789+-.!\r\nMCDRVIAX?OqZ@\x00\x7f"
 
 
-@settings(deadline=300, max_examples=400)
+@settings(max_examples=400)
 @given(st.lists(st.sampled_from(list(ALPHABET)), max_size=300))
 def test_fuzz_sdi12_alphabet(data: list[int]) -> None:
     support.check_contract(sdi12.describe(bytes(data), {"names": "a:m,b"}), "sdi12")
@@ -520,7 +520,7 @@ CRC_LINES = [
 ]
 
 
-@settings(deadline=300, max_examples=500)
+@settings(max_examples=500)
 @given(st.sampled_from(CRC_LINES), st.integers(0, 200), st.integers(0, 255))
 def test_fuzz_one_byte_changed_never_gives_other_values(line: bytes, pos: int, byte: int) -> None:
     """CRC-16 catches every single-byte error: a changed line is refused or unchanged."""

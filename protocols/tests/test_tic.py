@@ -118,7 +118,7 @@ def horodates(draw: st.DrawFn) -> str:
     return "%s%02d%02d%02d%02d%02d%02d" % (season, year, month, day, h, m, s)
 
 
-@settings(deadline=200, max_examples=200)
+@settings(max_examples=200)
 @given(
     st.lists(
         st.tuples(printable, value_text, st.one_of(st.none(), horodates())),
@@ -148,7 +148,7 @@ def test_build_parse_round_trip(groups: list[tuple[str, str, str | None]], mode:
             assert g.time is not None and g.time.raw == g.horodate
 
 
-@settings(deadline=200, max_examples=200)
+@settings(max_examples=200)
 @given(horodates())
 def test_horodate_utc_ms_matches_datetime(text: str) -> None:
     h = tic.parse_horodate(text)
@@ -388,7 +388,7 @@ def check_contract(results: list[dict[str, object]]) -> None:
 # -- fuzz --------------------------------------------------------------------------------
 
 
-@settings(deadline=200, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000), st.integers(1, 64))
 def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
     stream = tic.TicStream(max_frame=512, max_pending=3)
@@ -415,7 +415,7 @@ def test_fuzz_random_bytes(data: bytes, piece: int) -> None:
 TIC_ALPHABET = st.sampled_from(b"\x02\x03\x04\t\n\r 0123456789ABCDEHLe+-.")
 
 
-@settings(deadline=200, max_examples=400)
+@settings(max_examples=400)
 @given(st.lists(TIC_ALPHABET, max_size=600))
 def test_fuzz_tic_alphabet(data: list[int]) -> None:
     raw = bytes(data)
@@ -423,7 +423,7 @@ def test_fuzz_tic_alphabet(data: list[int]) -> None:
     feed([raw])
 
 
-@settings(deadline=200, max_examples=400)
+@settings(max_examples=400)
 @given(
     st.sampled_from(range(2)),
     st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from("fid"))),

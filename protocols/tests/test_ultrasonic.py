@@ -266,7 +266,7 @@ def test_model_table_is_consistent() -> None:
 # -- fuzz --------------------------------------------------------------------------------
 
 
-@settings(deadline=200, max_examples=300)
+@settings(max_examples=300)
 @given(st.binary(max_size=600), st.integers(1, 64))
 def test_random_bytes_only_raise_remote_protocol_errors(data: bytes, step: int) -> None:
     stream = UltrasonicStream(max_buffer=64)
@@ -296,7 +296,7 @@ frames_strategy = st.lists(
 ).map(b"".join)
 
 
-@settings(deadline=200, max_examples=300)
+@settings(max_examples=300)
 @given(frames_strategy, st.data())
 def test_mutated_frames_only_raise_remote_protocol_errors(data: bytes, draw: st.DataObject) -> None:
     mutated = bytearray(data)
