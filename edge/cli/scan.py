@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from bleak.backends.scanner import AdvertisementData
     from rich.table import Table
 
-    from edge.sources.ble._backend import BackendSpec
     from edge.sources.ble._config import BleDeviceConfig
+    from edge.sources.ble._spec import BackendSpec
     from protocols.reading import Measurement
 
 MAX_DEVICES = 1024  # a street can be full of phones; beyond this, new ones are counted only
@@ -223,8 +223,8 @@ def _refuse_if_daemon_uses_ble(config_path: Path | None) -> None:
 
 def read_ble_config(path: Path) -> "tuple[BackendSpec, list[BleDeviceConfig]]":
     """The ``[ble]`` table of a gateway configuration file (TOML): backend and devices."""
-    from edge.sources.ble._backend import backend_from_table
     from edge.sources.ble._config import BleDeviceConfig
+    from edge.sources.ble._spec import backend_from_table
 
     with path.open("rb") as f:
         root = tomllib.load(f)
@@ -286,8 +286,8 @@ def scan(
     daemon hears is in `estran edge status`; stop the daemon to scan, or --force."""
     from bleak.exc import BleakError
 
-    from edge.sources.ble._backend import DEFAULT_BACKEND, parse_backend
     from edge.sources.ble._errors import AdapterLostError, BleConfigError
+    from edge.sources.ble._spec import DEFAULT_BACKEND, parse_backend
 
     if not force:
         _refuse_if_daemon_uses_ble(config_path)

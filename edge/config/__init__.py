@@ -26,6 +26,7 @@ from edge.config._model import (
     SensorConfig,
     UplinkSection,
 )
+from edge.config._restart import pending_restart, restart_tables
 
 __all__ = [
     "AGGREGATES",
@@ -46,4 +47,6 @@ __all__ = [
     "UplinkSection",
     "load_config",
     "parse_config",
+    "pending_restart",
+    "restart_tables",
 ]

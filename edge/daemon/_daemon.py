@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edge.buffer import BlockLog, Buffer, BufferStats
-from edge.config import EdgeConfig, load_config
+from edge.config import EdgeConfig, load_config, pending_restart
 from edge.daemon._intake import Intake
 from edge.daemon._notify import SystemdNotifier
 from edge.daemon._supervisor import Supervisor, TaskSpec
@@ -336,8 +336,9 @@ class Daemon:
     async def apply(self, config: EdgeConfig) -> ApplyOutcome:
         """Run `config` from now on, changing only what changed: sources whose settings
         changed are restarted, new ones started, removed ones stopped; sensor settings are
-        swapped in place; the buffer is never touched (its settings, the gateway's and the
-        queue size wait for a restart: `needs_restart`). What a configuration pushed by the
+        swapped in place; the buffer is never touched (the settings the schema flags
+        ``restart`` -- the buffer's, the gateway's, the queue size -- wait for a restart:
+        `needs_restart`). What a configuration pushed by the
         hub goes through (edge.config_apply), as a reload does with the file."""
         async with self._sources_lock:
             self.notifier.reloading()
@@ -351,19 +352,8 @@ class Daemon:
 
     async def _apply(self, new: EdgeConfig) -> ApplyOutcome:
         result = ApplyOutcome(True)
-        old = self.config
-        if new.gateway != old.gateway:
-            result.needs_restart.append("gateway")
-        if new.buffer != old.buffer:
-            result.needs_restart.append("buffer")
-        if new.daemon.queue_size != old.daemon.queue_size:
-            result.needs_restart.append("daemon.queue_size")
-        new = dataclasses.replace(
-            new,
-            gateway=old.gateway,
-            buffer=old.buffer,
-            daemon=dataclasses.replace(new.daemon, queue_size=old.daemon.queue_size),
-        )
+        # what the schema flags `restart` keeps its running value (edge.config.pending_restart)
+        result.needs_restart, new = pending_restart(self.config, new)
         self.intake.put_timeout_s = new.daemon.put_timeout_s
         self.supervisor.restart_min_s = new.daemon.restart_min_s
         self.supervisor.restart_max_s = new.daemon.restart_max_s

@@ -2,15 +2,15 @@
 configuration onto the buffer (edge.buffer), the sources (edge.sources.serial,
 edge.sources.ble) and the uplink (edge.uplink). Imports are lazy: a source or an uplink
 is imported when the configuration has one (a gateway without an uplink never loads
-aiomqtt; edge/tests/test_daemon_imports.py checks it). Not yet bleak: edge.config imports
-the BLE source's configuration, and bleak with it."""
+aiomqtt, one without BLE never loads bleak; edge/tests/test_daemon_imports.py checks it)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +27,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("estran.edge.daemon")
 
 
-def software_version() -> str | None:
-    try:
-        return version("estran")
-    except PackageNotFoundError:
-        return None
+def software_version(distribution: str = "estran") -> str | None:
+    """The installed version of `distribution` (None when it is not installed): the
+    ``Version:`` of the first ``NAME-*.dist-info/METADATA`` on `sys.path`, as
+    `importlib.metadata.version` finds it, without importing importlib.metadata (its email
+    parser, zipfile, csv...: ~2.7 MB of the daemon's RSS, docs/benchmarks.md)."""
+    prefix = distribution.replace("-", "_").lower() + "-"
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in names:
+            if not (name.lower().startswith(prefix) and name.endswith(".dist-info")):
+                continue
+            try:
+                with open(os.path.join(entry or ".", name, "METADATA"), encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            break  # the end of the headers
+                        if line.startswith("Version:"):
+                            return line.partition(":")[2].strip()
+            except OSError:
+                continue
+    return None
 
 
 def buffer_config(config: EdgeConfig) -> BufferConfig:

@@ -13,20 +13,13 @@ See docs/ble.md.
 import importlib
 from typing import TYPE_CHECKING
 
-from edge.sources.ble._backend import (
-    DEFAULT_BACKEND,
-    BackendSpec,
-    BleBackend,
-    backend_from_table,
-    open_backend,
-    parse_backend,
-)
 from edge.sources.ble._config import BleDeviceConfig, BleOptions, normalize_address
 from edge.sources.ble._decode import AdvertisementDecoder, Decoded
 from edge.sources.ble._errors import AdapterLostError, BleConfigError, BleError
-from edge.sources.ble.source import BleDeviceStatus, BleSource, device_configs
+from edge.sources.ble._spec import DEFAULT_BACKEND, BackendSpec, backend_from_table, parse_backend
 
 if TYPE_CHECKING:
+    from edge.sources.ble._backend import BleBackend, open_backend
     from edge.sources.ble._bumble_adapter import (
         BumbleAdapter,
         register_local_transport,
@@ -34,9 +27,17 @@ if TYPE_CHECKING:
     )
     from edge.sources.ble._bumble_client import BumbleClient
     from edge.sources.ble._bumble_scanner import BumbleScanner
+    from edge.sources.ble.source import BleDeviceStatus, BleSource, device_configs
 
-# bumble takes a third of a second to import: only when a bumble backend is used.
+# Imported on first use: bleak (several MB of RSS) only when a gateway opens a BLE backend
+# or runs a BLE source -- reading a configuration needs none of it (edge.config imports the
+# names above); bumble (a third of a second to import) only when a bumble backend is used.
 _LAZY = {
+    "BleBackend": "edge.sources.ble._backend",
+    "open_backend": "edge.sources.ble._backend",
+    "BleDeviceStatus": "edge.sources.ble.source",
+    "BleSource": "edge.sources.ble.source",
+    "device_configs": "edge.sources.ble.source",
     "BumbleAdapter": "edge.sources.ble._bumble_adapter",
     "register_local_transport": "edge.sources.ble._bumble_adapter",
     "unregister_local_transport": "edge.sources.ble._bumble_adapter",

@@ -12,9 +12,8 @@ that `open_backend` yields: same code on a Pi, in the tests and in the demo.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 from bleak import BleakClient, BleakScanner
@@ -24,12 +23,10 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import AdvertisementDataCallback, BaseBleakScanner
 from bleak.exc import BleakError
 
-from edge.sources.ble._errors import BleConfigError
-from protocols import bthome, miflora, settings
+from edge.sources.ble._spec import BackendSpec, parse_backend
+from protocols import bthome, miflora
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BACKEND = "bluez"
 
 # What a passive BlueZ scan listens for (an advertisement monitor needs patterns):
 # service data of BTHome (0xFCD2) and of MiBeacon (0xFE95).
@@ -37,44 +34,6 @@ PASSIVE_PATTERNS = (
     OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, bthome.UUID_BYTES),
     OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, miflora.UUID_BYTES),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BackendSpec:
-    """A parsed ``ble.backend`` value."""
-
-    kind: Literal["bluez", "bumble"]
-    target: str | None = None  # the BlueZ adapter (hci0), or the bumble transport spec
-
-    def __str__(self) -> str:
-        return self.kind if self.target is None else f"{self.kind}:{self.target}"
-
-
-def parse_backend(text: str) -> BackendSpec:
-    """``bluez`` | ``bluez:hciN`` | ``bumble:<bumble transport spec>`` -> BackendSpec.
-
-    ``bleak`` is accepted for ``bluez``. (The configuration file may also give the kind and
-    the adapter or transport separately: `backend_from_table`.)"""
-    return backend_from_table({"backend": text})
-
-
-def backend_from_table(table: Mapping[str, object]) -> BackendSpec:
-    """The backend of a ``[ble]`` configuration table, read by the schema's rule
-    (`protocols.settings.ble_backend`): ``backend = "bluez"`` / ``"bumble:<transport>"``
-    alone, or ``backend = "bluez"`` (or ``"bleak"``) with ``adapter = "hci0"``, or
-    ``backend = "bumble"`` with ``transport = "<bumble transport spec>"``."""
-    backend = table.get("backend", DEFAULT_BACKEND)
-    adapter = table.get("adapter")
-    transport = table.get("transport")
-    for name, value in (("backend", backend), ("adapter", adapter), ("transport", transport)):
-        if value is not None and not isinstance(value, str):
-            raise BleConfigError(f"ble.{name}", "must be a string")
-    try:
-        kind, target = settings.ble_backend(str(backend), adapter, transport)  # type: ignore[arg-type]
-    except ValueError as e:
-        field, _, message = str(e).partition(": ")
-        raise BleConfigError(f"ble.{field}", message) from e
-    return BackendSpec("bumble" if kind == "bumble" else "bluez", target)
 
 
 class BleBackend:

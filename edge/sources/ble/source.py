@@ -34,10 +34,11 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError, BleakGATTProtocolError
 
 from edge.sources import ReadingSink, SourceState
-from edge.sources.ble._backend import BackendSpec, BleBackend, open_backend, parse_backend
+from edge.sources.ble._backend import BleBackend, open_backend
 from edge.sources.ble._config import BleDeviceConfig, BleOptions
 from edge.sources.ble._decode import SERVICE_DATA_UUIDS, AdvertisementDecoder
 from edge.sources.ble._errors import AdapterLostError, BleConfigError
+from edge.sources.ble._spec import BackendSpec, parse_backend
 from protocols import miflora
 from protocols.errors import RemoteProtocolError
 from protocols.reading import Measurement, Reading
