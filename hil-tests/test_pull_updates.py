@@ -342,6 +342,25 @@ async def test_pull_update_refusals_and_buffered_readings(
                 "signature": 1, "foreign": 1, "expired": 1, "bundle_checksum": 1, "replay": 1,
             }, counted  # fmt: skip
             assert refused() == counted
+
+            # -- the admin's command: a rollout of 1.0.1 in pull mode; it runs it: unchanged --
+            t0 = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                *estran_argv(
+                    "fleet", "--data", str(h.work), "rollout", "start", V2, "--target", GW,
+                    "--canary", "1", "--mode", "pull", "--json",
+                    "--hub-url", f"http://127.0.0.1:{h.http_port}",
+                ),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 600)
+            timings["rollout_pull_unchanged"] = round(time.monotonic() - t0, 1)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            rollout = json.loads(out)
+            assert rollout["mode"] == "pull" and rollout["state"] == "done", rollout
+            states = [g["state"] for w in rollout["waves"] for g in w["gateways"]]
+            assert states == ["unchanged"], rollout
+            assert gw.pid() == pid_v2
         finally:
             gw.stop()
             fleet.close()
