@@ -22,42 +22,26 @@ pytestmark = pytest.mark.needs("broker.embedded", "database", "hub")
 BROKER_TOLD = "mqtt://127.0.0.1:1883"  # what the hub tells enrolling gateways (--public-broker)
 
 
-async def fleet(hub: HubProcess, *args: str) -> str:
-    """`estran fleet --data HUB ARGS` on the hub's machine: its stdout."""
-    child = Child(
-        "fleet",
-        estran_argv("fleet", "--data", str(hub.data), *args),
-        hub.data.parent / "fleet-cli.log",
-        pipe_stdout=True,
-    )
-    await child.start()
-    lines = []
-    while line := await child.readline(60):
-        lines.append(line)
-    assert await child.wait(30) == 0, child.tail()
-    return "".join(lines)
-
-
 @contextlib.asynccontextmanager
 async def hub_http(rig: Rig) -> AsyncIterator[tuple[HubProcess, str]]:
     """The hub (`estran hub run`, gateways enrolled into a `marina` group) and its URL."""
     hub = await rig.hub(
         broker="broker.embedded", access="fleet", extra=["--public-broker", BROKER_TOLD]
     )
-    await fleet(hub, "group", "create", "marina")
+    await hub.fleet("group", "create", "marina")
     yield hub, hub.url
 
 
 async def enrollment_token(hub: HubProcess) -> str:
     token = json.loads(
-        await fleet(hub, "token", "create", "--group", "marina", "--ttl", "10m", "--json")
+        await hub.fleet("token", "create", "--group", "marina", "--ttl", "10m", "--json")
     )
     return str(token["token"])
 
 
 async def enrolled(hub: HubProcess) -> str:
     """The one gateway of the registry (`estran fleet gateways --json`)."""
-    gateways = json.loads(await fleet(hub, "gateways", "--json"))
+    gateways = json.loads(await hub.fleet("gateways", "--json"))
     assert len(gateways) == 1, gateways
     return str(gateways[0]["id"])
 

@@ -13,6 +13,11 @@ Standard library only at import time (PyYAML when an environment file is read): 
 hub tests use it without pulling the rest of Estran.
 """
 
+from estran.rig._available import (
+    need_program,
+    temporary_postgresql,
+    unavailable,
+)
 from estran.rig._ble import BleRadio
 from estran.rig._child import Child, estran_argv
 from estran.rig._env import DRIVERS, EnvError, Resource, RigEnv, load_env, parse_env
@@ -22,8 +27,16 @@ from estran.rig._mosquitto import MOSQUITTO, PrivateMosquitto, mosquitto_binary
 from estran.rig._ports import LOOPBACK, free_port, until, wait_port, wait_port_blocking
 from estran.rig._proxy import LinkProxy, LinkState
 from estran.rig._rig import Link, Rig
-from estran.rig._serial import SerialPort
-from estran.rig._services import Broker, Database, GatewayProcess, HubProcess, stored_twice
+from estran.rig._serial import SerialPort, SimulatedSerial, serial_simulator
+from estran.rig._services import (
+    Broker,
+    Database,
+    GatewayProcess,
+    HubProcess,
+    http_json,
+    hub_ready,
+    stored_twice,
+)
 
 __all__ = [
     "DRIVERS",
@@ -47,14 +60,21 @@ __all__ = [
     "RigEnv",
     "RigError",
     "SerialPort",
+    "SimulatedSerial",
     "Unavailable",
     "estran_argv",
     "free_port",
+    "http_json",
+    "hub_ready",
     "load_env",
     "mosquitto_binary",
+    "need_program",
     "parse_env",
     "power_cycle",
+    "serial_simulator",
     "stored_twice",
+    "temporary_postgresql",
+    "unavailable",
     "until",
     "wait_port",
     "wait_port_blocking",

@@ -14,10 +14,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from estran.rig._child import Child
 from estran.rig._env import EnvError, Resource
 from estran.rig._errors import RigError, Unavailable
+from estran.rig._toml import toml_table
 
 READY_S = 20.0
 
@@ -48,6 +51,17 @@ class SerialPort:
         interval = 0 if table.get("protocol") == "tic" else seconds
         table["devices"] = [{**d, "interval": interval} for d in devices if isinstance(d, Mapping)]
         return SerialPort(self.capability, table)
+
+    def toml(self, **extra: object) -> str:
+        """The port as the gateway's configuration file has it: a `[[serial]]` table (with
+        `extra` keys such as `reconnect_min`) and its `[[serial.devices]]`."""
+        table = {**self.port, **extra}
+        devices = table.pop("devices", [])
+        assert isinstance(devices, list)
+        lines = toml_table("[[serial]]", table)
+        for device in devices:
+            lines += toml_table("[[serial.devices]]", device)
+        return "\n".join(lines)
 
 
 class SimulatedSerial:
@@ -114,6 +128,28 @@ class SimulatedSerial:
     async def stop(self) -> None:
         await self.child.stop(5)
 
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def serial_simulator(spec: str, workdir: Path, capability: str = "serial.sim") -> SimulatedSerial:
+    """A simulator on a pseudo-terminal outside any environment file (`spec`: the `--spec`
+    of ``python -m edge.simulators.serial``, e.g. ``nmea,pace=1``); an async context manager:
+
+        async with serial_simulator("nmea,name=ttyA", tmp_path) as sim:
+            config = sim.port.toml(reconnect_min=0.1)
+    """
+    return SimulatedSerial(Resource(capability, "simulator", {"spec": spec}), workdir)
+
 
 class DeviceSerial:
     """A real adapter: nothing to start; its path must exist."""
@@ -151,4 +187,11 @@ def serial_driver(resource: Resource, workdir: Path) -> SerialDriver:
     return DeviceSerial(resource)
 
 
-__all__ = ["DeviceSerial", "SerialDriver", "SerialPort", "SimulatedSerial", "serial_driver"]
+__all__ = [
+    "DeviceSerial",
+    "SerialDriver",
+    "SerialPort",
+    "SimulatedSerial",
+    "serial_driver",
+    "serial_simulator",
+]

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from estran.rig._available import postgresql_execute
 from estran.rig._ble import BleRadio
 from estran.rig._child import Child, estran_argv
 from estran.rig._env import Resource
@@ -104,16 +105,58 @@ class Database:
                 )
 
     def _execute(self, sql: str) -> None:
-        try:
-            import psycopg
-
-            with psycopg.connect(self._admin, autocommit=True, connect_timeout=3) as admin:
-                admin.execute(sql.encode())
-        except Exception as e:  # any failure: no PostgreSQL here
-            raise Unavailable(f"PostgreSQL not reachable at {self._admin}: {e}") from e
+        postgresql_execute(self._admin, sql)
 
 
 # -- hub ----------------------------------------------------------------------------------------
+
+
+def http_json(
+    method: str,
+    url: str,
+    *,
+    token: str = "",
+    body: object = None,
+    timeout: float = 10.0,
+) -> tuple[int, object]:
+    """One HTTP request with a JSON body (or none): the status and the decoded answer (the
+    text when it is not JSON). Blocking: run it with `asyncio.to_thread` in async code."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+async def hub_ready(url: str, child: Child | None = None, timeout: float = HUB_READY_S) -> None:
+    """Return once the hub at `url` (http://host:port) says ready on /api/v1/health; a
+    RigError with the log of `child` (the hub's process) when it exits or is not ready in
+    time. For a hub started by hand (`Child(estran_argv("hub", "run", ...))`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise RigError(f"the hub exited:\n{child.tail()}")
+        with contextlib.suppress(OSError, ValueError):
+            status, health = await asyncio.to_thread(
+                http_json, "GET", f"{url}/api/v1/health", timeout=2
+            )
+            if status == 200 and isinstance(health, dict) and health.get("ready"):
+                return
+        await asyncio.sleep(0.2)
+    log = f":\n{child.tail()}" if child is not None else ""
+    raise RigError(f"the hub at {url} was not ready within {timeout:g} s{log}")
 
 
 class HubProcess:
@@ -157,16 +200,7 @@ class HubProcess:
 
     async def ready(self, timeout: float = HUB_READY_S) -> None:
         """Return once /api/v1/health says ready; RigError with the hub's log otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.child.alive():
-                raise RigError(f"the hub exited:\n{self.child.tail()}")
-            with contextlib.suppress(OSError, ValueError, RigError):
-                health = await self.get("/api/v1/health", auth=False)
-                if isinstance(health, dict) and health.get("ready"):
-                    return
-            await asyncio.sleep(0.2)
-        raise RigError(f"the hub was not ready within {timeout:g} s:\n{self.child.tail()}")
+        await hub_ready(self.url, self.child, timeout)
 
     async def restart(self) -> None:
         """kill -9 and start again (what a power cut of the hub's machine does)."""
@@ -207,6 +241,33 @@ class HubProcess:
                 raise RigError(f"GET {path}: HTTP {e.code}: {e.read()[:200]!r}") from e
 
         return await asyncio.to_thread(fetch)
+
+    async def send(
+        self, method: str, path: str, body: object = None, *, auth: bool = True
+    ) -> tuple[int, object]:
+        """Any request to the hub's HTTP API (as the admin unless `auth` is False): the
+        status and the JSON answer. No exception on an HTTP error: the status says it."""
+        token = await self.token() if auth else ""
+        return await asyncio.to_thread(
+            http_json, method, f"{self.url}{path}", token=token, body=body
+        )
+
+    async def fleet(self, *args: str) -> str:
+        """`estran fleet --data HUB ARGS` on the hub's machine (what an admin types there):
+        its standard output; RigError with its log when it exits non-zero."""
+        child = Child(
+            "fleet",
+            estran_argv("fleet", "--data", str(self.data), *args),
+            self.child.log.with_name("fleet-cli.log"),
+            pipe_stdout=True,
+        )
+        await child.start()
+        lines = []
+        while line := await child.readline(60):
+            lines.append(line)
+        if await child.wait(30) != 0:
+            raise RigError(f"estran fleet {' '.join(args)} failed:\n{child.tail()}")
+        return "".join(lines)
 
     async def readings(self, sensor: str) -> list[Mapping[str, object]]:
         """Every reading of `sensor` at the hub (GET /api/v1/readings, page by page)."""
@@ -293,4 +354,12 @@ class GatewayProcess:
         await self.child.stop(15)
 
 
-__all__ = ["Broker", "Database", "GatewayProcess", "HubProcess", "stored_twice"]
+__all__ = [
+    "Broker",
+    "Database",
+    "GatewayProcess",
+    "HubProcess",
+    "http_json",
+    "hub_ready",
+    "stored_twice",
+]
