@@ -434,24 +434,30 @@ class Either(Type):
         return self.words
 
 
-class StrList(Type):
-    """An array of strings, each checked by `item`."""
+class _Items(Type):
+    """An array whose items are all read by `item`, at most `max_items` of them.
+
+    `keep_invalid`: an array of tables keeps an invalid item in place (its errors are
+    reported, and its index stays the one the user wrote); an array of strings drops it.
+    """
 
     __slots__ = ("item", "max_items")
+    keep_invalid = False
+    words = "an array"
 
-    def __init__(self, item: "Text | None" = None, max_items: "int" = 1024) -> None:
-        self.item = item or Text()
+    def __init__(self, item: "Type", max_items: "int") -> None:
+        self.item = item
         self.max_items = max_items
 
     def read(self, walk: "Walk", path: "str", value: "object", partial: "bool") -> "object":
         if not isinstance(value, list):
-            return walk.error(path, "must be an array of strings, got %s" % kind_of(value))
+            return walk.error(path, "must be %s, got %s" % (self.words, kind_of(value)))
         if len(value) > self.max_items:
             return walk.error(path, "more than %d items" % self.max_items)
         out = []
         for index, item in enumerate(value):
             got = self.item.read(walk, "%s[%d]" % (path, index), item, partial)
-            if got is not INVALID:
+            if self.keep_invalid or got is not INVALID:
                 out.append(got)
         return out
 
@@ -459,7 +465,16 @@ class StrList(Type):
         return {"type": "array", "items": self.item.schema(hub), "maxItems": self.max_items}
 
     def describe(self) -> "str":
-        return "array of strings"
+        return self.words[3:]
+
+
+class StrList(_Items):
+    """An array of strings, each checked by `item`."""
+
+    words = "an array of strings"
+
+    def __init__(self, item: "Text | None" = None, max_items: "int" = 1024) -> None:
+        super().__init__(item or Text(), max_items)
 
 
 class Mapping_(Type):
@@ -709,15 +724,17 @@ class Table(Type):
         return "table"
 
 
-class Array(Type):
+class Array(_Items):
     """An array of tables (``[[serial]]``)."""
 
-    __slots__ = ("max_items", "name", "table")
+    __slots__ = ("name", "table")
+    keep_invalid = True
+    words = "an array of tables"
 
     def __init__(self, table: "Table", name: "str", max_items: "int" = 256) -> None:
+        super().__init__(table, max_items)
         self.table = table
         self.name = name  # how the TOML spells it: `serial`, `serial.devices`
-        self.max_items = max_items
         table.item = True
 
     def read(self, walk: "Walk", path: "str", value: "object", partial: "bool") -> "object":
@@ -725,21 +742,7 @@ class Array(Type):
             return walk.error(
                 path, "must be an array of tables ([[%s]]), got a single table" % self.name
             )
-        if not isinstance(value, list):
-            return walk.error(path, "must be an array of tables, got %s" % kind_of(value))
-        if len(value) > self.max_items:
-            return walk.error(path, "more than %d items" % self.max_items)
-        out = []
-        for index, item in enumerate(value):
-            got = self.table.read(walk, "%s[%d]" % (path, index), item, partial)
-            out.append(got)
-        return out
-
-    def schema(self, hub: "bool" = False) -> "dict[str, object]":
-        return {"type": "array", "items": self.table.schema(hub), "maxItems": self.max_items}
-
-    def describe(self) -> "str":
-        return "array of tables"
+        return super().read(walk, path, value, partial)
 
 
 class Named(Type):
