@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fleet.cli_options import hub_data_option
 from protocols import signed
 
 if TYPE_CHECKING:
@@ -91,14 +92,7 @@ class _FleetGroup(click.Group):
 
 
 @click.group(cls=_FleetGroup)
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    envvar="ESTRAN_HUB_DATA",
-    show_default=True,
-    help="The hub's data directory.",
-)
+@hub_data_option
 @click.pass_context
 def fleet(ctx: click.Context, data: Path) -> None:
     """The fleet: tokens, gateways, groups, signed configuration."""

@@ -16,21 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from fleet.cli import _actor, _echo_json, _iso, _open, parse_duration
+from fleet.cli_options import hub_data_option, hub_db_option
 
 if TYPE_CHECKING:
     from fleet import Fleet
     from hub.storage import Storage
 
 T = TypeVar("T")
-
-_DATA = click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    envvar="ESTRAN_HUB_DATA",
-    show_default=True,
-    help="The hub's data directory.",
-)
 
 
 def _read_password(confirm: bool = True) -> str:
@@ -41,7 +33,7 @@ def _read_password(confirm: bool = True) -> str:
 
 
 @click.group("user")
-@_DATA
+@hub_data_option
 @click.pass_context
 def user(ctx: click.Context, data: Path) -> None:
     """Users of the hub: admin, technician (fleet read, commands on their groups), reader
@@ -159,7 +151,7 @@ def user_passwd(ctx: click.Context, name: str, clear: bool) -> None:
 
 
 @click.group("token")
-@_DATA
+@hub_data_option
 @click.pass_context
 def token(ctx: click.Context, data: Path) -> None:
     """API tokens: hashed, scoped (read, write), expiring, revocable, last use recorded."""
@@ -249,7 +241,7 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
 
 
 @click.command("admin-reset")
-@_DATA
+@hub_data_option
 @click.option("--user", "user_name", default="admin", show_default=True)
 @click.pass_context
 def admin_reset(ctx: click.Context, data: Path, user_name: str) -> None:
@@ -269,14 +261,6 @@ def admin_reset(ctx: click.Context, data: Path, user_name: str) -> None:
 
 
 # -- datasets, sensors, erasure (the hub's storage: --db as for `estran hub run`) ----------------
-
-_DB = click.option(
-    "--db",
-    default="sqlite",
-    envvar="ESTRAN_HUB_DB",
-    show_default=True,
-    help="The hub's database, as for `estran hub run`.",
-)
 
 
 @contextmanager
@@ -300,8 +284,8 @@ def _now_ms() -> int:
 
 
 @click.group("dataset")
-@_DATA
-@_DB
+@hub_data_option
+@hub_db_option
 @click.pass_context
 def dataset(ctx: click.Context, data: Path, db: str) -> None:
     """Datasets: open (served to everyone, with a licence) or closed (readers granted)."""
@@ -386,8 +370,8 @@ def dataset_remove(ctx: click.Context, name: str) -> None:
 
 
 @click.group("sensor")
-@_DATA
-@_DB
+@hub_data_option
+@hub_db_option
 @click.pass_context
 def sensor(ctx: click.Context, data: Path, db: str) -> None:
     """Sensor metadata: dataset, location, site, description, kind, personal."""
@@ -482,8 +466,8 @@ def sensor_list(ctx: click.Context, dataset_name: str | None, as_json: bool) -> 
 
 
 @click.command("erase")
-@_DATA
-@_DB
+@hub_data_option
+@hub_db_option
 @click.option("--sensor", "sensors", multiple=True, help="A sensor (repeat).")
 @click.option(
     "--site", default=None, help="Every sensor of this site (estran hub sensor set --site)."

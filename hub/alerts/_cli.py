@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from fleet.cli import _actor, _iso
+from fleet.cli_options import hub_data_option, hub_db_option
 from hub._errors import HubError
 from hub.alerts._service import AlertService
 
@@ -60,15 +61,8 @@ def _echo_json(value: object) -> None:
 
 
 @click.group("alert")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    envvar="ESTRAN_HUB_DATA",
-    show_default=True,
-    help="The hub's data directory (as for estran hub run).",
-)
-@click.option("--db", default="sqlite", envvar="ESTRAN_HUB_DB", show_default=True)
+@hub_data_option
+@hub_db_option
 @click.pass_context
 def alert(ctx: click.Context, data: Path, db: str) -> None:
     """Alert rules, channels and alerts (docs/alerts.md)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from fleet.cli_options import hub_data_option, hub_db_option
 from hub._errors import HubError
 
 
@@ -21,15 +22,8 @@ def _day(value: str | None, name: str) -> date | None:
 
 
 @click.command("numeriscore")
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    envvar="ESTRAN_HUB_DATA",
-    show_default=True,
-    help="The hub's data directory (as for estran hub run).",
-)
-@click.option("--db", default="sqlite", envvar="ESTRAN_HUB_DB", show_default=True)
+@hub_data_option
+@hub_db_option
 @click.option("--from", "first", default=None, help="First day, YYYY-MM-DD.")
 @click.option("--to", "last", default=None, help="Last day, YYYY-MM-DD.")
 @click.option("--gateway", default=None, help="Only this gateway.")
