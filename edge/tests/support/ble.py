@@ -106,3 +106,10 @@ def contiguous_in(rows: list[tuple[object, ...]], advertised: list[tuple[object,
     measurement heard exactly once, in order, none invented."""
     n = len(rows)
     return any(advertised[i : i + n] == rows for i in range(len(advertised) - n + 1))
+
+
+def in_order_in(rows: list[tuple[object, ...]], advertised: list[tuple[object, ...]]) -> bool:
+    """Whether `rows` is a subsequence of `advertised`: none invented, none heard twice,
+    in the order advertised; some may be missed (a radio that is busy misses beacons)."""
+    remaining = iter(advertised)
+    return all(any(row == a for a in remaining) for row in rows)
