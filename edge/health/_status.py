@@ -65,6 +65,7 @@ class UplinkStatus(TypedDict, total=False):
     historical_batches: int
     readings_sent: int
     resent_batches: int
+    rescans: int
     timeouts: int
     acked_readings: int
     rejected_readings: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -122,3 +123,41 @@ def test_run_config_credentials(tmp_path: Path) -> None:
     (tmp_path / "credentials").write_text("\n")
     with pytest.raises(ValueError):
         read_credentials(c.uplink.credentials_file)
+
+
+async def test_a_segment_compacted_under_the_backlog_cursor_is_sent_whole(
+    tmp_path: Path, broker_port: int
+) -> None:
+    """A power cut leaves the last segment open, in small blocks; the first commit after the
+    restart (numbering jumped past the lost reservation) seals and compacts it into large
+    blocks while the uplink is draining it as backlog. A large block now starts before the
+    backlog's cursor and ends after it: its readings past the cursor must still go out (they
+    stayed in the buffer until the next restart, and the final drain of the territory
+    scenario never ended)."""
+    buffer = BufferConfig(directory=tmp_path / "buffer", commit_readings=100)
+    log = SegmentLog.open(buffer)
+    for i in range(100):  # 1,000 readings in blocks of 10: a gateway committing every 100 ms
+        log.append_many(readings(10, start=10 * i))
+        log.commit()
+    log._release()  # the power cut: no seal, no exact sequence mark
+    log = SegmentLog.open(buffer)
+    try:
+        assert log.stats().segments == 1
+        hub = FakeHub(broker_port)
+        # one backlog batch of 300 at once, the next ones a second apart
+        uplink = Uplink(
+            log, config(tmp_path, broker_port, window=2, backlog_rate=300, backlog_burst=300)
+        )
+        async with running((hub.run(), "hub")):
+            await asyncio.wait_for(hub.ready.wait(), 10)
+            async with running((uplink.run(), "uplink")):
+                await until(lambda: log.stats().depth == 700)  # the first batch acknowledged
+                log.append_many(readings(10, start=5000))
+                log.commit()  # a jump in the numbering: the small blocks compacted
+                with contextlib.suppress(TimeoutError):
+                    await until(lambda: log.stats().depth == 0, timeout=20)
+                stuck = [(b.first_seq, b.last_seq) for b in log.read_blocks(-1, 10_000)]
+                assert log.stats().depth == 0, f"left in the buffer: {stuck}"
+        assert set(range(1, 1001)) <= set(hub.stored)
+    finally:
+        log.close()

@@ -56,6 +56,9 @@ class UplinkConfig:
     reconnect_min_s: float = 0.25
     reconnect_max_s: float = 30.0
     unsupported_retry_s: float = 60.0  # a batch the hub cannot read yet waits this long
+    # how often, once the backlog is sent, the buffer is looked through for readings the
+    # sending cursors passed by (blocks rewritten by a compaction: Uplink._left_behind)
+    rescan_interval_s: float = 2.0
     software: str | None = None
     username: str | None = None  # broker credentials (what enrollment writes)
     password: str | None = field(default=None, repr=False)

@@ -12,6 +12,8 @@
   4 rttvar, as TCP does), doubling on each timeout.
 - The backlog (what was in the buffer when the connection came up) drains under a token
   bucket and is flagged historical; readings appended since are sent at once, flagged live.
+  Once the backlog is out, the buffer is looked through now and then (`rescan_interval_s`)
+  for readings the cursors passed by (blocks rewritten by a compaction), sent as backlog.
 - Birth (online, retained) on connect, death registered as the MQTT Will (retained), both
   with a session number that only grows. Birth and the periodic state carry the gateway's
   footprint when a `footprint` callable gives it (the daemon's `HealthRegistry.footprint`),
@@ -114,6 +116,7 @@ class UplinkStats:
     historical_batches: int = 0
     readings_sent: int = 0
     resent_batches: int = 0
+    rescans: int = 0  # readings found left behind by the cursors (see _left_behind)
     timeouts: int = 0
     acked_readings: int = 0
     rejected_readings: int = 0
@@ -209,6 +212,7 @@ class Uplink:
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._ack_timeout = config.ack_timeout_min_s * 2
+        self._rescanned_at = clock()  # _left_behind()
         self._wake = asyncio.Event()
         self._topic_data = wire.topic(config.gateway_id, "data")
         self._topic_state = wire.topic(config.gateway_id, "state")
@@ -459,6 +463,7 @@ class Uplink:
             "historical_batches": st.historical_batches,
             "readings_sent": st.readings_sent,
             "resent_batches": st.resent_batches,
+            "rescans": st.rescans,
             "timeouts": st.timeouts,
             "acked_readings": st.acked_readings,
             "rejected_readings": st.rejected_readings,
@@ -684,7 +689,7 @@ class Uplink:
             self._live_after = max(self._live_after, max(b.last_seq for b in blocks))
             return _Batch(blocks, live=True), 0.0
         # 3. backlog, rate-limited, leaving one slot free
-        if not self._spans:
+        if not self._spans and not self._left_behind(now):
             self._unpaced = False
             return None, 0.0
         if len(self._inflight) >= self.config.window - 1:
@@ -702,6 +707,36 @@ class Uplink:
             self._spans.popleft()
         self._unpaced = False
         return None, 0.0
+
+    def _left_behind(self, now: float) -> bool:
+        """Whether the buffer holds readings the cursors passed by, never sent nor in flight
+        (then a backlog span over them is started). The cursors (`_live_after`, each span's
+        `after`) are sequence numbers at block boundaries, and the buffer reads blocks by
+        their first number; a segment compacted when it is sealed (at a jump in the
+        numbering after a power cut, or when it is full) is rewritten in large blocks, one
+        of which may start before a cursor and end after it: its readings past the cursor
+        would stay in the buffer until the next start. Looked for once every
+        `rescan_interval_s`, when no backlog is left to send."""
+        if now - self._rescanned_at < self.config.rescan_interval_s:
+            return False
+        self._rescanned_at = now
+        self._flush_acks()  # acked but not yet applied to the buffer: not left behind
+        first = self.buffer.read_blocks(
+            self._start_after, 1, alarms_first=False, skip=self._busy_blocks()
+        )
+        if not first or first[0].first_seq > self._live_after:
+            return False
+        block = first[0]
+        if _covered([(block.first_seq, block.last_seq)], self._acked):
+            return False
+        self.stats.rescans += 1
+        log.info(
+            "uplink: readings from %d left behind by the sending cursors (blocks rewritten "
+            "by the buffer): sending them again as backlog",
+            block.first_seq,
+        )
+        self._spans.append(_Span(self._start_after, self._live_after))
+        return True
 
     def _take(self, blocks: Sequence[StoredBlock]) -> list[StoredBlock]:
         """Blocks up to the byte budget of a batch (at least one)."""
@@ -729,7 +764,7 @@ class Uplink:
                 b
                 for b in got
                 if b.first_seq > span.after
-                and b.last_seq <= span.upto
+                and b.first_seq <= span.upto  # a compacted block may end past it
                 and b.first_seq not in span.sent_ahead
             ]
             blocks = self._take(fresh)
