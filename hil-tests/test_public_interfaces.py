@@ -19,14 +19,16 @@ test helpers of the packages). docs/hil.md ("Public interfaces") says why.
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FIRST_PARTY = {"protocols", "edge", "fleet", "hub", "estran", "playbooks"}
 ALLOWED = ("estran.rig", "estran.rollout_lab", "protocols")
 
-# Files not clean yet, each with the helper moving it onto public interfaces. This list only
-# shrinks: a file that is clean must leave it (checked below), and no file may join it.
+# Files not clean yet, each with the helper moving it onto public interfaces. No file may join
+# this list; a file that became clean (or went away) is reported by a warning, not a failure,
+# so that its owner's landing does not turn everyone's run red: take it out then.
 NOT_YET_CLEAN: dict[str, str] = {
     "test_fleet_scale.py": "fleetscale",
     "test_provision_system.py": "ansible",
@@ -96,12 +98,14 @@ def test_the_rig_tests_import_only_public_interfaces() -> None:
     )
 
 
-def test_the_list_of_files_not_yet_clean_only_shrinks() -> None:
+def test_the_list_of_files_not_yet_clean_names_only_unclean_files() -> None:
     names = {p.name for p in rig_tests()}
-    gone = sorted(set(NOT_YET_CLEAN) - names)
-    clean = sorted(n for n in NOT_YET_CLEAN if n in names and not private_imports(HERE / n))
-    assert not gone, f"NOT_YET_CLEAN names files that do not exist: {gone}"
-    assert not clean, f"clean now, take them out of NOT_YET_CLEAN: {clean}"
+    stale = sorted(n for n in NOT_YET_CLEAN if n not in names or not private_imports(HERE / n))
+    if stale:
+        warnings.warn(
+            f"clean now (or gone): take {', '.join(stale)} out of NOT_YET_CLEAN in {__file__}",
+            stacklevel=1,
+        )
 
 
 def test_the_guard_catches_what_it_must(tmp_path: Path) -> None:
