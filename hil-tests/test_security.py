@@ -1,6 +1,6 @@
-"""Fleet security from the outside: a real `estran hub run` (the embedded broker with the
-fleet's access policy, `--broker-access fleet`), gateways enrolled with `estran edge enroll`
-and run with `estran edge run`, attackers speaking real MQTT with the credentials they stole.
+"""Fleet security from the outside: a real `estran hub run` (`--broker-access fleet`),
+gateways enrolled with `estran edge enroll` and run with `estran edge run`, attackers
+speaking real MQTT with the credentials they stole.
 
 What each attacker holds is a file the docs name (docs/security.md, "Secrets at rest"): a
 gateway's `DATA/credentials` (`username:password`), the hub's broker password
@@ -10,8 +10,11 @@ forgery, signed with a key of their own (`cryptography`'s Ed25519). What the gat
 read where an admin reads it: the hub's API (`/api/v1/fleet/gateways`, `/api/v1/fleet/audit`,
 `/api/v1/readings`).
 
-The same attacks, in one process and on both brokers (embedded and Mosquitto on the generated
-files), with the gateway's internals in view: estran/tests/test_fleet_security.py.
+The broker isolation runs on both brokers: the embedded one and a Mosquitto on the `passwd`
+and `acl` the hub writes (`--mosquitto-dir`, SIGHUP on every change); the signed documents and
+enrollment do not depend on the broker and run on the embedded one. The same attacks, in one
+process and on both brokers, with the gateway's internals in view:
+estran/tests/test_fleet_security.py.
 """
 
 from __future__ import annotations
@@ -114,10 +117,14 @@ class Site:
 
 
 @contextlib.asynccontextmanager
-async def site(rig: Rig, tmp: Path) -> AsyncIterator[Site]:
-    broker = await rig.broker("broker.embedded")
+async def site(
+    rig: Rig, tmp: Path, broker_capability: str = "broker.embedded"
+) -> AsyncIterator[Site]:
+    """The hub with fleet access on the rig's broker: the embedded one, or a Mosquitto the
+    rig restarts on the `passwd` and `acl` the hub keeps (`--mosquitto-dir`)."""
+    broker = await rig.broker(broker_capability)
     hub = await rig.hub(
-        broker="broker.embedded", access="fleet", extra=["--public-broker", broker.url]
+        broker=broker_capability, access="fleet", extra=["--public-broker", broker.url]
     )
     await hub.fleet("group", "create", "marina")
     yield Site(rig, hub, tmp)
@@ -261,16 +268,29 @@ async def test_enrollment_refuses_bad_used_expired_and_foreign_tokens(
 # -- the broker: one gateway's credentials reach nothing of another's -------------------------------
 
 
+@pytest.mark.parametrize(
+    "broker",
+    [
+        pytest.param("broker.embedded", id="embedded"),
+        pytest.param("broker", id="mosquitto", marks=pytest.mark.needs("broker")),
+    ],
+)
 async def test_another_gateways_credentials_reach_nothing_of_this_gateway(
-    rig: Rig, tmp_path: Path
+    rig: Rig, tmp_path: Path, broker: str
 ) -> None:
     """A stolen gateway A's credentials against gateway B: no subscription to B's config or
-    commands delivers anything (retained, live, wildcards), a reading published under B's
+    commands delivers anything (retained, live, wildcards; the embedded broker refuses the
+    subscription, Mosquitto grants it and delivers nothing), a reading published under B's
     data topic never reaches the hub, while A's own readings do (the check can fail); once A
-    is revoked it cannot connect."""
-    async with site(rig, tmp_path) as s:
+    is revoked it cannot connect. On both brokers: the embedded one and Mosquitto on the
+    files the hub generates."""
+    async with site(rig, tmp_path, broker) as s:
         a = await s.enroll("a")
         b = await s.enroll("b")
+        for user, password in ((None, None), (b.id, a.password), (HUB_USER, b.password)):
+            with pytest.raises(aiomqtt.MqttError):  # anonymous, or a password not its own
+                async with s.client("intruder", user, password):
+                    pass
         async with (
             s.client("spy-a", a.id, a.password) as spy,
             s.client("watch-b", b.id, b.password) as owner,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import time
@@ -45,6 +46,8 @@ class Broker:
         self.resource = resource
         self.kind = resource.driver
         self.mosquitto: PrivateMosquitto | None = None
+        self.workdir = workdir
+        self.fleet_dir: Path | None = None  # the hub's passwd and acl, once it keeps them
         if self.kind == "external":
             url = urllib.parse.urlsplit(resource.text("url"))
             if url.scheme != "mqtt" or url.hostname is None or url.port is None:
@@ -65,9 +68,60 @@ class Broker:
             return ["--broker", "embedded", "--mqtt-listen", f"{self.host}:{self.port}"]
         return ["--broker", self.url]
 
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "mosquitto-fleet" / "mosquitto.pid"
+
+    def fleet_args(self) -> list[str]:
+        """For a hub with fleet access on this Mosquitto: where it keeps Mosquitto's `passwd`
+        and `acl`, and the pid file it sends SIGHUP to when they change (docs/security.md)."""
+        directory = self.workdir / "mosquitto-fleet"
+        directory.mkdir(parents=True, exist_ok=True)
+        return ["--mosquitto-dir", str(directory), "--mosquitto-pid", str(self.pid_file)]
+
+    async def follow_fleet_files(self, hub: Child, timeout: float = HUB_READY_S) -> None:
+        """Restart this Mosquitto on the files the hub `hub` writes (once they exist): no
+        anonymous access, every gateway its own password and topics — production's setup
+        (`estran fleet broker mosquitto-conf`, run as the rig's user rather than `mosquitto`,
+        which could not read files the rig's user wrote 0640)."""
+        if self.mosquitto is None or self.fleet_dir is not None:
+            return
+        directory = self.pid_file.parent
+        deadline = time.monotonic() + timeout
+        while not (directory / "passwd").exists():
+            if not hub.alive() or time.monotonic() > deadline:
+                raise RigError(f"the hub wrote no Mosquitto files in {directory}:\n{hub.tail()}")
+            await asyncio.sleep(0.1)
+        conf = directory / "mosquitto.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    *([f"user {getpass.getuser()}"] if os.geteuid() == 0 else []),
+                    "per_listener_settings false",
+                    "allow_anonymous false",
+                    f"listener {self.port} {self.host}",
+                    f"password_file {directory / 'passwd'}",
+                    f"acl_file {directory / 'acl'}",
+                    "persistence false",
+                    f"max_packet_size {1024 * 1024 + 1024}",
+                    "max_queued_messages 100000",
+                    "log_type error",
+                    "log_type warning",
+                    "log_dest stderr",
+                    "",
+                ]
+            )
+        )
+        await self.mosquitto.stop(10)
+        self.mosquitto = PrivateMosquitto(directory, self.port, conf=conf)
+        self.fleet_dir = directory
+        await self.start()
+
     async def start(self) -> None:
         if self.mosquitto is not None:
             await self.mosquitto.start()
+            if self.fleet_dir is not None:  # what the hub sends SIGHUP to
+                self.pid_file.write_text(f"{self.mosquitto.pid}\n")
 
     async def stop(self) -> None:
         if self.mosquitto is not None:
@@ -177,7 +231,10 @@ class HubProcess:
         self.data = workdir / "hub"
         self.broker = broker
         self.database = database
+        self.access = access
         self.http_port = free_port()
+        if access == "fleet" and broker.mosquitto is not None:
+            extra = [*broker.fleet_args(), *extra]
         self.child = Child(
             "hub",
             estran_argv(
@@ -196,6 +253,8 @@ class HubProcess:
     async def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
         await self.child.start()
+        if self.access == "fleet":
+            await self.broker.follow_fleet_files(self.child)
         await self.ready()
 
     async def ready(self, timeout: float = HUB_READY_S) -> None:
