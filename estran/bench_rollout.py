@@ -6,8 +6,11 @@ Figures, in one run:
   gated;
 - `push.rollback_s`: a broken release (its uplink never connects) to a canary of 4: from the
   first failed health gate to every canary gateway back on N and gated again;
-- `pull`: the same in pull mode when this version has the pull executor (fleet._pull);
-  otherwise it says it is missing;
+- `pull.update_s`: a rollout of a third release to every gateway in pull mode (the same
+  waves and batches: the hub signs one job per gateway and sends it on its `cmd` topic; each
+  gateway fetches the bundle over HTTP and runs update.yml on itself), from start to the last
+  gateway's `finished` report; the lab's gateways are enrolled by the gateway's own
+  enrollment code, so their daemons run the fleet link and the update agent;
 - the anchor, measured on the same gateways in the same run: a plain `ansible-playbook` of a
   naive in-place `pip install --upgrade` and restart (estran/bench_rollout_naive.yml: no
   release side by side, no self-check, no gate, no rollback).
@@ -30,9 +33,8 @@ import click
 
 from estran.rollout_lab import PLAYBOOKS, Lab, lab
 from fleet import Fleet
-from fleet._rollout_run import default_executors
 
-V1, V2, BROKEN, V3 = "1.0.0", "1.0.1", "1.0.2", "1.0.3"
+V1, V2, BROKEN, V3, V4 = "1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4"
 BREAK_UPLINK = {
     "edge/uplink/_uplink.py": (
         "            self.broker.port,\n            identifier",
@@ -59,7 +61,9 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
     from estran.tests.wheels import built_wheels
 
     t0 = time.monotonic()
-    built, house = built_wheels([(V1, None), (V2, None), (BROKEN, BREAK_UPLINK), (V3, None)])
+    built, house = built_wheels(
+        [(V1, None), (V2, None), (BROKEN, BREAK_UPLINK), (V3, None), (V4, None)]
+    )
     result: dict[str, Any] = {
         "gateways": gateways,
         "batch": batch,
@@ -68,7 +72,8 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
     }
     async with lab(
         work, gateways=gateways, rigs=2, over_ssh=3,
-        wheels={v: built[v] for v in (V1, V2, BROKEN)}, wheelhouse=house, gate_timeout=60,
+        wheels={v: built[v] for v in (V1, V2, BROKEN, V3)}, wheelhouse=house, gate_timeout=60,
+        identities=True,
     ) as the_lab:  # fmt: skip
         run = await the_lab.playbook("provision.yml", the_lab.release_vars(V1), forks=gateways)
         if run.rc != 0:
@@ -113,19 +118,29 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
             "load": _load(),
         }
 
-        # pull mode, when this version has it
+        # pull: the third release to every gateway, the same waves, in pull mode
         with Fleet(the_lab.hub_data) as f:
-            has_pull = "pull" in default_executors(f)
-        result["pull"] = (
-            {"missing": "not measured: pull mode needs gateways enrolled with their own broker"
-                        " identity; this lab runs the broker open"}
-            if has_pull
-            else {"missing": "this version has no pull executor (fleet._pull)"}
+            f.set_hostvars("fleet", None, {"estran_gate_timeout": 60}, "bench")
+        r = await _rollout(
+            the_lab, V3, "--rigs", "group:rigs", "--canary", "10%", "--batch", str(batch),
+            "--mode", "pull", "--hub-url", the_lab.hub_url,
         )  # fmt: skip
+        if r["state"] != "done":
+            raise click.ClickException(f"the pull rollout ended {r['state']}: {r['reason']}")
+        result["pull"] = {
+            "update_s": round((r["finished_ms"] - r["started_ms"]) / 1000, 1),
+            "waves": {w["name"]: len(w["gateways"]) for w in r["waves"]},
+            "counts": {k: v for k, v in r["counts"].items() if v},
+            "load": _load(),
+        }
+        statuses = await the_lab.statuses()
+        result["pull"]["running_v3"] = sum(
+            1 for s in statuses.values() if s is not None and s.get("software") == V3
+        )
 
         # the anchor: a naive in-place pip upgrade with a plain ansible-playbook
         naive = await the_lab.playbook_file(
-            NAIVE, {"estran_wheel_src": str(built[V3])}, forks=gateways
+            NAIVE, {"estran_wheel_src": str(built[V4])}, forks=gateways
         )
         if naive.rc != 0:
             raise click.ClickException("the naive upgrade failed:\n" + naive.output[-3000:])
@@ -137,8 +152,8 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
             "load": _load(),
         }
         statuses = await the_lab.statuses()
-        result["anchor_naive_pip_upgrade"]["running_v3"] = sum(
-            1 for s in statuses.values() if s is not None and s.get("software") == V3
+        result["anchor_naive_pip_upgrade"]["running_v4"] = sum(
+            1 for s in statuses.values() if s is not None and s.get("software") == V4
         )
     result["load_after"] = _load()
     result["playbooks"] = str(PLAYBOOKS)
@@ -152,8 +167,8 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
               help="Keep the gateways' roots and logs here (default: a temporary directory).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def bench_rollout(gateways: int, batch: int, work: Path | None, as_json: bool) -> None:
-    """Update N real gateways in push mode (and pull, when built), the rollback of a broken
-    canary, beside a naive in-place pip upgrade run by plain ansible-playbook."""
+    """Update N real gateways in push mode and in pull mode, the rollback of a broken canary,
+    beside a naive in-place pip upgrade run by plain ansible-playbook."""
     if work is None:
         with tempfile.TemporaryDirectory(prefix="estran-bench-rollout-") as tmp:
             result = asyncio.run(_run(gateways, batch, Path(tmp) / "lab"))
@@ -169,7 +184,8 @@ def bench_rollout(gateways: int, batch: int, work: Path | None, as_json: bool) -
     rb = push["rollback"]
     click.echo(f"  failed gate -> canary on N {rb['gate_failed_to_all_back_on_n_s']} s"
                f" ({rb['rolled_back']}/{rb['canary']} rolled back)")  # fmt: skip
-    click.echo(f"  pull                      {result['pull']}")
+    pull = result["pull"]
+    click.echo(f"  pull rollout              {pull['update_s']:>7.1f} s  {pull['waves']}")
     click.echo(
         f"  anchor: naive pip upgrade {result['anchor_naive_pip_upgrade']['update_s']:>7.1f} s"
     )

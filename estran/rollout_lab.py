@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import getpass
 import grp
@@ -289,6 +290,29 @@ def _enroll(f: Fleet, group: str) -> str:
     return f.enroll(token, pub, nonce, proof, "mqtt://127.0.0.1:1883").gateway_id
 
 
+def _enroll_root(f: Fleet, group: str, data_dir: Path) -> str:
+    """One gateway enrolled by the gateway's own enrollment code (edge.identity.enroll: its
+    key, broker credentials and the hub's keys kept in `data_dir`, as `estran edge enroll`
+    does), its two requests answered by the registry in this process: what pull mode needs."""
+    from edge.identity import enroll
+
+    def post(url: str, body: dict[str, object]) -> dict[str, object]:
+        if url.endswith("/challenge"):
+            return {"nonce": f.challenge(str(body["token"]))}
+        result = f.enroll(
+            str(body["token"]), base64.b64decode(str(body["public_key"])), str(body["nonce"]),
+            base64.b64decode(str(body["proof"])), "mqtt://127.0.0.1:1883",
+        )  # fmt: skip
+        return {
+            "gateway_id": result.gateway_id,
+            "answer": base64.b64encode(result.answer).decode(),
+            "config": base64.b64encode(result.config).decode(),
+        }
+
+    token = f.create_token(group, 600, "lab").token
+    return enroll("http://127.0.0.1", token, data_dir, post=post).identity.gateway_id
+
+
 def wheelhouse_tar(house: Path, out: Path) -> Path:
     with tarfile.open(out, "w") as tar:
         for wheel in sorted(house.glob("*.whl")):
@@ -307,10 +331,13 @@ async def lab(
     wheelhouse: Path,
     gate_timeout: float = 60,
     interval: float = 1.0,
+    identities: bool = False,
 ) -> AsyncIterator[Lab]:
     """The hub and `gateways` gateway roots (registered, not provisioned yet: provision them
     with `lab.playbook("provision.yml", lab.release_vars(V))`). `wheels`: {version: wheel}
-    added to the hub as release bundles. Everything is stopped on the way out."""
+    added to the hub as release bundles. `identities`: each root enrolled as a gateway does it
+    (its own key, credentials and the hub's keys in its data directory), so that its daemon
+    runs the fleet link and takes pull-mode jobs. Everything is stopped on the way out."""
     if not ANSIBLE_PLAYBOOK.exists():
         raise LabError("ansible-playbook is not installed (pip install -e '.[dev]')")
     work.mkdir(parents=True, exist_ok=True)
@@ -323,8 +350,17 @@ async def lab(
         assert admin_token is not None
         f.create_group("rigs", "lab")
         f.create_group("lab", "lab")
-        names += [_enroll(f, "rigs") for _ in range(min(rigs, gateways))]
-        names += [_enroll(f, "lab") for _ in range(gateways - len(names))]
+        for i in range(gateways):
+            group = "rigs" if i < min(rigs, gateways) else "lab"
+            if identities:
+                # the name comes from the registry: enroll into a scratch directory, then move it
+                scratch = work / "gw" / f".enroll-{i}"
+                name = _enroll_root(f, group, scratch)
+                (work / "gw" / name / "var/lib").mkdir(parents=True)
+                scratch.rename(work / "gw" / name / "var/lib/estran")
+                names.append(name)
+            else:
+                names.append(_enroll(f, group))
         for version, wheel in wheels.items():
             bundle = build_bundle(work / "dist" / version, repo=REPO, wheel=wheel, wheelhouse=house)
             f.add_release(bundle, "lab")
@@ -370,6 +406,8 @@ async def lab(
                             "estran_gate_timeout": gate_timeout,
                             "estran_stop_timeout": 20,
                             "estran_pip_args": ["--no-compile"],
+                            # pull mode: the gateways' runner uses this ansible-playbook
+                            "estran_pull_ansible_playbook": str(ANSIBLE_PLAYBOOK),
                         },
                         "lab",
                     )
@@ -392,6 +430,10 @@ async def lab(
                             }
                         else:
                             host["ansible_connection"] = "local"
+                        if identities:
+                            host["estran_credentials_file"] = str(
+                                gw.root / "var/lib/estran/credentials"
+                            )
                         f.set_hostvars("gateway", gw.name, host, "lab")
                 lab_ = Lab(work, hub_data, http_port, mqtt_port, admin_token, hub, members, port)
                 try:
