@@ -20,6 +20,7 @@ named like one; pass them with a vault or `-e`.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -143,7 +144,13 @@ class Inventory(Releases):
             "estran_hub_state": g.state,
             "estran_hub_software": g.software,
             "estran_hub_config_version": g.applied_version,
+            "estran_hub_keys": self.hub_keys_b64(),
         }
+
+    def hub_keys_b64(self) -> dict[str, str]:
+        """{key id: base64 raw public key} of the hub's active signing keys: provision.yml
+        writes them to root's copy of the keys the pull-mode job runner trusts."""
+        return {k: base64.b64encode(v).decode() for k, v in sorted(self.keys.public_keys().items())}
 
     def inventory(self, *, merged: bool = True) -> dict[str, object]:
         """Ansible's JSON inventory of the registry. `merged`: every host's variables are
@@ -155,6 +162,7 @@ class Inventory(Releases):
         groups: dict[str, list[str]] = {}
         active: list[str] = []
         revoked: list[str] = []
+        hub_keys = self.hub_keys_b64()
         for g in gateways:
             own: dict[str, object] = {}
             if merged:
@@ -167,6 +175,7 @@ class Inventory(Releases):
                 "estran_hub_state": g.state,
                 "estran_hub_software": g.software,
                 "estran_hub_config_version": g.applied_version,
+                "estran_hub_keys": hub_keys,
             }
             (active if g.state == "active" else revoked).append(g.id)
             if g.state == "active":

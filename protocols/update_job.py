@@ -85,6 +85,7 @@ BUSY = "busy"  # another job is running on this gateway
 BUNDLE_CHECKSUM = "bundle_checksum"  # a file fetched is not the one the manifest (or job) names
 BUNDLE_INVALID = "bundle_invalid"  # the manifest unsigned, badly signed or malformed
 UNSUPPORTED = "unsupported"  # the gateway cannot run pull updates (no ansible-playbook)
+TRUST = "trust"  # the root-owned copy of the hub keys is missing, or others can write it
 REFUSALS = (
     MALFORMED_JOB,
     SIGNATURE,
@@ -95,6 +96,7 @@ REFUSALS = (
     BUNDLE_CHECKSUM,
     BUNDLE_INVALID,
     UNSUPPORTED,
+    TRUST,
 )
 
 _HEX = "0123456789abcdef"

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.identity import GatewayState
 from edge.update import Journal, UpdateAgent, UpdateState, read_journal, run_job
 from edge.update._runner import job_lock
+from edge.update._trust import load_trusted_keys, write_trusted_keys
 from protocols import signed, update_job, wire
 
 GW = "gw-017"
@@ -195,6 +196,95 @@ def release(root: Path, hub: Hub, signer: Hub | None = None) -> bytes:
     return data
 
 
+def root_copy(prefix: Path, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Root's copy of the hub keys (/opt/estran/trusted-keys.json, as provision.yml writes
+    it), found by the runner beside pull.json: `prefix` stands for /opt/estran."""
+    prefix.mkdir(mode=0o755, exist_ok=True)
+    prefix.chmod(0o755)
+    out = prefix / "trusted-keys.json"
+    assert write_trusted_keys(out, prefix / "no-state", {hub.kid: hub.public}).startswith("changed")
+    monkeypatch.setattr("edge.update._runner.vars_path", lambda: prefix / "pull.json")
+    return out
+
+
+def refused_code(job_dir: Path) -> tuple[str, str, str]:
+    last = read_journal(job_dir / "journal.jsonl")[-1]
+    return str(last["outcome"]), str(last.get("code")), str(last["reason"])
+
+
+@pytest.mark.parametrize("fault", ["missing", "group_writable", "others_writable", "dir_writable",
+                                   "symlink", "malformed"])  # fmt: skip
+async def test_runner_refuses_hub_keys_that_are_not_roots(
+    tmp_path: Path,
+    agent: tuple[UpdateAgent, list[Path], dict[str, bytes]],
+    hub: Hub,
+    fault: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner (root under systemd) trusts only its root-owned copy of the hub keys, and
+    only when nobody else can write it or its directory: it refuses with code `trust`."""
+    a, started, trusted = agent
+    out = root_copy(tmp_path / "opt", hub, monkeypatch)
+    if fault == "missing":
+        out.unlink()
+    elif fault == "group_writable":
+        out.chmod(0o664)
+    elif fault == "others_writable":
+        out.chmod(0o646)
+    elif fault == "dir_writable":
+        out.parent.chmod(0o777)
+    elif fault == "symlink":
+        (tmp_path / "elsewhere.json").write_bytes(out.read_bytes())
+        out.unlink()
+        out.symlink_to(tmp_path / "elsewhere.json")
+    elif fault == "malformed":
+        out.write_text('{"keys": {"abc": "not a key"}}')
+    await a.handle(message(hub.sign(update_job.CONTEXT_UPDATE, job_doc(3))), trusted)
+    assert run_job(started[0]) == 1
+    outcome, code, reason = refused_code(started[0])
+    assert (outcome, code) == ("refused", "trust"), reason
+    assert str(out) in reason or str(out.parent) in reason
+
+
+async def test_a_key_planted_in_the_gateway_state_is_not_trusted_by_the_runner(
+    tmp_path: Path,
+    agent: tuple[UpdateAgent, list[Path], dict[str, bytes]],
+    hub: Hub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compromised daemon writes a key of its own into state.json (it can: the file is its
+    user's) and signs a job and a bundle with it: its own agent accepts the job, the runner
+    refuses it, and `trust` (provision.yml) run again does not promote the planted key."""
+    a, started, _ = agent
+    out = root_copy(tmp_path / "opt", hub, monkeypatch)
+    evil = Hub()
+    with contextlib.closing(GatewayState(a.data_dir)) as state:
+        state.set_trusted_keys({hub.kid: hub.public, evil.kid: evil.public})
+        planted = state.trusted_keys()
+    www = tmp_path / "www"
+    data = release(www, hub, evil)
+    with serve(www) as base:
+        doc = job_doc(4) | {
+            "bundle": {"manifest_url": f"{base}/r/manifest", "files_url": f"{base}/r/files/",
+                       "manifest_sha256": hashlib.sha256(data).hexdigest()},
+        }  # fmt: skip
+        await a.handle(message(evil.sign(update_job.CONTEXT_UPDATE, doc)), planted)
+        assert len(started) == 1  # the daemon's agent took it: it trusts the state
+        assert run_job(started[0]) == 1
+    outcome, code, reason = refused_code(started[0])
+    assert (outcome, code) == ("refused", "signature"), reason
+    before = out.read_bytes()
+    assert write_trusted_keys(out, a.data_dir, None).startswith("unchanged")
+    assert out.read_bytes() == before and evil.kid not in before.decode()
+    # the file absent (a first provision, right after enrollment), the state's keys are copied
+    with contextlib.closing(GatewayState(tmp_path / "fresh")) as state:
+        state.set_trusted_keys({hub.kid: hub.public})
+    out.unlink()
+    assert write_trusted_keys(out, tmp_path / "fresh", None).startswith("changed")
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert load_trusted_keys(out) == {hub.kid: hub.public}
+
+
 @pytest.mark.parametrize("fault", ["wheel", "manifest_sha", "manifest_key", "no_ansible"])
 async def test_runner_refuses_a_tampered_bundle_over_http(
     tmp_path: Path,
@@ -209,9 +299,9 @@ async def test_runner_refuses_a_tampered_bundle_over_http(
     if fault == "wheel":  # changed after the hub signed the manifest
         (www / "r/files/estran-1.0.1-py3-none-any.whl").write_bytes(b"evil!" * 100)
     sha = hashlib.sha256(data).hexdigest() if fault != "manifest_sha" else "cd" * 32
+    root_copy(tmp_path / "opt", hub, monkeypatch)
     if fault == "no_ansible":
         monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-        monkeypatch.setattr("edge.update._runner.vars_path", lambda: tmp_path / "nope.json")
         monkeypatch.setattr("edge.update._runner.find_ansible_playbook", lambda setting="": None)
     with serve(www) as base:
         doc = job_doc(3) | {

@@ -3,8 +3,9 @@ the daemon's update agent (process mode: a new session, so that it outlives the 
 playbook restarts; systemd: the `estran-update@JOB` unit), one at a time under a lock.
 
 1. lock `<data>/update/lock` (another job running: refused `busy`);
-2. the job verified again (signature by a pinned hub key, this gateway);
-3. the manifest fetched, its SHA-256 the job's, its signature a pinned hub key's; every file
+2. the job verified again (signature by a hub key of root's copy, `/opt/estran/
+   trusted-keys.json`: never the daemon-writable gateway state; see edge/update/_trust.py);
+3. the manifest fetched, its SHA-256 the job's, its signature a trusted hub key's; every file
    of the bundle fetched and checked against it (`fetched`, `verified`);
 4. `ansible-playbook -c local` runs the bundle's `update.yml` on this machine, with the
    gateway's own variables (`/etc/estran/pull.json`, written by provision.yml) and the
@@ -32,10 +33,11 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from edge.identity import GatewayState, enrolled_ca, hub_tls_context
+from edge.identity import enrolled_ca, hub_tls_context
 from edge.update._errors import FetchError, JobRefused
 from edge.update._fetch import fetch_bytes, fetch_file
 from edge.update._journal import Journal
+from edge.update._trust import TRUSTED_KEYS_FILE, load_trusted_keys
 from edge.update._verify import verify_manifest, verify_message
 from protocols import signed, update_job
 
@@ -239,8 +241,9 @@ def run_job(job_dir: Path) -> int:
     try:
         with job_lock(update_dir):
             (job_dir / RUNNER_PID).write_text(f"{os.getpid()}\n")
-            with contextlib.closing(GatewayState(data_dir)) as state:
-                trusted = state.trusted_keys()
+            # root's copy of the hub keys, beside pull.json: not the gateway state, which the
+            # daemon's user can write (a key planted there must not give root)
+            trusted = load_trusted_keys(vars_path().with_name(TRUSTED_KEYS_FILE))
             job = verify_message((job_dir / JOB_FILE).read_bytes(), trusted, spec["gateway"])
             current = current_release(gateway_vars(vars_path()))
             bundle, files, wheel = _fetch_bundle(
