@@ -55,6 +55,39 @@ CREATE TABLE IF NOT EXISTS releases (
 """
 
 
+class BundleRejected(FleetError):
+    """A release bundle `release add` (or the upload endpoint) refuses. `reason` is one of
+    REJECT_REASONS; the message says what was found."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        assert reason in REJECT_REASONS, reason
+        super().__init__(message)
+        self.reason = reason
+
+
+REJECT_REASONS = (
+    "too_large",  # over MAX_BUNDLE (or the upload's limit)
+    "not_a_bundle",  # not a readable tar file, or no manifest.json in it
+    "bad_manifest",  # the manifest malformed: fields, a path outside the bundle, the version
+    "unsafe_name",  # a member named outside the bundle (absolute, "..", a backslash, control)
+    "extra_files",  # a file the manifest does not list
+    "missing_files",  # a file the manifest lists is not in the bundle
+    "not_regular",  # a link, a device, a directory where a file is listed
+    "checksum",  # a file's SHA-256 or size is not the manifest's
+)
+
+
+def _unsafe(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+
+
 def valid_version(text: str) -> bool:
     """A release version names a directory on every gateway: no '/', no '..'."""
     return bool(_VERSION.match(text)) and ".." not in text
@@ -203,39 +236,61 @@ def build_bundle(
 
 
 def _extract(bundle: Path, into: Path) -> dict[str, object]:
-    """The bundle's files into `into`, checked against its manifest; the manifest."""
+    """The bundle's files into `into`, checked against its manifest; the manifest.
+    BundleRejected (with its reason) otherwise."""
     try:
         with tarfile.open(bundle, "r:*") as tar:
             members = tar.getmembers()
             names = [m.name for m in members]
+            odd = [n for n in names if _unsafe(n)]
+            if odd:
+                raise BundleRejected(
+                    "unsafe_name", f"{bundle.name}: names outside the bundle: {odd[:5]}"
+                )
             if MANIFEST not in names:
-                raise FleetError(f"{bundle.name}: no {MANIFEST}: not a release bundle")
+                raise BundleRejected(
+                    "not_a_bundle", f"{bundle.name}: no {MANIFEST}: not a release bundle"
+                )
             f = tar.extractfile(MANIFEST)
             if f is None:
-                raise FleetError(f"{MANIFEST} is not a file")
+                raise BundleRejected("not_regular", f"{MANIFEST} is not a file")
             try:
                 manifest = json.loads(f.read(1 << 20))
                 version, wheel, files = check_manifest(manifest)
             except (ValueError, ProtocolError) as e:
-                raise FleetError(f"{bundle.name}: bad manifest: {e}") from None
+                raise BundleRejected("bad_manifest", f"{bundle.name}: bad manifest: {e}") from None
             if not valid_version(version) or not _WHEEL.match(wheel):
-                raise FleetError(f"{bundle.name}: version {version!r} or wheel {wheel!r}")
+                raise BundleRejected(
+                    "bad_manifest", f"{bundle.name}: version {version!r} or wheel {wheel!r}"
+                )
+            if len(set(names)) != len(names):
+                raise BundleRejected("extra_files", f"{bundle.name}: a name appears twice")
             extra = set(names) - set(files) - {MANIFEST}
             if extra:
-                raise FleetError(f"{bundle.name}: files not in the manifest: {sorted(extra)[:5]}")
+                raise BundleRejected(
+                    "extra_files", f"{bundle.name}: files not in the manifest: {sorted(extra)[:5]}"
+                )
             missing = set(files) - set(names)
             if missing:
-                raise FleetError(f"{bundle.name}: files missing: {sorted(missing)[:5]}")
+                raise BundleRejected(
+                    "missing_files", f"{bundle.name}: files missing: {sorted(missing)[:5]}"
+                )
             for m in members:
                 if m.name != MANIFEST and not m.isfile():
-                    raise FleetError(f"{bundle.name}: {m.name} is not a regular file")
+                    raise BundleRejected(
+                        "not_regular", f"{bundle.name}: {m.name} is not a regular file"
+                    )
             tar.extractall(into, members=[m for m in members if m.name != MANIFEST], filter="data")
     except (tarfile.TarError, OSError) as e:
-        raise FleetError(f"{bundle.name}: not a readable tar file: {e}") from None
+        raise BundleRejected(
+            "not_a_bundle", f"{bundle.name}: not a readable tar file: {e}"
+        ) from None
     for name, (digest, size) in files.items():
         path = into / name
         if path.stat().st_size != size or sha256_file(path) != digest:
-            raise FleetError(f"{bundle.name}: {name}: checksum does not match the manifest")
+            raise BundleRejected(
+                "checksum", f"{bundle.name}: {name}: checksum does not match the manifest"
+            )
     return dict(manifest)
 
 
@@ -256,7 +311,7 @@ class Releases(Commands):
         """Check a bundle (every file against its manifest), sign its manifest, keep it.
         The same bundle again is a no-op; another bundle of a version held is a Conflict."""
         if bundle.stat().st_size > MAX_BUNDLE:
-            raise FleetError(f"{bundle.name}: larger than {MAX_BUNDLE >> 20} MiB")
+            raise BundleRejected("too_large", f"{bundle.name}: larger than {MAX_BUNDLE >> 20} MiB")
         store = self._release_dir()
         tmp = Path(tempfile.mkdtemp(prefix=".add-", dir=store))
         try:
@@ -370,8 +425,10 @@ def bundle_names(bundle: Path) -> Iterable[str]:
 
 __all__ = [
     "MANIFEST",
+    "REJECT_REASONS",
     "SIGNED",
     "WHEELHOUSE",
+    "BundleRejected",
     "Release",
     "Releases",
     "build_bundle",

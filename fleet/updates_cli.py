@@ -3,6 +3,7 @@
 
     estran fleet release build [--out dist] [--wheelhouse W.tar]      # in the repository
     estran fleet --data HUB release add dist/estran-release-1.0.1.tar  # on the hub: checked, signed
+    estran fleet release add --hub https://hub.example --token-file T dist/estran-release-1.0.1.tar
     estran fleet --data HUB rollout start 1.0.1 --rigs group:rigs --canary 10%
     estran fleet --data HUB rollout status [ID] [--watch]
     estran fleet --data HUB rollout pause|resume|cancel ID
@@ -87,16 +88,82 @@ def release_build(
 
 @release_cmd.command("add")
 @click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--hub", "hub_url", envvar="ESTRAN_HUB_URL", default=None,
+              help="Upload to this hub over HTTP (admin), e.g. https://hub.example; without it, "
+                   "the hub's data directory on this machine (--data).")  # fmt: skip
+@click.option("--token", envvar="ESTRAN_HUB_TOKEN", default=None,
+              help="An admin's token (or ESTRAN_HUB_TOKEN; --token-file).")  # fmt: skip
+@click.option("--token-file", envvar="ESTRAN_HUB_TOKEN_FILE", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path))  # fmt: skip
+@click.option("--ca", envvar="ESTRAN_HUB_CA", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The CA of a hub with a private certificate (estran fleet tls init).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def release_add(ctx: click.Context, bundle: Path, as_json: bool) -> None:
-    """Add a bundle to the hub: every file checked against its manifest, the manifest signed."""
-    with _open(ctx) as f:
-        r = f.add_release(bundle, _actor())
-    if as_json:
-        _echo_json(r.as_dict())
+def release_add(
+    ctx: click.Context, bundle: Path, hub_url: str | None, token: str | None,
+    token_file: Path | None, ca: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Add a bundle to the hub: every file checked against its manifest, the manifest signed.
+    On the hub's machine (--data), or from anywhere with --hub URL and an admin's token
+    (POST /api/v1/fleet/releases: the same checks)."""
+    if hub_url:
+        if token_file is not None:
+            token = token_file.read_text().strip()
+        if not token:
+            raise click.ClickException("--hub needs an admin's token: --token or --token-file")
+        value = upload_release(hub_url, bundle, token, ca)
     else:
-        click.echo(f"release {r.version}: {r.files} files, {r.size / 1e6:.1f} MB, signed")
+        with _open(ctx) as f:
+            value = f.add_release(bundle, _actor()).as_dict()
+    if as_json:
+        _echo_json(value)
+    else:
+        size = float(str(value.get("size", 0)))
+        click.echo(
+            f"release {value['version']}: {value['files']} files, {size / 1e6:.1f} MB, signed"
+        )
+
+
+def upload_release(hub_url: str, bundle: Path, token: str, ca: Path | None) -> dict[str, Any]:
+    """POST the bundle to the hub (streamed from the file); the release it answers, or a
+    ClickException saying the hub's reason."""
+    import http.client
+    import ssl
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(hub_url.rstrip("/") + "/api/v1/fleet/releases")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise click.ClickException(f"{hub_url}: not an http(s):// address")
+    conn: http.client.HTTPConnection
+    if url.scheme == "https":
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=600)
+    else:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+    try:
+        with bundle.open("rb") as body:
+            conn.request(
+                "POST", url.path, body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-tar",
+                         "Content-Length": str(bundle.stat().st_size)},
+            )  # fmt: skip
+            response = conn.getresponse()
+            data = response.read(1 << 20)
+    except (OSError, http.client.HTTPException) as e:
+        raise click.ClickException(f"{hub_url}: {e}") from e
+    finally:
+        conn.close()
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = {"detail": data[:300].decode(errors="replace")}
+    if response.status in (200, 201) and isinstance(value, dict):
+        return value
+    detail = value.get("detail") if isinstance(value, dict) else value
+    if isinstance(detail, dict):
+        detail = f"{detail.get('reason')}: {detail.get('message')}"
+    raise click.ClickException(f"the hub refused the bundle ({response.status}): {detail}")
 
 
 @release_cmd.command("list")

@@ -7,6 +7,7 @@ Open (no credential: integrity comes from the signed manifest and its checksums)
 Staff (admin, technician):
     GET  /api/v1/fleet/releases, /api/v1/fleet/rollouts, /api/v1/fleet/rollouts/{id}
 Admin:
+    POST /api/v1/fleet/releases                     upload a release bundle (checked, signed)
     POST /api/v1/fleet/rollouts                     start one (the hub's worker runs it)
     POST /api/v1/fleet/rollouts/{id}/{pause|resume|cancel}
     GET  /api/v1/fleet/inventory                    Ansible's JSON inventory
@@ -16,20 +17,31 @@ Admin:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from fleet import Fleet, FleetError
+from fleet._releases import BundleRejected
 from fleet._rollout_run import RolloutRunner, default_executors, runner_name
 from hub.auth import Principal, require_role
 
 log = logging.getLogger("estran.hub.rollouts")
+
+RELEASES_PATH = "/api/v1/fleet/releases"
+# a bundle's largest upload: the wheel, the playbooks and a wheelhouse of the gateways'
+# dependency wheels (tens of MiB); the hub's body limit for this path says the same
+# (hub._http.RELEASE_MAX_BODY), this one bounds what the endpoint writes to disk
+MAX_UPLOAD = 512 * 1024 * 1024
 
 T = TypeVar("T")
 Admin = Annotated[Principal, Depends(require_role("admin"))]
@@ -72,6 +84,41 @@ def routes(
     @router.get("/api/v1/fleet/releases")
     def releases(_: Staff) -> list[dict[str, object]]:
         return [r.as_dict() for r in call(fleet.releases)]
+
+    @router.post(RELEASES_PATH, status_code=201)
+    async def upload_release(request: Request, who: Admin) -> dict[str, object]:
+        """The body is a release bundle (`estran fleet release build`), streamed to a file in
+        the hub's data directory, then checked and signed as `release add` does: 201 and the
+        release; 413 over MAX_UPLOAD; 422 `{"reason", "message"}` for a bundle refused (a
+        file missing, extra, altered, oddly named...); 409 another bundle of a version held."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_UPLOAD:
+            raise HTTPException(413, f"a release bundle is at most {MAX_UPLOAD} bytes")
+        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".tar", dir=fleet.directory)
+        try:
+            received = 0
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > MAX_UPLOAD:
+                        raise HTTPException(413, f"a release bundle is at most {MAX_UPLOAD} bytes")
+                    await asyncio.to_thread(out.write, chunk)
+            if received == 0:
+                raise HTTPException(422, {"reason": "not_a_bundle", "message": "empty body"})
+            bundle = Path(name)
+
+            def add(actor: str) -> dict[str, object]:
+                try:
+                    return dict(fleet.add_release(bundle, actor).as_dict())
+                except BundleRejected as e:
+                    raise HTTPException(
+                        422, {"reason": e.reason, "message": str(e).replace(bundle.name, "bundle")}
+                    ) from e
+
+            return await asyncio.to_thread(acting, request, who, add)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
     @router.get("/api/v1/fleet/rollouts")
     def rollouts(
@@ -149,4 +196,4 @@ async def run_rollouts(fleet: Fleet, hub_url: str, poll_s: float) -> None:
         runner.shutdown.set()
 
 
-__all__ = ["RolloutRequest", "routes", "run_rollouts"]
+__all__ = ["MAX_UPLOAD", "RELEASES_PATH", "RolloutRequest", "routes", "run_rollouts"]
