@@ -18,6 +18,7 @@ from hub._decode import MAX_NAME
 from hub._errors import StorageError
 from hub._http import DEFAULT_MAX_BODY, ENROLL_MAX_BODY, BodyLimit, validation_error
 from hub._plausibility import special
+from hub._rollouts_api import MAX_UPLOAD, RELEASES_PATH
 from hub.auth import Access, CurrentPrincipal, Principal, require_role
 from hub.auth import router as access_router
 from hub.storage import MAX_QUERY_ROWS, GatewayInfo, Storage
@@ -127,7 +128,11 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         limit=max_body,
-        paths={"/api/v1/enroll": ENROLL_MAX_BODY, "/api/v1/enroll/challenge": ENROLL_MAX_BODY},
+        paths={
+            "/api/v1/enroll": ENROLL_MAX_BODY,
+            "/api/v1/enroll/challenge": ENROLL_MAX_BODY,
+            RELEASES_PATH: MAX_UPLOAD,  # release bundles (hub._rollouts_api), streamed to disk
+        },
     )
     app.add_exception_handler(RequestValidationError, validation_error)
     if access is not None:
