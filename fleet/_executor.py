@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
 
+from fleet._errors import FleetError
+
 Mode = Literal["push", "pull"]
 MODES: tuple[Mode, ...] = ("push", "pull")
 LOG_LIMIT = 16 << 10  # bytes of a gateway's log kept in the audit log
@@ -90,6 +92,11 @@ class GatewayResult:
     failed_ms: int | None = None  # when its first step failed (a rollback: the gate)
 
 
+class RunAborted(FleetError):
+    """The runner's owner stops (the hub shuts down): the batch under way was ended and its
+    gateways are left `running`, for the next runner to run again."""
+
+
 class Executor(Protocol):
     """Updates one batch of gateways to a release. `run` blocks, returns exactly one result
     per target and raises (fleet.FleetError) only when it cannot run at all; a gateway's
@@ -123,6 +130,7 @@ __all__ = [
     "Mode",
     "Outcome",
     "ReleaseRef",
+    "RunAborted",
     "StepEvent",
     "StepState",
     "Target",

@@ -32,6 +32,7 @@ from fleet._executor import (
     Mode,
     Outcome,
     ReleaseRef,
+    RunAborted,
     StepEvent,
     StepState,
     Target,
@@ -63,7 +64,13 @@ class PushExecutor:
         envvars: Mapping[str, str] | None = None,
         timeout_s: float = RUN_TIMEOUT_S,
         keep_runs: int = 20,
+        abort: threading.Event | None = None,
     ) -> None:
+        """`abort` set (the hub stops): the run under way is ended at once (ansible-runner
+        kills ansible-playbook) and RunAborted raised; its gateways are left to the next
+        runner, which runs them again (update.yml gates again a gateway switched but not
+        gated: the marker gate-pending.json)."""
+        self.abort = abort
         self.work_dir = work_dir
         self.extravars = dict(extravars or {})
         self.envvars = dict(envvars or {})
@@ -194,9 +201,12 @@ class PushExecutor:
                 quiet=True,
                 timeout=int(self.timeout_s),
                 suppress_env_files=True,
+                cancel_callback=lambda: self.abort is not None and self.abort.is_set(),
             )
         except Exception as e:  # ansible-runner raises plain exceptions for setup problems
             raise FleetError(f"ansible-runner could not run update.yml: {e}") from e
+        if self.abort is not None and self.abort.is_set():
+            raise RunAborted(f"update.yml stopped ({runner.status}): the hub stops")
         stats = runner.stats or {}
         dark = stats.get("dark") or {}
         failed = stats.get("failures") or {}

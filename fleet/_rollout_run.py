@@ -30,6 +30,7 @@ from fleet._executor import (
     Mode,
     Outcome,
     ReleaseRef,
+    RunAborted,
     StepEvent,
     Target,
 )
@@ -60,6 +61,7 @@ class RolloutRunner:
         name: str | None = None,
         poll_s: float = POLL_S,
         on_event: Callable[[StepEvent], None] | None = None,
+        shutdown: threading.Event | None = None,
     ) -> None:
         self.fleet = fleet
         self.executors = dict(executors)
@@ -67,7 +69,9 @@ class RolloutRunner:
         self.name = name or runner_name("runner")
         self.poll_s = poll_s
         self.on_event = on_event
-        self.shutdown = threading.Event()  # the runner's owner stops: leave the rollout running
+        # the runner's owner stops: leave the rollout running (an executor given the same event
+        # ends the batch under way: default_executors(fleet, abort=...))
+        self.shutdown = shutdown or threading.Event()
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -92,7 +96,11 @@ class RolloutRunner:
         except FleetError as e:
             return self.fleet.finish_rollout(rid, "failed", str(e))
         try:
-            return self._walk(r, executor, release)
+            done = self._walk(r, executor, release)
+            if self.shutdown.is_set() and done.state in ("running", "paused"):
+                # left for the next runner: it need not wait for the lease to expire
+                self.fleet.release_rollout(rid, self.name)
+            return done
         except FleetError as e:
             log.error("rollout %s failed: %s", rid, e)
             return self.fleet.finish_rollout(rid, "failed", str(e))
@@ -195,6 +203,11 @@ class RolloutRunner:
         started_ms = int(time.time() * 1000)
         try:
             results = executor.run(release, targets, on_event, stop)
+        except RunAborted as e:
+            # the hub stops: nothing is recorded, the gateways stay `running`; the next
+            # runner (the hub's worker at its next start) runs them again
+            log.warning("rollout %s: %s; %s left to the next runner", rid, e, ", ".join(batch))
+            return
         except FleetError as e:
             results = [
                 GatewayResult(gw, Outcome.FAILED, f"the executor failed: {e}", started_ms,
@@ -214,12 +227,13 @@ class RolloutRunner:
             log.info("rollout %s: %s %s %s", rid, gw, state, res.reason[:200])
 
 
-def default_executors(fleet: Fleet) -> dict[Mode, Executor]:
+def default_executors(fleet: Fleet, abort: threading.Event | None = None) -> dict[Mode, Executor]:
     """Push (ansible-runner, runs kept in `<data>/fleet/runs/`) and, when this version has
-    it, pull (fleet._pull: a signed job on each gateway's cmd topic)."""
+    it, pull (fleet._pull: a signed job on each gateway's cmd topic). `abort` set: the push
+    run under way is ended (the hub stops)."""
     from fleet._push import PushExecutor
 
-    found: dict[Mode, Executor] = {"push": PushExecutor(fleet.directory / "runs")}
+    found: dict[Mode, Executor] = {"push": PushExecutor(fleet.directory / "runs", abort=abort)}
     try:
         import importlib
 

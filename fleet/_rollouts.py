@@ -417,6 +417,14 @@ class Rollouts(Inventory):
             )
         return int(row[0])
 
+    def release_rollout(self, rid: int, runner: str) -> None:
+        """The runner stops (the hub shuts down) and leaves the rollout running: its lease
+        ends now, so the next runner takes it over at once (not after LEASE_S)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rollouts SET lease_ms = NULL WHERE id = ? AND runner = ?", (rid, runner)
+            )
+
     def renew_rollout(self, rid: int, runner: str) -> str:
         """Renew the lease; the rollout's state (the runner stops when it is not running)."""
         with self._tx() as db:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -31,8 +32,10 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from fleet import Fleet, FleetError
+from fleet._executor import Executor, Mode
 from fleet._releases import BundleRejected
 from fleet._rollout_run import RolloutRunner, default_executors, runner_name
+from fleet._rollouts import Rollout
 from hub.auth import Principal, require_role
 
 log = logging.getLogger("estran.hub.rollouts")
@@ -176,24 +179,85 @@ def routes(
         )
 
 
-async def run_rollouts(fleet: Fleet, hub_url: str, poll_s: float) -> None:
+STOP_GRACE_S = 10.0  # how long the hub's stop waits for the rollout batch under way
+
+
+async def run_rollouts(
+    fleet: Fleet,
+    hub_url: str,
+    poll_s: float,
+    *,
+    executors: dict[Mode, Executor] | None = None,
+    stop_grace_s: float = STOP_GRACE_S,
+) -> None:
     """The hub's rollout worker: runs each rollout nobody runs (started over the API, or
-    left by a runner that stopped), one at a time, until cancelled."""
+    left by a runner that stopped), one at a time, until cancelled.
+
+    Cancelled (the hub stops) while a batch runs: the push run under way is ended
+    (ansible-playbook killed), its gateways left `running` and the rollout's lease released,
+    and the worker waits at most `stop_grace_s` for that; the rollout is taken over at the
+    next start (its gateways run again: update.yml is idempotent and gates again a gateway
+    switched but not gated). The runner works in a daemon thread of its own, not in the
+    loop's executor, so that nothing waits for it beyond the grace."""
+    shutdown = threading.Event()
     runner = RolloutRunner(
-        fleet, default_executors(fleet), hub_url=hub_url, name=runner_name("hub")
+        fleet,
+        executors if executors is not None else default_executors(fleet, abort=shutdown),
+        hub_url=hub_url,
+        name=runner_name("hub"),
+        shutdown=shutdown,
     )
+    loop = asyncio.get_running_loop()
     try:
         while True:
+            finished: asyncio.Future[Rollout | None] = loop.create_future()
+
+            def work(done: asyncio.Future[Rollout | None] = finished) -> None:
+                try:
+                    value: Rollout | BaseException | None = runner.run_next()
+                except BaseException as e:  # handed to the loop, raised there
+                    value = e
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, done, value)
+
+            thread = threading.Thread(target=work, name="rollout-worker", daemon=True)
+            thread.start()
             try:
-                done = await asyncio.to_thread(runner.run_next)
+                done = await asyncio.shield(finished)
             except (FleetError, OSError) as e:
                 log.warning("rollout worker: %s", e)
+            except asyncio.CancelledError:
+                shutdown.set()
+                try:
+                    await asyncio.wait_for(asyncio.shield(finished), stop_grace_s)
+                except (TimeoutError, FleetError, OSError):
+                    log.warning(
+                        "rollout worker: the batch under way did not end within %.0f s of the"
+                        " stop; the next start takes the rollout over", stop_grace_s,
+                    )  # fmt: skip
+                raise
             else:
                 if done is not None:
                     log.info("rollout %s %s: %s", done.id, done.state, done.reason)
             await asyncio.sleep(poll_s)
     finally:
-        runner.shutdown.set()
+        shutdown.set()
 
 
-__all__ = ["MAX_UPLOAD", "RELEASES_PATH", "RolloutRequest", "routes", "run_rollouts"]
+def _settle(future: asyncio.Future[Rollout | None], value: object) -> None:
+    if future.done():
+        return
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "MAX_UPLOAD",
+    "RELEASES_PATH",
+    "STOP_GRACE_S",
+    "RolloutRequest",
+    "routes",
+    "run_rollouts",
+]

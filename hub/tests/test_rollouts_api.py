@@ -3,14 +3,21 @@ checksummed), rollouts and the inventory for admins only, hostile paths refused.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from fleet._executor import GatewayResult, Mode, Outcome, ReleaseRef, RunAborted, StepEvent, Target
 from fleet._releases import build_bundle
+from hub._rollouts_api import run_rollouts
 from hub.fleet_api import FleetHub
 from hub.tests.fleet_support import enroll_directly
 from protocols import signed
@@ -114,3 +121,101 @@ def test_rollouts_and_inventory_are_for_admins(hub: FleetHub, http: TestClient) 
     )
     assert http.post("/api/v1/fleet/rollouts", json={"release": "2.0"},
                      headers=admin(hub)).status_code == 404  # fmt: skip
+
+
+# -- the hub stops while a batch runs ------------------------------------------------------------
+
+
+class _Blocking:
+    """An executor whose batch runs until `stop` (abortable: it ends as the push executor
+    does when the hub stops) or until `release` (stuck: an executor that ignores the stop)."""
+
+    mode: Mode = "push"
+
+    def __init__(self, *, abortable: bool) -> None:
+        self.abortable = abortable
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def run(
+        self,
+        release: ReleaseRef,
+        targets: Sequence[Target],
+        on_event: Callable[[StepEvent], None],
+        stop: threading.Event,
+    ) -> list[GatewayResult]:
+        self.started.set()
+        if self.abortable:
+            stop.wait(60)
+            raise RunAborted("the hub stops")
+        self.release.wait(60)
+        now = int(time.time() * 1000)
+        return [GatewayResult(t.gateway_id, Outcome.UPDATED, "", now, now) for t in targets]
+
+
+class _Updates:
+    mode: Mode = "push"
+
+    def run(
+        self,
+        release: ReleaseRef,
+        targets: Sequence[Target],
+        on_event: Callable[[StepEvent], None],
+        stop: threading.Event,
+    ) -> list[GatewayResult]:
+        now = int(time.time() * 1000)
+        return [GatewayResult(t.gateway_id, Outcome.UPDATED, "", now, now) for t in targets]
+
+
+async def _stop_while_running(hub: FleetHub, executor: _Blocking, grace: float) -> float:
+    task = asyncio.create_task(
+        run_rollouts(hub.fleet, "", 0.05, executors={"push": executor}, stop_grace_s=grace)
+    )
+    assert await asyncio.to_thread(executor.started.wait, 30)
+    t0 = time.monotonic()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return time.monotonic() - t0
+
+
+async def test_a_stop_during_a_batch_is_bounded_and_the_next_start_takes_over(
+    hub: FleetHub,
+) -> None:
+    """The hub stops while a batch runs: the batch is ended (push: ansible-playbook killed),
+    the stop returns within the grace, the gateway stays `running` and the lease is released;
+    the next start's worker takes the rollout over at once and runs the gateway again."""
+    gw, _ = enroll_directly(hub.fleet)
+    r = hub.fleet.create_rollout("1.0.1", "all", "admin", canary="0")
+    blocking = _Blocking(abortable=True)
+    took = await _stop_while_running(hub, blocking, grace=10)
+    assert took < 5, took
+    r = hub.fleet.rollout(r.id)
+    assert r.state == "running" and [g.state for g in r.gateways] == ["running"]
+
+    # the next start: taken over at once (the lease was released), the gateway run again
+    t0 = time.monotonic()
+    task = asyncio.create_task(run_rollouts(hub.fleet, "", 0.05, executors={"push": _Updates()}))
+    try:
+        while hub.fleet.rollout(r.id).state == "running" and time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    r = hub.fleet.rollout(r.id)
+    assert r.state == "done", r.reason
+    assert [(g.gateway, g.state, g.attempts) for g in r.gateways] == [(gw, "updated", 2)]
+    assert time.monotonic() - t0 < 10  # not the lease's 30 s
+
+
+async def test_a_stop_does_not_wait_for_a_batch_that_ignores_it(hub: FleetHub) -> None:
+    enroll_directly(hub.fleet)
+    r = hub.fleet.create_rollout("1.0.1", "all", "admin", canary="0")
+    stuck = _Blocking(abortable=False)
+    try:
+        took = await _stop_while_running(hub, stuck, grace=0.5)
+        assert took < 3, took
+        assert hub.fleet.rollout(r.id).state == "running"
+    finally:
+        stuck.release.set()
