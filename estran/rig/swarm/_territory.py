@@ -9,10 +9,12 @@ period of simulated time; a gateway that is down reads nothing (its sensors' rea
 time are not taken), as a real one would.
 
 The ledger: after each buffer commit, the sequence numbers just committed are appended to
-`DATA/ledger` (a plain write: a kill -9 ends the process, not the kernel, so what was written
-stays). On start, whatever the buffer holds beyond the ledger (committed, then killed before
-the ledger line) is added from the buffer itself. At the end, the ledger is exactly what the
-gateway committed: the hub must hold each of those sequence numbers once, and nothing else.
+`DATA/ledger`, one line each with the reading's sensor, quantity and time (`seq sensor
+quantity ts_ms`: what a failure names), a plain write: a kill -9 ends the process, not the
+kernel, so what was written stays. On start, whatever the buffer holds beyond the ledger
+(committed, then killed before the ledger line) is added from the buffer itself. At the end,
+the ledger is exactly what the gateway committed: the hub must hold each of those sequence
+numbers once, and nothing else.
 """
 
 from __future__ import annotations
@@ -154,26 +156,43 @@ class TerritoryProducer:
                 if not gateway.producing:
                     continue
                 now = self.clock.now_ms()
-                seqs: list[int] = []
+                lines: list[str] = []
                 for i, s in enumerate(self.sensors):
                     while due[i] <= now:
                         ts = due[i]
-                        seqs.append(
-                            buffer.append(
-                                Reading(s.sensor, s.quantity, s.unit, self.value(s, ts), ts)
-                            )
-                        )
+                        r = Reading(s.sensor, s.quantity, s.unit, self.value(s, ts), ts)
+                        lines.append(ledger_line(buffer.append(r), r))
                         due[i] += int(s.period_s * 1000)
-                if seqs:
+                if lines:
                     buffer.commit()
-                    gateway.produced += len(seqs)
-                    ledger.write("".join(f"{q}\n" for q in seqs))
+                    gateway.produced += len(lines)
+                    ledger.write("".join(lines))
                     ledger.flush()
 
 
-def read_ledger(path: Path) -> list[int]:
+def ledger_line(seq: int, r: Reading) -> str:
+    return f"{seq} {r.sensor} {r.quantity} {r.ts_ms}\n"
+
+
+def read_ledger_entries(path: Path) -> dict[int, str]:
+    """seq -> "sensor quantity ts_ms" of every line of the ledger (the first if a seq
+    repeats: `read_ledger` counts repeats)."""
+    out: dict[int, str] = {}
     try:
-        return [int(line) for line in path.read_text().split()]
+        text = path.read_text()
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        seq, _, what = line.partition(" ")
+        if seq:
+            out.setdefault(int(seq), what)
+    return out
+
+
+def read_ledger(path: Path) -> list[int]:
+    """Every sequence number of the ledger, in order, repeats included."""
+    try:
+        return [int(line.partition(" ")[0]) for line in path.read_text().splitlines() if line]
     except FileNotFoundError:
         return []
 
@@ -182,10 +201,12 @@ def recover(buffer: AckTimer, ledger_path: Path) -> int:
     """Add to the ledger what the buffer committed after its last line; how many."""
     known = read_ledger(ledger_path)
     last = max(known, default=-1)
-    extra = [seq for seq, _ in buffer.log.iter_readings(include_acked=True) if seq > last]
+    extra = [
+        ledger_line(seq, r) for seq, r in buffer.log.iter_readings(include_acked=True) if seq > last
+    ]
     if extra:
         with open(ledger_path, "a") as f:
-            f.write("".join(f"{q}\n" for q in extra))
+            f.write("".join(extra))
     return len(extra)
 
 
@@ -196,7 +217,9 @@ __all__ = [
     "Clock",
     "Sensor",
     "TerritoryProducer",
+    "ledger_line",
     "read_ledger",
+    "read_ledger_entries",
     "recover",
     "split",
     "territory_sensors",
