@@ -35,7 +35,6 @@ NOT_YET_CLEAN: dict[str, str] = {
     "test_pull_updates.py": "ansible",
     "test_rollouts.py": "ansible",
     "test_soak.py": "soak",
-    "test_territory.py": "territory",
     "test_updates.py": "ansible",
 }
 
