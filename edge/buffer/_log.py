@@ -416,6 +416,14 @@ class SegmentLog:
             # holds consecutive seqs only, so that a gap inside one always means damage
             self._seal_open()
             seg = None
+        elif seg is not None and seg.n_blocks and self._acked_and_out_of_room(seg, len(record)):
+            # kept open while acknowledged (keep_acked_open), and its room written ahead is
+            # used up: rather than grow a file of acknowledged readings (and their block
+            # index in memory) up to the segment size, it goes (sealing an acknowledged
+            # segment deletes it) and the record starts a new one. A connected gateway
+            # then holds one preallocation's worth on disk and in memory, at any rate.
+            self._seal_open()
+            seg = None
         if self.config.policy == "drop_oldest":
             grow = self._growth(seg, len(record))
             self._make_room(len(record) + grow + (HEADER_LEN if seg is None else 0))
@@ -435,6 +443,14 @@ class SegmentLog:
             self._bytes += len(record)
         if header.flags & FLAG_ALARM:
             self._alarms.append(self._open.alarms[-1])  # type: ignore[union-attr]
+
+    def _acked_and_out_of_room(self, seg: Segment, record: int) -> bool:
+        return (
+            self.config.preallocate
+            and bool(seg.capacity)
+            and self._growth(seg, record) > 0
+            and self._acked.covers(seg.lo, seg.last_seq)
+        )
 
     def _growth(self, seg: Segment | None, record: int) -> int:
         """Bytes of zeros to write ahead so that `record` (and the padding head after it)
