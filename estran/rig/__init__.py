@@ -37,6 +37,7 @@ from estran.rig._services import (
     hub_ready,
     stored_twice,
 )
+from estran.rig._soak import SoakSampler, SoakSeries, gateway_status, not_flat, run_demo_soak
 
 __all__ = [
     "DRIVERS",
@@ -61,16 +62,21 @@ __all__ = [
     "RigError",
     "SerialPort",
     "SimulatedSerial",
+    "SoakSampler",
+    "SoakSeries",
     "Unavailable",
     "estran_argv",
     "free_port",
+    "gateway_status",
     "http_json",
     "hub_ready",
     "load_env",
     "mosquitto_binary",
     "need_program",
+    "not_flat",
     "parse_env",
     "power_cycle",
+    "run_demo_soak",
     "serial_simulator",
     "stored_twice",
     "temporary_postgresql",
