@@ -36,8 +36,19 @@ from estran.rig import RigError, run_demo_soak
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON here too."
 )
+@click.option(
+    "--samples",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Every sample appended here as it is taken (JSON lines).",
+)
 def bench_soak(
-    duration_s: float, period_s: float, warmup_s: float, workdir: Path | None, out: Path | None
+    duration_s: float,
+    period_s: float,
+    warmup_s: float,
+    workdir: Path | None,
+    out: Path | None,
+    samples: Path | None,
 ) -> None:
     """The demo's hub and gateways left running: memory, files, buffers and their slopes."""
 
@@ -53,6 +64,7 @@ def bench_soak(
                     period_s=period_s,
                     warmup_s=warmup_s,
                     say=say,
+                    samples=samples,
                 )
             )
         except RigError as e:

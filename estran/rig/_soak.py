@@ -244,6 +244,13 @@ class SoakSampler:
     def summary(self, *, skip_s: float = 0.0) -> dict[str, dict[str, object]]:
         return {name: s.summary(skip_s=skip_s) for name, s in self.series.items()}
 
+    def last(self) -> dict[str, float]:
+        """The latest sample of each series (seconds since the start under `t`)."""
+        out = {name: s.points[-1][1] for name, s in self.series.items() if s.points}
+        times = [s.points[-1][0] for s in self.series.values() if s.points]
+        out["t"] = round(max(times), 1) if times else 0.0
+        return out
+
 
 def not_flat(series: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
     """What is judged and not flat, with the reason (empty: everything is flat)."""
@@ -281,9 +288,11 @@ async def run_demo_soak(
     period_s: float = 2.0,
     warmup_s: float = 30.0,
     say: Callable[[str], None] = lambda _: None,
+    samples: Path | None = None,
 ) -> dict[str, object]:
     """`estran demo` in `workdir`, sampled for `warmup_s` + `duration_s`; the figures (one
-    JSON-able document: each series' summary after the warm-up, the load average)."""
+    JSON-able document: each series' summary after the warm-up, the load average). Every
+    sample is also appended to `samples` (JSON lines) as it is taken, when given."""
     demo = Child(
         "demo",
         estran_argv("demo", "--data", str(workdir), "--duration", str(duration_s + warmup_s + 90)),
@@ -321,6 +330,9 @@ async def run_demo_soak(
                     raise RigError(f"{name} restarted or died during the soak:\n" + demo.tail())
             await asyncio.to_thread(sampler.sample, roles, buffers, sockets)
             load.append(os.getloadavg())
+            if samples is not None:
+                with samples.open("a") as f:
+                    f.write(json.dumps({**sampler.last(), "load1": load[-1][0]}) + "\n")
             await asyncio.sleep(period_s)
         hub_data = dir_bytes(workdir / "hub")
     finally:
