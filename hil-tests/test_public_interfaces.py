@@ -34,7 +34,6 @@ NOT_YET_CLEAN: dict[str, str] = {
     "test_provision_system.py": "ansible",
     "test_pull_updates.py": "ansible",
     "test_rollouts.py": "ansible",
-    "test_soak.py": "soak",
     "test_updates.py": "ansible",
 }
 
