@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
-import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from estran.rig import Child, HubProcess, Rig, estran_argv
+from estran.rig import EnrolledGateway, HubProcess, Rig, enroll_gateway, estran_run
 from protocols import block, signed, wire
 from protocols.reading import Reading
 
@@ -48,14 +46,6 @@ WAIT_S = 30.0  # a report or a reading through a loaded machine
 
 
 @dataclass
-class Gateway:
-    id: str
-    data: Path
-    config: Path
-    password: str
-
-
-@dataclass
 class Site:
     rig: Rig
     hub: HubProcess
@@ -66,30 +56,10 @@ class Site:
         return self.hub.broker.port
 
     async def token(self, ttl_s: float = 600) -> str:
-        status, answer = await self.hub.send(
-            "POST", "/api/v1/fleet/tokens", {"group": "marina", "ttl_s": ttl_s}
-        )
-        assert status == 200 and isinstance(answer, dict), answer
-        return str(answer["token"])
+        return await self.hub.enrollment_token("marina", ttl_s)
 
-    async def enroll(self, name: str, token: str | None = None, *extra: str) -> Gateway:
-        code, out = await enroll_cli(self, name, token or await self.token(), *extra)
-        assert code == 0, out
-        config = self.tmp / name / "edge.toml"
-        gateway_id = str(tomllib.loads(config.read_text())["gateway"]["id"])
-        user, _, password = (self.tmp / name / "data" / "credentials").read_text().strip().partition(":")  # fmt: skip
-        assert user == gateway_id
-        return Gateway(gateway_id, self.tmp / name / "data", config, password)
-
-    async def run(self, gateway: Gateway) -> Child:
-        """`estran edge run` on the configuration enrollment wrote."""
-        child = Child(
-            gateway.id,
-            estran_argv("edge", "run", "--config", str(gateway.config)),
-            self.tmp / f"{gateway.id}.log",
-        )
-        await child.start()
-        return child
+    async def enroll(self, name: str, token: str | None = None) -> EnrolledGateway:
+        return await enroll_gateway(self.hub, self.tmp, name, group="marina", token=token)
 
     async def gateways(self) -> dict[str, Mapping[str, object]]:
         status, rows = await self.hub.send("GET", "/api/v1/fleet/gateways")
@@ -130,25 +100,9 @@ async def site(
     yield Site(rig, hub, tmp)
 
 
-async def estran(*args: str) -> tuple[int, str]:
-    """`estran ARGS` as a user types it: its exit status and its output (stderr included)."""
-    proc = await asyncio.create_subprocess_exec(
-        *estran_argv(*args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
-
-
 async def enroll_cli(s: Site, name: str, token: str, *extra: str) -> tuple[int, str]:
     """`estran edge enroll` as the technician types it on gateway `name`."""
-    return await estran(
-        "edge", "enroll", "--hub", s.hub.url, "--token", token,
-        "--data", str(s.tmp / name / "data"), "--config", str(s.tmp / name / "edge.toml"),
-        *extra,
-    )  # fmt: skip
+    return await EnrolledGateway.enroll(s.hub.url, token, s.tmp, name, *extra)
 
 
 async def until(
@@ -217,8 +171,10 @@ async def test_enrollment_refuses_bad_used_expired_and_foreign_tokens(
     other.mkdir()
 
     async def foreign_token() -> str:
-        assert (await estran("fleet", "--data", str(other), "group", "create", "marina"))[0] == 0
-        code, out = await estran(
+        assert (await estran_run("fleet", "--data", str(other), "group", "create", "marina"))[
+            0
+        ] == 0
+        code, out = await estran_run(
             "fleet", "--data", str(other), "token", "create", "--group", "marina", "--json"
         )
         assert code == 0, out
@@ -354,15 +310,15 @@ async def test_forged_tampered_replayed_and_misdirected_documents_are_refused(
     async with site(rig, tmp_path) as s:
         a = await s.enroll("a")
         b = await s.enroll("b")
-        daemon = await s.run(b)
+        await b.run()  # `estran edge run`: the daemon and its fleet link
         try:
             await run_attacks(s, a, b)
-            assert daemon.alive(), daemon.tail()
+            assert b.child.alive(), b.child.tail()
         finally:
-            await daemon.stop(15)
+            await b.stop()
 
 
-async def run_attacks(s: Site, a: Gateway, b: Gateway) -> None:
+async def run_attacks(s: Site, a: EnrolledGateway, b: EnrolledGateway) -> None:
     async def applied() -> object:
         row = (await s.gateways())[b.id]
         return row["outcome"] == "applied" and row["applied_version"] == row["desired_version"]

@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -311,6 +312,15 @@ class HubProcess:
             http_json, method, f"{self.url}{path}", token=token, body=body
         )
 
+    async def enrollment_token(self, group: str, ttl_s: float = 600.0) -> str:
+        """A one-use enrollment token of `group` (POST /api/v1/fleet/tokens, as the admin)."""
+        status, answer = await self.send(
+            "POST", "/api/v1/fleet/tokens", {"group": group, "ttl_s": ttl_s}
+        )
+        if status != 200 or not isinstance(answer, dict):
+            raise RigError(f"no enrollment token for {group}: HTTP {status}: {answer}")
+        return str(answer["token"])
+
     async def fleet(self, *args: str) -> str:
         """`estran fleet --data HUB ARGS` on the hub's machine (what an admin types there):
         its standard output; RigError with its log when it exits non-zero."""
@@ -356,6 +366,73 @@ def stored_twice(rows: Sequence[Mapping[str, object]]) -> list[str]:
 
 
 # -- gateway ------------------------------------------------------------------------------------
+
+
+async def estran_run(*args: str, timeout: float = 60.0) -> tuple[int, str]:
+    """`estran ARGS` as a user types it, to its end: its exit status and its output (standard
+    error included)."""
+    proc = await asyncio.create_subprocess_exec(
+        *estran_argv(*args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RigError(f"estran {' '.join(args)}: not done within {timeout:g} s") from None
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+class EnrolledGateway:
+    """A gateway enrolled with `estran edge enroll` in `workdir/NAME` (its `data` directory and
+    the `edge.toml` enrollment wrote): `id`, `password` (its `DATA/credentials`), and `run()`
+    (`estran edge run` on that file: the daemon with its fleet link)."""
+
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.directory = workdir / name
+        self.data = self.directory / "data"
+        self.config = self.directory / "edge.toml"
+        self.id = str(tomllib.loads(self.config.read_text())["gateway"]["id"])
+        user, _, self.password = (self.data / "credentials").read_text().strip().partition(":")
+        if user != self.id:
+            raise RigError(f"{self.data / 'credentials'} is for {user}, not {self.id}")
+        self.child = Child(
+            self.id,
+            estran_argv("edge", "run", "--config", str(self.config)),
+            workdir / f"{self.id}.log",
+        )
+
+    @staticmethod
+    async def enroll(
+        hub_url: str, token: str, workdir: Path, name: str, *extra: str
+    ) -> tuple[int, str]:
+        """`estran edge enroll` into `workdir/NAME`: its exit status and output (a refusal is
+        an answer here, not an error)."""
+        return await estran_run(
+            "edge", "enroll", "--hub", hub_url, "--token", token,
+            "--data", str(workdir / name / "data"),
+            "--config", str(workdir / name / "edge.toml"), *extra,
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        await self.child.start()
+
+    async def stop(self) -> None:
+        await self.child.stop(15)
+
+
+async def enroll_gateway(
+    hub: HubProcess, workdir: Path, name: str, *, group: str, token: str | None = None
+) -> EnrolledGateway:
+    """A gateway enrolled into `group` of `hub` (with `token`, or a new one), not running."""
+    token = token or await hub.enrollment_token(group)
+    code, out = await EnrolledGateway.enroll(hub.url, token, workdir, name)
+    if code != 0:
+        raise RigError(f"estran edge enroll {name}: exit {code}:\n{out}")
+    return EnrolledGateway(workdir, name)
 
 
 class GatewayProcess:
@@ -416,8 +493,11 @@ class GatewayProcess:
 __all__ = [
     "Broker",
     "Database",
+    "EnrolledGateway",
     "GatewayProcess",
     "HubProcess",
+    "enroll_gateway",
+    "estran_run",
     "http_json",
     "hub_ready",
     "stored_twice",
