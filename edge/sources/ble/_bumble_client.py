@@ -272,6 +272,11 @@ class BumbleClient(BaseBleakClient):
             connection.remove_listener(Connection.EVENT_DISCONNECTION, on_disconnection)
             if not task.done():
                 task.cancel()
+                # bumble's request may run on to its own timeout (30 s) and fail then: its
+                # error is read here, not left to asyncio's "Task exception was never
+                # retrieved" (a traceback in the log and the source of its files kept in
+                # linecache for good: several MB of a daemon's memory at once)
+                task.add_done_callback(self._abandoned)
         if task not in done:
             if lost in done:
                 raise BleakError(f"{self.address} disconnected")
@@ -285,6 +290,10 @@ class BumbleClient(BaseBleakClient):
             raise BleakGATTProtocolError(e.error_code) from e
         except (BaseBumbleError, hci.HCI_Error) as e:
             raise BleakError(f"GATT operation on {self.address} failed: {e}") from e
+
+    def _abandoned(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.debug("abandoned GATT operation on %s ended: %r", self.address, error)
 
     def _require_peer(self) -> Peer:
         if self._peer is None:
