@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS desired (
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
     retain INTEGER NOT NULL, created_ms INTEGER NOT NULL, published_ms INTEGER);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (topic) WHERE published_ms IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_published ON outbox (published_ms);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);

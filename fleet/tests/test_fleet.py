@@ -385,3 +385,25 @@ def test_hostile_reports_only_raise_fleet_or_protocol_errors(f: Fleet, doc: obje
     )
     with contextlib.suppress(fleet.FleetError, ProtocolError):
         f.record_report(gw, doc)
+
+
+def test_the_outbox_finds_what_is_pending_without_reading_its_history(f: Fleet) -> None:
+    """The outbox keeps a day of published messages; queueing a retained message deletes
+    the older unpublished one of its topic, and the publisher asks for what is pending.
+    Without an index each was a scan of that history: a push to 2,000 gateways over a
+    history of 20,000 messages took 10 CPU seconds to queue (0.1 s with the index)."""
+    plans = {
+        sql: " ".join(str(r[-1]) for r in f._db.execute("EXPLAIN QUERY PLAN " + sql, args))
+        for sql, args in (
+            ("DELETE FROM outbox WHERE topic = ? AND published_ms IS NULL", ("t",)),
+            (
+                "SELECT id, topic, payload, retain FROM outbox WHERE published_ms IS NULL"
+                " ORDER BY id LIMIT ?",
+                (256,),
+            ),
+            ("DELETE FROM outbox WHERE published_ms < ?", (0,)),
+        )
+    }
+    for sql, plan in plans.items():
+        assert "USING INDEX" in plan, (sql, plan)
+        assert "TEMP B-TREE" not in plan, (sql, plan)
