@@ -14,6 +14,7 @@ from fleet._outbox import Outbox
 from fleet._passwd import hash_password, new_password
 from fleet._secrets import private_dir, write_secret
 from protocols import signed, wire
+from protocols.errors import ProtocolError
 
 HUB_USER = "estran-hub"  # the hub's own broker identity (ingest, publishing)
 _GROUP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -242,28 +243,57 @@ class Registry(Outbox):
 
     def record_report(self, gateway_id: str, document: object) -> None:
         """What a gateway answered (a report body, shape checked by protocols.signed)."""
-        doc = signed.check_report(document)
+        for _, error in self.record_reports([(gateway_id, document)]):
+            raise error
+
+    def record_reports(
+        self, reports: Sequence[tuple[str, object]]
+    ) -> list[tuple[str, FleetError | ProtocolError]]:
+        """`record_report` of each (gateway, document), in one transaction (a push to a
+        thousand gateways brings a thousand reports within seconds: one commit each, with
+        its fsync, made them queue up). A report that is malformed or from no active
+        gateway is left out and returned with its error; the others are recorded."""
+        refused: list[tuple[str, FleetError | ProtocolError]] = []
+        checked: list[tuple[str, dict[str, object]]] = []
+        for gateway_id, document in reports:
+            try:
+                checked.append((gateway_id, signed.check_report(document)))
+            except ProtocolError as e:
+                refused.append((gateway_id, e))
+        if not checked:
+            return refused
         with self._tx() as db:
-            row = db.execute("SELECT state FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
-            if row is None or row[0] != "active":
-                raise NotFound(f"no active gateway {gateway_id!r}")
-            if doc["kind"] == "config":
-                db.execute(
-                    "UPDATE gateways SET applied_version = ?, outcome = ?, reason = ?,"
-                    " reported_ms = ? WHERE id = ?",
-                    (doc.get("applied"), doc["outcome"], doc["reason"], self._now_ms(), gateway_id),
+            for gateway_id, doc in checked:
+                row = db.execute(
+                    "SELECT state FROM gateways WHERE id = ?", (gateway_id,)
+                ).fetchone()
+                if row is None or row[0] != "active":
+                    refused.append((gateway_id, NotFound(f"no active gateway {gateway_id!r}")))
+                    continue
+                if doc["kind"] == "config":
+                    db.execute(
+                        "UPDATE gateways SET applied_version = ?, outcome = ?, reason = ?,"
+                        " reported_ms = ? WHERE id = ?",
+                        (
+                            doc.get("applied"),
+                            doc["outcome"],
+                            doc["reason"],
+                            self._now_ms(),
+                            gateway_id,
+                        ),
+                    )
+                self._audit(
+                    db,
+                    gateway_id,
+                    f"report.{doc['kind']}",
+                    gateway_id,
+                    outcome=doc["outcome"],
+                    reason=doc["reason"],
+                    version=doc.get("version"),
+                    applied=doc.get("applied"),
                 )
-            self._audit(
-                db,
-                gateway_id,
-                f"report.{doc['kind']}",
-                gateway_id,
-                outcome=doc["outcome"],
-                reason=doc["reason"],
-                version=doc.get("version"),
-                applied=doc.get("applied"),
-            )
             self._bump(db)
+        return refused
 
     def set_health(
         self,

@@ -257,6 +257,32 @@ def test_reports_and_drift(f: Fleet) -> None:
     assert f.audit()[-1].detail["outcome"] == "rolled_back"
 
 
+def test_reports_of_many_gateways_in_one_transaction(f: Fleet) -> None:
+    """`record_reports`: every good report recorded, each bad one (malformed, or from a
+    revoked gateway) returned with its error and the rest recorded all the same."""
+    from protocols.errors import ProtocolError
+
+    a, b, c = (enroll(f, f.create_token("marina", 60, "a").token).gateway_id for _ in range(3))
+    f.revoke(c, "alice")
+    va, vb = f.desired(a)[0], f.desired(b)[0]
+    revision = f.revision()
+    refused = f.record_reports(
+        [
+            (a, signed.report("config", signed.APPLIED, "", va, va, 1)),
+            (b, {"kind": "config"}),  # malformed
+            (c, signed.report("config", signed.APPLIED, "", 1, 1, 1)),  # revoked
+            (b, signed.report("config", signed.ROLLED_BACK, "gate", vb, None, 2)),
+        ]
+    )
+    assert [gw for gw, _ in refused] == [b, c]
+    assert isinstance(refused[0][1], ProtocolError)
+    assert isinstance(refused[1][1], fleet.NotFound)
+    assert f.gateway(a).outcome == "applied" and f.gateway(a).applied_version == va
+    assert f.gateway(b).outcome == "rolled_back" and f.gateway(b).reason == "gate"
+    assert f.revision() == revision + 1  # one transaction
+    assert f.record_reports([]) == []
+
+
 def test_key_rotation_resigns_for_every_gateway(f: Fleet) -> None:
     a = enroll(f, f.create_token("marina", 60, "alice").token).gateway_id
     old = f.keys.ensure()
