@@ -15,6 +15,42 @@ from protocols import signed, wire
 Scope = Literal["fleet", "group", "gateway"]
 
 
+class _Snapshot:
+    """The layers and the gateways' groups as one transaction sees them, and each group's
+    effective document merged once: a push to a thousand gateways of one group merged,
+    validated and serialised the same document a thousand times (4 queries each)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.docs = {
+            (scope, name): json.loads(doc)
+            for scope, name, doc in db.execute("SELECT scope, name, doc FROM layers")
+        }
+        self._merged: dict[tuple[str, str | None], tuple[_layers.Document, str]] = {}
+
+    def _get(self, gateway_id: str) -> tuple[_layers.Document, str]:
+        row = self.db.execute("SELECT grp FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
+        group = str(row[0])
+        own = ("gateway", gateway_id) in self.docs
+        key = (group, gateway_id if own else None)
+        if key not in self._merged:
+            layers = [
+                self.docs[k]
+                for k in (("fleet", ""), ("group", group), ("gateway", gateway_id))
+                if k in self.docs
+            ]
+            doc = _layers.effective(layers)
+            self._merged[key] = (doc, json.dumps(doc, sort_keys=True))
+        return self._merged[key]
+
+    def effective(self, gateway_id: str) -> _layers.Document:
+        """The merged document of `gateway_id` (a copy: the caller may keep it)."""
+        return dict(json.loads(self._get(gateway_id)[1]))
+
+    def effective_json(self, gateway_id: str) -> str:
+        return self._get(gateway_id)[1]
+
+
 class Configurations(Registry):
     # -- configuration -----------------------------------------------------------------------
 
@@ -59,8 +95,13 @@ class Configurations(Registry):
                 (scope, key, json.dumps(doc, sort_keys=True), self._now_ms(), actor),
             )
             targets = self._reached(db, scope, key)
+            layers = _Snapshot(db)
+            checked: set[str] = set()
             for gw in targets:  # refuse before anything is signed
-                _schema.validate(self._effective(db, gw))
+                doc_json = layers.effective_json(gw)
+                if doc_json not in checked:  # gateways of one group share theirs
+                    _schema.validate(layers.effective(gw))
+                    checked.add(doc_json)
             changes = _layers.diff(before, doc)
             self._audit(
                 db,
@@ -139,9 +180,10 @@ class Configurations(Registry):
         keys = self.keys.public_keys()
         keys_json = json.dumps(sorted(keys))
         out: dict[str, bytes] = {}
+        layers = _Snapshot(db)
         for gw in gateway_ids:
-            doc = self._effective(db, gw)
-            doc_json = json.dumps(doc, sort_keys=True)
+            doc = layers.effective(gw)
+            doc_json = layers.effective_json(gw)
             last = db.execute(
                 "SELECT doc, keys, payload FROM desired WHERE gateway = ?"
                 " ORDER BY version DESC LIMIT 1",

@@ -242,6 +242,22 @@ def test_invalid_config_is_refused_and_nothing_signed(f: Fleet) -> None:
     assert f.layer("group", "marina") == {}
 
 
+def test_a_push_to_a_group_merges_each_gateway_of_it_with_its_own_layer(f: Fleet) -> None:
+    """The push merges a group's document once for the gateways without a layer of their
+    own, and apart for each that has one."""
+    a, b, c = (enroll(f, f.create_token("marina", 60, "a").token).gateway_id for _ in range(3))
+    f.set_layer("gateway", b, {"buffer": {"quota": "3 GiB"}}, "alice")
+    changed = f.set_layer(
+        "fleet", None, {"buffer": {"quota": "1 GiB", "policy": "refuse_new"}}, "x"
+    )
+    assert sorted(g.id for g in changed) == sorted([a, b, c])
+    assert (
+        f.desired(a)[1] == f.desired(c)[1] == {"buffer": {"quota": "1 GiB", "policy": "refuse_new"}}
+    )
+    assert f.desired(b)[1] == {"buffer": {"quota": "3 GiB", "policy": "refuse_new"}}
+    assert f.effective(gateway=b) == f.desired(b)[1]
+
+
 def test_reports_and_drift(f: Fleet) -> None:
     a = enroll(f, f.create_token("marina", 60, "alice").token).gateway_id
     v = f.desired(a)[0]
