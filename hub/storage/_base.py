@@ -106,6 +106,12 @@ class Storage(Catalogue):
         """Apply a birth or death. A state from an older session than the one recorded is
         ignored (a late Will after a reconnect); returns whether it was applied."""
 
+    def record_states(self, states: Sequence[tuple[str, GatewayState]], now_ms: int) -> list[bool]:
+        """`record_state` of each (gateway, state) in order; the storages override it with
+        one transaction for all (a connect storm brings a thousand births at once, and one
+        commit each, with its fsync, made them queue up behind each other)."""
+        return [self.record_state(gateway, state, now_ms) for gateway, state in states]
+
     @abc.abstractmethod
     def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
         """Count a payload the hub dropped, by reason, in the gateway's state."""

@@ -529,35 +529,42 @@ class PostgresStorage(Storage):
     # -- state ----------------------------------------------------------------------------
 
     def record_state(self, gateway: str, state: GatewayState, now_ms: int) -> bool:
+        return self.record_states([(gateway, state)], now_ms)[0]
+
+    def record_states(self, states: Sequence[tuple[str, GatewayState]], now_ms: int) -> list[bool]:
+        applied: list[bool] = []
         with self._lock:
             try:
-                gid = self._gateway_id(gateway)
-                cur = self._db.execute(
-                    "UPDATE gateways SET online = %s, session = %s, state_ts_ms = %s,"
-                    " last_seen_ms = %s, backlog = COALESCE(%s, backlog),"
-                    " footprint = COALESCE(%s, footprint),"
-                    " sources = COALESCE(%s, sources),"
-                    " restart_pending = COALESCE(%s, restart_pending)"
-                    " WHERE id = %s AND (session IS NULL OR session < %s"
-                    "   OR (session = %s AND online))",
-                    (
-                        state.online,
-                        state.session,
-                        state.ts_ms,
-                        now_ms,
-                        state.backlog,
-                        footprint_text(state.footprint),
-                        sources_text(state.sources),
-                        names_text(state.restart_pending),
-                        gid,
-                        state.session,
-                        state.session,
-                    ),
-                )
+                ids = [self._gateway_id(gateway) for gateway, _ in states]
+                with self._db.transaction():
+                    for gid, (_, state) in zip(ids, states, strict=True):
+                        cur = self._db.execute(
+                            "UPDATE gateways SET online = %s, session = %s, state_ts_ms = %s,"
+                            " last_seen_ms = %s, backlog = COALESCE(%s, backlog),"
+                            " footprint = COALESCE(%s, footprint),"
+                            " sources = COALESCE(%s, sources),"
+                            " restart_pending = COALESCE(%s, restart_pending)"
+                            " WHERE id = %s AND (session IS NULL OR session < %s"
+                            "   OR (session = %s AND online))",
+                            (
+                                state.online,
+                                state.session,
+                                state.ts_ms,
+                                now_ms,
+                                state.backlog,
+                                footprint_text(state.footprint),
+                                sources_text(state.sources),
+                                names_text(state.restart_pending),
+                                gid,
+                                state.session,
+                                state.session,
+                            ),
+                        )
+                        applied.append(cur.rowcount > 0)
             except psycopg.Error as e:
                 self._forget()
                 raise StorageError(f"state update failed: {e}") from e
-        return cur.rowcount > 0
+        return applied
 
     def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
         with self._lock:

@@ -51,6 +51,34 @@ log = logging.getLogger("estran.hub.storage")
 # The (series, time) index, with the values: what a chart's range query reads.
 SERIES_INDEX = "CREATE INDEX readings_series_ts ON readings (series_id, ts_ms, value, text)"
 
+# A birth or death; one from an older session than the one recorded is ignored.
+_STATE = (
+    "UPDATE gateways SET online = ?, session = ?, state_ts_ms = ?,"
+    " last_seen_ms = ?, backlog = COALESCE(?, backlog),"
+    " footprint = COALESCE(?, footprint),"
+    " sources = COALESCE(?, sources),"
+    " restart_pending = COALESCE(?, restart_pending)"
+    " WHERE id = ? AND (session IS NULL OR session < ?"
+    "   OR (session = ? AND online = 1))"
+)
+
+
+def _state_params(gid: int, state: GatewayState, now_ms: int) -> tuple[object, ...]:
+    return (
+        int(state.online),
+        state.session,
+        state.ts_ms,
+        now_ms,
+        state.backlog,
+        footprint_text(state.footprint),
+        sources_text(state.sources),
+        names_text(state.restart_pending),
+        gid,
+        state.session,
+        state.session,
+    )
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: gateways, series, readings
     """
@@ -353,38 +381,24 @@ class SqliteStorage(Storage):
     # -- state ----------------------------------------------------------------------------
 
     def record_state(self, gateway: str, state: GatewayState, now_ms: int) -> bool:
+        return self.record_states([(gateway, state)], now_ms)[0]
+
+    def record_states(self, states: Sequence[tuple[str, GatewayState]], now_ms: int) -> list[bool]:
+        applied: list[bool] = []
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                gid = self._gateway_id(gateway)
-                cur = self._db.execute(
-                    "UPDATE gateways SET online = ?, session = ?, state_ts_ms = ?,"
-                    " last_seen_ms = ?, backlog = COALESCE(?, backlog),"
-                    " footprint = COALESCE(?, footprint),"
-                    " sources = COALESCE(?, sources),"
-                    " restart_pending = COALESCE(?, restart_pending)"
-                    " WHERE id = ? AND (session IS NULL OR session < ?"
-                    "   OR (session = ? AND online = 1))",
-                    (
-                        int(state.online),
-                        state.session,
-                        state.ts_ms,
-                        now_ms,
-                        state.backlog,
-                        footprint_text(state.footprint),
-                        sources_text(state.sources),
-                        names_text(state.restart_pending),
-                        gid,
-                        state.session,
-                        state.session,
-                    ),
-                )
+                for gateway, state in states:
+                    cur = self._db.execute(
+                        _STATE, _state_params(self._gateway_id(gateway), state, now_ms)
+                    )
+                    applied.append(cur.rowcount > 0)
                 self._db.execute("COMMIT")
             except sqlite3.Error as e:
                 self._rollback()
                 self._gateways.clear()
                 raise StorageError(f"state update failed: {e}") from e
-        return cur.rowcount > 0
+        return applied
 
     def record_rejection(self, gateway: str, reason: str, detail: str, now_ms: int) -> None:
         with self._lock:

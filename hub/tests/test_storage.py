@@ -274,6 +274,25 @@ async def test_source_health_and_restart_pending_per_gateway(
     assert got["restart_pending"] == []
 
 
+def test_states_of_a_group_in_one_call_keep_their_order(storage: Storage) -> None:
+    """`record_states` (one transaction for an ingest group's births and deaths) applies
+    them in order, with the same stale-Will rule as one at a time."""
+    applied = storage.record_states(
+        [
+            ("gw-1", GatewayState(True, 5, T0, backlog=3)),
+            ("gw-2", GatewayState(True, 1, T0)),
+            ("gw-1", GatewayState(True, 6, T0 + 1)),  # reconnect: session 6
+            ("gw-1", GatewayState(False, 5, T0 + 2)),  # the late Will of session 5
+            ("gw-2", GatewayState(False, 1, T0 + 3)),
+        ],
+        now_ms=T0 + 3,
+    )
+    assert applied == [True, True, True, False, True]
+    states = {g.gateway: (g.state, g.session, g.backlog) for g in storage.gateways()}
+    assert states == {"gw-1": ("online", 6, 3), "gw-2": ("offline", 1, None)}
+    assert storage.record_states([], now_ms=T0 + 4) == []
+
+
 def test_rejections_are_counted_in_gateway_state(storage: Storage) -> None:
     storage.record_rejection("gw-1", "malformed", "bad block\x00", now_ms=T0)
     storage.record_rejection("gw-1", "malformed", "bad block again", now_ms=T0 + 1)
