@@ -78,6 +78,7 @@ GatewayId = Annotated[str, PathParam(max_length=64)]
 POLL_S = 0.5
 MQTT_TIMEOUT_S = 10.0
 OUTBOX_WINDOW = 16  # outbox messages in flight at once (paho's window is 20)
+REPORT_BATCH = 64  # reports recorded in one transaction at most
 RECONNECT_MAX_S = 30.0
 
 
@@ -297,6 +298,20 @@ class FleetHub:
 
     async def _reports(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            # What the broker has already sent goes along (its window: 20 on Mosquitto):
+            # the reports of a push, recorded in one transaction instead of one each.
+            batch = [message]
+            while len(client.messages) and len(batch) < REPORT_BATCH:
+                batch.append(await anext(client.messages))
+            try:
+                await self._record(batch)
+            finally:  # flow control: the broker holds the next ones until then
+                for m in batch:
+                    acknowledge(client, m)
+
+    async def _record(self, batch: list[aiomqtt.Message]) -> None:
+        reports: list[tuple[str, object]] = []
+        for message in batch:
             try:
                 gateway_id, kind = wire.parse_topic(str(message.topic))
                 payload = message.payload
@@ -315,13 +330,20 @@ class FleetHub:
                 doc = wire.decode_envelope(bytes(payload), wire.REPORT).value()
                 if isinstance(doc, dict) and doc.get("kind") == update_job.KIND:
                     await asyncio.to_thread(self.pull.record, gateway_id, doc)
+                    self.reports += 1
                 else:
-                    await asyncio.to_thread(self.fleet.record_report, gateway_id, doc)
-                self.reports += 1
+                    reports.append((gateway_id, doc))
             except (ProtocolError, FleetError) as e:
                 log.warning("report on %s dropped: %s", message.topic, e)
-            finally:  # flow control: the broker holds the next ones until then
-                acknowledge(client, message)
+        if reports:
+            try:
+                refused = await asyncio.to_thread(self.fleet.record_reports, reports)
+            except FleetError as e:  # the registry itself failed (locked, full disk)
+                log.warning("%d reports dropped: %s", len(reports), e)
+                return
+            self.reports += len(reports) - len(refused)
+            for gateway_id, error in refused:
+                log.warning("report of %s dropped: %s", gateway_id, error)
 
     # -- HTTP ---------------------------------------------------------------------------------------
 
