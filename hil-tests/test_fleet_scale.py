@@ -6,10 +6,14 @@ own credentials, buffer and two MQTT sessions (uplink, fleet link), and speaks t
 protocol with the gateway's own code. The test checks what must hold whatever the machine's
 speed: every gateway connected and online at the hub, a configuration push verified, applied
 and reported by every one, the live rate (10 sensors each, one reading a minute) ingested,
-and every reading at the hub exactly once. The timings (connect storm, push, lag) are
-figures, printed as JSON and written to $ESTRAN_FIGURES (default: the test's temporary
-directory), never a pass/fail condition: `estran bench fleet` and docs/benchmarks.md hold
-them beside their targets. The 10,000-gateway run is marked `long`.
+and every reading at the hub exactly once. The timings (connect storm, push, lag) and the CPU
+seconds each process spent in each phase are figures, printed as JSON and written to
+$ESTRAN_FIGURES (default: the test's temporary directory), never a pass/fail condition:
+`estran bench fleet` and docs/benchmarks.md hold them beside their targets. The
+10,000-gateway run is marked `long`.
+
+Public interfaces only: the rig (`estran.rig`, its PostgreSQL database and the swarm), which
+drives the hub and Mosquitto through their command lines, files and HTTP API.
 """
 
 from __future__ import annotations
@@ -18,19 +22,12 @@ import json
 import os
 import resource
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from estran.bench_fleet import FDS_PER_GATEWAY, FleetScale, loadavg
-from estran.rig.swarm import Workload, raise_fd_limit
-from hub.tests.services import temporary_database, unavailable
-
-
-def need_mosquitto() -> None:
-    if not shutil.which(os.environ.get("ESTRAN_MOSQUITTO", "/usr/sbin/mosquitto")):
-        unavailable("mosquitto not found")
+from estran.rig import Rig, Unavailable, mosquitto_binary
+from estran.rig.swarm import FDS_PER_GATEWAY, FleetScale, Workload, loadavg, raise_fd_limit
 
 
 def need_fds(gateways: int) -> None:
@@ -38,13 +35,7 @@ def need_fds(gateways: int) -> None:
     open files (raised to what the run needs where this process may: root)."""
     limit = raise_fd_limit(gateways * FDS_PER_GATEWAY + 1024)
     if limit != resource.RLIM_INFINITY and limit < gateways * 2 + 256:
-        unavailable(f"ulimit -n is {limit}: {gateways} gateways need {gateways * 2 + 256}")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with temporary_database() as url:
-        yield url
+        raise Unavailable(f"ulimit -n is {limit}: {gateways} gateways need {gateways * 2 + 256}")
 
 
 def data_root(tmp_path: Path) -> Path:
@@ -70,10 +61,11 @@ def check_run(phase: dict[str, object]) -> None:
 
 
 async def scale_run(
-    tmp_path: Path, n: int, db: str, *, three: bool, live_s: float
+    rig: Rig, tmp_path: Path, n: int, *, three: bool, live_s: float
 ) -> dict[str, object]:
-    need_mosquitto()
+    mosquitto_binary()  # Unavailable when there is none
     need_fds(n)
+    db = (await rig.database("database.postgresql")).spec
     root = data_root(tmp_path)
     figures: dict[str, object] = {"loadavg_start": loadavg()}
     try:
@@ -109,13 +101,13 @@ async def scale_run(
 
 
 @pytest.mark.needs("broker", "database.postgresql", "hub")
-async def test_thousand_gateways_one_hub_then_three_processes(tmp_path: Path, pg_url: str) -> None:
-    figures = await scale_run(tmp_path, 1000, pg_url, three=True, live_s=10.0)
+async def test_thousand_gateways_one_hub_then_three_processes(rig: Rig, tmp_path: Path) -> None:
+    figures = await scale_run(rig, tmp_path, 1000, three=True, live_s=10.0)
     publish("fleet-scale-1000", figures, tmp_path)
 
 
 @pytest.mark.long
 @pytest.mark.needs("broker", "database.postgresql", "hub")
-async def test_ten_thousand_gateways(tmp_path: Path, pg_url: str) -> None:
-    figures = await scale_run(tmp_path, 10_000, pg_url, three=True, live_s=60.0)
+async def test_ten_thousand_gateways(rig: Rig, tmp_path: Path) -> None:
+    figures = await scale_run(rig, tmp_path, 10_000, three=True, live_s=60.0)
     publish("fleet-scale-10000", figures, tmp_path)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from fleet import (
     BrokerAccess,
+    BrokerAccount,
     ConfigRejected,
     Conflict,
     Fleet,
@@ -137,6 +138,7 @@ class FleetHub:
         self.connected = asyncio.Event()
         self.reports = 0
         self._revision = -1
+        self._accounts: list[BrokerAccount] | None = None  # as of the last refresh
         self._software: dict[str, str] = {}  # last software version recorded per gateway
         self._health_seen: dict[str, object] = {}  # last source health recorded per gateway
         self.enroll_limit = RateLimit()  # per client address, on the open enrollment endpoints
@@ -191,11 +193,13 @@ class FleetHub:
             return False
         self._revision = revision
         accounts = await asyncio.to_thread(self.fleet.broker_accounts)
-        self.broker_access.access = BrokerAccess(accounts)
-        if broker is not None:
-            await disconnect_unknown(broker, self.broker_access.access)
-        if self.mosquitto_dir is not None:
-            await asyncio.to_thread(self._sync_mosquitto)
+        if accounts != self._accounts:  # most changes (reports, configurations) leave them
+            self._accounts = accounts
+            self.broker_access.access = BrokerAccess(accounts)
+            if broker is not None:
+                await disconnect_unknown(broker, self.broker_access.access)
+            if self.mosquitto_dir is not None:
+                await asyncio.to_thread(self._sync_mosquitto)
         self._wake.set()
         return True
 

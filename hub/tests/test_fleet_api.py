@@ -256,3 +256,34 @@ def test_the_config_json_schema_is_published(hub: FleetHub, http: TestClient) ->
     assert r.json()["detail"]["issues"] == [
         "buffer.commit_interval: must be 0.01..60 seconds, got 120"
     ]
+
+
+async def test_mosquitto_files_are_rewritten_only_when_accounts_change(tmp_path: Path) -> None:
+    """Every report moves the registry's revision; the broker's accounts are derived from
+    it again only when they changed (a push's thousand reports rebuilt the passwd and acl
+    of a thousand gateways twice a second), and an enrollment or a revocation still
+    reaches Mosquitto's files."""
+    mq = tmp_path / "mosquitto"
+    hub = FleetHub(tmp_path / "hub", mosquitto_dir=mq)
+    try:
+        gw, _ = enroll_directly(hub.fleet)
+        assert await hub.refresh()
+        passwd = mq / "passwd"
+        assert gw in passwd.read_text()
+        written = passwd.stat().st_mtime_ns
+        v = hub.fleet.desired(gw)[0]
+        hub.fleet.record_report(gw, signed.report("config", signed.APPLIED, "", v, v, 1))
+        access = hub.broker_access.access
+        assert await hub.refresh()  # the revision moved, the accounts did not
+        assert hub.broker_access.access is access  # not rebuilt
+        assert passwd.stat().st_mtime_ns == written
+        other, _ = enroll_directly(hub.fleet)
+        assert await hub.refresh()
+        assert other in passwd.read_text()
+        assert hub.broker_access.access.role(other) == "gateway"
+        hub.fleet.revoke(gw, "test")
+        assert await hub.refresh()
+        assert gw not in passwd.read_text()
+        assert hub.broker_access.access.role(gw) is None
+    finally:
+        hub.close()

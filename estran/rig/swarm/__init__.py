@@ -16,12 +16,21 @@ from estran.rig.swarm._enroll import (
     enroll_many,
     source_address,
 )
+from estran.rig.swarm._fleet import (
+    FDS_PER_GATEWAY,
+    TARGETS,
+    FleetScale,
+    loadavg,
+    run_fleet,
+)
 from estran.rig.swarm._gateway import LAG_BUCKETS, AckTimer, SimGateway, SimTarget, Workload
 from estran.rig.swarm._hub import SwarmHub, diff_buckets, histogram, quantile
 from estran.rig.swarm._sample import (
+    CpuMeter,
     ProcessSampler,
     Series,
     cmdline,
+    cpu_seconds,
     descendants,
     dir_bytes,
     open_fds,
@@ -32,8 +41,12 @@ from estran.rig.swarm._swarm import Swarm
 from estran.rig.swarm._worker import raise_fd_limit
 
 __all__ = [
+    "FDS_PER_GATEWAY",
     "LAG_BUCKETS",
+    "TARGETS",
     "AckTimer",
+    "CpuMeter",
+    "FleetScale",
     "ProcessSampler",
     "Series",
     "SimGateway",
@@ -43,6 +56,7 @@ __all__ = [
     "Workload",
     "bound_post",
     "cmdline",
+    "cpu_seconds",
     "create_tokens",
     "descendants",
     "diff_buckets",
@@ -50,10 +64,12 @@ __all__ = [
     "enroll_gateway",
     "enroll_many",
     "histogram",
+    "loadavg",
     "open_fds",
     "quantile",
     "raise_fd_limit",
     "rss_bytes",
+    "run_fleet",
     "slope",
     "source_address",
 ]

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of `pid` in bytes (0 if it is gone)."""
@@ -34,6 +36,36 @@ def open_fds(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time `pid` has used, in seconds (0.0 if it is gone): what a
+    process cost, whatever else the machine was running (wall time is not, on a shared
+    machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds each named process used between `start()` and `read()`."""
+
+    def __init__(self) -> None:
+        self.base: dict[str, tuple[int, float]] = {}
+
+    def start(self, pids: dict[str, int]) -> None:
+        self.base = {name: (pid, cpu_seconds(pid)) for name, pid in pids.items()}
+
+    def read(self, pids: dict[str, int]) -> dict[str, float]:
+        """Per process (started since: from zero), and `total`."""
+        out: dict[str, float] = {}
+        for name, pid in pids.items():
+            pid0, cpu0 = self.base.get(name, (pid, 0.0))
+            out[name] = round(cpu_seconds(pid) - (cpu0 if pid0 == pid else 0.0), 2)
+        out["total"] = round(sum(out.values()), 2)
+        return out
 
 
 def cmdline(pid: int) -> list[str]:
@@ -156,9 +188,11 @@ class ProcessSampler:
 
 
 __all__ = [
+    "CpuMeter",
     "ProcessSampler",
     "Series",
     "cmdline",
+    "cpu_seconds",
     "descendants",
     "dir_bytes",
     "open_fds",
