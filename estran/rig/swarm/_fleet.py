@@ -265,7 +265,7 @@ class FleetScale:
         async def reported() -> bool:
             return await _hub_applied(self.hub, self.ids, self._http, before) == n
 
-        await _until("configuration reported", reported, self.timeout, poll=0.2)
+        await _until("configuration reported", reported, self.timeout, poll=0.25)
         reported_s = time.monotonic() - t0
         cpu = self._cpu()
         return {
