@@ -161,3 +161,41 @@ async def test_a_segment_compacted_under_the_backlog_cursor_is_sent_whole(
         assert set(range(1, 1001)) <= set(hub.stored)
     finally:
         log.close()
+
+
+async def test_a_segment_compacted_past_the_live_cursor_is_sent_whole(
+    tmp_path: Path, broker_port: int
+) -> None:
+    """Live readings: blocks committed after the uplink's last read, then the segment full,
+    sealed and compacted. Its last large block starts before the live cursor and ends past
+    it: the readings past the cursor must go out all the same."""
+    buffer = BufferConfig(directory=tmp_path / "buffer", segment_bytes=4096)
+    log = SegmentLog.open(buffer)
+    try:
+        hub = FakeHub(broker_port)
+        # the uplink reads new blocks every 3 s (or when woken): the test commits between
+        uplink = Uplink(
+            log, config(tmp_path, broker_port, poll_interval_s=3.0, rescan_interval_s=0.5)
+        )
+        async with running((hub.run(), "hub")):
+            await asyncio.wait_for(hub.ready.wait(), 10)
+            async with running((uplink.run(), "uplink")):
+                await asyncio.wait_for(uplink.connected.wait(), 10)
+                for i in range(5):
+                    log.append_many(readings(10, start=10 * i))
+                    log.commit()
+                uplink.drain_now()  # wakes it: the 5 blocks go out live
+                await until(lambda: log.stats().depth == 0)
+                i = 5
+                while log.stats().segments < 2:  # no await: the uplink reads nothing here
+                    log.append_many(readings(10, start=10 * i))
+                    log.commit()
+                    i += 1
+                uplink.drain_now()
+                with contextlib.suppress(TimeoutError):
+                    await until(lambda: log.stats().depth == 0, timeout=20)
+                stuck = [(b.first_seq, b.last_seq) for b in log.read_blocks(-1, 10_000)]
+                assert log.stats().depth == 0, f"left in the buffer: {stuck}"
+        assert set(range(1, 10 * i + 1)) <= set(hub.stored)
+    finally:
+        log.close()
