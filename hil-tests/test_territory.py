@@ -40,7 +40,10 @@ async def a_day(tmp_path: Path, day_s: float) -> None:
     assert not audit["problems"], "\n".join(audit["problems"])
     assert audit["missing"] == audit["extra"] == 0, audit
     assert audit["ledger_repeats"] == audit["same_reading_twice"] == 0, audit
-    assert audit["readings_at_hub"] > 10_000, audit  # a day of 200 sensors, outages apart
+    # a day of 200 sensors, less what the gateways read nothing of while their power was off
+    day = figures["day_readings_at_most"]
+    assert isinstance(day, int)
+    assert 0.85 * day < audit["readings_at_hub"] <= day, (day, audit)
     gateways = audit["gateways"]
     assert isinstance(gateways, dict) and len(gateways) == 12
     assert all(g["committed"] > 0 for g in gateways.values()), gateways

@@ -52,9 +52,11 @@ from estran.rig._proxy import LinkProxy
 from estran.rig.swarm import ProcessSampler, SwarmHub, raise_fd_limit
 from estran.rig.swarm._enroll import enroll_many
 from estran.rig.swarm._territory import (
+    DAY_MS,
     LEDGER,
     Clock,
     TerritoryProducer,
+    day_readings,
     read_ledger,
     read_ledger_entries,
     split,
@@ -64,7 +66,6 @@ from estran.rig.swarm._territory import (
 SITES = ("site-a", "site-b", "site-c")
 PER_SITE = 4
 MEMORY_BUDGET = 128 << 20  # edge/systemd/estran-edge.service: MemoryMax=128M
-DAY_MS = 86_400_000
 DRAIN_S = 180.0  # the final drain's bound (a few seconds when nothing is stuck)
 
 RULES: list[dict[str, object]] = [
@@ -483,7 +484,11 @@ async def run_territory(
     hub = SwarmHub(workdir / "hub-rig", "sqlite")
     t = Territory(workdir, day_s, hub, say=say)
     sampler = ProcessSampler()
-    figures: dict[str, object] = {"day_s": day_s, "speed": round(DAY_MS / 1000 / day_s, 1)}
+    figures: dict[str, object] = {
+        "day_s": day_s,
+        "speed": round(DAY_MS / 1000 / day_s, 1),
+        "day_readings_at_most": day_readings(territory_sensors()),
+    }
     try:
         await hub.start()
         for site in SITES:
@@ -592,7 +597,8 @@ async def _start_gateways(t: Territory) -> None:
 
 async def _the_day(t: Territory, http: httpx.AsyncClient) -> None:
     """The outages at their time of day (10 %, 30 %, 65 %), the push and the broker restart
-    at 50 %; until the end of the day. An event that runs late delays the next ones."""
+    at 50 %; until the end of the day. An event that runs late delays the next ones; the
+    sensors read nothing past the end of the simulated day all the same (`Clock`)."""
     cut = max(3.0, t.day_s / 30)
     schedule: list[tuple[float, Callable[[], Awaitable[None]]]] = [
         (0.1, lambda: _outage(t, 0, cut)),

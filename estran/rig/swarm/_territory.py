@@ -30,6 +30,7 @@ from estran.rig.swarm._gateway import COMMIT_INTERVAL_S, AckTimer, SimGateway
 from protocols.reading import Reading
 
 LEDGER = "ledger"
+DAY_MS = 86_400_000
 
 # kind, count, period_s, [(quantity, unit, start, step)] (the reference workload's table)
 KINDS: list[tuple[str, int, float, list[tuple[str, str, float, float]]]] = [
@@ -67,6 +68,12 @@ def territory_sensors() -> list[Sensor]:
     return out
 
 
+def day_readings(sensors: list[Sensor]) -> int:
+    """The most readings a day of `sensors` gives (each at its period, from a phase of its
+    own: one more than the day divided by the period, at most)."""
+    return sum(DAY_MS // int(s.period_s * 1000) + 1 for s in sensors)
+
+
 def split(sensors: list[Sensor], parts: int) -> list[list[Sensor]]:
     """The sensors shared among `parts` gateways, a physical sensor's quantities together."""
     names = sorted({s.sensor for s in sensors})
@@ -87,7 +94,15 @@ class Clock:
     speed: float
 
     def now_ms(self) -> int:
-        return self.sim_t0_ms + int((time.time() - self.wall_t0) * self.speed * 1000)
+        """The simulated time now, at most the end of the day: a scenario that runs late
+        (its outages took longer under load) reads nothing past the day, and no reading is
+        stamped in the future."""
+        sim = self.sim_t0_ms + int((time.time() - self.wall_t0) * self.speed * 1000)
+        return min(sim, self.end_ms)
+
+    @property
+    def end_ms(self) -> int:
+        return self.sim_t0_ms + DAY_MS
 
 
 class TerritoryProducer:
@@ -211,12 +226,14 @@ def recover(buffer: AckTimer, ledger_path: Path) -> int:
 
 
 __all__ = [
+    "DAY_MS",
     "KINDS",
     "LEDGER",
     "SCRIPTED",
     "Clock",
     "Sensor",
     "TerritoryProducer",
+    "day_readings",
     "ledger_line",
     "read_ledger",
     "read_ledger_entries",
