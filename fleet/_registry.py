@@ -239,6 +239,16 @@ class Registry(Outbox):
             BrokerAccount(n, h, "gateway") for n, h in gws
         ]
 
+    def broker_account(self, gateway_id: str) -> BrokerAccount | None:
+        """The broker account of one active gateway (None: no such gateway): what an
+        enrollment adds to the broker's accounts, without reading all of them again."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, password_hash FROM gateways WHERE id = ? AND state = 'active'",
+                (gateway_id,),
+            ).fetchone()
+        return None if row is None else BrokerAccount(row[0], row[1], "gateway")
+
     # -- reports ----------------------------------------------------------------------------
 
     def record_report(self, gateway_id: str, document: object) -> None:

@@ -273,6 +273,15 @@ def test_reports_and_drift(f: Fleet) -> None:
     assert f.audit()[-1].detail["outcome"] == "rolled_back"
 
 
+def test_broker_account_of_one_gateway(f: Fleet) -> None:
+    a = enroll(f, f.create_token("marina", 60, "a").token).gateway_id
+    (account,) = [x for x in f.broker_accounts() if x.username == a]
+    assert f.broker_account(a) == account
+    f.revoke(a, "alice")
+    assert f.broker_account(a) is None
+    assert f.broker_account("nobody") is None
+
+
 def test_reports_of_many_gateways_in_one_transaction(f: Fleet) -> None:
     """`record_reports`: every good report recorded, each bad one (malformed, or from a
     revoked gateway) returned with its error and the rest recorded all the same."""
