@@ -406,7 +406,12 @@ class FleetHub:
                 )
             )
             # its broker account now, not at the next watch round: it connects right away
-            self.broker_access.access = BrokerAccess(fleet.broker_accounts())
+            # (that one account: reading them all made enrollment slow down as the fleet
+            # grew, 4.7 a second at first, 1 a second at 4,300 gateways)
+            account = fleet.broker_account(result.gateway_id)
+            if account is not None:
+                known = self.broker_access.access.accounts
+                self.broker_access.access = BrokerAccess([*known.values(), account])
             self._wake.set()
             log.info("gateway %s enrolled", result.gateway_id)
             return {

@@ -87,6 +87,9 @@ def test_enrollment_over_http(hub: FleetHub, http: TestClient) -> None:
     assert status == 200, body
     answer = signed.decode_signed(base64.b64decode(str(body["answer"]))).document()
     assert answer["gateway"] == "marina-001" and answer["broker"] == "mqtt://hub.example:1883"
+    # its broker account at once, before any watch round (the embedded broker's access)
+    assert hub.broker_access.access.role("marina-001") == "gateway"
+    assert hub.broker_access.access.role(hub.credentials[0]) == "hub"  # the others kept
     assert http.get("/api/v1/fleet/identity").json()["fingerprint"] == token.split(".")[3]
     status, body = http_enroll(http, token)
     assert status == 403 and "used already" in str(body["detail"])
