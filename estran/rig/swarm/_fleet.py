@@ -148,6 +148,7 @@ class FleetScale:
         self.ids: set[str] = set()
         self._http: Any = None
         self._held_before = 0
+        self._produced_before = 0  # readings of the swarm before this phase (`resume`)
         self._sampling: asyncio.Task[None] | None = None
 
     def _pids(self) -> dict[str, int]:
@@ -317,15 +318,17 @@ class FleetScale:
             "loadavg": loadavg(),
         }
 
-    async def drain(self) -> dict[str, object]:
-        """Sensors silenced, buffers drained, then the swarm stopped: what the hub holds
-        against what the gateways produced."""
+    async def drain(self, *, stop: bool = True) -> dict[str, object]:
+        """Sensors silenced, buffers drained: what the hub holds against what the gateways
+        produced since the storm (or `resume`); then the swarm stopped, or left connected
+        and silent (`stop=False`: `resume` starts its sensors again)."""
         self.say("drain and count ...")
+        t0 = time.monotonic()
         self.swarm.quiesce()
         await asyncio.sleep(1.0)  # a reading may be between the sensor and the buffer
         await self.swarm.until("drain", lambda s: s["depth"] == 0, self.timeout)
         total = self.swarm.total()
-        produced = int(total["produced"])  # type: ignore[call-overload]
+        produced = int(total["produced"]) - self._produced_before  # type: ignore[call-overload]
 
         async def counted() -> bool:
             return bool(await self._held() - self._held_before >= produced)
@@ -334,12 +337,33 @@ class FleetScale:
         out = {
             "produced": produced,
             "held_at_hub": await self._held() - self._held_before,
+            "drain_s": round(time.monotonic() - t0, 2),
             "swarm_rss_per_gateway": int(int(total["rss"]) / self.n),  # type: ignore[call-overload]
             "swarm_fds": total["fds"],
         }
-        await self.swarm.stop()
-        self.swarm = self.swarm.fresh()
+        if stop:
+            await self.swarm.stop()
+            self.swarm = self.swarm.fresh()
+            self._produced_before = 0
         return out
+
+    async def resume(self) -> dict[str, object]:
+        """After `drain(stop=False)` (and a `scale` of the hub, say): until every gateway is
+        still connected and online at the hub, then their sensors read again."""
+        n = self.n
+        t0 = time.monotonic()
+        await self.swarm.until(
+            "gateways connected", lambda s: s["uplink"] == n and s["fleet"] == n, self.timeout
+        )
+
+        async def online() -> bool:
+            return await _hub_online(self.hub, self.ids, self._http) == n
+
+        await _until("all online at the hub", online, self.timeout)
+        self._held_before = await self._held()
+        self._produced_before = int(self.swarm.total()["produced"])  # type: ignore[call-overload]
+        self.swarm.resume()
+        return {"all_online_at_hub_s": round(time.monotonic() - t0, 2)}
 
     async def scale(self, processes: int) -> dict[str, object]:
         """The hub again as `processes` processes (the same data, database and broker)."""

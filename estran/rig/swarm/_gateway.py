@@ -269,7 +269,9 @@ class SimGateway:
         while True:
             nxt = min(due)
             await asyncio.sleep(max(COMMIT_INTERVAL_S, nxt - time.monotonic()))
-            if not self.producing:
+            if not self.producing:  # silent: its readings are missed, not piled up
+                now = time.monotonic()
+                due = [t + interval * (1 + (now - t) // interval) if t <= now else t for t in due]
                 continue
             now = time.monotonic()
             ts = time.time_ns() // 1_000_000

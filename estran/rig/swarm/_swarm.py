@@ -180,6 +180,11 @@ class Swarm:
         for c in self.children:
             c.send_signal(signal.SIGUSR1)
 
+    def resume(self) -> None:
+        """The sensors read again (SIGUSR2), after `quiesce`."""
+        for c in self.children:
+            c.send_signal(signal.SIGUSR2)
+
     async def stop(self) -> None:
         for c in self.children:
             c.stopping = True

@@ -6,7 +6,7 @@
 `--status-interval` seconds one JSON line goes to stdout: how many gateways have their
 uplink and fleet link connected, readings produced and acknowledged, buffer depth and bytes,
 configuration versions applied, and the process's RSS and open file descriptors. SIGUSR1
-silences the sensors (the uplinks drain on); SIGTERM stops the gateways cleanly (each says
+silences the sensors (the uplinks drain on), SIGUSR2 makes them read again; SIGTERM stops the gateways cleanly (each says
 goodbye to the hub); SIGKILL is their power cut.
 """
 
@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         for g in gateways:
             g.producing = False
 
+    def resume() -> None:
+        for g in gateways:
+            g.producing = True
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         loop.add_signal_handler(signal.SIGINT, task.cancel)
         loop.add_signal_handler(signal.SIGUSR1, quiesce)
+        loop.add_signal_handler(signal.SIGUSR2, resume)
         await serve(gateways, a.status_interval)
 
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
