@@ -1,12 +1,13 @@
 """`estran bench rollout`: updating N real gateways on this machine (estran.rollout_lab).
 
 Figures, in one run:
-- `push.update_s`: a rollout of the next release to every gateway in push mode (waves: 2
+- `push.update_s`: a rollout of the release after it to every gateway in push mode (waves: 2
   test rigs, a 10% canary, the rest; batches of `--batch`), from start to the last gateway
   gated;
 - `push.rollback_s`: a broken release (its uplink never connects) to a canary of 4: from the
   first failed health gate to every canary gateway back on N and gated again;
-- `pull.update_s`: a rollout of a third release to every gateway in pull mode (the same
+- `pull.update_s` (first, right after provisioning): a rollout of the next release to every
+  gateway in pull mode (the same
   waves and batches: the hub signs one job per gateway and sends it on its `cmd` topic; each
   gateway fetches the bundle over HTTP and runs update.yml on itself), from start to the last
   gateway's `finished` report; the lab's gateways are enrolled by the gateway's own
@@ -72,7 +73,7 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
     }
     async with lab(
         work, gateways=gateways, rigs=2, over_ssh=3,
-        wheels={v: built[v] for v in (V1, V2, BROKEN, V3)}, wheelhouse=house, gate_timeout=60,
+        wheels={v: built[v] for v in (V1, V2, V3, BROKEN)}, wheelhouse=house, gate_timeout=60,
         identities=True,
     ) as the_lab:  # fmt: skip
         run = await the_lab.playbook("provision.yml", the_lab.release_vars(V1), forks=gateways)
@@ -80,9 +81,29 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
             raise click.ClickException("provision failed:\n" + run.output[-3000:])
         result["provision_s"] = round(run.seconds, 1)
 
+        # pull: the next release to every gateway, the same waves, in pull mode (first: the
+        # daemons run as provisioned, their fleet links connected)
+        r = await _rollout(
+            the_lab, V2, "--rigs", "group:rigs", "--canary", "10%", "--batch", str(batch),
+            "--mode", "pull", "--hub-url", the_lab.hub_url,
+        )  # fmt: skip
+        result["pull"] = {
+            "state": r["state"],
+            "reason": r["reason"],
+            "update_s": round((r["finished_ms"] - r["started_ms"]) / 1000, 1),
+            "waves": {w["name"]: len(w["gateways"]) for w in r["waves"]},
+            "counts": {k: v for k, v in r["counts"].items() if v},
+            "load": _load(),
+        }
+        statuses = await the_lab.statuses()
+        result["pull"]["running_v2"] = sum(
+            1 for s in statuses.values() if s is not None and s.get("software") == V2
+        )
+        (work / "partial.json").write_text(json.dumps(result, indent=2))  # a later phase may fail
+
         # push: the next release to every gateway, in waves
         r = await _rollout(
-            the_lab, V2, "--rigs", "group:rigs", "--canary", "10%", "--batch", str(batch)
+            the_lab, V3, "--rigs", "group:rigs", "--canary", "10%", "--batch", str(batch)
         )
         if r["state"] != "done":
             raise click.ClickException(f"the push rollout ended {r['state']}: {r['reason']}")
@@ -92,6 +113,7 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
             "counts": {k: v for k, v in r["counts"].items() if v},
             "load": _load(),
         }
+        (work / "partial.json").write_text(json.dumps(result, indent=2))
 
         # push: a broken release stopped at its canary; every canary back on N
         with Fleet(the_lab.hub_data) as f:
@@ -117,26 +139,6 @@ async def _run(gateways: int, batch: int, work: Path) -> dict[str, Any]:
             "gate_timeout_s": 20,
             "load": _load(),
         }
-
-        # pull: the third release to every gateway, the same waves, in pull mode
-        with Fleet(the_lab.hub_data) as f:
-            f.set_hostvars("fleet", None, {"estran_gate_timeout": 60}, "bench")
-        r = await _rollout(
-            the_lab, V3, "--rigs", "group:rigs", "--canary", "10%", "--batch", str(batch),
-            "--mode", "pull", "--hub-url", the_lab.hub_url,
-        )  # fmt: skip
-        if r["state"] != "done":
-            raise click.ClickException(f"the pull rollout ended {r['state']}: {r['reason']}")
-        result["pull"] = {
-            "update_s": round((r["finished_ms"] - r["started_ms"]) / 1000, 1),
-            "waves": {w["name"]: len(w["gateways"]) for w in r["waves"]},
-            "counts": {k: v for k, v in r["counts"].items() if v},
-            "load": _load(),
-        }
-        statuses = await the_lab.statuses()
-        result["pull"]["running_v3"] = sum(
-            1 for s in statuses.values() if s is not None and s.get("software") == V3
-        )
 
         # the anchor: a naive in-place pip upgrade with a plain ansible-playbook
         naive = await the_lab.playbook_file(
@@ -174,6 +176,7 @@ def bench_rollout(gateways: int, batch: int, work: Path | None, as_json: bool) -
             result = asyncio.run(_run(gateways, batch, Path(tmp) / "lab"))
     else:
         result = asyncio.run(_run(gateways, batch, work))
+        (work / "result.json").write_text(json.dumps(result, indent=2))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -290,7 +290,7 @@ def _enroll(f: Fleet, group: str) -> str:
     return f.enroll(token, pub, nonce, proof, "mqtt://127.0.0.1:1883").gateway_id
 
 
-def _enroll_root(f: Fleet, group: str, data_dir: Path) -> str:
+def _enroll_root(f: Fleet, group: str, data_dir: Path, broker: str) -> str:
     """One gateway enrolled by the gateway's own enrollment code (edge.identity.enroll: its
     key, broker credentials and the hub's keys kept in `data_dir`, as `estran edge enroll`
     does), its two requests answered by the registry in this process: what pull mode needs."""
@@ -301,7 +301,7 @@ def _enroll_root(f: Fleet, group: str, data_dir: Path) -> str:
             return {"nonce": f.challenge(str(body["token"]))}
         result = f.enroll(
             str(body["token"]), base64.b64decode(str(body["public_key"])), str(body["nonce"]),
-            base64.b64decode(str(body["proof"])), "mqtt://127.0.0.1:1883",
+            base64.b64decode(str(body["proof"])), broker,
         )  # fmt: skip
         return {
             "gateway_id": result.gateway_id,
@@ -345,6 +345,7 @@ async def lab(
     hub_data.mkdir()
     house = wheelhouse_tar(wheelhouse, work / "wheelhouse.tar")
     names: list[str] = []
+    mqtt_port, http_port = free_port(), free_port()  # the hub's: enrolled gateways are told
     with Fleet(hub_data) as f:
         admin_token = f.ensure_admin()
         assert admin_token is not None
@@ -355,7 +356,7 @@ async def lab(
             if identities:
                 # the name comes from the registry: enroll into a scratch directory, then move it
                 scratch = work / "gw" / f".enroll-{i}"
-                name = _enroll_root(f, group, scratch)
+                name = _enroll_root(f, group, scratch, f"mqtt://127.0.0.1:{mqtt_port}")
                 (work / "gw" / name / "var/lib").mkdir(parents=True)
                 scratch.rename(work / "gw" / name / "var/lib/estran")
                 names.append(name)
@@ -369,7 +370,6 @@ async def lab(
     if over_ssh:
         ssh_names.add(names[1] if len(names) > 1 else names[0])
     members = [LabGateway(n, work / "gw" / n, n in ssh_names) for n in names]
-    mqtt_port, http_port = free_port(), free_port()
     hub = Child(
         "hub",
         estran_argv(
