@@ -16,20 +16,14 @@ import getpass
 import grp
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
-import pytest
+from estran.rollout_lab import PLAYBOOKS, REPO, ansible_env, playbook
 
-from estran.tests.wheels import REPO
-
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-ROLES = REPO / "playbooks" / "roles"
 PLAY = """\
 - name: System extras of a gateway
   hosts: all
@@ -48,9 +42,8 @@ ADAPTERS = [
 ]
 
 
-def play(tmp: Path, root: Path, **extra: Any) -> tuple[int, str, dict[str, int]]:
-    if not ANSIBLE_PLAYBOOK.exists():
-        pytest.skip("ansible-playbook is not installed (pip install -e '.[dev]')")
+async def play(tmp: Path, root: Path, **extra: object) -> tuple[int, str, dict[str, int]]:
+    """The play above on `root` with the local connection: (exit status, output, recap)."""
     (tmp / "play.yml").write_text(PLAY)
     variables = {
         "estran_root": str(root),
@@ -61,31 +54,23 @@ def play(tmp: Path, root: Path, **extra: Any) -> tuple[int, str, dict[str, int]]
         "estran_group": grp.getgrgid(os.getgid()).gr_name,
         "estran_serial_adapters": ADAPTERS,
         "estran_ntp_servers": ["ntp1.territory.example", "ntp2.territory.example"],
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
         **extra,
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROLES),
-        "ANSIBLE_LIBRARY": str(REPO / "playbooks" / "library"),
-        "ANSIBLE_HOME": str(tmp / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    out = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "gw,", "-c", "local", str(tmp / "play.yml"),
-         "-e", json.dumps(variables), "-e", json.dumps({"ansible_python_interpreter": sys.executable})],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp,
-    )  # fmt: skip
-    text = out.stdout + out.stderr
-    m = re.search(r"^gw\s+:\s+((?:\w+=\d+\s*)+)$", text, re.M)
-    recap = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))} if m else {}
-    return out.returncode, text, recap
+    env = ansible_env(
+        tmp,
+        ANSIBLE_ROLES_PATH=str(PLAYBOOKS / "roles"),
+        ANSIBLE_LIBRARY=str(PLAYBOOKS / "library"),
+    )
+    run = await playbook(tmp, "gw,", tmp / "play.yml", variables, env=env, timeout=300)
+    return run.rc, run.output, run.recap().get("gw", {})
 
 
-def test_system_files_rendered_checked_and_idempotent(tmp_path: Path) -> None:
+async def test_system_files_rendered_checked_and_idempotent(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)  # as on a machine with systemd
-    rc, out, recap = play(tmp_path, root, estran_service_mode="systemd")
+    rc, out, recap = await play(tmp_path, root, estran_service_mode="systemd")
     assert rc == 0, out[-4000:]
     assert recap["changed"] > 0
 
@@ -142,19 +127,23 @@ def test_system_files_rendered_checked_and_idempotent(tmp_path: Path) -> None:
             )  # fmt: skip
             assert check.returncode == 0, (name, check.stdout, check.stderr)
 
-    rc, out, recap = play(tmp_path, root, estran_service_mode="systemd")
+    rc, out, recap = await play(tmp_path, root, estran_service_mode="systemd")
     assert rc == 0 and recap["changed"] == 0, out[-4000:]
 
     # no adapter named any more: the rules are removed
-    rc, out, recap = play(tmp_path, root, estran_service_mode="systemd", estran_serial_adapters=[])
+    rc, out, recap = await play(
+        tmp_path, root, estran_service_mode="systemd", estran_serial_adapters=[]
+    )
     assert rc == 0, out[-4000:]
     assert not (root / "etc/udev/rules.d/70-estran-serial.rules").exists()
 
 
-def test_a_machine_without_the_services_gets_none_of_their_files(tmp_path: Path) -> None:
+async def test_a_machine_without_the_services_gets_none_of_their_files(tmp_path: Path) -> None:
     root = tmp_path / "bare"
     root.mkdir()
-    rc, out, _ = play(tmp_path, root, estran_service_mode="process", estran_system_root_dirs=False)
+    rc, out, _ = await play(
+        tmp_path, root, estran_service_mode="process", estran_system_root_dirs=False
+    )
     assert rc == 0, out[-4000:]
     assert not (root / "etc").exists(), sorted(str(p) for p in root.rglob("*"))
     assert (root / "opt/estran/pull.json").exists()  # pull mode needs nothing of them

@@ -1,8 +1,7 @@
 """Pull-mode updates end to end (docs/updates.md, "Pull mode"): a gateway behind NAT gets a
 signed update job on its `cmd` topic, fetches the release bundle over HTTP, verifies it, runs
 the same update.yml on itself with Ansible's local connection, and reports every step; the
-hub records the reports and the rollout executor (`fleet.PullExecutor`) turns them into a
-result. Real hub (embedded broker, SQLite), real enrolled daemon reading a serial simulator,
+hub records the reports and the rollout engine's pull executor turns them into a result. Real hub (embedded broker, SQLite), real enrolled daemon reading a serial simulator,
 real ansible-playbook, real HTTP.
 
 One gateway, `pull-001`, provisioned (and enrolled) on 1.0.0, then:
@@ -11,208 +10,120 @@ One gateway, `pull-001`, provisioned (and enrolled) on 1.0.0, then:
   hub's signature), another gateway's job, an expired job, then a job for release 1.0.1
   whose wheel was changed on the hub's disk after the hub signed its manifest (the daemon
   is never touched);
-- the wheel restored, updated to 1.0.1 through the executor, the hub going down once the
+- the wheel restored, updated to 1.0.1 by a pull rollout, the hub going down once the
   gateway has fetched and verified the bundle: a reading buffered before the update reaches
   the hub after it, the reports the new daemon sends once the hub is back complete the
   rollout's result;
 - the same job message sent again (a replay): refused, nothing runs;
-- the refusals are counted on the gateway (update/state.json) and at the hub.
+- the refusals are counted on the gateway (update/state.json) and at the hub;
+- a rollout of 1.0.1 again: `unchanged`, the daemon untouched.
 
 The release is built and added as an admin does (`estran fleet release build/add`: the hub
-signs its manifest) and served by the hub's own endpoints (`/api/v1/releases/...`).
+signs its manifest) and served by the hub's own endpoints (`/api/v1/releases/...`); every
+update runs as the admin's `estran fleet rollout start --mode pull`; the hub is read over its
+HTTP API (rollouts, audit, readings). What no interface makes (a job forged with the hub's
+key, a file changed on the hub's disk, a message sent again) comes from the lab layer
+(estran.rollout_lab).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import getpass
-import grp
-import hashlib
 import json
-import os
-import sys
-import threading
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from edge.simulators.serial import NmeaSimulator
-from edge.tests.support.daemon import port_table
-from estran.bench_sync import wait_hub_ready
-from estran.rig import Child, estran_argv, free_port
-from estran.rollout_lab import PLAYBOOKS, REPO, LabGateway, Run, wheelhouse_tar
-from estran.tests.wheels import built_wheels
-from fleet import Fleet, Outcome, PullExecutor, PullJobs, ReleaseRef, StepEvent, Target
-from fleet._releases import build_bundle
-from hub.storage import open_storage
-from hub.tests.services import unavailable
-from protocols import signed, update_job, wire
+from estran.rollout_lab import (
+    ANSIBLE_PLAYBOOK,
+    LabGateway,
+    LabHub,
+    Release,
+    forged_jobs,
+    gateway_vars,
+    last_cmd,
+    nmea_port,
+    playbook,
+    release_file_changed,
+    releases,
+    send_cmd,
+    static_inventory,
+    until,
+)
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 V1, V2 = "1.0.0", "1.0.1"
 GW = "pull-001"  # the first gateway enrolled in group `pull`
 
 
 @pytest.fixture(scope="module")
-def releases() -> tuple[dict[str, Path], Path]:
-    """The wheels of 1.0.0 and 1.0.1 (built once per session) and the wheelhouse, a .tar."""
-    if not ANSIBLE_PLAYBOOK.exists():
-        unavailable("ansible-playbook is not installed (pip install -e '.[dev]')")
-    wheels, house = built_wheels([(V1, None), (V2, None)])
-    return wheels, wheelhouse_tar(house, house.parent / "wheelhouse-pull.tar")
+def built() -> dict[str, Release]:
+    """1.0.0 and 1.0.1 (made once: estran.rollout_lab)."""
+    return releases([(V1, None), (V2, None)])
 
 
-class Hub:
-    """The hub (`estran hub run`: embedded broker, SQLite), stopped and started again."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.mqtt_port, self.http_port = free_port(), free_port()
-        self.child = Child(
-            "hub",
-            estran_argv(
-                "hub", "run", "--data", str(work), "--broker", "embedded",
-                "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
-                "--http", f"127.0.0.1:{self.http_port}", "--log-level", "warning",
-                "--broker-access", "open",
-            ),
-            work,
-        )  # fmt: skip
-
-    async def start(self) -> None:
-        await self.child.start()
-        await wait_hub_ready(self.http_port, self.child)
-
-    def readings_between(self, gateway: str, sensor: str, from_ms: int, to_ms: int) -> int:
-        db = f"sqlite:///{self.work / 'estran.sqlite3'}"
-        with contextlib.closing(open_storage(db, self.work, migrate=False)) as st:
-            return sum(1 for row in st.readings(sensor, from_ms, to_ms) if row.gateway == gateway)
+async def refused(h: LabHub) -> dict[str, int]:
+    """The refusals the gateway reported, by code, as the hub's audit log holds them."""
+    return dict(Counter(str(e["code"]) for e in await h.audit("update.refused", GW)))
 
 
-async def playbook(work: Path, inv: Path, name: str, extra: dict[str, Any]) -> Run:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
-        "ANSIBLE_HOME": str(work / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOKS / name), "-e", json.dumps(extra),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=work,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 900)
-    text = out.decode(errors="replace")
-    (work / f"ansible-{name}.log").write_text(text)
-    assert proc.returncode is not None
-    return Run(proc.returncode, text, time.monotonic() - started)
+async def link_up(h: LabHub) -> bool:
+    """The gateway's fleet link answers: a `status` command (sent again every few seconds)
+    was reported on."""
+    if await h.audit("report.cmd", GW):
+        return True
+    sent = await h.audit("cmd.status", GW)
+    if not sent or time.time() * 1000 - max(e["ts_ms"] for e in sent) > 3000:
+        await h.request(
+            "POST", f"/api/v1/fleet/gateways/{GW}/commands", {"name": "status", "ttl_s": 60}
+        )
+    return False
 
 
-async def until(predicate: Any, timeout: float, what: str, detail: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}" + (f": {detail()}" if detail else ""))
-        await asyncio.sleep(0.3)
-
-
-def add_release(fleet: Fleet, work: Path, wheel: Path, house: Path) -> None:
-    """The release bundle of `wheel` (the wheel, the wheelhouse, playbooks/), added to the
-    hub's store as an admin adds it: checked, its manifest signed."""
-    tar = build_bundle(work, repo=REPO, wheel=wheel, wheelhouse=house)
-    fleet.add_release(tar, "admin")
-
-
-def publish_raw(fleet: Fleet, gateway_id: str, body: bytes) -> None:
-    """A cmd message queued as the hub queues its own (published by the hub's fleet task)."""
-    message = wire.encode_envelope(wire.Envelope(wire.CMD, body))
-    with fleet._tx() as db:
-        fleet._queue(db, wire.topic(gateway_id, "cmd"), message, retain=False)
-        fleet._bump(db)
-
-
-def job_body(fleet: Fleet, ref: ReleaseRef, gateway: str, seq: int, **changes: Any) -> bytes:
-    now = int(time.time() * 1000)
-    job = update_job.UpdateJob(
-        gateway, f"t{seq}-{gateway}", seq, os.urandom(16), now, now + 60_000, ref.version,
-        ref.manifest_url, ref.files_url,
-        hashlib.sha256((ref.directory / "manifest.signed").read_bytes()).hexdigest(),  # type: ignore[operator]
-    )  # fmt: skip
-    doc = job.document() | changes
-    return fleet.keys.sign_document(update_job.CONTEXT_UPDATE, doc)
-
-
-def gateway_update_state(gw: Any) -> dict[str, Any]:
-    path = gw.root / "var/lib/estran/update/state.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+async def pull_rollout(h: LabHub) -> tuple[int, asyncio.Task[tuple[int, str, str]]]:
+    """The admin's `estran fleet rollout start 1.0.1 --target pull-001 --mode pull`."""
+    return await h.start_rollout(
+        V2, "--target", GW, "--canary", "1", "--mode", "pull", "--hub-url", h.url, timeout=900
+    )
 
 
 async def test_pull_update_refusals_and_buffered_readings(
-    tmp_path: Path, releases: tuple[dict[str, Any], Path]
+    tmp_path: Path, built: dict[str, Release]
 ) -> None:
-    built, house = releases
     timings: dict[str, float] = {}
-    gw = LabGateway(GW, tmp_path / GW, ssh=False)
-    (tmp_path / "hub").mkdir()
-    h = Hub(tmp_path / "hub")
+    gw = LabGateway(GW, tmp_path / GW)
+    h = LabHub(tmp_path)
     await h.start()
-    async with NmeaSimulator("ttyP", directory=tmp_path / "sim", interval=1.0) as sim:
-        fleet = Fleet(h.work)
-        try:
-            fleet.create_group("pull", "test")
-            token = fleet.create_token("pull", 600, "test").token
-            inv = tmp_path / "inventory.json"
-            inv.write_text(
-                json.dumps(
-                    {
-                        "gateways": {
-                            "hosts": {
-                                GW: {
-                                    "ansible_connection": "local",
-                                    "estran_root": str(gw.root),
-                                    "estran_config_extra": port_table(
-                                        sim.port_config(), reconnect_min=0.1, reconnect_max=0.5
-                                    ),
-                                }
-                            },
-                            "vars": {
-                                "ansible_python_interpreter": sys.executable,
-                                "estran_python": sys._base_executable,
-                                "estran_manage_user": False,
-                                "estran_user": getpass.getuser(),
-                                "estran_group": grp.getgrgid(os.getgid()).gr_name,
-                                "estran_service_mode": "process",
-                                "estran_broker": f"mqtt://127.0.0.1:{h.mqtt_port}",
-                                "estran_credentials_file": str(
-                                    gw.root / "var/lib/estran/credentials"
-                                ),
-                                "estran_gateway_options": {"log_level": "info"},
-                                "estran_gate_timeout": 60,
-                                # the system's ansible-playbook (here: the test's), not estran[pull]
-                                "estran_pull_ansible_playbook": str(ANSIBLE_PLAYBOOK),
-                            },
-                        }
+    try:
+        async with nmea_port("ttyP", tmp_path / "sim") as table:
+            await h.fleet("group", "create", "pull")
+            token = (
+                await h.request("POST", "/api/v1/fleet/tokens", {"group": "pull", "ttl_s": 600})
+            )["token"]
+            inv = static_inventory(
+                tmp_path,
+                {
+                    GW: {
+                        "ansible_connection": "local",
+                        "estran_root": str(gw.root),
+                        "estran_config_extra": table,
                     }
-                )
+                },
+                gateway_vars(h.broker_url)
+                | {
+                    "estran_credentials_file": str(gw.root / "var/lib/estran/credentials"),
+                    "estran_gateway_options": {"log_level": "info"},
+                    # the system's ansible-playbook (here: the test's), not estran[pull]
+                    "estran_pull_ansible_playbook": str(ANSIBLE_PLAYBOOK),
+                },
             )
             # -- provision 1.0.0, enrolled ----------------------------------------------------
-            t0 = time.monotonic()
             run = await playbook(
                 tmp_path, inv, "provision.yml",
-                {
-                    "estran_version": V1,
-                    "estran_wheel_src": str(built[V1]),
-                    "estran_wheel_sha256": hashlib.sha256(built[V1].read_bytes()).hexdigest(),
-                    "estran_wheelhouse_src": str(house),
-                    "estran_hub_url": f"http://127.0.0.1:{h.http_port}",
-                    "estran_enroll_token": token,
-                },
+                built[V1].extra_vars() | {"estran_hub_url": h.url, "estran_enroll_token": token},
             )  # fmt: skip
-            timings["provision"] = round(time.monotonic() - t0, 1)
+            timings["provision"] = round(run.seconds, 1)
             assert run.rc == 0, run.output[-6000:]
             assert token not in run.output  # no_log
             status = await gw.status()
@@ -220,163 +131,124 @@ async def test_pull_update_refusals_and_buffered_readings(
             pull_vars = json.loads((gw.root / "opt/estran/pull.json").read_text())
             assert pull_vars["estran_root"] == str(gw.root)
             assert pull_vars["estran_service_mode"] == "process"
-            jobs = PullJobs(fleet)
             pid_v1 = gw.pid()
 
-            add_release(fleet, tmp_path / "bundles", built[V2], house)
-            good = fleet.release_ref(V2, f"http://127.0.0.1:{h.http_port}")
-            assert good.directory is not None
-            wheel = good.directory / built[V2].name
-            original = wheel.read_bytes()
-            data = bytearray(original)
-            data[len(data) // 2] ^= 0xFF  # on the hub's disk, after it signed the manifest
-            wheel.write_bytes(bytes(data))
-
+            # -- 1.0.1 added as an admin adds it: the bundle of `estran fleet release build` --
+            added = await h.fleet_json("release", "add", str(built[V2].bundle))
+            assert added["version"] == V2, added
             # the fleet link is up once a command gets an answer: refusals need it
-            await until(lambda: _link_up(fleet), 60, "the gateway's fleet link answers")
+            await until(lambda: link_up(h), 60, "the gateway's fleet link answers", every=1.0)
 
             # -- refusals: tampered job, another gateway's job, an expired job -------------
             t0 = time.monotonic()
-            body = job_body(fleet, good, GW, 100)
-            sd = signed.decode_signed(body)
-            forged_doc = sd.document() | {"release": "6.6.6"}  # same signature, new payload
-            forged = signed.encode_signed(
-                signed.Signed(signed.encode_payload(forged_doc), sd.signatures)
-            )
-            publish_raw(fleet, GW, forged)
-            publish_raw(fleet, GW, job_body(fleet, good, "pull-999", 101))
-            expired = job_body(
-                fleet, good, GW, 102,
-                issued_ms=int(time.time() * 1000) - 120_000,
-                expires_ms=int(time.time() * 1000) - 60_000,
-            )  # fmt: skip
-            publish_raw(fleet, GW, expired)
+            for body in forged_jobs(h.data, V2, h.url, GW).values():
+                send_cmd(h.data, GW, body)
 
-            def refused() -> dict[str, int]:
-                return jobs.refusals(GW)
+            async def three_refused() -> bool:
+                found = await refused(h)
+                return all(found.get(c) for c in ("signature", "foreign", "expired"))
 
             await until(
-                lambda: all(refused().get(c) for c in ("signature", "foreign", "expired")),
-                60,
-                "tampered, foreign and expired jobs refused and reported",
-                refused,
-            )
+                three_refused, 60, "tampered, foreign and expired jobs refused and reported",
+                every=1.0,
+            )  # fmt: skip
             timings["refusals"] = round(time.monotonic() - t0, 1)
 
             # -- a bundle changed after the hub signed it: refused, nothing touched -------
             t0 = time.monotonic()
-            result = await asyncio.to_thread(
-                PullExecutor(fleet, accept_s=60, timeout_s=120).run,
-                good, [Target(GW, "pull")], lambda e: None, threading.Event(),
-            )  # fmt: skip
+            with release_file_changed(h.data, V2, built[V2].wheel.name):
+                rid, task = await pull_rollout(h)
+                rc, out, err = await task
             timings["tampered_bundle"] = round(time.monotonic() - t0, 1)
-            assert result[0].outcome is Outcome.FAILED, result
-            assert "refused (bundle_checksum)" in result[0].reason, result
-            assert built[V2].name in result[0].reason
+            assert rc == 1, err[-3000:]
+            result = (await h.rollout(rid))["waves"][0]["gateways"][0]
+            assert result["state"] == "failed", result
+            assert "refused (bundle_checksum)" in result["reason"], result
+            assert built[V2].wheel.name in result["reason"]
             assert gw.pid() == pid_v1
             assert gw.releases() == [V1]
-            assert gw.current.resolve().name == V1
-            wheel.write_bytes(original)
+            assert gw.version() == V1
 
             # -- the update, the hub going down while it runs ----------------------------
             t0 = time.monotonic()
-            events: list[StepEvent] = []
-            sensor = next(iter((await gw.status())["sensors"]))  # type: ignore[index]
-            update = asyncio.create_task(
-                asyncio.to_thread(
-                    PullExecutor(fleet, accept_s=60, timeout_s=300).run,
-                    good, [Target(GW, "pull")], events.append, threading.Event(),
-                )
-            )  # fmt: skip
-            await until(
-                lambda: any(e.step.startswith("verified") for e in events),
-                120,
-                "the bundle fetched and verified, the hub told",
-            )
-            await h.child.stop()
+            sensor = next(iter(status["sensors"]))
+            rid, task = await pull_rollout(h)
+
+            async def verified() -> bool:
+                """The gateway runs update.yml: it fetched and verified the bundle before."""
+                r = await h.rollout(rid)
+                assert r["state"] == "running", r
+                return str(r["waves"][0]["gateways"][0]["step"]).startswith("playbook")
+
+            await until(verified, 120, "the bundle fetched and verified, the playbook started")
+            await h.stop()
             down_ms = int(time.time() * 1000)
             await until(
-                lambda: update.done() or gw.pid() not in (None, pid_v1),
+                lambda: task.done() or gw.pid() not in (None, pid_v1),
                 180,
                 "the daemon restarted on 1.0.1 by the gateway's own run",
             )
             switched_ms = int(time.time() * 1000)
             await asyncio.sleep(1)
             await h.start()
-            result = await update
+            rc, out, err = await task
             timings["update"] = round(time.monotonic() - t0, 1)
-            assert result[0].outcome is Outcome.UPDATED, (result, events[-5:])
-            assert result[0].version == V2
-            steps = [e.step.split(":")[0] for e in events]
-            for step in ("job sent", "received", "fetched", "verified", "playbook", "finished"):
-                assert step in steps, steps
+            assert rc == 0, err[-3000:] + out[-3000:]
+            rollout = json.loads(out)
+            result = rollout["waves"][0]["gateways"][0]
+            assert rollout["state"] == "done" and result["state"] == "updated", rollout
+            assert result["version"] == V2, result
+            log = next(
+                e["log"] for e in await h.audit("rollout.gateway", GW) if e["rollout"] == rid
+            )
+            for step in ("received", "fetched", "verified", "playbook", "finished"):
+                assert f" {step} " in log, log
             status = await gw.status()
             assert status is not None and status["software"] == V2
             assert gw.releases() == [V1, V2]
-            assert (gw.root / "opt/estran/previous").resolve().name == V1
+            assert gw.previous() == V1
 
             # what the gateway buffered before the update reached the hub after it
-            def delivered() -> int:
-                return h.readings_between(GW, sensor, down_ms, switched_ms)  # type: ignore[no-any-return]
+            async def delivered() -> int:
+                rows = await h.readings_between(sensor, down_ms, switched_ms)
+                return sum(1 for r in rows if r["gateway"] == GW)
+
+            async def enough() -> bool:
+                return await delivered() >= 3
 
             await until(
-                lambda: delivered() >= 3,
-                120,
-                "readings buffered before the update delivered",
-                lambda: f"{delivered()} in [{down_ms}, {switched_ms}]",
-            )
+                enough, 120, "readings buffered before the update delivered",
+                lambda: f"[{down_ms}, {switched_ms}]", every=1.0,
+            )  # fmt: skip
 
             # -- the same job message again: a replay, refused; nothing runs ------------
             pid_v2 = gw.pid()
-            with fleet._lock:
-                row = fleet._db.execute(
-                    "SELECT payload FROM outbox WHERE topic = ? ORDER BY id DESC LIMIT 1",
-                    (wire.topic(GW, "cmd"),),
-                ).fetchone()
-            publish_raw(fleet, GW, wire.decode_envelope(bytes(row[0]), wire.CMD).body)
-            await until(lambda: refused().get("replay"), 60, "the replay refused", refused)
+            send_cmd(h.data, GW, last_cmd(h.data, GW))
+
+            async def replay_refused() -> bool:
+                return bool((await refused(h)).get("replay"))
+
+            await until(replay_refused, 60, "the replay refused", every=1.0)
             assert gw.pid() == pid_v2
 
-            counted = gateway_update_state(gw)["refused"]
+            counted = gw.update_state()["refused"]
             assert counted == {
                 "signature": 1, "foreign": 1, "expired": 1, "bundle_checksum": 1, "replay": 1,
             }, counted  # fmt: skip
-            assert refused() == counted
+            assert await refused(h) == counted
 
-            # -- the admin's command: a rollout of 1.0.1 in pull mode; it runs it: unchanged --
+            # -- the same rollout again: it runs it, nothing changes --------------------
             t0 = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                *estran_argv(
-                    "fleet", "--data", str(h.work), "rollout", "start", V2, "--target", GW,
-                    "--canary", "1", "--mode", "pull", "--json",
-                    "--hub-url", f"http://127.0.0.1:{h.http_port}",
-                ),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await asyncio.wait_for(proc.communicate(), 600)
+            rid, task = await pull_rollout(h)
+            rc, out, err = await task
             timings["rollout_pull_unchanged"] = round(time.monotonic() - t0, 1)
-            assert proc.returncode == 0, err.decode()[-3000:]
+            assert rc == 0, err[-3000:]
             rollout = json.loads(out)
             assert rollout["mode"] == "pull" and rollout["state"] == "done", rollout
             states = [g["state"] for w in rollout["waves"] for g in w["gateways"]]
             assert states == ["unchanged"], rollout
             assert gw.pid() == pid_v2
-        finally:
-            gw.stop()
-            fleet.close()
-            await h.child.stop()
-            print("timings", json.dumps(timings))
-
-
-def _link_up(fleet: Fleet) -> bool:
-    """The gateway's fleet link is subscribed: a `status` command was answered."""
-    entries = fleet.audit(target=GW, action="report.cmd", limit=5)
-    if entries:
-        return True
-    if (
-        not fleet.audit(target=GW, action="cmd.status", limit=1)
-        or time.time() * 1000 - fleet.audit(target=GW, action="cmd.status", limit=1)[-1].ts_ms
-        > 3000
-    ):
-        fleet.command(GW, "status", "test", ttl_s=60)
-    return False
+    finally:
+        gw.stop()
+        await h.stop()
+        print("timings", json.dumps(timings))

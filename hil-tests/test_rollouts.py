@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,99 +36,55 @@ from typing import Any
 
 import pytest
 
-from estran.rollout_lab import Lab, LabError, lab
-from estran.tests.wheels import built_wheels
-from fleet import Fleet
-from hub.tests.services import unavailable
+from estran.rollout_lab import BREAK_UPLINK, Lab, Release, lab, releases, until
 
 V1, V2, BROKEN = "1.0.0", "1.0.1", "1.0.2"
-# A release that connects its uplink to port 1: the daemon runs, reads, buffers, and never
-# reaches the hub. Only the health gate can tell.
-BREAK_UPLINK = {
-    "edge/uplink/_uplink.py": (
-        "            self.broker.port,\n            identifier",
-        "            1,\n            identifier",
-    )
-}
 GATEWAYS = 4  # CI-sized; `-m long`: 20
 
 
 @pytest.fixture(scope="module")
-def wheels() -> tuple[dict[str, Path], Path]:
-    return built_wheels([(V1, None), (V2, None), (BROKEN, BREAK_UPLINK)])
+def built() -> dict[str, Release]:
+    """1.0.0, 1.0.1 and the broken 1.0.2 (made once: estran.rollout_lab)."""
+    return releases([(V1, None), (V2, None), (BROKEN, BREAK_UPLINK)])
 
 
 @contextlib.asynccontextmanager
 async def fleet_lab(
-    tmp_path: Path, wheels: tuple[dict[str, Path], Path], n: int, over_ssh: int
+    tmp_path: Path, built: dict[str, Release], n: int, over_ssh: int
 ) -> AsyncIterator[Lab]:
-    built, house = wheels
-    try:
-        async with lab(
-            tmp_path, gateways=n, rigs=2, over_ssh=over_ssh, wheels=built, wheelhouse=house,
-            gate_timeout=60,
-        ) as the_lab:  # fmt: skip
-            yield the_lab
-    except LabError as e:
-        unavailable(str(e))
+    async with lab(
+        tmp_path, gateways=n, rigs=2, over_ssh=over_ssh, releases=built, gate_timeout=60
+    ) as the_lab:
+        yield the_lab
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        await asyncio.sleep(0.5)
-
-
-def status_of(the_lab: Lab, rid: int) -> dict[str, Any]:
-    with Fleet(the_lab.hub_data) as f:
-        return f.rollout(rid).as_dict()
+async def status_of(the_lab: Lab, rid: int) -> dict[str, Any]:
+    return await the_lab.hub.rollout(rid)
 
 
 def by_gateway(rollout: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {g["gateway"]: g for w in rollout["waves"] for g in w["gateways"]}
 
 
-def seq_gaps(the_lab: Lab, gateway: str, since_seq: int) -> tuple[int, list[int]]:
-    """(readings held, first missing sequence numbers) of a gateway at the hub from
-    `since_seq` to the last one it holds."""
-    db = sqlite3.connect(the_lab.hub_data / "estran.sqlite3")
-    try:
-        rows = [
-            r[0]
-            for r in db.execute(
-                "SELECT r.seq FROM readings r JOIN gateways g ON g.id = r.gateway_id"
-                " WHERE g.name = ? AND r.seq >= ? ORDER BY r.seq",
-                (gateway, since_seq),
-            )
-        ]
-    finally:
-        db.close()
-    if not rows:
+async def seq_gaps(
+    the_lab: Lab, gateway: str, sensors: list[str], since_seq: int
+) -> tuple[int, list[int]]:
+    """(readings held, first missing sequence numbers) of a gateway at the hub (its sensors'
+    readings over GET /api/v1/readings) from `since_seq` to the last one it holds."""
+    held: set[int] = set()
+    for sensor in sensors:
+        rows = await the_lab.hub.readings_between(sensor)
+        held |= {int(r["seq"]) for r in rows if r["gateway"] == gateway and r["seq"] >= since_seq}
+    if not held:
         return 0, []
-    held = set(rows)
-    missing = [s for s in range(since_seq, rows[-1] + 1) if s not in held]
-    return len(rows), missing[:5]
+    missing = [s for s in range(since_seq, max(held) + 1) if s not in held]
+    return len(held), missing[:5]
 
 
-async def start_rollout(the_lab: Lab, *args: str) -> tuple[int, asyncio.Task[tuple[int, str, str]]]:
-    """`estran fleet rollout start ... --json` in the background; its id (from stderr's
-    first line, as soon as it is made) and the task of the whole run."""
-    before = {
-        r["id"] for r in json.loads((await the_lab.fleet_cli("rollout", "list", "--json"))[1])
-    }
-    task = asyncio.create_task(the_lab.fleet_cli("rollout", "start", *args, "--json"))
-    for _ in range(600):
-        rows = json.loads((await the_lab.fleet_cli("rollout", "list", "--json"))[1])
-        new = [r["id"] for r in rows if r["id"] not in before]
-        if new:
-            return new[0], task
-        if task.done():
-            rc, out, err = task.result()
-            raise AssertionError(f"rollout start exited {rc}: {err}{out}")
-        await asyncio.sleep(0.5)
-    raise AssertionError("the rollout was not made")
+async def hostvars(the_lab: Lab, *args: str) -> None:
+    """`estran fleet hostvars ...`, which must succeed."""
+    rc, _, err = await the_lab.fleet_cli("hostvars", *args)
+    assert rc == 0, err
 
 
 async def scenario(the_lab: Lab, *, full: bool) -> None:
@@ -149,26 +104,25 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
         assert s is not None and s["software"] == V1, name
         assert s["uplink"]["state"] == "connected", name
     first_seq = {n: int(s["buffer"]["next_seq"]) for n, s in statuses.items() if s is not None}
+    sensors = {n: list(s["sensors"]) for n, s in statuses.items() if s is not None}
 
     # -- 1.0.1 in waves; one SSH gateway unreachable at first: deferred, then updated ----------
     ssh_rest = [g.name for g in the_lab.gateways if g.ssh and not g.name.startswith("rigs")]
     away = ssh_rest[-1]
-    with Fleet(the_lab.hub_data) as f:
-        f.set_hostvars("gateway", away, {"ansible_port": 1}, "test")  # nothing listens there
+    await hostvars(the_lab, "--gateway", away, "ansible_port=1")  # nothing listens there
     started = time.monotonic()
-    rid, task = await start_rollout(
-        the_lab, V2, "--rigs", "group:rigs", "--canary", "20%", "--batch", "10",
+    rid, task = await the_lab.hub.start_rollout(
+        V2, "--rigs", "group:rigs", "--canary", "20%", "--batch", "10",
         "--retries", "3", "--retry-interval", "5",
     )  # fmt: skip
 
     async def deferred() -> bool:
-        r = status_of(the_lab, rid)
+        r = await status_of(the_lab, rid)
         assert r["state"] in ("running", "paused"), f"rollout ended {r['state']}: {r['reason']}"
         return by_gateway(r)[away]["state"] in ("deferred", "unreachable")
 
-    await until(deferred, 600, f"{away} deferred")
-    with Fleet(the_lab.hub_data) as f:
-        f.set_hostvars("gateway", away, {"ansible_port": the_lab.ssh_port}, "test")  # back
+    await until(deferred, 600, f"{away} deferred", every=1.0)
+    await hostvars(the_lab, "--gateway", away, f"ansible_port={the_lab.ssh_port}")  # back
     rc, out, err = await asyncio.wait_for(task, 1200)
     t["rollout"] = round(time.monotonic() - started, 1)
     assert rc == 0, err[-4000:] + out[-4000:]
@@ -191,11 +145,10 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
         assert s is not None and s["software"] == V2, name
         gw = the_lab.gateway(name)
         assert gw.releases() == [V1, V2] and gw.version() == V2
-    with Fleet(the_lab.hub_data) as f:
-        entries = f.audit(action="rollout.gateway", limit=1000)
-        assert {e.target for e in entries if e.detail["rollout"] == rid} == set(names)
-        assert all(e.detail["log"] and e.detail["seconds"] > 0 for e in entries)
-        assert any(e.detail["state"] == "deferred" and e.target == away for e in entries)
+    entries = await the_lab.hub.audit("rollout.gateway")  # GET /api/v1/fleet/audit
+    assert {e["target"] for e in entries if e["rollout"] == rid} == set(names)
+    assert all(e["log"] and e["seconds"] > 0 for e in entries)
+    assert any(e["state"] == "deferred" and e["target"] == away for e in entries)
 
     # -- the same again: the playbook changes nothing on any gateway ---------------------------
     pids = {g.name: g.pid() for g in the_lab.gateways}
@@ -210,8 +163,7 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
     assert {g.name: g.pid() for g in the_lab.gateways} == pids
 
     # -- a broken release: the canary rolls back by itself, the rollout stops there ------------
-    with Fleet(the_lab.hub_data) as f:  # a broken uplink shows within seconds
-        f.set_hostvars("fleet", None, {"estran_gate_timeout": 20}, "test")
+    await hostvars(the_lab, "--fleet", "estran_gate_timeout=20")  # a broken uplink shows soon
     started = time.monotonic()
     rc, out, err = await the_lab.fleet_cli(
         "rollout", "start", BROKEN, "--canary", str(broken_n), "--max-failures", "0", "--batch", "10",
@@ -245,30 +197,33 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
 
     # -- nothing buffered was lost across the updates and rollbacks ----------------------------
     async def delivered() -> bool:
-        return all(not seq_gaps(the_lab, n, first_seq[n])[1] for n in names)
+        gaps = [await seq_gaps(the_lab, n, sensors[n], first_seq[n]) for n in names]
+        return all(not missing for _, missing in gaps)
 
     with contextlib.suppress(AssertionError):
-        await until(delivered, 60, "every reading delivered")
+        await until(delivered, 60, "every reading delivered", every=2.0)
     for name in names:
-        held, missing = seq_gaps(the_lab, name, first_seq[name])
+        held, missing = await seq_gaps(the_lab, name, sensors[name], first_seq[name])
         assert held > 0 and not missing, f"{name}: {held} readings, missing {missing}"
 
 
 async def pause_resume_cancel(the_lab: Lab, n: int) -> None:
     """A rollout paused in its rest wave spares what has not started; resumed, it goes on;
     cancelled, the gateways not yet started are spared."""
-    rid, task = await start_rollout(the_lab, V1, "--canary", "2", "--batch", "2")
-    await until(
-        lambda: _async(status_of(the_lab, rid)["counts"]["running"] > 0), 300, "a batch runs"
-    )
+    rid, task = await the_lab.hub.start_rollout(V1, "--canary", "2", "--batch", "2")
+
+    async def counted(state: str, at_least: int) -> bool:
+        return int((await status_of(the_lab, rid))["counts"][state]) >= at_least
+
+    await until(lambda: counted("running", 1), 300, "a batch runs")
     rc, out, _ = await the_lab.fleet_cli("rollout", "pause", str(rid))
     assert rc == 0 and "paused" in out
     await asyncio.sleep(8)
-    r = status_of(the_lab, rid)
+    r = await status_of(the_lab, rid)
     assert r["state"] == "paused" and r["counts"]["pending"] >= n - 4
     rc, out, _ = await the_lab.fleet_cli("rollout", "resume", str(rid))
     assert rc == 0
-    await until(lambda: _async(status_of(the_lab, rid)["counts"]["updated"] >= 4), 600, "resumed")
+    await until(lambda: counted("updated", 4), 600, "resumed")
     rc, out, _ = await the_lab.fleet_cli("rollout", "cancel", str(rid))
     assert rc == 0
     rc, out, _ = await asyncio.wait_for(task, 600)
@@ -277,14 +232,10 @@ async def pause_resume_cancel(the_lab: Lab, n: int) -> None:
     assert final["counts"]["updated"] + final["counts"]["cancelled"] == n
 
 
-async def _async(value: bool) -> bool:
-    return value
-
-
 async def test_rollout_in_waves_deferral_idempotence_and_a_broken_canary(
-    tmp_path: Path, wheels: tuple[dict[str, Path], Path]
+    tmp_path: Path, built: dict[str, Release]
 ) -> None:
-    async with fleet_lab(tmp_path, wheels, GATEWAYS, over_ssh=2) as the_lab:
+    async with fleet_lab(tmp_path, built, GATEWAYS, over_ssh=2) as the_lab:
         try:
             await scenario(the_lab, full=False)
         finally:
@@ -293,10 +244,10 @@ async def test_rollout_in_waves_deferral_idempotence_and_a_broken_canary(
 
 @pytest.mark.long
 async def test_rollout_of_20_gateways_with_pause_resume_cancel(
-    tmp_path: Path, wheels: tuple[dict[str, Path], Path]
+    tmp_path: Path, built: dict[str, Release]
 ) -> None:
     """The same with 20 gateways (3 over SSH), plus pause, resume and cancel."""
-    async with fleet_lab(tmp_path, wheels, 20, over_ssh=3) as the_lab:
+    async with fleet_lab(tmp_path, built, 20, over_ssh=3) as the_lab:
         try:
             await scenario(the_lab, full=True)
         finally:
