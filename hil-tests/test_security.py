@@ -59,7 +59,19 @@ class Site:
         return await self.hub.enrollment_token("marina", ttl_s)
 
     async def enroll(self, name: str, token: str | None = None) -> EnrolledGateway:
-        return await enroll_gateway(self.hub, self.tmp, name, group="marina", token=token)
+        """A gateway enrolled, once its broker account is live: at once on the embedded
+        broker, after the hub's reload of Mosquitto ("within a second", docs/security.md)."""
+        gw = await enroll_gateway(self.hub, self.tmp, name, group="marina", token=token)
+
+        async def accepted() -> bool:
+            try:
+                async with self.client(f"probe-{name}", gw.id, gw.password):
+                    return True
+            except aiomqtt.MqttError:
+                return False
+
+        await until(f"{gw.id}'s broker account is live", accepted, 10)
+        return gw
 
     async def gateways(self) -> dict[str, Mapping[str, object]]:
         status, rows = await self.hub.send("GET", "/api/v1/fleet/gateways")
