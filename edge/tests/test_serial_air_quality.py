@@ -393,4 +393,8 @@ async def test_pms_first_passive_read_waits_for_the_fan(
                 assert woken_at is not None, sim.commands
                 settled.append(round(at - woken_at, 3))
         assert len(settled) >= 2 and min(settled) >= 0.5, settled
-        assert not sink.errors, sink.details
+        readings = sink.values("air-5", "pm25")
+        assert len(readings) <= len(settled), (readings, settled)  # none but the reads'
+        # a frame it sent unasked while warming up (woken in active mode, before the mode
+        # command: seen on a loaded machine) is counted, never read
+        assert {reason for _, reason in sink.errors} <= {"warming_up"}, sink.details

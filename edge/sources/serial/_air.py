@@ -27,6 +27,7 @@ from protocols.errors import EXCEPTION, RemoteProtocolError
 
 POLL = 1.0  # longest wait for bytes before the silence check runs again
 NOT_CONFIRMED = "not_confirmed"  # a setting the sensor did not acknowledge
+WARMING_UP = "warming_up"  # a frame sent while the fan settles: not a measurement
 
 
 class PmsSession(Session):
@@ -125,7 +126,7 @@ class PmsSession(Session):
                 await self._until(transport, due - pms.WARMUP)
                 await self._command(transport, pms.wake(), "wake-up")
             woken = False
-            await self._until(transport, due)
+            await self._until(transport, due, warming_up=device.sleep)
             await transport.write(pms.read_passive())
             line = transport.line
             deadline = time.monotonic() + self.config.response_timeout + line.transfer_time(40)
@@ -142,8 +143,12 @@ class PmsSession(Session):
             if due < time.monotonic():
                 due = time.monotonic() + device.interval
 
-    async def _until(self, transport: SerialTransport, when: float) -> None:
-        """Listen (and count what comes) until monotonic time `when`."""
+    async def _until(
+        self, transport: SerialTransport, when: float, warming_up: bool = False
+    ) -> None:
+        """Listen (and count what comes) until monotonic time `when`. While the sensor warms
+        up, a frame it sends unasked (woken still in active mode, before the mode command
+        reached it) is counted, not read: the fan has not settled."""
         while True:
             left = when - time.monotonic()
             if left <= 0:
@@ -151,7 +156,10 @@ class PmsSession(Session):
             chunk = await transport.read(min(left, POLL))
             if chunk:
                 for frame in self._feed(chunk):
-                    await self._emit_frame(frame, True)
+                    if warming_up:
+                        self.count(self.device.sensor, WARMING_UP, "a frame before the fan settled")
+                    else:
+                        await self._emit_frame(frame, True)
 
 
 class Sds011Session(Session):
