@@ -8,13 +8,14 @@ noise" means the growth it predicts over the run stays within the samples' own s
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from estran.rig._soak import cmdline, descendants, dir_bytes, open_fds, slope
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -28,14 +29,6 @@ def rss_bytes(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-def open_fds(pid: int) -> int:
-    """How many file descriptors `pid` holds open (0 if it is gone)."""
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -66,56 +59,6 @@ class CpuMeter:
             out[name] = round(cpu_seconds(pid) - (cpu0 if pid0 == pid else 0.0), 2)
         out["total"] = round(sum(out.values()), 2)
         return out
-
-
-def cmdline(pid: int) -> list[str]:
-    """The arguments `pid` was started with ([] if it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children, their children, ...), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def dir_bytes(path: Path) -> int:
-    """Bytes of the regular files under `path`."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(root, name)).st_size
-    return total
-
-
-def slope(points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of y over x (0.0 for fewer than two distinct x)."""
-    if len(points) < 2:
-        return 0.0
-    mx = statistics.fmean(p[0] for p in points)
-    my = statistics.fmean(p[1] for p in points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
 
 
 @dataclass
