@@ -13,8 +13,9 @@ PrivateTmp, ...). The test adds one drop-in: the daemon's output appended to
 /run/edge-stdout.log (no journald runs in the namespace); no option relaxed.
 
 - provision 1.0.0: `estran-edge.service` active and running, Type=notify (systemd saw
-  READY=1: a notify unit is `active` only then), the watchdog armed, run as `estran`;
-  readings from its serial simulator reach the hub;
+  READY=1: a notify unit is `active` only then), the watchdog armed and pinged (WATCHDOG=1),
+  run as `estran`, not root; readings from its serial simulator reach the hub; pull mode's
+  `estran-update@JOB.service` loads;
 - update.yml to 1.0.1: the gate passes, `current` is 1.0.1, systemd runs a new main process;
 - update.yml to a broken 1.0.2 (its uplink never connects): the gate fails, the play fails
   with "rolled back to 1.0.1", `current` is 1.0.1 again and the unit active on it.
