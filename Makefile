@@ -81,7 +81,11 @@ bench: install
 	$(BIN)/estran bench sync --readings 1000000 --broker mosquitto --json
 	$(BIN)/estran bench edge --json
 	$(BIN)/estran bench alerts --json
+	$(BIN)/estran bench install --json
 	$(BIN)/estran bench rollout --gateways 20 --json
+	$(BIN)/estran bench fleet --gateways 1000
+	$(BIN)/estran bench territory
+	$(BIN)/estran bench soak --duration 3600 --warmup 300
 	$(BIN)/estran bench api --json  # first run: generates its data set (about 15 GB, 12 min)
 
 clean:
