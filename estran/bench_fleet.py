@@ -26,13 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from estran.rig import RigError
 from estran.rig.swarm import Workload, run_fleet
+
+T = TypeVar("T")
 
 
 @click.command("fleet")
@@ -77,19 +82,37 @@ def bench_fleet(
     with tempfile.TemporaryDirectory(prefix="estran-fleet-") as tmp:
         try:
             figures = asyncio.run(
-                run_fleet(
-                    workdir or Path(tmp),
-                    gateways=gateways,
-                    hub_processes=hub_processes,
-                    db=db,
-                    workload=Workload(sensors, period, speed),
-                    swarm_processes=swarm_processes,
-                    live_s=live_s,
-                    data_root=data_root,
-                    say=say,
-                    timeout_scale=max(1.0, gateways / 1000),
+                _stopped_by_sigterm(
+                    run_fleet(
+                        workdir or Path(tmp),
+                        gateways=gateways,
+                        hub_processes=hub_processes,
+                        db=db,
+                        workload=Workload(sensors, period, speed),
+                        swarm_processes=swarm_processes,
+                        live_s=live_s,
+                        data_root=data_root,
+                        say=say,
+                        timeout_scale=max(1.0, gateways / 1000),
+                    )
                 )
             )
         except RigError as e:
             raise click.ClickException(str(e)) from e
+        except asyncio.CancelledError:
+            raise click.ClickException(
+                "stopped (SIGTERM): hub, Mosquitto and swarm stopped"
+            ) from None
     click.echo(json.dumps(figures, indent=2))
+
+
+async def _stopped_by_sigterm(run: Coroutine[Any, Any, T]) -> T:
+    """`run`, cancelled on SIGTERM, so that what it started (hub, Mosquitto, the swarm's
+    processes) is stopped by its own exits, as on Ctrl-C; a bare SIGTERM left them running."""
+    task = asyncio.ensure_future(run)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
