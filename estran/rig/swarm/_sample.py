@@ -15,20 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from estran.rig._soak import cmdline, descendants, dir_bytes, open_fds, slope
+from estran.rig._soak import cmdline, descendants, dir_bytes, memory, open_fds, slope
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of `pid` in bytes (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return memory(pid)[0]
 
 
 def cpu_seconds(pid: int) -> float:
