@@ -32,7 +32,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from estran.rig import EnrolledGateway, HubProcess, Rig, enroll_gateway, estran_run
+from estran.rig import EnrolledGateway, HubProcess, Rig, enroll_gateway, estran_run, messages_within
 from protocols import block, signed, wire
 from protocols.reading import Reading
 
@@ -129,15 +129,6 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         await asyncio.sleep(0.2)
-
-
-async def messages_within(c: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
-    out: list[aiomqtt.Message] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for m in c.messages:
-                out.append(m)
-    return out
 
 
 def data_message(sensor: str, first_seq: int, n: int = 3) -> bytes:

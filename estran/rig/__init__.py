@@ -24,6 +24,7 @@ from estran.rig._env import DRIVERS, EnvError, Resource, RigEnv, load_env, parse
 from estran.rig._errors import RigError, Unavailable
 from estran.rig._faults import FakeClock, PowerSwitch, power_cycle
 from estran.rig._mosquitto import MOSQUITTO, PrivateMosquitto, mosquitto_binary
+from estran.rig._mqtt import messages_within, next_message
 from estran.rig._ports import LOOPBACK, free_port, until, wait_port, wait_port_blocking
 from estran.rig._proxy import LinkProxy, LinkState
 from estran.rig._rig import Link, Rig
@@ -77,8 +78,10 @@ __all__ = [
     "http_json",
     "hub_ready",
     "load_env",
+    "messages_within",
     "mosquitto_binary",
     "need_program",
+    "next_message",
     "not_flat",
     "parse_env",
     "power_cycle",

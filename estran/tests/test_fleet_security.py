@@ -33,7 +33,7 @@ from fastapi import FastAPI
 import fleet
 from edge.config_apply import ConfigApplier, FleetAgent
 from edge.identity import EnrollError, GatewayState, enroll
-from estran.rig import PrivateMosquitto, Unavailable, free_port
+from estran.rig import PrivateMosquitto, Unavailable, free_port, messages_within, next_message
 from hub._broker import EmbeddedBroker
 from hub._mqtt import BrokerAddress
 from hub.fleet_api import FleetHub
@@ -202,25 +202,6 @@ def client(site: Site, name: str, user: str | None, password: str | None) -> aio
         protocol=aiomqtt.ProtocolVersion.V311,
         timeout=5,
     )
-
-
-async def next_message(c: aiomqtt.Client, timeout: float = 1.0) -> aiomqtt.Message | None:
-    try:
-        async with asyncio.timeout(timeout):
-            async for m in c.messages:
-                return m
-    except TimeoutError:
-        return None
-    return None
-
-
-async def messages_within(c: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
-    out: list[aiomqtt.Message] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for m in c.messages:
-                out.append(m)
-    return out
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:

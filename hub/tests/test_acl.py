@@ -19,6 +19,7 @@ import aiomqtt
 import pytest
 
 import fleet
+from estran.rig import messages_within, next_message
 from hub._broker import EmbeddedBroker
 from hub.acl import disconnect_unknown
 from hub.broker import Broker, BrokerLimits
@@ -103,25 +104,6 @@ def client(port: int, name: str, user: str | None, password: str | None) -> aiom
 async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Site]:
     async with site_of(request.param, tmp_path) as s:
         yield s
-
-
-async def next_message(c: aiomqtt.Client, timeout: float = 1.0) -> aiomqtt.Message | None:
-    try:
-        async with asyncio.timeout(timeout):
-            async for m in c.messages:
-                return m
-    except TimeoutError:
-        return None
-    return None
-
-
-async def messages_within(c: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
-    out: list[aiomqtt.Message] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            async for m in c.messages:
-                out.append(m)
-    return out
 
 
 def connect_packet(client_id: str, user: str, password: str) -> bytes:
