@@ -32,7 +32,7 @@ contracts: install
 RIG ?= hil-tests/sim.yaml
 
 pytest: install browser faketime
-	$(BIN)/pytest --rig $(RIG) $(PYTEST_ARGS)
+	$(BIN)/pytest --rig $(RIG) --durations=40 $(PYTEST_ARGS)
 
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads
 # a browser of its own). Without root this only says so: the tests skip, and fail under CI=true.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -12,13 +13,44 @@ from estran.rig._errors import RigError
 LOOPBACK = "127.0.0.1"
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on right now (the kernel's choice; bound, then released).
+# Ports handed out by this process: never handed twice (a caller may not have bound it yet).
+_handed: set[int] = set()
+# Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default), so an
+# outgoing connection's source port cannot take a port between `free_port()` and the bind.
+_LOWEST, _TRIES = 20000, 200
 
-    Also the way to get a port that refuses connections: nobody will listen on it."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now, outside the kernel's ephemeral range.
+
+    The kernel's own choice (bind to port 0) comes from the ephemeral range, the one outgoing
+    connections draw their source ports from: on a busy test run one of them took such a port
+    before the hub bound it ("Address already in use"). So the port is drawn at random below
+    that range and checked by binding it. Also the way to get a port that refuses
+    connections: nobody will listen on it."""
+    top = _ephemeral_start()
+    rng = random.SystemRandom()
+    for _ in range(_TRIES):
+        port = rng.randrange(_LOWEST, top) if top > _LOWEST + 1000 else 0
+        if port in _handed:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            port = int(s.getsockname()[1])
+        _handed.add(port)
+        return port
+    raise RigError(f"no free TCP port on {host} after {_TRIES} tries")
 
 
 async def wait_port(port: int, timeout: float, host: str = LOOPBACK) -> None:
