@@ -33,7 +33,6 @@ import fcntl
 import getpass
 import grp
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -49,8 +48,6 @@ import urllib.parse
 import zipfile
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
-    Callable,
     Iterator,
     Mapping,
     Sequence,
@@ -686,28 +683,6 @@ def static_inventory(
     return path
 
 
-async def until(
-    check: Callable[[], bool | Awaitable[bool]],
-    timeout: float,
-    what: str,
-    detail: Callable[[], object] | None = None,
-    *,
-    every: float = 0.3,
-) -> None:
-    """Return once `check()` (plain or async) is true; AssertionError naming `what` (and
-    `detail()`) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if inspect.isawaitable(found):
-            found = await found
-        if found:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}" + (f": {detail()}" if detail else ""))
-        await asyncio.sleep(every)
-
-
 # -- the hub ---------------------------------------------------------------------------------
 
 
@@ -1152,7 +1127,6 @@ __all__ = [
     "ssh_hostvars",
     "sshd",
     "static_inventory",
-    "until",
     "wheelhouse",
     "wheelhouse_tar",
 ]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from estran.rig import until
 from estran.rollout_lab import (
     ANSIBLE_PLAYBOOK,
     LabGateway,
@@ -50,7 +51,6 @@ from estran.rollout_lab import (
     releases,
     send_cmd,
     static_inventory,
-    until,
 )
 
 V1, V2 = "1.0.0", "1.0.1"
@@ -137,7 +137,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             added = await h.fleet_json("release", "add", str(built[V2].bundle))
             assert added["version"] == V2, added
             # the fleet link is up once a command gets an answer: refusals need it
-            await until(lambda: link_up(h), 60, "the gateway's fleet link answers", every=1.0)
+            await until("the gateway's fleet link answers", lambda: link_up(h), 60, every=1.0)
 
             # -- refusals: tampered job, another gateway's job, an expired job -------------
             t0 = time.monotonic()
@@ -149,7 +149,7 @@ async def test_pull_update_refusals_and_buffered_readings(
                 return all(found.get(c) for c in ("signature", "foreign", "expired"))
 
             await until(
-                three_refused, 60, "tampered, foreign and expired jobs refused and reported",
+                "tampered, foreign and expired jobs refused and reported", three_refused, 60,
                 every=1.0,
             )  # fmt: skip
             timings["refusals"] = round(time.monotonic() - t0, 1)
@@ -180,13 +180,13 @@ async def test_pull_update_refusals_and_buffered_readings(
                 assert r["state"] == "running", r
                 return str(r["waves"][0]["gateways"][0]["step"]).startswith("playbook")
 
-            await until(verified, 120, "the bundle fetched and verified, the playbook started")
+            await until("the bundle fetched and verified, the playbook started", verified, 120)
             await h.stop()
             down_ms = int(time.time() * 1000)
             await until(
+                "the daemon restarted on 1.0.1 by the gateway's own run",
                 lambda: task.done() or gw.pid() not in (None, pid_v1),
                 180,
-                "the daemon restarted on 1.0.1 by the gateway's own run",
             )
             switched_ms = int(time.time() * 1000)
             await asyncio.sleep(1)
@@ -217,7 +217,7 @@ async def test_pull_update_refusals_and_buffered_readings(
                 return await delivered() >= 3
 
             await until(
-                enough, 120, "readings buffered before the update delivered",
+                "readings buffered before the update delivered", enough, 120,
                 lambda: f"[{down_ms}, {switched_ms}]", every=1.0,
             )  # fmt: skip
 
@@ -228,7 +228,7 @@ async def test_pull_update_refusals_and_buffered_readings(
             async def replay_refused() -> bool:
                 return bool((await refused(h)).get("replay"))
 
-            await until(replay_refused, 60, "the replay refused", every=1.0)
+            await until("the replay refused", replay_refused, 60, every=1.0)
             assert gw.pid() == pid_v2
 
             counted = gw.update_state()["refused"]

@@ -36,7 +36,8 @@ from typing import Any
 
 import pytest
 
-from estran.rollout_lab import BREAK_UPLINK, Lab, Release, lab, releases, until
+from estran.rig import until
+from estran.rollout_lab import BREAK_UPLINK, Lab, Release, lab, releases
 
 V1, V2, BROKEN = "1.0.0", "1.0.1", "1.0.2"
 GATEWAYS = 4  # CI-sized; `-m long`: 20
@@ -121,7 +122,7 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
         assert r["state"] in ("running", "paused"), f"rollout ended {r['state']}: {r['reason']}"
         return by_gateway(r)[away]["state"] in ("deferred", "unreachable")
 
-    await until(deferred, 600, f"{away} deferred", every=1.0)
+    await until(f"{away} deferred", deferred, 600, every=1.0)
     await hostvars(the_lab, "--gateway", away, f"ansible_port={the_lab.ssh_port}")  # back
     rc, out, err = await asyncio.wait_for(task, 1200)
     t["rollout"] = round(time.monotonic() - started, 1)
@@ -201,7 +202,7 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
         return all(not missing for _, missing in gaps)
 
     with contextlib.suppress(AssertionError):
-        await until(delivered, 60, "every reading delivered", every=2.0)
+        await until("every reading delivered", delivered, 60, every=2.0)
     for name in names:
         held, missing = await seq_gaps(the_lab, name, sensors[name], first_seq[name])
         assert held > 0 and not missing, f"{name}: {held} readings, missing {missing}"
@@ -215,7 +216,7 @@ async def pause_resume_cancel(the_lab: Lab, n: int) -> None:
     async def counted(state: str, at_least: int) -> bool:
         return int((await status_of(the_lab, rid))["counts"][state]) >= at_least
 
-    await until(lambda: counted("running", 1), 300, "a batch runs")
+    await until("a batch runs", lambda: counted("running", 1), 300)
     rc, out, _ = await the_lab.fleet_cli("rollout", "pause", str(rid))
     assert rc == 0 and "paused" in out
     await asyncio.sleep(8)
@@ -223,7 +224,7 @@ async def pause_resume_cancel(the_lab: Lab, n: int) -> None:
     assert r["state"] == "paused" and r["counts"]["pending"] >= n - 4
     rc, out, _ = await the_lab.fleet_cli("rollout", "resume", str(rid))
     assert rc == 0
-    await until(lambda: counted("updated", 4), 600, "resumed")
+    await until("resumed", lambda: counted("updated", 4), 600)
     rc, out, _ = await the_lab.fleet_cli("rollout", "cancel", str(rid))
     assert rc == 0
     rc, out, _ = await asyncio.wait_for(task, 600)

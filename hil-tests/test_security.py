@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from estran.rig import EnrolledGateway, HubProcess, Rig, enroll_gateway, estran_run, messages_within
+from estran.rig import (
+    EnrolledGateway,
+    HubProcess,
+    Rig,
+    enroll_gateway,
+    estran_run,
+    messages_within,
+    until,
+)
 from protocols import block, signed, wire
 from protocols.reading import Reading
 
@@ -115,20 +123,6 @@ async def site(
 async def enroll_cli(s: Site, name: str, token: str, *extra: str) -> tuple[int, str]:
     """`estran edge enroll` as the technician types it on gateway `name`."""
     return await EnrolledGateway.enroll(s.hub.url, token, s.tmp, name, *extra)
-
-
-async def until(
-    what: str, check: Callable[[], Awaitable[object]], timeout: float = WAIT_S
-) -> object:
-    """Poll the async `check` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.2)
 
 
 def data_message(sensor: str, first_seq: int, n: int = 3) -> bytes:
@@ -281,7 +275,7 @@ async def test_another_gateways_credentials_reach_nothing_of_this_gateway(
                 status, page = await s.hub.send("GET", "/api/v1/readings?sensor=own-of-a")
                 return status == 200 and isinstance(page, dict) and page["readings"]
 
-            rows = await until("A's own readings stored", own_stored)
+            rows = await until("A's own readings stored", own_stored, WAIT_S)
             assert isinstance(rows, list) and {r["gateway"] for r in rows} == {a.id}
             status, page = await s.hub.send("GET", "/api/v1/readings?sensor=forged-by-a")
             assert status in (200, 404) and not (isinstance(page, dict) and page["readings"])
@@ -349,7 +343,7 @@ async def run_attacks(s: Site, a: EnrolledGateway, b: EnrolledGateway) -> None:
                 assert isinstance(m.payload, bytes)
                 captured[(gw_id, kind)] = m.payload
         assert set(captured) == {(g.id, k) for g in (a, b) for k in ("config", "cmd")}
-        await until("B ran the hub's command", cmd_reports)
+        await until("B ran the hub's command", cmd_reports, WAIT_S)
         (done,) = await cmd_reports()
         assert done["outcome"] == "done", done
 
@@ -392,7 +386,7 @@ async def run_attacks(s: Site, a: EnrolledGateway, b: EnrolledGateway) -> None:
                 reports = await cmd_reports()
                 return reports[before:] if len(reports) > before else []
 
-            new = await until(f"B reports the {name} command", reported)
+            new = await until(f"B reports the {name} command", reported, WAIT_S)
             assert isinstance(new, list)
             assert [r["outcome"] for r in new] == ["refused"], (name, new)
             assert reason in str(new[0]["reason"]), (name, new)
@@ -426,7 +420,7 @@ async def run_attacks(s: Site, a: EnrolledGateway, b: EnrolledGateway) -> None:
                 row = (await s.gateways())[b.id]
                 return row["outcome"] == "refused" and reason in str(row["reason"])
 
-            await until(f"B refuses the {name} configuration", refused)
+            await until(f"B refuses the {name} configuration", refused, WAIT_S)
             assert (await s.gateways())[b.id]["applied_version"] == running, name
 
     # what the hub signs still applies: the gateway was not knocked off its configuration

@@ -43,6 +43,7 @@ from typing import Any
 
 import pytest
 
+from estran.rig import until
 from estran.rollout_lab import (
     ANSIBLE_PLAYBOOK,
     BREAK_UPLINK,
@@ -56,7 +57,6 @@ from estran.rollout_lab import (
     nmea_port,
     releases,
     static_inventory,
-    until,
 )
 
 pytestmark = pytest.mark.long
@@ -335,7 +335,7 @@ async def test_provision_and_update_under_systemd(
                 )
 
             first = pinged()
-            await until(lambda: pinged() > first > 0, 45, "a second watchdog ping", daemon_output)
+            await until("a second watchdog ping", lambda: pinged() > first > 0, 45, daemon_output)
             # pull mode's job unit, rendered by provision.yml, as systemd loads it
             job = sd.show("estran-update@check.service", "LoadState", "User", "ExecStart")
             assert job["LoadState"] == "loaded", job
@@ -347,7 +347,7 @@ async def test_provision_and_update_under_systemd(
                 rows = await hub.readings_between(sensor, from_ms)
                 return any(r["gateway"] == "gw-sd" for r in rows)
 
-            await until(at_hub, 60, "readings of gw-sd at the hub", daemon_output)
+            await until("readings of gw-sd at the hub", at_hub, 60, daemon_output)
 
             # -- update to 1.0.1 ---------------------------------------------------------------
             run = await ns_playbook(sd, tmp_path, inv, "update.yml", built[V2].extra_vars())

@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from estran.rig import until
 from estran.rollout_lab import (
     BREAK_UPLINK,
     LabGateway,
@@ -50,7 +51,6 @@ from estran.rollout_lab import (
     ssh_hostvars,
     sshd,
     static_inventory,
-    until,
 )
 
 V1, V2, BROKEN = "1.0.0", "1.0.1", "1.0.2"
@@ -131,19 +131,19 @@ async def scenario(tmp_path: Path, built: dict[str, Release], *, full: bool) -> 
                     )
 
                 # held by the buffers, unacknowledged: the hub cannot have them
-                await until(pending, 30, "readings buffered while the hub is down")
+                await until("readings buffered while the hub is down", pending, 30)
                 buffered_ms = int(time.time() * 1000)
                 pids = {gw.name: gw.pid() for gw in gateways}
 
                 # -- update to 1.0.1 while the hub is down; it comes back once 1.0.1 runs -------
                 update = asyncio.create_task(play("update.yml", built[V2].extra_vars(), "update"))
                 await until(
+                    "the daemons restarted on 1.0.1",
                     lambda: (
                         update.done()
                         or all(gw.pid() not in (None, pids[gw.name]) for gw in gateways)
                     ),
                     300,
-                    "the daemons restarted on 1.0.1",
                 )
                 await h.start()
                 run = await update
@@ -167,7 +167,7 @@ async def scenario(tmp_path: Path, built: dict[str, Release], *, full: bool) -> 
                     return all(n >= 5 for n in (await delivered()).values())
 
                 await until(
-                    all_delivered, 120, "readings buffered before the update delivered",
+                    "readings buffered before the update delivered", all_delivered, 120,
                     lambda: f"[{down_ms}, {buffered_ms}]", every=1.0,
                 )  # fmt: skip
                 if full:  # (make test: test_rollouts runs the same update twice, unchanged)
@@ -227,7 +227,7 @@ async def configure_and_decommission(
         found = await asyncio.gather(*(gw.status() for gw in gateways))
         return all(s is not None and s["config"]["reloads"] >= 1 for s in found)
 
-    await until(reloaded, 30, "the daemons reloaded the configuration")
+    await until("the daemons reloaded the configuration", reloaded, 30)
     run = await play("configure.yml", debug, "configure_again")
     assert run.unchanged(names), run.output[-6000:]
     # decommission.yml, draining the buffer to the hub first

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar, overload
 
 from estran.rig._errors import RigError
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 
 
 # Ports handed out by this process: never handed twice (a caller may not have bound it yet).
@@ -67,14 +70,45 @@ async def wait_port(port: int, timeout: float, host: str = LOOPBACK) -> None:
             await asyncio.sleep(0.05)
 
 
-async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    """Return once `check()` is true, polling twice a second; AssertionError naming `what`
-    after `timeout` seconds (a test's bounded wait)."""
+@overload
+async def until(
+    what: str,
+    check: Callable[[], Awaitable[T]],
+    timeout: float,
+    detail: Callable[[], object] | None = None,
+    *,
+    every: float = 0.3,
+) -> T: ...
+@overload
+async def until(
+    what: str,
+    check: Callable[[], T],
+    timeout: float,
+    detail: Callable[[], object] | None = None,
+    *,
+    every: float = 0.3,
+) -> T: ...
+async def until(
+    what: str,
+    check: Callable[[], object],
+    timeout: float,
+    detail: Callable[[], object] | None = None,
+    *,
+    every: float = 0.3,
+) -> object:
+    """Poll `check()` (plain or async) until it returns something true, and return that value;
+    after `timeout` seconds, AssertionError naming `what` (and `detail()`): a test's bounded
+    wait."""
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        found = check()
+        value = await found if inspect.isawaitable(found) else found
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.5)
+            said = f": {detail()}" if detail is not None else ""
+            raise AssertionError(f"not within {timeout:g} s: {what}{said}")
+        await asyncio.sleep(every)
 
 
 def wait_port_blocking(port: int, timeout: float, host: str = LOOPBACK) -> None:

@@ -21,6 +21,7 @@ from estran.rig import (
     RigError,
     Unavailable,
     free_port,
+    until,
     wait_port,
 )
 
@@ -63,6 +64,31 @@ async def test_a_free_port_refuses_until_someone_listens() -> None:
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
     async with server:
         await wait_port(port, 2)
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_never_handed_twice() -> None:
+    """Outgoing connections take their source ports from the ephemeral range: a port handed
+    out there could be taken before the caller binds it (it happened to the demo's hub)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 < p < low for p in ports), [p for p in ports if p >= low]
+
+
+async def test_until_returns_what_the_check_found_plain_or_awaited() -> None:
+    calls: list[int] = []
+
+    def plain() -> list[int]:
+        calls.append(1)
+        return calls if len(calls) >= 3 else []
+
+    async def awaited() -> str:
+        return "here"
+
+    assert await until("three calls", plain, 5, every=0.01) == [1, 1, 1]
+    assert await until("at once", awaited, 5) == "here"
+    with pytest.raises(AssertionError, match=r"not within 0.05 s: never: it said no"):
+        await until("never", lambda: False, 0.05, lambda: "it said no", every=0.01)
 
 
 # -- the child process ----------------------------------------------------------------------
