@@ -12,6 +12,8 @@ playbooks with the hub's dynamic inventory script, `estran fleet release|rollout
   when its turn comes (its host variables name a closed port), is deferred, not failed, and
   updated when it is reachable again; all run 1.0.1;
 - the same rollout again: every gateway `unchanged` (the playbook changes nothing);
+- update.yml with a wheel whose checksum is not the release's: refused on every gateway
+  before anything is installed, the daemons untouched;
 - a broken 1.0.2 (its uplink never connects): every canary gateway fails the health gate and
   is back on 1.0.1 by itself; the rollout stops before the next wave; the others are never
   touched (same daemon, same releases);
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -88,7 +91,7 @@ async def hostvars(the_lab: Lab, *args: str) -> None:
     assert rc == 0, err
 
 
-async def scenario(the_lab: Lab, *, full: bool) -> None:
+async def scenario(the_lab: Lab, built: dict[str, Release], *, full: bool) -> None:
     t = the_lab.timings
     names = [g.name for g in the_lab.gateways]
     n = len(names)
@@ -162,6 +165,20 @@ async def scenario(the_lab: Lab, *, full: bool) -> None:
     again = json.loads(out)
     assert again["state"] == "done" and again["counts"]["unchanged"] == n, again["reason"]
     assert {g.name: g.pid() for g in the_lab.gateways} == pids
+
+    # -- a wheel that is not the one the release names: refused before anything is installed --
+    tampered = built[V2].extra_vars() | {
+        "estran_wheel_url": "",  # copied from the controller: estran_release checks it
+        "estran_version": "1.0.9",
+        "estran_wheel_sha256": hashlib.sha256(b"another wheel").hexdigest(),
+    }
+    run = await the_lab.playbook("update.yml", tampered)
+    t["tampered_refused"] = round(run.seconds, 1)
+    assert run.rc != 0
+    assert run.output.count("checksum mismatch") >= n, run.output[-6000:]
+    for gw in the_lab.gateways:
+        assert gw.pid() == pids[gw.name], f"{gw.name} was touched"
+        assert gw.releases() == [V1, V2] and gw.version() == V2, gw.name
 
     # -- a broken release: the canary rolls back by itself, the rollout stops there ------------
     await hostvars(the_lab, "--fleet", "estran_gate_timeout=20")  # a broken uplink shows soon
@@ -238,7 +255,7 @@ async def test_rollout_in_waves_deferral_idempotence_and_a_broken_canary(
 ) -> None:
     async with fleet_lab(tmp_path, built, GATEWAYS, over_ssh=2) as the_lab:
         try:
-            await scenario(the_lab, full=False)
+            await scenario(the_lab, built, full=False)
         finally:
             print("timings", json.dumps(the_lab.timings))
 
@@ -250,6 +267,6 @@ async def test_rollout_of_20_gateways_with_pause_resume_cancel(
     """The same with 20 gateways (3 over SSH), plus pause, resume and cancel."""
     async with fleet_lab(tmp_path, built, 20, over_ssh=3) as the_lab:
         try:
-            await scenario(the_lab, full=True)
+            await scenario(the_lab, built, full=True)
         finally:
             print("timings", json.dumps(the_lab.timings))

@@ -15,9 +15,12 @@ test starts on a loopback port with a throwaway key). One hub (embedded broker, 
 - a broken 1.0.2 (its uplink never connects) fails the gate and every gateway is back on
   1.0.1 by itself, the failed release removed, two releases kept.
 
-Behind `-m long` (pytest -m long hil-tests/test_updates.py): the same, plus provision and
-the update run twice (nothing changes: in `make test`, test_rollouts.py runs the same update
-twice over both connections), configure.yml (an option changed and reloaded; run again: nothing changes) and
+Both tests run behind `-m long` (pytest -m long hil-tests/test_updates.py); `make test`
+has each step elsewhere, on a lab it provisions anyway: provision, update over the local
+connection and over SSH, the tampered wheel and the broken release rolled back in
+test_rollouts.py, an update while the hub is down with the buffered readings delivered after
+it in test_pull_updates.py. The second test adds provision and update run twice (nothing
+changes), configure.yml (an option changed and reloaded; run again: nothing changes) and
 decommission.yml draining the buffer.
 
 Only public interfaces: the playbooks, the hub's command line and HTTP API, the files
@@ -241,6 +244,7 @@ async def configure_and_decommission(
         assert not (gw.root / "opt/estran/releases").exists()
 
 
+@pytest.mark.long
 async def test_provision_update_rollback_local_and_over_ssh(
     tmp_path: Path, built: dict[str, Release]
 ) -> None:
