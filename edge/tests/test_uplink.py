@@ -112,6 +112,54 @@ async def test_lost_acks_are_resent_and_ranges_acked_once(tmp_path: Path, broker
     assert sorted(hub.stored) == list(range(1, 1001))
 
 
+async def test_lost_acks_are_resent_at_their_deadline_not_at_the_next_poll(
+    tmp_path: Path, broker_port: int
+) -> None:
+    """The send loop sleeps until the first ack deadline of what is in flight: a long poll
+    (an idle gateway wakes rarely) does not delay a resend."""
+    log = MemoryLog()
+    log.append_many(readings(500))
+    log.commit()
+    lost: set[int] = set()
+
+    def lose_one(batch: wire.DataBatch) -> str | None:
+        if not lost:
+            lost.add(batch.batch)
+            return None
+        return "ack"
+
+    hub = FakeHub(broker_port, policy=lose_one)
+    uplink = Uplink(log, config(tmp_path, broker_port, ack_timeout_min_s=0.3, poll_interval_s=60.0))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await until(lambda: log.all_acked(), 10)
+    assert uplink.stats.timeouts >= 1 and uplink.stats.resent_batches >= 1
+    assert sorted(hub.stored) == list(range(1, 501))
+
+
+async def test_a_commit_said_wakes_the_uplink_before_its_poll(
+    tmp_path: Path, broker_port: int
+) -> None:
+    """`committed()` (the buffer's writer after a commit): the new blocks go at once; the
+    poll (here a minute) is only the fallback, and an idle uplink does not wake for it."""
+    log = MemoryLog()
+    hub = FakeHub(broker_port)
+    uplink = Uplink(log, config(tmp_path, broker_port, poll_interval_s=60.0))
+    async with running((hub.run(), "hub")):
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        async with running((uplink.run(), "uplink")):
+            await asyncio.wait_for(uplink.connected.wait(), 10)
+            await asyncio.sleep(0.2)
+            log.append_many(readings(50))
+            log.commit()
+            await asyncio.sleep(0.5)
+            assert not hub.batches  # not said: waits for the poll
+            uplink.committed()
+            await until(lambda: log.all_acked(), 5)
+    assert sorted(hub.stored) == list(range(1, 51))
+
+
 async def test_rejected_batch_is_isolated_down_to_the_bad_block(
     tmp_path: Path, broker_port: int
 ) -> None:

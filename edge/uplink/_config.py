@@ -48,7 +48,9 @@ class UplinkConfig:
     backlog_rate: float = _SCHEMA["backlog_rate"]  # token bucket on the backlog (0: unlimited)
     backlog_burst: int = _SCHEMA["backlog_burst"]
     compress: int = _SCHEMA["compress"]  # zlib level for data batches (0: off)
-    poll_interval_s: float = 0.1  # how often new (live) blocks are looked for
+    # how often new (live) blocks are looked for, at the latest: `Uplink.committed()` (the
+    # buffer's writer, after a commit) has them looked for at once
+    poll_interval_s: float = 0.1
     ack_flush_interval_s: float = 0.25  # acks are applied to the buffer in groups
     state_interval_s: float = _SCHEMA["state_interval"]  # online state (with the backlog)
     keepalive_s: int = _SCHEMA["keepalive"]

@@ -214,6 +214,7 @@ class Uplink:
         self._ack_timeout = config.ack_timeout_min_s * 2
         self._rescanned_at = clock()  # _left_behind()
         self._wake = asyncio.Event()
+        self._acks_waiting = asyncio.Event()  # acks received, not yet applied to the buffer
         self._topic_data = wire.topic(config.gateway_id, "data")
         self._topic_state = wire.topic(config.gateway_id, "state")
         self._topic_ack = wire.topic(config.gateway_id, "ack")
@@ -560,6 +561,7 @@ class Uplink:
 
     def _mark_acked(self, ranges: list[tuple[int, int]]) -> None:
         self._pending_acks.extend(ranges)
+        self._acks_waiting.set()
         self._acked = wire.merge_ranges(self._acked + ranges)
         # a late ack may cover a batch that was re-sent meanwhile
         for number in [n for n, b in self._inflight.items() if _covered(b.ranges, self._acked)]:
@@ -606,8 +608,12 @@ class Uplink:
         self.stats.srtt_s = round(self._srtt, 4)
 
     async def _flush_loop(self) -> None:
+        """Apply acks to the buffer in groups: `ack_flush_interval_s` after the first ack of
+        a group; asleep while none come (no wake-up a second for an idle gateway)."""
         while True:
+            await self._acks_waiting.wait()
             await asyncio.sleep(self.config.ack_flush_interval_s)
+            self._acks_waiting.clear()
             self._flush_acks()
 
     def _flush_acks(self) -> None:
@@ -626,7 +632,15 @@ class Uplink:
         self._unpaced = True
         self._wake.set()
 
+    def committed(self) -> None:
+        """The buffer's writer committed new blocks: look for them now, not at the next
+        poll (`poll_interval_s`)."""
+        self._wake.set()
+
     async def _send_loop(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        """Send what can go, then sleep until something may change that: an ack, a commit
+        (`committed()`), the first ack deadline of the batches in flight, the token bucket,
+        or at the latest `poll_interval_s`."""
         poll = self.config.poll_interval_s
         while True:
             self._expire()
@@ -639,6 +653,12 @@ class Uplink:
                     break
                 self._send(client, tg, batch)
             self.stats.in_flight = len(self._inflight)
+            now = self._clock()
+            for batch in self._inflight.values():
+                wait = min(wait, max(batch.deadline - now, 0.005))
+            for batch in self._resend:
+                if batch.not_before > now:
+                    wait = min(wait, max(batch.not_before - now, 0.005))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):  # not wait_for: it may swallow a cancel
                     await self._wake.wait()
@@ -679,11 +699,16 @@ class Uplink:
             self.stats.resent_batches += 1
             return batch, 0.0
         size = int(self._size)
-        # 2. live readings, never throttled, always a slot for them
-        blocks = self._take(
-            self.buffer.read_blocks(
-                self._live_after, size, alarms_first=False, skip=self._busy_blocks()
+        # 2. live readings, never throttled, always a slot for them (none committed since
+        # the cursor: the buffer is not read)
+        blocks = (
+            self._take(
+                self.buffer.read_blocks(
+                    self._live_after, size, alarms_first=False, skip=self._busy_blocks()
+                )
             )
+            if self.buffer.durable_seq > self._live_after
+            else []
         )
         if blocks:
             self._live_after = max(self._live_after, max(b.last_seq for b in blocks))
