@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +20,7 @@ import aiomqtt
 
 from edge.config_apply._transaction import CommandRunner, ConfigApplier, Outcome, report_message
 from edge.identity import hub_tls_context
-from edge.uplink import honour_cancel, session
+from edge.uplink import Backoff, honour_cancel, session
 from protocols import wire
 
 log = logging.getLogger("estran.edge.fleet")
@@ -27,6 +28,7 @@ log = logging.getLogger("estran.edge.fleet")
 TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 60.0
+HELD_S = 30.0  # a connection up this long resets the reconnect backoff
 MAX_QUEUED = 16  # a configuration or command at a time is all a gateway receives
 
 
@@ -57,6 +59,7 @@ class FleetAgent:
         updates: JobHandler | None = None,
         tls: bool = False,
         tls_ca: Path | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.applier = applier
         self.host = host
@@ -71,13 +74,16 @@ class FleetAgent:
         self.gateway_id = applier.gateway_id
         self.connected = asyncio.Event()
         self.outcomes: list[Outcome] = []  # the last ones, for status and tests
+        # Jittered, as the uplink's: a fleet that lost its broker at once must not come back
+        # at once, in waves at 0.5, 1, 2, 4 s
+        self.backoff = backoff or Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
 
     async def run(self) -> None:
         """Run until cancelled; reconnects with backoff. The configuration received at
         enrollment (or cut short by a crash) is applied first."""
         pending = await self.applier.apply_pending()
-        delay = RECONNECT_MIN_S
         while True:
+            up_since: float | None = None
             try:
                 async with session(
                     aiomqtt.Client(
@@ -99,7 +105,7 @@ class FleetAgent:
                         await client.subscribe(wire.topic(self.gateway_id, kind), qos=1)
                     honour_cancel()
                     self.connected.set()
-                    delay = RECONNECT_MIN_S
+                    up_since = time.monotonic()
                     pump = None
                     if self.updates is not None:
                         pump = asyncio.create_task(self._pump(client), name="fleet-update-reports")
@@ -117,9 +123,19 @@ class FleetAgent:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():  # the disconnect of a cancel failed
                     raise asyncio.CancelledError from e
+                delay = self._delay(up_since)
                 log.warning("fleet link: %s; again in %.1f s", e, delay)
+            else:
+                delay = self._delay(up_since)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _delay(self, up_since: float | None) -> float:
+        """The wait before the next connection: the backoff starts again from its minimum
+        only after a connection that held (`HELD_S`), not after one that failed or dropped
+        at once (a loaded broker: those must spread out, or a fleet never converges)."""
+        if up_since is not None and time.monotonic() - up_since >= HELD_S:
+            self.backoff.reset()
+        return self.backoff.next()
 
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         payload = message.payload

@@ -22,7 +22,8 @@
   a source goes up or down.
   MQTT 5 where the broker speaks it, 3.1.1 otherwise (the embedded amqtt broker): the
   protocol needs nothing but QoS 1 and retained messages.
-- Reconnects with exponential backoff and jitter.
+- Reconnects with exponential backoff and jitter; the backoff starts again from its
+  minimum only after a session that held (`HELD_S`).
 - `mqtts://`: TLS with the hub's certificate and host name verified against the CA that
   enrollment kept (or `ca_file`); no insecure fallback. A refused handshake (a wrong CA, a
   wrong host name) is logged once, counted in `tls_errors`, kept in `last_error`, and tried
@@ -68,6 +69,7 @@ from protocols.mqtt_versions import (
 log = logging.getLogger("estran.edge.uplink")
 _T = TypeVar("_T")
 
+HELD_S = 30.0  # a session up this long resets the reconnect backoff
 _PUBACK = 4  # bytes of a PUBACK (MQTT 5 leaves out the reason code when it is success)
 
 
@@ -197,6 +199,7 @@ class Uplink:
         self._bucket = TokenBucket(config.backlog_rate, config.backlog_burst, clock)
         self._unpaced = False  # drain_now(): the backlog goes out without the token bucket
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._up_since: float | None = None  # when this session came up (birth sent)
         self._versions = VersionFallback(config.protocol)  # what the broker speaks, learnt
         self._session = 0
         self._number = 0
@@ -225,14 +228,17 @@ class Uplink:
         """Connect, drain, reconnect on failure; forever (cancel to stop)."""
         try:
             while True:
-                started = self._clock()
+                self._up_since = None
                 try:
                     await self._connect_and_drain()
                 except* CAFileError as eg:
                     self._failed(f"TLS: {eg.exceptions[0]}", tls=True)
                 except* (aiomqtt.MqttError, OSError, TimeoutError) as eg:
                     self._lost(eg.exceptions[0])
-                if self._clock() - started > 30:
+                # Only a session that held resets the backoff: attempts that fail slowly (a
+                # loaded broker: CONNACK, subscription or birth timing out) must still spread
+                # out, or a fleet reconnecting at once never converges.
+                if self._up_since is not None and self._clock() - self._up_since > HELD_S:
                     self._backoff.reset()
                 delay = self._backoff.next()
                 log.info("uplink: reconnecting in %.1f s", delay)
@@ -381,6 +387,7 @@ class Uplink:
             self._backlog_depth(),
         )
         self.connected.set()
+        self._up_since = self._clock()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="uplink-receive")
