@@ -49,9 +49,11 @@ class Broker:
     unavailable: a broker refusing the storm); else it answers CONNECT, SUBSCRIBE and QoS 1
     PUBLISH, and closes the connection after `hold` seconds (a session that dropped)."""
 
-    def __init__(self, hold: float | None) -> None:
+    def __init__(self, hold: float | None, *, silent: bool = False) -> None:
         self.hold = hold
+        self.silent = silent  # never answers a CONNECT (a broker too loaded to)
         self.accepted = 0
+        self.open = 0  # connections the client has not closed
         self.port = 0
         self.server: asyncio.Server | None = None
 
@@ -87,8 +89,12 @@ class Broker:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.open += 1
         try:
-            if self.hold is None:
+            if self.silent:
+                while await reader.read(1024):
+                    pass  # until the client closes the connection
+            elif self.hold is None:
                 await self._packet(reader)
                 writer.write(b"\x20\x02\x00\x03")  # CONNACK: server unavailable
                 await writer.drain()
@@ -98,6 +104,7 @@ class Broker:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -201,3 +208,19 @@ async def test_uplink_backoff_starts_again_after_a_session_that_held(
             await until(lambda: backoff.resets >= 1, 20)
         finally:
             await _stop(task)
+
+
+async def test_uplink_closes_the_connection_of_an_attempt_that_timed_out(tmp_path: Path) -> None:
+    """No CONNACK within the connect timeout: the attempt's socket is closed, not left open
+    (a descriptor each, and a late CONNACK would make it a session with our Will)."""
+    backoff = RecordingBackoff(0.02, 0.04)
+    async with Broker(hold=None, silent=True).running() as broker:
+        uplink = Uplink(MemoryLog(), config(tmp_path, broker.port, connect_timeout_s=0.2))
+        uplink._backoff = backoff
+        task = asyncio.create_task(uplink.run(), name="uplink")
+        try:
+            await until(lambda: broker.accepted >= 4, 20)
+            await until(lambda: broker.open <= 1, 5)  # the one trying now, at most
+        finally:
+            await _stop(task)
+    assert uplink.stats.last_error == "Operation timed out"

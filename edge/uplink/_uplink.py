@@ -50,7 +50,7 @@ from aiomqtt.exceptions import MqttConnectError
 from edge.buffer import BlockLog, StoredBlock
 from edge.health import HealthRegistry, UplinkStatus
 from edge.identity import CAFileError, enrolled_ca, hub_tls_context, tls_failure
-from edge.uplink._close import close_client, honour_cancel
+from edge.uplink._close import close_client, drop_socket, honour_cancel
 from edge.uplink._config import BrokerUrl, UplinkConfig
 from edge.uplink._pacing import Backoff, TokenBucket
 from edge.uplink._session import SessionCounter
@@ -165,6 +165,18 @@ class _Span:
     after: int
     upto: int
     sent_ahead: set[int] = field(default_factory=set)  # alarm blocks taken out of order
+
+
+async def _enter(client: aiomqtt.Client) -> None:
+    """Connect `client`; on failure, close its socket. aiomqtt leaves the socket of a failed
+    connect open (a CONNACK that did not come in time): a descriptor per attempt until the
+    garbage collector finds it, and a CONNACK arriving late would make it a session of ours
+    at the broker, with our Will, which the next attempt then takes over."""
+    try:
+        await client.__aenter__()
+    except BaseException:
+        drop_socket(client)
+        raise
 
 
 def _covered(ranges: list[tuple[int, int]], acked: list[tuple[int, int]]) -> bool:
@@ -320,7 +332,7 @@ class Uplink:
             if attempt.probe and not await self._probe(attempt, tls):
                 continue
             client = self._client(v5, session, c.connect_timeout_s, tls)
-            await client.__aenter__()
+            await _enter(client)
             fallback.accepted(attempt)
             self.stats.mqtt5 = v5
             self.stats.last_error = None
@@ -346,7 +358,7 @@ class Uplink:
             tls_context=tls,
         )
         try:
-            await probe.__aenter__()
+            await _enter(probe)
         except MqttConnectError as e:
             code: object = getattr(e.rc, "value", e.rc)  # an int, or paho's ReasonCode
             if not self._versions.failed(attempt, CONNACK, code if isinstance(code, int) else None):
