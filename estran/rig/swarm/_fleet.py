@@ -140,6 +140,9 @@ class FleetScale:
             processes=swarm_processes,
             workload=self.workload,
             data_root=data_root,
+            # each status line reads every gateway of the process: twice a second up to
+            # 2,500 gateways, less often above (at 10,000, every 2 s)
+            status_interval=max(0.5, gateways / 5000),
         )
         self.sampler = ProcessSampler()
         self.cpu = CpuMeter()
@@ -215,6 +218,7 @@ class FleetScale:
         n = self.n
         self._held_before = await self._held()
         self._cpu_start()
+        self.swarm.loop_late_max = 0.0
         t0 = time.monotonic()
         await self.swarm.start()
         swarm_s = await self.swarm.until(
@@ -226,9 +230,18 @@ class FleetScale:
 
         await _until("all online at the hub", online, self.timeout)
         online_s = time.monotonic() - t0
+        total = self.swarm.total()
         return {
             "all_connected_s": round(swarm_s, 2),
             "all_online_at_hub_s": round(online_s, 2),
+            # uplink sessions (more than the gateways: reconnections), batches sent again
+            # for want of an ack in time, the latest a swarm loop woke for its status line
+            "swarm": {
+                "uplink_sessions": total["connects"],
+                "resent_batches": total["resent"],
+                "ack_timeouts": total["ack_timeouts"],
+                "loop_late_max_s": round(self.swarm.loop_late_max, 2),
+            },
             "cpu_s": self._cpu(),
             "loadavg": loadavg(),
         }

@@ -38,6 +38,7 @@ log = logging.getLogger("estran.rig.swarm")
 
 SOFTWARE = "swarm"
 COMMIT_INTERVAL_S = 0.1  # the daemon's group commit (buffer.commit_interval)
+POLL_INTERVAL_S = 2.0  # the uplink's look for new blocks nobody said were committed
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, float("inf"))
 
 
@@ -52,6 +53,7 @@ class AckTimer:
         self.appended: deque[tuple[int, float]] = deque(maxlen=8192)
         self.lag_counts = [0] * len(LAG_BUCKETS)
         self.lag_max = 0.0
+        self.on_commit: Callable[[], None] | None = None  # the uplink's `committed`
 
     def append(self, reading: Reading) -> int:
         seq = self.log.append(reading)
@@ -81,7 +83,10 @@ class AckTimer:
         self.log.ack(ranges)
 
     def commit(self) -> int:
-        return self.log.commit()
+        seq = self.log.commit()
+        if self.on_commit is not None:
+            self.on_commit()
+        return seq
 
     @property
     def durable_seq(self) -> int:
@@ -196,6 +201,8 @@ class SimGateway:
             "produced": self.produced,
             "acked": up.stats.acked_readings if up is not None else 0,
             "connects": up.stats.connects if up is not None else 0,
+            "resent": up.stats.resent_batches if up is not None else 0,
+            "ack_timeouts": up.stats.timeouts if up is not None else 0,
             "depth": buf.depth if buf is not None else 0,
             "buffer_bytes": buf.bytes if buf is not None else 0,
             "applied_version": self.applied_version,
@@ -234,9 +241,13 @@ class SimGateway:
                         software=SOFTWARE,
                         username=username,
                         password=password,
-                        reconnect_max_s=5.0,
+                        # the producer says when it committed (Uplink.committed): the
+                        # poll is only the fallback, and thousands of gateways polling
+                        # ten times a second were most of the swarm's CPU
+                        poll_interval_s=POLL_INTERVAL_S,
                     ),
                 )
+                buffer.on_commit = self.uplink.committed
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.uplink.run(), name=f"{self.gateway_id}-uplink")
                     tg.create_task(

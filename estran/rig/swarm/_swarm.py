@@ -35,6 +35,8 @@ SUMMED = (
     "depth",
     "buffer_bytes",
     "connects",
+    "resent",
+    "ack_timeouts",
     "versioned",
 )
 
@@ -63,6 +65,9 @@ class Swarm:
         self.children: list[Child] = []
         self.latest: dict[str, dict[str, object]] = {}
         self._readers: list[asyncio.Task[None]] = []
+        # the latest a worker's event loop woke for a status line (since reset to 0):
+        # a starved loop sends its keepalives and handles its CONNACKs late
+        self.loop_late_max = 0.0
 
     async def enroll(
         self, hub_url: str, admin_token: str, group: str, *, site: str | None = None
@@ -113,7 +118,9 @@ class Swarm:
             if not line:
                 return
             with contextlib.suppress(ValueError):
-                self.latest[child.name] = json.loads(line)
+                status = self.latest[child.name] = json.loads(line)
+                late = float(status.get("loop_late_s", 0.0))
+                self.loop_late_max = max(self.loop_late_max, late)
 
     def total(self) -> dict[str, object]:
         """The sum of the latest status of every worker process."""
@@ -122,6 +129,7 @@ class Swarm:
         lag = [0] * len(LAG_BUCKETS)
         lag_max = 0.0
         rss = fds = 0
+        late = 0.0
         for s in self.latest.values():
             for k in SUMMED:
                 out[k] = int(out[k]) + int(s.get(k, 0))  # type: ignore[call-overload]
@@ -131,8 +139,9 @@ class Swarm:
             lag_max = max(lag_max, float(s.get("lag_max", 0.0)))  # type: ignore[arg-type]
             rss += int(s.get("rss", 0))  # type: ignore[call-overload]
             fds += int(s.get("fds", 0))  # type: ignore[call-overload]
+            late = max(late, float(s.get("loop_late_s", 0.0)))  # type: ignore[arg-type]
         out.update(outcomes=outcomes, lag_counts=lag, lag_max=lag_max)
-        out.update(rss=rss, fds=fds, processes=len(self.latest))
+        out.update(rss=rss, fds=fds, processes=len(self.latest), loop_late_s=late)
         return out
 
     async def until(

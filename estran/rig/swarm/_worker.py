@@ -5,7 +5,8 @@
 `DIRS_FILE` lists the gateways' data directories, one a line (each enrolled). Every
 `--status-interval` seconds one JSON line goes to stdout: how many gateways have their
 uplink and fleet link connected, readings produced and acknowledged, buffer depth and bytes,
-configuration versions applied, and the process's RSS and open file descriptors. SIGUSR1
+configuration versions applied, the process's RSS and open file descriptors, and how late
+its event loop woke for the line (`loop_late_s`: a starved loop sends keepalives late). SIGUSR1
 silences the sensors (the uplinks drain on), SIGUSR2 makes them read again; SIGTERM stops the gateways cleanly (each says
 goodbye to the hub); SIGKILL is their power cut.
 """
@@ -22,11 +23,16 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import aiomqtt
 
 from estran.rig.swarm._gateway import LAG_BUCKETS, SimGateway, Workload, run_all
 from estran.rig.swarm._sample import open_fds, rss_bytes
 from estran.rig.swarm._territory import TerritoryProducer
+
+CONNECTING = 64  # MQTT handshakes at a time per swarm process (gate_connects)
 
 
 def raise_fd_limit(want: int = 0) -> int:
@@ -43,12 +49,50 @@ def raise_fd_limit(want: int = 0) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def gate_connects(limit: int) -> Callable[[], None]:
+    """At most `limit` MQTT connection handshakes at a time in this process (CONNECT to
+    CONNACK, `aiomqtt.Client.__aenter__`); the others wait their turn before their connect
+    timeout starts.
+
+    A real gateway has a CPU of its own for its two handshakes. Thousands of simulated
+    ones share one event loop and aiomqtt's executor (it connects the socket in a thread):
+    started at once, their 10-s CONNACK timeouts all run while the loop works through the
+    queue, and when the queue holds more than 10 s of work, they all time out together,
+    reconnect together, and the storm never ends (10,000 gateways on this machine's two
+    cores: docs/benchmarks.md, fleet scale). Gated, the same work is done once. Returns
+    what takes the gate away again."""
+    gate = asyncio.Semaphore(limit)
+    enter = aiomqtt.Client.__aenter__
+
+    async def gated(self: aiomqtt.Client) -> aiomqtt.Client:
+        async with gate:
+            return await enter(self)
+
+    aiomqtt.Client.__aenter__ = gated  # type: ignore[assignment,method-assign]
+
+    def ungate() -> None:
+        aiomqtt.Client.__aenter__ = enter  # type: ignore[method-assign]
+
+    return ungate
+
+
 def status(gateways: list[SimGateway]) -> dict[str, object]:
     out: dict[str, object] = {"t": time.time(), "n": len(gateways), "pid": os.getpid()}
     versioned = 0  # gateways running a configuration the hub sent
     outcomes: dict[str, int] = {}
     sums = dict.fromkeys(
-        ("uplink", "fleet", "produced", "acked", "depth", "buffer_bytes", "connects"), 0
+        (
+            "uplink",
+            "fleet",
+            "produced",
+            "acked",
+            "depth",
+            "buffer_bytes",
+            "connects",
+            "resent",
+            "ack_timeouts",
+        ),
+        0,
     )
     for g in gateways:
         f = g.figures()
@@ -76,10 +120,16 @@ def status(gateways: list[SimGateway]) -> dict[str, object]:
 
 async def serve(gateways: list[SimGateway], interval: float) -> None:
     async def report() -> None:
+        loop = asyncio.get_running_loop()
+        late = 0.0
         while True:
-            sys.stdout.write(json.dumps(status(gateways)) + "\n")
+            line = status(gateways)
+            line["loop_late_s"] = round(late, 3)  # how late the loop woke this line: starved
+            sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
+            t = loop.time()
             await asyncio.sleep(interval)
+            late = loop.time() - t - interval
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(run_all(gateways), name="gateways")
@@ -101,6 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="sensors and clock of the territory (estran.rig.swarm._territory), one gateway",
     )
+    p.add_argument(
+        "--connecting",
+        type=int,
+        default=CONNECTING,
+        help="MQTT handshakes at a time in this process (0: no limit)",
+    )
     p.add_argument("--log-level", default="warning")
     a = p.parse_args(argv)
     logging.basicConfig(
@@ -108,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     raise_fd_limit()
+    if a.connecting > 0:
+        gate_connects(a.connecting)
     workload = Workload(a.sensors, a.period, a.speed)
     dirs = [Path(line) for line in a.dirs_file.read_text().split() if line]
     gateways = [
@@ -144,4 +202,4 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run())
 
 
-__all__ = ["main", "raise_fd_limit", "status"]
+__all__ = ["CONNECTING", "gate_connects", "main", "raise_fd_limit", "status"]
