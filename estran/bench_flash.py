@@ -186,6 +186,9 @@ class _HubStandIn:
     def drain_now(self) -> None:
         pass
 
+    def committed(self) -> None:
+        pass
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(1.0)

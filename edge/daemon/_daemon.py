@@ -64,6 +64,9 @@ class DaemonUplink(Protocol):
     def drain_now(self) -> None:
         """Send the backlog now, without its rate limit (the hub's `flush`)."""
 
+    def committed(self) -> None:
+        """The buffer writer committed: send what is new now, not at the next poll."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Wiring:
@@ -276,6 +279,8 @@ class Daemon:
                     return
                 self.uplink = uplink
                 uplink.attach(self.health)
+                if self.writer is not None:
+                    self.writer.on_commit = uplink.committed
                 await uplink.run()
 
             specs["uplink"] = TaskSpec("uplink", (uplink_config, config.gateway), run_uplink)

@@ -174,6 +174,9 @@ def uplink(config: EdgeConfig, buffer: BlockLog) -> DaemonUplink | None:
             state_interval_s=u.state_interval_s,
             keepalive_s=u.keepalive_s,
             compress=u.compress,
+            # the buffer writer tells the uplink of each commit (Daemon: writer.on_commit):
+            # the poll is a fallback, once a second rather than ten times
+            poll_interval_s=1.0,
             software=software_version(),
             username=username,
             password=password,

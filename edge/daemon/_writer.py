@@ -36,6 +36,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.buffer import BufferDiskError, BufferFailure, BufferFull, ReadingLog
@@ -84,6 +85,9 @@ class BufferWriter:
         self.last_error: str | None = None
         self._dirty = False
         self._stopping = False
+        # told after each commit (the uplink's `committed`: it sends what was committed at
+        # once instead of finding it at its next poll)
+        self.on_commit: Callable[[], None] | None = None
         self._last_error_log = 0.0
 
     def stop(self) -> None:
@@ -153,6 +157,8 @@ class BufferWriter:
             self.commit_total_s += elapsed
             self.commit_max_s = max(self.commit_max_s, elapsed)
         self._dirty = False
+        if self.on_commit is not None:
+            self.on_commit()
 
     def drain(self) -> int:
         """Everything still queued into the buffer, then commit (on stop). Returns the count."""

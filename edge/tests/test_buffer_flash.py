@@ -98,3 +98,31 @@ async def test_the_daemon_commits_every_10_s_and_an_alarm_at_once(tmp_path: Path
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.close()
+
+
+async def test_the_writer_tells_the_uplink_of_each_commit(tmp_path: Path) -> None:
+    """The daemon's uplink sends what a commit made durable when told (`on_commit`), not at
+    its next poll; a commit with nothing new says nothing."""
+    log = SegmentLog.open(BufferConfig(tmp_path / "buffer"))
+    queue: asyncio.Queue = asyncio.Queue()  # type: ignore[type-arg]
+    writer = BufferWriter(log, queue, HealthRegistry("gw"), commit_interval_s=10.0)
+    told: list[int] = []
+    writer.on_commit = lambda: told.append(log.durable_seq)
+    try:
+        writer.append([reading(1), reading(2)])
+        writer.commit()
+        assert told == [2]
+        writer.commit()  # nothing new
+        assert told == [2]
+        await queue.put(reading(3, alarm=True))  # an alarm: committed at once, and said
+        task = asyncio.create_task(writer.run(), name="writer")
+        try:
+            async with asyncio.timeout(2):
+                while told != [2, 3]:
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        log.close()

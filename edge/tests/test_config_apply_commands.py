@@ -49,6 +49,9 @@ class IdleUplink:
     def drain_now(self) -> None:
         self.drains += 1
 
+    def committed(self) -> None:
+        pass
+
 
 @dataclasses.dataclass
 class Running:
