@@ -141,8 +141,8 @@ class FleetScale:
             workload=self.workload,
             data_root=data_root,
             # each status line reads every gateway of the process: twice a second up to
-            # 2,500 gateways, less often above (at 10,000, every 2 s)
-            status_interval=max(0.5, gateways / 5000),
+            # 1,250 gateways, less often above (at 10,000, every 4 s)
+            status_interval=max(0.5, gateways / 2500),
         )
         self.sampler = ProcessSampler()
         self.cpu = CpuMeter()

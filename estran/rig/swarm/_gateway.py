@@ -38,7 +38,7 @@ log = logging.getLogger("estran.rig.swarm")
 
 SOFTWARE = "swarm"
 COMMIT_INTERVAL_S = 0.1  # the daemon's group commit (buffer.commit_interval)
-POLL_INTERVAL_S = 2.0  # the uplink's look for new blocks nobody said were committed
+POLL_INTERVAL_S = 10.0  # the uplink's look for new blocks nobody said were committed
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, float("inf"))
 
 

@@ -1,5 +1,6 @@
-"""The swarm's gate on MQTT handshakes: thousands of simulated gateways in one process connect
-a few at a time, each one's connect timeout starting when its turn comes (estran.rig.swarm)."""
+"""How a swarm process holds thousands of MQTT connections on one loop (estran.rig.swarm):
+handshakes a few at a time, each one's connect timeout starting when its turn comes; the
+connections' housekeeping spaced out, their keepalive pings still in time."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import aiomqtt
 
 from edge.uplink._close import drop_socket  # not re-exported by edge.uplink
-from estran.rig.swarm._worker import gate_connects
+from estran.rig.swarm._worker import gate_connects, space_housekeeping
 
 
 async def test_handshakes_wait_their_turn_and_all_connect() -> None:
@@ -73,4 +74,35 @@ async def test_without_the_gate_they_all_start_at_once() -> None:
     finally:
         for c in clients:
             drop_socket(c)
+        server.close()
+
+
+async def test_spaced_housekeeping_still_pings_within_the_keepalive() -> None:
+    pings = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal pings
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, size = await reader.readexactly(2)  # every packet here is under 128 B
+                await reader.readexactly(size)
+                if head >> 4 == 1:  # CONNECT: CONNACK
+                    writer.write(b"\x20\x02\x00\x00")
+                elif head >> 4 == 12:  # PINGREQ
+                    pings += 1
+                    writer.write(b"\xd0\x00")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    undo = space_housekeeping(0.4)
+    client = aiomqtt.Client("127.0.0.1", port, identifier="gw-1", keepalive=1, timeout=2)
+    try:
+        await client.__aenter__()
+        await asyncio.sleep(3.0)
+        assert pings >= 2  # a ping within each keepalive (plus the period), the session kept
+    finally:
+        undo()
+        drop_socket(client)
         server.close()
