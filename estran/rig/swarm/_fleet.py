@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +40,32 @@ from estran.rig.swarm._worker import raise_fd_limit
 TARGETS = {"connect_storm_s": 30.0, "config_push_s": 10.0, "ingest_lag_s": 2.0}
 GROUP = "swarm"
 FDS_PER_GATEWAY = 6  # at Mosquitto: 2 connections; in the swarm: 2 sockets, wake-ups, buffer
+# open files a swarm gateway holds in its process: 2 sockets, the buffer's lock and its
+# open segment, a sealed one at times (4.1 measured with 5,000 gateways in a process)
+SWARM_FDS_PER_GATEWAY = 5
+
+
+def check_fd_limit(limit: int, gateways: int, swarm_processes: int) -> None:
+    """RigError when `limit` (open files, what Mosquitto and the swarm's processes inherit)
+    is too low for the run: Mosquitto holds two connections per gateway, and a storm that
+    cannot hold them all never ends (19,915 sessions of 20,000 with a limit of 20,000)."""
+    if limit == resource.RLIM_INFINITY:
+        return
+    broker = 2 * gateways + 64  # and its listener, the hub's clients, its log
+    if limit < broker:
+        raise RigError(
+            f"open files limited to {limit} (ulimit -Hn): Mosquitto needs {broker} for "
+            f"{gateways} gateways (two connections each); at most {(limit - 64) // 2} "
+            "gateways here"
+        )
+    share = -(-gateways // max(1, swarm_processes))
+    swarm = SWARM_FDS_PER_GATEWAY * share + 256
+    if limit < swarm:
+        more = -(-gateways * SWARM_FDS_PER_GATEWAY // (limit - 256))
+        raise RigError(
+            f"open files limited to {limit}: a swarm process of {share} gateways needs "
+            f"{swarm}; use --swarm-processes {more} or more"
+        )
 
 
 def loadavg() -> list[float]:
@@ -133,6 +160,7 @@ class FleetScale:
         self.db = db
         self.workload = workload or Workload(10, 60.0, 1.0)
         self.fd_limit = raise_fd_limit(gateways * FDS_PER_GATEWAY + 1024)
+        check_fd_limit(self.fd_limit, gateways, swarm_processes)
         self.hub = SwarmHub(workdir / "hub-rig", db, processes=hub_processes)
         self.swarm = Swarm(
             workdir / "swarm",
@@ -429,8 +457,10 @@ async def run_fleet(
 __all__ = [
     "FDS_PER_GATEWAY",
     "GROUP",
+    "SWARM_FDS_PER_GATEWAY",
     "TARGETS",
     "FleetScale",
+    "check_fd_limit",
     "loadavg",
     "run_fleet",
 ]
