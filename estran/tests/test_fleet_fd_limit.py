@@ -13,7 +13,7 @@ from estran.rig.swarm._fleet import check_fd_limit
 
 def test_mosquitto_needs_two_connections_per_gateway() -> None:
     with pytest.raises(RigError, match=r"Mosquitto needs 20064 .* at most 9968 gateways"):
-        check_fd_limit(20000, 10000, 8)  # this machine: 19,915 of 20,000 sessions, for ever
+        check_fd_limit(20000, 10000, 8)  # this machine: a hard limit of 20,000
     check_fd_limit(20000, 9900, 4)
 
 

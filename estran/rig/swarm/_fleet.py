@@ -48,7 +48,7 @@ SWARM_FDS_PER_GATEWAY = 5
 def check_fd_limit(limit: int, gateways: int, swarm_processes: int) -> None:
     """RigError when `limit` (open files, what Mosquitto and the swarm's processes inherit)
     is too low for the run: Mosquitto holds two connections per gateway, and a storm that
-    cannot hold them all never ends (19,915 sessions of 20,000 with a limit of 20,000)."""
+    cannot hold them all never ends."""
     if limit == resource.RLIM_INFINITY:
         return
     broker = 2 * gateways + 64  # and its listener, the hub's clients, its log
