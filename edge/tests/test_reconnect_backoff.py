@@ -23,7 +23,7 @@ from edge.config_apply import ConfigApplier
 from edge.config_apply import _agent as agent_module
 from edge.config_apply._agent import FleetAgent
 from edge.identity import GatewayState
-from edge.tests.support.uplink import MemoryLog, config, until
+from edge.tests.support.uplink import MemoryLog, config, read_packet, until
 from edge.uplink import Backoff, Uplink
 from edge.uplink import _uplink as uplink_module
 
@@ -57,20 +57,9 @@ class Broker:
         self.port = 0
         self.server: asyncio.Server | None = None
 
-    async def _packet(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = (await reader.readexactly(1))[0]
-        length, shift = 0, 0
-        while True:
-            byte = (await reader.readexactly(1))[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        return head, await reader.readexactly(length)
-
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            head, body = await self._packet(reader)
+            head, body = await read_packet(reader)
             kind = head >> 4
             if kind == 1:  # CONNECT
                 writer.write(b"\x20\x02\x00\x00")
@@ -95,7 +84,7 @@ class Broker:
                 while await reader.read(1024):
                     pass  # until the client closes the connection
             elif self.hold is None:
-                await self._packet(reader)
+                await read_packet(reader)
                 writer.write(b"\x20\x02\x00\x03")  # CONNACK: server unavailable
                 await writer.drain()
             else:

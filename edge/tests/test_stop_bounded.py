@@ -16,7 +16,7 @@ import aiomqtt
 from edge.config_apply import ConfigApplier
 from edge.config_apply._agent import FleetAgent
 from edge.identity import GatewayState
-from edge.tests.support.uplink import MemoryLog, config
+from edge.tests.support.uplink import MemoryLog, config, read_packet
 from edge.uplink import DISCONNECT_WAIT_S, Uplink, close_client
 from protocols import wire
 
@@ -38,22 +38,11 @@ class DeafBroker:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
-    async def _packet(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = (await reader.readexactly(1))[0]
-        length, shift = 0, 0
-        while True:
-            byte = (await reader.readexactly(1))[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        return head, await reader.readexactly(length)
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connected += 1
         try:
             while True:
-                head, body = await self._packet(reader)
+                head, body = await read_packet(reader)
                 kind = head >> 4
                 if kind == 1:  # CONNECT
                     writer.write(b"\x20\x02\x00\x00")

@@ -240,3 +240,17 @@ def config(tmp_path: Path, port: int, **kw: object) -> UplinkConfig:
     }
     settings.update(kw)
     return UplinkConfig("gw-1", f"mqtt://127.0.0.1:{port}", tmp_path, **settings)  # type: ignore[arg-type]
+
+
+async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One MQTT control packet off the wire, for the scripted brokers of the tests: (its
+    first byte, its body after the variable-length remaining length)."""
+    head = (await reader.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return head, await reader.readexactly(length)

@@ -25,20 +25,9 @@ from estran.rig import Child, RigError
 from estran.rig.swarm._enroll import enroll_many
 from estran.rig.swarm._gateway import LAG_BUCKETS, Workload
 from estran.rig.swarm._hub import power_cut
+from estran.rig.swarm._worker import SUMMED_PER_GATEWAY
 
-SUMMED = (
-    "n",
-    "uplink",
-    "fleet",
-    "produced",
-    "acked",
-    "depth",
-    "buffer_bytes",
-    "connects",
-    "resent",
-    "ack_timeouts",
-    "versioned",
-)
+SUMMED = ("n", *SUMMED_PER_GATEWAY, "versioned")
 
 
 class Swarm:

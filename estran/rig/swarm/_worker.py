@@ -100,24 +100,26 @@ def space_housekeeping(period_s: float) -> Callable[[], None]:
     return undo
 
 
+# The figures a status line sums over its gateways (with `n` and `versioned`: what the
+# swarm sums over its processes, estran.rig.swarm._swarm.SUMMED)
+SUMMED_PER_GATEWAY = (
+    "uplink",
+    "fleet",
+    "produced",
+    "acked",
+    "depth",
+    "buffer_bytes",
+    "connects",
+    "resent",
+    "ack_timeouts",
+)
+
+
 def status(gateways: list[SimGateway]) -> dict[str, object]:
     out: dict[str, object] = {"t": time.time(), "n": len(gateways), "pid": os.getpid()}
     versioned = 0  # gateways running a configuration the hub sent
     outcomes: dict[str, int] = {}
-    sums = dict.fromkeys(
-        (
-            "uplink",
-            "fleet",
-            "produced",
-            "acked",
-            "depth",
-            "buffer_bytes",
-            "connects",
-            "resent",
-            "ack_timeouts",
-        ),
-        0,
-    )
+    sums = dict.fromkeys(SUMMED_PER_GATEWAY, 0)
     for g in gateways:
         f = g.figures()
         for k in sums:
