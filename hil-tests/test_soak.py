@@ -96,7 +96,7 @@ async def test_the_judge_catches_planted_leaks(tmp_path: Path) -> None:
 
 @pytest.mark.needs("serial.tic", "ble", "hub", "gateway")
 async def test_soak_minutes(tmp_path: Path) -> None:
-    figures = await run_demo_soak(tmp_path / "territory", 90.0, period_s=2.0, warmup_s=30.0)
+    figures = await run_demo_soak(tmp_path / "territory", 90.0, period_s=2.0, warmup_s=60.0)
     publish("soak-minutes", figures, tmp_path)
     judge(figures)
 

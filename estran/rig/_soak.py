@@ -11,8 +11,8 @@ segment files (`segments`). Linux only.
 
 `SoakSeries.summary()` fits a least-squares line through a series after a warm-up and says
 whether it is **flat within noise** (`rss` is reported, `anon` judged): the growth that the
-slope of the run's second half predicts over the whole sampled span (a leak keeps its rate,
-a warm-up slows down) is
+lower of the whole run's slope and its second half's predicts over the sampled span (a leak
+keeps its rate in both, a warm-up slows down) is
 no more than 3 standard deviations of the residuals, or no more than the series' floor
 (`FLOORS`: 1 % of the mean for memory and bytes, half a descriptor, one reading). A series
 with a bound (`BOUNDS`: a gateway holds at most two segment files while its hub
@@ -170,18 +170,20 @@ class SoakSeries:
         residuals = [y - (my + b * (x - mx)) for x, y in pts]
         noise = statistics.pstdev(residuals)
         span = pts[-1][0] - pts[0][0]
-        # Judged: the rate of the run's second half, over the whole run. A leak grows at the
-        # same rate from start to end and shows in both halves; a warm-up (allocators' pages
-        # touched for the first time, caches filling) slows down and ends.
+        # Judged: the lower of the whole run's rate and its second half's, over the whole run.
+        # A leak grows at the same rate from start to end and shows in both; a warm-up
+        # (allocators' pages touched for the first time, caches filling) slows down and ends:
+        # its second half is flat; a step near the end of a short run steepens only the
+        # second half.
         late = slope(pts[len(pts) // 2 :])
-        growth = late * span
+        growth = min(b, late) * span
         how, k = FLOORS.get(self.kind, ("mean", 0.01))
         floor = k * abs(my) if how == "mean" else k
         flat = growth <= 3 * noise or growth <= floor or math.isclose(growth, 0.0)
         reason = (
             ""
             if flat
-            else f"grows {growth:.4g} {self.unit} over {span:.0f} s at its second half's rate: "
+            else f"grows {growth:.4g} {self.unit} over {span:.0f} s (whole run and second half): "
             f"above 3 standard deviations of the residuals ({3 * noise:.4g}) and the floor "
             f"({floor:.4g})"
         )

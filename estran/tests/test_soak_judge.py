@@ -28,7 +28,7 @@ def test_a_leak_at_a_steady_rate_is_not_flat() -> None:
     out = judged([(t, 57 * MB + 1.0 * MB * t / HOUR + wobble(t)) for t in range(0, HOUR, 10)])
     assert out["flat"] is False, out
     assert abs(float(out["late_slope_per_hour"]) - 1.0 * MB) < 0.05 * MB  # type: ignore[arg-type]
-    assert "second half's rate" in str(out["reason"])
+    assert "whole run and second half" in str(out["reason"])
 
 
 def test_a_warm_up_that_levels_off_is_flat_and_its_whole_slope_reported() -> None:
@@ -39,6 +39,15 @@ def test_a_warm_up_that_levels_off_is_flat_and_its_whole_slope_reported() -> Non
     out = judged(curve)
     assert out["flat"] is True, out
     assert float(out["slope_per_hour"]) > 0.5 * MB  # type: ignore[arg-type]
+
+
+def test_a_step_at_the_end_of_a_still_run_is_flat() -> None:
+    """One allocation of 300 kB in the last minute: the second half's slope alone would
+    make it a leak of +1.2 MB over the hour; the whole run's says what it is."""
+    curve = [
+        (t, 57 * MB + (300_000 if t > HOUR - 60 else 0) + wobble(t)) for t in range(0, HOUR, 10)
+    ]
+    assert judged(curve)["flat"] is True
 
 
 def test_a_leak_that_starts_half_way_is_not_flat() -> None:
