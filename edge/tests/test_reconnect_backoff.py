@@ -114,6 +114,21 @@ async def _stop(task: asyncio.Task[None]) -> None:
         await asyncio.wait_for(task, 10)
 
 
+@contextlib.asynccontextmanager
+async def fleet_agent(
+    tmp_path: Path, broker: Broker, backoff: RecordingBackoff
+) -> AsyncIterator[FleetAgent]:
+    """A gateway's fleet link to `broker`, running with `backoff`; stopped on exit."""
+    with GatewayState(tmp_path) as state:
+        applier = ConfigApplier(state, None, "gw-1")  # type: ignore[arg-type]
+        agent = FleetAgent(applier, "127.0.0.1", broker.port, "gw-1", "pw", backoff=backoff)
+        task = asyncio.create_task(agent.run(), name="fleet-agent")
+        try:
+            yield agent
+        finally:
+            await _stop(task)
+
+
 def _within_bases(delays: list[float], minimum: float, maximum: float) -> bool:
     bases = [min(minimum * 2**i, maximum) for i in range(len(delays))]
     return all(b / 2 <= d <= b for d, b in zip(delays, bases, strict=True))
@@ -123,15 +138,8 @@ async def test_the_fleet_link_backs_off_with_jitter_while_the_broker_drops_it(
     tmp_path: Path,
 ) -> None:
     backoff = RecordingBackoff()
-    async with Broker(hold=None).running() as broker:
-        with GatewayState(tmp_path) as state:
-            applier = ConfigApplier(state, None, "gw-1")  # type: ignore[arg-type]
-            agent = FleetAgent(applier, "127.0.0.1", broker.port, "gw-1", "pw", backoff=backoff)
-            task = asyncio.create_task(agent.run(), name="fleet-agent")
-            try:
-                await until(lambda: len(backoff.delays) >= 6, 20)
-            finally:
-                await _stop(task)
+    async with Broker(hold=None).running() as broker, fleet_agent(tmp_path, broker, backoff):
+        await until(lambda: len(backoff.delays) >= 6, 20)
     assert broker.accepted >= 6
     assert backoff.resets == 0  # nothing held: the delays only grow
     assert _within_bases(backoff.delays[:6], 0.02, 0.16)
@@ -143,19 +151,13 @@ async def test_the_fleet_link_backs_off_from_the_start_only_after_a_connection_t
 ) -> None:
     monkeypatch.setattr(agent_module, "HELD_S", 0.3)
     backoff = RecordingBackoff()
-    async with Broker(hold=0.05).running() as broker:  # sessions that drop at once
-        with GatewayState(tmp_path) as state:
-            applier = ConfigApplier(state, None, "gw-1")  # type: ignore[arg-type]
-            agent = FleetAgent(applier, "127.0.0.1", broker.port, "gw-1", "pw", backoff=backoff)
-            task = asyncio.create_task(agent.run(), name="fleet-agent")
-            try:
-                await until(lambda: len(backoff.delays) >= 4, 20)
-                assert backoff.resets == 0  # connected, but did not hold: no fresh start
-                assert _within_bases(backoff.delays[:4], 0.02, 0.16)
-                broker.hold = 1.0  # now they hold
-                await until(lambda: backoff.resets >= 1, 20)
-            finally:
-                await _stop(task)
+    broker = Broker(hold=0.05)  # sessions that drop at once
+    async with broker.running(), fleet_agent(tmp_path, broker, backoff):
+        await until(lambda: len(backoff.delays) >= 4, 20)
+        assert backoff.resets == 0  # connected, but did not hold: no fresh start
+        assert _within_bases(backoff.delays[:4], 0.02, 0.16)
+        broker.hold = 1.0  # now they hold
+        await until(lambda: backoff.resets >= 1, 20)
 
 
 async def test_uplink_attempts_that_fail_slowly_do_not_reset_its_backoff(tmp_path: Path) -> None:
